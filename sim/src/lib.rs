@@ -1,0 +1,26 @@
+//! Simulators for the zenchef-edge agent: everything outside the box, in process.
+//!
+//! Written from the written contracts only (`cashpad-local-v1.md`,
+//! `zenchef-api.md`, `sync-rules.md`), never from the agent's code, so that a
+//! misreading of the spec by the agent is caught by tests instead of mirrored.
+//! Everything binds `127.0.0.1` only; mDNS runs on loopback and a
+//! non-standard port.
+//!
+//! # Layout
+//! - [`broker`]: the Cashpad MQTT broker (rumqttd, in process).
+//! - [`mdns`]: the Cashpad DNS-SD advert (`_cashpad._tcp.local.`).
+//! - [`pos`]: the Cashpad POS as an MQTT client: publishes events and the
+//!   floor plan, records what the agent sends back.
+//! - [`zenchef`]: the Zenchef partner API fake (axum) with fault injection.
+//! - [`scenario`]: a deterministic generated dinner service and its expected
+//!   outcome.
+//! - [`util`]: small shared helpers (free ports, waiting for conditions).
+
+#![warn(missing_docs)]
+
+pub mod broker;
+pub mod mdns;
+pub mod pos;
+pub mod scenario;
+pub mod util;
+pub mod zenchef;

@@ -1,0 +1,115 @@
+//! `pos-sim`: a simulated Cashpad server as a standalone process: MQTT broker,
+//! mDNS advert on loopback, and the POS client publishing the floor plan
+//! (and optionally replaying a generated service).
+
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use clap::Parser;
+use zenchef_sim::broker::{BrokerOptions, start_broker};
+use zenchef_sim::mdns::{PosAdvert, advertise};
+use zenchef_sim::pos::{Pos, paris_winter};
+use zenchef_sim::scenario::{Scenario, Step};
+
+/// Runs a simulated Cashpad server on 127.0.0.1.
+#[derive(Parser, Debug)]
+struct Args {
+    /// MQTT port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 18830)]
+    mqtt_port: u16,
+    /// mDNS UDP port (never 5353 by default: loopback-only tests).
+    #[arg(long, default_value_t = 15353)]
+    mdns_port: u16,
+    /// Cashpad Installation ID.
+    #[arg(long, default_value = "CP-4F2A91")]
+    iid: String,
+    /// Cashpad app version announced in TXT `app`.
+    #[arg(long, default_value = "2.0.18")]
+    app: String,
+    /// The MQTT password of user `zenchef-edge` (the agent's Cashpad token).
+    #[arg(long, default_value = "cashpad-dev-token")]
+    token: String,
+    /// Scenario seed (floor plan and replayed events).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Restaurant day `YYYY-MM-DD` (default: today at +01:00).
+    #[arg(long)]
+    day: Option<NaiveDate>,
+    /// Replay the scenario's POS events this many times faster than real
+    /// time (0 = do not replay).
+    #[arg(long, default_value_t = 0.0)]
+    speed: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let pos_password = zenchef_sim::util::random_hex(16);
+    let broker = start_broker(BrokerOptions {
+        port: args.mqtt_port,
+        users: vec![
+            ("zenchef-edge".into(), args.token.clone()),
+            ("cashpad-pos".into(), pos_password.clone()),
+        ],
+    })?;
+    let mut advert = PosAdvert::new(args.mdns_port, &args.iid, broker.port);
+    advert.app = args.app.clone();
+    let _advertiser = advertise(advert)?;
+    let pos = Pos::connect(broker.port, &args.iid, "cashpad-pos", &pos_password).await?;
+    let day = args
+        .day
+        .unwrap_or_else(|| Utc::now().with_timezone(&paris_winter()).date_naive());
+    let scenario = Scenario::generate(args.seed, day);
+    pos.publish_floorplan(&scenario.floorplan()).await?;
+    println!(
+        "pos-sim: MQTT 127.0.0.1:{} (user zenchef-edge, password {})",
+        broker.port, args.token
+    );
+    println!(
+        "pos-sim: mDNS _cashpad._tcp on loopback port {}, iid {}, app {}",
+        args.mdns_port, args.iid, args.app
+    );
+    if args.speed > 0.0 {
+        let pos = pos.clone();
+        let speed = args.speed;
+        tokio::spawn(async move {
+            let mut last: Option<chrono::DateTime<chrono::FixedOffset>> = None;
+            for step in &scenario.steps {
+                if let Some(prev) = last {
+                    let gap = (step.at() - prev).to_std().unwrap_or_default();
+                    tokio::time::sleep(gap.div_f64(speed)).await;
+                }
+                last = Some(step.at());
+                if let Step::Pos { event, .. } = step {
+                    match pos.publish_event(event).await {
+                        Ok(()) => println!(
+                            "sent {} {} {}",
+                            event["seq"], event["type"], event["data"]["order_id"]
+                        ),
+                        Err(e) => eprintln!("publish failed: {e:#}"),
+                    }
+                }
+            }
+            println!("pos-sim: replay done");
+        });
+    }
+    let mut known = 0usize;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        let s = pos.state();
+        if s.reservations.len() != known {
+            known = s.reservations.len();
+            println!(
+                "pos-sim: {known} reservations retained; status {:?}",
+                s.status
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! Small helpers shared by the simulators: free ports, waiting for a TCP port,
+//! waiting for a condition without sleeps-then-assert, random hex ids.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+
+/// The only address the simulators ever bind: `127.0.0.1`.
+pub const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// A TCP port on `127.0.0.1` that was free a moment ago (bind to port 0, read
+/// the port, close). Racy by nature, good enough for tests.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind((LOOPBACK, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Blocks until `127.0.0.1:port` accepts a TCP connection, or fails after
+/// `timeout`.
+pub fn wait_for_tcp(port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let addr = SocketAddr::from((LOOPBACK, port));
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("port {port} did not accept TCP connections within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `condition` every 20 ms until it returns `Some(value)` or `timeout`
+/// passes; the error names `what` was awaited.
+pub async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = condition() {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A random lower-case hex string of `n` characters (ids; no uuid crate).
+pub fn random_hex(n: usize) -> String {
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| char::from_digit(rng.random_range(0..16u32), 16).expect("digit < 16"))
+        .collect()
+}
+
+/// A random version-4-shaped UUID string (`8-4-4-4-12` hex), e.g. for
+/// `event_id`.
+pub fn random_uuid() -> String {
+    let h = random_hex(32);
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
