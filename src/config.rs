@@ -1,0 +1,839 @@
+//! The agent's configuration file (`agent-interface.md` § "Configuration file").
+//!
+//! Two layers, as in rathole's `config.rs`:
+//! - [`RawConfig`]: exactly what the TOML file says, every key optional,
+//!   unknown keys refused (`deny_unknown_fields`: a typo must not silently
+//!   disable something);
+//! - [`Config`]: the validated result with every default filled in, built by
+//!   [`RawConfig::validate`]. Every rejection names the key, the problem and
+//!   the file, and maps to exit code [`EX_CONFIG`] (78).
+//!
+//! Secrets (the Zenchef token, the Cashpad token, the Pay token) are held in
+//! [`Secret`], whose `Debug` and `Display` print `***`.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Exit code for any configuration error (sysexits `EX_CONFIG`); the systemd
+/// unit lists it in `RestartPreventExitStatus=` so a bad file does not
+/// restart-loop.
+pub const EX_CONFIG: i32 = 78;
+/// Default configuration path on the box.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/zenchef-edge/agent.toml";
+/// Default minimum Cashpad app version (the seed: "2.0.16 or later").
+pub const DEFAULT_MIN_VERSION: &str = "2.0.16";
+/// Default mDNS port (RFC 6762).
+pub const DEFAULT_MDNS_PORT: u16 = 5353;
+/// Default MQTT port when `cashpad.host` is set without `cashpad.port`.
+pub const DEFAULT_MQTT_PORT: u16 = 1883;
+/// Default Zenchef API base URL (production).
+pub const DEFAULT_ZENCHEF_BASE_URL: &str = "https://api.zenchef.com/api/v1";
+/// Default `PublisherName` header value.
+pub const DEFAULT_PUBLISHER_NAME: &str = "zenchef-edge";
+/// Default reservation poll interval, seconds.
+pub const DEFAULT_POLL_INTERVAL_S: u64 = 30;
+/// Default sync window in days (today and tomorrow).
+pub const DEFAULT_SYNC_DAYS: u32 = 2;
+/// Default matching window before `opened_at`, minutes (sync-rules 4).
+pub const DEFAULT_MATCH_BEFORE_MIN: i64 = 90;
+/// Default matching window after `opened_at`, minutes (sync-rules 4).
+pub const DEFAULT_MATCH_AFTER_MIN: i64 = 60;
+/// Default Zenchef Pay base URL.
+pub const DEFAULT_PAY_BASE_URL: &str = "https://pay.zenchef.com/pos/v1";
+/// Default store path.
+pub const DEFAULT_STORE_PATH: &str = "/var/lib/zenchef-edge/agent.db";
+/// Default maintenance window for updates (restaurant local time).
+pub const DEFAULT_UPDATE_WINDOW: &str = "03:00-05:00";
+/// Default local HTTP listen address (status page, webhook nudge).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8780";
+/// Default number of orders delivered concurrently.
+pub const DEFAULT_DELIVERY_CONCURRENCY: usize = 16;
+/// Default cap of the retry backoff, seconds.
+pub const DEFAULT_RETRY_MAX_S: u64 = 60;
+/// Default delay between two tries while credentials are refused, seconds.
+pub const DEFAULT_CREDENTIALS_RETRY_S: u64 = 300;
+/// Default HTTP timeout for one call to Zenchef, seconds.
+pub const DEFAULT_HTTP_TIMEOUT_S: u64 = 15;
+
+/// A secret string (token, password). `Debug` and `Display` print `***`;
+/// the value is reachable only through [`Secret::expose`], used where the
+/// secret goes on the wire.
+#[derive(Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself: only for headers and MQTT credentials.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    fn is_blank(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A configuration error: `config error: <key>: <problem> (in <file>)`.
+#[derive(Debug, thiserror::Error)]
+#[error("config error: {key}: {problem} (in {file})")]
+pub struct ConfigError {
+    /// Dotted key, e.g. `zenchef.restaurant_id`; `-` when the file itself is the problem.
+    pub key: String,
+    /// What is wrong with the value (never the value of a secret).
+    pub problem: String,
+    /// The file that was read.
+    pub file: PathBuf,
+}
+
+/// The file as written (every key optional; unknown keys refused).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[restaurant]`
+    #[serde(default)]
+    pub restaurant: RawRestaurant,
+    /// `[cashpad]`
+    #[serde(default)]
+    pub cashpad: RawCashpad,
+    /// `[zenchef]`
+    #[serde(default)]
+    pub zenchef: RawZenchef,
+    /// `[zenchef_pay]`
+    #[serde(default)]
+    pub zenchef_pay: RawPay,
+    /// `[store]`
+    #[serde(default)]
+    pub store: RawStore,
+    /// `[update]`
+    #[serde(default)]
+    pub update: RawUpdate,
+    /// `[http]`
+    #[serde(default)]
+    pub http: RawHttp,
+    /// `[delivery]` (project extension: outbox tuning, see docs/decisions.md)
+    #[serde(default)]
+    pub delivery: RawDelivery,
+    /// `[log]` (project extension)
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[restaurant]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRestaurant {
+    pub timezone: Option<String>,
+    pub currency: Option<String>,
+}
+
+/// `[cashpad]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCashpad {
+    pub token: Option<Secret>,
+    pub installation_id: Option<String>,
+    pub min_version: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub mdns_port: Option<u16>,
+    pub interfaces: Option<Vec<String>>,
+}
+
+/// `[zenchef]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawZenchef {
+    pub restaurant_id: Option<String>,
+    pub token: Option<Secret>,
+    pub base_url: Option<String>,
+    pub publisher_name: Option<String>,
+    pub poll_interval_s: Option<u64>,
+    pub sync_days: Option<u32>,
+    pub match_before_min: Option<i64>,
+    pub match_after_min: Option<i64>,
+}
+
+/// `[zenchef_pay]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPay {
+    pub enabled: Option<bool>,
+    pub base_url: Option<String>,
+    pub token: Option<Secret>,
+}
+
+/// `[store]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub path: Option<PathBuf>,
+}
+
+/// `[update]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpdate {
+    pub enabled: Option<bool>,
+    pub manifest_url: Option<String>,
+    pub public_key: Option<String>,
+    pub window: Option<String>,
+    pub rollout_percent: Option<u8>,
+}
+
+/// `[http]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+}
+
+/// `[delivery]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    pub concurrency: Option<usize>,
+    pub retry_max_s: Option<u64>,
+    pub credentials_retry_s: Option<u64>,
+    pub http_timeout_s: Option<u64>,
+}
+
+/// `[log]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub filter: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub file: PathBuf,
+    /// Restaurant time zone (IANA); sync window and day/time of walk-ins use it.
+    pub timezone: chrono_tz::Tz,
+    /// ISO 4217 currency of every `*_cents` amount, e.g. `EUR`.
+    pub currency: String,
+    /// Cashpad side.
+    pub cashpad: CashpadConfig,
+    /// Zenchef side.
+    pub zenchef: ZenchefConfig,
+    /// Zenchef Pay side (`None` when disabled).
+    pub pay: Option<PayConfig>,
+    /// The SQLite file.
+    pub store_path: PathBuf,
+    /// Self-update settings.
+    pub update: UpdateConfig,
+    /// Local HTTP listen address (`None` when disabled with `""`).
+    pub http_listen: Option<SocketAddr>,
+    /// Outbox delivery tuning.
+    pub delivery: DeliveryConfig,
+    /// `RUST_LOG`-style filter (the `RUST_LOG` environment variable wins).
+    pub log_filter: String,
+}
+
+/// `[cashpad]`, validated.
+#[derive(Debug, Clone)]
+pub struct CashpadConfig {
+    /// MQTT password (username is always `zenchef-edge`).
+    pub token: Secret,
+    /// The POS to pick when several answer; `None`: exactly one must answer.
+    pub installation_id: Option<String>,
+    /// Minimum accepted Cashpad app version.
+    pub min_version: Version,
+    /// Static POS address: disables discovery.
+    pub static_addr: Option<(String, u16)>,
+    /// UDP port of mDNS (5353; tests use another).
+    pub mdns_port: u16,
+    /// Interfaces mDNS runs on; empty = every non-loopback interface.
+    pub interfaces: Vec<String>,
+}
+
+/// `[zenchef]`, validated.
+#[derive(Debug, Clone)]
+pub struct ZenchefConfig {
+    /// `restaurantId` header.
+    pub restaurant_id: String,
+    /// `auth-token` header.
+    pub token: Secret,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    /// `PublisherName` header.
+    pub publisher_name: String,
+    /// Reservation poll interval.
+    pub poll_interval: Duration,
+    /// Days in the sync window, starting today (restaurant time).
+    pub sync_days: u32,
+    /// Matching window before `opened_at`, minutes.
+    pub match_before_min: i64,
+    /// Matching window after `opened_at`, minutes.
+    pub match_after_min: i64,
+}
+
+/// `[zenchef_pay]`, validated (present only when enabled).
+#[derive(Debug, Clone)]
+pub struct PayConfig {
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    /// Bearer token.
+    pub token: Secret,
+}
+
+/// `[update]`, validated.
+#[derive(Debug, Clone)]
+pub struct UpdateConfig {
+    /// Unattended updates on/off.
+    pub enabled: bool,
+    /// Manifest URL (`None`: nothing to check).
+    pub manifest_url: Option<String>,
+    /// ed25519 public key, base64; an empty key refuses every update.
+    pub public_key: Option<String>,
+    /// Maintenance window, restaurant local time: (start, end) as minutes after midnight.
+    pub window: (u32, u32),
+    /// Staged rollout percentage, 0–100.
+    pub rollout_percent: u8,
+}
+
+/// `[delivery]`, validated.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Orders delivered concurrently.
+    pub concurrency: usize,
+    /// Cap of the exponential retry backoff.
+    pub retry_max: Duration,
+    /// Delay between tries while Zenchef refuses the credentials.
+    pub credentials_retry: Duration,
+    /// Timeout of one HTTP call.
+    pub http_timeout: Duration,
+}
+
+/// A `MAJOR.MINOR.PATCH` version (Cashpad `app` TXT key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl std::str::FromStr for Version {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.trim().split('.').collect();
+        if parts.len() != 3 {
+            return Err(format!("`{s}` is not MAJOR.MINOR.PATCH"));
+        }
+        let n = |p: &str| {
+            p.parse::<u32>()
+                .map_err(|_| format!("`{s}` is not MAJOR.MINOR.PATCH"))
+        };
+        Ok(Version(n(parts[0])?, n(parts[1])?, n(parts[2])?))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// Where the configuration file is: `--config`, else `ZENCHEF_EDGE_CONFIG`,
+/// else [`DEFAULT_CONFIG_PATH`] (clap resolves the first two).
+pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
+/// Reads, parses and validates the file.
+///
+/// Errors: [`ConfigError`] naming the key (or `-` for an unreadable file or
+/// a TOML syntax error, whose message carries line and column).
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        key: "-".into(),
+        problem: format!("cannot read the file: {e}"),
+        file: path.to_path_buf(),
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates TOML text; `path` is only used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let msg = e.message().to_string();
+        // serde's unknown-field message names the key; keep it first.
+        let key = unknown_key(&msg).unwrap_or_else(|| "-".into());
+        let place = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!(" at line {line}")
+            })
+            .unwrap_or_default();
+        ConfigError {
+            key,
+            problem: format!("{msg}{place}"),
+            file: path.to_path_buf(),
+        }
+    })?;
+    raw.validate(path)
+}
+
+fn unknown_key(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+impl RawConfig {
+    /// Fills defaults and rejects bad values (agent-interface.md). `doctor`
+    /// and provisioning reuse it.
+    pub fn validate(self, file: &Path) -> Result<Config, ConfigError> {
+        let err = |key: &str, problem: String| ConfigError {
+            key: key.to_string(),
+            problem,
+            file: file.to_path_buf(),
+        };
+        let tz_name = self
+            .restaurant
+            .timezone
+            .unwrap_or_else(|| "Europe/Paris".into());
+        let timezone: chrono_tz::Tz = tz_name.parse().map_err(|_| {
+            err(
+                "restaurant.timezone",
+                format!("`{tz_name}` is not an IANA time zone name"),
+            )
+        })?;
+        let currency = self.restaurant.currency.unwrap_or_else(|| "EUR".into());
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(err(
+                "restaurant.currency",
+                format!("`{currency}` is not an ISO 4217 code such as EUR"),
+            ));
+        }
+
+        // [cashpad]
+        let c = self.cashpad;
+        let token = required_secret(c.token, "cashpad.token", &err)?;
+        let installation_id = match c.installation_id {
+            Some(s) if s.trim().is_empty() => {
+                return Err(err(
+                    "cashpad.installation_id",
+                    "empty (remove the key to accept the only POS on the LAN)".into(),
+                ));
+            }
+            other => other,
+        };
+        let min_version_s = c
+            .min_version
+            .unwrap_or_else(|| DEFAULT_MIN_VERSION.to_string());
+        let min_version: Version = min_version_s
+            .parse()
+            .map_err(|m| err("cashpad.min_version", m))?;
+        let static_addr = match (c.host, c.port) {
+            (Some(h), p) if !h.trim().is_empty() => Some((h, p.unwrap_or(DEFAULT_MQTT_PORT))),
+            (Some(_), _) => return Err(err("cashpad.host", "empty".into())),
+            (None, Some(_)) => {
+                return Err(err(
+                    "cashpad.port",
+                    "set without cashpad.host (the port alone cannot replace discovery)".into(),
+                ));
+            }
+            (None, None) => None,
+        };
+        if c.port == Some(0) {
+            return Err(err("cashpad.port", "0 is not a valid port".into()));
+        }
+        let mdns_port = c.mdns_port.unwrap_or(DEFAULT_MDNS_PORT);
+        if mdns_port == 0 {
+            return Err(err("cashpad.mdns_port", "0 is not a valid port".into()));
+        }
+        let cashpad = CashpadConfig {
+            token,
+            installation_id,
+            min_version,
+            static_addr,
+            mdns_port,
+            interfaces: c.interfaces.unwrap_or_default(),
+        };
+
+        // [zenchef]
+        let z = self.zenchef;
+        let restaurant_id = match z.restaurant_id {
+            None => return Err(err("zenchef.restaurant_id", "missing".into())),
+            Some(s) if s.trim().is_empty() => {
+                return Err(err("zenchef.restaurant_id", "empty".into()));
+            }
+            Some(s) => s,
+        };
+        let ztoken = required_secret(z.token, "zenchef.token", &err)?;
+        let base_url = check_url(
+            z.base_url
+                .unwrap_or_else(|| DEFAULT_ZENCHEF_BASE_URL.to_string()),
+        )
+        .map_err(|m| err("zenchef.base_url", m))?;
+        let poll = z.poll_interval_s.unwrap_or(DEFAULT_POLL_INTERVAL_S);
+        if poll == 0 {
+            return Err(err("zenchef.poll_interval_s", "must be ≥ 1".into()));
+        }
+        let sync_days = z.sync_days.unwrap_or(DEFAULT_SYNC_DAYS);
+        if !(1..=14).contains(&sync_days) {
+            return Err(err(
+                "zenchef.sync_days",
+                format!("{sync_days} is outside 1..=14"),
+            ));
+        }
+        let before = z.match_before_min.unwrap_or(DEFAULT_MATCH_BEFORE_MIN);
+        let after = z.match_after_min.unwrap_or(DEFAULT_MATCH_AFTER_MIN);
+        if !(0..=720).contains(&before) {
+            return Err(err(
+                "zenchef.match_before_min",
+                format!("{before} is outside 0..=720"),
+            ));
+        }
+        if !(0..=720).contains(&after) {
+            return Err(err(
+                "zenchef.match_after_min",
+                format!("{after} is outside 0..=720"),
+            ));
+        }
+        let publisher_name = z
+            .publisher_name
+            .unwrap_or_else(|| DEFAULT_PUBLISHER_NAME.to_string());
+        if publisher_name.trim().is_empty() {
+            return Err(err("zenchef.publisher_name", "empty".into()));
+        }
+        let zenchef = ZenchefConfig {
+            restaurant_id,
+            token: ztoken,
+            base_url,
+            publisher_name,
+            poll_interval: Duration::from_secs(poll),
+            sync_days,
+            match_before_min: before,
+            match_after_min: after,
+        };
+
+        // [zenchef_pay]
+        let p = self.zenchef_pay;
+        let pay_url = check_url(p.base_url.unwrap_or_else(|| DEFAULT_PAY_BASE_URL.into()))
+            .map_err(|m| err("zenchef_pay.base_url", m))?;
+        let pay = if p.enabled.unwrap_or(false) {
+            Some(PayConfig {
+                base_url: pay_url,
+                token: required_secret(p.token, "zenchef_pay.token", &err)?,
+            })
+        } else {
+            None
+        };
+
+        // [store]
+        let store_path = self
+            .store
+            .path
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH));
+        if store_path.as_os_str().is_empty() {
+            return Err(err("store.path", "empty".into()));
+        }
+
+        // [update]
+        let u = self.update;
+        let window_s = u.window.unwrap_or_else(|| DEFAULT_UPDATE_WINDOW.into());
+        let window = parse_window(&window_s).map_err(|m| err("update.window", m))?;
+        let rollout_percent = u.rollout_percent.unwrap_or(100);
+        if rollout_percent > 100 {
+            return Err(err(
+                "update.rollout_percent",
+                format!("{rollout_percent} is above 100"),
+            ));
+        }
+        let manifest_url = match u.manifest_url {
+            Some(m) if !m.trim().is_empty() => {
+                Some(check_url(m).map_err(|e| err("update.manifest_url", e))?)
+            }
+            _ => None,
+        };
+        let update = UpdateConfig {
+            enabled: u.enabled.unwrap_or(true),
+            manifest_url,
+            public_key: u.public_key.filter(|k| !k.trim().is_empty()),
+            window,
+            rollout_percent,
+        };
+
+        // [http]
+        let listen = self
+            .http
+            .listen
+            .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into());
+        let http_listen = if listen.trim().is_empty() {
+            None
+        } else {
+            Some(listen.parse::<SocketAddr>().map_err(|_| {
+                err(
+                    "http.listen",
+                    format!("`{listen}` is not an address:port such as 127.0.0.1:8780"),
+                )
+            })?)
+        };
+
+        // [delivery]
+        let d = self.delivery;
+        let concurrency = d.concurrency.unwrap_or(DEFAULT_DELIVERY_CONCURRENCY);
+        if !(1..=256).contains(&concurrency) {
+            return Err(err(
+                "delivery.concurrency",
+                format!("{concurrency} is outside 1..=256"),
+            ));
+        }
+        let retry_max_s = d.retry_max_s.unwrap_or(DEFAULT_RETRY_MAX_S);
+        if retry_max_s == 0 {
+            return Err(err("delivery.retry_max_s", "must be ≥ 1".into()));
+        }
+        let cred_s = d.credentials_retry_s.unwrap_or(DEFAULT_CREDENTIALS_RETRY_S);
+        if cred_s == 0 {
+            return Err(err("delivery.credentials_retry_s", "must be ≥ 1".into()));
+        }
+        let timeout_s = d.http_timeout_s.unwrap_or(DEFAULT_HTTP_TIMEOUT_S);
+        if timeout_s == 0 {
+            return Err(err("delivery.http_timeout_s", "must be ≥ 1".into()));
+        }
+        let delivery = DeliveryConfig {
+            concurrency,
+            retry_max: Duration::from_secs(retry_max_s),
+            credentials_retry: Duration::from_secs(cred_s),
+            http_timeout: Duration::from_secs(timeout_s),
+        };
+
+        Ok(Config {
+            file: file.to_path_buf(),
+            timezone,
+            currency,
+            cashpad,
+            zenchef,
+            pay,
+            store_path,
+            update,
+            http_listen,
+            delivery,
+            log_filter: self.log.filter.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn required_secret(
+    value: Option<Secret>,
+    key: &str,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Secret, ConfigError> {
+    match value {
+        None => Err(err(key, "missing".into())),
+        Some(s) if s.is_blank() => Err(err(key, "empty".into())),
+        Some(s) => Ok(s),
+    }
+}
+
+/// Accepts `https://…`, and `http://…` only towards a loopback host
+/// (127.0.0.0/8, `::1`, `localhost`). Returns the URL without trailing `/`.
+pub fn check_url(url: String) -> Result<String, String> {
+    let url = url.trim().trim_end_matches('/').to_string();
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("`{url}` is not an http(s) URL"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = host_of(authority);
+    if host.is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    match scheme {
+        "https" => Ok(url),
+        "http" if is_loopback_host(&host) => Ok(url),
+        "http" => Err(format!(
+            "`{url}`: http:// is only accepted for a loopback host; use https://"
+        )),
+        _ => Err(format!("`{url}`: scheme `{scheme}` is not http or https")),
+    }
+}
+
+fn host_of(authority: &str) -> String {
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("").to_string();
+    }
+    authority.split(':').next().unwrap_or("").to_string()
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+/// Parses `HH:MM-HH:MM` into minutes after midnight (the window may wrap
+/// midnight, e.g. `23:00-01:00`).
+pub fn parse_window(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("`{s}` is not HH:MM-HH:MM");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let hm = |t: &str| -> Result<u32, String> {
+        let (h, m) = t.trim().split_once(':').ok_or_else(bad)?;
+        let h: u32 = h.parse().map_err(|_| bad())?;
+        let m: u32 = m.parse().map_err(|_| bad())?;
+        if h > 23 || m > 59 {
+            return Err(bad());
+        }
+        Ok(h * 60 + m)
+    };
+    let (start, end) = (hm(a)?, hm(b)?);
+    if start == end {
+        return Err(format!("`{s}` is an empty window"));
+    }
+    Ok((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[cashpad]
+token = "cp-secret"
+[zenchef]
+restaurant_id = "654321"
+token = "zc-secret"
+"#;
+
+    fn p(text: &str) -> Result<Config, ConfigError> {
+        parse(text, Path::new("/etc/zenchef-edge/agent.toml"))
+    }
+
+    #[test]
+    fn minimal_file_gets_the_documented_defaults() {
+        let c = p(MINIMAL).unwrap();
+        assert_eq!(c.timezone, chrono_tz::Europe::Paris);
+        assert_eq!(c.currency, "EUR");
+        assert_eq!(c.cashpad.min_version, Version(2, 0, 16));
+        assert_eq!(c.cashpad.mdns_port, 5353);
+        assert_eq!(c.zenchef.base_url, "https://api.zenchef.com/api/v1");
+        assert_eq!(c.zenchef.poll_interval, Duration::from_secs(30));
+        assert_eq!(c.zenchef.sync_days, 2);
+        assert_eq!(
+            (c.zenchef.match_before_min, c.zenchef.match_after_min),
+            (90, 60)
+        );
+        assert!(c.pay.is_none());
+        assert_eq!(
+            c.store_path,
+            PathBuf::from("/var/lib/zenchef-edge/agent.db")
+        );
+        assert_eq!(c.update.window, (180, 300));
+        assert_eq!(c.http_listen, Some("127.0.0.1:8780".parse().unwrap()));
+    }
+
+    /// Each bad fixture and the exact line it must produce.
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[zenchef]\ntoken = \"t\"\n[cashpad]\ntoken=\"x\"\n",
+                "config error: zenchef.restaurant_id: missing (in /etc/zenchef-edge/agent.toml)",
+            ),
+            (
+                "[zenchef]\nrestaurant_id = \"1\"\n[cashpad]\ntoken=\"x\"\n",
+                "config error: zenchef.token: missing (in /etc/zenchef-edge/agent.toml)",
+            ),
+            (
+                "[zenchef]\nrestaurant_id = \"1\"\ntoken=\"t\"\n[cashpad]\n",
+                "config error: cashpad.token: missing (in /etc/zenchef-edge/agent.toml)",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(p(text).unwrap_err().to_string(), *want, "for {text}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name() {
+        let e = p(&format!("{MINIMAL}poll_intervall_s = 5\n")).unwrap_err();
+        assert_eq!(e.key, "poll_intervall_s");
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        assert!(e.to_string().contains("line 7"), "{e}");
+    }
+
+    #[test]
+    fn http_urls_only_for_loopback() {
+        for ok in [
+            "http://127.0.0.1:9000/api/v1",
+            "http://localhost/api",
+            "http://[::1]:80/x",
+            "https://api.zenchef.com/api/v1/",
+        ] {
+            assert!(check_url(ok.into()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://192.168.1.2/api",
+            "http://api.zenchef.com/api/v1",
+            "ftp://x",
+            "api.zenchef.com",
+        ] {
+            assert!(check_url(bad.into()).is_err(), "{bad}");
+        }
+        let text = MINIMAL.replace(
+            "token = \"zc-secret\"",
+            "token = \"zc-secret\"\nbase_url = \"http://10.0.0.1/api/v1\"",
+        );
+        let e = p(&text).unwrap_err();
+        assert_eq!(e.key, "zenchef.base_url");
+        assert!(e.problem.contains("loopback"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = p(MINIMAL).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("cp-secret") && !dbg.contains("zc-secret"),
+            "{dbg}"
+        );
+        assert_eq!(c.zenchef.token.to_string(), "***");
+        assert_eq!(c.zenchef.token.expose(), "zc-secret");
+    }
+
+    #[test]
+    fn pay_token_required_when_enabled() {
+        let e = p(&format!("{MINIMAL}[zenchef_pay]\nenabled = true\n")).unwrap_err();
+        assert_eq!(e.key, "zenchef_pay.token");
+    }
+
+    #[test]
+    fn versions_and_windows() {
+        assert!("2.0.15".parse::<Version>().unwrap() < Version(2, 0, 16));
+        assert!("2.1.0".parse::<Version>().unwrap() > Version(2, 0, 16));
+        assert!("2.0".parse::<Version>().is_err());
+        assert_eq!(parse_window("23:00-01:00").unwrap(), (1380, 60));
+        assert!(parse_window("25:00-01:00").is_err());
+    }
+}

@@ -1,0 +1,519 @@
+//! Delivery: per-order FIFO queues, different orders in parallel
+//! (sync-rules.md rules 5 and 8; ARCHITECTURE.md "dispatcher").
+//!
+//! One worker task per order at a time walks that order's events in `seq`
+//! order: decide the plan (stored before the first call), run its calls,
+//! then mark the event done and store the new order state in one
+//! transaction. Up to `delivery.concurrency` orders run at once.
+//!
+//! Failures follow zenchef-api.md § Errors:
+//! - retry class (outage, 5xx, timeout, 429): the order backs off
+//!   (capped exponential with jitter, or the server's `Retry-After`), and the
+//!   whole dispatcher enters *outage* mode — one probe at a time at the
+//!   backoff pace — until a call succeeds, so a down Zenchef is not hammered
+//!   by every order at once and recovery is noticed by the first probe;
+//! - dead class (other 4xx): the event becomes a dead letter with the
+//!   answer's message; its order's later events wait behind it (their
+//!   meaning depends on it) while other orders keep flowing;
+//! - credentials (401/403): every delivery pauses for
+//!   `delivery.credentials_retry_s`, then one probe; nothing is dropped.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Duration as ChronoDuration, NaiveDate};
+use rand::RngExt;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use super::{OutboxItem, Store, StoreError};
+use crate::config::DeliveryConfig;
+use crate::health::Health;
+use crate::pos::event::{self, EventData};
+use crate::sync::{self, Ctx, Plan, Step, matching};
+use crate::zenchef::client::{CallError, ErrorClass, ZenchefClient};
+
+/// How often the dispatcher rescans the store for ready orders (picks up
+/// `outbox retry` from the CLI without a restart).
+const RESCAN_EVERY: Duration = Duration::from_secs(5);
+/// First retry delay.
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// Bound on waiting for in-flight calls at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything a worker needs.
+#[derive(Clone)]
+pub struct Deliverer {
+    /// The store.
+    pub store: Store,
+    /// Zenchef client.
+    pub zenchef: ZenchefClient,
+    /// Rules context.
+    pub ctx: Ctx,
+    /// Matching window.
+    pub window: matching::Window,
+    /// Tuning.
+    pub cfg: DeliveryConfig,
+    /// Health record.
+    pub health: Health,
+    /// Wakes the reservation poller after a forwarded event (sync-rules 1).
+    pub nudge_poller: Arc<Notify>,
+}
+
+/// How a worker stopped.
+#[derive(Debug)]
+enum End {
+    /// No more ready events.
+    Idle,
+    /// Head is a dead letter.
+    Dead,
+    /// Retry later (server's wait if any).
+    Retry(Option<Duration>),
+    /// Credentials refused.
+    Credentials,
+}
+
+struct WorkerResult {
+    delivered: usize,
+    end: End,
+}
+
+/// Runs the dispatcher until `cancel`. `touched` brings order ids that got
+/// new events (from intake) or were retried.
+pub async fn run(
+    d: Deliverer,
+    mut touched: mpsc::UnboundedReceiver<String>,
+    cancel: CancellationToken,
+) {
+    let mut candidates: BTreeSet<String> = BTreeSet::new();
+    let mut inflight: HashSet<String> = HashSet::new();
+    let mut backoff: HashMap<String, (Instant, u32)> = HashMap::new();
+    // Outage / rate limit / credentials: (next probe, consecutive failures).
+    let mut global: Option<(Instant, u32)> = None;
+    let mut workers: JoinSet<(String, WorkerResult)> = JoinSet::new();
+    let mut next_rescan = Instant::now();
+
+    loop {
+        let now = Instant::now();
+        if now >= next_rescan {
+            match d.store.read(super::ready_orders).await {
+                Ok(orders) => candidates.extend(orders),
+                Err(e) => warn!("cannot scan the outbox: {e}"),
+            }
+            next_rescan = now + RESCAN_EVERY;
+        }
+        // Start workers.
+        let limit = match global {
+            Some((at, _)) if now < at => 0,
+            Some(_) => 1, // one probe while in outage
+            None => d.cfg.concurrency,
+        };
+        let ready: Vec<String> = candidates
+            .iter()
+            .filter(|o| !inflight.contains(*o))
+            .filter(|o| backoff.get(*o).is_none_or(|(t, _)| *t <= now))
+            .take(limit.saturating_sub(inflight.len()))
+            .cloned()
+            .collect();
+        for order in ready {
+            candidates.remove(&order);
+            inflight.insert(order.clone());
+            let d2 = d.clone();
+            let span = info_span!("order", order_id = %order);
+            workers.spawn(
+                async move {
+                    let r = work_order(&d2, &order).await;
+                    (order, r)
+                }
+                .instrument(span),
+            );
+        }
+        // Next timer: a backoff expiry, the global probe, or the rescan.
+        let mut wake = next_rescan;
+        if let Some((t, _)) = global {
+            wake = wake.min(t);
+        }
+        for o in &candidates {
+            if let Some((t, _)) = backoff.get(o) {
+                wake = wake.min(*t);
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            Some(joined) = workers.join_next(), if !workers.is_empty() => {
+                let (order, r) = match joined {
+                    Ok(x) => x,
+                    Err(e) => {
+                        error!("a delivery task failed: {e}");
+                        continue;
+                    }
+                };
+                inflight.remove(&order);
+                if r.delivered > 0 {
+                    d.health.zenchef_ok();
+                    global = None;
+                }
+                match r.end {
+                    End::Idle => {
+                        backoff.remove(&order);
+                        global = None;
+                    }
+                    End::Dead => {
+                        backoff.remove(&order);
+                    }
+                    End::Retry(after) => {
+                        let n = backoff.get(&order).map_or(0, |(_, n)| *n) + 1;
+                        let wait = after.unwrap_or_else(|| jittered(BACKOFF_BASE, n, d.cfg.retry_max));
+                        backoff.insert(order.clone(), (Instant::now() + wait, n));
+                        let g = global.map_or(0, |(_, n)| n) + 1;
+                        let gwait = after.unwrap_or_else(|| jittered(BACKOFF_BASE, g, d.cfg.retry_max));
+                        global = Some((Instant::now() + gwait, g));
+                        d.health.update(|s| s.zenchef.outage = true);
+                        candidates.insert(order);
+                    }
+                    End::Credentials => {
+                        let g = global.map_or(0, |(_, n)| n) + 1;
+                        global = Some((Instant::now() + d.cfg.credentials_retry, g));
+                        candidates.insert(order);
+                    }
+                }
+            }
+            Some(o) = touched.recv() => {
+                candidates.insert(o);
+                while let Ok(o) = touched.try_recv() {
+                    candidates.insert(o);
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+    // Shutdown: let in-flight calls finish, bounded.
+    let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+    tokio::pin!(grace);
+    while !workers.is_empty() {
+        tokio::select! {
+            _ = &mut grace => {
+                warn!("{} delivery task(s) still running at shutdown: abandoned (they are retried at next start)", workers.len());
+                workers.abort_all();
+                break;
+            }
+            _ = workers.join_next() => {}
+        }
+    }
+    info!("dispatcher stopped");
+}
+
+/// `base · 2^(n−1)`, capped, with ±20 % jitter.
+fn jittered(base: Duration, n: u32, cap: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << n.saturating_sub(1).min(16));
+    let d = exp.min(cap);
+    let f: f64 = rand::rng().random_range(0.8..1.2);
+    d.mul_f64(f).min(cap)
+}
+
+async fn work_order(d: &Deliverer, order: &str) -> WorkerResult {
+    let mut delivered = 0;
+    loop {
+        let o = order.to_string();
+        let item = match d.store.read(move |c| super::next_pending(c, &o)).await {
+            Ok(Some(item)) => item,
+            Ok(None) => {
+                return WorkerResult {
+                    delivered,
+                    end: End::Idle,
+                };
+            }
+            Err(e) => {
+                warn!("cannot read the outbox: {e}");
+                return WorkerResult {
+                    delivered,
+                    end: End::Retry(None),
+                };
+            }
+        };
+        if item.state == "dead" {
+            return WorkerResult {
+                delivered,
+                end: End::Dead,
+            };
+        }
+        let span =
+            info_span!("event", event_id = %item.event_id, seq = item.seq, kind = %item.event_type);
+        match deliver(d, item).instrument(span).await {
+            Ok(()) => delivered += 1,
+            Err(end) => return WorkerResult { delivered, end },
+        }
+    }
+}
+
+/// Delivers one event: decide (or reload) its plan, run the remaining
+/// calls, complete.
+async fn deliver(d: &Deliverer, item: OutboxItem) -> Result<(), End> {
+    let ev = match event::parse(item.body.as_bytes()) {
+        Ok(ev) => ev,
+        Err(r) => {
+            // Validated at intake; only an incompatible binary gets here.
+            return Err(kill(
+                d,
+                &item,
+                None,
+                &format!("stored event no longer parses: {}", r.reason),
+            )
+            .await);
+        }
+    };
+    let order_id = item.order_id.clone();
+    let order = {
+        let o = order_id.clone();
+        d.store
+            .read(move |c| super::load_order(c, &o))
+            .await
+            .map_err(store_end)?
+    };
+    let mut plan = match item.plan.clone() {
+        Some(p) => p,
+        None => decide(d, &item, &ev, order.as_ref()).await?,
+    };
+    for i in plan.done..plan.steps.len() {
+        let step = plan.steps[i].clone();
+        match run_step(d, &plan, &step).await {
+            Ok(created) => {
+                if let Some(id) = created {
+                    plan.created_booking = Some(id);
+                }
+                plan.done = i + 1;
+                if plan.done < plan.steps.len() {
+                    let (id, p) = (item.id, plan.clone());
+                    d.store
+                        .write(move |c| super::save_plan(c, id, &p))
+                        .await
+                        .map_err(store_end)?;
+                }
+            }
+            Err(e) => return Err(fail(d, &item, &plan, e).await),
+        }
+    }
+    let new_state = sync::apply(&ev, order, &plan);
+    let booking = new_state.as_ref().and_then(|o| o.booking_id);
+    let calls = plan.steps.len();
+    let (id, p) = (item.id, plan);
+    d.store
+        .write(move |c| super::complete(c, id, &p, new_state.as_ref()))
+        .await
+        .map_err(store_end)?;
+    if calls > 0 {
+        info!(booking_id = booking, "delivered ({calls} call(s))");
+        d.nudge_poller.notify_one();
+    } else {
+        debug!("recorded (nothing to send to Zenchef)");
+    }
+    Ok(())
+}
+
+/// Decides the plan of an event and stores it before any call.
+async fn decide(
+    d: &Deliverer,
+    item: &OutboxItem,
+    ev: &event::PosEvent,
+    order: Option<&sync::OrderState>,
+) -> Result<Plan, End> {
+    if !sync::needs_match(ev, order) {
+        let plan = sync::plan(ev, order, None, &d.ctx);
+        if !plan.steps.is_empty() {
+            let (id, p) = (item.id, plan.clone());
+            d.store
+                .write(move |c| super::save_plan(c, id, &p))
+                .await
+                .map_err(store_end)?;
+        }
+        return Ok(plan);
+    }
+    let EventData::TableOpened(opened) = &ev.data else {
+        unreachable!("needs_match is only true for table.opened")
+    };
+    // Bookings of every day the window touches (restaurant local time).
+    let local = opened.opened_at.0.with_timezone(&d.ctx.tz).naive_local();
+    let first = (local - ChronoDuration::minutes(d.window.before_min)).date();
+    let last = (local + ChronoDuration::minutes(d.window.after_min)).date();
+    let mut candidates = Vec::new();
+    let mut day: NaiveDate = first;
+    loop {
+        let bookings = match d.zenchef.bookings_of_day(day).await {
+            Ok(b) => b,
+            Err(e) => return Err(fail(d, item, &Plan::default(), e).await),
+        };
+        candidates.extend(bookings.into_iter().filter_map(|b| {
+            let (day, time) = b.local_datetime()?;
+            Some(matching::Candidate {
+                id: b.id,
+                day,
+                time,
+                status: b.status.clone(),
+                tables: b.tables.iter().map(|t| t.name.clone()).collect(),
+            })
+        }));
+        match day.succ_opt() {
+            Some(next) if next <= last => day = next,
+            _ => break,
+        }
+    }
+    // Choose and store atomically (the store thread is serial), so two
+    // orders opened at once never take the same booking.
+    let (ctx, window, table, id) = (d.ctx.clone(), d.window, opened.table.to_string(), item.id);
+    let ev2 = ev.clone();
+    let order2 = order.cloned();
+    let (plan, outcome) = d
+        .store
+        .write(move |c| {
+            let linked = super::linked_open_bookings(c)?;
+            let outcome = matching::choose(&candidates, &table, local, window, &linked);
+            let plan = sync::plan(&ev2, order2.as_ref(), outcome.chosen, &ctx);
+            super::save_plan(c, id, &plan)?;
+            Ok((plan, outcome))
+        })
+        .await
+        .map_err(store_end)?;
+    for (b, name) in &outcome.near_misses {
+        warn!(
+            booking_id = b,
+            "booking {b} is on table \"{name}\", which differs from the POS table \"{}\" only by \
+             case or spaces: NOT matched (table names must be identical in the POS and in Zenchef)",
+            opened.table
+        );
+    }
+    match outcome.chosen {
+        Some(b) if !outcome.others.is_empty() => info!(
+            booking_id = b,
+            "table {} matched booking {b} (other candidates: {:?})", opened.table, outcome.others
+        ),
+        Some(b) => info!(booking_id = b, "table {} matched booking {b}", opened.table),
+        None => info!(
+            "no reservation matches table {}: a walk-in will be created",
+            opened.table
+        ),
+    }
+    Ok(plan)
+}
+
+/// Runs one call; answers the created booking id for a walk-in.
+async fn run_step(d: &Deliverer, plan: &Plan, step: &Step) -> Result<Option<i64>, CallError> {
+    let unresolved = || CallError {
+        class: ErrorClass::Dead,
+        status: None,
+        what: "plan".into(),
+        message: "a step refers to a walk-in that was not created".into(),
+    };
+    match step {
+        Step::ChangeStatus {
+            booking,
+            status,
+            key,
+        } => {
+            let id = plan.resolve(booking).ok_or_else(unresolved)?;
+            d.zenchef.change_status(id, status, key).await?;
+            info!(booking_id = id, "booking {id} is now {status}");
+            Ok(None)
+        }
+        Step::CreateWalkin { body, key } => {
+            let id = d.zenchef.create_walkin(body, key).await?;
+            info!(booking_id = id, "walk-in created as booking {id}");
+            Ok(Some(id))
+        }
+        Step::PosTicket { booking, body, key } => {
+            let id = plan.resolve(booking).ok_or_else(unresolved)?;
+            d.zenchef.put_pos_ticket(id, body, key).await?;
+            info!(booking_id = id, "ticket attached to booking {id}");
+            Ok(None)
+        }
+    }
+}
+
+/// Records a failed call and says how the worker ends.
+async fn fail(d: &Deliverer, item: &OutboxItem, plan: &Plan, e: CallError) -> End {
+    let msg = e.to_string();
+    let plan = (!plan.steps.is_empty()).then(|| plan.clone());
+    match e.class {
+        ErrorClass::Dead => kill(d, item, plan, &msg).await,
+        ErrorClass::Retry { after } => {
+            d.health.zenchef_error(&msg, false, true);
+            warn!(
+                attempt = item.attempts + 1,
+                "Zenchef call failed, will retry: {msg}"
+            );
+            let id = item.id;
+            let m = msg.clone();
+            let _ = d
+                .store
+                .write(move |c| super::record_failure(c, id, plan.as_ref(), &m, false))
+                .await;
+            End::Retry(after)
+        }
+        ErrorClass::Credentials => {
+            d.health.zenchef_error(&msg, true, false);
+            error!(
+                "Zenchef refused the credentials for restaurant {} ({msg}): check zenchef.token and \
+                 zenchef.restaurant_id in {}; deliveries are paused, nothing is lost",
+                d.zenchef.restaurant_id(),
+                "the configuration file"
+            );
+            let id = item.id;
+            let m = msg.clone();
+            let _ = d
+                .store
+                .write(move |c| super::record_failure(c, id, plan.as_ref(), &m, false))
+                .await;
+            End::Credentials
+        }
+    }
+}
+
+/// Parks an event as a dead letter.
+async fn kill(d: &Deliverer, item: &OutboxItem, plan: Option<Plan>, msg: &str) -> End {
+    error!(
+        "event {} of order {} is a dead letter: {msg}. Later events of this order wait behind it; \
+         other orders continue. Fix the cause, then `zenchef-edge outbox retry {}`",
+        item.event_id, item.order_id, item.event_id
+    );
+    let (id, m) = (item.id, msg.to_string());
+    match d
+        .store
+        .write(move |c| super::record_failure(c, id, plan.as_ref(), &m, true))
+        .await
+    {
+        Ok(()) => End::Dead,
+        Err(e) => store_end(e),
+    }
+}
+
+fn store_end(e: StoreError) -> End {
+    warn!("store error during delivery, will retry: {e}");
+    End::Retry(Some(Duration::from_secs(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let cap = Duration::from_secs(60);
+        let d1 = jittered(BACKOFF_BASE, 1, cap);
+        assert!(
+            d1 >= Duration::from_millis(400) && d1 <= Duration::from_millis(600),
+            "{d1:?}"
+        );
+        let d5 = jittered(BACKOFF_BASE, 5, cap);
+        assert!(
+            d5 >= Duration::from_millis(6400) && d5 <= Duration::from_millis(9600),
+            "{d5:?}"
+        );
+        for n in [10, 20, 40, 1000] {
+            assert!(jittered(BACKOFF_BASE, n, cap) <= cap);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Forward-only, numbered schema migrations on `PRAGMA user_version`
+//! (STYLE.md §4, Mullvad `settings/migrations/`).
+//!
+//! Each step is small and self-contained and only ever *adds* (tables,
+//! columns with defaults, indexes), so an older binary after a rollback can
+//! still read and write the file. A store whose version is higher than
+//! [`MIGRATIONS`] knows is refused rather than touched.
+
+use rusqlite::Connection;
+
+/// Error while migrating.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The file was written by a newer binary.
+    #[error("schema version {found} is newer than this binary knows ({known})")]
+    TooNew {
+        /// `user_version` in the file.
+        found: i64,
+        /// Highest version this binary knows.
+        known: i64,
+    },
+    /// A statement failed.
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// The migrations, in order; step `i` brings `user_version` from `i` to `i+1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: events, outbox, orders, reservation mirror, rejected, kv, counters.
+    r#"
+    CREATE TABLE events (
+        event_id    TEXT PRIMARY KEY,          -- cashpad §3, unique per installation
+        seq         INTEGER NOT NULL,          -- POS sequence (u64 stored as i64 bits)
+        type        TEXT NOT NULL,
+        order_id    TEXT,
+        occurred_at TEXT NOT NULL,             -- RFC 3339 with the POS offset
+        body        TEXT NOT NULL,             -- the envelope as received
+        known       INTEGER NOT NULL,          -- 0: unknown type, stored and skipped
+        received_at TEXT NOT NULL              -- box clock (UTC), informational only
+    );
+    CREATE TABLE outbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id    TEXT NOT NULL UNIQUE REFERENCES events(event_id),
+        order_id    TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        type        TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('queued', 'done', 'dead')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        plan        TEXT,                      -- decided calls and progress (JSON)
+        last_error  TEXT,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE INDEX outbox_pending ON outbox(order_id, seq, id) WHERE state != 'done';
+    CREATE INDEX outbox_state ON outbox(state);
+    CREATE TABLE orders (
+        order_id    TEXT PRIMARY KEY,
+        table_name  TEXT NOT NULL,
+        covers      INTEGER,
+        opened_at   TEXT,
+        state       TEXT NOT NULL CHECK (state IN ('open', 'paid', 'voided')),
+        booking_id  INTEGER,
+        link        TEXT,                      -- matched / walkin / manual
+        total_cents INTEGER,
+        paid_cents  INTEGER NOT NULL DEFAULT 0,
+        last_seq    INTEGER NOT NULL
+    );
+    CREATE INDEX orders_booking ON orders(booking_id);
+    CREATE TABLE reservations (
+        booking_id  INTEGER PRIMARY KEY,
+        day         TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        hash        TEXT NOT NULL,
+        body        TEXT                       -- published JSON; NULL = withdrawn
+    );
+    CREATE TABLE rejected (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at TEXT NOT NULL,
+        topic       TEXT NOT NULL,
+        event_id    TEXT,
+        reason      TEXT NOT NULL,
+        payload     BLOB NOT NULL,             -- at most the first 64 KiB
+        payload_len INTEGER NOT NULL
+    );
+    CREATE TABLE kv (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    "#,
+];
+
+/// Brings the schema to the newest version, one transaction per step.
+pub fn migrate(conn: &Connection) -> Result<(), MigrateError> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > known {
+        return Err(MigrateError::TooNew { found, known });
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let next = i as i64 + 1;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {step}; PRAGMA user_version = {next}; COMMIT;"
+        ))
+        .inspect_err(|_| {
+            let _ = conn.execute_batch("ROLLBACK");
+        })?;
+    }
+    Ok(())
+}

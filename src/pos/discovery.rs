@@ -1,0 +1,368 @@
+//! Finding the Cashpad POS (cashpad-local-v1 §1): DNS-SD over mDNS with
+//! mdns-sd, the TXT rules, the selection rule, following re-announcements
+//! (DHCP address changes), or a static `host`/`port` that replaces it all.
+//!
+//! The result is a `watch` of `Option<PosTarget>`: `pos::session` connects
+//! to whatever it holds and reconnects when it changes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{CashpadConfig, Version};
+use crate::health::Health;
+
+/// DNS-SD service type of the Cashpad server.
+pub const SERVICE_TYPE: &str = "_cashpad._tcp.local.";
+/// Interface version this agent speaks (TXT `proto`).
+pub const PROTO: &str = "1";
+/// Quiet time after an announcement before choosing (lets every POS on the
+/// LAN answer, so "exactly one" is judged on the whole picture).
+const SETTLE: Duration = Duration::from_millis(1500);
+
+/// The POS to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PosTarget {
+    /// mDNS instance name (or `static`).
+    pub instance: String,
+    /// Address of the MQTT broker.
+    pub host: String,
+    /// MQTT port (the SRV port).
+    pub port: u16,
+    /// Cashpad Installation ID (topic root `cashpad/<iid>`).
+    pub iid: String,
+    /// Cashpad Server name (Zenchef Pay needs it).
+    pub server: Option<String>,
+    /// Cashpad app version.
+    pub app: Option<String>,
+    /// The MQTT port speaks TLS.
+    pub tls: bool,
+}
+
+/// One announced instance, as read from its TXT record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    /// Instance full name.
+    pub instance: String,
+    /// IPv4 address.
+    pub host: String,
+    /// SRV port.
+    pub port: u16,
+    /// TXT `proto`.
+    pub proto: Option<String>,
+    /// TXT `app`.
+    pub app: Option<String>,
+    /// TXT `iid`.
+    pub iid: Option<String>,
+    /// TXT `server`.
+    pub server: Option<String>,
+    /// TXT `tls` is `1`.
+    pub tls: bool,
+}
+
+/// Why an instance cannot be used (logged once per instance and reason).
+pub fn incompatibility(a: &Announced, min: Version) -> Option<String> {
+    match a.proto.as_deref() {
+        Some(PROTO) => {}
+        Some(p) => {
+            return Some(format!(
+                "POS \"{}\" speaks Cashpad local interface version {p}; this agent speaks only version {PROTO}",
+                a.instance
+            ));
+        }
+        None => {
+            return Some(format!(
+                "POS \"{}\" announces no `proto` TXT key",
+                a.instance
+            ));
+        }
+    }
+    match a.app.as_deref().map(str::parse::<Version>) {
+        Some(Ok(v)) if v >= min => {}
+        Some(Ok(v)) => {
+            return Some(format!(
+                "POS \"{}\" runs Cashpad {v}, older than the required {min}: update the POS to {min} or later",
+                a.instance
+            ));
+        }
+        Some(Err(e)) => return Some(format!("POS \"{}\": TXT `app` {e}", a.instance)),
+        None => return Some(format!("POS \"{}\" announces no `app` TXT key", a.instance)),
+    }
+    if a.iid.as_deref().is_none_or(str::is_empty) {
+        return Some(format!("POS \"{}\" announces no `iid` TXT key", a.instance));
+    }
+    None
+}
+
+/// The selection rule of §1. `Err` carries the sentence to log at ERROR.
+pub fn select(
+    seen: &[Announced],
+    configured_iid: Option<&str>,
+    min: Version,
+) -> Result<Option<PosTarget>, String> {
+    let ok: Vec<&Announced> = seen
+        .iter()
+        .filter(|a| incompatibility(a, min).is_none())
+        .collect();
+    let chosen = match configured_iid {
+        Some(iid) => match ok.iter().find(|a| a.iid.as_deref() == Some(iid)) {
+            Some(a) => *a,
+            None if seen.is_empty() => return Ok(None),
+            None => {
+                return Err(format!(
+                    "no compatible POS with installation id {iid} answers (seen: {})",
+                    list(seen)
+                ));
+            }
+        },
+        None => match ok.as_slice() {
+            [] => return Ok(None),
+            [one] => *one,
+            many => {
+                return Err(format!(
+                    "{} POS answer on the LAN and cashpad.installation_id is not set; set it to one of: {}",
+                    many.len(),
+                    many.iter()
+                        .map(|a| describe(a))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        },
+    };
+    Ok(Some(PosTarget {
+        instance: chosen.instance.clone(),
+        host: chosen.host.clone(),
+        port: chosen.port,
+        iid: chosen.iid.clone().unwrap_or_default(),
+        server: chosen.server.clone(),
+        app: chosen.app.clone(),
+        tls: chosen.tls,
+    }))
+}
+
+fn describe(a: &Announced) -> String {
+    format!(
+        "{} (\"{}\" at {}:{})",
+        a.iid.as_deref().unwrap_or("?"),
+        a.instance,
+        a.host,
+        a.port
+    )
+}
+
+fn list(seen: &[Announced]) -> String {
+    seen.iter().map(describe).collect::<Vec<_>>().join(", ")
+}
+
+/// Starts discovery (or publishes the static target) and answers the
+/// watch that `pos::session` follows.
+///
+/// Errors: the mDNS daemon cannot start (socket/port problem).
+pub fn start(
+    cfg: &CashpadConfig,
+    health: Health,
+    cancel: CancellationToken,
+) -> Result<watch::Receiver<Option<PosTarget>>, mdns_sd::Error> {
+    if let Some((host, port)) = &cfg.static_addr {
+        let target = PosTarget {
+            instance: "static".into(),
+            host: host.clone(),
+            port: *port,
+            iid: cfg.installation_id.clone().unwrap_or_default(),
+            server: None,
+            app: None,
+            tls: false,
+        };
+        info!("static POS address {host}:{port} (discovery disabled)");
+        set_health(&health, Some(&target), None);
+        let (tx, rx) = watch::channel(Some(target));
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            drop(tx);
+        });
+        return Ok(rx);
+    }
+    let daemon = ServiceDaemon::new_with_port(cfg.mdns_port)?;
+    if !cfg.interfaces.is_empty() {
+        daemon.disable_interface(IfKind::All)?;
+        for name in &cfg.interfaces {
+            if name == "lo" {
+                daemon.enable_interface(IfKind::LoopbackV4)?;
+            } else {
+                daemon.enable_interface(IfKind::Name(name.clone()))?;
+            }
+        }
+    }
+    let events = daemon.browse(SERVICE_TYPE)?;
+    let (tx, rx) = watch::channel(None);
+    let (min, iid) = (cfg.min_version, cfg.installation_id.clone());
+    info!(
+        "looking for the POS by mDNS ({SERVICE_TYPE}, port {})",
+        cfg.mdns_port
+    );
+    tokio::spawn(async move {
+        let mut seen: BTreeMap<String, Announced> = BTreeMap::new();
+        let mut logged: std::collections::HashSet<String> = Default::default();
+        let mut last_problem: Option<String> = None;
+        let mut decide_at: Option<tokio::time::Instant> = None;
+        loop {
+            let timer = async {
+                match decide_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                ev = events.recv_async() => {
+                    let Ok(ev) = ev else { break };
+                    match ev {
+                        ServiceEvent::ServiceResolved(s) => {
+                            let mut addrs: Vec<_> = s.get_addresses_v4().into_iter().collect();
+                            addrs.sort();
+                            let Some(ip) = addrs.first() else { continue };
+                            let txt = |k: &str| s.get_property_val_str(k).map(str::to_string);
+                            let a = Announced {
+                                instance: s.get_fullname().trim_end_matches(SERVICE_TYPE).trim_end_matches('.').to_string(),
+                                host: ip.to_string(),
+                                port: s.get_port(),
+                                proto: txt("proto"),
+                                app: txt("app"),
+                                iid: txt("iid"),
+                                server: txt("server"),
+                                tls: txt("tls").as_deref() == Some("1"),
+                            };
+                            if let Some(why) = incompatibility(&a, min)
+                                && logged.insert(why.clone())
+                            {
+                                error!("{why}; the agent keeps watching and connects as soon as a compatible POS is announced");
+                            }
+                            if seen.get(s.get_fullname()) != Some(&a) {
+                                seen.insert(s.get_fullname().to_string(), a);
+                                decide_at.get_or_insert(tokio::time::Instant::now() + SETTLE);
+                            }
+                        }
+                        ServiceEvent::ServiceRemoved(_, fullname) => {
+                            if seen.remove(&fullname).is_some() {
+                                info!("POS \"{fullname}\" left the network");
+                                decide_at.get_or_insert(tokio::time::Instant::now() + SETTLE);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                _ = timer => {
+                    decide_at = None;
+                    let all: Vec<Announced> = seen.values().cloned().collect();
+                    let decision = select(&all, iid.as_deref(), min);
+                    let (target, problem) = match decision {
+                        Ok(t) => (t, None),
+                        Err(p) => (None, Some(p)),
+                    };
+                    if problem != last_problem {
+                        if let Some(p) = &problem {
+                            error!("{p}");
+                        }
+                        last_problem = problem.clone();
+                    }
+                    if *tx.borrow() != target {
+                        match &target {
+                            Some(t) => info!(
+                                "POS chosen: \"{}\" at {}:{} (Cashpad {}, installation {}, server {})",
+                                t.instance, t.host, t.port,
+                                t.app.as_deref().unwrap_or("?"), t.iid,
+                                t.server.as_deref().unwrap_or("?")
+                            ),
+                            None => warn!("no usable POS at the moment"),
+                        }
+                        set_health(&health, target.as_ref(), problem.clone());
+                        let _ = tx.send(target);
+                    } else if problem.is_some() {
+                        set_health(&health, None, problem);
+                    }
+                }
+            }
+        }
+        let _ = daemon.shutdown();
+    });
+    Ok(rx)
+}
+
+fn set_health(health: &Health, t: Option<&PosTarget>, problem: Option<String>) {
+    health.update(|s| {
+        s.pos.found = t.is_some();
+        s.pos.instance = t.map(|t| t.instance.clone());
+        s.pos.address = t.map(|t| format!("{}:{}", t.host, t.port));
+        s.pos.app_version = t.and_then(|t| t.app.clone());
+        s.pos.installation_id = t.map(|t| t.iid.clone());
+        s.pos.server = t.and_then(|t| t.server.clone());
+        s.pos.problem = problem;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(name: &str, iid: &str, app: &str, proto: &str) -> Announced {
+        Announced {
+            instance: name.into(),
+            host: "127.0.0.1".into(),
+            port: 1883,
+            proto: Some(proto.into()),
+            app: Some(app.into()),
+            iid: Some(iid.into()),
+            server: Some("eu-3".into()),
+            tls: false,
+        }
+    }
+
+    const MIN: Version = Version(2, 0, 16);
+
+    #[test]
+    fn too_old_or_wrong_proto_is_refused_by_name() {
+        let old = pos("Bistrot", "CP-1", "2.0.15", "1");
+        assert_eq!(
+            incompatibility(&old, MIN).unwrap(),
+            "POS \"Bistrot\" runs Cashpad 2.0.15, older than the required 2.0.16: update the POS to 2.0.16 or later"
+        );
+        assert!(
+            incompatibility(&pos("B", "CP-1", "2.0.16", "2"), MIN)
+                .unwrap()
+                .contains("version 2")
+        );
+        assert_eq!(select(&[old], None, MIN), Ok(None));
+    }
+
+    #[test]
+    fn exactly_one_is_taken_several_are_refused_and_listed() {
+        let a = pos("A", "CP-A", "2.0.18", "1");
+        let b = pos("B", "CP-B", "2.1.0", "1");
+        assert_eq!(
+            select(&[a.clone()], None, MIN).unwrap().unwrap().iid,
+            "CP-A"
+        );
+        let e = select(&[a.clone(), b.clone()], None, MIN).unwrap_err();
+        assert!(
+            e.contains("2 POS answer") && e.contains("CP-A") && e.contains("CP-B"),
+            "{e}"
+        );
+        assert_eq!(
+            select(&[a.clone(), b.clone()], Some("CP-B"), MIN)
+                .unwrap()
+                .unwrap()
+                .instance,
+            "B"
+        );
+        assert!(
+            select(&[a], Some("CP-Z"), MIN)
+                .unwrap_err()
+                .contains("CP-Z")
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! Intake: MQTT messages → validated events → SQLite → PUBACK
+//! (ARCHITECTURE.md: acknowledge only what is durable).
+//!
+//! Messages are taken in batches (everything waiting, up to
+//! [`MAX_BATCH`]): one store job, one commit, then the acks. While a batch
+//! commits, the next one accumulates — that is the group commit. A bad
+//! payload is quarantined (stored with its reason in `rejected`) and
+//! acknowledged: it must not come back forever. A duplicate `event_id` is
+//! acknowledged and changes nothing.
+//!
+//! If the commit fails (disk full, I/O error) nothing is acknowledged: the
+//! broker keeps the messages. The batch is retried with a growing pause and
+//! an ERROR at most once a minute, until it commits or the agent stops.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::event::{self, EventData};
+use super::session::{Incoming, PosLink};
+use crate::outbox::{self, IntakeItem, IntakeOutcome, Store};
+
+/// Most messages committed in one transaction.
+pub const MAX_BATCH: usize = 512;
+/// Minimum time between two ERROR lines about a failing commit.
+const ERROR_EVERY: Duration = Duration::from_secs(60);
+
+/// Turns one MQTT message into what the store keeps. `root` is
+/// `cashpad/<iid>`.
+pub fn classify(root: &str, topic: &str, payload: &[u8]) -> IntakeItem {
+    if topic == format!("{root}/floorplan") {
+        return match serde_json::from_slice::<serde_json::Value>(payload) {
+            Ok(v) if v.get("tables").is_some_and(|t| t.is_array()) => IntakeItem::Floorplan {
+                body: v.to_string(),
+            },
+            Ok(_) => rejected(
+                topic,
+                None,
+                "floor plan: missing field `tables` (an array)".into(),
+                payload,
+            ),
+            Err(e) => rejected(topic, None, format!("floor plan is not JSON: {e}"), payload),
+        };
+    }
+    match event::parse(payload) {
+        Ok(ev) => IntakeItem::Event {
+            body: String::from_utf8_lossy(payload).into_owned(),
+            event: ev,
+        },
+        Err(r) => rejected(topic, r.event_id, r.reason, payload),
+    }
+}
+
+fn rejected(topic: &str, event_id: Option<String>, reason: String, payload: &[u8]) -> IntakeItem {
+    IntakeItem::Rejected {
+        topic: topic.to_string(),
+        event_id,
+        reason,
+        payload: payload[..payload.len().min(outbox::REJECTED_KEEP_BYTES)].to_vec(),
+    }
+}
+
+/// Runs intake until `cancel`; the batch being committed when `cancel`
+/// fires is finished and acknowledged first.
+pub async fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<Incoming>,
+    link: PosLink,
+    touched: mpsc::UnboundedSender<String>,
+    cancel: CancellationToken,
+) {
+    let mut unknown_types: HashSet<String> = HashSet::new();
+    loop {
+        let first = tokio::select! {
+            _ = cancel.cancelled() => break,
+            m = rx.recv() => match m { Some(m) => m, None => break },
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let root = link.root().unwrap_or_default();
+        let items: Vec<IntakeItem> = batch
+            .iter()
+            .map(|m| classify(&root, &m.publish.topic, &m.publish.payload))
+            .collect();
+        for item in &items {
+            match item {
+                IntakeItem::Rejected {
+                    event_id,
+                    reason,
+                    topic,
+                    payload,
+                } => warn!(
+                    event_id = event_id.as_deref().unwrap_or(""),
+                    "quarantined a {}-byte payload from {topic}: {reason}",
+                    payload.len()
+                ),
+                IntakeItem::Event { event, .. } if event.data == EventData::Unknown => {
+                    if unknown_types.insert(event.event_type.clone()) {
+                        warn!(
+                            event_id = %event.event_id,
+                            "unknown event type \"{}\": stored and skipped (logged once per type)",
+                            event.event_type
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(outcomes) = commit(&store, items, &cancel).await else {
+            // Stopping with an uncommitted batch: not acknowledged, the
+            // broker redelivers it to the next run.
+            return;
+        };
+        for (m, outcome) in batch.iter().zip(&outcomes) {
+            link.ack(m.generation, &m.publish).await;
+            match outcome {
+                IntakeOutcome::Stored(Some(order)) => {
+                    let _ = touched.send(order.clone());
+                }
+                IntakeOutcome::Duplicate => debug!("duplicate event acknowledged, nothing changed"),
+                IntakeOutcome::Floorplan => info!("floor plan received from the POS"),
+                _ => {}
+            }
+        }
+        crate::watchdog_ping();
+    }
+    info!("intake stopped");
+}
+
+/// Commits a batch, retrying until it lands or `cancel` fires (`None`).
+async fn commit(
+    store: &Store,
+    items: Vec<IntakeItem>,
+    cancel: &CancellationToken,
+) -> Option<Vec<IntakeOutcome>> {
+    let items = Arc::new(items);
+    let mut failures: u32 = 0;
+    let mut last_error: Option<tokio::time::Instant> = None;
+    loop {
+        let job = Arc::clone(&items);
+        match store.write(move |c| outbox::insert_batch(c, &job)).await {
+            Ok(outcomes) => {
+                if failures > 0 {
+                    info!(
+                        "the store accepts writes again after {failures} failed commit(s); acknowledging"
+                    );
+                }
+                return Some(outcomes);
+            }
+            Err(e) => {
+                failures += 1;
+                if last_error.is_none_or(|t| t.elapsed() >= ERROR_EVERY) {
+                    error!(
+                        "cannot store {} POS message(s): {e}. Nothing is acknowledged, so the POS \
+                         broker keeps them; retrying",
+                        items.len()
+                    );
+                    last_error = Some(tokio::time::Instant::now());
+                }
+                let wait = Duration::from_millis(200 * 2u64.pow(failures.min(5)))
+                    .min(Duration::from_secs(5));
+                tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}

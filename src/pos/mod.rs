@@ -1,0 +1,12 @@
+//! The POS side of the bridge (cashpad-local-v1.md): finding the Cashpad
+//! server, the MQTT session with its broker, and intake of its events.
+//!
+//! - [`discovery`]: mDNS (`_cashpad._tcp`), TXT rules, POS selection.
+//! - [`session`]: the rumqttc client and its event-loop task.
+//! - [`event`]: the event envelope and types, parsed and validated.
+//! - [`intake`]: validated events → store → PUBACK.
+
+pub mod discovery;
+pub mod event;
+pub mod intake;
+pub mod session;

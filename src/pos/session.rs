@@ -1,0 +1,341 @@
+//! The MQTT session with the POS's broker (cashpad-local-v1 §2), with
+//! rumqttc.
+//!
+//! - Client id `zenchef-edge-<iid>`, clean session **false**, keep-alive
+//!   30 s, username `zenchef-edge`, password the Cashpad token, manual acks,
+//!   last will `{"online":false}` retained on `R/zenchef/status`.
+//! - The `EventLoop` has its own task and is polled without pause (polling
+//!   is what reconnects). It never publishes: incoming messages go to
+//!   intake with the connection *generation* they arrived on; subscriptions,
+//!   status and reservation publishes are made by other tasks through
+//!   [`PosLink`].
+//! - An ack is sent only by intake, after the store committed, and only if
+//!   the connection it arrived on is still the current one: after a
+//!   reconnect the broker redelivers unacked messages (persistent session)
+//!   and intake recognises them by `event_id`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Packet, Publish,
+    QoS, Transport,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::discovery::PosTarget;
+use crate::config::CashpadConfig;
+use crate::health::Health;
+use crate::outbox::{Store, now_utc};
+
+/// MQTT username (cashpad §2).
+pub const USERNAME: &str = "zenchef-edge";
+/// Largest incoming packet accepted by the client. Bigger than the
+/// largest event intake accepts, so an oversized event is received and
+/// quarantined instead of breaking the connection in a redelivery loop.
+pub const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
+
+/// A message from the broker, with the connection generation it came on.
+#[derive(Debug)]
+pub struct Incoming {
+    /// Generation of the connection (see [`PosLink::generation`]).
+    pub generation: u64,
+    /// The message (needed to ack it).
+    pub publish: Publish,
+}
+
+/// Something the rest of the agent must react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A connection was (re)established: subscribe, publish status, replay
+    /// the reservations.
+    Connected {
+        /// The broker kept our session.
+        session_present: bool,
+    },
+}
+
+#[derive(Default)]
+struct Inner {
+    client: Mutex<Option<(AsyncClient, String)>>,
+    generation: AtomicU64,
+    connected: AtomicBool,
+}
+
+/// Handle to the current MQTT client, for every task but the event loop.
+#[derive(Clone, Default)]
+pub struct PosLink(Arc<Inner>);
+
+impl PosLink {
+    /// The connection generation: changes at every connect and disconnect.
+    pub fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::SeqCst)
+    }
+
+    /// Is the session up?
+    pub fn connected(&self) -> bool {
+        self.0.connected.load(Ordering::SeqCst)
+    }
+
+    /// The topic root `cashpad/<iid>` of the current POS.
+    pub fn root(&self) -> Option<String> {
+        self.current().map(|(_, r)| r)
+    }
+
+    fn current(&self) -> Option<(AsyncClient, String)> {
+        self.0
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Acknowledges a message **after** it is durable. Skipped (and left
+    /// for the broker to redeliver) when the connection has changed since
+    /// it arrived.
+    pub async fn ack(&self, generation: u64, publish: &Publish) {
+        if generation != self.generation() || !self.connected() {
+            debug!(
+                pkid = publish.pkid,
+                "not acking a message of a previous connection"
+            );
+            return;
+        }
+        if let Some((client, _)) = self.current()
+            && let Err(e) = client.ack(publish).await
+        {
+            debug!("ack not sent: {e}");
+        }
+    }
+
+    /// Publishes under `cashpad/<iid>/<suffix>`, QoS 1. Answers `false`
+    /// when no session is up (callers rely on the replay at connect).
+    pub async fn publish(&self, suffix: &str, payload: Vec<u8>, retain: bool) -> bool {
+        if !self.connected() {
+            return false;
+        }
+        let Some((client, root)) = self.current() else {
+            return false;
+        };
+        client
+            .publish(
+                format!("{root}/{suffix}"),
+                QoS::AtLeastOnce,
+                retain,
+                payload,
+            )
+            .await
+            .is_ok()
+    }
+
+    /// Subscribes to the POS topics (after every connect: harmless when the
+    /// broker kept the session).
+    pub async fn subscribe_all(&self) -> bool {
+        let Some((client, root)) = self.current() else {
+            return false;
+        };
+        client
+            .subscribe(format!("{root}/events"), QoS::AtLeastOnce)
+            .await
+            .is_ok()
+            && client
+                .subscribe(format!("{root}/floorplan"), QoS::AtLeastOnce)
+                .await
+                .is_ok()
+    }
+}
+
+/// Runs the session until `cancel`: connects to the target of the watch,
+/// follows its changes, feeds intake.
+pub async fn run(
+    cfg: CashpadConfig,
+    mut targets: watch::Receiver<Option<PosTarget>>,
+    link: PosLink,
+    intake: mpsc::Sender<Incoming>,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    health: Health,
+    cancel: CancellationToken,
+) {
+    loop {
+        // Wait for a POS.
+        let target = loop {
+            if let Some(t) = targets.borrow_and_update().clone() {
+                break t;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = targets.changed() => if r.is_err() { return },
+            }
+        };
+        let root = format!("cashpad/{}", target.iid);
+        let mut opts = MqttOptions::new(
+            format!("zenchef-edge-{}", target.iid),
+            target.host.clone(),
+            target.port,
+        );
+        opts.set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_credentials(USERNAME, cfg.token.expose())
+            .set_max_packet_size(MAX_INCOMING_PACKET, 1024 * 1024)
+            .set_last_will(LastWill::new(
+                format!("{root}/zenchef/status"),
+                r#"{"online":false}"#,
+                QoS::AtLeastOnce,
+                true,
+            ));
+        if target.tls {
+            opts.set_transport(Transport::tls_with_default_config());
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        *link.0.client.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((client.clone(), root.clone()));
+        info!(
+            "connecting to the POS broker at {}:{}",
+            target.host, target.port
+        );
+        let mut failures: u32 = 0;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    goodbye(&link, &client, &mut eventloop).await;
+                    return;
+                }
+                r = targets.changed() => {
+                    let next = if r.is_ok() { targets.borrow().clone() } else { None };
+                    if next.as_ref() != Some(&target) {
+                        info!("the POS changed address or identity: reconnecting");
+                        link.0.connected.store(false, Ordering::SeqCst);
+                        link.0.generation.fetch_add(1, Ordering::SeqCst);
+                        let _ = client.try_disconnect();
+                        health.update(|s| s.pos.mqtt_connected = false);
+                        break;
+                    }
+                }
+                ev = eventloop.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        link.0.generation.fetch_add(1, Ordering::SeqCst);
+                        link.0.connected.store(true, Ordering::SeqCst);
+                        failures = 0;
+                        info!(session_present = ack.session_present, "MQTT session up with the POS");
+                        health.update(|s| {
+                            s.pos.mqtt_connected = true;
+                            s.pos.connected_since = Some(now_utc());
+                        });
+                        let _ = events.send(SessionEvent::Connected { session_present: ack.session_present });
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let generation = link.generation();
+                        if intake.send(Incoming { generation, publish: p }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let was = link.0.connected.swap(false, Ordering::SeqCst);
+                        link.0.generation.fetch_add(1, Ordering::SeqCst);
+                        failures += 1;
+                        let msg = describe(&e);
+                        if was || failures == 1 || failures.is_multiple_of(20) {
+                            match &e {
+                                ConnectionError::ConnectionRefused(_) => error!("{msg}"),
+                                _ => warn!("MQTT connection to the POS lost or refused ({msg}); retrying"),
+                            }
+                        }
+                        health.update(|s| {
+                            s.pos.mqtt_connected = false;
+                            s.pos.problem = Some(msg);
+                        });
+                        let wait = Duration::from_millis(250 * 2u64.pow(failures.min(5)))
+                            .min(Duration::from_secs(5));
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+        ) => "the POS broker refused the MQTT login: check cashpad.token".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Clean goodbye: `online:false` retained, then DISCONNECT, polling the
+/// event loop (bounded) so both actually leave.
+async fn goodbye(link: &PosLink, client: &AsyncClient, eventloop: &mut rumqttc::EventLoop) {
+    if link.connected() {
+        let _ = link
+            .publish("zenchef/status", br#"{"online":false}"#.to_vec(), true)
+            .await;
+        let _ = client.disconnect().await;
+        let deadline = tokio::time::sleep(Duration::from_secs(2));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                ev = eventloop.poll() => match ev {
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                    _ => {}
+                }
+            }
+        }
+    }
+    link.0.connected.store(false, Ordering::SeqCst);
+    info!("MQTT session closed");
+}
+
+/// Reacts to [`SessionEvent`]s and keeps the retained status current:
+/// after each connect, subscribe, publish `{"online":true,...}` and ask the
+/// reservation poller to replay its mirror; then refresh the status every
+/// `every` (its `pending` count — queued outbox rows — changes).
+pub async fn status_loop(
+    link: PosLink,
+    store: Store,
+    mut events: mpsc::UnboundedReceiver<SessionEvent>,
+    replay: mpsc::UnboundedSender<()>,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            ev = events.recv() => match ev {
+                Some(SessionEvent::Connected { .. }) => {
+                    if !link.subscribe_all().await {
+                        warn!("cannot subscribe to the POS topics");
+                    }
+                    publish_status(&link, &store).await;
+                    let _ = replay.send(());
+                }
+                None => return,
+            },
+            _ = tick.tick() => publish_status(&link, &store).await,
+        }
+    }
+}
+
+async fn publish_status(link: &PosLink, store: &Store) {
+    let pending = store
+        .read(|c| Ok(crate::outbox::counts(c)?.queued))
+        .await
+        .unwrap_or(0);
+    let body = serde_json::json!({
+        "online": true,
+        "version": env!("CARGO_PKG_VERSION"),
+        "pending": pending,
+    });
+    link.publish("zenchef/status", body.to_string().into_bytes(), true)
+        .await;
+}

@@ -1,0 +1,276 @@
+//! Matching an opened table to a reservation (sync-rules.md rule 4).
+//!
+//! Pure: bookings in, decision out. Candidates are the bookings whose
+//! `tables` contain the opened table's name **exactly** (case- and
+//! space-sensitive: the seed demands identical names), whose status is
+//! `confirmed`, `arrived` or `waiting`, whose time (restaurant local) lies in
+//! `[opened_at − before, opened_at + after]` (edges included), and that are
+//! not already linked to an open order. Preference: `arrived` >
+//! `confirmed` > `waiting`, then the closest time, then the lowest id.
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+
+/// What matching needs of a booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Zenchef booking id.
+    pub id: i64,
+    /// Booking day, restaurant local.
+    pub day: NaiveDate,
+    /// Booking time, restaurant local.
+    pub time: NaiveTime,
+    /// Zenchef status.
+    pub status: String,
+    /// Table names assigned in Zenchef.
+    pub tables: Vec<String>,
+}
+
+/// The matching window, minutes around `opened_at` (config
+/// `zenchef.match_before_min` / `match_after_min`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Minutes before `opened_at` a booking may be.
+    pub before_min: i64,
+    /// Minutes after `opened_at` a booking may be.
+    pub after_min: i64,
+}
+
+/// The decision, with what to log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MatchOutcome {
+    /// The chosen booking, if any.
+    pub chosen: Option<i64>,
+    /// Other candidates that were not chosen (logged).
+    pub others: Vec<i64>,
+    /// Bookings in the window whose table name differs from the opened one
+    /// only by case or surrounding spaces: not matched, logged as a likely
+    /// naming mismatch.
+    pub near_misses: Vec<(i64, String)>,
+}
+
+fn preference(status: &str) -> Option<u8> {
+    match status {
+        "arrived" => Some(0),
+        "confirmed" => Some(1),
+        "waiting" => Some(2),
+        _ => None,
+    }
+}
+
+/// Chooses the booking for a table opened at `opened_local` (restaurant
+/// local time). `linked` holds booking ids already linked to open orders.
+pub fn choose(
+    bookings: &[Candidate],
+    table: &str,
+    opened_local: NaiveDateTime,
+    window: Window,
+    linked: &[i64],
+) -> MatchOutcome {
+    let mut ranked: Vec<(u8, i64, i64)> = Vec::new(); // (pref, |Δ| minutes, id)
+    let mut near_misses = Vec::new();
+    for b in bookings {
+        let Some(pref) = preference(&b.status) else {
+            continue;
+        };
+        if linked.contains(&b.id) {
+            continue;
+        }
+        let delta = (NaiveDateTime::new(b.day, b.time) - opened_local).num_seconds();
+        if delta < -window.before_min * 60 || delta > window.after_min * 60 {
+            continue;
+        }
+        if b.tables.iter().any(|t| t == table) {
+            ranked.push((pref, delta.abs(), b.id));
+        } else if let Some(t) = b
+            .tables
+            .iter()
+            .find(|t| t.trim().to_lowercase() == table.trim().to_lowercase())
+        {
+            near_misses.push((b.id, t.clone()));
+        }
+    }
+    ranked.sort();
+    let mut ids = ranked.into_iter().map(|(_, _, id)| id);
+    MatchOutcome {
+        chosen: ids.next(),
+        others: ids.collect(),
+        near_misses,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(id: i64, time: &str, status: &str, table: &str) -> Candidate {
+        Candidate {
+            id,
+            day: NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
+            time: NaiveTime::parse_from_str(time, "%H:%M").unwrap(),
+            status: status.into(),
+            tables: vec![table.into()],
+        }
+    }
+
+    fn at(hm: &str) -> NaiveDateTime {
+        NaiveDateTime::new(
+            NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
+            NaiveTime::parse_from_str(hm, "%H:%M").unwrap(),
+        )
+    }
+
+    const W: Window = Window {
+        before_min: 90,
+        after_min: 60,
+    };
+
+    /// (bookings, table, opened at, linked, expected chosen, expected others)
+    #[test]
+    fn matching_table() {
+        let cases: Vec<(Vec<Candidate>, &str, &str, Vec<i64>, Option<i64>, Vec<i64>)> = vec![
+            // exact table, in window
+            (
+                vec![b(1, "20:00", "confirmed", "12")],
+                "12",
+                "20:10",
+                vec![],
+                Some(1),
+                vec![],
+            ),
+            // window edges included: booking 90 min before / 60 min after opening
+            (
+                vec![b(1, "18:40", "confirmed", "12")],
+                "12",
+                "20:10",
+                vec![],
+                Some(1),
+                vec![],
+            ),
+            (
+                vec![b(1, "21:10", "confirmed", "12")],
+                "12",
+                "20:10",
+                vec![],
+                Some(1),
+                vec![],
+            ),
+            // one minute outside either edge
+            (
+                vec![b(1, "18:39", "confirmed", "12")],
+                "12",
+                "20:10",
+                vec![],
+                None,
+                vec![],
+            ),
+            (
+                vec![b(1, "21:11", "confirmed", "12")],
+                "12",
+                "20:10",
+                vec![],
+                None,
+                vec![],
+            ),
+            // other table
+            (
+                vec![b(1, "20:00", "confirmed", "13")],
+                "12",
+                "20:00",
+                vec![],
+                None,
+                vec![],
+            ),
+            // statuses that are not candidates
+            (
+                vec![
+                    b(1, "20:00", "seated", "12"),
+                    b(2, "20:00", "canceled", "12"),
+                    b(3, "20:00", "over", "12"),
+                    b(4, "20:00", "waiting_customer", "12"),
+                ],
+                "12",
+                "20:00",
+                vec![],
+                None,
+                vec![],
+            ),
+            // arrived beats confirmed beats waiting, whatever the times
+            (
+                vec![
+                    b(1, "20:00", "waiting", "12"),
+                    b(2, "20:30", "confirmed", "12"),
+                    b(3, "19:00", "arrived", "12"),
+                ],
+                "12",
+                "20:00",
+                vec![],
+                Some(3),
+                vec![2, 1],
+            ),
+            // same status: closest time wins (before or after)
+            (
+                vec![
+                    b(1, "19:00", "confirmed", "12"),
+                    b(2, "20:20", "confirmed", "12"),
+                ],
+                "12",
+                "20:00",
+                vec![],
+                Some(2),
+                vec![1],
+            ),
+            // tie on status and distance: lowest id
+            (
+                vec![
+                    b(9, "19:40", "confirmed", "12"),
+                    b(4, "20:20", "confirmed", "12"),
+                ],
+                "12",
+                "20:00",
+                vec![],
+                Some(4),
+                vec![9],
+            ),
+            // already linked to an open order: not a candidate
+            (
+                vec![
+                    b(1, "20:00", "confirmed", "12"),
+                    b(2, "20:30", "confirmed", "12"),
+                ],
+                "12",
+                "20:00",
+                vec![1],
+                Some(2),
+                vec![],
+            ),
+        ];
+        for (i, (bookings, table, opened, linked, chosen, others)) in cases.into_iter().enumerate()
+        {
+            let m = choose(&bookings, table, at(opened), W, &linked);
+            assert_eq!(m.chosen, chosen, "case {i}");
+            assert_eq!(m.others, others, "case {i}");
+        }
+    }
+
+    #[test]
+    fn case_or_space_differences_are_near_misses_not_matches() {
+        let bookings = vec![
+            b(1, "20:00", "confirmed", "7A"),
+            b(2, "20:00", "confirmed", " 7a "),
+        ];
+        let m = choose(&bookings, "7a", at("20:00"), W, &[]);
+        assert_eq!(m.chosen, None);
+        assert_eq!(
+            m.near_misses,
+            vec![(1, "7A".to_string()), (2, " 7a ".to_string())]
+        );
+    }
+
+    #[test]
+    fn window_crosses_midnight() {
+        let mut late = b(1, "00:30", "confirmed", "5");
+        late.day = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        let m = choose(&[late], "5", at("23:45"), W, &[]);
+        assert_eq!(m.chosen, Some(1));
+    }
+}

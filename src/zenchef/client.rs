@@ -1,0 +1,465 @@
+//! The Zenchef partner API client (zenchef-api.md): the one module that
+//! knows Zenchef's URLs, headers, JSON shapes and error answers.
+//!
+//! Every failure is a [`CallError`] whose [`ErrorClass`] tells the outbox
+//! what to do (§ "Errors and what the agent does"): retry later (with the
+//! server's `Retry-After` when given), dead (never retry as is), or
+//! credentials (stop and wait). Messages never contain the token.
+
+use std::time::{Duration, SystemTime};
+
+use chrono::{NaiveDate, NaiveTime};
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{Secret, ZenchefConfig};
+
+/// What the outbox must do about a failed call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Outage (5xx, timeout, connection, DNS, TLS) or rate limit: keep
+    /// queued and retry; `after` is the server's `Retry-After` if any.
+    Retry {
+        /// Wait at least this long (429 `Retry-After`).
+        after: Option<Duration>,
+    },
+    /// 400/404/409/412/422 (or any other 4xx): this request can never
+    /// succeed as is → dead letter with the message.
+    Dead,
+    /// 401/403: token or restaurantId refused → pause deliveries.
+    Credentials,
+}
+
+/// A failed call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{what}: {message}")]
+pub struct CallError {
+    /// What to do about it.
+    pub class: ErrorClass,
+    /// HTTP status, when there was an answer.
+    pub status: Option<u16>,
+    /// Which call (`PATCH /bookings/123/changeStatus`).
+    pub what: String,
+    /// The answer's message or the transport error, without secrets.
+    pub message: String,
+}
+
+/// A booking as the agent reads it (zenchef-api.md § Booking object).
+/// Unknown fields are ignored; absent optional fields are `None`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Booking {
+    /// Booking id.
+    pub id: i64,
+    /// `reservation` or `walkin`.
+    #[serde(default)]
+    pub reservation_type: Option<String>,
+    /// Day, restaurant local (`YYYY-MM-DD`).
+    pub day: String,
+    /// Time, restaurant local (`HH:MM`).
+    pub time: String,
+    /// Party size.
+    #[serde(default)]
+    pub nb_guests: Option<i64>,
+    /// Guest first name.
+    #[serde(default)]
+    pub firstname: Option<String>,
+    /// Guest last name.
+    #[serde(default)]
+    pub lastname: Option<String>,
+    /// Guest mobile.
+    #[serde(default)]
+    pub phone_number: Option<String>,
+    /// Guest e-mail.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Remarks shown to the POS.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// Allergies shown to the POS.
+    #[serde(default)]
+    pub allergies: Option<String>,
+    /// Zenchef status (`confirmed`, `seated`, `over`, …).
+    pub status: String,
+    /// Assigned tables.
+    #[serde(default)]
+    pub tables: Vec<BookingTable>,
+    /// Guest profile.
+    #[serde(default)]
+    pub customersheet: Option<CustomerSheet>,
+    /// Last change (Zenchef clock).
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+/// A table of a booking.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BookingTable {
+    /// Zenchef table id.
+    #[serde(default)]
+    pub id: Option<i64>,
+    /// Table name (must equal the POS's).
+    pub name: String,
+}
+
+/// The guest profile attached to a booking.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CustomerSheet {
+    /// Profile id.
+    #[serde(default)]
+    pub id: Option<i64>,
+    /// First name.
+    #[serde(default)]
+    pub firstname: Option<String>,
+    /// Last name.
+    #[serde(default)]
+    pub lastname: Option<String>,
+    /// E-mail.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Mobile.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Visits counted by Zenchef.
+    #[serde(default)]
+    pub visits: Option<i64>,
+    /// Average spend, cents.
+    #[serde(default)]
+    pub average_spend_cents: Option<i64>,
+}
+
+impl Booking {
+    /// Day and time parsed, `None` when Zenchef sent something unreadable.
+    pub fn local_datetime(&self) -> Option<(NaiveDate, NaiveTime)> {
+        let day = NaiveDate::parse_from_str(&self.day, "%Y-%m-%d").ok()?;
+        let time = NaiveTime::parse_from_str(&self.time, "%H:%M")
+            .or_else(|_| NaiveTime::parse_from_str(&self.time, "%H:%M:%S"))
+            .ok()?;
+        Some((day, time))
+    }
+}
+
+/// A Zenchef table (`GET /tables`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ZenchefTable {
+    /// Table id.
+    pub id: i64,
+    /// Table name.
+    pub name: String,
+    /// Room.
+    #[serde(default)]
+    pub room: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DataOne<T> {
+    data: T,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    data: Vec<Value>,
+    paginator: Paginator,
+}
+
+#[derive(Deserialize)]
+struct Paginator {
+    current_page: u64,
+    total_pages: u64,
+}
+
+/// Most pages followed for one day (guards against a paginator that never ends).
+const MAX_PAGES: u64 = 100;
+
+/// The client. Cheap to clone.
+#[derive(Clone)]
+pub struct ZenchefClient {
+    http: reqwest::Client,
+    base: String,
+    restaurant_id: String,
+    token: Secret,
+    publisher: String,
+}
+
+impl ZenchefClient {
+    /// Builds the client: rustls, `timeout` per call, 5 s to connect.
+    pub fn new(cfg: &ZenchefConfig, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("zenchef-edge/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(ZenchefClient {
+            http,
+            base: cfg.base_url.clone(),
+            restaurant_id: cfg.restaurant_id.clone(),
+            token: cfg.token.clone(),
+            publisher: cfg.publisher_name.clone(),
+        })
+    }
+
+    /// The restaurant id (for messages).
+    pub fn restaurant_id(&self) -> &str {
+        &self.restaurant_id
+    }
+
+    /// Bookings of one day, every page followed (`GET /bookings` with the
+    /// `day` filter, `limit=100`). Bookings that do not parse are skipped
+    /// with a WARN naming their id.
+    pub async fn bookings_of_day(&self, day: NaiveDate) -> Result<Vec<Booking>, CallError> {
+        let mut out = Vec::new();
+        let mut page = 1u64;
+        loop {
+            let path = format!(
+                "/bookings?filters[0][field]=day&filters[0][operator]==&filters[0][value]={day}&limit=100&page={page}"
+            );
+            let v: Page = self.call(Method::GET, &path, None, None).await?;
+            for raw in v.data {
+                match serde_json::from_value::<Booking>(raw.clone()) {
+                    Ok(b) => out.push(b),
+                    Err(e) => tracing::warn!(
+                        booking = %raw.get("id").map(|v| v.to_string()).unwrap_or_default(),
+                        "Zenchef sent a booking the agent cannot read ({e}); it is ignored"
+                    ),
+                }
+            }
+            if v.paginator.current_page >= v.paginator.total_pages || page >= MAX_PAGES {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    /// `GET /bookings/{id}`.
+    pub async fn booking(&self, id: i64) -> Result<Booking, CallError> {
+        let d: DataOne<Booking> = self
+            .call(Method::GET, &format!("/bookings/{id}"), None, None)
+            .await?;
+        Ok(d.data)
+    }
+
+    /// `PATCH /bookings/{id}/changeStatus` with `PublisherModelId = key`.
+    pub async fn change_status(
+        &self,
+        id: i64,
+        status: &str,
+        key: &str,
+    ) -> Result<Value, CallError> {
+        let d: DataOne<Value> = self
+            .call(
+                Method::PATCH,
+                &format!("/bookings/{id}/changeStatus"),
+                Some(&serde_json::json!({ "status": status })),
+                Some(key),
+            )
+            .await?;
+        Ok(d.data)
+    }
+
+    /// `POST /bookings?force=1` (walk-in); answers the created booking's id.
+    pub async fn create_walkin(&self, body: &Value, key: &str) -> Result<i64, CallError> {
+        let d: DataOne<Value> = self
+            .call(Method::POST, "/bookings?force=1", Some(body), Some(key))
+            .await?;
+        d.data.get("id").and_then(Value::as_i64).ok_or(CallError {
+            class: ErrorClass::Retry { after: None },
+            status: None,
+            what: "POST /bookings".into(),
+            message: "the answer has no booking id".into(),
+        })
+    }
+
+    /// `PUT /bookings/{id}/pos_ticket`.
+    pub async fn put_pos_ticket(&self, id: i64, body: &Value, key: &str) -> Result<(), CallError> {
+        let _: Value = self
+            .call(
+                Method::PUT,
+                &format!("/bookings/{id}/pos_ticket"),
+                Some(body),
+                Some(key),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /tables`.
+    pub async fn tables(&self) -> Result<Vec<ZenchefTable>, CallError> {
+        let d: DataOne<Vec<ZenchefTable>> = self.call(Method::GET, "/tables", None, None).await?;
+        Ok(d.data)
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        model_id: Option<&str>,
+    ) -> Result<T, CallError> {
+        let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("auth-token", self.token.expose())
+            .header("restaurantId", &self.restaurant_id)
+            .header("Accept", "application/json")
+            .header("Content-Type", "application/json");
+        if let Some(key) = model_id {
+            req = req
+                .header("PublisherName", &self.publisher)
+                .header("PublisherModelId", key);
+        }
+        if let Some(b) = body {
+            req = req.body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| CallError {
+            class: ErrorClass::Retry { after: None },
+            status: None,
+            what: what.clone(),
+            message: transport_message(&e),
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.map_err(|e| CallError {
+            class: ErrorClass::Retry { after: None },
+            status: Some(status.as_u16()),
+            what: what.clone(),
+            message: transport_message(&e),
+        })?;
+        if status.is_success() {
+            return serde_json::from_str(&text).map_err(|e| CallError {
+                // A 2xx we cannot read: the call may have acted; retrying
+                // with the same PublisherModelId is safe.
+                class: ErrorClass::Retry { after: None },
+                status: Some(status.as_u16()),
+                what: what.clone(),
+                message: format!("unreadable answer: {e}"),
+            });
+        }
+        Err(CallError {
+            class: classify(status, &headers),
+            status: Some(status.as_u16()),
+            what,
+            message: answer_message(&text),
+        })
+    }
+}
+
+/// Maps an HTTP status to what the outbox does (zenchef-api.md § Errors).
+pub fn classify(status: StatusCode, headers: &HeaderMap) -> ErrorClass {
+    match status.as_u16() {
+        401 | 403 => ErrorClass::Credentials,
+        429 => ErrorClass::Retry {
+            after: headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now())),
+        },
+        408 => ErrorClass::Retry { after: None },
+        400..=499 => ErrorClass::Dead,
+        _ => ErrorClass::Retry { after: None },
+    }
+}
+
+/// `Retry-After` as seconds or as an HTTP date (RFC 9110 §10.2.3), relative
+/// to `now`. A date in the past means "now".
+pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(when.timestamp().max(0) as u64);
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The message of an error answer: its `message`/`error` field when JSON,
+/// else the text (cut to 300 chars).
+fn answer_message(text: &str) -> String {
+    let from_json = serde_json::from_str::<Value>(text).ok().and_then(|v| {
+        ["message", "error", "detail"].iter().find_map(|k| {
+            v.get(k)
+                .map(|m| m.as_str().map(str::to_string).unwrap_or(m.to_string()))
+        })
+    });
+    let m = from_json.unwrap_or_else(|| text.to_string());
+    if m.chars().count() > 300 {
+        m.chars().take(300).collect::<String>() + "…"
+    } else if m.is_empty() {
+        "(empty answer)".into()
+    } else {
+        m
+    }
+}
+
+/// A transport error as one sentence with its cause chain; a certificate
+/// "not yet valid" names the clock (the box has no RTC).
+pub fn transport_message(e: &reqwest::Error) -> String {
+    let mut parts = vec![if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    }];
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        parts.push(s.to_string());
+        src = s.source();
+    }
+    let msg = parts.join(": ");
+    if msg.contains("NotValidYet") || msg.to_lowercase().contains("not yet valid") {
+        format!("{msg} — the certificate is not valid yet: the system clock is probably wrong")
+    } else {
+        msg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_the_spec_classes() {
+        let h = HeaderMap::new();
+        for (s, c) in [
+            (400, ErrorClass::Dead),
+            (404, ErrorClass::Dead),
+            (409, ErrorClass::Dead),
+            (412, ErrorClass::Dead),
+            (422, ErrorClass::Dead),
+            (401, ErrorClass::Credentials),
+            (403, ErrorClass::Credentials),
+            (500, ErrorClass::Retry { after: None }),
+            (503, ErrorClass::Retry { after: None }),
+            (429, ErrorClass::Retry { after: None }),
+        ] {
+            assert_eq!(classify(StatusCode::from_u16(s).unwrap(), &h), c, "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_both_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        // 1_700_000_000 = Tue, 14 Nov 2023 22:13:20 GMT
+        assert_eq!(
+            parse_retry_after("Tue, 14 Nov 2023 22:13:50 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn error_messages_are_short_and_prefer_the_json_message() {
+        assert_eq!(
+            answer_message(r#"{"message":"unknown table 99"}"#),
+            "unknown table 99"
+        );
+        assert_eq!(answer_message(""), "(empty answer)");
+        assert_eq!(answer_message(&"x".repeat(400)).chars().count(), 301);
+    }
+}

@@ -1,0 +1,6 @@
+//! The Zenchef side of the bridge (zenchef-api.md): the HTTP client with
+//! its error classes, and the reservation poller that mirrors bookings to
+//! the POS.
+
+pub mod client;
+pub mod poller;

@@ -1,0 +1,342 @@
+//! Zenchef → POS: the reservation poller and its mirror (sync-rules.md
+//! rules 1–3, cashpad-local-v1 §6).
+//!
+//! Every `poll_interval_s` (and right after each forwarded event, and on a
+//! webhook nudge) the poller reads the bookings of the sync window (today
+//! and the next `sync_days − 1` days, restaurant time zone), turns each into
+//! the POS reservation of §6, and compares it with the mirror kept in
+//! SQLite:
+//! - new or changed → publish retained on `R/zenchef/reservations/<id>`;
+//! - `canceled`, `refused`, `no_shown`, or gone from the window → publish a
+//!   zero-length retained message (withdrawal);
+//! - unchanged → nothing.
+//!
+//! The mirror is the *desired* state of the POS. After every (re)connect
+//! the whole mirror is replayed (retained publishes are idempotent), so a
+//! publish lost with a connection, a restart or a broker restart is made
+//! good without bookkeeping of PUBACKs.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use rusqlite::params;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::client::{Booking, ZenchefClient};
+use crate::health::Health;
+use crate::outbox::{Store, StoreError, now_utc};
+use crate::pos::session::PosLink;
+
+/// Statuses whose reservation is withdrawn from the POS (rule 2).
+pub const WITHDRAWN: &[&str] = &["canceled", "refused", "no_shown"];
+
+/// One mirrored booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorRow {
+    /// Booking day (restaurant local).
+    pub day: String,
+    /// Zenchef status.
+    pub status: String,
+    /// What the POS should have: the §6 JSON, or `None` (withdrawn).
+    pub body: Option<String>,
+}
+
+/// The §6 reservation for a booking (customer fields from the booking, or
+/// from its `customersheet` when the booking lacks them — rule 3).
+pub fn pos_reservation(b: &Booking) -> Value {
+    let sheet = b.customersheet.as_ref();
+    let pick = |own: &Option<String>, theirs: Option<&Option<String>>| -> Value {
+        own.clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| theirs.and_then(|t| t.clone()).filter(|s| !s.is_empty()))
+            .map(Value::String)
+            .unwrap_or(Value::Null)
+    };
+    json!({
+        "booking_id": b.id,
+        "day": b.day,
+        "time": b.time,
+        "nb_guests": b.nb_guests,
+        "status": b.status,
+        "tables": b.tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+        "comment": b.comment,
+        "allergies": b.allergies,
+        "customer": {
+            "firstname": pick(&b.firstname, sheet.map(|s| &s.firstname)),
+            "lastname": pick(&b.lastname, sheet.map(|s| &s.lastname)),
+            "phone": pick(&b.phone_number, sheet.map(|s| &s.phone)),
+            "email": pick(&b.email, sheet.map(|s| &s.email)),
+        },
+        "updated_at": b.updated_at,
+    })
+}
+
+/// The change to make for one booking, given the mirror (pure).
+pub fn diff(mirror: &BTreeMap<i64, MirrorRow>, fetched: &[Booking]) -> Vec<(i64, MirrorRow)> {
+    let mut changes = Vec::new();
+    let mut seen = HashSet::new();
+    for b in fetched {
+        seen.insert(b.id);
+        let body = if WITHDRAWN.contains(&b.status.as_str()) {
+            None
+        } else {
+            Some(pos_reservation(b).to_string())
+        };
+        let row = MirrorRow {
+            day: b.day.clone(),
+            status: b.status.clone(),
+            body,
+        };
+        match mirror.get(&b.id) {
+            Some(old) if old.body == row.body => {}
+            // Never published and not to be: nothing to withdraw.
+            None if row.body.is_none() => {}
+            _ => changes.push((b.id, row)),
+        }
+    }
+    for (id, old) in mirror {
+        if !seen.contains(id) && old.body.is_some() {
+            // Left the window (day passed, moved to another day) or deleted.
+            changes.push((
+                *id,
+                MirrorRow {
+                    day: old.day.clone(),
+                    status: old.status.clone(),
+                    body: None,
+                },
+            ));
+        }
+    }
+    changes
+}
+
+/// Runs the poller until `cancel`.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    client: ZenchefClient,
+    store: Store,
+    link: PosLink,
+    tz: chrono_tz::Tz,
+    every: Duration,
+    sync_days: u32,
+    health: Health,
+    nudge: Arc<Notify>,
+    mut replay: mpsc::UnboundedReceiver<()>,
+    cancel: CancellationToken,
+) {
+    let mut mirror = match store.read(load_mirror).await {
+        Ok(m) => m,
+        Err(e) => {
+            warn!("cannot read the reservation mirror ({e}); starting from an empty one");
+            BTreeMap::new()
+        }
+    };
+    let mut failures = 0u32;
+    loop {
+        match sync_once(&client, &store, &link, tz, sync_days, &mut mirror).await {
+            Ok(n) => {
+                if failures > 0 {
+                    info!("reservation sync works again");
+                }
+                failures = 0;
+                health.update(|s| s.last_reservation_sync = Some(now_utc()));
+                if n > 0 {
+                    info!("{n} reservation change(s) sent to the POS");
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(10) {
+                    warn!("reservation sync failed ({failures} in a row): {e}");
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+            _ = nudge.notified() => {
+                // Coalesce a burst of nudges (one per forwarded event).
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            r = replay.recv() => {
+                if r.is_none() { return; }
+                let n = replay_all(&link, &mirror).await;
+                debug!("replayed {n} reservation(s) to the POS after connecting");
+            }
+        }
+    }
+}
+
+async fn sync_once(
+    client: &ZenchefClient,
+    store: &Store,
+    link: &PosLink,
+    tz: chrono_tz::Tz,
+    sync_days: u32,
+    mirror: &mut BTreeMap<i64, MirrorRow>,
+) -> Result<usize, String> {
+    let today = Utc::now().with_timezone(&tz).date_naive();
+    let window: Vec<NaiveDate> = today.iter_days().take(sync_days as usize).collect();
+    let mut fetched = Vec::new();
+    for day in &window {
+        fetched.extend(
+            client
+                .bookings_of_day(*day)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let changes = diff(mirror, &fetched);
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    for (id, row) in &changes {
+        let payload = row.body.clone().unwrap_or_default().into_bytes();
+        let what = if row.body.is_some() {
+            "published"
+        } else {
+            "withdrawn"
+        };
+        link.publish(&format!("zenchef/reservations/{id}"), payload, true)
+            .await;
+        info!(
+            booking_id = id,
+            "reservation {id} ({}) {what} to the POS", row.status
+        );
+    }
+    let persisted = changes.clone();
+    store
+        .write(move |c| save_mirror(c, &persisted))
+        .await
+        .map_err(|e| e.to_string())?;
+    let n = changes.len();
+    for (id, row) in changes {
+        mirror.insert(id, row);
+    }
+    Ok(n)
+}
+
+async fn replay_all(link: &PosLink, mirror: &BTreeMap<i64, MirrorRow>) -> usize {
+    let mut n = 0;
+    for (id, row) in mirror {
+        let payload = row.body.clone().unwrap_or_default().into_bytes();
+        if link
+            .publish(&format!("zenchef/reservations/{id}"), payload, true)
+            .await
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn load_mirror(c: &rusqlite::Connection) -> Result<BTreeMap<i64, MirrorRow>, StoreError> {
+    let mut stmt = c.prepare("SELECT booking_id, day, status, body FROM reservations")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            MirrorRow {
+                day: r.get(1)?,
+                status: r.get(2)?,
+                body: r.get(3)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn save_mirror(c: &rusqlite::Connection, changes: &[(i64, MirrorRow)]) -> Result<(), StoreError> {
+    for (id, row) in changes {
+        c.execute(
+            "INSERT INTO reservations(booking_id, day, status, hash, body) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(booking_id) DO UPDATE SET day = excluded.day, status = excluded.status,
+                hash = excluded.hash, body = excluded.body",
+            params![id, row.day, row.status, fnv1a(row.body.as_deref().unwrap_or("")), row.body],
+        )?;
+    }
+    Ok(())
+}
+
+/// FNV-1a 64 of the published body, hex (a short fingerprint for
+/// technicians comparing with what the POS shows).
+fn fnv1a(s: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn booking(id: i64, status: &str, comment: Option<&str>) -> Booking {
+        serde_json::from_value(json!({
+            "id": id, "day": "2026-11-29", "time": "20:00", "nb_guests": 4,
+            "firstname": null, "lastname": "Martin", "phone_number": null, "email": "c@example.com",
+            "comment": comment, "allergies": "fruits à coque", "status": status,
+            "tables": [{"id": 17, "name": "12"}],
+            "customersheet": {"id": 998, "firstname": "Camille", "lastname": "X",
+                              "phone": "+33600000000", "email": "other@example.com"},
+            "updated_at": "2026-11-29T15:02:11+01:00", "unknown_field": 1
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn customer_fields_fall_back_to_the_customersheet() {
+        let r = pos_reservation(&booking(1, "confirmed", Some("Anniversaire")));
+        assert_eq!(
+            r["customer"],
+            json!({"firstname":"Camille","lastname":"Martin","phone":"+33600000000","email":"c@example.com"})
+        );
+        assert_eq!(r["tables"], json!(["12"]));
+        assert_eq!(r["allergies"], "fruits à coque");
+        assert_eq!(r["comment"], "Anniversaire");
+    }
+
+    #[test]
+    fn new_changed_cancelled_and_gone() {
+        let mut mirror = BTreeMap::new();
+        // new → published
+        let c = diff(&mirror, &[booking(1, "confirmed", None)]);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].1.body.is_some());
+        mirror.extend(c);
+        // unchanged → nothing
+        assert!(diff(&mirror, &[booking(1, "confirmed", None)]).is_empty());
+        // changed → republished
+        let c = diff(&mirror, &[booking(1, "confirmed", Some("Window seat"))]);
+        assert_eq!(c.len(), 1);
+        mirror.extend(c);
+        // cancelled → withdrawn, and only once
+        let c = diff(&mirror, &[booking(1, "canceled", Some("Window seat"))]);
+        assert_eq!(c[0].1.body, None);
+        mirror.extend(c);
+        assert!(diff(&mirror, &[booking(1, "canceled", Some("Window seat"))]).is_empty());
+        // a cancelled booking never published is not withdrawn
+        assert!(diff(&mirror, &[booking(2, "refused", None)]).is_empty());
+        // gone from the window → withdrawn
+        let c = diff(&mirror, &[booking(3, "confirmed", None)]);
+        mirror.extend(c);
+        let c = diff(&mirror, &[]);
+        assert_eq!(
+            c,
+            vec![(
+                3,
+                MirrorRow {
+                    day: "2026-11-29".into(),
+                    status: "confirmed".into(),
+                    body: None
+                }
+            )]
+        );
+    }
+}
