@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod harness;
 pub mod mdns;
 pub mod pos;
 pub mod scenario;

@@ -1,0 +1,330 @@
+//! A rig that runs the **real agent binary** against the simulators: the
+//! broker, the mDNS advert, the Zenchef fake and the POS, plus the agent as
+//! a child process with a generated configuration file. Used by the demo and
+//! by the agent's end-to-end tests.
+//!
+//! The agent is only known here by its command line and the documented
+//! configuration keys (`agent-interface.md`); nothing of its code is used.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::broker::{Broker, BrokerOptions, start_broker};
+use crate::mdns::{Advertiser, PosAdvert, advertise};
+use crate::pos::Pos;
+use crate::util::free_port;
+use crate::zenchef::{ZenchefConfig, ZenchefFake};
+
+/// MQTT user the POS simulator logs in with.
+pub const POS_USER: &str = "cashpad-pos";
+/// Its password.
+pub const POS_PASSWORD: &str = "pos-secret";
+/// Username the agent must use (cashpad §2).
+pub const AGENT_USER: &str = "zenchef-edge";
+
+/// How to build a rig.
+#[derive(Clone)]
+pub struct RigOptions {
+    /// Cashpad Installation ID.
+    pub iid: String,
+    /// The Cashpad token (the agent's MQTT password).
+    pub cashpad_token: String,
+    /// Zenchef fake configuration (restaurant id and token included).
+    pub zenchef: ZenchefConfig,
+    /// `[restaurant] timezone` given to the agent. The scenario uses a fixed
+    /// +01:00 offset, so the default is `Etc/GMT-1` (UTC+1 all year).
+    pub timezone: String,
+    /// Cashpad app version announced (TXT `app`).
+    pub app_version: String,
+    /// Write `installation_id` in the agent's configuration.
+    pub configure_iid: bool,
+    /// Extra TOML appended to the agent's configuration.
+    pub extra_config: String,
+}
+
+impl RigOptions {
+    /// Defaults for a given Zenchef fake configuration.
+    pub fn new(zenchef: ZenchefConfig) -> Self {
+        RigOptions {
+            iid: "CP-4F2A91".into(),
+            cashpad_token: "cashpad-token-s3cret".into(),
+            zenchef,
+            timezone: "Etc/GMT-1".into(),
+            app_version: "2.0.18".into(),
+            configure_iid: true,
+            extra_config: String::new(),
+        }
+    }
+}
+
+/// The running simulators and (optionally) the agent.
+pub struct Rig {
+    /// Options used.
+    pub opts: RigOptions,
+    /// Directory holding the configuration, the store and the agent's log.
+    pub dir: PathBuf,
+    /// The broker.
+    pub broker: Broker,
+    /// mDNS port used by the advert and the agent.
+    pub mdns_port: u16,
+    /// The POS advert.
+    pub advert: Option<Advertiser>,
+    /// The Zenchef fake.
+    pub zenchef: ZenchefFake,
+    /// The POS simulator.
+    pub pos: Pos,
+    /// The agent binary.
+    pub agent_bin: PathBuf,
+    /// The agent process, when running.
+    pub agent: Option<Child>,
+    /// How many times the agent was started.
+    pub starts: u32,
+}
+
+impl Rig {
+    /// Starts broker, advert, Zenchef fake and POS (not the agent).
+    pub async fn start(opts: RigOptions, agent_bin: &Path, dir: &Path) -> anyhow::Result<Rig> {
+        std::fs::create_dir_all(dir)?;
+        let broker = start_broker(BrokerOptions {
+            port: 0,
+            users: vec![
+                (AGENT_USER.into(), opts.cashpad_token.clone()),
+                (POS_USER.into(), POS_PASSWORD.into()),
+            ],
+        })?;
+        let mdns_port = free_port()?;
+        let mut advert = PosAdvert::new(mdns_port, &opts.iid, broker.port);
+        advert.app = opts.app_version.clone();
+        advert.instance = "Cashpad Server (Le Bistrot)".into();
+        let advert = advertise(advert)?;
+        let zenchef = ZenchefFake::start(opts.zenchef.clone()).await?;
+        let pos = Pos::connect(broker.port, &opts.iid, POS_USER, POS_PASSWORD).await?;
+        Ok(Rig {
+            opts,
+            dir: dir.to_path_buf(),
+            broker,
+            mdns_port,
+            advert: Some(advert),
+            zenchef,
+            pos,
+            agent_bin: agent_bin.to_path_buf(),
+            agent: None,
+            starts: 0,
+        })
+    }
+
+    /// Path of the agent's configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("agent.toml")
+    }
+
+    /// Path of the agent's store.
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.join("agent.db")
+    }
+
+    /// Path of the agent's log (stderr of every run, appended).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("agent.log")
+    }
+
+    /// The configuration file the rig writes (agent-interface.md keys).
+    pub fn config_text(&self) -> String {
+        let o = &self.opts;
+        let iid = if o.configure_iid {
+            format!("installation_id = \"{}\"\n", o.iid)
+        } else {
+            String::new()
+        };
+        format!(
+            r#"[restaurant]
+timezone = "{tz}"
+currency = "EUR"
+
+[cashpad]
+token = "{ctoken}"
+{iid}mdns_port = {mdns}
+interfaces = ["lo"]
+
+[zenchef]
+restaurant_id = "{rid}"
+token = "{ztoken}"
+base_url = "{base}"
+poll_interval_s = 1
+
+[store]
+path = "{store}"
+
+[update]
+enabled = false
+
+[http]
+listen = ""
+
+[delivery]
+retry_max_s = 1
+credentials_retry_s = 2
+http_timeout_s = 2
+{extra}"#,
+            tz = o.timezone,
+            ctoken = o.cashpad_token,
+            mdns = self.mdns_port,
+            rid = o.zenchef.restaurant_id,
+            ztoken = o.zenchef.token,
+            base = self.zenchef.base_url(),
+            store = self.store_path().display(),
+            extra = o.extra_config,
+        )
+    }
+
+    /// Writes the configuration (mode 0600) and starts the agent
+    /// (`zenchef-edge run --config …`), stderr appended to the log.
+    pub fn spawn_agent(&mut self) -> anyhow::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let cfg = self.config_path();
+        {
+            use std::io::Write;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&cfg)?;
+            f.write_all(self.config_text().as_bytes())?;
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let child = Command::new(&self.agent_bin)
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .env(
+                "RUST_LOG",
+                std::env::var("AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.agent = Some(child);
+        self.starts += 1;
+        Ok(())
+    }
+
+    /// SIGKILL: the agent dies at once, no cleanup.
+    pub fn kill_agent(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.agent.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then waits up to `timeout` for a clean exit; answers the
+    /// exit code.
+    pub fn stop_agent(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        let Some(mut c) = self.agent.take() else {
+            return Ok(None);
+        };
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(st) = c.try_wait()? {
+                return Ok(st.code());
+            }
+            if std::time::Instant::now() >= deadline {
+                c.kill()?;
+                c.wait()?;
+                anyhow::bail!("the agent did not stop within {timeout:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `zenchef-edge <args…> --config <rig config>` and answers (exit
+    /// code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+        let out = Command::new(&self.agent_bin)
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// `zenchef-edge status --json`, parsed.
+    pub fn status(&self) -> anyhow::Result<Value> {
+        let (code, out, err) = self.cli(&["status", "--json"])?;
+        anyhow::ensure!(code == 0, "status exited {code}: {err}");
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// A counter of `status --json` (`counts.<name>`), 0 when unreadable.
+    pub fn count(&self, name: &str) -> i64 {
+        self.status()
+            .ok()
+            .and_then(|s| s["counts"][name].as_i64())
+            .unwrap_or(0)
+    }
+
+    /// Waits until `condition(status)` holds, polling `status --json`.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut condition: impl FnMut(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = Value::Null;
+        loop {
+            if let Ok(s) = self.status() {
+                if condition(&s) {
+                    return Ok(s);
+                }
+                last = s;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "timed out after {timeout:?} waiting for {what}; last status: {last}\n--- agent log tail ---\n{}",
+                    self.log_tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The last `n` lines of the agent's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The whole agent log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
