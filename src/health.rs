@@ -19,6 +19,7 @@ pub const KV_KEY: &str = "daemon_state";
 
 /// The daemon's view of its links (the `daemon` object of `status --json`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct HealthState {
     /// Agent version.
     pub version: String,
@@ -32,12 +33,15 @@ pub struct HealthState {
     pub pos: PosHealth,
     /// The Zenchef API.
     pub zenchef: ApiHealth,
+    /// The Zenchef Pay API (all `None`/false when Pay is disabled).
+    pub pay: ApiHealth,
     /// Last successful reservation sync (UTC).
     pub last_reservation_sync: Option<String>,
 }
 
 /// The POS side.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct PosHealth {
     /// `discovery` or `static`.
     pub mode: String,
@@ -63,6 +67,7 @@ pub struct PosHealth {
 
 /// One remote API.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct ApiHealth {
     /// Last successful call (UTC).
     pub last_success: Option<String>,

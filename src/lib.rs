@@ -29,6 +29,7 @@ pub mod config;
 pub mod health;
 pub mod logging;
 pub mod outbox;
+pub mod pay;
 pub mod pos;
 pub mod sync;
 pub mod zenchef;
@@ -127,6 +128,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let (replay_tx, replay_rx) = mpsc::unbounded_channel();
     let (touched_tx, touched_rx) = mpsc::unbounded_channel();
     let nudge = Arc::new(Notify::new());
+    let wake_pay = Arc::new(Notify::new());
+    let pay_client = match &config.pay {
+        Some(p) => Some(
+            pay::client::PayClient::new(p, config.delivery.http_timeout)
+                .context("building the Zenchef Pay client")?,
+        ),
+        None => None,
+    };
 
     let session = tokio::spawn(
         pos::session::run(
@@ -164,6 +173,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ctx: sync::Ctx {
             tz: config.timezone,
             currency: config.currency.clone(),
+            pay: config.pay.is_some(),
         },
         window: sync::matching::Window {
             before_min: config.zenchef.match_before_min,
@@ -172,6 +182,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         cfg: config.delivery.clone(),
         health: health.clone(),
         nudge_poller: nudge.clone(),
+        pay: pay_client.clone(),
+        configured_iid: config.cashpad.installation_id.clone(),
+        link: link.clone(),
+        wake_pay: wake_pay.clone(),
     };
     let dispatcher = tokio::spawn(
         outbox::dispatcher::run(deliverer, touched_rx, stop_delivery.clone())
@@ -192,6 +206,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         )
         .instrument(info_span!("reservations")),
     );
+    let pay_poller = pay_client.clone().map(|client| {
+        tokio::spawn(
+            pay::run(
+                client,
+                store.clone(),
+                link.clone(),
+                config.cashpad.installation_id.clone(),
+                health.clone(),
+                wake_pay.clone(),
+                stop_delivery.clone(),
+            )
+            .instrument(info_span!("pay")),
+        )
+    });
     let persist = tokio::spawn(health.clone().persist_loop(
         store.clone(),
         HEALTH_EVERY,
@@ -207,6 +235,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = status.await;
     stop_delivery.cancel();
     let _ = dispatcher.await;
+    if let Some(p) = pay_poller {
+        let _ = p.await;
+    }
     stop_rest.cancel();
     let _ = poller.await;
     let _ = persist.await;

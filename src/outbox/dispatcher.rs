@@ -33,7 +33,9 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use super::{OutboxItem, Store, StoreError};
 use crate::config::DeliveryConfig;
 use crate::health::Health;
+use crate::pay::client::PayClient;
 use crate::pos::event::{self, EventData};
+use crate::pos::session::PosLink;
 use crate::sync::{self, Ctx, Plan, Step, matching};
 use crate::zenchef::client::{CallError, ErrorClass, ZenchefClient};
 
@@ -62,6 +64,14 @@ pub struct Deliverer {
     pub health: Health,
     /// Wakes the reservation poller after a forwarded event (sync-rules 1).
     pub nudge_poller: Arc<Notify>,
+    /// Zenchef Pay client (`None` when Pay is disabled).
+    pub pay: Option<PayClient>,
+    /// `cashpad.installation_id` when configured (else from discovery).
+    pub configured_iid: Option<String>,
+    /// The POS session (its Installation ID names the Pay paths).
+    pub link: PosLink,
+    /// Wakes the Pay poller (a check was opened: poll every 5 s).
+    pub wake_pay: Arc<Notify>,
 }
 
 /// How a worker stopped.
@@ -281,6 +291,20 @@ async fn deliver(d: &Deliverer, item: OutboxItem) -> Result<(), End> {
     };
     for i in plan.done..plan.steps.len() {
         let step = plan.steps[i].clone();
+        if let Step::PutCheck { order_id, .. } = &step {
+            // A later event of this order pushes the whole check again:
+            // skip this version (after an outage, only the latest goes).
+            let (o, seq) = (order_id.clone(), item.seq);
+            if d.store
+                .read(move |c| super::later_pending(c, &o, seq))
+                .await
+                .unwrap_or(false)
+            {
+                debug!("check push skipped: a later event of the order carries a newer version");
+                plan.done = i + 1;
+                continue;
+            }
+        }
         match run_step(d, &plan, &step).await {
             Ok(created) => {
                 if let Some(id) = created {
@@ -430,7 +454,70 @@ async fn run_step(d: &Deliverer, plan: &Plan, step: &Step) -> Result<Option<i64>
             info!(booking_id = id, "ticket attached to booking {id}");
             Ok(None)
         }
+        Step::PutCheck { order_id, body } => {
+            let (pay, iid) = pay_target(d)?;
+            pay.put_check(&iid, order_id, body).await?;
+            let store = d.store.clone();
+            let _ = store
+                .write(|c| super::bump(c, "pay_checks_pushed", 1))
+                .await;
+            info!(
+                "Zenchef Pay check {} (version {}, total {} cents, paid {} cents)",
+                body["status"].as_str().unwrap_or("?"),
+                body["version"],
+                body["total_cents"],
+                body["paid_cents"]
+            );
+            if body["status"] == "open" {
+                d.wake_pay.notify_one();
+            }
+            Ok(None)
+        }
+        Step::AckSettled { payment_id } => {
+            let (pay, iid) = pay_target(d)?;
+            let id = payment_id.clone();
+            if d.store
+                .read(move |c| crate::pay::is_settled(c, &id))
+                .await
+                .unwrap_or(false)
+            {
+                debug!(payment_id = %payment_id, "payment already acknowledged as settled");
+                return Ok(None);
+            }
+            pay.ack(&iid, payment_id, None).await?;
+            let id = payment_id.clone();
+            let _ = d
+                .store
+                .write(move |c| crate::pay::mark_settled(c, &id))
+                .await;
+            info!(payment_id = %payment_id, "Zenchef Pay payment {payment_id} settled in the POS and acknowledged");
+            Ok(None)
+        }
     }
+}
+
+/// The Pay client and the Installation ID, or a retryable error while the
+/// POS (hence the Installation ID) is not known yet.
+fn pay_target(d: &Deliverer) -> Result<(PayClient, String), CallError> {
+    let pay = d.pay.clone().ok_or_else(|| CallError {
+        class: ErrorClass::Dead,
+        status: None,
+        what: "Zenchef Pay".into(),
+        message: "Zenchef Pay is disabled in the configuration".into(),
+    })?;
+    let iid = d
+        .configured_iid
+        .clone()
+        .or_else(|| d.link.iid())
+        .ok_or_else(|| CallError {
+            class: ErrorClass::Retry {
+                after: Some(Duration::from_secs(2)),
+            },
+            status: None,
+            what: "Zenchef Pay".into(),
+            message: "the Cashpad Installation ID is not known yet (POS not found)".into(),
+        })?;
+    Ok((pay, iid))
 }
 
 /// Records a failed call and says how the worker ends.

@@ -90,6 +90,26 @@ pub const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     );
     "#,
+    // 2: Zenchef Pay — the bill lines of an order (its check), the
+    // payments guests made and what became of each.
+    r#"
+    ALTER TABLE orders ADD COLUMN lines TEXT;  -- JSON check lines; NULL = no check yet
+    CREATE TABLE pay_payments (
+        payment_id      TEXT PRIMARY KEY,      -- Zenchef Pay id, e.g. pay_8f2c
+        order_id        TEXT NOT NULL,
+        amount_cents    INTEGER NOT NULL,
+        tip_cents       INTEGER NOT NULL,
+        body            TEXT NOT NULL,         -- the payment as received
+        state           TEXT NOT NULL CHECK (state IN
+                          ('settle', 'command_sent', 'settled', 'reject', 'rejected')),
+        reason          TEXT,                  -- why rejected
+        command_sent_at TEXT,                  -- box clock (UTC)
+        received_at     TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    );
+    CREATE INDEX pay_payments_state ON pay_payments(state);
+    CREATE INDEX pay_payments_order ON pay_payments(order_id);
+    "#,
 ];
 
 /// Brings the schema to the newest version, one transaction per step.

@@ -235,6 +235,20 @@ pub fn next_pending(conn: &Connection, order_id: &str) -> Result<Option<OutboxIt
     }))
 }
 
+/// Is a later event of the same order still waiting? Its own check push
+/// carries the whole bill, so an earlier push can be skipped (after an
+/// outage only the latest version of a check is sent).
+pub fn later_pending(conn: &Connection, order_id: &str, seq: i64) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM outbox WHERE order_id = ?1 AND seq > ?2 AND state = 'queued' LIMIT 1",
+            params![order_id, seq],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
 /// Orders whose next undelivered event is `queued` (not held by a dead one).
 pub fn ready_orders(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare(
@@ -306,7 +320,7 @@ pub fn load_order(conn: &Connection, order_id: &str) -> Result<Option<OrderState
     Ok(conn
         .query_row(
             "SELECT order_id, table_name, covers, opened_at, state, booking_id, link,
-                    total_cents, paid_cents, last_seq
+                    total_cents, paid_cents, last_seq, lines
              FROM orders WHERE order_id = ?1",
             [order_id],
             |r| {
@@ -327,6 +341,9 @@ pub fn load_order(conn: &Connection, order_id: &str) -> Result<Option<OrderState
                     total_cents: r.get(7)?,
                     paid_cents: r.get(8)?,
                     last_seq: r.get::<_, i64>(9)? as u64,
+                    lines: r
+                        .get::<_, Option<String>>(10)?
+                        .and_then(|s| serde_json::from_str(&s).ok()),
                 })
             },
         )
@@ -337,14 +354,14 @@ pub fn load_order(conn: &Connection, order_id: &str) -> Result<Option<OrderState
 pub fn save_order(conn: &Connection, o: &OrderState) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO orders(order_id, table_name, covers, opened_at, state, booking_id, link,
-                            total_cents, paid_cents, last_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                            total_cents, paid_cents, last_seq, lines)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT(order_id) DO UPDATE SET
             table_name = excluded.table_name, covers = excluded.covers,
             opened_at = excluded.opened_at, state = excluded.state,
             booking_id = excluded.booking_id, link = excluded.link,
             total_cents = excluded.total_cents, paid_cents = excluded.paid_cents,
-            last_seq = excluded.last_seq",
+            last_seq = excluded.last_seq, lines = excluded.lines",
         params![
             o.order_id,
             o.table,
@@ -355,7 +372,8 @@ pub fn save_order(conn: &Connection, o: &OrderState) -> Result<(), StoreError> {
             o.link.map(Link::as_str),
             o.total_cents,
             o.paid_cents,
-            o.last_seq as i64
+            o.last_seq as i64,
+            o.lines.as_ref().map(|l| l.to_string())
         ],
     )?;
     Ok(())
@@ -399,6 +417,14 @@ pub struct Counts {
     pub orders_open: i64,
     /// Reservations currently published to the POS.
     pub reservations_published: i64,
+    /// Zenchef Pay check versions accepted (PUT answered 2xx or 409 ≥ ours).
+    pub pay_checks_pushed: i64,
+    /// Zenchef Pay payments settled in the POS and acknowledged.
+    pub pay_settled: i64,
+    /// Zenchef Pay payments refused (acked `rejected`, guest refunded).
+    pub pay_rejected: i64,
+    /// Zenchef Pay payments waiting for the POS (settle command sent or to send).
+    pub pay_pending: i64,
 }
 
 /// Reads the counts (works on a read-only connection).
@@ -415,6 +441,12 @@ pub fn counts(conn: &Connection) -> Result<Counts, StoreError> {
         rejected: q("SELECT COUNT(*) FROM rejected")?,
         orders_open: q("SELECT COUNT(*) FROM orders WHERE state = 'open'")?,
         reservations_published: q("SELECT COUNT(*) FROM reservations WHERE body IS NOT NULL")?,
+        pay_checks_pushed: counter(conn, "pay_checks_pushed")?,
+        pay_settled: q("SELECT COUNT(*) FROM pay_payments WHERE state = 'settled'")?,
+        pay_rejected: q("SELECT COUNT(*) FROM pay_payments WHERE state IN ('reject', 'rejected')")?,
+        pay_pending: q(
+            "SELECT COUNT(*) FROM pay_payments WHERE state IN ('settle', 'command_sent')",
+        )?,
     })
 }
 

@@ -80,6 +80,13 @@ impl PosLink {
         self.0.connected.load(Ordering::SeqCst)
     }
 
+    /// The Cashpad Installation ID of the current POS.
+    pub fn iid(&self) -> Option<String> {
+        self.root()
+            .and_then(|r| r.strip_prefix("cashpad/").map(str::to_string))
+            .filter(|i| !i.is_empty())
+    }
+
     /// The topic root `cashpad/<iid>` of the current POS.
     pub fn root(&self) -> Option<String> {
         self.current().map(|(_, r)| r)

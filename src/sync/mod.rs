@@ -14,7 +14,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::pos::event::{BillPaid, EventData, PosEvent};
+use crate::pos::event::{BillPaid, EventData, Method, PosEvent};
 
 /// Where an order stands, as the POS last told us (table `orders`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,10 @@ pub struct OrderState {
     pub total_cents: Option<i64>,
     /// What the POS reports as paid so far, cents.
     pub paid_cents: i64,
+    /// The whole bill as last sent by the POS (`order.items_sent` or
+    /// `bill.paid`), as Zenchef Pay check lines. `Some` means a Zenchef Pay
+    /// check exists for the order.
+    pub lines: Option<serde_json::Value>,
     /// `seq` of the last event applied.
     pub last_seq: u64,
 }
@@ -144,6 +148,27 @@ pub enum Step {
         /// `PublisherModelId`.
         key: String,
     },
+    /// Zenchef Pay `PUT /installations/{iid}/checks/{order_id}` (the whole
+    /// check; `version` = the event's seq).
+    PutCheck {
+        /// POS order id.
+        order_id: String,
+        /// The check body.
+        body: serde_json::Value,
+    },
+    /// Zenchef Pay `POST …/payments/{payment_id}/ack` `settled`: the POS
+    /// reported the payment (`payment.recorded` / `bill.paid` reference).
+    AckSettled {
+        /// Zenchef Pay payment id.
+        payment_id: String,
+    },
+}
+
+impl Step {
+    /// Is this a Zenchef Pay call?
+    pub fn is_pay(&self) -> bool {
+        matches!(self, Step::PutCheck { .. } | Step::AckSettled { .. })
+    }
 }
 
 /// The decided calls of one event and how far they got.
@@ -179,6 +204,8 @@ pub struct Ctx {
     pub tz: chrono_tz::Tz,
     /// Currency of the tickets.
     pub currency: String,
+    /// Zenchef Pay is enabled (`[zenchef_pay] enabled`).
+    pub pay: bool,
 }
 
 /// Does this event need matching (rule 4) before its plan can be decided?
@@ -190,6 +217,96 @@ pub fn needs_match(event: &PosEvent, order: Option<&OrderState>) -> bool {
 /// `matched` is the outcome of [`matching::choose`] for a `table.opened`
 /// that needs it.
 pub fn plan(event: &PosEvent, order: Option<&OrderState>, matched: Option<i64>, ctx: &Ctx) -> Plan {
+    let mut p = zenchef_plan(event, order, matched, ctx);
+    if ctx.pay {
+        // Pay calls first: closing a check is what stops a guest from
+        // paying twice; it must not wait behind a Zenchef outage.
+        let mut steps = pay_steps(event, order, ctx);
+        steps.append(&mut p.steps);
+        p.steps = steps;
+    }
+    p
+}
+
+/// The Zenchef Pay column of sync-rules.md: the check follows the POS bill
+/// (`version` = the event's seq) once items were sent; payments reported
+/// by the POS with a Zenchef Pay reference are acknowledged `settled`.
+pub fn pay_steps(event: &PosEvent, order: Option<&OrderState>, ctx: &Ctx) -> Vec<Step> {
+    let Some(next) = apply(event, order.cloned(), &Plan::default()) else {
+        return vec![];
+    };
+    let mut steps = Vec::new();
+    let status = match &event.data {
+        EventData::ItemsSent(_) | EventData::TableMoved(_) | EventData::PaymentRecorded(_) => {
+            "open"
+        }
+        EventData::BillPaid(_) => "closed",
+        EventData::OrderVoided(_) => "voided",
+        EventData::TableOpened(_) | EventData::Unknown => return steps,
+    };
+    if next.lines.is_some() {
+        steps.push(Step::PutCheck {
+            order_id: next.order_id.clone(),
+            body: check_body(&next, status, event.seq, ctx),
+        });
+    }
+    let zp = |m: Method| m == Method::ZenchefPay;
+    match &event.data {
+        EventData::PaymentRecorded(d) if zp(d.method) => {
+            if let Some(r) = d.reference.as_ref().filter(|r| !r.is_empty()) {
+                steps.push(Step::AckSettled {
+                    payment_id: r.clone(),
+                });
+            }
+        }
+        EventData::BillPaid(d) => {
+            for p in d.payments.iter().filter(|p| zp(p.method)) {
+                if let Some(r) = p.reference.as_ref().filter(|r| !r.is_empty()) {
+                    steps.push(Step::AckSettled {
+                        payment_id: r.clone(),
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+    steps
+}
+
+/// The Zenchef Pay check of an order (zenchef-pay-api.md § Checks): the
+/// POS's own lines and totals, never recomputed.
+pub fn check_body(o: &OrderState, status: &str, version: u64, ctx: &Ctx) -> serde_json::Value {
+    json!({
+        "table": o.table,
+        "covers": o.covers.unwrap_or(1),
+        "currency": ctx.currency,
+        "status": status,
+        "lines": o.lines.clone().unwrap_or_else(|| json!([])),
+        "total_cents": o.total_cents.unwrap_or(0),
+        "paid_cents": o.paid_cents,
+        "version": version,
+    })
+}
+
+fn check_lines(lines: &[crate::pos::event::Line]) -> serde_json::Value {
+    serde_json::Value::Array(
+        lines
+            .iter()
+            .map(|l| {
+                json!({"name": l.name, "quantity": l.quantity,
+                       "unit_price_cents": l.unit_price_cents.0, "total_cents": l.total_cents.0})
+            })
+            .collect(),
+    )
+}
+
+/// The Zenchef side of sync-rules.md (table, POS → Zenchef).
+fn zenchef_plan(
+    event: &PosEvent,
+    order: Option<&OrderState>,
+    matched: Option<i64>,
+    ctx: &Ctx,
+) -> Plan {
     let key = |suffix: &str| format!("{}:{suffix}", event.event_id);
     let linked = order.and_then(|o| o.booking_id);
     match &event.data {
@@ -262,13 +379,45 @@ pub fn plan(event: &PosEvent, order: Option<&OrderState>, matched: Option<i64>, 
                 },
             }
         }
-        // Zenchef side: nothing (Zenchef Pay calls belong to the Pay issue).
+        // Zenchef: nothing for these (sync-rules.md).
         EventData::ItemsSent(_)
         | EventData::TableMoved(_)
         | EventData::PaymentRecorded(_)
         | EventData::OrderVoided(_)
         | EventData::Unknown => Plan::default(),
     }
+}
+
+/// Rule 6: may a Zenchef Pay payment of `amount_cents` for `order_id` be
+/// settled in the POS? `Err` is the reason sent with the `rejected` ack.
+///
+/// `closing_queued`: a `bill.paid` or `order.voided` of the order is stored
+/// but not applied yet (it counts as done). `pending_cents`: payments of the
+/// order already accepted but not yet reported by the POS.
+pub fn judge_payment(
+    order_id: &str,
+    amount_cents: i64,
+    order: Option<&OrderState>,
+    closing_queued: bool,
+    pending_cents: i64,
+) -> Result<(), String> {
+    let Some(o) = order.filter(|o| o.lines.is_some()) else {
+        return Err(format!("order {order_id} is unknown to the POS"));
+    };
+    if closing_queued || o.status == OrderStatus::Paid {
+        return Err(format!("order {order_id} already paid in the POS"));
+    }
+    if o.status == OrderStatus::Voided {
+        return Err(format!("order {order_id} was voided in the POS"));
+    }
+    let due = o.total_cents.unwrap_or(0) - o.paid_cents - pending_cents;
+    if amount_cents > due {
+        return Err(format!(
+            "amount {amount_cents} cents exceeds what is still due on order {order_id} ({} cents)",
+            due.max(0)
+        ));
+    }
+    Ok(())
 }
 
 /// The order state after `event` and its finished `plan`.
@@ -284,6 +433,7 @@ pub fn apply(event: &PosEvent, order: Option<OrderState>, plan: &Plan) -> Option
         link: None,
         total_cents: None,
         paid_cents: 0,
+        lines: None,
         last_seq: event.seq,
     };
     let link_from_plan = |o: &mut OrderState| {
@@ -307,6 +457,7 @@ pub fn apply(event: &PosEvent, order: Option<OrderState>, plan: &Plan) -> Option
             let mut o = prev.unwrap_or_else(|| fresh(&d.table));
             o.table = d.table.to_string();
             o.total_cents = Some(d.total_cents.0);
+            o.lines = Some(check_lines(&d.lines));
             o
         }
         (EventData::TableMoved(d), prev) => {
@@ -325,6 +476,9 @@ pub fn apply(event: &PosEvent, order: Option<OrderState>, plan: &Plan) -> Option
             o.covers = Some(d.covers.0);
             o.total_cents = Some(d.total_cents.0);
             o.paid_cents = d.payments.iter().map(|p| p.amount_cents.0).sum();
+            if o.lines.is_some() {
+                o.lines = Some(check_lines(&d.lines));
+            }
             o.status = OrderStatus::Paid;
             link_from_plan(&mut o);
             o
@@ -393,6 +547,7 @@ mod tests {
         Ctx {
             tz: chrono_tz::Europe::Paris,
             currency: "EUR".into(),
+            pay: false,
         }
     }
 
@@ -526,5 +681,135 @@ mod tests {
         assert!(p.steps.is_empty());
         let o = apply(&mv, o, &p).unwrap();
         assert_eq!((o.table.as_str(), o.booking_id), ("14", Some(77)));
+    }
+
+    fn pay_ctx() -> Ctx {
+        Ctx { pay: true, ..ctx() }
+    }
+
+    fn items(seq: u64, total: i64) -> PosEvent {
+        ev(
+            &format!("e{seq}"),
+            seq,
+            "order.items_sent",
+            json!({"order_id":"O-1","table":"12",
+            "lines":[{"line_id":"L1","name":"Entrecôte","quantity":2,"unit_price_cents":2450,"total_cents":4900},
+                     {"line_id":"L2","name":"Remise","quantity":1,"unit_price_cents":0,"total_cents":0}],
+            "total_cents":total}),
+        )
+    }
+
+    #[test]
+    fn checks_follow_the_pos_bill_with_the_event_seq_as_version() {
+        let c = pay_ctx();
+        let o = apply(&opened(), None, &plan(&opened(), None, Some(77), &c));
+        assert!(
+            pay_steps(&opened(), None, &c).is_empty(),
+            "no check before items are sent"
+        );
+        // The POS total (a discount applied) is used, never the sum of lines.
+        let e = items(3, 4400);
+        let p = plan(&e, o.as_ref(), None, &c);
+        assert_eq!(
+            p.steps,
+            vec![Step::PutCheck {
+                order_id: "O-1".into(),
+                body: json!({"table":"12","covers":4,"currency":"EUR","status":"open",
+                    "lines":[{"name":"Entrecôte","quantity":2,"unit_price_cents":2450,"total_cents":4900},
+                             {"name":"Remise","quantity":1,"unit_price_cents":0,"total_cents":0}],
+                    "total_cents":4400,"paid_cents":0,"version":3})
+            }]
+        );
+        let o = apply(&e, o, &p);
+        // A partial Zenchef Pay payment: paid_cents grows, and it is acked.
+        let pr = ev(
+            "e4",
+            4,
+            "payment.recorded",
+            json!({"order_id":"O-1","amount_cents":2000,"tip_cents":100,
+            "method":"zenchef_pay","reference":"pay_1"}),
+        );
+        let p = plan(&pr, o.as_ref(), None, &c);
+        let Step::PutCheck { body, .. } = &p.steps[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                body["paid_cents"].clone(),
+                body["version"].clone(),
+                body["status"].clone()
+            ),
+            (json!(2000), json!(4), json!("open"))
+        );
+        assert_eq!(
+            p.steps[1],
+            Step::AckSettled {
+                payment_id: "pay_1".into()
+            }
+        );
+        let o = apply(&pr, o, &p);
+        // bill.paid: check closed first, then the Zenchef calls.
+        let p = plan(&paid(), o.as_ref(), None, &c);
+        assert!(
+            matches!(&p.steps[0], Step::PutCheck { body, .. } if body["status"] == "closed" && body["version"] == 9)
+        );
+        assert!(matches!(&p.steps[1], Step::ChangeStatus { .. }));
+        let voided = ev(
+            "e5",
+            5,
+            "order.voided",
+            json!({"order_id":"O-1","table":"12","reason":"x"}),
+        );
+        let p = plan(&voided, o.as_ref(), None, &c);
+        assert!(matches!(&p.steps[0], Step::PutCheck { body, .. } if body["status"] == "voided"));
+    }
+
+    #[test]
+    fn a_cash_payment_is_not_acked_and_pay_disabled_means_no_pay_calls() {
+        let c = pay_ctx();
+        let o = apply(&items(2, 4900), None, &Plan::default());
+        let cash = ev(
+            "e4",
+            4,
+            "payment.recorded",
+            json!({"order_id":"O-1","amount_cents":2000,"tip_cents":0,
+            "method":"cash","reference":"CASH-1"}),
+        );
+        let p = plan(&cash, o.as_ref(), None, &c);
+        assert_eq!(p.steps.len(), 1);
+        assert!(plan(&cash, o.as_ref(), None, &ctx()).steps.is_empty());
+    }
+
+    #[test]
+    fn payments_are_judged_against_the_pos_bill() {
+        let o = apply(&items(2, 4900), None, &Plan::default()).unwrap();
+        assert_eq!(judge_payment("O-1", 4900, Some(&o), false, 0), Ok(()));
+        assert_eq!(judge_payment("O-1", 2000, Some(&o), false, 2900), Ok(()));
+        assert_eq!(
+            judge_payment("O-1", 2001, Some(&o), false, 2900),
+            Err("amount 2001 cents exceeds what is still due on order O-1 (2000 cents)".into())
+        );
+        assert_eq!(
+            judge_payment("O-9", 1, None, false, 0),
+            Err("order O-9 is unknown to the POS".into())
+        );
+        assert_eq!(
+            judge_payment("O-1", 1, Some(&o), true, 0),
+            Err("order O-1 already paid in the POS".into())
+        );
+        let mut paid = o.clone();
+        paid.status = OrderStatus::Paid;
+        assert!(
+            judge_payment("O-1", 1, Some(&paid), false, 0)
+                .unwrap_err()
+                .contains("already paid")
+        );
+        let mut voided = o;
+        voided.status = OrderStatus::Voided;
+        assert!(
+            judge_payment("O-1", 1, Some(&voided), false, 0)
+                .unwrap_err()
+                .contains("voided")
+        );
     }
 }

@@ -374,7 +374,7 @@ pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
 
 /// The message of an error answer: its `message`/`error` field when JSON,
 /// else the text (cut to 300 chars).
-fn answer_message(text: &str) -> String {
+pub fn answer_message(text: &str) -> String {
     let from_json = serde_json::from_str::<Value>(text).ok().and_then(|v| {
         ["message", "error", "detail"].iter().find_map(|k| {
             v.get(k)
