@@ -205,6 +205,7 @@ pub async fn run(
             target.host, target.port
         );
         let mut failures: u32 = 0;
+        let mut ever_connected = false;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
@@ -227,6 +228,7 @@ pub async fn run(
                         link.0.generation.fetch_add(1, Ordering::SeqCst);
                         link.0.connected.store(true, Ordering::SeqCst);
                         failures = 0;
+                        ever_connected = true;
                         info!(session_present = ack.session_present, "MQTT session up with the POS");
                         health.update(|s| {
                             s.pos.mqtt_connected = true;
@@ -245,7 +247,12 @@ pub async fn run(
                         let was = link.0.connected.swap(false, Ordering::SeqCst);
                         link.0.generation.fetch_add(1, Ordering::SeqCst);
                         failures += 1;
-                        let msg = describe(&e);
+                        let mut msg = describe(&e);
+                        if !ever_connected && failures >= 3 && !matches!(e, ConnectionError::ConnectionRefused(_)) {
+                            // Some brokers close the connection after a bad
+                            // login instead of answering CONNACK 4/5.
+                            msg.push_str(" (the POS broker never accepted this agent's login: check cashpad.token)");
+                        }
                         if was || failures == 1 || failures.is_multiple_of(20) {
                             match &e {
                                 ConnectionError::ConnectionRefused(_) => error!("{msg}"),
