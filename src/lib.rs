@@ -19,6 +19,10 @@
 //!   plans, order state).
 //! - [`zenchef`]: the Zenchef API client and the reservation poller.
 //! - [`health`]: the daemon's view of its links, for `status`.
+//! - [`identity`]: the device id and the box's own mDNS advertisement.
+//! - [`provision`]: zero-touch provisioning from the boot partition.
+//! - [`pay`]: Zenchef Pay (payments poller, settle commands; checks are
+//!   pushed by the dispatcher).
 //! - [`cli`]: the technician commands.
 //!
 //! [`run`] is the daemon; `main.rs` only builds the runtime, sets up
@@ -27,10 +31,12 @@
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod identity;
 pub mod logging;
 pub mod outbox;
 pub mod pay;
 pub mod pos;
+pub mod provision;
 pub mod sync;
 pub mod zenchef;
 
@@ -220,6 +226,35 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .instrument(info_span!("pay")),
         )
     });
+    let state_dir = config
+        .store_path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let advert = match identity::device_id(&state_dir) {
+        Ok(device) => Some(tokio::spawn(identity::advertise(
+            config.cashpad.clone(),
+            device,
+            config.http_listen.map(|a| a.port()).unwrap_or(0),
+            link.clone(),
+            stop_rest.clone(),
+        ))),
+        Err(e) => {
+            warn!(
+                "cannot create the device id in {}: {e}",
+                state_dir.display()
+            );
+            None
+        }
+    };
+    let marker = state_dir.join(provision::PROVISIONED_MARKER);
+    if marker.exists() {
+        tokio::spawn(first_start_summary(
+            health.clone(),
+            marker,
+            stop_rest.clone(),
+        ));
+    }
     let persist = tokio::spawn(health.clone().persist_loop(
         store.clone(),
         HEALTH_EVERY,
@@ -241,9 +276,62 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     stop_rest.cancel();
     let _ = poller.await;
     let _ = persist.await;
+    if let Some(a) = advert {
+        let _ = a.await;
+    }
     drop(store);
     info!("stopped");
     Ok(())
+}
+
+/// First start after provisioning: give the box a minute to find the POS
+/// and reach Zenchef, then log one summary (journald NOTICE) of what works
+/// and what does not, and remove the marker so it is said once.
+async fn first_start_summary(
+    health: Health,
+    marker: std::path::PathBuf,
+    cancel: CancellationToken,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = health.snapshot();
+        let done = s.pos.mqtt_connected
+            && s.zenchef.last_success.is_some()
+            && s.last_reservation_sync.is_some();
+        if done || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    let s = health.snapshot();
+    let mark = |ok: bool| if ok { "ok  " } else { "FAIL" };
+    let pos = match (&s.pos.address, &s.pos.problem) {
+        (Some(a), _) => format!(
+            "found at {a} (Cashpad {})",
+            s.pos.app_version.as_deref().unwrap_or("?")
+        ),
+        (None, Some(p)) => p.clone(),
+        (None, None) => "not found on the LAN (is it on the same network? is mDNS allowed?)".into(),
+    };
+    let zc = match (&s.zenchef.last_success, &s.zenchef.last_error) {
+        (_, _) if s.zenchef.credentials_refused => {
+            "token or restaurant id refused: check zenchef.token".to_string()
+        }
+        (Some(_), _) => "reachable, credentials accepted".to_string(),
+        (None, Some(e)) => format!("not reachable: {e}"),
+        (None, None) => "no answer yet".to_string(),
+    };
+    info!(
+        "first start after provisioning:\n  {} POS: {pos}\n  {} MQTT session with the POS\n  {} Zenchef: {zc}\n  {} reservations synced to the POS",
+        mark(s.pos.found),
+        mark(s.pos.mqtt_connected),
+        mark(s.zenchef.last_success.is_some() && !s.zenchef.credentials_refused),
+        mark(s.last_reservation_sync.is_some()),
+    );
+    let _ = std::fs::remove_file(&marker);
 }
 
 /// The configuration holds secrets: warn when group or others can read it.

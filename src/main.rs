@@ -30,6 +30,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Install a configuration (and SSH keys) dropped on the boot partition
+    /// (run as root by zenchef-edge-provision.service, before the agent).
+    Provision {
+        /// Boot directories to search, in order.
+        #[arg(long = "boot-dir", default_values = ["/boot/firmware", "/boot"])]
+        boot_dirs: Vec<PathBuf>,
+        /// State directory (a marker for the first start is left there).
+        #[arg(long, default_value = "/var/lib/zenchef-edge")]
+        state_dir: PathBuf,
+        /// System user the configuration file is given to.
+        #[arg(long)]
+        service_user: Option<String>,
+        /// Technician account that receives authorized_keys.
+        #[arg(long)]
+        ssh_user: Option<String>,
+        /// Home directory of that account (default: from /etc/passwd).
+        #[arg(long)]
+        ssh_home: Option<PathBuf>,
+    },
     /// Inspect or retry the outbox.
     Outbox {
         #[command(subcommand)]
@@ -59,6 +78,33 @@ enum OutboxCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let path = config::resolve_path(cli.config.as_deref());
+    // Provisioning runs before a configuration exists.
+    if let Command::Provision {
+        boot_dirs,
+        state_dir,
+        service_user,
+        ssh_user,
+        ssh_home,
+    } = cli.command
+    {
+        logging::init("info");
+        let p = zenchef_edge::provision::Provision {
+            boot_dirs,
+            config_path: path,
+            state_dir,
+            service_user,
+            ssh_user,
+            ssh_home,
+        };
+        return match p.run() {
+            Ok(r) if r.refused.is_some() => ExitCode::from(1),
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let cfg = match config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -67,6 +113,7 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
+        Command::Provision { .. } => unreachable!("handled above"),
         Command::Run => run_daemon(cfg),
         Command::Status { json } => cli::status::run(&cfg, json),
         Command::Outbox { action: OutboxCmd::List { dead } } => cli::outbox::run_list(&cfg.store_path, dead),
