@@ -1,0 +1,309 @@
+//! `demo`: a whole day of a restaurant in under a minute, against the **real
+//! agent**.
+//!
+//! `cargo run -p zenchef-sim --bin demo` builds the agent
+//! (`$CARGO build -p zenchef-edge --bin zenchef-edge`, `--release` when the
+//! demo itself is a release build), starts the simulators (MQTT broker, mDNS
+//! advert on loopback and a test port, Zenchef fake, POS) and the agent as a
+//! child process with a generated configuration ([`Rig`]), then plays a
+//! generated lunch and dinner service ([`Scenario`]) with time compressed:
+//! the service day takes `--duration-s` seconds of wall time, the quiet
+//! afternoon is fast-forwarded, and the 5-minute internet outage
+//! ([`Fault::Down`]) lasts `--outage-s` seconds.
+//!
+//! Along the way it re-sends two events the POS already sent, as a POS does
+//! after a reconnect, so that duplicate suppression is shown and checked.
+//!
+//! At the end it prints a summary and checks the Zenchef fake against the
+//! scenario's expected outcome (status histories, walk-ins, tickets,
+//! customersheets), the POS against Zenchef (reservations, withdrawals),
+//! and the agent's counters (nothing lost, nothing dead, nothing
+//! quarantined). Exit code 0 when everything holds, 1 otherwise (each
+//! problem on its own line), 2 on usage errors.
+
+mod checks;
+mod pacer;
+mod play;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, FixedOffset, Utc};
+use clap::Parser;
+use zenchef_sim::pos::paris_winter;
+use zenchef_sim::scenario::{Scenario, Step, ZenchefChange};
+
+use pacer::Pacer;
+use play::Demo;
+
+/// Plays a generated lunch and dinner service through the real agent and
+/// checks what reached Zenchef and the POS.
+#[derive(Parser, Debug)]
+#[command(name = "demo")]
+struct Args {
+    /// Scenario seed (same seed, same service).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Wall time of the service playback in seconds, outage included (waits
+    /// for the agent are added).
+    #[arg(long, default_value_t = 24.0, conflicts_with = "speed")]
+    duration_s: f64,
+    /// Instead of --duration-s: service seconds played per wall second
+    /// (outside the outage).
+    #[arg(long)]
+    speed: Option<f64>,
+    /// Wall time of the 5-minute outage, in seconds.
+    #[arg(long, default_value_t = 4.0)]
+    outage_s: f64,
+    /// Keep the agent's configuration, store and log in DIR (default: a
+    /// temporary directory, removed after a successful run).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Leave the simulators and the agent running at the end, until Ctrl-C.
+    #[arg(long)]
+    keep: bool,
+    /// Use this agent binary instead of building it.
+    #[arg(long, value_name = "PATH")]
+    agent: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok((problems, wall)) if problems.is_empty() => {
+            println!(
+                "\nOK: everything expected reached Zenchef and the POS (demo wall time {:.1} s)",
+                wall.as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((problems, wall)) => {
+            println!(
+                "\nFAILED: {} problem(s) (demo wall time {:.1} s):",
+                problems.len(),
+                wall.as_secs_f64()
+            );
+            for p in &problems {
+                println!("  - {p}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("\ndemo error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The whole demo; answers the problems found (empty = success) and the
+/// wall time of the demo, the agent's build excluded.
+async fn run(args: Args) -> anyhow::Result<(Vec<String>, Duration)> {
+    anyhow::ensure!(
+        args.duration_s > args.outage_s && args.outage_s > 0.0,
+        "--duration-s must be larger than --outage-s, which must be positive"
+    );
+    let agent = match &args.agent {
+        Some(p) => p.clone(),
+        None => build_agent()?,
+    };
+    anyhow::ensure!(agent.is_file(), "no agent binary at {}", agent.display());
+    let started = Instant::now();
+    let work = WorkDir::new(args.out.clone())?;
+    let result = play_day(&args, &agent, &work.path, started).await;
+    work.finish(matches!(&result, Ok(problems) if problems.is_empty()));
+    Ok((result?, started.elapsed()))
+}
+
+/// Starts everything, plays the day, checks, stops; answers the problems
+/// found.
+async fn play_day(
+    args: &Args,
+    agent: &Path,
+    dir: &Path,
+    started: Instant,
+) -> anyhow::Result<Vec<String>> {
+    let day = Utc::now().with_timezone(&paris_winter()).date_naive();
+    let sc = Scenario::generate(args.seed, day);
+    describe(&sc);
+
+    let mut demo = Demo::start(sc, agent, dir, started).await?;
+    demo.wait_for_pos().await?;
+    let pacer = Pacer::new(&demo.sc.steps, args.duration_s, args.speed, args.outage_s);
+    demo.play_service(pacer).await?;
+    demo.wait_all_delivered().await?;
+    let mut problems = demo.verify().await;
+    demo.print_summary();
+    if args.keep {
+        demo.keep_running().await;
+    }
+    problems.extend(demo.stop());
+    Ok(problems)
+}
+
+// ---- setup ---------------------------------------------------------------
+
+/// Builds the agent with the cargo that runs the demo (`$CARGO`, else
+/// `cargo`), in the demo's profile, and answers `<dir of the demo>/zenchef-edge`.
+fn build_agent() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let release = !cfg!(debug_assertions);
+    println!(
+        "building the agent: cargo build -p zenchef-edge --bin zenchef-edge{}",
+        if release { " --release" } else { "" }
+    );
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "-p", "zenchef-edge", "--bin", "zenchef-edge"])
+        .arg("--manifest-path")
+        .arg(&manifest);
+    // `cargo run` describes the demo's package in the environment; build
+    // scripts that watch those variables (ring: CARGO_MANIFEST_DIR) would
+    // see a change and rebuild half the tree, here and in the next plain
+    // `cargo build`. Build as a plain `cargo build` would.
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "OUT_DIR",
+            ]
+            .contains(&k.as_ref())
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    if release {
+        cmd.arg("--release");
+    }
+    let t = Instant::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {}", Path::new(&cargo).display()))?;
+    anyhow::ensure!(status.success(), "building the agent failed ({status})");
+    println!("agent built in {:.1} s", t.elapsed().as_secs_f64());
+    let exe = std::env::current_exe().context("locating the demo binary")?;
+    let bin = exe
+        .parent()
+        .context("the demo binary has no directory")?
+        .join("zenchef-edge");
+    anyhow::ensure!(
+        bin.is_file(),
+        "the agent was built but {} does not exist (another target dir? use --agent PATH)",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// Where the agent's configuration, store and log live.
+struct WorkDir {
+    path: PathBuf,
+    /// Created by the demo in the temp dir (removed after a successful run).
+    temporary: bool,
+}
+
+impl WorkDir {
+    fn new(out: Option<PathBuf>) -> anyhow::Result<WorkDir> {
+        let (path, temporary) = match out {
+            Some(p) => (p, false),
+            None => (
+                std::env::temp_dir()
+                    .join(format!("zenchef-demo-{}", zenchef_sim::util::random_hex(8))),
+                true,
+            ),
+        };
+        if path.join("agent.db").exists() {
+            anyhow::bail!(
+                "{} already holds an agent store: use an empty directory",
+                path.display()
+            );
+        }
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(WorkDir { path, temporary })
+    }
+
+    /// Removes a temporary directory after a success; otherwise says where
+    /// the agent's files are (names from [`zenchef_sim::harness::Rig`]).
+    fn finish(self, success: bool) {
+        if self.temporary && success {
+            let _ = std::fs::remove_dir_all(&self.path);
+        } else {
+            println!(
+                "\nagent files kept in {}: agent.toml (configuration), agent.db (store), agent.log (log)",
+                self.path.display(),
+            );
+        }
+    }
+}
+
+/// Prints what the generated service holds.
+fn describe(sc: &Scenario) {
+    let lunch = sc
+        .bookings
+        .iter()
+        .filter(|b| {
+            let hour = b["time"]
+                .as_str()
+                .and_then(|t| t.get(..2)?.parse::<u32>().ok());
+            hour.is_some_and(|h| h < play::DINNER_FROM_HOUR)
+        })
+        .count();
+    let with = |k: &str| sc.bookings.iter().filter(|b| !b[k].is_null()).count();
+    let changed = sc
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::Zenchef { change, .. } if !matches!(change, ZenchefChange::Cancel { .. })))
+        .count();
+    let events = sc.pos_events();
+    let moves = events.iter().filter(|e| e["type"] == "table.moved").count();
+    let (out_start, out_end) = outage_window(sc);
+    println!(
+        "\nservice of {} (seed {}), restaurant time UTC+1:",
+        sc.day, sc.seed
+    );
+    println!(
+        "  {} tables; {} reservations ({} lunch, {} dinner), {} with a remark, {} with allergies",
+        sc.tables.len(),
+        sc.bookings.len(),
+        lunch,
+        sc.bookings.len() - lunch,
+        with("comment"),
+        with("allergies")
+    );
+    println!(
+        "  in Zenchef during service: {} changed, {} cancelled; {} no-shows",
+        changed,
+        sc.expected.cancelled.len(),
+        sc.expected.not_opened.len()
+    );
+    println!(
+        "  on the POS: {} walk-ins, {} table moves, {} bills paid, {} events",
+        sc.expected.walkins.len(),
+        moves,
+        sc.expected.tickets.len(),
+        events.len()
+    );
+    println!(
+        "  internet outage {}–{}",
+        out_start.format("%H:%M"),
+        out_end.format("%H:%M")
+    );
+}
+
+/// The outage's start and end.
+fn outage_window(sc: &Scenario) -> (DateTime<FixedOffset>, DateTime<FixedOffset>) {
+    let find = |want_start: bool| {
+        sc.steps.iter().find_map(|s| match s {
+            Step::OutageStart { at } if want_start => Some(*at),
+            Step::OutageEnd { at } if !want_start => Some(*at),
+            _ => None,
+        })
+    };
+    let start = find(true).expect("the scenario has an outage");
+    (start, find(false).unwrap_or(start))
+}

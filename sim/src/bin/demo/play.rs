@@ -1,0 +1,788 @@
+//! The demo proper: the rig, the service played step by step, the progress
+//! lines and the summary.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, FixedOffset, Timelike};
+use serde_json::{Value, json};
+use zenchef_sim::harness::{Rig, RigOptions};
+use zenchef_sim::scenario::{Scenario, Step, ZenchefChange};
+use zenchef_sim::zenchef::Fault;
+
+use crate::checks::{verify_pos, verify_zenchef};
+use crate::pacer::Pacer;
+
+/// Zenchef API token the fake expects and the agent is given.
+const ZENCHEF_TOKEN: &str = "zc-demo-token";
+/// How many already sent events the POS re-sends on purpose.
+const RESENT: usize = 2;
+/// Service hours before this belong to lunch, after it to dinner.
+pub const DINNER_FROM_HOUR: u32 = 16;
+/// How often the outage is watched (`status --json`).
+const OUTAGE_POLL: Duration = Duration::from_millis(200);
+
+/// Lunch or dinner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Lunch,
+    Dinner,
+}
+
+impl Service {
+    fn of(at: DateTime<FixedOffset>) -> Service {
+        if at.hour() < DINNER_FROM_HOUR {
+            Service::Lunch
+        } else {
+            Service::Dinner
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Service::Lunch => "lunch",
+            Service::Dinner => "dinner",
+        }
+    }
+}
+
+/// What happened on the POS and in Zenchef during one service.
+#[derive(Debug, Default)]
+struct ServiceStats {
+    opened: usize,
+    walkins: usize,
+    moves: usize,
+    split_payments: usize,
+    paid: usize,
+    changes: usize,
+    cancels: usize,
+}
+
+/// What the outage looked like.
+#[derive(Debug, Default)]
+struct OutageReport {
+    /// Events the POS sent while Zenchef was unreachable.
+    events: usize,
+    /// Largest `counts.queued` seen while down.
+    max_queued: i64,
+    /// `counts.queued` when the internet came back.
+    backlog: i64,
+    /// How long the backlog took to reach Zenchef.
+    drain: Duration,
+}
+
+/// The rig, the scenario and what was observed.
+pub struct Demo {
+    /// The service played.
+    pub sc: Scenario,
+    /// Simulators and agent.
+    rig: Rig,
+    started: Instant,
+    /// Every envelope published, re-sends included.
+    published: Vec<Value>,
+    /// `event_id`s published.
+    unique: BTreeSet<String>,
+    /// Events re-sent on purpose.
+    resent: usize,
+    walkin_orders: BTreeSet<String>,
+    down: bool,
+    outage: OutageReport,
+    first_publish: Option<Instant>,
+    all_delivered: Option<(Instant, Value)>,
+    stats: BTreeMap<&'static str, ServiceStats>,
+    playback: Duration,
+    speed: f64,
+}
+
+impl Demo {
+    /// Starts the simulators and the agent.
+    pub async fn start(
+        sc: Scenario,
+        agent: &Path,
+        dir: &Path,
+        started: Instant,
+    ) -> anyhow::Result<Demo> {
+        let rig = Rig::start(
+            RigOptions::new(sc.zenchef_config(ZENCHEF_TOKEN)),
+            agent,
+            dir,
+        )
+        .await
+        .context("starting the simulators")?;
+        rig.pos.publish_floorplan(&sc.floorplan()).await?;
+        let mut demo = Demo {
+            walkin_orders: sc
+                .expected
+                .walkins
+                .iter()
+                .map(|w| w.order_id.clone())
+                .collect(),
+            sc,
+            rig,
+            started,
+            published: Vec::new(),
+            unique: BTreeSet::new(),
+            resent: 0,
+            down: false,
+            outage: OutageReport::default(),
+            first_publish: None,
+            all_delivered: None,
+            stats: BTreeMap::new(),
+            playback: Duration::ZERO,
+            speed: 0.0,
+        };
+        demo.say(
+            None,
+            &format!(
+                "simulators up: MQTT broker 127.0.0.1:{}, mDNS on loopback port {}, Zenchef API {}",
+                demo.rig.broker.port,
+                demo.rig.mdns_port,
+                demo.rig.zenchef.base_url()
+            ),
+        );
+        demo.rig.spawn_agent().context("starting the agent")?;
+        demo.say(
+            None,
+            &format!(
+                "agent started: {} run --config {}",
+                demo.rig.agent_bin.display(),
+                demo.rig.config_path().display()
+            ),
+        );
+        Ok(demo)
+    }
+
+    /// One progress line: wall time since the start, service time, text.
+    fn say(&self, at: Option<DateTime<FixedOffset>>, what: &str) {
+        let clock = at
+            .map(|t| t.format("%H:%M").to_string())
+            .unwrap_or_else(|| "     ".into());
+        println!(
+            "[{:5.1}s] {clock}  {what}",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// Agent counters (`status --json` `counts`), `Null` when unreadable.
+    fn counts(&self) -> Value {
+        self.rig
+            .status()
+            .map(|s| s["counts"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    fn counts_line(c: &Value) -> String {
+        format!(
+            "stored {}, forwarded {}, queued {}",
+            c["received"], c["delivered"], c["queued"]
+        )
+    }
+
+    /// Waits for the agent to find the POS by mDNS and to publish the day's
+    /// reservations on it.
+    pub async fn wait_for_pos(&mut self) -> anyhow::Result<()> {
+        let t = Instant::now();
+        self.rig
+            .pos
+            .wait_until(Duration::from_secs(30), |s| {
+                s.status
+                    .as_ref()
+                    .is_some_and(|v| v["online"] == json!(true))
+            })
+            .await
+            .with_context(|| format!("the agent never came online\n{}", self.rig.log_tail(30)))?;
+        let online = t.elapsed();
+        // The daemon writes its record every 2 s; not fatal if it is late.
+        let st = self
+            .rig
+            .wait_status("the daemon's record", Duration::from_secs(10), |s| {
+                s["daemon"]["pos"]["mqtt_connected"] == json!(true)
+            })
+            .await
+            .unwrap_or(Value::Null);
+        let pos = &st["daemon"]["pos"];
+        self.say(
+            None,
+            &format!(
+                "POS discovered by mDNS: {} at {}, Cashpad {}, installation {}; agent online on the POS after {:.1} s",
+                pos["instance"].as_str().unwrap_or("?"),
+                pos["address"].as_str().unwrap_or("?"),
+                pos["app_version"].as_str().unwrap_or("?"),
+                pos["installation_id"].as_str().unwrap_or("?"),
+                online.as_secs_f64(),
+            ),
+        );
+        let want = self.sc.bookings.len();
+        self.rig
+            .pos
+            .wait_until(Duration::from_secs(30), |s| s.reservations.len() >= want)
+            .await
+            .with_context(|| {
+                format!(
+                    "only {} of {want} reservations reached the POS\n{}",
+                    self.rig.pos.reservations().len(),
+                    self.rig.log_tail(30)
+                )
+            })?;
+        let on_pos = self.rig.pos.reservations();
+        let remarks = on_pos.values().filter(|r| !r["comment"].is_null()).count();
+        let allergies = on_pos
+            .values()
+            .filter(|r| !r["allergies"].is_null())
+            .count();
+        self.say(
+            None,
+            &format!(
+                "{} reservations of the day on the POS ({remarks} with a remark, {allergies} with allergies)",
+                on_pos.len()
+            ),
+        );
+        Ok(())
+    }
+
+    /// Plays every step of the scenario on the compressed timeline.
+    pub async fn play_service(&mut self, mut pacer: Pacer) -> anyhow::Result<()> {
+        let steps = self.sc.steps.clone();
+        self.speed = pacer.speed;
+        self.say(
+            None,
+            &format!(
+                "playing {} → {} in {:.1} s: ×{:.0} (quiet afternoon fast-forwarded), the 5-minute outage in {:.1} s",
+                steps[0].at().format("%H:%M"),
+                steps[steps.len() - 1].at().format("%H:%M"),
+                pacer.total().as_secs_f64(),
+                pacer.speed,
+                pacer.outage.as_secs_f64()
+            ),
+        );
+        pacer.start();
+        let mut service: Option<Service> = None;
+        for (i, step) in steps.iter().enumerate() {
+            self.wait_until(pacer.due(i)).await;
+            let now = Service::of(step.at());
+            if service != Some(now) {
+                if let Some(prev) = service {
+                    self.service_over(prev, steps[i - 1].at());
+                }
+                self.say(Some(step.at()), &format!("── {} service ──", now.name()));
+                service = Some(now);
+            }
+            let paused = match step {
+                Step::Pos { at, event } => {
+                    self.on_pos_event(now, *at, event).await?;
+                    Duration::ZERO
+                }
+                Step::Zenchef { at, change } => {
+                    self.on_zenchef_change(now, *at, change);
+                    Duration::ZERO
+                }
+                Step::OutageStart { at } => self.outage_start(*at).await?,
+                Step::OutageEnd { at } => self.outage_end(*at).await?,
+            };
+            pacer.pause(paused);
+        }
+        if let (Some(s), Some(last)) = (service, steps.last()) {
+            self.service_over(s, last.at());
+        }
+        self.playback = pacer.total();
+        Ok(())
+    }
+
+    /// Sleeps until `deadline`; while the internet is down, watches the
+    /// agent's queue meanwhile.
+    async fn wait_until(&mut self, deadline: tokio::time::Instant) {
+        while self.down && tokio::time::Instant::now() < deadline {
+            self.watch_queue();
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + OUTAGE_POLL)).await;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+
+    /// Records the queue length seen during the outage.
+    fn watch_queue(&mut self) -> i64 {
+        let q = self.counts()["queued"].as_i64().unwrap_or(0);
+        self.outage.max_queued = self.outage.max_queued.max(q);
+        q
+    }
+
+    fn stats(&mut self, s: Service) -> &mut ServiceStats {
+        self.stats.entry(s.name()).or_default()
+    }
+
+    async fn publish(&mut self, event: &Value) -> anyhow::Result<()> {
+        self.rig.pos.publish_event(event).await?;
+        self.first_publish.get_or_insert_with(Instant::now);
+        self.published.push(event.clone());
+        self.unique
+            .insert(event["event_id"].as_str().unwrap_or_default().to_string());
+        Ok(())
+    }
+
+    async fn on_pos_event(
+        &mut self,
+        service: Service,
+        at: DateTime<FixedOffset>,
+        event: &Value,
+    ) -> anyhow::Result<()> {
+        self.publish(event).await?;
+        if self.down {
+            self.outage.events += 1;
+        }
+        let d = &event["data"];
+        let order = d["order_id"].as_str().unwrap_or("?").to_string();
+        match event["type"].as_str().unwrap_or("") {
+            "table.opened" => {
+                let walkin = self.walkin_orders.contains(&order);
+                let st = self.stats(service);
+                st.opened += 1;
+                if walkin {
+                    st.walkins += 1;
+                }
+            }
+            "table.moved" => {
+                self.stats(service).moves += 1;
+                self.say(
+                    Some(at),
+                    &format!(
+                        "POS      {order} moves from table {} to {}",
+                        d["from_table"].as_str().unwrap_or("?"),
+                        d["to_table"].as_str().unwrap_or("?")
+                    ),
+                );
+            }
+            "payment.recorded" => self.stats(service).split_payments += 1,
+            "bill.paid" => self.stats(service).paid += 1,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_zenchef_change(
+        &mut self,
+        service: Service,
+        at: DateTime<FixedOffset>,
+        change: &ZenchefChange,
+    ) {
+        let id = change.booking_id();
+        let before = self.rig.zenchef.booking(id).unwrap_or(Value::Null);
+        change.apply(&self.rig.zenchef);
+        let who = format!(
+            "#{id} ({}, {} p. at {})",
+            guest_name(&before),
+            before["nb_guests"],
+            before["time"].as_str().unwrap_or("?")
+        );
+        let what = match change {
+            ZenchefChange::SetTime { time, .. } => format!("now at {time}"),
+            ZenchefChange::SetGuests { nb_guests, .. } => {
+                format!("now {}", plural(*nb_guests as usize, "guest"))
+            }
+            ZenchefChange::SetComment { comment, .. } => format!("remark now \"{comment}\""),
+            ZenchefChange::Cancel { .. } => "cancelled".into(),
+        };
+        let st = self.stats(service);
+        if matches!(change, ZenchefChange::Cancel { .. }) {
+            st.cancels += 1;
+        } else {
+            st.changes += 1;
+        }
+        self.say(
+            Some(at),
+            &format!("Zenchef  staff edit booking {who}: {what}"),
+        );
+    }
+
+    /// Waits for the agent to have stored every event published so far and
+    /// (when `drained`) to have forwarded all of them.
+    async fn wait_caught_up(
+        &self,
+        what: &str,
+        drained: bool,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let n = self.unique.len() as i64;
+        self.rig
+            .wait_status(what, timeout, |s| {
+                s["counts"]["received"].as_i64() == Some(n)
+                    && (!drained || s["counts"]["queued"] == json!(0))
+            })
+            .await
+    }
+
+    /// The internet goes down: lets the agent catch up first (so the
+    /// outage's numbers are its own), then cuts Zenchef off. Answers the
+    /// time spent waiting.
+    async fn outage_start(&mut self, at: DateTime<FixedOffset>) -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        self.wait_caught_up("delivery before the outage", true, Duration::from_secs(60))
+            .await?;
+        let waited = t.elapsed();
+        self.rig.zenchef.set_fault(Fault::Down).await?;
+        self.down = true;
+        self.say(
+            Some(at),
+            "INTERNET DOWN: Zenchef unreachable (connections refused); the POS keeps sending",
+        );
+        Ok(waited)
+    }
+
+    /// The internet comes back: checks every event was stored while down,
+    /// restores Zenchef, times the drain, then re-sends events as a POS does
+    /// after a reconnect. Answers the time spent waiting.
+    async fn outage_end(&mut self, at: DateTime<FixedOffset>) -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        self.wait_caught_up(
+            "events stored during the outage",
+            false,
+            Duration::from_secs(30),
+        )
+        .await?;
+        self.outage.backlog = self.watch_queue();
+        self.say(
+            Some(at),
+            &format!(
+                "internet back: the POS sent {} events during the outage, all stored and acknowledged; {} wait for Zenchef (max seen {}; the others needed no call)",
+                self.outage.events, self.outage.backlog, self.outage.max_queued
+            ),
+        );
+        self.down = false;
+        let drain = Instant::now();
+        self.rig.zenchef.set_fault(Fault::None).await?;
+        let s = self
+            .wait_caught_up("the backlog drained", true, Duration::from_secs(60))
+            .await?;
+        self.outage.drain = drain.elapsed();
+        self.say(
+            Some(at),
+            &format!(
+                "backlog of {} drained in {:.2} s; agent {}",
+                self.outage.backlog,
+                self.outage.drain.as_secs_f64(),
+                Self::counts_line(&s["counts"])
+            ),
+        );
+        self.resend(at).await?;
+        Ok(t.elapsed())
+    }
+
+    /// Re-publishes the last [`RESENT`] events already sent (same envelope,
+    /// same `event_id`): the agent must store them once.
+    async fn resend(&mut self, at: DateTime<FixedOffset>) -> anyhow::Result<()> {
+        let from = self.published.len().saturating_sub(RESENT);
+        let again: Vec<Value> = self.published[from..].to_vec();
+        for e in &again {
+            self.publish(e).await?;
+            self.resent += 1;
+        }
+        let ids: Vec<String> = again
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} seq {}",
+                    e["type"].as_str().unwrap_or("?"),
+                    e["data"]["order_id"].as_str().unwrap_or("?"),
+                    e["seq"]
+                )
+            })
+            .collect();
+        self.say(
+            Some(at),
+            &format!(
+                "POS      re-sends {} events after its reconnect: {}",
+                again.len(),
+                ids.join(", ")
+            ),
+        );
+        Ok(())
+    }
+
+    fn service_over(&mut self, s: Service, at: DateTime<FixedOffset>) {
+        let c = self.counts();
+        let st = self.stats(s);
+        let line = format!(
+            "{} over: {} opened ({}), {}, {} paid ({} split); in Zenchef {} changed, {} cancelled; agent {}",
+            s.name(),
+            plural(st.opened, "table"),
+            plural(st.walkins, "walk-in"),
+            plural(st.moves, "move"),
+            plural(st.paid, "bill"),
+            st.split_payments,
+            plural(st.changes, "booking"),
+            st.cancels,
+            Self::counts_line(&c)
+        );
+        self.say(Some(at), &line);
+    }
+
+    /// Waits until the agent stored and forwarded everything.
+    pub async fn wait_all_delivered(&mut self) -> anyhow::Result<()> {
+        let s = self
+            .wait_caught_up("every event delivered", true, Duration::from_secs(90))
+            .await?;
+        self.all_delivered = Some((Instant::now(), s["counts"].clone()));
+        self.say(
+            None,
+            &format!(
+                "all events forwarded: agent {}",
+                Self::counts_line(&s["counts"])
+            ),
+        );
+        Ok(())
+    }
+
+    /// Compares Zenchef, the POS and the agent's counters with the
+    /// scenario's expected outcome; answers the problems found.
+    pub async fn verify(&self) -> Vec<String> {
+        let mut problems = verify_zenchef(&self.sc, &self.rig);
+        problems.extend(self.verify_counts());
+        problems.extend(verify_pos(&self.sc, &self.rig).await);
+        problems
+    }
+
+    fn verify_counts(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let c = self.counts();
+        let n = self.unique.len() as i64;
+        let get = |k: &str| c[k].as_i64().unwrap_or(-1);
+        if get("received") != n {
+            p.push(format!(
+                "the POS sent {n} distinct events, the agent stored {}",
+                get("received")
+            ));
+        }
+        if n != self.sc.pos_events().len() as i64 {
+            p.push(format!(
+                "{n} distinct events sent, the scenario has {}",
+                self.sc.pos_events().len()
+            ));
+        }
+        if get("duplicates") != self.resent as i64 {
+            p.push(format!(
+                "{} events re-sent, the agent counted {} duplicates",
+                self.resent,
+                get("duplicates")
+            ));
+        }
+        for k in ["dead", "rejected", "queued", "unknown_type"] {
+            if get(k) != 0 {
+                p.push(format!("agent counts.{k} = {} (expected 0)", get(k)));
+            }
+        }
+        if get("walkins_created") != self.sc.expected.walkins.len() as i64 {
+            p.push(format!(
+                "agent counts.walkins_created = {}, expected {}",
+                get("walkins_created"),
+                self.sc.expected.walkins.len()
+            ));
+        }
+        p
+    }
+
+    /// The summary table.
+    pub fn print_summary(&self) {
+        let c = self.counts();
+        let fake = &self.rig.zenchef;
+        let exp = &self.sc.expected;
+        let served: Vec<i64> = exp
+            .status_history
+            .iter()
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        let seated_over = served
+            .iter()
+            .filter(|id| fake.status_history(**id) == ["seated", "over"])
+            .count();
+        let untouched = exp
+            .cancelled
+            .iter()
+            .chain(&exp.not_opened)
+            .filter(|id| fake.status_history(**id).is_empty())
+            .count();
+        let row = |label: &str, value: String| println!("  {label:<38} {value}");
+        println!("\n── summary ─────────────────────────────────────────────────────────");
+        row(
+            "events sent by the POS",
+            format!(
+                "{} ({} distinct + {} re-sent on purpose)",
+                self.published.len(),
+                self.unique.len(),
+                self.resent
+            ),
+        );
+        row("stored by the agent", c["received"].to_string());
+        row("forwarded to Zenchef", c["delivered"].to_string());
+        row(
+            "buffered during the outage",
+            format!(
+                "{} events sent while down, max {} queued",
+                self.outage.events, self.outage.max_queued
+            ),
+        );
+        row(
+            "drained after the outage",
+            format!(
+                "{} in {:.2} s",
+                self.outage.backlog,
+                self.outage.drain.as_secs_f64()
+            ),
+        );
+        row("dead letters", c["dead"].to_string());
+        row(
+            "duplicates suppressed",
+            format!(
+                "agent {}, Zenchef idempotency {}",
+                c["duplicates"],
+                fake.duplicates_suppressed()
+            ),
+        );
+        row("quarantined", c["rejected"].to_string());
+        row(
+            "reservations seated → over",
+            format!(
+                "{seated_over}/{} (cancelled/no-show untouched {untouched}/{})",
+                served.len(),
+                exp.cancelled.len() + exp.not_opened.len()
+            ),
+        );
+        row(
+            "walk-ins created",
+            format!("{}/{}", fake.walkins().len(), exp.walkins.len()),
+        );
+        row(
+            "tickets attached",
+            format!("{}/{}", fake.tickets().len(), exp.tickets.len()),
+        );
+        let on_pos = self.rig.pos.reservations();
+        let booked = self
+            .sc
+            .bookings
+            .iter()
+            .filter(|b| b["id"].as_i64().is_some_and(|id| on_pos.contains_key(&id)))
+            .count();
+        row(
+            "reservations on the POS",
+            format!(
+                "{} bookings ({} cancelled ones withdrawn) + {} walk-ins",
+                booked,
+                exp.cancelled.len(),
+                on_pos.len() - booked
+            ),
+        );
+        println!("  average spends (visits, average before → after):");
+        for line in self.average_spends(4) {
+            println!("    {line}");
+        }
+        self.print_timing();
+    }
+
+    /// Up to `n` guests whose customersheet moved, the most visits first.
+    fn average_spends(&self, n: usize) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        let mut rows: Vec<(i64, String)> = Vec::new();
+        for b in &self.sc.bookings {
+            let sheet = &b["customersheet"];
+            let Some(sid) = sheet["id"].as_i64() else {
+                continue;
+            };
+            if !seen.insert(sid) {
+                continue;
+            }
+            let after = self
+                .rig
+                .zenchef
+                .booking(b["id"].as_i64().unwrap_or(0))
+                .map(|x| x["customersheet"].clone())
+                .unwrap_or(Value::Null);
+            let v0 = sheet["visits"].as_i64().unwrap_or(0);
+            let v1 = after["visits"].as_i64().unwrap_or(0);
+            if v1 == v0 {
+                continue;
+            }
+            rows.push((
+                v1 - v0,
+                format!(
+                    "{:<22} {v0:>2} → {v1:>2} visits, {:>8} → {:>8}",
+                    guest_name(b),
+                    euros(sheet["average_spend_cents"].as_i64().unwrap_or(0)),
+                    euros(after["average_spend_cents"].as_i64().unwrap_or(0))
+                ),
+            ));
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+        rows.into_iter().take(n).map(|r| r.1).collect()
+    }
+
+    fn print_timing(&self) {
+        println!(
+            "  service playback                       {:.1} s of wall time for the day (×{:.0})",
+            self.playback.as_secs_f64(),
+            self.speed
+        );
+        if let (Some(first), Some((done, c))) = (self.first_publish, &self.all_delivered) {
+            let secs = done.duration_since(first).as_secs_f64();
+            let n = c["delivered"].as_i64().unwrap_or(0);
+            println!(
+                "  throughput                             {n} events forwarded in {secs:.1} s = {:.1} events/s (paced by the POS)",
+                n as f64 / secs.max(0.001)
+            );
+        }
+    }
+
+    /// `--keep`: leaves everything running until Ctrl-C.
+    pub async fn keep_running(&self) {
+        println!(
+            "\nsimulators and agent keep running; try:\n  {} status --config {}\nCtrl-C to stop.",
+            self.rig.agent_bin.display(),
+            self.rig.config_path().display()
+        );
+        let _ = tokio::signal::ctrl_c().await;
+    }
+
+    /// Stops the agent with SIGTERM; a clean stop exits 0.
+    pub fn stop(&mut self) -> Vec<String> {
+        match self.rig.stop_agent(Duration::from_secs(20)) {
+            Ok(code) => {
+                self.say(
+                    None,
+                    &format!(
+                        "agent stopped (SIGTERM), exit code {}",
+                        code.map(|c| c.to_string())
+                            .unwrap_or_else(|| "none (signal)".into())
+                    ),
+                );
+                if code == Some(0) {
+                    vec![]
+                } else {
+                    vec![format!("the agent exited with {code:?} on SIGTERM")]
+                }
+            }
+            Err(e) => vec![format!("stopping the agent: {e:#}")],
+        }
+    }
+}
+
+/// `"Camille Martin"`: the booking's names, else its customersheet's.
+fn guest_name(booking: &Value) -> String {
+    let name = |k: &str| {
+        booking[k]
+            .as_str()
+            .or(booking["customersheet"][k].as_str())
+            .unwrap_or("")
+    };
+    format!("{} {}", name("firstname"), name("lastname"))
+        .trim()
+        .to_string()
+}
+
+/// `1 move`, `2 moves`.
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// `4210` → `42.10 €`.
+fn euros(cents: i64) -> String {
+    format!("{}.{:02} €", cents / 100, (cents % 100).abs())
+}
