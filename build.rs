@@ -1,17 +1,35 @@
 //! Records the git commit and the target triple for `--version`.
 fn main() {
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=ZENCHEF_EDGE_COMMIT={commit}");
     println!(
         "cargo:rustc-env=ZENCHEF_EDGE_TARGET={}",
         std::env::var("TARGET").unwrap_or_default()
     );
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    // Rebuild when HEAD moves. Ask git where HEAD and the branch ref live
+    // (a worktree's `.git` is a file); watch only paths that exist, since a
+    // missing path makes cargo rebuild every time.
+    let mut watched = false;
+    if let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) {
+        for path in [Some(head), git(&["symbolic-ref", "-q", "HEAD"]).and_then(|r| git(&["rev-parse", "--git-path", &r]))]
+            .into_iter()
+            .flatten()
+        {
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+                watched = true;
+            }
+        }
+    }
+    if !watched {
+        println!("cargo:rerun-if-changed=build.rs");
+    }
 }
