@@ -103,6 +103,9 @@ async fn a_whole_service_with_an_outage_reaches_zenchef_and_the_pos() {
                 rig.zenchef.set_fault(Fault::Down).await.unwrap();
                 in_outage = true;
             }
+            Step::GuestPays { .. } | Step::InjectPayment { .. } => {
+                unreachable!("generate() has no Zenchef Pay steps")
+            }
             Step::OutageEnd { .. } => {
                 let s = rig
                     .wait_status(

@@ -1,7 +1,7 @@
 //! Simulators for the zenchef-edge agent: everything outside the box, in process.
 //!
 //! Written from the written contracts only (`cashpad-local-v1.md`,
-//! `zenchef-api.md`, `sync-rules.md`), never from the agent's code, so that a
+//! `zenchef-api.md`, `zenchef-pay-api.md`, `sync-rules.md`), never from the agent's code, so that a
 //! misreading of the spec by the agent is caught by tests instead of mirrored.
 //! Everything binds `127.0.0.1` only; mDNS runs on loopback and a
 //! non-standard port.
@@ -12,6 +12,8 @@
 //! - [`pos`]: the Cashpad POS as an MQTT client: publishes events and the
 //!   floor plan, records what the agent sends back.
 //! - [`zenchef`]: the Zenchef partner API fake (axum) with fault injection.
+//! - [`pay`]: the Zenchef Pay POS-connector fake (axum): checks, guest
+//!   payments, acks, with the same fault injection.
 //! - [`scenario`]: a deterministic generated dinner service and its expected
 //!   outcome.
 //! - [`util`]: small shared helpers (free ports, waiting for conditions).
@@ -21,6 +23,7 @@
 pub mod broker;
 pub mod harness;
 pub mod mdns;
+pub mod pay;
 pub mod pos;
 pub mod scenario;
 pub mod util;

@@ -11,8 +11,27 @@
 //! [`EventBuilder`] makes spec envelopes (§3) with increasing `seq`, unique
 //! `event_id` and RFC 3339 `occurred_at`; its typed helpers make the `data`
 //! of each event type of §4.
+//!
+//! # Settle commands (§7, Zenchef Pay)
+//! The POS keeps its own bill per order ([`PosBill`]), built from the events
+//! it publishes (or registered with [`Pos::track_bill`]). A settle command
+//! on `R/zenchef/commands` is applied once per `command_id`: the payment is
+//! added to the bill and the POS answers `payment.recorded` (still something
+//! due) or `bill.paid` (fully paid) whose payment `reference` is the
+//! `payment_id`. A `command_id` seen before is ignored and recorded in
+//! [`PosState::duplicate_commands`]. A command the POS cannot apply (unknown
+//! order, already paid or voided, amount above what is due) is refused:
+//! recorded in [`PosState::refused_commands`], nothing published.
+//!
+//! The POS owns its event sequence: its answers take `seq` = 1 + the
+//! largest `seq` it has published so far (scripted events included), and
+//! are published one at a time in the order the commands were applied.
+//! Scripted events keep the `seq` they carry, so a script that publishes
+//! after answers must leave room (the Zenchef Pay scenario spaces its `seq`
+//! by 100), or use [`Pos::publish_event_next_seq`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +39,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::util::{LOOPBACK, random_uuid};
 
@@ -43,8 +62,30 @@ pub struct PosState {
     pub status: Option<Value>,
     /// Every `R/zenchef/status` payload, in order.
     pub status_history: Vec<Value>,
-    /// Every settle command received on `R/zenchef/commands`, in order.
+    /// Every settle command received on `R/zenchef/commands`, in order
+    /// (duplicates and refused ones included).
     pub commands: Vec<Value>,
+    /// The POS's bills by `order_id` (from published events, settle
+    /// commands and [`Pos::track_bill`]).
+    pub bills: BTreeMap<String, PosBill>,
+    /// Settle commands applied (payment recorded, answer sent or queued),
+    /// in order.
+    pub settled_commands: Vec<Value>,
+    /// Settle commands ignored because their `command_id` was already
+    /// applied or pending, in order.
+    pub duplicate_commands: Vec<Value>,
+    /// Settle commands the POS could not apply: `(command, reason)`; the
+    /// reason says `unknown order`, `already paid`, `voided`, `exceeds` or
+    /// names the bad field.
+    pub refused_commands: Vec<(Value, String)>,
+    /// Settle commands received while [`Pos::auto_settle`] is off, not yet
+    /// answered, in order.
+    pub pending_settles: Vec<Value>,
+    /// `command_id`s applied or pending.
+    pub known_command_ids: BTreeSet<String>,
+    /// Events the POS published in answer to settle commands, with their
+    /// final `seq`, once the broker acknowledged them, in order.
+    pub answers: Vec<Value>,
     /// Messages under `R/zenchef/#` the POS could not understand:
     /// `(topic, reason)` (bad JSON, bad booking id, unknown topic…).
     pub invalid: Vec<(String, String)>,
@@ -70,8 +111,82 @@ struct Inner {
     changed: watch::Sender<u64>,
     acks: Mutex<AckTracker>,
     /// Serialises "register waiter + hand to rumqttc" so that waiters are in
-    /// the same order as rumqttc's requests.
-    publish_order: tokio::sync::Mutex<()>,
+    /// the same order as rumqttc's requests; holds the largest `seq`
+    /// published on `R/events` so far (the POS's sequence).
+    publish_order: tokio::sync::Mutex<u64>,
+    /// Answer settle commands at once (default) or keep them pending.
+    auto_settle: AtomicBool,
+    /// Settle answers to publish, in order (one task publishes them).
+    answer_tx: mpsc::UnboundedSender<Answer>,
+    /// `event_id`s already applied to the bills (re-publishing the same
+    /// event does not count a payment twice).
+    tracked_events: Mutex<HashSet<String>>,
+    /// Clock for the answers' `occurred_at`/`paid_at` (`None` = wall clock).
+    clock: Mutex<Option<DateTime<FixedOffset>>>,
+}
+
+/// A settle answer waiting for its `seq`: event type and `data`.
+struct Answer {
+    event_type: &'static str,
+    occurred_at: DateTime<FixedOffset>,
+    data: Value,
+}
+
+/// Where a POS bill stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillStatus {
+    /// The table is open; payments may be taken.
+    Open,
+    /// Fully paid (`bill.paid` published), the table is closed.
+    Paid,
+    /// Cancelled without payment (`order.voided`).
+    Voided,
+}
+
+/// The POS's own bill of an order (cashpad §4): what it must know to settle
+/// a Zenchef Pay payment. Money in integer cents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PosBill {
+    /// The order.
+    pub order_id: String,
+    /// Current table name (follows `table.moved`).
+    pub table: String,
+    /// Covers, ≥ 1.
+    pub covers: u32,
+    /// The whole current bill.
+    pub lines: Vec<Line>,
+    /// Bill total in cents (tips excluded).
+    pub total_cents: i64,
+    /// Sum of the payments' amounts in cents, tips excluded.
+    pub paid_cents: i64,
+    /// Sum of the payments' tips in cents.
+    pub tip_cents: i64,
+    /// Payments taken so far; each `amount_cents` includes its tip (as in
+    /// `bill.paid`).
+    pub payments: Vec<Payment>,
+    /// Open, paid or voided.
+    pub status: BillStatus,
+}
+
+impl PosBill {
+    fn new(order_id: &str, table: &str, covers: u32) -> PosBill {
+        PosBill {
+            order_id: order_id.into(),
+            table: table.into(),
+            covers: covers.max(1),
+            lines: Vec::new(),
+            total_cents: 0,
+            paid_cents: 0,
+            tip_cents: 0,
+            payments: Vec::new(),
+            status: BillStatus::Open,
+        }
+    }
+
+    /// What is still due in cents: `total_cents − paid_cents`.
+    pub fn due_cents(&self) -> i64 {
+        self.total_cents - self.paid_cents
+    }
 }
 
 /// A connected POS simulator. Cheap to clone (shared handle).
@@ -111,13 +226,29 @@ impl Pos {
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
         let (changed, _) = watch::channel(0u64);
+        let (answer_tx, mut answer_rx) = mpsc::unbounded_channel::<Answer>();
         let inner = Arc::new(Inner {
             iid: iid.to_string(),
             client,
             state: Mutex::new(PosState::default()),
             changed,
             acks: Mutex::new(AckTracker::default()),
-            publish_order: tokio::sync::Mutex::new(()),
+            publish_order: tokio::sync::Mutex::new(0),
+            auto_settle: AtomicBool::new(true),
+            answer_tx,
+            tracked_events: Mutex::new(HashSet::new()),
+            clock: Mutex::new(None),
+        });
+        // Settle answers, one at a time, in the order they were decided. A
+        // weak handle so that dropping every `Pos` ends the task.
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            while let Some(answer) = answer_rx.recv().await {
+                let Some(inner) = weak.upgrade() else { return };
+                if let Err(e) = inner.publish_answer(answer).await {
+                    tracing::warn!("POS {} settle answer not published: {e:#}", inner.iid);
+                }
+            }
         });
         let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<()>>();
         let task_inner = inner.clone();
@@ -204,15 +335,57 @@ impl Pos {
 
     /// Publishes an event envelope (§3) QoS 1 on `R/events`; returns once
     /// the **broker** PUBACKed it.
+    ///
+    /// The event also updates the POS's own bills (`table.opened`,
+    /// `order.items_sent`, `table.moved`, `payment.recorded`, `bill.paid`,
+    /// `order.voided`; once per `event_id`), and its `seq` raises the POS's
+    /// sequence. The `seq` is published as given.
     pub async fn publish_event(&self, event: &Value) -> anyhow::Result<()> {
-        self.publish_raw(serde_json::to_vec(event)?).await
+        self.inner.track_event(event);
+        self.publish_events_topic(serde_json::to_vec(event)?).await
+    }
+
+    /// Like [`Pos::publish_event`], but the POS stamps the event with the
+    /// next `seq` of its own sequence (1 + the largest published so far),
+    /// so that it stays increasing with the POS's settle answers. Answers
+    /// the `seq` given.
+    pub async fn publish_event_next_seq(&self, event: &Value) -> anyhow::Result<u64> {
+        self.inner.track_event(event);
+        let mut event = event.clone();
+        let topic = format!("{}/events", self.root());
+        let mut given = 0;
+        self.inner
+            .publish_qos1(topic, false, |last| {
+                *last += 1;
+                given = *last;
+                event["seq"] = json!(*last);
+                serde_json::to_vec(&event).unwrap_or_default()
+            })
+            .await?;
+        Ok(given)
     }
 
     /// Publishes arbitrary bytes QoS 1 on `R/events` (non-JSON, invalid
     /// UTF-8, oversized…); returns once the broker PUBACKed it.
     pub async fn publish_raw(&self, payload: impl Into<Vec<u8>>) -> anyhow::Result<()> {
+        self.publish_events_topic(payload.into()).await
+    }
+
+    /// Publishes on `R/events`; a JSON payload with a `seq` raises the POS's
+    /// sequence.
+    async fn publish_events_topic(&self, payload: Vec<u8>) -> anyhow::Result<()> {
         let topic = format!("{}/events", self.root());
-        self.publish_qos1(topic, payload.into(), false).await
+        let seq = serde_json::from_slice::<Value>(&payload)
+            .ok()
+            .and_then(|v| v["seq"].as_u64());
+        self.inner
+            .publish_qos1(topic, false, |last| {
+                if let Some(seq) = seq {
+                    *last = (*last).max(seq);
+                }
+                payload
+            })
+            .await
     }
 
     /// Publishes arbitrary bytes QoS 1 on any topic; returns once the broker
@@ -233,20 +406,7 @@ impl Pos {
         payload: Vec<u8>,
         retain: bool,
     ) -> anyhow::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        {
-            let _order = self.inner.publish_order.lock().await;
-            self.inner.acks.lock().unwrap().unassigned.push_back(tx);
-            self.inner
-                .client
-                .publish(topic.clone(), QoS::AtLeastOnce, retain, payload)
-                .await?;
-        }
-        tokio::time::timeout(PUBACK_TIMEOUT, rx)
-            .await
-            .map_err(|_| anyhow::anyhow!("no PUBACK for {topic} within {PUBACK_TIMEOUT:?}"))?
-            .map_err(|_| anyhow::anyhow!("POS event loop ended before PUBACK on {topic}"))?;
-        Ok(())
+        self.inner.publish_qos1(topic, retain, |_| payload).await
     }
 
     /// A snapshot of everything received so far.
@@ -279,6 +439,102 @@ impl Pos {
     /// Every settle command received, in order.
     pub fn commands(&self) -> Vec<Value> {
         self.inner.state.lock().unwrap().commands.clone()
+    }
+
+    /// Registers (or updates) the POS's bill of `order_id`: table, covers,
+    /// the whole bill and its total in cents. Payments already taken are
+    /// kept. Not needed for orders whose events go through
+    /// [`Pos::publish_event`], which keeps the bills itself.
+    pub fn track_bill(
+        &self,
+        order_id: &str,
+        table: &str,
+        covers: u32,
+        lines: &[Line],
+        total_cents: i64,
+    ) {
+        self.inner.update(|s| {
+            let bill = s
+                .bills
+                .entry(order_id.to_string())
+                .or_insert_with(|| PosBill::new(order_id, table, covers));
+            bill.table = table.to_string();
+            bill.covers = covers.max(1);
+            bill.lines = lines.to_vec();
+            bill.total_cents = total_cents;
+        });
+    }
+
+    /// The POS's bill of `order_id`.
+    pub fn bill(&self, order_id: &str) -> Option<PosBill> {
+        self.inner
+            .state
+            .lock()
+            .unwrap()
+            .bills
+            .get(order_id)
+            .cloned()
+    }
+
+    /// Whether settle commands are answered as they arrive (`true`, the
+    /// default) or kept pending until [`Pos::answer_pending_settles`]
+    /// (`false`: "the agent is killed between the settle command and the
+    /// POS's answer"). Duplicates and refusals are decided on arrival either
+    /// way.
+    pub fn auto_settle(&self, on: bool) {
+        self.inner.auto_settle.store(on, Ordering::SeqCst);
+    }
+
+    /// Applies every pending settle command, in arrival order, and queues
+    /// their answers; answers how many were applied (refused ones are
+    /// recorded in [`PosState::refused_commands`] and not counted).
+    pub fn answer_pending_settles(&self) -> usize {
+        let mut applied = 0;
+        self.inner.update(|s| {
+            for cmd in std::mem::take(&mut s.pending_settles) {
+                if self.inner.apply_settle(s, cmd) {
+                    applied += 1;
+                }
+            }
+        });
+        applied
+    }
+
+    /// Settle commands applied, in order.
+    pub fn settled_commands(&self) -> Vec<Value> {
+        self.inner.state.lock().unwrap().settled_commands.clone()
+    }
+
+    /// Settle commands ignored as duplicates (same `command_id`), in order.
+    pub fn duplicate_commands(&self) -> Vec<Value> {
+        self.inner.state.lock().unwrap().duplicate_commands.clone()
+    }
+
+    /// Settle commands refused, with the reason, in order.
+    pub fn refused_commands(&self) -> Vec<(Value, String)> {
+        self.inner.state.lock().unwrap().refused_commands.clone()
+    }
+
+    /// Settle commands waiting for [`Pos::answer_pending_settles`].
+    pub fn pending_settles(&self) -> Vec<Value> {
+        self.inner.state.lock().unwrap().pending_settles.clone()
+    }
+
+    /// Events published in answer to settle commands (final `seq`), once
+    /// acknowledged by the broker, in order.
+    pub fn answers(&self) -> Vec<Value> {
+        self.inner.state.lock().unwrap().answers.clone()
+    }
+
+    /// The largest `seq` the POS has published on `R/events` (0 before any).
+    pub async fn last_seq(&self) -> u64 {
+        *self.inner.publish_order.lock().await
+    }
+
+    /// Fixes the POS clock used for the `occurred_at` and `paid_at` of its
+    /// settle answers (`None` = the wall clock at `+01:00`).
+    pub fn set_clock(&self, at: Option<DateTime<FixedOffset>>) {
+        *self.inner.clock.lock().unwrap() = at;
     }
 
     /// Waits until `condition(state)` holds (checked now and after every
@@ -322,6 +578,217 @@ impl Inner {
     fn update(&self, f: impl FnOnce(&mut PosState)) {
         f(&mut self.state.lock().unwrap());
         self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Publishes QoS 1 and waits for the broker's PUBACK. `make` builds the
+    /// payload under the publish lock, given the POS's sequence (the largest
+    /// `seq` published on `R/events`) to read or raise.
+    async fn publish_qos1(
+        &self,
+        topic: String,
+        retain: bool,
+        make: impl FnOnce(&mut u64) -> Vec<u8>,
+    ) -> anyhow::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut last_seq = self.publish_order.lock().await;
+            let payload = make(&mut last_seq);
+            self.acks.lock().unwrap().unassigned.push_back(tx);
+            self.client
+                .publish(topic.clone(), QoS::AtLeastOnce, retain, payload)
+                .await?;
+        }
+        tokio::time::timeout(PUBACK_TIMEOUT, rx)
+            .await
+            .map_err(|_| anyhow::anyhow!("no PUBACK for {topic} within {PUBACK_TIMEOUT:?}"))?
+            .map_err(|_| anyhow::anyhow!("POS event loop ended before PUBACK on {topic}"))?;
+        Ok(())
+    }
+
+    /// Publishes a settle answer with the next `seq` of the POS's sequence
+    /// and records it once acknowledged.
+    async fn publish_answer(&self, answer: Answer) -> anyhow::Result<()> {
+        let topic = format!("cashpad/{}/events", self.iid);
+        let mut envelope = Value::Null;
+        self.publish_qos1(topic, false, |last| {
+            *last += 1;
+            envelope = json!({
+                "event_id": random_uuid(),
+                "seq": *last,
+                "type": answer.event_type,
+                "occurred_at": rfc3339(answer.occurred_at),
+                "data": answer.data,
+            });
+            serde_json::to_vec(&envelope).unwrap_or_default()
+        })
+        .await?;
+        self.update(|s| s.answers.push(envelope));
+        Ok(())
+    }
+
+    /// Applies a published event (§4) to the POS's bills, once per
+    /// `event_id`; anything unexpected is ignored (the POS publishes what
+    /// tests tell it to).
+    fn track_event(&self, event: &Value) {
+        let Some(event_id) = event["event_id"].as_str() else {
+            return;
+        };
+        if !self
+            .tracked_events
+            .lock()
+            .unwrap()
+            .insert(event_id.to_string())
+        {
+            return;
+        }
+        let d = &event["data"];
+        let Some(order_id) = d["order_id"].as_str() else {
+            return;
+        };
+        let text = |k: &str| d[k].as_str().unwrap_or("").to_string();
+        let cents = |k: &str| d[k].as_i64().unwrap_or(0);
+        let lines = || -> Option<Vec<Line>> { serde_json::from_value(d["lines"].clone()).ok() };
+        self.update(|s| {
+            let new = |table: &str, covers: u32| PosBill::new(order_id, table, covers);
+            match event["type"].as_str().unwrap_or("") {
+                "table.opened" => {
+                    let covers = d["covers"].as_u64().unwrap_or(1) as u32;
+                    s.bills
+                        .insert(order_id.to_string(), new(&text("table"), covers));
+                }
+                "order.items_sent" => {
+                    let bill = s
+                        .bills
+                        .entry(order_id.to_string())
+                        .or_insert_with(|| new(&text("table"), 1));
+                    if let Some(l) = lines() {
+                        bill.lines = l;
+                    }
+                    bill.total_cents = cents("total_cents");
+                    if d["table"].is_string() {
+                        bill.table = text("table");
+                    }
+                }
+                "table.moved" => {
+                    if let Some(bill) = s.bills.get_mut(order_id) {
+                        bill.table = text("to_table");
+                    }
+                }
+                "payment.recorded" => {
+                    if let Some(bill) = s.bills.get_mut(order_id) {
+                        let (amount, tip) = (cents("amount_cents"), cents("tip_cents"));
+                        bill.paid_cents += amount;
+                        bill.tip_cents += tip;
+                        bill.payments.push(Payment::new(
+                            &text("method"),
+                            amount + tip,
+                            &text("reference"),
+                        ));
+                    }
+                }
+                "bill.paid" => {
+                    let covers = d["covers"].as_u64().unwrap_or(1) as u32;
+                    let bill = s
+                        .bills
+                        .entry(order_id.to_string())
+                        .or_insert_with(|| new(&text("table"), covers));
+                    if let Some(l) = lines() {
+                        bill.lines = l;
+                    }
+                    bill.table = text("table");
+                    bill.total_cents = cents("total_cents");
+                    bill.paid_cents = bill.total_cents;
+                    bill.tip_cents = cents("tip_cents");
+                    if let Ok(p) = serde_json::from_value(d["payments"].clone()) {
+                        bill.payments = p;
+                    }
+                    bill.status = BillStatus::Paid;
+                }
+                "order.voided" => {
+                    if let Some(bill) = s.bills.get_mut(order_id) {
+                        bill.status = BillStatus::Voided;
+                    }
+                }
+                _ => {}
+            }
+        });
+    }
+
+    /// A settle command arrived (§7): checks its shape, ignores a known
+    /// `command_id`, keeps it pending or applies it.
+    fn on_settle(&self, s: &mut PosState, topic: &str, cmd: Value) {
+        if let Err(why) = settle_shape(&cmd) {
+            s.invalid.push((topic.to_string(), why));
+            return;
+        }
+        let command_id = cmd["command_id"].as_str().expect("checked").to_string();
+        if !s.known_command_ids.insert(command_id) {
+            s.duplicate_commands.push(cmd);
+            return;
+        }
+        if !self.auto_settle.load(Ordering::SeqCst) {
+            s.pending_settles.push(cmd);
+            return;
+        }
+        self.apply_settle(s, cmd);
+    }
+
+    /// Records the payment of a (well-formed, new) settle command on its
+    /// bill and queues the answer; answers false when refused.
+    fn apply_settle(&self, s: &mut PosState, cmd: Value) -> bool {
+        let order_id = cmd["order_id"].as_str().unwrap_or("");
+        let amount = cmd["amount_cents"].as_i64().unwrap_or(0);
+        let tip = cmd["tip_cents"].as_i64().unwrap_or(0);
+        let payment_id = cmd["payment_id"].as_str().unwrap_or("");
+        let refusal = match s.bills.get(order_id) {
+            None => Some(format!("unknown order {order_id}")),
+            Some(b) if b.status == BillStatus::Paid => {
+                Some(format!("order {order_id} already paid"))
+            }
+            Some(b) if b.status == BillStatus::Voided => Some(format!("order {order_id} voided")),
+            Some(b) if amount > b.due_cents() => Some(format!(
+                "amount {amount} exceeds what is due on order {order_id} ({})",
+                b.due_cents()
+            )),
+            Some(_) => None,
+        };
+        if let Some(reason) = refusal {
+            s.refused_commands.push((cmd, reason));
+            return false;
+        }
+        let at = self
+            .clock
+            .lock()
+            .unwrap()
+            .unwrap_or_else(|| Utc::now().with_timezone(&paris_winter()));
+        let bill = s.bills.get_mut(order_id).expect("checked above");
+        bill.paid_cents += amount;
+        bill.tip_cents += tip;
+        bill.payments
+            .push(Payment::new("zenchef_pay", amount + tip, payment_id));
+        let answer = if bill.paid_cents >= bill.total_cents {
+            bill.status = BillStatus::Paid;
+            Answer {
+                event_type: "bill.paid",
+                occurred_at: at,
+                data: json!({"order_id": order_id, "table": bill.table, "covers": bill.covers,
+                    "lines": bill.lines, "total_cents": bill.total_cents,
+                    "tip_cents": bill.tip_cents, "payments": bill.payments,
+                    "paid_at": rfc3339(at)}),
+            }
+        } else {
+            Answer {
+                event_type: "payment.recorded",
+                occurred_at: at,
+                data: json!({"order_id": order_id, "amount_cents": amount, "tip_cents": tip,
+                    "method": "zenchef_pay", "reference": payment_id}),
+            }
+        };
+        s.settled_commands.push(cmd);
+        // The answer task lives as long as the POS; a send error means the
+        // runtime is going away.
+        let _ = self.answer_tx.send(answer);
+        true
     }
 
     fn on_message(&self, root: &str, topic: &str, payload: &[u8]) {
@@ -370,12 +837,10 @@ impl Inner {
                 }
             } else if rest == "commands" {
                 match parsed() {
-                    // Settle handling (Zenchef Pay, cashpad §7) goes here: the
-                    // POS records the payment on the order and answers with
-                    // `payment.recorded` or `bill.paid` whose payment
-                    // `reference` is the `payment_id`. For now commands are
-                    // only recorded.
-                    Ok(v) => s.commands.push(v),
+                    Ok(v) => {
+                        s.commands.push(v.clone());
+                        self.on_settle(s, topic, v);
+                    }
                     Err(e) => s.invalid.push((topic.to_string(), e)),
                 }
             } else {
@@ -384,6 +849,25 @@ impl Inner {
             }
         });
     }
+}
+
+/// Checks a settle command's fields (§7); the error names the bad field.
+fn settle_shape(cmd: &Value) -> Result<(), String> {
+    if cmd["type"] != "settle" {
+        return Err(format!("command type {} is not settle", cmd["type"]));
+    }
+    for k in ["command_id", "order_id", "payment_id", "method"] {
+        if cmd[k].as_str().is_none_or(str::is_empty) {
+            return Err(format!("settle command: {k} must be a non-empty string"));
+        }
+    }
+    if cmd["amount_cents"].as_i64().is_none_or(|a| a < 1) {
+        return Err("settle command: amount_cents must be integer cents ≥ 1".into());
+    }
+    if cmd["tip_cents"].as_i64().is_none_or(|t| t < 0) {
+        return Err("settle command: tip_cents must be integer cents ≥ 0".into());
+    }
+    Ok(())
 }
 
 /// A bill line (§4), money in integer cents.

@@ -11,6 +11,12 @@
 //! 4. the [`Expected`] outcome in Zenchef once the agent has delivered
 //!    everything.
 //!
+//! [`Scenario::generate_pay`] is the same service with Zenchef Pay: some
+//! orders are paid by guests from their phone ([`Step::GuestPays`]) instead
+//! of the POS publishing the payment, one guest pays a table already paid in
+//! cash ([`Step::InjectPayment`]), and the expected outcome also covers the
+//! checks and the fate of every guest payment ([`Scenario::pay_problems`]).
+//!
 //! # Why matching is unambiguous
 //! Each table carries at most one booking per service, lunch and dinner are
 //! more than 5 hours apart, and a table is opened for its booking between
@@ -27,7 +33,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use serde_json::{Value, json};
 
-use crate::pos::{EventBuilder, Line, Payment, paris_winter, rfc3339};
+use crate::pay::{PayFake, PaymentState};
+use crate::pos::{BillStatus, EventBuilder, Line, Payment, Pos, paris_winter, rfc3339};
 use crate::zenchef::{ZenchefConfig, ZenchefFake};
 
 /// A table of the restaurant, same name on the POS and in Zenchef.
@@ -128,6 +135,40 @@ pub enum Step {
         /// When.
         at: DateTime<FixedOffset>,
     },
+    /// A guest pays from the Zenchef Pay app
+    /// ([`PayFake::guest_pays`]); the POS does not publish this payment
+    /// itself: the agent turns it into a settle command and the POS answers
+    /// `payment.recorded` or `bill.paid`. Play it once the order's check is
+    /// `open` in the fake with the bill's final total
+    /// ([`Expected::checks`]); the n-th `GuestPays`/`InjectPayment` step is
+    /// [`Expected::payments`]`[n]`.
+    GuestPays {
+        /// When.
+        at: DateTime<FixedOffset>,
+        /// The POS order.
+        order_id: String,
+        /// The guest's share of the bill in cents (tip excluded).
+        amount_cents: i64,
+        /// Tip in cents.
+        tip_cents: i64,
+        /// Payment method in the app, e.g. `card`.
+        method: String,
+    },
+    /// A payment appears in Zenchef Pay although the check cannot be paid
+    /// ([`PayFake::inject_payment`]): the agent must reject it (rule 6).
+    /// Play it once the order's check is `closed` in the fake.
+    InjectPayment {
+        /// When.
+        at: DateTime<FixedOffset>,
+        /// The POS order.
+        order_id: String,
+        /// Amount in cents (tip excluded).
+        amount_cents: i64,
+        /// Tip in cents.
+        tip_cents: i64,
+        /// Payment method, e.g. `card`.
+        method: String,
+    },
 }
 
 impl Step {
@@ -137,7 +178,9 @@ impl Step {
             Step::Pos { at, .. }
             | Step::Zenchef { at, .. }
             | Step::OutageStart { at }
-            | Step::OutageEnd { at } => *at,
+            | Step::OutageEnd { at }
+            | Step::GuestPays { at, .. }
+            | Step::InjectPayment { at, .. } => *at,
         }
     }
 
@@ -146,6 +189,7 @@ impl Step {
             Step::OutageStart { .. } | Step::OutageEnd { .. } => 0,
             Step::Zenchef { .. } => 1,
             Step::Pos { .. } => 2,
+            Step::GuestPays { .. } | Step::InjectPayment { .. } => 3,
         }
     }
 }
@@ -185,6 +229,52 @@ pub struct ExpectedWalkin {
     pub time: String,
 }
 
+/// A check as Zenchef Pay must show it at the end (zenchef-pay-api.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedCheck {
+    /// The POS order.
+    pub order_id: String,
+    /// Final table (after moves).
+    pub table: String,
+    /// Covers.
+    pub covers: u32,
+    /// Final status: `closed` (paid) or `voided`.
+    pub status: String,
+    /// The POS's bill total in cents.
+    pub total_cents: i64,
+    /// Number of bill lines.
+    pub lines: usize,
+}
+
+/// What must become of a Zenchef Pay payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentFate {
+    /// Settled exactly once: one settle command applied by the POS, acked
+    /// `settled`.
+    Settled,
+    /// Acked `rejected` (refunded), never a settle command.
+    Rejected {
+        /// A word the reason must contain (case-insensitive): `already
+        /// paid`, `unknown` or `exceeds`.
+        reason_contains: String,
+    },
+}
+
+/// A Zenchef Pay payment of the scenario and its expected fate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedPayment {
+    /// The POS order it pays.
+    pub order_id: String,
+    /// Amount in cents (tip excluded).
+    pub amount_cents: i64,
+    /// Tip in cents.
+    pub tip_cents: i64,
+    /// Method in the app.
+    pub method: String,
+    /// What must become of it.
+    pub fate: PaymentFate,
+}
+
 /// What Zenchef must look like once every event was delivered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expected {
@@ -202,6 +292,13 @@ pub struct Expected {
     /// Per customersheet id: `(visits, average_spend_cents)` after all
     /// tickets are attached.
     pub customersheets: BTreeMap<i64, (i64, i64)>,
+    /// Zenchef Pay checks by `order_id` (every order with items sent);
+    /// empty for a scenario without Zenchef Pay. The accepted versions of a
+    /// check must increase and never leave `closed`/`voided` once reached.
+    pub checks: BTreeMap<String, ExpectedCheck>,
+    /// Zenchef Pay payments, in the order of the `GuestPays` and
+    /// `InjectPayment` steps of the timeline.
+    pub payments: Vec<ExpectedPayment>,
 }
 
 /// A whole generated service.
@@ -219,6 +316,9 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// The expected outcome.
     pub expected: Expected,
+    /// Orders paid through Zenchef Pay (empty without Zenchef Pay), by
+    /// order id.
+    pub pay_orders: Vec<String>,
 }
 
 /// SplitMix64: a tiny deterministic generator, independent of `rand`'s
@@ -781,7 +881,407 @@ impl Scenario {
             bookings,
             steps,
             expected,
+            pay_orders: Vec::new(),
         }
+    }
+
+    /// The service of [`Scenario::generate`] with Zenchef Pay (same seed,
+    /// same bookings, orders and bills; deterministic):
+    /// - 8 orders are paid by guests from the app ([`Step::GuestPays`])
+    ///   instead of the POS publishing `payment.recorded`/`bill.paid`: 2 of
+    ///   them split between 2–3 guests (the first guest leaves the tip, if
+    ///   any), the others by one guest; the bills' tips are kept, and at
+    ///   least one payment carries a tip. A moved order is among them when
+    ///   its payment falls outside the outage.
+    /// - 1 other order is paid in cash on the POS, and 5 minutes after its
+    ///   `bill.paid` a guest payment of its whole total appears in Zenchef
+    ///   Pay ([`Step::InjectPayment`]): it must end `rejected` (`already
+    ///   paid`).
+    /// - No Zenchef Pay payment happens within 15 minutes of the outage.
+    /// - Every POS `seq` is multiplied by 100, so that the POS's own answers
+    ///   to settle commands (1 + the largest `seq` published) fit between
+    ///   scripted events and the sequence stays increasing.
+    ///
+    /// The Zenchef expectations are those of [`Scenario::generate`] (same
+    /// tickets: totals, tips and `paid_cents` are unchanged); the
+    /// additions are [`Expected::checks`] (every order, `closed`),
+    /// [`Expected::payments`] and [`Scenario::pay_orders`].
+    pub fn generate_pay(seed: u64, day: NaiveDate) -> Scenario {
+        let mut sc = Scenario::generate(seed, day);
+        let mut rng = Rng(seed ^ 0x9a75_c0de_2e4c_0002);
+        let outage = (
+            sc.steps
+                .iter()
+                .find_map(|s| matches!(s, Step::OutageStart { .. }).then(|| s.at()))
+                .expect("outage start"),
+            sc.steps
+                .iter()
+                .find_map(|s| matches!(s, Step::OutageEnd { .. }).then(|| s.at()))
+                .expect("outage end"),
+        );
+        let margin = Duration::minutes(15);
+        let near_outage = |t: DateTime<FixedOffset>| t > outage.0 - margin && t < outage.1 + margin;
+
+        // Each order's last state, from its events.
+        struct Bill {
+            order_id: String,
+            table: String,
+            covers: u32,
+            total: i64,
+            tip: i64,
+            lines: usize,
+            paid_at: DateTime<FixedOffset>,
+            first_payment_at: DateTime<FixedOffset>,
+            single_payment: bool,
+            moved: bool,
+        }
+        let mut bills: BTreeMap<String, Bill> = BTreeMap::new();
+        let mut moved: Vec<String> = Vec::new();
+        let mut partial: BTreeMap<String, DateTime<FixedOffset>> = BTreeMap::new();
+        for st in &sc.steps {
+            let Step::Pos { at, event } = st else {
+                continue;
+            };
+            let d = &event["data"];
+            let order = d["order_id"].as_str().expect("order").to_string();
+            match event["type"].as_str().expect("type") {
+                "table.moved" => moved.push(order),
+                "payment.recorded" => {
+                    partial.insert(order, *at);
+                }
+                "bill.paid" => {
+                    let first_payment_at = partial.get(&order).copied().unwrap_or(*at);
+                    bills.insert(
+                        order.clone(),
+                        Bill {
+                            single_payment: !partial.contains_key(&order),
+                            moved: moved.contains(&order),
+                            order_id: order,
+                            table: d["table"].as_str().expect("table").into(),
+                            covers: d["covers"].as_u64().expect("covers") as u32,
+                            total: d["total_cents"].as_i64().expect("total"),
+                            tip: d["tip_cents"].as_i64().expect("tip"),
+                            lines: d["lines"].as_array().expect("lines").len(),
+                            paid_at: *at,
+                            first_payment_at,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        for b in bills.values() {
+            sc.expected.checks.insert(
+                b.order_id.clone(),
+                ExpectedCheck {
+                    order_id: b.order_id.clone(),
+                    table: b.table.clone(),
+                    covers: b.covers,
+                    status: "closed".into(),
+                    total_cents: b.total,
+                    lines: b.lines,
+                },
+            );
+        }
+
+        // Choose: guest payments happen up to 6 minutes before paid_at.
+        let mut candidates: Vec<&Bill> = bills
+            .values()
+            .filter(|b| {
+                !near_outage(b.first_payment_at - Duration::minutes(6)) && !near_outage(b.paid_at)
+            })
+            .collect();
+        rng.shuffle(&mut candidates);
+        // A moved order first (its check must follow the move).
+        candidates.sort_by_key(|b| !b.moved);
+        let mut splits: Vec<(&Bill, usize)> = Vec::new();
+        let mut singles: Vec<&Bill> = Vec::new();
+        let mut rest: Vec<&Bill> = Vec::new();
+        for b in candidates {
+            if splits.len() < 2 && b.covers >= 2 && !b.moved {
+                let guests = if b.covers >= 3 && rng.chance(50) {
+                    3
+                } else {
+                    2
+                };
+                splits.push((b, guests));
+            } else if singles.len() < 6 {
+                singles.push(b);
+            } else {
+                rest.push(b);
+            }
+        }
+        assert!(
+            splits.len() == 2 && singles.len() == 6,
+            "seed {seed}: not enough orders away from the outage"
+        );
+        let cash = rest
+            .iter()
+            .find(|b| b.single_payment)
+            .copied()
+            .expect("an order paid at once for the cash case");
+
+        // Guest payments: (at, order, amount, tip).
+        let mut guest: Vec<(DateTime<FixedOffset>, String, i64, i64)> = Vec::new();
+        let mut tipped = false;
+        for (b, k) in &splits {
+            let share = b.total / *k as i64;
+            for g in 0..*k {
+                let amount = if g + 1 == *k {
+                    b.total - share * (*k as i64 - 1)
+                } else {
+                    share
+                };
+                let tip = if g == 0 { b.tip } else { 0 };
+                tipped |= tip > 0;
+                let at = b.paid_at - Duration::minutes(3 * (*k - 1 - g) as i64);
+                guest.push((at, b.order_id.clone(), amount, tip));
+            }
+        }
+        for b in &singles {
+            tipped |= b.tip > 0;
+            guest.push((b.paid_at, b.order_id.clone(), b.total, b.tip));
+        }
+        if !tipped {
+            // Keep the bill's figures consistent: the tip goes on the ticket.
+            let b = singles[0];
+            let tip = 300;
+            guest
+                .iter_mut()
+                .find(|g| g.1 == b.order_id)
+                .expect("single")
+                .3 = tip;
+            let t = sc.expected.tickets.get_mut(&b.order_id).expect("ticket");
+            t.tip_cents = tip;
+            t.paid_cents = t.total_cents + tip;
+        }
+        let pay_orders: Vec<String> = splits
+            .iter()
+            .map(|(b, _)| b.order_id.clone())
+            .chain(singles.iter().map(|b| b.order_id.clone()))
+            .collect();
+
+        // The timeline: drop the POS's own payments of pay orders, pay the
+        // cash order in cash, space the seq, add the guests.
+        let cash_order = cash.order_id.clone();
+        let cash_paid_at = cash.paid_at;
+        let cash_total = cash.total;
+        sc.steps.retain(|st| match st {
+            Step::Pos { event, .. } => {
+                let order = event["data"]["order_id"].as_str().unwrap_or("");
+                let ty = event["type"].as_str().unwrap_or("");
+                !(pay_orders.iter().any(|o| o == order)
+                    && (ty == "payment.recorded" || ty == "bill.paid"))
+            }
+            _ => true,
+        });
+        for st in &mut sc.steps {
+            if let Step::Pos { event, .. } = st {
+                let seq = event["seq"].as_u64().expect("seq");
+                event["seq"] = json!(seq * 100);
+                if event["type"] == "bill.paid" && event["data"]["order_id"] == cash_order.as_str()
+                {
+                    for p in event["data"]["payments"].as_array_mut().expect("payments") {
+                        p["method"] = json!("cash");
+                        p["reference"] = json!(format!("CASH-{:04}", rng.range(0, 9999)));
+                    }
+                }
+            }
+        }
+        for (at, order_id, amount_cents, tip_cents) in guest {
+            sc.steps.push(Step::GuestPays {
+                at,
+                order_id,
+                amount_cents,
+                tip_cents,
+                method: "card".into(),
+            });
+        }
+        sc.steps.push(Step::InjectPayment {
+            at: cash_paid_at + Duration::minutes(5),
+            order_id: cash_order,
+            amount_cents: cash_total,
+            tip_cents: 0,
+            method: "card".into(),
+        });
+        sc.steps
+            .sort_by(|a, b| a.at().cmp(&b.at()).then(a.rank().cmp(&b.rank())));
+        for st in &sc.steps {
+            match st {
+                Step::GuestPays {
+                    order_id,
+                    amount_cents,
+                    tip_cents,
+                    method,
+                    ..
+                } => sc.expected.payments.push(ExpectedPayment {
+                    order_id: order_id.clone(),
+                    amount_cents: *amount_cents,
+                    tip_cents: *tip_cents,
+                    method: method.clone(),
+                    fate: PaymentFate::Settled,
+                }),
+                Step::InjectPayment {
+                    order_id,
+                    amount_cents,
+                    tip_cents,
+                    method,
+                    ..
+                } => sc.expected.payments.push(ExpectedPayment {
+                    order_id: order_id.clone(),
+                    amount_cents: *amount_cents,
+                    tip_cents: *tip_cents,
+                    method: method.clone(),
+                    fate: PaymentFate::Rejected {
+                        reason_contains: "already paid".into(),
+                    },
+                }),
+                _ => {}
+            }
+        }
+        sc.pay_orders = pay_orders;
+        sc
+    }
+
+    /// Compares Zenchef Pay and the POS with the expected Zenchef Pay
+    /// outcome; answers every difference (empty = as expected):
+    /// - every expected check exists with its final status, table, covers,
+    ///   total and number of lines; its accepted versions increase; once
+    ///   `closed`/`voided` it stays so; no check for other orders;
+    /// - the payments in the fake are those of [`Expected::payments`] (by
+    ///   order, amount and tip, in order), each acked as expected, without a
+    ///   contradicting ack;
+    /// - a payment to settle was applied exactly once by the POS (one
+    ///   settle command for its `payment_id`, none refused) and appears with
+    ///   `method zenchef_pay` and its `payment_id` as reference on the POS
+    ///   bill; a payment to reject never reached the POS.
+    pub fn pay_problems(&self, fake: &PayFake, pos: &Pos) -> Vec<String> {
+        let mut problems = Vec::new();
+        let checks = fake.checks();
+        for (order, want) in &self.expected.checks {
+            let Some(got) = checks.get(order) else {
+                problems.push(format!("{order}: no check in Zenchef Pay"));
+                continue;
+            };
+            let fields = [
+                ("status", json!(want.status)),
+                ("table", json!(want.table)),
+                ("covers", json!(want.covers)),
+                ("total_cents", json!(want.total_cents)),
+            ];
+            for (k, v) in fields {
+                if got[k] != v {
+                    problems.push(format!("{order}: check {k} is {}, expected {v}", got[k]));
+                }
+            }
+            let lines = got["lines"].as_array().map_or(0, Vec::len);
+            if lines != want.lines {
+                problems.push(format!(
+                    "{order}: check has {lines} lines, expected {}",
+                    want.lines
+                ));
+            }
+            let history = fake.check_history(order);
+            let versions: Vec<u64> = history
+                .iter()
+                .map(|c| c["version"].as_u64().unwrap_or(0))
+                .collect();
+            if versions.windows(2).any(|w| w[0] >= w[1]) {
+                problems.push(format!("{order}: versions not increasing: {versions:?}"));
+            }
+            let statuses: Vec<&str> = history
+                .iter()
+                .map(|c| c["status"].as_str().unwrap_or(""))
+                .collect();
+            if let Some(i) = statuses.iter().position(|s| *s != "open")
+                && statuses[i..].iter().any(|s| *s != statuses[i])
+            {
+                problems.push(format!(
+                    "{order}: check left {} : {statuses:?}",
+                    statuses[i]
+                ));
+            }
+        }
+        for order in checks.keys() {
+            if !self.expected.checks.contains_key(order) {
+                problems.push(format!("{order}: unexpected check"));
+            }
+        }
+        let payments = fake.payments();
+        if payments.len() != self.expected.payments.len() {
+            problems.push(format!(
+                "{} payments in Zenchef Pay, expected {}",
+                payments.len(),
+                self.expected.payments.len()
+            ));
+        }
+        let settled = pos.settled_commands();
+        let refused = pos.refused_commands();
+        for (i, (got, want)) in payments.iter().zip(&self.expected.payments).enumerate() {
+            let id = got["payment_id"].as_str().unwrap_or("");
+            if got["order_id"] != want.order_id.as_str()
+                || got["amount_cents"] != want.amount_cents
+                || got["tip_cents"] != want.tip_cents
+            {
+                problems.push(format!("payment #{i} {id} is {got}, expected {want:?}"));
+                continue;
+            }
+            let acks = fake.acks(id);
+            if acks.iter().any(|a| a["conflict"] == true) {
+                problems.push(format!("payment {id}: contradicting ack {acks:?}"));
+            }
+            let applied = settled.iter().filter(|c| c["payment_id"] == id).count();
+            let refused_n = refused.iter().filter(|c| c.0["payment_id"] == id).count();
+            match (&want.fate, fake.payment_state(id)) {
+                (PaymentFate::Settled, PaymentState::Settled) => {
+                    if applied != 1 || refused_n != 0 {
+                        problems.push(format!(
+                            "payment {id}: {applied} settle commands applied and {refused_n} refused by the POS, expected exactly 1 applied"
+                        ));
+                    }
+                    let on_bill = pos.bill(&want.order_id).is_some_and(|b| {
+                        b.payments
+                            .iter()
+                            .any(|p| p.reference == id && p.method == "zenchef_pay")
+                    });
+                    if !on_bill {
+                        problems.push(format!(
+                            "payment {id}: not on the POS bill of {}",
+                            want.order_id
+                        ));
+                    }
+                }
+                (PaymentFate::Rejected { reason_contains }, PaymentState::Rejected { reason }) => {
+                    if !reason
+                        .to_lowercase()
+                        .contains(&reason_contains.to_lowercase())
+                    {
+                        problems.push(format!(
+                            "payment {id}: rejected with {reason:?}, expected a reason containing {reason_contains:?}"
+                        ));
+                    }
+                    if applied + refused_n != 0 {
+                        problems.push(format!(
+                            "payment {id}: rejected but {} settle commands reached the POS",
+                            applied + refused_n
+                        ));
+                    }
+                }
+                (fate, state) => {
+                    problems.push(format!("payment {id}: {state:?}, expected {fate:?}"));
+                }
+            }
+        }
+        for order in &self.pay_orders {
+            match pos.bill(order) {
+                Some(b) if b.status == BillStatus::Paid => {}
+                other => problems.push(format!(
+                    "{order}: POS bill not paid: {:?}",
+                    other.map(|b| b.status)
+                )),
+            }
+        }
+        problems
     }
 
     /// The POS floor plan (§5), `updated_at` at 09:00 of the restaurant day.

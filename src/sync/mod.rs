@@ -475,7 +475,10 @@ pub fn apply(event: &PosEvent, order: Option<OrderState>, plan: &Plan) -> Option
             o.table = d.table.to_string();
             o.covers = Some(d.covers.0);
             o.total_cents = Some(d.total_cents.0);
-            o.paid_cents = d.payments.iter().map(|p| p.amount_cents.0).sum();
+            // Payments of a bill include its tips (the pos_ticket example of
+            // zenchef-api.md: 24600 + 300 tip paid as 24900).
+            let paid: i64 = d.payments.iter().map(|p| p.amount_cents.0).sum();
+            o.paid_cents = (paid - d.tip_cents.0).max(0);
             if o.lines.is_some() {
                 o.lines = Some(check_lines(&d.lines));
             }
