@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::broker::{Broker, BrokerOptions, start_broker};
 use crate::mdns::{Advertiser, PosAdvert, advertise};
+use crate::pay::{PayConfig, PayFake};
 use crate::pos::Pos;
 use crate::util::free_port;
 use crate::zenchef::{ZenchefConfig, ZenchefFake};
@@ -44,6 +45,8 @@ pub struct RigOptions {
     pub configure_iid: bool,
     /// Extra TOML appended to the agent's configuration.
     pub extra_config: String,
+    /// Start a Zenchef Pay fake and enable `[zenchef_pay]` in the agent.
+    pub pay: Option<PayConfig>,
 }
 
 impl RigOptions {
@@ -57,6 +60,7 @@ impl RigOptions {
             app_version: "2.0.18".into(),
             configure_iid: true,
             extra_config: String::new(),
+            pay: None,
         }
     }
 }
@@ -75,6 +79,8 @@ pub struct Rig {
     pub advert: Option<Advertiser>,
     /// The Zenchef fake.
     pub zenchef: ZenchefFake,
+    /// The Zenchef Pay fake (when `opts.pay` was set).
+    pub pay: Option<PayFake>,
     /// The POS simulator.
     pub pos: Pos,
     /// The agent binary.
@@ -102,6 +108,14 @@ impl Rig {
         advert.instance = "Cashpad Server (Le Bistrot)".into();
         let advert = advertise(advert)?;
         let zenchef = ZenchefFake::start(opts.zenchef.clone()).await?;
+        let pay = match &opts.pay {
+            Some(p) => {
+                let mut p = p.clone();
+                p.installation_id = opts.iid.clone();
+                Some(PayFake::start(p).await?)
+            }
+            None => None,
+        };
         let pos = Pos::connect(broker.port, &opts.iid, POS_USER, POS_PASSWORD).await?;
         Ok(Rig {
             opts,
@@ -110,6 +124,7 @@ impl Rig {
             mdns_port,
             advert: Some(advert),
             zenchef,
+            pay,
             pos,
             agent_bin: agent_bin.to_path_buf(),
             agent: None,
@@ -140,6 +155,14 @@ impl Rig {
         } else {
             String::new()
         };
+        let pay = match (&self.pay, &o.pay) {
+            (Some(fake), Some(cfg)) => format!(
+                "\n[zenchef_pay]\nenabled = true\nbase_url = \"{}\"\ntoken = \"{}\"\n",
+                fake.base_url(),
+                cfg.token
+            ),
+            _ => String::new(),
+        };
         format!(
             r#"[restaurant]
 timezone = "{tz}"
@@ -169,7 +192,7 @@ listen = ""
 retry_max_s = 1
 credentials_retry_s = 2
 http_timeout_s = 2
-{extra}"#,
+{pay}{extra}"#,
             tz = o.timezone,
             ctoken = o.cashpad_token,
             mdns = self.mdns_port,
