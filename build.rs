@@ -19,9 +19,13 @@ fn main() {
     // missing path makes cargo rebuild every time.
     let mut watched = false;
     if let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) {
-        for path in [Some(head), git(&["symbolic-ref", "-q", "HEAD"]).and_then(|r| git(&["rev-parse", "--git-path", &r]))]
-            .into_iter()
-            .flatten()
+        for path in [
+            Some(head),
+            git(&["symbolic-ref", "-q", "HEAD"])
+                .and_then(|r| git(&["rev-parse", "--git-path", &r])),
+        ]
+        .into_iter()
+        .flatten()
         {
             if std::path::Path::new(&path).exists() {
                 println!("cargo:rerun-if-changed={path}");

@@ -82,9 +82,18 @@ enum End {
     /// Head is a dead letter.
     Dead,
     /// Retry later (server's wait if any).
-    Retry(Option<Duration>),
-    /// Credentials refused.
-    Credentials,
+    Retry {
+        /// The server's `Retry-After`.
+        after: Option<Duration>,
+        /// A Zenchef failure: the whole dispatcher backs off (outage mode).
+        /// A Zenchef Pay one only holds its order.
+        global: bool,
+    },
+    /// Credentials refused (`global` as above).
+    Credentials {
+        /// Zenchef (pause every delivery) or Zenchef Pay (this order).
+        global: bool,
+    },
 }
 
 struct WorkerResult {
@@ -165,7 +174,6 @@ pub async fn run(
                 };
                 inflight.remove(&order);
                 if r.delivered > 0 {
-                    d.health.zenchef_ok();
                     global = None;
                 }
                 match r.end {
@@ -176,19 +184,25 @@ pub async fn run(
                     End::Dead => {
                         backoff.remove(&order);
                     }
-                    End::Retry(after) => {
+                    End::Retry { after, global: all } => {
                         let n = backoff.get(&order).map_or(0, |(_, n)| *n) + 1;
                         let wait = after.unwrap_or_else(|| jittered(BACKOFF_BASE, n, d.cfg.retry_max));
                         backoff.insert(order.clone(), (Instant::now() + wait, n));
-                        let g = global.map_or(0, |(_, n)| n) + 1;
-                        let gwait = after.unwrap_or_else(|| jittered(BACKOFF_BASE, g, d.cfg.retry_max));
-                        global = Some((Instant::now() + gwait, g));
-                        d.health.update(|s| s.zenchef.outage = true);
+                        if all {
+                            let g = global.map_or(0, |(_, n)| n) + 1;
+                            let gwait = after.unwrap_or_else(|| jittered(BACKOFF_BASE, g, d.cfg.retry_max));
+                            global = Some((Instant::now() + gwait, g));
+                        }
                         candidates.insert(order);
                     }
-                    End::Credentials => {
-                        let g = global.map_or(0, |(_, n)| n) + 1;
-                        global = Some((Instant::now() + d.cfg.credentials_retry, g));
+                    End::Credentials { global: all } => {
+                        if all {
+                            let g = global.map_or(0, |(_, n)| n) + 1;
+                            global = Some((Instant::now() + d.cfg.credentials_retry, g));
+                        } else {
+                            let n = backoff.get(&order).map_or(0, |(_, n)| *n) + 1;
+                            backoff.insert(order.clone(), (Instant::now() + d.cfg.credentials_retry, n));
+                        }
                         candidates.insert(order);
                     }
                 }
@@ -242,7 +256,10 @@ async fn work_order(d: &Deliverer, order: &str) -> WorkerResult {
                 warn!("cannot read the outbox: {e}");
                 return WorkerResult {
                     delivered,
-                    end: End::Retry(None),
+                    end: End::Retry {
+                        after: None,
+                        global: false,
+                    },
                 };
             }
         };
@@ -307,6 +324,15 @@ async fn deliver(d: &Deliverer, item: OutboxItem) -> Result<(), End> {
         }
         match run_step(d, &plan, &step).await {
             Ok(created) => {
+                if step.is_pay() {
+                    d.health.update(|s| {
+                        s.pay.last_success = Some(crate::outbox::now_utc());
+                        s.pay.credentials_refused = false;
+                        s.pay.outage = false;
+                    });
+                } else {
+                    d.health.zenchef_ok();
+                }
                 if let Some(id) = created {
                     plan.created_booking = Some(id);
                 }
@@ -520,41 +546,58 @@ fn pay_target(d: &Deliverer) -> Result<(PayClient, String), CallError> {
     Ok((pay, iid))
 }
 
-/// Records a failed call and says how the worker ends.
+/// Records a failed call and says how the worker ends. Zenchef Pay
+/// failures (`what` starts with "Zenchef Pay") go to the Pay health record
+/// and hold only their order.
 async fn fail(d: &Deliverer, item: &OutboxItem, plan: &Plan, e: CallError) -> End {
     let msg = e.to_string();
+    let is_pay = e.what.starts_with("Zenchef Pay");
     let plan = (!plan.steps.is_empty()).then(|| plan.clone());
+    let record = |plan: Option<Plan>, m: String| {
+        let id = item.id;
+        d.store
+            .write(move |c| super::record_failure(c, id, plan.as_ref(), &m, false))
+    };
     match e.class {
         ErrorClass::Dead => kill(d, item, plan, &msg).await,
         ErrorClass::Retry { after } => {
-            d.health.zenchef_error(&msg, false, true);
+            let api = if is_pay { "Zenchef Pay" } else { "Zenchef" };
+            d.health.update(|s| {
+                let h = if is_pay { &mut s.pay } else { &mut s.zenchef };
+                h.last_error = Some(format!("{} {msg}", crate::outbox::now_utc()));
+                h.outage = true;
+            });
             warn!(
                 attempt = item.attempts + 1,
-                "Zenchef call failed, will retry: {msg}"
+                "{api} call failed, will retry: {msg}"
             );
-            let id = item.id;
-            let m = msg.clone();
-            let _ = d
-                .store
-                .write(move |c| super::record_failure(c, id, plan.as_ref(), &m, false))
-                .await;
-            End::Retry(after)
+            let _ = record(plan, msg.clone()).await;
+            End::Retry {
+                after,
+                global: !is_pay,
+            }
         }
         ErrorClass::Credentials => {
-            d.health.zenchef_error(&msg, true, false);
-            error!(
-                "Zenchef refused the credentials for restaurant {} ({msg}): check zenchef.token and \
-                 zenchef.restaurant_id in {}; deliveries are paused, nothing is lost",
-                d.zenchef.restaurant_id(),
-                "the configuration file"
-            );
-            let id = item.id;
-            let m = msg.clone();
-            let _ = d
-                .store
-                .write(move |c| super::record_failure(c, id, plan.as_ref(), &m, false))
-                .await;
-            End::Credentials
+            d.health.update(|s| {
+                let h = if is_pay { &mut s.pay } else { &mut s.zenchef };
+                h.last_error = Some(format!("{} {msg}", crate::outbox::now_utc()));
+                h.credentials_refused = true;
+            });
+            if is_pay {
+                error!(
+                    "Zenchef Pay refused the token ({msg}): check zenchef_pay.token in the \
+                     configuration file; this order's bill waits, nothing is lost"
+                );
+            } else {
+                error!(
+                    "Zenchef refused the credentials for restaurant {} ({msg}): check zenchef.token \
+                     and zenchef.restaurant_id in the configuration file; deliveries are paused, \
+                     nothing is lost",
+                    d.zenchef.restaurant_id()
+                );
+            }
+            let _ = record(plan, msg.clone()).await;
+            End::Credentials { global: !is_pay }
         }
     }
 }
@@ -579,7 +622,10 @@ async fn kill(d: &Deliverer, item: &OutboxItem, plan: Option<Plan>, msg: &str) -
 
 fn store_end(e: StoreError) -> End {
     warn!("store error during delivery, will retry: {e}");
-    End::Retry(Some(Duration::from_secs(1)))
+    End::Retry {
+        after: Some(Duration::from_secs(1)),
+        global: false,
+    }
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub enum ErrorClass {
 
 /// A failed call.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{what}: {message}")]
+#[error("{what}: {}{message}", status.map(|s| format!("HTTP {s}: ")).unwrap_or_default())]
 pub struct CallError {
     /// What to do about it.
     pub class: ErrorClass,
