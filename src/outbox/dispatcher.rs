@@ -456,10 +456,10 @@ async fn fail(d: &Deliverer, item: &OutboxItem, plan: &Plan, e: CallError) -> En
         ErrorClass::Credentials => {
             d.health.zenchef_error(&msg, true, false);
             error!(
-                "Zenchef refused the credentials for restaurant {} ({msg}): check zenchef.token and \
-                 zenchef.restaurant_id in {}; deliveries are paused, nothing is lost",
-                d.zenchef.restaurant_id(),
-                "the configuration file"
+                restaurant_id = d.zenchef.restaurant_id(),
+                "Zenchef refused the token for restaurant {} ({msg}): check zenchef.token and \
+                 zenchef.restaurant_id in the configuration file; deliveries are paused, nothing is lost",
+                d.zenchef.restaurant_id()
             );
             let id = item.id;
             let m = msg.clone();

@@ -238,7 +238,7 @@ pub async fn run(
                         let was = link.0.connected.swap(false, Ordering::SeqCst);
                         link.0.generation.fetch_add(1, Ordering::SeqCst);
                         failures += 1;
-                        let msg = describe(&e);
+                        let msg = describe(&e, was);
                         if was || failures == 1 || failures.is_multiple_of(20) {
                             match &e {
                                 ConnectionError::ConnectionRefused(_) => error!("{msg}"),
@@ -262,11 +262,17 @@ pub async fn run(
     }
 }
 
-fn describe(e: &ConnectionError) -> String {
+fn describe(e: &ConnectionError, was_connected: bool) -> String {
     match e {
         ConnectionError::ConnectionRefused(
             ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
         ) => "the POS broker refused the MQTT login: check cashpad.token".into(),
+        // Some brokers close the connection instead of answering "refused".
+        ConnectionError::MqttState(rumqttc::StateError::ConnectionAborted) if !was_connected => {
+            "the POS broker closed the connection during the MQTT login: if this repeats, check \
+             cashpad.token"
+                .into()
+        }
         other => other.to_string(),
     }
 }
