@@ -42,8 +42,13 @@ pub struct RigOptions {
     pub app_version: String,
     /// Write `installation_id` in the agent's configuration.
     pub configure_iid: bool,
-    /// Extra TOML appended to the agent's configuration.
+    /// Extra TOML appended to the agent's configuration (after the
+    /// `[delivery]` table: start a new table for other keys).
     pub extra_config: String,
+    /// `[http] listen` (`""` = off, the default; e.g. `127.0.0.1:<port>`).
+    pub http_listen: String,
+    /// `[zenchef] poll_interval_s` (default 1).
+    pub poll_interval_s: u64,
 }
 
 impl RigOptions {
@@ -57,6 +62,8 @@ impl RigOptions {
             app_version: "2.0.18".into(),
             configure_iid: true,
             extra_config: String::new(),
+            http_listen: String::new(),
+            poll_interval_s: 1,
         }
     }
 }
@@ -154,7 +161,7 @@ interfaces = ["lo"]
 restaurant_id = "{rid}"
 token = "{ztoken}"
 base_url = "{base}"
-poll_interval_s = 1
+poll_interval_s = {poll}
 
 [store]
 path = "{store}"
@@ -163,7 +170,7 @@ path = "{store}"
 enabled = false
 
 [http]
-listen = ""
+listen = "{http}"
 
 [delivery]
 retry_max_s = 1
@@ -178,6 +185,8 @@ http_timeout_s = 2
             base = self.zenchef.base_url(),
             store = self.store_path().display(),
             extra = o.extra_config,
+            poll = o.poll_interval_s,
+            http = o.http_listen,
         )
     }
 
