@@ -66,6 +66,12 @@ async fn start(opts: RigOptions, plan: &[&str], dir: &Path) -> Rig {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(40)));
     wait_log(&rig, "floor plan received").await;
+    // The daemon writes its state record every 2 s: wait for one that has
+    // seen the POS and a Zenchef answer.
+    wait_status(&rig, "the daemon's record of the POS", |s| {
+        s["pos"]["state"] == json!("connected") && s["zenchef"]["state"] == json!("ok")
+    })
+    .await;
     rig
 }
 
@@ -122,6 +128,7 @@ fn output_dir() -> PathBuf {
 fn order_events(rig: &Rig, order: &str) -> Vec<(String, String, String)> {
     let (code, out, err) = cli(rig, &["outbox", "list", "--dead"]);
     assert_eq!(code, 0, "{err}");
+    std::fs::write(output_dir().join("outbox-list-dead.txt"), &out).unwrap();
     out.lines()
         .skip(1)
         .filter(|l| l.split_whitespace().nth(1) == Some(order))
@@ -449,6 +456,7 @@ async fn link_and_unlink_are_applied_by_the_daemon() {
     // link: the walk-in is replaced by the guests' booking and cancelled.
     let (code, out, err) = cli(&rig, &["link", "O-1", "1002"]);
     assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(output_dir().join("link.txt"), &out).unwrap();
     assert!(
         out.contains("order O-1 is now linked to booking 1002 (Durand, ")
             && out.contains("2 guests, confirmed)"),
@@ -755,6 +763,7 @@ async fn doctor_and_tables_name_each_fault() {
     rig.zenchef.set_fault(Fault::Down).await.unwrap();
     let (code, out, _) = cli(&rig, &["doctor"]);
     assert_eq!(code, 1, "{out}");
+    std::fs::write(out_dir.join("doctor-unreachable.txt"), &out).unwrap();
     assert!(
         fail_line(&out, "zenchef https").contains("cannot connect"),
         "{out}"
@@ -775,6 +784,7 @@ async fn doctor_and_tables_name_each_fault() {
     rig.advert.as_mut().unwrap().update(advert.clone()).unwrap();
     let (code, out, _) = cli(&rig, &["doctor"]);
     assert_eq!(code, 1, "{out}");
+    std::fs::write(out_dir.join("doctor-old-pos.txt"), &out).unwrap();
     assert!(
         fail_line(&out, "pos version")
             .contains("runs Cashpad 2.0.15, older than the required 2.0.16"),
@@ -850,6 +860,7 @@ async fn doctor_and_tables_name_each_fault() {
     .unwrap();
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (code, out, _) = cli_with(&bad, &["doctor"]);
+    std::fs::write(out_dir.join("doctor-bad-config.txt"), &out).unwrap();
     assert_eq!(code, 1, "{out}");
     assert!(
         fail_line(&out, "config mode").contains("is mode 644: group or others can read the tokens"),
@@ -934,6 +945,10 @@ fn by_id(dom: &str, id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_in_a_real_browser_and_the_webhook_nudge() {
     let Some(_) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is missing on CI: .ci/run must install it"
+        );
         eprintln!(
             "\n!!!!! SKIPPED: chromium is not installed (apt-get install -y chromium); CI installs it !!!!!\n"
         );
