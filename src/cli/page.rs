@@ -92,13 +92,15 @@ pub fn problem_text(p: Problem, s: &Status, lang: Lang) -> String {
              nothing is lost, but nothing is sent. Call support."
             .into(),
         (Problem::ZenchefOutage, Lang::Fr) => format!(
-            "Zenchef est injoignable (connexion Internet ?). Rien n'est perdu : {} événement(s) \
-             de la caisse partiront dès le retour de la connexion.",
+            "Zenchef est injoignable (connexion Internet ?) : les réservations ne se mettent plus \
+             à jour sur la caisse. Rien n'est perdu : {} événement(s) de la caisse partiront dès \
+             le retour de la connexion.",
             c.queued
         ),
         (Problem::ZenchefOutage, Lang::En) => format!(
-            "Zenchef cannot be reached (internet connection?). Nothing is lost: {} POS event(s) \
-             will be sent as soon as the connection is back.",
+            "Zenchef cannot be reached (internet connection?): reservations are not updated on \
+             the POS. Nothing is lost: {} POS event(s) will be sent as soon as the connection is \
+             back.",
             c.queued
         ),
         (Problem::PosNotFound, Lang::Fr) => "La caisse Cashpad n'est pas trouvée sur le réseau : \

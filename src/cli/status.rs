@@ -22,7 +22,8 @@ use crate::health::{self, ApiHealth, HealthState};
 use crate::outbox::{self, Counts, store};
 
 /// The daemon record is considered current when written less than this
-/// many seconds ago (it is written every 2 s).
+/// many seconds ago (it is written every 2 s) by a process that still
+/// exists.
 pub const FRESH_S: i64 = 15;
 /// `kv` key where the updater keeps its state (JSON or text).
 pub const UPDATE_STATE_KEY: &str = "update_state";
@@ -43,7 +44,8 @@ pub struct Status {
     pub store: String,
     /// When this status was read (box clock, UTC, RFC 3339).
     pub checked_at: String,
-    /// A daemon wrote its state in the last [`FRESH_S`] seconds.
+    /// A daemon that still exists wrote its state in the last [`FRESH_S`]
+    /// seconds.
     pub daemon_running: bool,
     /// The daemon's last record (links, errors), `null` if it never ran.
     pub daemon: Option<HealthState>,
@@ -158,11 +160,19 @@ pub fn daemon_record(conn: &Connection, now: DateTime<Utc>) -> (Option<HealthSta
         .ok()
         .flatten()
         .and_then(|s| serde_json::from_str(&s).ok());
-    let running = daemon
-        .as_ref()
-        .and_then(|d| age_s(&d.updated_at, now))
-        .is_some_and(|a| (-FRESH_S..FRESH_S).contains(&a));
+    let running = daemon.as_ref().is_some_and(|d| {
+        age_s(&d.updated_at, now).is_some_and(|a| (-FRESH_S..FRESH_S).contains(&a))
+            && process_alive(d.pid)
+    });
     (daemon, running)
+}
+
+/// Whether process `pid` exists on this box (so a cleanly stopped daemon
+/// is "not running" at once, not 15 s later). `true` when `/proc` cannot
+/// tell.
+fn process_alive(pid: u32) -> bool {
+    let proc_ = std::path::Path::new("/proc");
+    !proc_.join("self").exists() || pid == 0 || proc_.join(pid.to_string()).exists()
 }
 
 /// The status from an open connection at time `now`.
@@ -351,7 +361,7 @@ pub fn problem_en(p: Problem, s: &Status) -> String {
              zenchef.token and zenchef.restaurant_id (deliveries paused, nothing lost)"
             .into(),
         Problem::ZenchefOutage => format!(
-            "Zenchef is unreachable: {} event(s) kept and retried",
+            "Zenchef unreachable: bookings not updated; {} event(s) kept, retried",
             c.queued
         ),
         Problem::PosNotFound => "no usable Cashpad POS on the network (see POS below)".into(),
@@ -432,7 +442,11 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
         color,
         lines: Vec::new(),
     };
-    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let opt = |v: &Option<String>| {
+        v.clone()
+            .filter(|x| !x.is_empty())
+            .unwrap_or_else(|| "-".into())
+    };
     // Headline.
     let agent = match &s.daemon {
         Some(d) if s.daemon_running => {
@@ -705,6 +719,29 @@ mod tests {
         assert!(text.contains("Installation ID CP-4F2A91"), "{text}");
         let coloured = render_text(&s, chrono_tz::Europe::Paris, now, true);
         assert!(coloured.contains("\x1b[32mconnected\x1b[0m"), "{coloured}");
+    }
+
+    #[test]
+    fn a_record_is_running_only_when_fresh_and_its_process_exists() {
+        let conn = Connection::open_in_memory().unwrap();
+        crate::outbox::migrations::migrate(&conn).unwrap();
+        let now = Utc::now();
+        let put = |pid: u32, age: i64| {
+            let d = HealthState {
+                pid,
+                updated_at: (now - chrono::Duration::seconds(age))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                ..Default::default()
+            };
+            outbox::kv_set(&conn, health::KV_KEY, &serde_json::to_string(&d).unwrap()).unwrap();
+            daemon_record(&conn, now).1
+        };
+        let me = std::process::id();
+        assert!(put(me, 1));
+        assert!(!put(me, FRESH_S + 5), "stale");
+        assert!(!put(4_999_999, 1), "no such process (above any pid_max)");
+        let empty = Connection::open_in_memory().unwrap();
+        assert!(!daemon_record(&empty, now).1, "no record");
     }
 
     #[test]
