@@ -23,6 +23,9 @@
 //! - [`provision`]: zero-touch provisioning from the boot partition.
 //! - [`pay`]: Zenchef Pay (payments poller, settle commands; checks are
 //!   pushed by the dispatcher).
+//! - [`links`]: applies the manual links queued by `link` / `unlink`
+//!   (sync-rules 4b).
+//! - [`http`]: the local status page, `status.json` and the webhook nudge.
 //! - [`cli`]: the technician commands.
 //!
 //! [`run`] is the daemon; `main.rs` only builds the runtime, sets up
@@ -32,6 +35,8 @@ pub mod cli;
 pub mod config;
 pub mod health;
 pub mod identity;
+pub mod http;
+pub mod links;
 pub mod logging;
 pub mod outbox;
 pub mod pay;
@@ -197,6 +202,32 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         outbox::dispatcher::run(deliverer, touched_rx, stop_delivery.clone())
             .instrument(info_span!("delivery")),
     );
+    let links = tokio::spawn(
+        links::run(store.clone(), zenchef.clone(), stop_delivery.clone())
+            .instrument(info_span!("links")),
+    );
+    let page = match config.http_listen {
+        Some(addr) => match http::bind(addr).await {
+            Ok(listener) => {
+                let state = http::PageState {
+                    config: Arc::new(config.clone()),
+                    nudge: nudge.clone(),
+                };
+                Some(tokio::spawn(
+                    http::serve(listener, state, stop_rest.clone()).instrument(info_span!("http")),
+                ))
+            }
+            Err(e) => {
+                error!(
+                    "cannot listen on {addr} for the status page ({e}): the page and the webhook \
+                     nudge are off, everything else runs; change [http] listen in {}",
+                    config.file.display()
+                );
+                None
+            }
+        },
+        None => None,
+    };
     let poller = tokio::spawn(
         zenchef::poller::run(
             zenchef,
@@ -273,8 +304,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Some(p) = pay_poller {
         let _ = p.await;
     }
+    let _ = links.await;
     stop_rest.cancel();
     let _ = poller.await;
+    if let Some(page) = page {
+        let _ = page.await;
+    }
     let _ = persist.await;
     if let Some(a) = advert {
         let _ = a.await;

@@ -5,7 +5,10 @@
 //! tracing-journald with their span fields as journal fields — `event_id`
 //! becomes `EVENT_ID`, so `journalctl -u zenchef-edge ORDER_ID=O-881`
 //! works — and `SYSLOG_IDENTIFIER=zenchef-edge`. If the journal socket is
-//! missing, logging falls back to stderr, never panics.
+//! missing, logging falls back to stderr, never panics. Colours only on a
+//! terminal (a log file or a pipe gets plain text a technician can grep).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -34,6 +37,7 @@ pub fn init(default_filter: &str) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false),
         )
         .try_init();

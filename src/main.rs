@@ -49,11 +49,33 @@ enum Command {
         #[arg(long)]
         ssh_home: Option<PathBuf>,
     },
+    /// Check config, store, Zenchef, POS, MQTT and tables; exit 1 on any FAIL.
+    Doctor,
     /// Inspect or retry the outbox.
     Outbox {
         #[command(subcommand)]
         action: OutboxCmd,
     },
+    /// Link a POS order to a Zenchef booking by hand (sync-rules 4b).
+    Link {
+        /// The POS order id (see `outbox list` or the journal).
+        order_id: String,
+        /// The Zenchef booking id.
+        booking_id: i64,
+    },
+    /// Remove the link of a POS order to its booking.
+    Unlink {
+        /// The POS order id.
+        order_id: String,
+    },
+    /// Compare the POS floor plan with the Zenchef tables.
+    Tables {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the Cashpad Server and Installation ID for Zenchef Pay's settings.
+    PaySettings,
 }
 
 #[derive(Subcommand)]
@@ -108,6 +130,10 @@ fn main() -> ExitCode {
     let cfg = match config::load(&path) {
         Ok(c) => c,
         Err(e) => {
+            if matches!(cli.command, Command::Doctor) {
+                println!("FAIL  config        {e}");
+                println!("      hint: fix this key first; the other checks need a valid file");
+            }
             eprintln!("{e}");
             return ExitCode::from(EX_CONFIG as u8);
         }
@@ -116,15 +142,24 @@ fn main() -> ExitCode {
         Command::Provision { .. } => unreachable!("handled above"),
         Command::Run => run_daemon(cfg),
         Command::Status { json } => cli::status::run(&cfg, json),
-        Command::Outbox { action: OutboxCmd::List { dead } } => cli::outbox::run_list(&cfg.store_path, dead),
-        Command::Outbox { action: OutboxCmd::Retry { event_id, all_dead: _ } } => {
-            cli::outbox::retry(&cfg.store_path, event_id.as_deref())
-                .map(|n| {
-                    println!("{n} event(s) put back in the queue; the running agent picks them up within seconds");
-                    if n == 0 { 1 } else { 0 }
-                })
-                .map_err(Into::into)
-        }
+        Command::Outbox {
+            action: OutboxCmd::List { dead },
+        } => cli::outbox::run_list(&cfg.store_path, dead),
+        Command::Outbox {
+            action:
+                OutboxCmd::Retry {
+                    event_id,
+                    all_dead: _,
+                },
+        } => cli::outbox::run_retry(&cfg.store_path, event_id.as_deref()),
+        Command::Doctor => block_on(cli::doctor::run(&cfg)),
+        Command::Link {
+            order_id,
+            booking_id,
+        } => cli::link::run(&cfg, &order_id, Some(booking_id)),
+        Command::Unlink { order_id } => cli::link::run(&cfg, &order_id, None),
+        Command::Tables { json } => block_on(cli::tables::run(&cfg, json)),
+        Command::PaySettings => cli::pay_settings::run(&cfg),
     };
     match code {
         Ok(c) => ExitCode::from(c as u8),
@@ -133,6 +168,14 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Runs a command that talks to the network on a small runtime.
+fn block_on(f: impl std::future::Future<Output = anyhow::Result<i32>>) -> anyhow::Result<i32> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 fn run_daemon(cfg: config::Config) -> anyhow::Result<i32> {

@@ -43,10 +43,15 @@ pub struct RigOptions {
     pub app_version: String,
     /// Write `installation_id` in the agent's configuration.
     pub configure_iid: bool,
-    /// Extra TOML appended to the agent's configuration.
+    /// Extra TOML appended to the agent's configuration (after the
+    /// `[delivery]` table: start a new table for other keys).
     pub extra_config: String,
     /// Start a Zenchef Pay fake and enable `[zenchef_pay]` in the agent.
     pub pay: Option<PayConfig>,
+    /// `[http] listen` (`""` = off, the default; e.g. `127.0.0.1:<port>`).
+    pub http_listen: String,
+    /// `[zenchef] poll_interval_s` (default 1).
+    pub poll_interval_s: u64,
 }
 
 impl RigOptions {
@@ -61,6 +66,8 @@ impl RigOptions {
             configure_iid: true,
             extra_config: String::new(),
             pay: None,
+            http_listen: String::new(),
+            poll_interval_s: 1,
         }
     }
 }
@@ -177,7 +184,7 @@ interfaces = ["lo"]
 restaurant_id = "{rid}"
 token = "{ztoken}"
 base_url = "{base}"
-poll_interval_s = 1
+poll_interval_s = {poll}
 
 [store]
 path = "{store}"
@@ -186,7 +193,7 @@ path = "{store}"
 enabled = false
 
 [http]
-listen = ""
+listen = "{http}"
 
 [delivery]
 retry_max_s = 1
@@ -201,6 +208,8 @@ http_timeout_s = 2
             base = self.zenchef.base_url(),
             store = self.store_path().display(),
             extra = o.extra_config,
+            poll = o.poll_interval_s,
+            http = o.http_listen,
         )
     }
 

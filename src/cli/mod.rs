@@ -1,6 +1,13 @@
 //! Technician commands (agent-interface.md § Command line), one file per
 //! command, each with a `run()`. They read the store read-only (WAL makes
-//! that safe while the daemon runs) or queue a change the daemon picks up.
+//! that safe while the daemon runs) or queue a change the daemon picks up
+//! (`outbox retry`, `link` / `unlink`). [`page`] renders the facts of
+//! `status` for the local status page (`http.rs`).
 
+pub mod doctor;
+pub mod link;
 pub mod outbox;
+pub mod page;
+pub mod pay_settings;
 pub mod status;
+pub mod tables;

@@ -1,11 +1,24 @@
 //! `zenchef-edge outbox list [--dead]` and `outbox retry <event_id> |
-//! --all-dead`. Safe while the daemon runs: `retry` sets the rows back to
-//! `queued` in one transaction; the daemon's dispatcher rescans every few
-//! seconds and picks them up without a restart.
+//! --all-dead`.
+//!
+//! Safe while the daemon runs: `list` reads a WAL snapshot; `retry` is one
+//! autocommit `UPDATE … WHERE state = 'dead'` (waiting up to 5 s for the
+//! daemon's group commit). A dead row has no delivery worker (the
+//! dispatcher stops an order at its dead head), so nothing races with the
+//! change; the dispatcher rescans the store every 5 s and picks the rows up
+//! without a restart.
+//!
+//! A retried event whose calls had not started (`plan.done = 0`) loses its
+//! stored plan, so it is decided again with what the store knows *now* —
+//! e.g. a `table.opened` whose walk-in was refused, once the technician has
+//! linked the order by hand (`zenchef-edge link`), no longer creates a
+//! walk-in. Calls are keyed by the event id (`PublisherModelId`), so
+//! deciding again never acts twice. A partly delivered plan is resumed
+//! where it stopped.
 
 use std::path::Path;
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use crate::outbox::{StoreError, store};
 
@@ -49,17 +62,54 @@ pub fn list(path: &Path, dead: bool) -> Result<Vec<Row>, StoreError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Puts dead rows back in the queue; answers how many.
+/// Puts dead rows back in the queue (all of them when `event_id` is
+/// `None`); answers how many.
 pub fn retry(path: &Path, event_id: Option<&str>) -> Result<usize, StoreError> {
     let conn = store::open_for_cli(path)?;
-    let n = match event_id {
-        Some(id) => conn.execute(
-            "UPDATE outbox SET state = 'queued', attempts = 0 WHERE event_id = ?1 AND state = 'dead'",
-            params![id],
-        )?,
-        None => conn.execute("UPDATE outbox SET state = 'queued', attempts = 0 WHERE state = 'dead'", [])?,
-    };
+    let n = conn.execute(
+        "UPDATE outbox SET state = 'queued', attempts = 0, updated_at = ?2,
+                plan = CASE WHEN COALESCE(json_extract(plan, '$.done'), 0) = 0 THEN NULL ELSE plan END
+         WHERE state = 'dead' AND (?1 IS NULL OR event_id = ?1)",
+        params![event_id, crate::outbox::now_utc()],
+    )?;
     Ok(n)
+}
+
+/// `outbox retry`: prints what happened. Exit 1 when the named event is
+/// not dead (unknown, queued or delivered).
+pub fn run_retry(path: &Path, event_id: Option<&str>) -> anyhow::Result<i32> {
+    let n = retry(path, event_id)?;
+    if n > 0 {
+        println!(
+            "{n} dead event(s) put back in the queue; the running agent delivers them within \
+             about 5 s (see `zenchef-edge status`)"
+        );
+        return Ok(0);
+    }
+    let Some(id) = event_id else {
+        println!("no dead events: nothing to retry");
+        return Ok(0);
+    };
+    let conn = store::open_read_only(path)?;
+    let state: Option<(String, String, i64)> = conn
+        .query_row(
+            "SELECT state, order_id, attempts FROM outbox WHERE event_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(StoreError::from)?;
+    match state {
+        None => eprintln!("no event {id} in the outbox (see `zenchef-edge outbox list --dead`)"),
+        Some((s, order, _)) if s == "done" => {
+            eprintln!("event {id} (order {order}) was already delivered: nothing to retry")
+        }
+        Some((_, order, attempts)) => eprintln!(
+            "event {id} (order {order}) is not dead but queued ({attempts} failed tries so far): \
+             the agent keeps retrying it by itself"
+        ),
+    }
+    Ok(1)
 }
 
 /// Prints the list.

@@ -1,146 +1,775 @@
 //! `zenchef-edge status [--json]`: what the box is doing, from the store
-//! (read-only) and the state record the running daemon keeps current.
+//! (opened read-only, safe while the daemon runs) and the state record the
+//! running daemon writes every 2 s (`health.rs`).
 //!
-//! `--json` prints one object, stable for scripts and the demo:
-//! `{"version", "store", "daemon_running", "daemon": <HealthState>|null,
-//!   "counts": <Counts>, "oldest_queued_age_s": <seconds>|null}`.
+//! `--json` prints one [`Status`] object; its keys are documented in
+//! `docs/status-json.md` and only ever grow (scripts, the demo and the tests
+//! read `version`, `store`, `daemon_running`, `daemon`, `counts{…}` and
+//! `oldest_queued_age_s`). The same [`Status`] feeds the local status page
+//! (`http.rs`, `cli/page.rs`).
+//!
+//! The human output fits 80 columns and is coloured only on a terminal.
 
-use std::path::Path;
+use std::io::IsTerminal;
 
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::config::Config;
-use crate::health::{self, HealthState};
+use crate::health::{self, ApiHealth, HealthState};
 use crate::outbox::{self, Counts, store};
 
-/// The daemon record is considered current when written less than this ago.
-const FRESH_S: i64 = 15;
+/// The daemon record is considered current when written less than this
+/// many seconds ago (it is written every 2 s) by a process that still
+/// exists.
+pub const FRESH_S: i64 = 15;
+/// `kv` key where the updater keeps its state (JSON or text).
+pub const UPDATE_STATE_KEY: &str = "update_state";
+/// A queue older than this (seconds) is a problem even when no outage is
+/// known.
+pub const OLD_QUEUE_S: i64 = 600;
+/// Width of the human output.
+pub const WIDTH: usize = 80;
+/// Width of the label column of the human output.
+const LABEL: usize = 12;
 
-/// What `status --json` prints.
-#[derive(Debug, Serialize)]
+/// What `status --json` prints (docs/status-json.md).
+#[derive(Debug, Clone, Serialize)]
 pub struct Status {
     /// This binary's version.
     pub version: String,
     /// The store file.
     pub store: String,
-    /// A daemon wrote its state in the last 15 s.
+    /// When this status was read (box clock, UTC, RFC 3339).
+    pub checked_at: String,
+    /// A daemon that still exists wrote its state in the last [`FRESH_S`]
+    /// seconds.
     pub daemon_running: bool,
-    /// The daemon's last record (links, errors).
+    /// The daemon's last record (links, errors), `null` if it never ran.
     pub daemon: Option<HealthState>,
     /// Counts.
-    pub counts: Counts,
-    /// Age of the oldest queued event, seconds (box clock).
+    pub counts: StatusCounts,
+    /// Age of the oldest queued event, seconds (box clock), `null` when
+    /// nothing is queued.
     pub oldest_queued_age_s: Option<i64>,
+    /// The POS as the daemon last saw it.
+    pub pos: PosSummary,
+    /// Zenchef reachability.
+    pub zenchef: ApiSummary,
+    /// Zenchef Pay reachability (`state` is `disabled` or `unknown` until
+    /// the Pay side reports).
+    pub pay: ApiSummary,
+    /// Last successful reservation poll (UTC), `null` if none.
+    pub last_reservation_sync: Option<String>,
+    /// The updater's state (`kv` key `update_state`, JSON as stored, or a
+    /// string), `"unknown"` when absent.
+    pub update_state: Value,
+    /// What needs attention, most important first; empty when all is well.
+    pub problems: Vec<Problem>,
 }
 
-/// Reads the status from the store at `path`.
-pub fn read(path: &Path) -> anyhow::Result<Status> {
-    let conn = store::open_read_only(path)?;
-    let counts = outbox::counts(&conn)?;
-    let daemon: Option<HealthState> =
-        outbox::kv_get(&conn, health::KV_KEY)?.and_then(|s| serde_json::from_str(&s).ok());
-    let now = chrono::Utc::now();
-    let age = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(t)
-            .ok()
-            .map(|t| (now - t.with_timezone(&chrono::Utc)).num_seconds())
+/// The counts of `status --json`: every [`Counts`] key plus the ones below.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusCounts {
+    /// Counters and queue sizes from the store.
+    #[serde(flatten)]
+    pub base: Counts,
+    /// Queued events whose delivery has started (calls decided, under way
+    /// or being retried).
+    pub inflight: i64,
+    /// Manual link requests not finished yet (`link` / `unlink`).
+    pub links_pending: i64,
+}
+
+/// The POS part of the status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PosSummary {
+    /// `connected`, `found` (MQTT down), `not_found` or `unknown` (no
+    /// daemon record).
+    pub state: &'static str,
+    /// mDNS instance name.
+    pub instance: Option<String>,
+    /// `host:port` of its MQTT broker.
+    pub address: Option<String>,
+    /// Cashpad app version.
+    pub app_version: Option<String>,
+    /// Cashpad Installation ID.
+    pub installation_id: Option<String>,
+    /// Cashpad Server.
+    pub server: Option<String>,
+    /// MQTT session up since (UTC).
+    pub connected_since: Option<String>,
+    /// Why no POS is used, or the last MQTT error.
+    pub problem: Option<String>,
+}
+
+/// Reachability of one remote API.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApiSummary {
+    /// `ok`, `outage`, `credentials_refused`, `unknown` (no call yet or
+    /// no daemon record) or `disabled`.
+    pub state: &'static str,
+    /// Last successful call (UTC).
+    pub last_success: Option<String>,
+    /// Last error message (no secrets).
+    pub last_error: Option<String>,
+    /// When the last error happened (UTC).
+    pub last_error_at: Option<String>,
+}
+
+/// Something that needs attention, in the order a technician should look
+/// at them. Serialised in snake_case (`agent_not_running`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Problem {
+    /// No fresh daemon record: the service is stopped or stuck.
+    AgentNotRunning,
+    /// Zenchef refuses the token or restaurant id: deliveries paused.
+    ZenchefCredentials,
+    /// Zenchef unreachable: events are kept and retried.
+    ZenchefOutage,
+    /// No usable POS on the network.
+    PosNotFound,
+    /// POS found but the MQTT session is down.
+    PosDisconnected,
+    /// Events parked as dead letters.
+    DeadEvents,
+    /// Events waiting for more than [`OLD_QUEUE_S`].
+    OldQueue,
+}
+
+/// Reads the status of the store of `config` (read-only).
+///
+/// Errors: the store cannot be opened (missing file, unreadable) or read.
+pub fn read(config: &Config) -> anyhow::Result<Status> {
+    let conn = store::open_read_only(&config.store_path)?;
+    read_conn(&conn, config, Utc::now())
+}
+
+fn age_s(t: &str, now: DateTime<Utc>) -> Option<i64> {
+    DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|t| (now - t.with_timezone(&Utc)).num_seconds())
+}
+
+/// The daemon record in the store, and whether it is fresh.
+pub fn daemon_record(conn: &Connection, now: DateTime<Utc>) -> (Option<HealthState>, bool) {
+    let daemon: Option<HealthState> = outbox::kv_get(conn, health::KV_KEY)
+        .ok()
+        .flatten()
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let running = daemon.as_ref().is_some_and(|d| {
+        age_s(&d.updated_at, now).is_some_and(|a| (-FRESH_S..FRESH_S).contains(&a))
+            && process_alive(d.pid)
+    });
+    (daemon, running)
+}
+
+/// Whether process `pid` exists on this box (so a cleanly stopped daemon
+/// is "not running" at once, not 15 s later). `true` when `/proc` cannot
+/// tell.
+fn process_alive(pid: u32) -> bool {
+    let proc_ = std::path::Path::new("/proc");
+    !proc_.join("self").exists() || pid == 0 || proc_.join(pid.to_string()).exists()
+}
+
+/// The status from an open connection at time `now`.
+pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyhow::Result<Status> {
+    let counts = outbox::counts(conn)?;
+    let (daemon, daemon_running) = daemon_record(conn, now);
+    let q = |sql: &str| -> Result<i64, rusqlite::Error> { conn.query_row(sql, [], |r| r.get(0)) };
+    let inflight = q("SELECT COUNT(*) FROM outbox
+                      WHERE state = 'queued' AND (plan IS NOT NULL OR attempts > 0)")?;
+    // Absent in a store not yet migrated by a newer daemon.
+    let links_pending =
+        q("SELECT COUNT(*) FROM link_requests WHERE state IN ('pending', 'cancelling')")
+            .unwrap_or(0);
+    let oldest: Option<String> = conn.query_row(
+        "SELECT MIN(e.received_at) FROM outbox o JOIN events e ON e.event_id = o.event_id
+         WHERE o.state = 'queued'",
+        [],
+        |r| r.get(0),
+    )?;
+    let update_state = match outbox::kv_get(conn, UPDATE_STATE_KEY)? {
+        Some(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        None => Value::String("unknown".into()),
     };
-    let daemon_running = daemon
-        .as_ref()
-        .and_then(|d| age(&d.updated_at))
-        .is_some_and(|a| (-FRESH_S..FRESH_S).contains(&a));
-    let oldest: Option<String> = conn
-        .query_row(
-            "SELECT MIN(e.received_at) FROM outbox o JOIN events e ON e.event_id = o.event_id
-             WHERE o.state = 'queued'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(outbox::StoreError::from)?;
+    let pos = match &daemon {
+        None => PosSummary {
+            state: "unknown",
+            ..Default::default()
+        },
+        Some(d) => PosSummary {
+            state: if d.pos.mqtt_connected {
+                "connected"
+            } else if d.pos.found {
+                "found"
+            } else {
+                "not_found"
+            },
+            instance: d.pos.instance.clone(),
+            address: d.pos.address.clone(),
+            app_version: d.pos.app_version.clone(),
+            installation_id: d.pos.installation_id.clone(),
+            server: d.pos.server.clone(),
+            connected_since: d
+                .pos
+                .connected_since
+                .clone()
+                .filter(|_| d.pos.mqtt_connected),
+            problem: d.pos.problem.clone(),
+        },
+    };
+    let zenchef = api_summary(daemon.as_ref().map(|d| &d.zenchef));
+    let pay = ApiSummary {
+        state: if config.pay.is_some() {
+            "unknown"
+        } else {
+            "disabled"
+        },
+        ..Default::default()
+    };
+    let oldest_queued_age_s = oldest.as_deref().and_then(|t| age_s(t, now));
+    let mut problems = Vec::new();
+    if !daemon_running {
+        problems.push(Problem::AgentNotRunning);
+    }
+    if zenchef.state == "credentials_refused" {
+        problems.push(Problem::ZenchefCredentials);
+    }
+    if zenchef.state == "outage" {
+        problems.push(Problem::ZenchefOutage);
+    }
+    match pos.state {
+        "not_found" => problems.push(Problem::PosNotFound),
+        "found" => problems.push(Problem::PosDisconnected),
+        _ => {}
+    }
+    if counts.dead > 0 {
+        problems.push(Problem::DeadEvents);
+    }
+    if oldest_queued_age_s.is_some_and(|a| a > OLD_QUEUE_S)
+        && !problems.contains(&Problem::ZenchefOutage)
+        && !problems.contains(&Problem::ZenchefCredentials)
+    {
+        problems.push(Problem::OldQueue);
+    }
     Ok(Status {
         version: env!("CARGO_PKG_VERSION").into(),
-        store: path.display().to_string(),
+        store: config.store_path.display().to_string(),
+        checked_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         daemon_running,
+        last_reservation_sync: daemon
+            .as_ref()
+            .and_then(|d| d.last_reservation_sync.clone()),
         daemon,
-        counts,
-        oldest_queued_age_s: oldest.as_deref().and_then(age),
+        counts: StatusCounts {
+            base: counts,
+            inflight,
+            links_pending,
+        },
+        oldest_queued_age_s,
+        pos,
+        zenchef,
+        pay,
+        update_state,
+        problems,
     })
 }
 
-/// Prints the status; exit code 0.
+/// Summarises the daemon's view of one API.
+fn api_summary(h: Option<&ApiHealth>) -> ApiSummary {
+    let Some(h) = h else {
+        return ApiSummary {
+            state: "unknown",
+            ..Default::default()
+        };
+    };
+    // `last_error` is "<UTC time> <message>" (health.rs).
+    let (at, msg) = match h.last_error.as_deref() {
+        Some(e) => match e.split_once(' ') {
+            Some((t, m)) if DateTime::parse_from_rfc3339(t).is_ok() => {
+                (Some(t.to_string()), Some(m.to_string()))
+            }
+            _ => (None, Some(e.to_string())),
+        },
+        None => (None, None),
+    };
+    let state = if h.credentials_refused {
+        "credentials_refused"
+    } else if h.outage {
+        "outage"
+    } else if h.last_success.is_some() {
+        "ok"
+    } else {
+        "unknown"
+    };
+    ApiSummary {
+        state,
+        last_success: h.last_success.clone(),
+        last_error: msg,
+        last_error_at: at,
+    }
+}
+
+/// A duration in seconds for people: `42 s`, `5 min`, `2 h 05`, `3 d 4 h`.
+pub fn human_age(s: i64) -> String {
+    let s = s.max(0);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 => format!("{} h {:02}", s / 3600, (s % 3600) / 60),
+        _ => format!("{} d {} h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// `HH:MM:SS` in the restaurant's time zone (with the day when not
+/// today), followed by how long ago; `-` when absent or unreadable.
+pub fn when(t: Option<&str>, tz: chrono_tz::Tz, now: DateTime<Utc>) -> String {
+    let Some(parsed) = t.and_then(|t| DateTime::parse_from_rfc3339(t).ok()) else {
+        return "-".into();
+    };
+    let local = parsed.with_timezone(&tz);
+    let today = now.with_timezone(&tz).date_naive() == local.date_naive();
+    let clock = if today {
+        local.format("%H:%M:%S").to_string()
+    } else {
+        local.format("%d/%m %H:%M").to_string()
+    };
+    let ago = (now - parsed.with_timezone(&Utc)).num_seconds();
+    if ago >= 0 {
+        format!("{clock} ({} ago)", human_age(ago))
+    } else {
+        format!("{clock} (in the future: check the clock)")
+    }
+}
+
+/// The one-line English sentence for a problem (the page has French too).
+pub fn problem_en(p: Problem, s: &Status) -> String {
+    let c = &s.counts.base;
+    match p {
+        Problem::AgentNotRunning => match &s.daemon {
+            Some(d) => format!(
+                "the agent is NOT running (last seen {}): systemctl status zenchef-edge",
+                d.updated_at
+            ),
+            None => "the agent has never run with this store".into(),
+        },
+        Problem::ZenchefCredentials => "Zenchef refuses the token or restaurant id: check \
+             zenchef.token and zenchef.restaurant_id (deliveries paused, nothing lost)"
+            .into(),
+        Problem::ZenchefOutage => format!(
+            "Zenchef unreachable: bookings not updated; {} event(s) kept, retried",
+            c.queued
+        ),
+        Problem::PosNotFound => "no usable Cashpad POS on the network (see POS below)".into(),
+        Problem::PosDisconnected => "the POS is found but the MQTT session is down".into(),
+        Problem::DeadEvents => format!(
+            "{} dead event(s): zenchef-edge outbox list --dead, then outbox retry",
+            c.dead
+        ),
+        Problem::OldQueue => format!(
+            "events have waited {} for delivery",
+            human_age(s.oldest_queued_age_s.unwrap_or(0))
+        ),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Tone {
+    Good,
+    Warn,
+    Bad,
+    Plain,
+}
+
+/// Builds lines of at most [`WIDTH`] visible characters, coloured when
+/// asked.
+struct Out {
+    color: bool,
+    lines: Vec<String>,
+}
+
+impl Out {
+    fn paint(&self, s: &str, t: Tone) -> String {
+        let code = match t {
+            Tone::Good => "32",
+            Tone::Warn => "33",
+            Tone::Bad => "1;31",
+            Tone::Plain => return s.to_string(),
+        };
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// `label` (12 columns), an optional coloured tag, then `rest`, cut to
+    /// fit the width.
+    fn line(&mut self, label: &str, tag: Option<(&str, Tone)>, rest: &str) {
+        let mut visible = format!("{label:<LABEL$}");
+        let mut text = visible.clone();
+        if let Some((t, tone)) = tag {
+            visible.push_str(t);
+            visible.push_str("  ");
+            text.push_str(&self.paint(t, tone));
+            text.push_str("  ");
+        }
+        let room = WIDTH.saturating_sub(visible.chars().count());
+        text.push_str(&fit(rest, room));
+        self.lines.push(text.trim_end().to_string());
+    }
+}
+
+/// `s` cut to `n` characters, ending with `…` when cut.
+pub fn fit(s: &str, n: usize) -> String {
+    let s = s.replace(['\n', '\r'], " ");
+    if s.chars().count() <= n {
+        s
+    } else {
+        let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// The human output (≤ 80 columns per line).
+pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: bool) -> String {
+    let mut o = Out {
+        color,
+        lines: Vec::new(),
+    };
+    let opt = |v: &Option<String>| {
+        v.clone()
+            .filter(|x| !x.is_empty())
+            .unwrap_or_else(|| "-".into())
+    };
+    // Headline.
+    let agent = match &s.daemon {
+        Some(d) if s.daemon_running => {
+            let up = age_s(&d.started_at, now).map(human_age).unwrap_or_default();
+            let other = if d.version != s.version {
+                format!(", daemon version {}", d.version)
+            } else {
+                String::new()
+            };
+            (
+                format!("running (pid {}, up {up}{other})", d.pid),
+                Tone::Good,
+            )
+        }
+        Some(d) => (
+            format!(
+                "NOT RUNNING (last seen {})",
+                when(Some(&d.updated_at), tz, now)
+            ),
+            Tone::Bad,
+        ),
+        None => ("NEVER RAN with this store".into(), Tone::Bad),
+    };
+    let head_tag = if s.problems.is_empty() {
+        ("OK", Tone::Good)
+    } else {
+        ("ATTENTION", Tone::Bad)
+    };
+    let head = format!("zenchef-edge {} — ", s.version);
+    let painted = o.paint(head_tag.0, head_tag.1);
+    o.lines.push(format!("{head}{painted}"));
+    for p in &s.problems {
+        o.line("  !", None, &problem_en(*p, s));
+    }
+    o.line("Agent", Some((&agent.0, agent.1)), "");
+    // POS.
+    let (tag, tone) = match s.pos.state {
+        "connected" => ("connected", Tone::Good),
+        "found" => ("found, MQTT DOWN", Tone::Bad),
+        "not_found" => ("NOT FOUND", Tone::Bad),
+        _ => ("unknown", Tone::Warn),
+    };
+    let where_ = match (&s.pos.instance, &s.pos.address) {
+        (Some(i), Some(a)) => format!("\"{i}\" at {a}"),
+        (None, Some(a)) => a.clone(),
+        _ => String::new(),
+    };
+    o.line("POS", Some((tag, tone)), &where_);
+    if s.pos.state == "connected" || s.pos.state == "found" {
+        o.line(
+            "",
+            None,
+            &format!(
+                "Cashpad {}  Installation ID {}  Server {}",
+                opt(&s.pos.app_version),
+                opt(&s.pos.installation_id),
+                opt(&s.pos.server)
+            ),
+        );
+    }
+    if s.pos.state == "connected" {
+        o.line(
+            "",
+            None,
+            &format!(
+                "MQTT connected since {}",
+                when(s.pos.connected_since.as_deref(), tz, now)
+            ),
+        );
+    }
+    if let Some(p) = &s.pos.problem
+        && s.pos.state != "connected"
+    {
+        o.line("", None, p);
+    }
+    // Remote APIs.
+    for (label, api) in [("Zenchef", &s.zenchef), ("Zenchef Pay", &s.pay)] {
+        let (tag, tone) = match api.state {
+            "ok" => ("reachable", Tone::Good),
+            "outage" => ("UNREACHABLE", Tone::Bad),
+            "credentials_refused" => ("CREDENTIALS REFUSED", Tone::Bad),
+            "disabled" => ("disabled", Tone::Plain),
+            _ => ("unknown", Tone::Warn),
+        };
+        let rest = if api.state == "disabled" {
+            String::new()
+        } else {
+            format!(
+                "last success {}",
+                when(api.last_success.as_deref(), tz, now)
+            )
+        };
+        o.line(label, Some((tag, tone)), &rest);
+        if let Some(e) = &api.last_error {
+            o.line(
+                "",
+                None,
+                &format!(
+                    "last error {}: {e}",
+                    when(api.last_error_at.as_deref(), tz, now)
+                ),
+            );
+        }
+    }
+    // Queue.
+    let c = &s.counts;
+    let queue_tone = if c.base.dead > 0 {
+        Tone::Bad
+    } else {
+        Tone::Plain
+    };
+    o.line(
+        "Outbox",
+        None,
+        &format!(
+            "queued {}  in flight {}  dead {}  rejected {}",
+            c.base.queued, c.inflight, c.base.dead, c.base.rejected
+        ),
+    );
+    if c.base.dead > 0 {
+        let t = o.paint(
+            "dead letters wait for a technician: outbox list --dead",
+            queue_tone,
+        );
+        o.lines.push(format!("{:<LABEL$}{t}", ""));
+    }
+    o.line(
+        "",
+        None,
+        &format!(
+            "oldest queued {}",
+            s.oldest_queued_age_s
+                .map(human_age)
+                .unwrap_or_else(|| "-".into())
+        ),
+    );
+    o.line(
+        "Orders",
+        None,
+        &format!(
+            "open {}  walk-ins created {}  manual links pending {}",
+            c.base.orders_open, c.base.walkins_created, c.links_pending
+        ),
+    );
+    o.line(
+        "Bookings",
+        None,
+        &format!(
+            "on the POS {}  last sync {}",
+            c.base.reservations_published,
+            when(s.last_reservation_sync.as_deref(), tz, now)
+        ),
+    );
+    o.line(
+        "Events",
+        None,
+        &format!(
+            "received {}  delivered {}  duplicates {}  unknown type {}",
+            c.base.received, c.base.delivered, c.base.duplicates, c.base.unknown_type
+        ),
+    );
+    let update = match &s.update_state {
+        Value::String(t) => t.clone(),
+        Value::Object(m) => m
+            .get("state")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| s.update_state.to_string()),
+        other => other.to_string(),
+    };
+    o.line("Update", None, &update);
+    o.line("Store", None, &s.store);
+    o.lines.join("\n") + "\n"
+}
+
+/// Prints the status; exit code 0 (the status is information, not a
+/// check: `doctor` is the command whose exit code judges).
 pub fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
-    let s = read(&config.store_path)?;
+    let s = read(config)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(0);
     }
-    let yn = |b: bool| if b { "yes" } else { "no" };
-    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-    println!("zenchef-edge {}   store {}", s.version, s.store);
-    match &s.daemon {
-        Some(d) => {
-            println!(
-                "daemon      {} (pid {}, started {})",
-                if s.daemon_running {
-                    "running"
-                } else {
-                    "NOT RUNNING (state is old)"
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    print!("{}", render_text(&s, config.timezone, Utc::now(), color));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(now: DateTime<Utc>) -> Status {
+        let t = |s: i64| {
+            (now - chrono::Duration::seconds(s)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
+        let mut d = HealthState {
+            version: "0.1.0".into(),
+            pid: 4242,
+            started_at: t(7300),
+            updated_at: t(1),
+            ..Default::default()
+        };
+        d.pos.found = true;
+        d.pos.mqtt_connected = true;
+        d.pos.instance = Some("Cashpad Server (Le Bistrot de la Place de la République)".into());
+        d.pos.address = Some("192.168.100.200:18830".into());
+        d.pos.connected_since = Some(t(600));
+        d.zenchef.last_success = Some(t(3));
+        d.zenchef.last_error = Some(format!(
+            "{} PATCH /bookings/123/changeStatus: {}",
+            t(90),
+            "x".repeat(200)
+        ));
+        Status {
+            version: "0.1.0".into(),
+            store: "/var/lib/zenchef-edge/agent.db".into(),
+            checked_at: t(0),
+            daemon_running: true,
+            pos: PosSummary {
+                state: "connected",
+                instance: d.pos.instance.clone(),
+                address: d.pos.address.clone(),
+                app_version: Some("2.0.18".into()),
+                installation_id: Some("CP-4F2A91".into()),
+                server: Some("eu-3".into()),
+                connected_since: d.pos.connected_since.clone(),
+                problem: None,
+            },
+            zenchef: api_summary(Some(&d.zenchef)),
+            pay: ApiSummary {
+                state: "disabled",
+                ..Default::default()
+            },
+            daemon: Some(d),
+            counts: StatusCounts {
+                base: Counts {
+                    dead: 2,
+                    queued: 12345,
+                    ..Default::default()
                 },
-                d.pid,
-                d.started_at
-            );
-            println!(
-                "POS         found: {}  address: {}  Cashpad {}",
-                yn(d.pos.found),
-                opt(&d.pos.address),
-                opt(&d.pos.app_version)
-            );
-            println!(
-                "            installation {}  server {}",
-                opt(&d.pos.installation_id),
-                opt(&d.pos.server)
-            );
-            println!(
-                "            MQTT connected: {}  since {}",
-                yn(d.pos.mqtt_connected),
-                opt(&d.pos.connected_since)
-            );
-            if let Some(p) = &d.pos.problem {
-                println!("            problem: {p}");
-            }
-            println!("Zenchef     last success {}", opt(&d.zenchef.last_success));
-            if d.zenchef.credentials_refused {
-                println!(
-                    "            CREDENTIALS REFUSED: check zenchef.token / zenchef.restaurant_id"
-                );
-            }
-            if let Some(e) = &d.zenchef.last_error {
-                println!("            last error {e}");
-            }
-            println!(
-                "            last reservation sync {}",
-                opt(&d.last_reservation_sync)
+                inflight: 3,
+                links_pending: 0,
+            },
+            oldest_queued_age_s: Some(4000),
+            last_reservation_sync: Some(t(2)),
+            update_state: Value::String("unknown".into()),
+            problems: vec![Problem::DeadEvents, Problem::OldQueue],
+        }
+    }
+
+    #[test]
+    fn human_output_fits_80_columns_and_has_no_colour_off_a_tty() {
+        let now = Utc::now();
+        let s = sample(now);
+        let text = render_text(&s, chrono_tz::Europe::Paris, now, false);
+        for l in text.lines() {
+            assert!(
+                l.chars().count() <= WIDTH,
+                "{} > 80: {l}",
+                l.chars().count()
             );
         }
-        None => println!("daemon      never ran with this store"),
+        assert!(!text.contains('\x1b'), "{text}");
+        assert!(
+            text.contains("queued 12345  in flight 3  dead 2  rejected 0"),
+            "{text}"
+        );
+        assert!(text.contains("2 dead event(s)"), "{text}");
+        assert!(text.contains("Installation ID CP-4F2A91"), "{text}");
+        let coloured = render_text(&s, chrono_tz::Europe::Paris, now, true);
+        assert!(coloured.contains("\x1b[32mconnected\x1b[0m"), "{coloured}");
     }
-    let c = &s.counts;
-    println!(
-        "events      received {}  delivered {}  duplicates {}  unknown type {}",
-        c.received, c.delivered, c.duplicates, c.unknown_type
-    );
-    println!(
-        "outbox      queued {}  dead {}  rejected {}  oldest queued {}",
-        c.queued,
-        c.dead,
-        c.rejected,
-        s.oldest_queued_age_s
-            .map(|a| format!("{a} s"))
-            .unwrap_or_else(|| "-".into())
-    );
-    println!(
-        "orders      open {}  walk-ins created {}  reservations on POS {}",
-        c.orders_open, c.walkins_created, c.reservations_published
-    );
-    Ok(0)
+
+    #[test]
+    fn a_record_is_running_only_when_fresh_and_its_process_exists() {
+        let conn = Connection::open_in_memory().unwrap();
+        crate::outbox::migrations::migrate(&conn).unwrap();
+        let now = Utc::now();
+        let put = |pid: u32, age: i64| {
+            let d = HealthState {
+                pid,
+                updated_at: (now - chrono::Duration::seconds(age))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                ..Default::default()
+            };
+            outbox::kv_set(&conn, health::KV_KEY, &serde_json::to_string(&d).unwrap()).unwrap();
+            daemon_record(&conn, now).1
+        };
+        let me = std::process::id();
+        assert!(put(me, 1));
+        assert!(!put(me, FRESH_S + 5), "stale");
+        assert!(!put(4_999_999, 1), "no such process (above any pid_max)");
+        let empty = Connection::open_in_memory().unwrap();
+        assert!(!daemon_record(&empty, now).1, "no record");
+    }
+
+    #[test]
+    fn last_error_is_split_into_time_and_message() {
+        let h = ApiHealth {
+            last_error: Some("2026-11-29T19:00:00Z GET /tables: timed out".into()),
+            outage: true,
+            ..Default::default()
+        };
+        let a = api_summary(Some(&h));
+        assert_eq!(a.state, "outage");
+        assert_eq!(a.last_error_at.as_deref(), Some("2026-11-29T19:00:00Z"));
+        assert_eq!(a.last_error.as_deref(), Some("GET /tables: timed out"));
+    }
+
+    #[test]
+    fn ages_read_like_a_person_would_say_them() {
+        for (s, want) in [
+            (0, "0 s"),
+            (59, "59 s"),
+            (60, "1 min"),
+            (3599, "59 min"),
+            (3600, "1 h 00"),
+            (7380, "2 h 03"),
+            (90000, "1 d 1 h"),
+            (-5, "0 s"),
+        ] {
+            assert_eq!(human_age(s), want, "{s}");
+        }
+    }
 }

@@ -110,6 +110,23 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX pay_payments_state ON pay_payments(state);
     CREATE INDEX pay_payments_order ON pay_payments(order_id);
     "#,
+    // 3: manual link requests queued by the CLI (`link` / `unlink`,
+    // sync-rules 4b) and applied by the daemon (`links.rs`).
+    r#"
+    CREATE TABLE link_requests (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        order_id       TEXT NOT NULL,
+        booking_id     INTEGER,                -- NULL = unlink
+        requested_at   TEXT NOT NULL,          -- box clock (UTC)
+        state          TEXT NOT NULL DEFAULT 'pending'
+                       CHECK (state IN ('pending', 'cancelling', 'done', 'refused')),
+        result         TEXT,                   -- one sentence for the CLI
+        cancel_booking INTEGER,                -- walk-in still to cancel in Zenchef
+        updated_at     TEXT
+    );
+    CREATE INDEX link_requests_open ON link_requests(state)
+        WHERE state IN ('pending', 'cancelling');
+    "#,
 ];
 
 /// Brings the schema to the newest version, one transaction per step.

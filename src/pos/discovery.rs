@@ -159,6 +159,46 @@ fn list(seen: &[Announced]) -> String {
     seen.iter().map(describe).collect::<Vec<_>>().join(", ")
 }
 
+/// The mDNS daemon on `cfg.mdns_port`, limited to `cfg.interfaces` when
+/// set (`lo` = IPv4 loopback, for tests). Also used by `doctor`.
+pub fn mdns_daemon(cfg: &CashpadConfig) -> Result<ServiceDaemon, mdns_sd::Error> {
+    let daemon = ServiceDaemon::new_with_port(cfg.mdns_port)?;
+    if !cfg.interfaces.is_empty() {
+        daemon.disable_interface(IfKind::All)?;
+        for name in &cfg.interfaces {
+            if name == "lo" {
+                daemon.enable_interface(IfKind::LoopbackV4)?;
+            } else {
+                daemon.enable_interface(IfKind::Name(name.clone()))?;
+            }
+        }
+    }
+    Ok(daemon)
+}
+
+/// A resolved instance as the selection rule sees it (lowest IPv4
+/// address); `None` without an IPv4 address.
+pub fn announced(s: &mdns_sd::ResolvedService) -> Option<Announced> {
+    let mut addrs: Vec<_> = s.get_addresses_v4().into_iter().collect();
+    addrs.sort();
+    let ip = addrs.first()?;
+    let txt = |k: &str| s.get_property_val_str(k).map(str::to_string);
+    Some(Announced {
+        instance: s
+            .get_fullname()
+            .trim_end_matches(SERVICE_TYPE)
+            .trim_end_matches('.')
+            .to_string(),
+        host: ip.to_string(),
+        port: s.get_port(),
+        proto: txt("proto"),
+        app: txt("app"),
+        iid: txt("iid"),
+        server: txt("server"),
+        tls: txt("tls").as_deref() == Some("1"),
+    })
+}
+
 /// Starts discovery (or publishes the static target) and answers the
 /// watch that `pos::session` follows.
 ///
@@ -187,17 +227,7 @@ pub fn start(
         });
         return Ok(rx);
     }
-    let daemon = ServiceDaemon::new_with_port(cfg.mdns_port)?;
-    if !cfg.interfaces.is_empty() {
-        daemon.disable_interface(IfKind::All)?;
-        for name in &cfg.interfaces {
-            if name == "lo" {
-                daemon.enable_interface(IfKind::LoopbackV4)?;
-            } else {
-                daemon.enable_interface(IfKind::Name(name.clone()))?;
-            }
-        }
-    }
+    let daemon = mdns_daemon(cfg)?;
     let events = daemon.browse(SERVICE_TYPE)?;
     let (tx, rx) = watch::channel(None);
     let (min, iid) = (cfg.min_version, cfg.installation_id.clone());
@@ -223,20 +253,7 @@ pub fn start(
                     let Ok(ev) = ev else { break };
                     match ev {
                         ServiceEvent::ServiceResolved(s) => {
-                            let mut addrs: Vec<_> = s.get_addresses_v4().into_iter().collect();
-                            addrs.sort();
-                            let Some(ip) = addrs.first() else { continue };
-                            let txt = |k: &str| s.get_property_val_str(k).map(str::to_string);
-                            let a = Announced {
-                                instance: s.get_fullname().trim_end_matches(SERVICE_TYPE).trim_end_matches('.').to_string(),
-                                host: ip.to_string(),
-                                port: s.get_port(),
-                                proto: txt("proto"),
-                                app: txt("app"),
-                                iid: txt("iid"),
-                                server: txt("server"),
-                                tls: txt("tls").as_deref() == Some("1"),
-                            };
+                            let Some(a) = announced(&s) else { continue };
                             if let Some(why) = incompatibility(&a, min)
                                 && logged.insert(why.clone())
                             {

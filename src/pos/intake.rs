@@ -100,7 +100,9 @@ pub async fn run(
                     payload,
                 } => warn!(
                     event_id = event_id.as_deref().unwrap_or(""),
-                    "quarantined a {}-byte payload from {topic}: {reason}",
+                    "quarantined a {}-byte payload from {topic}: {reason}. The POS sent something \
+                     this agent cannot read; it is kept in the store (`rejected`, counted by \
+                     `status`) and acknowledged so it does not come back",
                     payload.len()
                 ),
                 IntakeItem::Event { event, .. } if event.data == EventData::Unknown => {

@@ -247,7 +247,7 @@ pub async fn run(
                         let was = link.0.connected.swap(false, Ordering::SeqCst);
                         link.0.generation.fetch_add(1, Ordering::SeqCst);
                         failures += 1;
-                        let mut msg = describe(&e);
+                        let mut msg = describe(&e, was);
                         if !ever_connected && failures >= 3 && !matches!(e, ConnectionError::ConnectionRefused(_)) {
                             // Some brokers close the connection after a bad
                             // login instead of answering CONNACK 4/5.
@@ -276,11 +276,17 @@ pub async fn run(
     }
 }
 
-fn describe(e: &ConnectionError) -> String {
+fn describe(e: &ConnectionError, was_connected: bool) -> String {
     match e {
         ConnectionError::ConnectionRefused(
             ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
         ) => "the POS broker refused the MQTT login: check cashpad.token".into(),
+        // Some brokers close the connection instead of answering "refused".
+        ConnectionError::MqttState(rumqttc::StateError::ConnectionAborted) if !was_connected => {
+            "the POS broker closed the connection during the MQTT login: if this repeats, check \
+             cashpad.token"
+                .into()
+        }
         other => other.to_string(),
     }
 }

@@ -25,15 +25,26 @@ use rusqlite::params;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use super::client::{Booking, ZenchefClient};
+use super::client::{Booking, CallError, ErrorClass, ZenchefClient};
 use crate::health::Health;
 use crate::outbox::{Store, StoreError, now_utc};
 use crate::pos::session::PosLink;
 
 /// Statuses whose reservation is withdrawn from the POS (rule 2).
 pub const WITHDRAWN: &[&str] = &["canceled", "refused", "no_shown"];
+
+/// Why a reservation sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Reading the bookings from Zenchef failed.
+    #[error(transparent)]
+    Zenchef(#[from] CallError),
+    /// The mirror could not be saved.
+    #[error("cannot save the reservation mirror: {0}")]
+    Store(#[from] StoreError),
+}
 
 /// One mirrored booking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +155,7 @@ pub async fn run(
                     info!("reservation sync works again");
                 }
                 failures = 0;
+                health.zenchef_ok();
                 health.update(|s| s.last_reservation_sync = Some(now_utc()));
                 if n > 0 {
                     info!("{n} reservation change(s) sent to the POS");
@@ -151,8 +163,24 @@ pub async fn run(
             }
             Err(e) => {
                 failures += 1;
+                let refused =
+                    matches!(&e, SyncError::Zenchef(c) if c.class == ErrorClass::Credentials);
+                if let SyncError::Zenchef(c) = &e {
+                    let outage = matches!(c.class, ErrorClass::Retry { .. });
+                    health.zenchef_error(&c.to_string(), refused, outage);
+                }
                 if failures == 1 || failures.is_multiple_of(10) {
-                    warn!("reservation sync failed ({failures} in a row): {e}");
+                    if refused {
+                        let rid = client.restaurant_id();
+                        error!(
+                            restaurant_id = rid,
+                            "Zenchef refused the token for restaurant {rid} ({e}): check \
+                             zenchef.token and zenchef.restaurant_id; reservations on the POS are \
+                             not updated until then ({failures} refusal(s) in a row)"
+                        );
+                    } else {
+                        warn!("reservation sync failed ({failures} in a row): {e}");
+                    }
                 }
             }
         }
@@ -179,17 +207,12 @@ async fn sync_once(
     tz: chrono_tz::Tz,
     sync_days: u32,
     mirror: &mut BTreeMap<i64, MirrorRow>,
-) -> Result<usize, String> {
+) -> Result<usize, SyncError> {
     let today = Utc::now().with_timezone(&tz).date_naive();
     let window: Vec<NaiveDate> = today.iter_days().take(sync_days as usize).collect();
     let mut fetched = Vec::new();
     for day in &window {
-        fetched.extend(
-            client
-                .bookings_of_day(*day)
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+        fetched.extend(client.bookings_of_day(*day).await?);
     }
     let changes = diff(mirror, &fetched);
     if changes.is_empty() {
@@ -210,10 +233,7 @@ async fn sync_once(
         );
     }
     let persisted = changes.clone();
-    store
-        .write(move |c| save_mirror(c, &persisted))
-        .await
-        .map_err(|e| e.to_string())?;
+    store.write(move |c| save_mirror(c, &persisted)).await?;
     let n = changes.len();
     for (id, row) in changes {
         mirror.insert(id, row);

@@ -1,0 +1,735 @@
+//! `zenchef-edge doctor`: checks every link the agent depends on, one line
+//! each — `ok`, `FAIL` (with a `hint:` line saying what to do) or `skip`
+//! (not checkable because an earlier check failed, or not configured) —
+//! and exits 1 when any check fails.
+//!
+//! Checks, in order: the configuration (valid — an invalid file never gets
+//! here, it exits 78 — and mode 0600); the store opens; the daemon runs;
+//! DNS and TLS towards the Zenchef (and Zenchef Pay) base URLs; the Zenchef
+//! credentials (`GET /tables`, read-only); the POS found by mDNS with the
+//! daemon's selection rules (`discovery::select`), its version; an MQTT
+//! login with the Cashpad token (clean session and its own client id
+//! `zenchef-edge-doctor-<iid>`, so the daemon's persistent session is not
+//! disturbed); the table names on both sides.
+//!
+//! Nothing is written anywhere; secrets are never printed.
+
+use std::io::IsTerminal;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, Transport,
+};
+
+use crate::cli::{status, tables};
+use crate::config::Config;
+use crate::outbox::{migrations, store};
+use crate::pos::discovery::{self, Announced, PosTarget};
+use crate::pos::session::USERNAME;
+use crate::zenchef::client::{ErrorClass, ZenchefClient, transport_message};
+
+/// How long the POS is looked for on mDNS.
+pub const BROWSE_FOR: Duration = Duration::from_secs(3);
+/// Timeout of each network check.
+pub const NET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Passed.
+    Ok,
+    /// Failed: exit code 1.
+    Fail,
+    /// Not checked (not configured, or an earlier check failed).
+    Skip,
+}
+
+/// One printed check.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Short name, e.g. `zenchef auth`.
+    pub name: &'static str,
+    /// Result.
+    pub outcome: Outcome,
+    /// What was found.
+    pub detail: String,
+    /// What to do (failures).
+    pub hint: Option<String>,
+}
+
+/// Prints checks as they complete and counts failures.
+struct Report {
+    color: bool,
+    checks: Vec<Check>,
+}
+
+impl Report {
+    fn add(&mut self, name: &'static str, outcome: Outcome, detail: String, hint: Option<String>) {
+        let (tag, code) = match outcome {
+            Outcome::Ok => ("ok", "32"),
+            Outcome::Fail => ("FAIL", "1;31"),
+            Outcome::Skip => ("skip", "33"),
+        };
+        let tag_col = format!("{tag:<4}");
+        let tag_col = if self.color {
+            format!("\x1b[{code}m{tag_col}\x1b[0m")
+        } else {
+            tag_col
+        };
+        println!("{tag_col}  {name:<13} {detail}");
+        if let Some(h) = &hint
+            && outcome == Outcome::Fail
+        {
+            println!("{:<6}hint: {h}", "");
+        }
+        self.checks.push(Check {
+            name,
+            outcome,
+            detail,
+            hint,
+        });
+    }
+    fn ok(&mut self, name: &'static str, detail: impl Into<String>) {
+        self.add(name, Outcome::Ok, detail.into(), None);
+    }
+    fn fail(&mut self, name: &'static str, detail: impl Into<String>, hint: impl Into<String>) {
+        self.add(name, Outcome::Fail, detail.into(), Some(hint.into()));
+    }
+    fn skip(&mut self, name: &'static str, detail: impl Into<String>) {
+        self.add(name, Outcome::Skip, detail.into(), None);
+    }
+}
+
+/// Runs every check; answers the exit code (0 all passed, 1 any failed).
+pub async fn run(config: &Config) -> anyhow::Result<i32> {
+    crate::install_crypto();
+    let mut r = Report {
+        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        checks: Vec::new(),
+    };
+    check_config(&mut r, config);
+    let store_ok = check_store(&mut r, config);
+    // Zenchef.
+    let reachable = check_net(
+        &mut r,
+        "zenchef dns",
+        "zenchef https",
+        &config.zenchef.base_url,
+    )
+    .await;
+    let zenchef_tables = if reachable {
+        check_zenchef_auth(&mut r, config).await
+    } else {
+        r.skip("zenchef auth", "not checked: Zenchef is unreachable");
+        None
+    };
+    // POS.
+    let target = check_pos(&mut r, config).await;
+    match &target {
+        Some(t) => check_mqtt(&mut r, config, t).await,
+        None => r.skip("mqtt login", "not checked: no usable POS"),
+    }
+    // Zenchef Pay.
+    match &config.pay {
+        None => r.skip(
+            "pay",
+            "Zenchef Pay is not enabled (zenchef_pay.enabled = false)",
+        ),
+        Some(pay) => {
+            if check_net(&mut r, "pay dns", "pay https", &pay.base_url).await {
+                let iid = target
+                    .as_ref()
+                    .map(|t| t.iid.clone())
+                    .or(config.cashpad.installation_id.clone());
+                check_pay_auth(&mut r, &pay.base_url, pay.token.expose(), iid.as_deref()).await;
+            } else {
+                r.skip("pay auth", "not checked: Zenchef Pay is unreachable");
+            }
+        }
+    }
+    // Tables.
+    check_tables(&mut r, config, store_ok, zenchef_tables.as_deref());
+    let count = |o: Outcome| r.checks.iter().filter(|c| c.outcome == o).count();
+    let (ok, failed, skipped) = (
+        count(Outcome::Ok),
+        count(Outcome::Fail),
+        count(Outcome::Skip),
+    );
+    println!();
+    if failed == 0 {
+        println!("all checks passed ({ok} ok, {skipped} skipped)");
+        Ok(0)
+    } else {
+        println!("{failed} check(s) FAILED ({ok} ok, {skipped} skipped)");
+        Ok(1)
+    }
+}
+
+fn check_config(r: &mut Report, config: &Config) {
+    let file = config.file.display();
+    r.ok("config", format!("{file} is valid"));
+    match std::fs::metadata(&config.file) {
+        Ok(m) => {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 == 0 {
+                r.ok(
+                    "config mode",
+                    format!("{mode:o} (only its owner reads the tokens)"),
+                );
+            } else {
+                r.fail(
+                    "config mode",
+                    format!("{file} is mode {mode:o}: group or others can read the tokens"),
+                    format!("chmod 600 {file}"),
+                );
+            }
+        }
+        Err(e) => r.fail(
+            "config mode",
+            format!("cannot stat {file}: {e}"),
+            "check the path",
+        ),
+    }
+}
+
+fn check_store(r: &mut Report, config: &Config) -> bool {
+    let path = config.store_path.display();
+    let conn = match store::open_read_only(&config.store_path) {
+        Ok(c) => c,
+        Err(e) => {
+            r.fail(
+                "store",
+                e.to_string(),
+                "the agent creates the store at its first start: systemctl status zenchef-edge",
+            );
+            r.skip("agent", "not checked: no store");
+            return false;
+        }
+    };
+    let version: Result<i64, _> = conn.query_row("PRAGMA user_version", [], |x| x.get(0));
+    let known = migrations::MIGRATIONS.len() as i64;
+    match version {
+        Ok(v) if v > known => r.fail(
+            "store",
+            format!("{path} has schema {v}, newer than this binary knows ({known})"),
+            "a newer agent wrote it: do not downgrade the binary by hand",
+        ),
+        Ok(v) if v < known => r.ok(
+            "store",
+            format!(
+                "{path} opens (schema {v}; the agent upgrades it to {known} at its next start)"
+            ),
+        ),
+        Ok(v) => r.ok("store", format!("{path} opens (schema {v})")),
+        Err(e) => {
+            r.fail(
+                "store",
+                format!("{path} cannot be read: {e}"),
+                "the agent moves a corrupt store aside at start: systemctl restart zenchef-edge",
+            );
+            return false;
+        }
+    }
+    let (daemon, running) = status::daemon_record(&conn, chrono::Utc::now());
+    match (daemon, running) {
+        (Some(d), true) => r.ok(
+            "agent",
+            format!("running (pid {}, version {})", d.pid, d.version),
+        ),
+        (Some(d), false) => r.fail(
+            "agent",
+            format!("NOT running (its state was last written {})", d.updated_at),
+            "systemctl status zenchef-edge; journalctl -u zenchef-edge -e",
+        ),
+        (None, _) => r.fail(
+            "agent",
+            "has never run with this store",
+            "systemctl enable --now zenchef-edge",
+        ),
+    }
+    true
+}
+
+/// DNS then TLS (any HTTP answer proves both). Answers "reachable".
+async fn check_net(r: &mut Report, dns: &'static str, tls: &'static str, base: &str) -> bool {
+    let url = match reqwest::Url::parse(base) {
+        Ok(u) => u,
+        Err(e) => {
+            r.fail(
+                dns,
+                format!("{base} is not a URL: {e}"),
+                "fix the base_url in the configuration",
+            );
+            return false;
+        }
+    };
+    let host = url.host_str().unwrap_or("").to_string();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        r.ok(dns, format!("{host} is an address (no DNS needed)"));
+    } else {
+        match tokio::time::timeout(NET_TIMEOUT, tokio::net::lookup_host((bare, port))).await {
+            Ok(Ok(mut addrs)) => match addrs.next() {
+                Some(a) => r.ok(dns, format!("{host} resolves to {}", a.ip())),
+                None => {
+                    r.fail(dns, format!("{host} resolves to nothing"), dns_hint());
+                    return false;
+                }
+            },
+            Ok(Err(e)) => {
+                r.fail(dns, format!("{host} does not resolve: {e}"), dns_hint());
+                return false;
+            }
+            Err(_) => {
+                r.fail(
+                    dns,
+                    format!("{host}: no DNS answer within {NET_TIMEOUT:?}"),
+                    dns_hint(),
+                );
+                return false;
+            }
+        }
+    }
+    let client = match reqwest::Client::builder()
+        .timeout(NET_TIMEOUT)
+        .connect_timeout(NET_TIMEOUT)
+        .user_agent(concat!("zenchef-edge-doctor/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            r.fail(
+                tls,
+                format!("cannot build an HTTP client: {e}"),
+                "report this bug",
+            );
+            return false;
+        }
+    };
+    match client.get(url.clone()).send().await {
+        Ok(resp) => {
+            let what = if url.scheme() == "https" {
+                "TLS handshake ok"
+            } else {
+                "plain http:// to a loopback address (test set-up), no TLS"
+            };
+            r.ok(
+                tls,
+                format!("{host}:{port}: {what} (HTTP {})", resp.status().as_u16()),
+            );
+            true
+        }
+        Err(e) => {
+            let msg = transport_message(&e);
+            let hint = tls_hint(&msg, &host, port);
+            r.fail(tls, format!("{host}:{port}: {msg}"), hint);
+            false
+        }
+    }
+}
+
+fn dns_hint() -> &'static str {
+    "check the box's internet connection and its DNS server (resolvectl status)"
+}
+
+/// What to do about a transport error towards `host`.
+pub fn tls_hint(msg: &str, host: &str, port: u16) -> String {
+    if msg.contains("clock") {
+        "the system clock is wrong (certificates look not yet valid): check `timedatectl` and \
+         that NTP can reach its servers"
+            .into()
+    } else if msg.contains("certificate") || msg.contains("Certificate") {
+        format!("{host} presents a certificate the box does not trust: a proxy may intercept HTTPS")
+    } else if msg.starts_with("timed out") {
+        format!("no answer from {host}:{port} within {NET_TIMEOUT:?}: internet down or very slow")
+    } else {
+        format!("cannot reach {host}:{port}: internet down, or a firewall blocks outgoing HTTPS")
+    }
+}
+
+/// `GET /tables` with the configured credentials; answers the table names.
+async fn check_zenchef_auth(r: &mut Report, config: &Config) -> Option<Vec<String>> {
+    let rid = &config.zenchef.restaurant_id;
+    let client = match ZenchefClient::new(&config.zenchef, NET_TIMEOUT) {
+        Ok(c) => c,
+        Err(e) => {
+            r.fail(
+                "zenchef auth",
+                format!("cannot build an HTTP client: {e}"),
+                "report this bug",
+            );
+            return None;
+        }
+    };
+    match client.tables().await {
+        Ok(ts) => {
+            r.ok(
+                "zenchef auth",
+                format!("token accepted for restaurant {rid} ({} tables)", ts.len()),
+            );
+            Some(ts.into_iter().map(|t| t.name).collect())
+        }
+        Err(e) if e.class == ErrorClass::Credentials => {
+            r.fail(
+                "zenchef auth",
+                format!(
+                    "Zenchef refused the token for restaurant {rid} (HTTP {}: {})",
+                    e.status.unwrap_or(0),
+                    e.message
+                ),
+                format!(
+                    "check zenchef.token and zenchef.restaurant_id in {}",
+                    config.file.display()
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            r.fail(
+                "zenchef auth",
+                format!("GET /tables failed: {e}"),
+                "Zenchef answered but not as expected: retry later; if it persists, send this line to support",
+            );
+            None
+        }
+    }
+}
+
+/// Finds the POS like the daemon does; answers the target to log in to.
+async fn check_pos(r: &mut Report, config: &Config) -> Option<PosTarget> {
+    let c = &config.cashpad;
+    if let Some((host, port)) = &c.static_addr {
+        r.ok(
+            "pos found",
+            format!("static address {host}:{port} (discovery disabled)"),
+        );
+        r.skip("pos version", "not announced with a static cashpad.host");
+        return Some(PosTarget {
+            instance: "static".into(),
+            host: host.clone(),
+            port: *port,
+            iid: c.installation_id.clone().unwrap_or_default(),
+            server: None,
+            app: None,
+            tls: false,
+        });
+    }
+    let seen = match browse(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            r.fail(
+                "pos found",
+                format!("cannot start mDNS on port {}: {e}", c.mdns_port),
+                "another program may hold the mDNS port; check cashpad.interfaces",
+            );
+            r.skip("pos version", "not checked: no POS");
+            return None;
+        }
+    };
+    if seen.is_empty() {
+        r.fail(
+            "pos found",
+            format!(
+                "no Cashpad POS answered on mDNS ({} on port {}) within {} s",
+                discovery::SERVICE_TYPE,
+                c.mdns_port,
+                BROWSE_FOR.as_secs()
+            ),
+            "is the Cashpad server on and on this network? If multicast is blocked, set \
+             cashpad.host (and cashpad.port) to its address",
+        );
+        r.skip("pos version", "not checked: no POS");
+        return None;
+    }
+    let describe = |a: &Announced| {
+        format!(
+            "\"{}\" at {}:{}, Installation ID {}, Server {}",
+            a.instance,
+            a.host,
+            a.port,
+            a.iid.as_deref().unwrap_or("?"),
+            a.server.as_deref().unwrap_or("?")
+        )
+    };
+    let relevant: Vec<&Announced> = match &c.installation_id {
+        Some(iid) => seen
+            .iter()
+            .filter(|a| a.iid.as_deref() == Some(iid))
+            .collect(),
+        None => seen.iter().collect(),
+    };
+    match discovery::select(&seen, c.installation_id.as_deref(), c.min_version) {
+        Ok(Some(t)) => {
+            let a = seen
+                .iter()
+                .find(|a| a.iid.as_deref() == Some(&t.iid))
+                .map(describe)
+                .unwrap_or_default();
+            r.ok("pos found", a);
+            r.ok(
+                "pos version",
+                format!(
+                    "Cashpad {} (the minimum is {})",
+                    t.app.as_deref().unwrap_or("?"),
+                    c.min_version
+                ),
+            );
+            Some(t)
+        }
+        // Seen, but the relevant ones are unusable: say why (too old…).
+        _ if !relevant.is_empty()
+            && relevant
+                .iter()
+                .all(|a| discovery::incompatibility(a, c.min_version).is_some()) =>
+        {
+            let a = relevant[0];
+            r.ok("pos found", describe(a));
+            let why = discovery::incompatibility(a, c.min_version).unwrap_or_default();
+            r.fail(
+                "pos version",
+                why,
+                format!(
+                    "update Cashpad on the POS to {} or later (the integration requires it); the \
+                     agent connects by itself once it is",
+                    c.min_version
+                ),
+            );
+            None
+        }
+        Ok(None) => {
+            r.fail(
+                "pos found",
+                "no usable POS among those answering",
+                "see `zenchef-edge status`",
+            );
+            r.skip("pos version", "not checked: no POS");
+            None
+        }
+        Err(msg) => {
+            r.fail(
+                "pos found",
+                msg,
+                "set cashpad.installation_id to the Installation ID of this restaurant's POS",
+            );
+            r.skip("pos version", "not checked: no POS chosen");
+            None
+        }
+    }
+}
+
+/// Browses `_cashpad._tcp` for [`BROWSE_FOR`] with the daemon's settings.
+async fn browse(config: &Config) -> Result<Vec<Announced>, mdns_sd::Error> {
+    let daemon = discovery::mdns_daemon(&config.cashpad)?;
+    let events = daemon.browse(discovery::SERVICE_TYPE)?;
+    let mut seen: std::collections::BTreeMap<String, Announced> = Default::default();
+    let deadline = tokio::time::Instant::now() + BROWSE_FOR;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv_async()).await {
+            Ok(Ok(mdns_sd::ServiceEvent::ServiceResolved(s))) => {
+                if let Some(a) = discovery::announced(&s) {
+                    seen.insert(s.get_fullname().to_string(), a);
+                }
+            }
+            Ok(Ok(mdns_sd::ServiceEvent::ServiceRemoved(_, name))) => {
+                seen.remove(&name);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    let _ = daemon.shutdown();
+    Ok(seen.into_values().collect())
+}
+
+/// Logs in to the POS broker with a clean session and its own client id.
+async fn check_mqtt(r: &mut Report, config: &Config, t: &PosTarget) {
+    let client_id = format!("zenchef-edge-doctor-{}", t.iid);
+    let mut opts = MqttOptions::new(client_id.clone(), t.host.clone(), t.port);
+    opts.set_keep_alive(Duration::from_secs(10))
+        .set_clean_session(true)
+        .set_credentials(USERNAME, config.cashpad.token.expose());
+    if t.tls {
+        opts.set_transport(Transport::tls_with_default_config());
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    let outcome = tokio::time::timeout(NET_TIMEOUT, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    let addr = format!("{}:{}", t.host, t.port);
+    match outcome {
+        Ok(Ok(())) => {
+            r.ok(
+                "mqtt login",
+                format!(
+                    "accepted by the POS broker at {addr} (user {USERNAME}, client {client_id})"
+                ),
+            );
+            let _ = client.disconnect().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Ok(ev) = eventloop.poll().await {
+                    if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        Ok(Err(ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+        ))) => r.fail(
+            "mqtt login",
+            format!("the POS broker at {addr} refused the MQTT login (user {USERNAME})"),
+            "check cashpad.token: it must be the token Cashpad provided for the Zenchef interface",
+        ),
+        // Some brokers close the connection instead of answering "refused".
+        Ok(Err(ConnectionError::MqttState(rumqttc::StateError::ConnectionAborted))) => r.fail(
+            "mqtt login",
+            format!(
+                "the POS broker at {addr} closed the connection during the MQTT login (user \
+                 {USERNAME}) without accepting it: it most likely refused the token"
+            ),
+            "check cashpad.token: it must be the token Cashpad provided for the Zenchef interface",
+        ),
+        Ok(Err(e)) => r.fail(
+            "mqtt login",
+            format!("cannot log in to the POS broker at {addr}: {e}"),
+            "is the Cashpad server running? Is its MQTT port reachable from the box?",
+        ),
+        Err(_) => r.fail(
+            "mqtt login",
+            format!("no answer from the POS broker at {addr} within {NET_TIMEOUT:?}"),
+            "is the Cashpad server running? Is its MQTT port reachable from the box?",
+        ),
+    }
+}
+
+/// A read-only Zenchef Pay call with the Pay token (zenchef-pay-api.md).
+async fn check_pay_auth(r: &mut Report, base: &str, token: &str, iid: Option<&str>) {
+    let Some(iid) = iid else {
+        r.skip(
+            "pay auth",
+            "not checked: the Installation ID is not known (no POS found)",
+        );
+        return;
+    };
+    let client = match reqwest::Client::builder().timeout(NET_TIMEOUT).build() {
+        Ok(c) => c,
+        Err(e) => {
+            r.fail(
+                "pay auth",
+                format!("cannot build an HTTP client: {e}"),
+                "report this bug",
+            );
+            return;
+        }
+    };
+    let url = format!("{base}/installations/{iid}/payments?limit=1");
+    match client.get(&url).bearer_auth(token).send().await {
+        Ok(resp) if resp.status().is_success() => {
+            r.ok("pay auth", format!("token accepted for installation {iid}"))
+        }
+        Ok(resp) if matches!(resp.status().as_u16(), 401 | 403) => r.fail(
+            "pay auth",
+            format!(
+                "Zenchef Pay refused the token (HTTP {})",
+                resp.status().as_u16()
+            ),
+            "check zenchef_pay.token",
+        ),
+        Ok(resp) if resp.status().as_u16() == 404 => r.fail(
+            "pay auth",
+            format!("Zenchef Pay does not know installation {iid} (HTTP 404)"),
+            "enter the Server and Installation ID in Zenchef: see `zenchef-edge pay-settings`",
+        ),
+        Ok(resp) => r.fail(
+            "pay auth",
+            format!("Zenchef Pay answered HTTP {}", resp.status().as_u16()),
+            "retry later; if it persists, send this line to support",
+        ),
+        Err(e) => r.fail(
+            "pay auth",
+            transport_message(&e),
+            "Zenchef Pay answered the TLS check but not this call: retry later",
+        ),
+    }
+}
+
+fn check_tables(r: &mut Report, config: &Config, store_ok: bool, zenchef: Option<&[String]>) {
+    let Some(zenchef) = zenchef else {
+        r.skip(
+            "tables",
+            "not checked: the Zenchef tables could not be read",
+        );
+        return;
+    };
+    if !store_ok {
+        r.skip("tables", "not checked: no store");
+        return;
+    }
+    let pos = store::open_read_only(&config.store_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| tables::pos_tables(&c));
+    let pos = match pos {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            r.fail(
+                "tables",
+                "no floor plan received from the POS yet",
+                "the agent stores it once connected to the POS (see `zenchef-edge status`); the \
+                 POS publishes it on cashpad/<iid>/floorplan",
+            );
+            return;
+        }
+        Err(e) => {
+            r.fail(
+                "tables",
+                format!("cannot read the floor plan: {e}"),
+                "see `zenchef-edge status`",
+            );
+            return;
+        }
+    };
+    let d = tables::compare(&pos, zenchef);
+    if d.is_clean() {
+        r.ok(
+            "tables",
+            format!(
+                "{} tables, the same names in the POS and in Zenchef",
+                d.identical.len()
+            ),
+        );
+    } else {
+        let found = tables::describe(&d).join("; ");
+        r.fail(
+            "tables",
+            found,
+            "names must be identical in the POS and in Zenchef (the seed's rule): rename them, \
+             see `zenchef-edge tables`",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_not_yet_valid_certificate_names_the_clock() {
+        let msg = "request failed: invalid peer certificate: NotValidYet — the certificate is not \
+                   valid yet: the system clock is probably wrong";
+        assert!(tls_hint(msg, "api.zenchef.com", 443).contains("the system clock is wrong"));
+        assert!(
+            tls_hint("cannot connect: Connection refused", "h", 1).contains("cannot reach h:1")
+        );
+        assert!(tls_hint("timed out", "h", 1).starts_with("no answer from h:1"));
+    }
+}

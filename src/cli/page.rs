@@ -1,0 +1,420 @@
+//! The local status page: the facts of `status` as one small HTML page for
+//! a restaurant manager on the Wi-Fi, in French or English (by the
+//! browser's `Accept-Language`), refreshed by the browser every
+//! [`REFRESH_S`] seconds (meta refresh, no script).
+//!
+//! Every value shown has an `id` (`queued`, `dead`, `pos-state`, …) so
+//! tests and support scripts can read it from the DOM. Text is HTML-escaped;
+//! no secret is ever part of [`Status`].
+
+use chrono::{DateTime, Utc};
+
+use super::status::{ApiSummary, Problem, Status, human_age};
+
+/// Seconds between two automatic reloads.
+pub const REFRESH_S: u32 = 10;
+
+/// Page language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Français.
+    Fr,
+    /// English.
+    En,
+}
+
+/// The preferred language of an `Accept-Language` header: French when the
+/// highest-weighted supported tag is `fr*`, else English.
+pub fn lang_from(accept_language: Option<&str>) -> Lang {
+    let Some(h) = accept_language else {
+        return Lang::En;
+    };
+    let mut best: Option<(f32, Lang)> = None;
+    for part in h.split(',') {
+        let mut it = part.split(';');
+        let tag = it.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = it
+            .find_map(|p| p.trim().strip_prefix("q=").map(str::to_string))
+            .and_then(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let lang = if tag == "fr" || tag.starts_with("fr-") {
+            Lang::Fr
+        } else if tag == "en" || tag.starts_with("en-") {
+            Lang::En
+        } else {
+            continue;
+        };
+        if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, lang));
+        }
+    }
+    best.map(|(_, l)| l).unwrap_or(Lang::En)
+}
+
+/// Escapes text for HTML content and attributes.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn t(lang: Lang, fr: &'static str, en: &'static str) -> &'static str {
+    match lang {
+        Lang::Fr => fr,
+        Lang::En => en,
+    }
+}
+
+/// A manager's sentence for a problem.
+pub fn problem_text(p: Problem, s: &Status, lang: Lang) -> String {
+    let c = &s.counts.base;
+    match (p, lang) {
+        (Problem::AgentNotRunning, Lang::Fr) => {
+            "Le boîtier ne fonctionne pas normalement (l'agent est arrêté) : appelez le support."
+                .into()
+        }
+        (Problem::AgentNotRunning, Lang::En) => {
+            "The box is not working normally (the agent is stopped): call support.".into()
+        }
+        (Problem::ZenchefCredentials, Lang::Fr) => "Zenchef refuse les identifiants du boîtier : \
+             rien n'est perdu, mais rien n'est envoyé. Appelez le support."
+            .into(),
+        (Problem::ZenchefCredentials, Lang::En) => "Zenchef refuses the box's credentials: \
+             nothing is lost, but nothing is sent. Call support."
+            .into(),
+        (Problem::ZenchefOutage, Lang::Fr) => format!(
+            "Zenchef est injoignable (connexion Internet ?) : les réservations ne se mettent plus \
+             à jour sur la caisse. Rien n'est perdu : {} événement(s) de la caisse partiront dès \
+             le retour de la connexion.",
+            c.queued
+        ),
+        (Problem::ZenchefOutage, Lang::En) => format!(
+            "Zenchef cannot be reached (internet connection?): reservations are not updated on \
+             the POS. Nothing is lost: {} POS event(s) will be sent as soon as the connection is \
+             back.",
+            c.queued
+        ),
+        (Problem::PosNotFound, Lang::Fr) => "La caisse Cashpad n'est pas trouvée sur le réseau : \
+             vérifiez que le serveur de caisse est allumé et branché."
+            .into(),
+        (Problem::PosNotFound, Lang::En) => "The Cashpad POS is not found on the network: check \
+             that the POS server is on and plugged in."
+            .into(),
+        (Problem::PosDisconnected, Lang::Fr) => {
+            "La caisse est trouvée mais la connexion avec elle est coupée.".into()
+        }
+        (Problem::PosDisconnected, Lang::En) => {
+            "The POS is found but the connection to it is down.".into()
+        }
+        (Problem::DeadEvents, Lang::Fr) => format!(
+            "{} événement(s) n'ont pas pu être envoyés à Zenchef et attendent un technicien : \
+             appelez le support.",
+            c.dead
+        ),
+        (Problem::DeadEvents, Lang::En) => format!(
+            "{} event(s) could not be sent to Zenchef and wait for a technician: call support.",
+            c.dead
+        ),
+        (Problem::OldQueue, Lang::Fr) => format!(
+            "Des événements attendent depuis {} d'être envoyés à Zenchef.",
+            human_age(s.oldest_queued_age_s.unwrap_or(0))
+        ),
+        (Problem::OldQueue, Lang::En) => format!(
+            "Events have been waiting {} to be sent to Zenchef.",
+            human_age(s.oldest_queued_age_s.unwrap_or(0))
+        ),
+    }
+}
+
+fn when(ts: Option<&str>, tz: chrono_tz::Tz, now: DateTime<Utc>, lang: Lang) -> String {
+    let Some(p) = ts.and_then(|x| DateTime::parse_from_rfc3339(x).ok()) else {
+        return "—".into();
+    };
+    let local = p.with_timezone(&tz);
+    let ago = human_age((now - p.with_timezone(&Utc)).num_seconds());
+    match lang {
+        Lang::Fr => format!("{} (il y a {ago})", local.format("%d/%m %H:%M:%S")),
+        Lang::En => format!("{} ({ago} ago)", local.format("%d/%m %H:%M:%S")),
+    }
+}
+
+fn api_state(a: &ApiSummary, lang: Lang) -> (&'static str, &'static str) {
+    match a.state {
+        "ok" => (t(lang, "joignable", "reachable"), "ok"),
+        "outage" => (t(lang, "INJOIGNABLE", "UNREACHABLE"), "bad"),
+        "credentials_refused" => (
+            t(lang, "IDENTIFIANTS REFUSÉS", "CREDENTIALS REFUSED"),
+            "bad",
+        ),
+        "disabled" => (t(lang, "non activé", "not enabled"), "off"),
+        _ => (t(lang, "inconnu", "unknown"), "warn"),
+    }
+}
+
+/// The whole page.
+pub fn render(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, lang: Lang) -> String {
+    let c = &s.counts;
+    let mut rows = String::new();
+    let mut row = |id: &str, label: &str, value: &str, class: &str| {
+        rows.push_str(&format!(
+            "<tr><th>{}</th><td id=\"{id}\" class=\"{class}\">{}</td></tr>\n",
+            esc(label),
+            esc(value)
+        ));
+    };
+    // POS.
+    let (pos_state, pos_class) = match s.pos.state {
+        "connected" => (t(lang, "connectée", "connected"), "ok"),
+        "found" => (
+            t(lang, "trouvée, connexion COUPÉE", "found, connection DOWN"),
+            "bad",
+        ),
+        "not_found" => (t(lang, "NON TROUVÉE", "NOT FOUND"), "bad"),
+        _ => (t(lang, "inconnue", "unknown"), "warn"),
+    };
+    row(
+        "pos-state",
+        t(lang, "Caisse Cashpad", "Cashpad POS"),
+        pos_state,
+        pos_class,
+    );
+    let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "—".into());
+    row(
+        "pos-address",
+        t(lang, "Adresse", "Address"),
+        &dash(&s.pos.address),
+        "",
+    );
+    row(
+        "pos-version",
+        t(lang, "Version Cashpad", "Cashpad version"),
+        &dash(&s.pos.app_version),
+        "",
+    );
+    row(
+        "pos-iid",
+        "Installation ID",
+        &dash(&s.pos.installation_id),
+        "",
+    );
+    row("pos-server", "Server", &dash(&s.pos.server), "");
+    row(
+        "pos-since",
+        t(lang, "Connectée depuis", "Connected since"),
+        &when(s.pos.connected_since.as_deref(), tz, now, lang),
+        "",
+    );
+    // Zenchef and Pay.
+    for (prefix, label, api) in [
+        ("zenchef", "Zenchef", &s.zenchef),
+        ("pay", "Zenchef Pay", &s.pay),
+    ] {
+        let (state, class) = api_state(api, lang);
+        row(&format!("{prefix}-state"), label, state, class);
+        if api.state != "disabled" {
+            row(
+                &format!("{prefix}-last-success"),
+                t(lang, "Dernier succès", "Last success"),
+                &when(api.last_success.as_deref(), tz, now, lang),
+                "",
+            );
+            if let Some(e) = &api.last_error {
+                row(
+                    &format!("{prefix}-last-error"),
+                    t(lang, "Dernière erreur", "Last error"),
+                    &format!(
+                        "{} — {e}",
+                        when(api.last_error_at.as_deref(), tz, now, lang)
+                    ),
+                    "",
+                );
+            }
+        }
+    }
+    // Queue.
+    let n = |v: i64| v.to_string();
+    row(
+        "queued",
+        t(lang, "En attente d'envoi", "Waiting to be sent"),
+        &n(c.base.queued),
+        "",
+    );
+    row(
+        "inflight",
+        t(lang, "En cours d'envoi", "Being sent"),
+        &n(c.inflight),
+        "",
+    );
+    row(
+        "dead",
+        t(lang, "Bloqués (technicien)", "Stuck (technician)"),
+        &n(c.base.dead),
+        if c.base.dead > 0 { "bad" } else { "" },
+    );
+    row(
+        "rejected",
+        t(lang, "Messages illisibles", "Unreadable messages"),
+        &n(c.base.rejected),
+        "",
+    );
+    row(
+        "oldest-queued",
+        t(lang, "Plus ancienne attente", "Oldest waiting"),
+        &s.oldest_queued_age_s
+            .map(human_age)
+            .unwrap_or_else(|| "—".into()),
+        "",
+    );
+    row(
+        "orders-open",
+        t(lang, "Tables ouvertes", "Open tables"),
+        &n(c.base.orders_open),
+        "",
+    );
+    row(
+        "reservations",
+        t(
+            lang,
+            "Réservations sur la caisse",
+            "Reservations on the POS",
+        ),
+        &n(c.base.reservations_published),
+        "",
+    );
+    row(
+        "last-sync",
+        t(
+            lang,
+            "Dernière synchro des réservations",
+            "Last reservation sync",
+        ),
+        &when(s.last_reservation_sync.as_deref(), tz, now, lang),
+        "",
+    );
+    let update = match &s.update_state {
+        serde_json::Value::String(x) => x.clone(),
+        v => v
+            .get("state")
+            .and_then(|x| x.as_str())
+            .map(str::to_string)
+            .unwrap_or(v.to_string()),
+    };
+    let update = if update == "unknown" {
+        t(lang, "inconnu", "unknown").to_string()
+    } else {
+        update
+    };
+    row(
+        "version",
+        t(lang, "Version de l'agent", "Agent version"),
+        &s.version,
+        "",
+    );
+    row(
+        "update-state",
+        t(lang, "Mise à jour", "Update"),
+        &update,
+        "",
+    );
+
+    let (verdict_class, verdict) = if s.problems.is_empty() {
+        (
+            "ok",
+            vec![
+                t(
+                    lang,
+                    "Tout fonctionne : la caisse et Zenchef sont synchronisés.",
+                    "All good: the POS and Zenchef are in sync.",
+                )
+                .to_string(),
+            ],
+        )
+    } else {
+        (
+            "bad",
+            s.problems
+                .iter()
+                .map(|p| problem_text(*p, s, lang))
+                .collect(),
+        )
+    };
+    let verdict_html: String = verdict
+        .iter()
+        .map(|v| format!("<p>{}</p>", esc(v)))
+        .collect();
+    let (html_lang, title, checked) = match lang {
+        Lang::Fr => ("fr", "État du boîtier Zenchef", "Vérifié le"),
+        Lang::En => ("en", "Zenchef box status", "Checked at"),
+    };
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="{html_lang}">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="{REFRESH_S}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1em auto; max-width: 40em; padding: 0 1em; color: #222; }}
+h1 {{ font-size: 1.3em; }}
+#verdict {{ padding: .6em 1em; border-radius: .4em; font-size: 1.1em; }}
+#verdict.ok {{ background: #e3f6e3; border: 1px solid #3a3; }}
+#verdict.bad {{ background: #fde8e8; border: 1px solid #c33; }}
+table {{ border-collapse: collapse; width: 100%; margin-top: 1em; }}
+th {{ text-align: left; font-weight: normal; color: #555; padding: .25em .5em .25em 0; width: 45%; }}
+td {{ padding: .25em 0; word-break: break-word; }}
+td.ok {{ color: #2a2; font-weight: bold; }}
+td.bad {{ color: #c22; font-weight: bold; }}
+td.warn {{ color: #a70; }}
+td.off {{ color: #888; }}
+footer {{ margin-top: 1em; color: #888; font-size: .85em; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+<div id="verdict" class="{verdict_class}">{verdict_html}</div>
+<table>
+{rows}</table>
+<footer>{checked} <span id="checked-at">{checked_at}</span> · zenchef-edge {version}</footer>
+</body>
+</html>
+"#,
+        checked_at = esc(&when(Some(&s.checked_at), tz, now, lang)),
+        version = esc(&s.version),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_preferred_supported_language() {
+        for (h, want) in [
+            (None, Lang::En),
+            (Some("fr-FR,fr;q=0.9,en;q=0.8"), Lang::Fr),
+            (Some("en-GB,en;q=0.9,fr;q=0.8"), Lang::En),
+            (Some("de-DE,de;q=0.9,fr;q=0.5"), Lang::Fr),
+            (Some("de"), Lang::En),
+            (Some("en;q=0.4, fr;q=0.6"), Lang::Fr),
+            (Some("fr;q=0"), Lang::En),
+            (Some("FR"), Lang::Fr),
+        ] {
+            assert_eq!(lang_from(h), want, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(esc(r#"<b a="1">&'"#), "&lt;b a=&quot;1&quot;&gt;&amp;&#39;");
+    }
+}

@@ -1,0 +1,236 @@
+//! `zenchef-edge tables [--json]`: the POS floor plan (cashpad §5, kept by
+//! the daemon in the store's `kv` key `floorplan`) against the tables Zenchef
+//! knows (`GET /tables`).
+//!
+//! The seed is strict: *table names must be identical in the POS and in
+//! Zenchef* — a reservation on table "7A" is not matched when the POS opens
+//! "7a" (sync-rules 4). This command lists names found on one side only and
+//! the near-misses that differ only by case, spaces or accents, so a
+//! technician knows which side to rename. Exit code 1 when any difference
+//! exists.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::outbox::{self, store};
+use crate::zenchef::client::ZenchefClient;
+
+/// The rule, quoted from the seed (Zenchef's help centre).
+pub const RULE: &str = "Table names must be identical in Cashpad and in Zenchef \
+(« il est très important que les noms des tables soient identiques dans Cashpad et Zenchef »).";
+
+/// The comparison of both sides.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TableDiff {
+    /// Names present on both sides, identical.
+    pub identical: Vec<String>,
+    /// Near-misses: `(POS name, Zenchef name)` equal once case, spaces and
+    /// accents are ignored.
+    pub near_misses: Vec<(String, String)>,
+    /// Names only in the POS (no near-miss either).
+    pub only_pos: Vec<String>,
+    /// Names only in Zenchef (no near-miss either).
+    pub only_zenchef: Vec<String>,
+}
+
+impl TableDiff {
+    /// Both sides agree.
+    pub fn is_clean(&self) -> bool {
+        self.near_misses.is_empty() && self.only_pos.is_empty() && self.only_zenchef.is_empty()
+    }
+}
+
+/// A name with case, every space and accents removed: what a person reads
+/// as "the same table".
+pub fn loose(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_whitespace() || ('\u{300}'..='\u{36f}').contains(&c) {
+            continue; // spaces, combining accents (decomposed form)
+        }
+        let base = match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => {
+                "a"
+            }
+            'ç' | 'Ç' => "c",
+            'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => "e",
+            'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => "i",
+            'ñ' | 'Ñ' => "n",
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' => "o",
+            'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => "u",
+            'ý' | 'ÿ' | 'Ý' => "y",
+            'œ' | 'Œ' => "oe",
+            'æ' | 'Æ' => "ae",
+            _ => {
+                out.extend(c.to_lowercase());
+                continue;
+            }
+        };
+        out.push_str(base);
+    }
+    out
+}
+
+/// Compares the two lists of names (pure).
+pub fn compare(pos: &[String], zenchef: &[String]) -> TableDiff {
+    let pos: BTreeSet<&str> = pos.iter().map(String::as_str).collect();
+    let zc: BTreeSet<&str> = zenchef.iter().map(String::as_str).collect();
+    let mut d = TableDiff {
+        identical: pos.intersection(&zc).map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let lonely_zc: Vec<&str> = zc.difference(&pos).copied().collect();
+    let mut by_loose: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for z in &lonely_zc {
+        by_loose.entry(loose(z)).or_default().push(z);
+    }
+    let mut paired: BTreeSet<&str> = BTreeSet::new();
+    for p in pos.difference(&zc) {
+        match by_loose.get(&loose(p)) {
+            Some(zs) => {
+                for z in zs {
+                    d.near_misses.push((p.to_string(), z.to_string()));
+                    paired.insert(z);
+                }
+            }
+            None => d.only_pos.push(p.to_string()),
+        }
+    }
+    d.only_zenchef = lonely_zc
+        .into_iter()
+        .filter(|z| !paired.contains(z))
+        .map(str::to_string)
+        .collect();
+    d
+}
+
+/// Table names of the floor plan the POS published, from the store;
+/// `None` when no floor plan was received yet.
+pub fn pos_tables(conn: &rusqlite::Connection) -> anyhow::Result<Option<Vec<String>>> {
+    let Some(text) = outbox::kv_get(conn, "floorplan")? else {
+        return Ok(None);
+    };
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    Ok(Some(
+        v["tables"]
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .filter_map(|t| t["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    ))
+}
+
+/// Human lines describing a diff (one per finding; no header).
+pub fn describe(d: &TableDiff) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, z) in &d.near_misses {
+        out.push(format!(
+            "near-miss: POS \"{p}\" vs Zenchef \"{z}\" (differ only by case, spaces or accents)"
+        ));
+    }
+    for p in &d.only_pos {
+        out.push(format!("only in the POS: \"{p}\""));
+    }
+    for z in &d.only_zenchef {
+        out.push(format!("only in Zenchef: \"{z}\""));
+    }
+    out
+}
+
+/// The command. Exit 0 when both sides agree, 1 otherwise (or when a side
+/// cannot be read).
+pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
+    let pos = {
+        let conn = store::open_read_only(&config.store_path)?;
+        pos_tables(&conn)?
+    };
+    let Some(pos) = pos else {
+        eprintln!(
+            "no floor plan received from the POS yet (it is published retained on \
+             cashpad/<iid>/floorplan once the agent is connected): see `zenchef-edge status`"
+        );
+        return Ok(1);
+    };
+    let client = ZenchefClient::new(&config.zenchef, config.delivery.http_timeout)?;
+    let zc: Vec<String> = client
+        .tables()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the tables from Zenchef: {e}"))?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let d = compare(&pos, &zc);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(if d.is_clean() { 0 } else { 1 });
+    }
+    println!(
+        "POS floor plan: {} table(s); Zenchef: {} table(s); identical: {}",
+        pos.len(),
+        zc.len(),
+        d.identical.len()
+    );
+    if d.is_clean() {
+        println!("ok: every table name is the same on both sides");
+        return Ok(0);
+    }
+    for l in describe(&d) {
+        println!("  {l}");
+    }
+    println!("Rule: {RULE}");
+    println!(
+        "Rename the table on one side (usually in Zenchef) so both read exactly the same; \
+         reservations on a near-miss are NOT matched."
+    );
+    Ok(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(xs: &[&str]) -> Vec<String> {
+        xs.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn one_side_only_near_misses_and_identical() {
+        let d = compare(
+            &v(&["1", "2", "7a", "Terrasse 1", "Bar", "Salon privé"]),
+            &v(&["1", "2", "7A", "terrasse1", "Salon prive", "99"]),
+        );
+        assert_eq!(d.identical, v(&["1", "2"]));
+        assert_eq!(
+            d.near_misses,
+            vec![
+                ("7a".into(), "7A".into()),
+                ("Salon privé".into(), "Salon prive".into()),
+                ("Terrasse 1".into(), "terrasse1".into()),
+            ]
+        );
+        assert_eq!(d.only_pos, v(&["Bar"]));
+        assert_eq!(d.only_zenchef, v(&["99"]));
+        assert!(!d.is_clean());
+        assert!(compare(&v(&["12"]), &v(&["12"])).is_clean());
+    }
+
+    #[test]
+    fn loose_ignores_case_spaces_and_accents_only() {
+        for (a, b) in [
+            ("7a", "7A"),
+            (" 12 ", "12"),
+            ("Été 3", "ete3"),
+            ("Cœur", "coeur"),
+            ("e\u{301}", "é"),
+        ] {
+            assert_eq!(loose(a), loose(b), "{a} vs {b}");
+        }
+        assert_ne!(loose("12"), loose("21"));
+        assert_ne!(loose("7a"), loose("7b"));
+    }
+}
