@@ -14,11 +14,18 @@
 //! Along the way it re-sends two events the POS already sent, as a POS does
 //! after a reconnect, so that duplicate suppression is shown and checked.
 //!
+//! Zenchef Pay is on ([`Scenario::generate_pay`]): a Zenchef Pay fake runs
+//! too, 8 tables are paid by guests from their phone (2 split between
+//! guests, at least 1 with a tip) and settled in the POS through the agent,
+//! and one guest pays a table already paid in cash: the agent must refuse
+//! that payment (Zenchef Pay refunds it).
+//!
 //! At the end it prints a summary and checks the Zenchef fake against the
 //! scenario's expected outcome (status histories, walk-ins, tickets,
 //! customersheets), the POS against Zenchef (reservations, withdrawals),
-//! and the agent's counters (nothing lost, nothing dead, nothing
-//! quarantined). Exit code 0 when everything holds, 1 otherwise (each
+//! Zenchef Pay and the POS against the expected checks and payments
+//! ([`Scenario::pay_problems`]), and the agent's counters (nothing lost,
+//! nothing dead, nothing quarantined). Exit code 0 when everything holds, 1 otherwise (each
 //! problem on its own line), 2 on usage errors.
 
 mod checks;
@@ -126,7 +133,7 @@ async fn play_day(
     started: Instant,
 ) -> anyhow::Result<Vec<String>> {
     let day = Utc::now().with_timezone(&paris_winter()).date_naive();
-    let sc = Scenario::generate(args.seed, day);
+    let sc = Scenario::generate_pay(args.seed, day);
     describe(&sc);
 
     let mut demo = Demo::start(sc, agent, dir, started).await?;
@@ -288,10 +295,45 @@ fn describe(sc: &Scenario) {
         sc.expected.tickets.len(),
         events.len()
     );
+    describe_pay(sc);
     println!(
         "  internet outage {}–{}",
         out_start.format("%H:%M"),
         out_end.format("%H:%M")
+    );
+}
+
+/// Prints what Zenchef Pay sees of the service.
+fn describe_pay(sc: &Scenario) {
+    let mut guests: std::collections::BTreeMap<&str, (usize, bool)> = Default::default();
+    let mut refused = 0;
+    for st in &sc.steps {
+        match st {
+            Step::GuestPays {
+                order_id,
+                tip_cents,
+                ..
+            } => {
+                let g = guests.entry(order_id).or_default();
+                g.0 += 1;
+                g.1 |= *tip_cents > 0;
+            }
+            Step::InjectPayment { .. } => refused += 1,
+            _ => {}
+        }
+    }
+    let splits: Vec<String> = guests
+        .values()
+        .filter(|g| g.0 > 1)
+        .map(|g| g.0.to_string())
+        .collect();
+    println!(
+        "  Zenchef Pay: {} tables paid by the guests from their phone ({} split between {} guests, {} with a tip), {} guest paying a table already paid in cash",
+        guests.len(),
+        splits.len(),
+        splits.join(" and "),
+        guests.values().filter(|g| g.1).count(),
+        refused
     );
 }
 

@@ -1,5 +1,8 @@
 //! The demo proper: the rig, the service played step by step, the progress
 //! lines and the summary.
+//!
+//! Zenchef Pay steps (guest payments, a payment to refuse) are played and
+//! followed by [`pay`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -9,11 +12,16 @@ use anyhow::Context;
 use chrono::{DateTime, FixedOffset, Timelike};
 use serde_json::{Value, json};
 use zenchef_sim::harness::{Rig, RigOptions};
+use zenchef_sim::pay::{PayConfig, PayFake};
 use zenchef_sim::scenario::{Scenario, Step, ZenchefChange};
+use zenchef_sim::util::random_hex;
 use zenchef_sim::zenchef::Fault;
 
 use crate::checks::{verify_pos, verify_zenchef};
 use crate::pacer::Pacer;
+use pay::{PAY_POLL, PAY_TOKEN, PayReport};
+
+mod pay;
 
 /// Zenchef API token the fake expects and the agent is given.
 const ZENCHEF_TOKEN: &str = "zc-demo-token";
@@ -21,7 +29,8 @@ const ZENCHEF_TOKEN: &str = "zc-demo-token";
 const RESENT: usize = 2;
 /// Service hours before this belong to lunch, after it to dinner.
 pub const DINNER_FROM_HOUR: u32 = 16;
-/// How often the outage is watched (`status --json`).
+/// How often the outage is watched (`status --json`) and pending Zenchef Pay
+/// rejections are looked for.
 const OUTAGE_POLL: Duration = Duration::from_millis(200);
 
 /// Lunch or dinner.
@@ -56,6 +65,8 @@ struct ServiceStats {
     moves: usize,
     split_payments: usize,
     paid: usize,
+    /// Bills closed by a guest through Zenchef Pay.
+    paid_by_pay: usize,
     changes: usize,
     cancels: usize,
 }
@@ -79,6 +90,11 @@ pub struct Demo {
     pub sc: Scenario,
     /// Simulators and agent.
     rig: Rig,
+    /// The Zenchef Pay fake (`rig.pay`).
+    pay: PayFake,
+    pay_report: PayReport,
+    /// Service time of the step played last.
+    clock: Option<DateTime<FixedOffset>>,
     started: Instant,
     /// Every envelope published, re-sends included.
     published: Vec<Value>,
@@ -104,15 +120,42 @@ impl Demo {
         dir: &Path,
         started: Instant,
     ) -> anyhow::Result<Demo> {
-        let rig = Rig::start(
-            RigOptions::new(sc.zenchef_config(ZENCHEF_TOKEN)),
-            agent,
-            dir,
-        )
-        .await
-        .context("starting the simulators")?;
+        let mut opts = RigOptions {
+            pay: Some(PayConfig {
+                token: PAY_TOKEN.into(),
+                ..Default::default()
+            }),
+            ..RigOptions::new(sc.zenchef_config(ZENCHEF_TOKEN))
+        };
+        // Other rigs on this machine (tests running meanwhile) advertise on
+        // a random loopback mDNS port too, with the same default
+        // installation id and token: on a port collision their agent could
+        // take over our broker session (same MQTT client id) and ours could
+        // follow their POS. An installation id and a token of our own keep
+        // them apart (the agent only follows the configured installation).
+        opts.iid = format!("CP-{}", random_hex(6).to_uppercase());
+        opts.cashpad_token = format!("cashpad-{}", random_hex(16));
+        let rig = Rig::start(opts, agent, dir)
+            .await
+            .context("starting the simulators")?;
         rig.pos.publish_floorplan(&sc.floorplan()).await?;
+        let pay = rig
+            .pay
+            .clone()
+            .context("the rig started without its Zenchef Pay fake")?;
+        let mut guests_total = BTreeMap::new();
+        for st in &sc.steps {
+            if let Step::GuestPays { order_id, .. } = st {
+                *guests_total.entry(order_id.clone()).or_insert(0) += 1;
+            }
+        }
         let mut demo = Demo {
+            pay,
+            clock: None,
+            pay_report: PayReport {
+                guests_total,
+                ..Default::default()
+            },
             walkin_orders: sc
                 .expected
                 .walkins
@@ -136,10 +179,11 @@ impl Demo {
         demo.say(
             None,
             &format!(
-                "simulators up: MQTT broker 127.0.0.1:{}, mDNS on loopback port {}, Zenchef API {}",
+                "simulators up: MQTT broker 127.0.0.1:{}, mDNS on loopback port {}, Zenchef API {}, Zenchef Pay API {}",
                 demo.rig.broker.port,
                 demo.rig.mdns_port,
-                demo.rig.zenchef.base_url()
+                demo.rig.zenchef.base_url(),
+                demo.pay.base_url()
             ),
         );
         demo.rig.spawn_agent().context("starting the agent")?;
@@ -261,9 +305,15 @@ impl Demo {
         let mut service: Option<Service> = None;
         for (i, step) in steps.iter().enumerate() {
             self.wait_until(pacer.due(i)).await;
+            // The POS's answers to settle commands and the guests' payments
+            // carry the service time.
+            self.clock = Some(step.at());
+            self.rig.pos.set_clock(self.clock);
+            self.pay.set_clock(self.clock);
             let now = Service::of(step.at());
             if service != Some(now) {
                 if let Some(prev) = service {
+                    pacer.pause(self.wait_pay_settled().await);
                     self.service_over(prev, steps[i - 1].at());
                 }
                 self.say(Some(step.at()), &format!("── {} service ──", now.name()));
@@ -280,22 +330,56 @@ impl Demo {
                 }
                 Step::OutageStart { at } => self.outage_start(*at).await?,
                 Step::OutageEnd { at } => self.outage_end(*at).await?,
+                Step::GuestPays {
+                    at,
+                    order_id,
+                    amount_cents,
+                    tip_cents,
+                    method,
+                } => {
+                    self.guest_pays(now, *at, order_id, *amount_cents, *tip_cents, method)
+                        .await
+                }
+                Step::InjectPayment {
+                    at,
+                    order_id,
+                    amount_cents,
+                    tip_cents,
+                    method,
+                } => {
+                    self.inject_payment(now, *at, order_id, *amount_cents, *tip_cents, method)
+                        .await
+                }
             };
             pacer.pause(paused);
         }
         if let (Some(s), Some(last)) = (service, steps.last()) {
+            self.wait_pay_settled().await;
             self.service_over(s, last.at());
         }
         self.playback = pacer.total();
         Ok(())
     }
 
-    /// Sleeps until `deadline`; while the internet is down, watches the
-    /// agent's queue meanwhile.
+    /// Sleeps until `deadline`; meanwhile watches the agent's queue while
+    /// the internet is down, and reports Zenchef Pay rejections as the
+    /// agent acks them.
     async fn wait_until(&mut self, deadline: tokio::time::Instant) {
-        while self.down && tokio::time::Instant::now() < deadline {
-            self.watch_queue();
-            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + OUTAGE_POLL)).await;
+        loop {
+            self.report_pay();
+            if !self.down && self.pay_report.pending.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            let poll = if self.down {
+                self.watch_queue();
+                OUTAGE_POLL
+            } else {
+                PAY_POLL
+            };
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + poll)).await;
         }
         tokio::time::sleep_until(deadline).await;
     }
@@ -394,18 +478,24 @@ impl Demo {
         );
     }
 
-    /// Waits for the agent to have stored every event published so far and
-    /// (when `drained`) to have forwarded all of them.
+    /// Distinct events the POS sent: the scenario's and the POS's own
+    /// answers to settle commands.
+    fn distinct_sent(&self) -> i64 {
+        (self.unique.len() + self.rig.pos.answers().len()) as i64
+    }
+
+    /// Waits for the agent to have stored every event published so far
+    /// (the POS's answers to settle commands included) and (when `drained`)
+    /// to have forwarded all of them.
     async fn wait_caught_up(
         &self,
         what: &str,
         drained: bool,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
-        let n = self.unique.len() as i64;
         self.rig
             .wait_status(what, timeout, |s| {
-                s["counts"]["received"].as_i64() == Some(n)
+                s["counts"]["received"].as_i64() == Some(self.distinct_sent())
                     && (!drained || s["counts"]["queued"] == json!(0))
             })
             .await
@@ -416,6 +506,7 @@ impl Demo {
     /// time spent waiting.
     async fn outage_start(&mut self, at: DateTime<FixedOffset>) -> anyhow::Result<Duration> {
         let t = Instant::now();
+        self.wait_pay_settled().await;
         self.wait_caught_up("delivery before the outage", true, Duration::from_secs(60))
             .await?;
         let waited = t.elapsed();
@@ -502,13 +593,14 @@ impl Demo {
         let c = self.counts();
         let st = self.stats(s);
         let line = format!(
-            "{} over: {} opened ({}), {}, {} paid ({} split); in Zenchef {} changed, {} cancelled; agent {}",
+            "{} over: {} opened ({}), {}, {} paid ({} split, {} through Zenchef Pay); in Zenchef {} changed, {} cancelled; agent {}",
             s.name(),
             plural(st.opened, "table"),
             plural(st.walkins, "walk-in"),
             plural(st.moves, "move"),
             plural(st.paid, "bill"),
             st.split_payments,
+            st.paid_by_pay,
             plural(st.changes, "booking"),
             st.cancels,
             Self::counts_line(&c)
@@ -516,8 +608,10 @@ impl Demo {
         self.say(Some(at), &line);
     }
 
-    /// Waits until the agent stored and forwarded everything.
+    /// Waits until the agent acked every Zenchef Pay payment, then stored
+    /// and forwarded everything.
     pub async fn wait_all_delivered(&mut self) -> anyhow::Result<()> {
+        self.wait_pay_acked().await;
         let s = self
             .wait_caught_up("every event delivered", true, Duration::from_secs(90))
             .await?;
@@ -538,25 +632,46 @@ impl Demo {
         let mut problems = verify_zenchef(&self.sc, &self.rig);
         problems.extend(self.verify_counts());
         problems.extend(verify_pos(&self.sc, &self.rig).await);
+        problems.extend(self.pay_report.problems.iter().cloned());
+        problems.extend(
+            self.sc
+                .pay_problems(&self.pay, &self.rig.pos)
+                .into_iter()
+                .map(|p| format!("Zenchef Pay: {p}")),
+        );
         problems
     }
 
     fn verify_counts(&self) -> Vec<String> {
         let mut p = Vec::new();
         let c = self.counts();
-        let n = self.unique.len() as i64;
+        let n = self.distinct_sent();
+        let answers = self.rig.pos.answers().len();
         let get = |k: &str| c[k].as_i64().unwrap_or(-1);
         if get("received") != n {
             p.push(format!(
-                "the POS sent {n} distinct events, the agent stored {}",
+                "the POS sent {n} distinct events ({} scripted + {answers} answers to settle commands), the agent stored {}",
+                self.unique.len(),
                 get("received")
             ));
         }
-        if n != self.sc.pos_events().len() as i64 {
+        if self.unique.len() != self.sc.pos_events().len() {
             p.push(format!(
-                "{n} distinct events sent, the scenario has {}",
+                "{} distinct scripted events sent, the scenario has {}",
+                self.unique.len(),
                 self.sc.pos_events().len()
             ));
+        }
+        let (settle, reject) = self.expected_fates();
+        if answers != settle {
+            p.push(format!(
+                "the POS answered {answers} settle commands, expected {settle} (one per guest payment)"
+            ));
+        }
+        for (k, want) in [("pay_settled", settle), ("pay_rejected", reject)] {
+            if get(k) != want as i64 {
+                p.push(format!("agent counts.{k} = {}, expected {want}", get(k)));
+            }
         }
         if get("duplicates") != self.resent as i64 {
             p.push(format!(
@@ -603,11 +718,12 @@ impl Demo {
             .count();
         let row = |label: &str, value: String| println!("  {label:<38} {value}");
         println!("\n── summary ─────────────────────────────────────────────────────────");
+        let answers = self.rig.pos.answers().len();
         row(
             "events sent by the POS",
             format!(
-                "{} ({} distinct + {} re-sent on purpose)",
-                self.published.len(),
+                "{} ({} distinct scripted + {answers} answers to settle commands + {} re-sent on purpose)",
+                self.published.len() + answers,
                 self.unique.len(),
                 self.resent
             ),
@@ -671,6 +787,7 @@ impl Demo {
                 on_pos.len() - booked
             ),
         );
+        self.print_pay_summary(&c);
         println!("  average spends (visits, average before → after):");
         for line in self.average_spends(4) {
             println!("    {line}");
