@@ -34,8 +34,8 @@
 pub mod cli;
 pub mod config;
 pub mod health;
-pub mod identity;
 pub mod http;
+pub mod identity;
 pub mod links;
 pub mod logging;
 pub mod outbox;

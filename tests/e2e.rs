@@ -452,7 +452,7 @@ async fn two_pos_without_an_installation_id_are_refused_and_listed() {
     zenchef_sim::util::wait_for("the refusal in the log", Duration::from_secs(20), || {
         let log = rig.log();
         (log.contains("2 POS answer on the LAN and cashpad.installation_id is not set")
-            && log.contains("CP-4F2A91")
+            && log.contains(&rig.opts.iid)
             && log.contains("CP-OTHER"))
         .then_some(())
     })

@@ -196,7 +196,7 @@ async fn the_box_advertises_itself_by_mdns_with_its_device_id_and_the_pos_iid() 
             rig.log_tail(30)
         );
         if let Ok(ServiceEvent::ServiceResolved(s)) = rx.recv_timeout(Duration::from_millis(500))
-            && s.get_property_val_str("iid") == Some("CP-4F2A91")
+            && s.get_property_val_str("iid") == Some(rig.opts.iid.as_str())
         {
             assert_eq!(
                 s.get_property_val_str("version"),

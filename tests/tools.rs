@@ -172,7 +172,7 @@ async fn status_shows_the_pos_zenchef_queue_and_outages_while_the_daemon_runs() 
     assert_eq!(s["store"], json!(rig.store_path().display().to_string()));
     assert_eq!(s["daemon_running"], json!(true));
     assert_eq!(s["pos"]["state"], json!("connected"));
-    assert_eq!(s["pos"]["installation_id"], json!("CP-4F2A91"));
+    assert_eq!(s["pos"]["installation_id"], json!(rig.opts.iid));
     assert_eq!(s["pos"]["server"], json!("eu-3"));
     assert_eq!(s["pos"]["app_version"], json!("2.0.18"));
     assert_eq!(
@@ -206,7 +206,7 @@ async fn status_shows_the_pos_zenchef_queue_and_outages_while_the_daemon_runs() 
         assert_eq!(c[k], json!(v), "counts.{k} in {s}");
     }
     assert_eq!(s["oldest_queued_age_s"], Value::Null);
-    assert_eq!(s["daemon"]["pos"]["installation_id"], json!("CP-4F2A91"));
+    assert_eq!(s["daemon"]["pos"]["installation_id"], json!(rig.opts.iid));
 
     // The human output: 80 columns, no colour off a terminal.
     let (code, text, _) = cli(&rig, &["status"]);
@@ -218,7 +218,10 @@ async fn status_shows_the_pos_zenchef_queue_and_outages_while_the_daemon_runs() 
     for want in [
         "OK",
         "POS         connected  \"Cashpad Server (Le Bistrot)\" at 127.0.0.1:",
-        "Cashpad 2.0.18  Installation ID CP-4F2A91  Server eu-3",
+        &format!(
+            "Cashpad 2.0.18  Installation ID {}  Server eu-3",
+            rig.opts.iid
+        ),
         "queued 0  in flight 0  dead 0  rejected 0",
         "open 2  walk-ins created 1",
     ] {
@@ -274,7 +277,10 @@ async fn status_shows_the_pos_zenchef_queue_and_outages_while_the_daemon_runs() 
     let (code, out, _) = cli(&rig, &["pay-settings"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Cashpad Server:   eu-3"), "{out}");
-    assert!(out.contains("Installation ID:  CP-4F2A91"), "{out}");
+    assert!(
+        out.contains(&format!("Installation ID:  {}", rig.opts.iid)),
+        "{out}"
+    );
     assert!(
         out.contains("Settings → Pay at table → POS software"),
         "{out}"
@@ -1009,7 +1015,7 @@ async fn the_status_page_in_a_real_browser_and_the_webhook_nudge() {
         "O-1 is open until its bill is delivered"
     );
     assert_eq!(by_id(&dom, "pos-state"), "connectée");
-    assert_eq!(by_id(&dom, "pos-iid"), "CP-4F2A91");
+    assert_eq!(by_id(&dom, "pos-iid"), rig.opts.iid);
     assert_eq!(by_id(&dom, "pos-server"), "eu-3");
     assert_eq!(by_id(&dom, "zenchef-state"), "joignable");
     assert_eq!(by_id(&dom, "pay-state"), "non activé");
@@ -1050,7 +1056,7 @@ async fn the_status_page_in_a_real_browser_and_the_webhook_nudge() {
         .await
         .unwrap();
     assert_eq!(j["counts"]["dead"], json!(1));
-    assert_eq!(j["pos"]["installation_id"], json!("CP-4F2A91"));
+    assert_eq!(j["pos"]["installation_id"], json!(rig.opts.iid));
     assert_eq!(j["store"], json!(rig.store_path().display().to_string()));
     let r = client
         .get(format!("http://127.0.0.1:{port}/nope"))

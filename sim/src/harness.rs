@@ -57,9 +57,12 @@ pub struct RigOptions {
 impl RigOptions {
     /// Defaults for a given Zenchef fake configuration.
     pub fn new(zenchef: ZenchefConfig) -> Self {
+        // A fresh Installation ID and token per rig: rigs running at the
+        // same time on this machine (parallel tests) must never take each
+        // other's POS, even if their mDNS ports collide.
         RigOptions {
-            iid: "CP-4F2A91".into(),
-            cashpad_token: "cashpad-token-s3cret".into(),
+            iid: format!("CP-{}", crate::util::random_hex(6).to_uppercase()),
+            cashpad_token: format!("cashpad-token-{}", crate::util::random_hex(12)),
             zenchef,
             timezone: "Etc/GMT-1".into(),
             app_version: "2.0.18".into(),

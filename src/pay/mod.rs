@@ -161,7 +161,8 @@ fn todo(c: &Connection) -> Result<Vec<Todo>, StoreError> {
                 p.command_sent_at, o.table_name
          FROM pay_payments p LEFT JOIN orders o ON o.order_id = p.order_id
          WHERE p.state IN ('settle', 'command_sent', 'reject')
-         ORDER BY p.received_at, p.payment_id",
+         ORDER BY p.rowid -- the order Zenchef Pay listed them
+         ",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(Todo {
