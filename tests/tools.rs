@@ -718,7 +718,7 @@ async fn doctor_and_tables_name_each_fault() {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
     assert!(
-        !out.contains("zc-token-s3cret") && !out.contains("cashpad-token-s3cret"),
+        !out.contains("zc-token-s3cret") && !out.contains(&rig.opts.cashpad_token),
         "{out}"
     );
     let (code, out, _) = cli(&rig, &["tables"]);
@@ -860,7 +860,7 @@ async fn doctor_and_tables_name_each_fault() {
     std::fs::write(
         &bad,
         rig.config_text()
-            .replace("cashpad-token-s3cret", "not-the-cashpad-token"),
+            .replace(&rig.opts.cashpad_token, "not-the-cashpad-token"),
     )
     .unwrap();
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o644)).unwrap();
