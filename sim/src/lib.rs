@@ -14,6 +14,8 @@
 //! - [`zenchef`]: the Zenchef partner API fake (axum) with fault injection.
 //! - [`scenario`]: a deterministic generated dinner service and its expected
 //!   outcome.
+//! - [`update_server`]: the agent's release server (signed manifests and
+//!   archives) with fault injection.
 //! - [`util`]: small shared helpers (free ports, waiting for conditions).
 
 #![warn(missing_docs)]
@@ -23,5 +25,6 @@ pub mod harness;
 pub mod mdns;
 pub mod pos;
 pub mod scenario;
+pub mod update_server;
 pub mod util;
 pub mod zenchef;

@@ -58,7 +58,7 @@ pub fn read(path: &Path) -> anyhow::Result<Status> {
         )
         .map_err(outbox::StoreError::from)?;
     Ok(Status {
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: crate::update::running_version_str().into(),
         store: path.display().to_string(),
         daemon_running,
         daemon,
