@@ -112,7 +112,7 @@ impl ReleaseSpec {
 }
 
 fn tar_gz(spec: &ReleaseSpec) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     let mut add = |name: &str, mode: u32, bytes: &[u8]| {
         let mut h = tar::Header::new_gnu();
@@ -177,6 +177,9 @@ struct Published {
     manifest_entry: serde_json::Value,
     name: String,
     archive: Vec<u8>,
+    spec: ReleaseSpec,
+    key: Keypair,
+    // Built when the fault that serves them is set.
     wrong_key: Vec<u8>,
     older: (serde_json::Value, String, Vec<u8>),
 }
@@ -260,26 +263,20 @@ impl UpdateServer {
     pub fn publish(&self, spec: &ReleaseSpec, key: &Keypair) {
         let name = spec.archive_name();
         let archive = build_archive(spec, key, &name);
-        let wrong_key = build_archive(spec, &Keypair::generate(), &name);
-        let mut old = spec.clone();
-        old.version = "0.0.1".into();
-        old.min_previous = None;
-        old.rollback_of = Vec::new();
-        let old_name = old.archive_name();
-        let old_archive = build_archive(&old, key, &old_name);
         let mut g = self.inner.lock().unwrap();
         g.raw = None;
         g.published = Some(Published {
             manifest_entry: entry_json(spec, &name, &archive),
             name,
             archive,
-            wrong_key,
-            older: (
-                entry_json(&old, &old_name, &old_archive),
-                old_name,
-                old_archive,
-            ),
+            spec: spec.clone(),
+            key: key.clone(),
+            wrong_key: Vec::new(),
+            older: (serde_json::Value::Null, String::new(), Vec::new()),
         });
+        let fault = g.fault;
+        drop(g);
+        self.set_fault(fault);
     }
 
     /// Serves `manifest` as is and `files` by name (for archives made by
@@ -292,7 +289,27 @@ impl UpdateServer {
 
     /// Sets the fault for the next requests.
     pub fn set_fault(&self, fault: Fault) {
-        self.inner.lock().unwrap().fault = fault;
+        let mut g = self.inner.lock().unwrap();
+        g.fault = fault;
+        let Some(p) = g.published.as_mut() else {
+            return;
+        };
+        if fault == Fault::WrongKey && p.wrong_key.is_empty() {
+            p.wrong_key = build_archive(&p.spec, &Keypair::generate(), &p.name);
+        }
+        if fault == Fault::OlderVersion && p.older.2.is_empty() {
+            let mut old = p.spec.clone();
+            old.version = "0.0.1".into();
+            old.min_previous = None;
+            old.rollback_of = Vec::new();
+            let old_name = old.archive_name();
+            let old_archive = build_archive(&old, &p.key, &old_name);
+            p.older = (
+                entry_json(&old, &old_name, &old_archive),
+                old_name,
+                old_archive,
+            );
+        }
     }
 
     /// Requests for the manifest so far.
