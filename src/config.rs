@@ -857,6 +857,18 @@ token = "zc-secret"
     }
 
     #[test]
+    fn update_extensions_are_validated() {
+        let c = p(MINIMAL).unwrap();
+        assert_eq!(c.update.check_interval, Duration::from_secs(6 * 3600));
+        assert_eq!(c.update.confirm_after, Duration::from_secs(30));
+        let e = p(&format!("{MINIMAL}[update]\ncheck_interval_s = 0\n")).unwrap_err();
+        assert_eq!(e.key, "update.check_interval_s");
+        let e = p(&format!("{MINIMAL}[update]\nconfirm_after_s = 120\n")).unwrap_err();
+        assert_eq!(e.key, "update.confirm_after_s");
+        assert!(e.problem.contains("rollback deadline"), "{e}");
+    }
+
+    #[test]
     fn versions_and_windows() {
         assert!("2.0.15".parse::<Version>().unwrap() < Version(2, 0, 16));
         assert!("2.1.0".parse::<Version>().unwrap() > Version(2, 0, 16));

@@ -184,10 +184,13 @@ struct Published {
     older: (serde_json::Value, String, Vec<u8>),
 }
 
+/// A manifest text and the files it names.
+type RawRelease = (String, Vec<(String, Vec<u8>)>);
+
 #[derive(Default)]
 struct Inner {
     published: Option<Published>,
-    raw: Option<(String, Vec<(String, Vec<u8>)>)>,
+    raw: Option<RawRelease>,
     fault: Fault,
     manifest_hits: u64,
     archive_hits: u64,

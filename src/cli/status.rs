@@ -31,6 +31,9 @@ pub struct Status {
     pub counts: Counts,
     /// Age of the oldest queued event, seconds (box clock).
     pub oldest_queued_age_s: Option<i64>,
+    /// The self-update state (`update-state.json` beside the store), when
+    /// any update ever happened.
+    pub update: Option<crate::update::state::UpdateState>,
 }
 
 /// Reads the status from the store at `path`.
@@ -64,6 +67,11 @@ pub fn read(path: &Path) -> anyhow::Result<Status> {
         daemon,
         counts,
         oldest_queued_age_s: oldest.as_deref().and_then(age),
+        update: path
+            .parent()
+            .map(|d| d.join("update-state.json"))
+            .filter(|f| f.exists())
+            .and_then(|f| crate::update::state::UpdateState::load(&f).ok()),
     })
 }
 
@@ -142,5 +150,17 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
         "orders      open {}  walk-ins created {}  reservations on POS {}",
         c.orders_open, c.walkins_created, c.reservations_published
     );
+    if let Some(u) = &s.update {
+        println!(
+            "update      pending {}  failed {}  last: {}",
+            u.pending_version.as_deref().unwrap_or("-"),
+            if u.failed_versions.is_empty() {
+                "-".to_string()
+            } else {
+                u.failed_versions.join(", ")
+            },
+            u.last_event.as_deref().unwrap_or("-")
+        );
+    }
     Ok(0)
 }

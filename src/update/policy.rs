@@ -333,6 +333,7 @@ pub fn first_delay(every: Duration, r: f64) -> Duration {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 
