@@ -48,6 +48,10 @@ pub const DEFAULT_PAY_BASE_URL: &str = "https://pay.zenchef.com/pos/v1";
 pub const DEFAULT_STORE_PATH: &str = "/var/lib/zenchef-edge/agent.db";
 /// Default maintenance window for updates (restaurant local time).
 pub const DEFAULT_UPDATE_WINDOW: &str = "03:00-05:00";
+/// Default time between two update checks, seconds (6 h).
+pub const DEFAULT_UPDATE_CHECK_INTERVAL_S: u64 = 6 * 3600;
+/// Default delay before a new version confirms its health, seconds.
+pub const DEFAULT_UPDATE_CONFIRM_AFTER_S: u64 = 30;
 /// Default local HTTP listen address (status page, webhook nudge).
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8780";
 /// Default number of orders delivered concurrently.
@@ -203,6 +207,8 @@ pub struct RawUpdate {
     pub public_key: Option<String>,
     pub window: Option<String>,
     pub rollout_percent: Option<u8>,
+    pub check_interval_s: Option<u64>,
+    pub confirm_after_s: Option<u64>,
 }
 
 /// `[http]` as written.
@@ -319,6 +325,13 @@ pub struct UpdateConfig {
     pub window: (u32, u32),
     /// Staged rollout percentage, 0–100.
     pub rollout_percent: u8,
+    /// Time between two update checks (± 10 % jitter); `check_interval_s`,
+    /// a project extension, default 6 h (docs/decisions.md).
+    pub check_interval: Duration,
+    /// How long a newly installed version runs before it confirms its
+    /// health; `confirm_after_s`, a project extension, default 30 s, below
+    /// the 120 s rollback deadline.
+    pub confirm_after: Duration,
 }
 
 /// `[delivery]`, validated.
@@ -574,12 +587,27 @@ impl RawConfig {
             }
             _ => None,
         };
+        let check_interval_s = u
+            .check_interval_s
+            .unwrap_or(DEFAULT_UPDATE_CHECK_INTERVAL_S);
+        if check_interval_s == 0 {
+            return Err(err("update.check_interval_s", "must be ≥ 1".into()));
+        }
+        let confirm_after_s = u.confirm_after_s.unwrap_or(DEFAULT_UPDATE_CONFIRM_AFTER_S);
+        if !(1..=100).contains(&confirm_after_s) {
+            return Err(err(
+                "update.confirm_after_s",
+                format!("{confirm_after_s} is outside 1..=100 (the rollback deadline is 120 s)"),
+            ));
+        }
         let update = UpdateConfig {
             enabled: u.enabled.unwrap_or(true),
             manifest_url,
             public_key: u.public_key.filter(|k| !k.trim().is_empty()),
             window,
             rollout_percent,
+            check_interval: Duration::from_secs(check_interval_s),
+            confirm_after: Duration::from_secs(confirm_after_s),
         };
 
         // [http]
@@ -826,6 +854,18 @@ token = "zc-secret"
     fn pay_token_required_when_enabled() {
         let e = p(&format!("{MINIMAL}[zenchef_pay]\nenabled = true\n")).unwrap_err();
         assert_eq!(e.key, "zenchef_pay.token");
+    }
+
+    #[test]
+    fn update_extensions_are_validated() {
+        let c = p(MINIMAL).unwrap();
+        assert_eq!(c.update.check_interval, Duration::from_secs(6 * 3600));
+        assert_eq!(c.update.confirm_after, Duration::from_secs(30));
+        let e = p(&format!("{MINIMAL}[update]\ncheck_interval_s = 0\n")).unwrap_err();
+        assert_eq!(e.key, "update.check_interval_s");
+        let e = p(&format!("{MINIMAL}[update]\nconfirm_after_s = 120\n")).unwrap_err();
+        assert_eq!(e.key, "update.confirm_after_s");
+        assert!(e.problem.contains("rollback deadline"), "{e}");
     }
 
     #[test]

@@ -88,7 +88,7 @@ impl Health {
     pub fn new(mode: &str) -> Self {
         let h = Health::default();
         h.update(|s| {
-            s.version = env!("CARGO_PKG_VERSION").to_string();
+            s.version = crate::update::running_version_str().to_string();
             s.pid = std::process::id();
             s.started_at = now_utc();
             s.pos.mode = mode.to_string();

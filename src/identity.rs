@@ -20,20 +20,10 @@ pub const SERVICE_TYPE: &str = "_zenchef-edge._tcp.local.";
 /// File holding the device id, in the state directory.
 pub const DEVICE_ID_FILE: &str = "device-id";
 
-/// The device id: created once (16 random hex chars) in `state_dir`, then
-/// read back. Errors: the state directory is not writable.
+/// The device id (created once in `state_dir`, shared with the updater's
+/// staged rollout: [`crate::update::state::device_id`]).
 pub fn device_id(state_dir: &Path) -> std::io::Result<String> {
-    let path = state_dir.join(DEVICE_ID_FILE);
-    if let Ok(s) = std::fs::read_to_string(&path) {
-        let s = s.trim().to_string();
-        if !s.is_empty() {
-            return Ok(s);
-        }
-    }
-    let bytes: [u8; 8] = rand::random();
-    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    crate::provision::write_private(&path, format!("{id}\n").as_bytes(), None)?;
-    Ok(id)
+    crate::update::state::device_id(&state_dir.join(DEVICE_ID_FILE))
 }
 
 /// Advertises the box until `cancel`; re-registers with `iid` once the POS

@@ -26,6 +26,8 @@
 //! - [`links`]: applies the manual links queued by `link` / `unlink`
 //!   (sync-rules 4b).
 //! - [`http`]: the local status page, `status.json` and the webhook nudge.
+//! - [`update`]: signed self-update in the maintenance window, with
+//!   automatic rollback (docs/README-update.md).
 //! - [`cli`]: the technician commands.
 //!
 //! [`run`] is the daemon; `main.rs` only builds the runtime, sets up
@@ -43,6 +45,7 @@ pub mod pay;
 pub mod pos;
 pub mod provision;
 pub mod sync;
+pub mod update;
 pub mod zenchef;
 
 use std::sync::Arc;
@@ -68,6 +71,20 @@ pub const LONG_VERSION: &str = concat!(
     env!("ZENCHEF_EDGE_TARGET"),
     ")"
 );
+
+/// [`LONG_VERSION`] with the version read at run time from the version slot
+/// ([`update::running_version_str`]): what `--version` prints.
+pub fn long_version() -> &'static str {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        format!(
+            "{} (commit {}, {})",
+            update::running_version_str(),
+            env!("ZENCHEF_EDGE_COMMIT"),
+            env!("ZENCHEF_EDGE_TARGET")
+        )
+    })
+}
 
 /// Capacity of the session → intake channel. The broker's in-flight window
 /// bounds it in practice; when full, the event loop waits (backpressure).
@@ -99,6 +116,20 @@ pub fn install_crypto() {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     install_crypto();
     warn_if_config_readable(&config);
+    let started = tokio::time::Instant::now();
+    // Update bookkeeping first: a version that never confirmed its health is
+    // rolled back before anything else runs.
+    let update_paths = update::Paths::for_current_exe(&config.store_path)
+        .inspect_err(|e| warn!("update: cannot resolve the running binary ({e}); self-update off"))
+        .ok();
+    let pending_update = match update_paths.as_ref().map(update::daemon::boot) {
+        Some(update::daemon::BootAction::Restart) => {
+            update::request_restart();
+            return Ok(());
+        }
+        Some(update::daemon::BootAction::Continue(p)) => p,
+        None => None,
+    };
 
     let (store, outcome) = Store::open(&config.store_path)
         .with_context(|| format!("opening the store {}", config.store_path.display()))?;
@@ -109,7 +140,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
     }
     info!(
-        "zenchef-edge {LONG_VERSION} started: store {}, restaurant {}",
+        "zenchef-edge {} started: store {}, restaurant {}",
+        long_version(),
         config.store_path.display(),
         config.zenchef.restaurant_id
     );
@@ -292,6 +324,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         stop_rest.clone(),
     ));
 
+    let updater = update_paths.and_then(|paths| {
+        update::daemon::Updater::new(
+            config.update.clone(),
+            config.timezone,
+            paths,
+            update::daemon::Activity::Store(store.clone()),
+        )
+        .inspect_err(|e| warn!("update: {e:#}; self-update off"))
+        .ok()
+    });
+    let updates = updater.map(|updater| {
+        tokio::spawn(
+            update::daemon::run(update::daemon::Task {
+                updater,
+                store: store.clone(),
+                pending: pending_update,
+                started,
+                shutdown: shutdown.clone(),
+                stop: stop_rest.clone(),
+            })
+            .instrument(info_span!("update")),
+        )
+    });
+
     shutdown.cancelled().await;
     info!("stopping: no new POS messages; finishing the current commit");
     stop_input.cancel();
@@ -313,6 +369,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = persist.await;
     if let Some(a) = advert {
         let _ = a.await;
+    }
+    if let Some(u) = updates {
+        let _ = u.await;
     }
     drop(store);
     info!("stopped");

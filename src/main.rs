@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use zenchef_edge::config::{self, EX_CONFIG};
-use zenchef_edge::{LONG_VERSION, cli, logging};
+use zenchef_edge::{cli, logging, long_version, update};
 
 #[derive(Parser)]
-#[command(name = "zenchef-edge", version = LONG_VERSION, about = "Cashpad ↔ Zenchef bridge agent")]
+#[command(name = "zenchef-edge", version = long_version(), about = "Cashpad ↔ Zenchef bridge agent")]
 struct Cli {
     /// Configuration file [default: /etc/zenchef-edge/agent.toml].
     #[arg(long, global = true, env = "ZENCHEF_EDGE_CONFIG")]
@@ -76,6 +76,29 @@ enum Command {
     },
     /// Print the Cashpad Server and Installation ID for Zenchef Pay's settings.
     PaySettings,
+    /// Self-update: check what is available, or install it now.
+    Update {
+        #[command(subcommand)]
+        action: UpdateCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum UpdateCmd {
+    /// Show the running and available versions and whether the policy allows installing now.
+    Check,
+    /// Install the available release now (ignores the window and the rollout, never the signature).
+    Apply {
+        /// Also ignore open orders, a busy outbox and versions rolled back before.
+        #[arg(long)]
+        force: bool,
+        /// Do not restart the service afterwards.
+        #[arg(long)]
+        no_restart: bool,
+    },
+    /// Start bookkeeping, run by the previous binary from the unit's ExecStartPre=.
+    #[command(hide = true)]
+    BootCheck,
 }
 
 #[derive(Subcommand)]
@@ -160,6 +183,15 @@ fn main() -> ExitCode {
         Command::Unlink { order_id } => cli::link::run(&cfg, &order_id, None),
         Command::Tables { json } => block_on(cli::tables::run(&cfg, json)),
         Command::PaySettings => cli::pay_settings::run(&cfg),
+        Command::Update {
+            action: UpdateCmd::Check,
+        } => cli::update::check(&cfg),
+        Command::Update {
+            action: UpdateCmd::Apply { force, no_restart },
+        } => cli::update::apply(&cfg, force, no_restart),
+        Command::Update {
+            action: UpdateCmd::BootCheck,
+        } => cli::update::boot_check(&cfg),
     };
     match code {
         Ok(c) => ExitCode::from(c as u8),
@@ -199,6 +231,7 @@ fn run_daemon(cfg: config::Config) -> anyhow::Result<i32> {
             trigger.cancel();
         });
         match zenchef_edge::run(cfg, shutdown).await {
+            Ok(()) if update::restart_requested() => Ok(update::EX_RESTART),
             Ok(()) => Ok(0),
             Err(e) => {
                 tracing::error!("{e:#}");

@@ -16,6 +16,8 @@
 //!   payments, acks, with the same fault injection.
 //! - [`scenario`]: a deterministic generated dinner service and its expected
 //!   outcome.
+//! - [`update_server`]: the agent's release server (signed manifests and
+//!   archives) with fault injection.
 //! - [`util`]: small shared helpers (free ports, waiting for conditions).
 
 #![warn(missing_docs)]
@@ -26,5 +28,6 @@ pub mod mdns;
 pub mod pay;
 pub mod pos;
 pub mod scenario;
+pub mod update_server;
 pub mod util;
 pub mod zenchef;

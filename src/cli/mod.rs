@@ -11,3 +11,4 @@ pub mod page;
 pub mod pay_settings;
 pub mod status;
 pub mod tables;
+pub mod update;

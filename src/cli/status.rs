@@ -192,9 +192,19 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
         [],
         |r| r.get(0),
     )?;
-    let update_state = match outbox::kv_get(conn, UPDATE_STATE_KEY)? {
-        Some(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
-        None => Value::String("unknown".into()),
+    // The updater keeps its state in update-state.json beside the store
+    // (written atomically); a `kv` record is the fallback.
+    let from_file = config
+        .store_path
+        .parent()
+        .map(|d| d.join("update-state.json"))
+        .filter(|f| f.exists())
+        .and_then(|f| crate::update::state::UpdateState::load(&f).ok())
+        .and_then(|u| serde_json::to_value(u).ok());
+    let update_state = match (from_file, outbox::kv_get(conn, UPDATE_STATE_KEY)?) {
+        (Some(v), _) => v,
+        (None, Some(s)) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        (None, None) => Value::String("no update yet".into()),
     };
     let pos = match &daemon {
         None => PosSummary {
@@ -257,7 +267,7 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
         problems.push(Problem::OldQueue);
     }
     Ok(Status {
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: crate::update::running_version_str().into(),
         store: config.store_path.display().to_string(),
         checked_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         daemon_running,
@@ -610,11 +620,25 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
     );
     let update = match &s.update_state {
         Value::String(t) => t.clone(),
-        Value::Object(m) => m
-            .get("state")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| s.update_state.to_string()),
+        Value::Object(m) => {
+            let txt = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+            let failed = m
+                .get("failed_versions")
+                .and_then(Value::as_array)
+                .map(|v| {
+                    v.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .filter(|f| !f.is_empty());
+            match (txt("pending_version"), failed, txt("last_event")) {
+                (Some(p), _, _) => format!("{p} installed, waiting to prove healthy"),
+                (None, Some(f), last) => format!("refused {f}; {}", last.unwrap_or_default()),
+                (None, None, Some(last)) => last,
+                _ => txt("state").unwrap_or_else(|| "up to date".into()),
+            }
+        }
         other => other.to_string(),
     };
     o.line("Update", None, &update);

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Produces a signed zenchef-edge release: one archive per target and the
+# manifest.json that lists them (format: docs/README-update.md).
+#
+#   scripts/release.sh --version 0.2.0 --key release.key --out dist/ \
+#       --binary aarch64-unknown-linux-gnu=target/aarch64-unknown-linux-gnu/release/zenchef-edge \
+#       [--binary TARGET=PATH ...] [--min-previous 0.1.0] [--rollback-of 0.3.0[,0.3.1]] \
+#       [--base-url https://updates.example/stable] [--pub release.pub]
+#
+# --pub: check each signed archive with the public key before publishing.
+#
+# Needs: bash, tar, gzip, sha256sum, and `zipsign` (cargo install zipsign).
+# The private key never leaves the signing machine; create it once with
+#   zipsign gen-key release.key release.pub
+# and put `base64 -w0 release.pub` in every box's update.public_key.
+#
+# Each archive holds `zenchef-edge` (0755) and `release.json`, and is signed
+# with zipsign's default context, the archive's file name. Upload the
+# archives first, the manifest last (boxes read the manifest first).
+set -euo pipefail
+
+version="" key="" pub="" out="" min_previous="" rollback_of="" base_url=""
+binaries=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --version) version="$2"; shift 2 ;;
+        --key) key="$2"; shift 2 ;;
+        --pub) pub="$2"; shift 2 ;;
+        --out) out="$2"; shift 2 ;;
+        --binary) binaries+=("$2"); shift 2 ;;
+        --min-previous) min_previous="$2"; shift 2 ;;
+        --rollback-of) rollback_of="$2"; shift 2 ;;
+        --base-url) base_url="${2%/}/"; shift 2 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "release.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+semver='^[0-9]+\.[0-9]+\.[0-9]+$'
+[[ "$version" =~ $semver ]] || { echo "release.sh: --version MAJOR.MINOR.PATCH is required" >&2; exit 2; }
+[ -n "$key" ] && [ -f "$key" ] || { echo "release.sh: --key FILE (zipsign private key) is required" >&2; exit 2; }
+[ -n "$out" ] || { echo "release.sh: --out DIR is required" >&2; exit 2; }
+[ ${#binaries[@]} -gt 0 ] || { echo "release.sh: at least one --binary TARGET=PATH is required" >&2; exit 2; }
+[ -z "$min_previous" ] || [[ "$min_previous" =~ $semver ]] || { echo "release.sh: bad --min-previous" >&2; exit 2; }
+command -v zipsign >/dev/null || { echo "release.sh: zipsign not found (cargo install zipsign)" >&2; exit 1; }
+
+json_opt() { if [ -n "$1" ]; then printf '"%s"' "$1"; else printf 'null'; fi; }
+rollback_json="[]"
+if [ -n "$rollback_of" ]; then
+    items=()
+    IFS=',' read -r -a rb <<< "$rollback_of"
+    for v in "${rb[@]}"; do
+        [[ "$v" =~ $semver ]] || { echo "release.sh: bad --rollback-of $v" >&2; exit 2; }
+        items+=("\"$v\"")
+    done
+    rollback_json="[$(IFS=','; echo "${items[*]}")]"
+fi
+
+mkdir -p "$out"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+entries=()
+for pair in "${binaries[@]}"; do
+    target="${pair%%=*}"
+    bin="${pair#*=}"
+    [ -n "$target" ] && [ -f "$bin" ] || { echo "release.sh: bad --binary $pair" >&2; exit 2; }
+    name="zenchef-edge-${version}-${target}.tar.gz"
+    stage="$work/$target"
+    mkdir -p "$stage"
+    install -m 0755 "$bin" "$stage/zenchef-edge"
+    printf '{"version":"%s","target":"%s","min_previous":%s,"rollback_of":%s}\n' \
+        "$version" "$target" "$(json_opt "$min_previous")" "$rollback_json" > "$stage/release.json"
+    chmod 0644 "$stage/release.json"
+    tar --owner=0 --group=0 --numeric-owner -C "$stage" -czf "$work/$name" zenchef-edge release.json
+    # Context defaults to the file name: the box verifies with the same name.
+    zipsign sign tar -o "$out/$name" -f "$work/$name" "$key"
+    if [ -n "$pub" ]; then
+        zipsign verify tar -q "$out/$name" "$pub" || { echo "release.sh: $name does not verify with $pub" >&2; exit 1; }
+    fi
+    sha="$(sha256sum "$out/$name" | cut -d' ' -f1)"
+    entries+=("$(printf '{"version":"%s","target":"%s","url":"%s%s","sha256":"%s","min_previous":%s,"rollback_of":%s}' \
+        "$version" "$target" "$base_url" "$name" "$sha" "$(json_opt "$min_previous")" "$rollback_json")")
+    echo "signed $out/$name ($sha)"
+done
+printf '{"schema":1,"releases":[%s]}\n' "$(IFS=','; echo "${entries[*]}")" > "$out/manifest.json"
+echo "wrote $out/manifest.json"

@@ -1,0 +1,694 @@
+//! The update side of the daemon, and the check/apply flow shared with the
+//! CLI.
+//!
+//! - [`boot`]: the start bookkeeping `run()` calls first (before the store
+//!   is opened): roll back an unconfirmed version, or note that this start
+//!   runs one.
+//! - [`run`]: one task of the daemon. If this start runs a pending version,
+//!   it confirms it once healthy (after `update.confirm_after_s`: the store
+//!   answers a write, discovery/session tasks are running) or rolls it back
+//!   at [`HEALTH_DEADLINE`]. Then it checks every 6 h ± 10 % and installs
+//!   when the policy allows; after an install (or rollback) it asks `main`
+//!   to exit with [`super::EX_RESTART`] and cancels the daemon's shutdown
+//!   token, so the daemon stops in its usual order and systemd starts the
+//!   new binary.
+//! - [`Updater`]: manifest → plan (policy) → download → verify → install.
+
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Timelike, Utc};
+use rusqlite::Connection;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::install::{self, Installed};
+use super::manifest::{self, Entry};
+use super::policy::{self, Facts, Kind, Overrides, Refusal, Wait};
+use super::state::{self, Boot, Lock, UpdateState};
+use super::verify::{self, PublicKey};
+use super::{Paths, UpdateError, running_version, running_version_str};
+use crate::config::{UpdateConfig, Version};
+use crate::outbox::{Store, StoreError};
+
+/// A new version that has not confirmed its health this long after its
+/// start is rolled back.
+pub const HEALTH_DEADLINE: Duration = Duration::from_secs(120);
+
+/// What [`boot`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootAction {
+    /// Go on; `Some(version)` when this start runs a pending version that
+    /// must confirm its health.
+    Continue(Option<String>),
+    /// The previous binary was put back: stop now with
+    /// [`super::EX_RESTART`] so systemd starts it.
+    Restart,
+}
+
+/// The start bookkeeping of the daemon (`run()` calls it first). Never
+/// fails: a problem is logged and the daemon starts normally.
+pub fn boot(paths: &Paths) -> BootAction {
+    let file = paths.state_file();
+    let mut st = match UpdateState::load(&file) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("update: {e}; ignoring it");
+            return BootAction::Continue(None);
+        }
+    };
+    let before = st.clone();
+    let decision = state::boot_step(
+        &mut st,
+        &state::invocation_id(),
+        Some(running_version_str()),
+    );
+    match decision {
+        Boot::Normal => BootAction::Continue(None),
+        Boot::Pending(v) => {
+            if st != before
+                && let Err(e) = st.save(&file)
+            {
+                warn!("update: {e}");
+            }
+            info!(
+                "update: first start of {v}; it must confirm its health within {HEALTH_DEADLINE:?}"
+            );
+            BootAction::Continue(Some(v))
+        }
+        Boot::DidNotTake(v) => {
+            st.clear_pending();
+            st.event(format!(
+                "the install of {v} did not take effect; still running {}",
+                running_version_str()
+            ));
+            if let Err(e) = st.save(&file) {
+                warn!("update: {e}");
+            }
+            warn!(
+                "update: {v} was recorded as installed but this binary is {}; forgetting it",
+                running_version_str()
+            );
+            BootAction::Continue(None)
+        }
+        Boot::RollBack(v) => roll_back(
+            &file,
+            &v,
+            "started again without having confirmed its health",
+        ),
+    }
+}
+
+fn roll_back(file: &std::path::Path, v: &str, why: &str) -> BootAction {
+    match install::rollback(file, why) {
+        Ok(_) => {
+            error!(
+                "update: ROLLED BACK {v}: {why}; restarting on the previous binary; {v} will not be retried"
+            );
+            BootAction::Restart
+        }
+        Err(e) => {
+            error!("update: {v} {why}, and the rollback failed: {e:#}; going on with {v}");
+            if let Ok(mut st) = UpdateState::load(file) {
+                if !st.failed_versions.iter().any(|f| f == v) {
+                    st.failed_versions.push(v.to_string());
+                }
+                st.clear_pending();
+                st.event(format!("{v} unhealthy but could not be rolled back: {e}"));
+                let _ = st.save(file);
+            }
+            BootAction::Continue(None)
+        }
+    }
+}
+
+/// `update boot-check`: the bookkeeping run by the **previous** binary from
+/// the unit's `ExecStartPre=`, so that a new binary that cannot even start
+/// is rolled back too. Returns a line for the journal.
+pub fn boot_check(paths: &Paths) -> String {
+    let file = paths.state_file();
+    let mut st = match UpdateState::load(&file) {
+        Ok(s) => s,
+        Err(e) => return format!("update boot-check: {e}; nothing done"),
+    };
+    let before = st.clone();
+    match state::boot_step(&mut st, &state::invocation_id(), None) {
+        Boot::Normal => "update boot-check: nothing pending".into(),
+        Boot::Pending(v) | Boot::DidNotTake(v) => {
+            if st != before
+                && let Err(e) = st.save(&file)
+            {
+                return format!("update boot-check: {e}");
+            }
+            format!(
+                "update boot-check: first start of {v} (must confirm within {HEALTH_DEADLINE:?})"
+            )
+        }
+        Boot::RollBack(v) => {
+            match install::rollback(&file, "started again without having confirmed its health") {
+                Ok(_) => format!("update boot-check: ROLLED BACK {v}; it will not be retried"),
+                Err(e) => {
+                    format!("update boot-check: {v} is unhealthy but the rollback failed: {e}")
+                }
+            }
+        }
+    }
+}
+
+/// Where the policy's activity facts come from.
+#[derive(Clone)]
+pub enum Activity {
+    /// The daemon's store handle.
+    Store(Store),
+    /// The store file, opened read-only (CLI).
+    File(PathBuf),
+}
+
+/// Open orders, queued events, time since the outbox last changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivityFacts {
+    /// Orders in state `open`.
+    pub open_orders: i64,
+    /// Outbox rows `queued`.
+    pub queued: i64,
+    /// Since the newest `outbox.updated_at` (`None`: empty outbox).
+    pub idle_for: Option<Duration>,
+}
+
+fn read_activity(c: &Connection, now: DateTime<Utc>) -> Result<ActivityFacts, StoreError> {
+    let open_orders: i64 = c.query_row(
+        "SELECT COUNT(*) FROM orders WHERE state = 'open'",
+        [],
+        |r| r.get(0),
+    )?;
+    let queued: i64 = c.query_row(
+        "SELECT COUNT(*) FROM outbox WHERE state = 'queued'",
+        [],
+        |r| r.get(0),
+    )?;
+    let last: Option<String> =
+        c.query_row("SELECT MAX(updated_at) FROM outbox", [], |r| r.get(0))?;
+    let idle_for = last
+        .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| {
+            (now - t.with_timezone(&Utc))
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        });
+    Ok(ActivityFacts {
+        open_orders,
+        queued,
+        idle_for,
+    })
+}
+
+impl Activity {
+    /// Reads the facts now.
+    ///
+    /// Errors: the store cannot be read (a missing store file counts as no
+    /// activity: the agent never ran).
+    pub async fn read(&self, now: DateTime<Utc>) -> Result<ActivityFacts, UpdateError> {
+        match self {
+            Activity::Store(s) => Ok(s.read(move |c| read_activity(c, now)).await?),
+            Activity::File(p) => {
+                let p = p.clone();
+                tokio::task::spawn_blocking(move || {
+                    if !p.exists() {
+                        return Ok(ActivityFacts {
+                            open_orders: 0,
+                            queued: 0,
+                            idle_for: None,
+                        });
+                    }
+                    let c = crate::outbox::store::open_read_only(&p)?;
+                    Ok(read_activity(&c, now)?)
+                })
+                .await
+                .map_err(|e| UpdateError::io("reading the store", std::io::Error::other(e)))?
+            }
+        }
+    }
+}
+
+/// What one check found (and would do).
+#[derive(Debug)]
+pub struct Plan {
+    /// The running version.
+    pub current: Version,
+    /// This box's rollout bucket.
+    pub bucket: u8,
+    /// The release to install, or why none.
+    pub release: Result<(Entry, Kind), Refusal>,
+    /// Whether now is a good time, or why not.
+    pub when: Result<(), Wait>,
+    /// The configured key, or why it is unusable.
+    pub key: Result<PublicKey, UpdateError>,
+    /// The update state at the time of the check.
+    pub state: UpdateState,
+}
+
+impl Plan {
+    /// `None` when the plan says install now, else the first reason not to.
+    pub fn why_not(&self) -> Option<String> {
+        if let Err(r) = &self.release {
+            return Some(r.to_string());
+        }
+        if let Err(e) = &self.key {
+            return Some(e.to_string());
+        }
+        if let Some(p) = &self.state.pending_version {
+            return Some(format!("{p} is installed and not yet confirmed"));
+        }
+        self.when.as_ref().err().map(|w| w.to_string())
+    }
+}
+
+/// Outcome of [`Updater::check`].
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing configured to check.
+    NotConfigured,
+    /// Checked; nothing installed, and why.
+    NotNow(String),
+    /// Installed; restart to run it.
+    Installed(Installed),
+}
+
+/// Check → plan → download → verify → install, for the daemon and the CLI.
+#[derive(Clone)]
+pub struct Updater {
+    /// `[update]`.
+    pub cfg: UpdateConfig,
+    /// Restaurant time zone (the window is local time).
+    pub tz: chrono_tz::Tz,
+    /// Files.
+    pub paths: Paths,
+    /// Activity facts.
+    pub activity: Activity,
+    /// Wall clock (tests move it with tokio's paused time).
+    pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    client: reqwest::Client,
+}
+
+impl Updater {
+    /// A new updater.
+    ///
+    /// Errors: the HTTP client cannot be built.
+    pub fn new(
+        cfg: UpdateConfig,
+        tz: chrono_tz::Tz,
+        paths: Paths,
+        activity: Activity,
+    ) -> Result<Updater, UpdateError> {
+        crate::install_crypto();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("zenchef-edge-update/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .build()
+            .map_err(|e| UpdateError::io("building the HTTP client", std::io::Error::other(e)))?;
+        Ok(Updater {
+            cfg,
+            tz,
+            paths,
+            activity,
+            clock: Arc::new(Utc::now),
+            client,
+        })
+    }
+
+    fn local_minute(&self, now: DateTime<Utc>) -> u32 {
+        let local = now.with_timezone(&self.tz);
+        local.hour() * 60 + local.minute()
+    }
+
+    /// Fetches the manifest and evaluates the policy.
+    ///
+    /// Errors: no manifest URL, manifest fetch or parse, state or store
+    /// read, device id.
+    pub async fn plan(&self, o: Overrides) -> Result<Plan, UpdateError> {
+        let url = self
+            .cfg
+            .manifest_url
+            .clone()
+            .ok_or(UpdateError::NoManifestUrl)?;
+        let state = UpdateState::load(&self.paths.state_file())?;
+        let device = state::device_id(&self.paths.device_id_file())
+            .map_err(|e| UpdateError::io("reading the device id", e))?;
+        let bucket = policy::bucket(&device);
+        let current = running_version();
+        let manifest = manifest::fetch(&self.client, &url).await?;
+        let failed = if o.activity {
+            Vec::new()
+        } else {
+            state.failed()
+        };
+        let all = manifest.claims();
+        let release = policy::choose(current, super::TARGET, &failed, &all).and_then(|(c, k)| {
+            manifest
+                .entry_for(c)
+                .cloned()
+                .map(|e| (e, k))
+                .ok_or_else(|| Refusal::NoReleaseForTarget(super::TARGET.into()))
+        });
+        let now = (self.clock)();
+        let act = self.activity.read(now).await?;
+        let facts = Facts {
+            local_minute: self.local_minute(now),
+            window: self.cfg.window,
+            bucket,
+            rollout_percent: self.cfg.rollout_percent,
+            open_orders: act.open_orders,
+            queued: act.queued,
+            outbox_idle_for: act.idle_for,
+        };
+        Ok(Plan {
+            current,
+            bucket,
+            release,
+            when: policy::good_time(&facts, o),
+            key: PublicKey::from_config(self.cfg.public_key.as_deref()),
+            state,
+        })
+    }
+
+    /// One full check: plan, then (when allowed) download, verify, re-check
+    /// the activity, install.
+    ///
+    /// Errors: any step; the running binary is then unchanged.
+    pub async fn check(&self, o: Overrides) -> Result<Outcome, UpdateError> {
+        if self.cfg.manifest_url.is_none() {
+            return Ok(Outcome::NotConfigured);
+        }
+        let plan = self.plan(o).await?;
+        if let Some(why) = plan.why_not() {
+            return Ok(Outcome::NotNow(why));
+        }
+        let (Ok((entry, _)), Ok(key)) = (plan.release, plan.key) else {
+            return Ok(Outcome::NotNow("no release".into()));
+        };
+        let _lock = Lock::try_take(&self.paths.lock_file()).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                UpdateError::Busy(self.paths.lock_file())
+            } else {
+                UpdateError::io("taking the update lock", e)
+            }
+        })?;
+        info!(version = %entry.claims.version, url = %entry.url, "update: downloading");
+        let downloaded = verify::download(&self.client, &entry, &self.paths.download_dir()).await?;
+        let failed = if o.activity {
+            Vec::new()
+        } else {
+            plan.state.failed()
+        };
+        let staging = self.paths.bin_dir();
+        let current = plan.current;
+        let verified = tokio::task::spawn_blocking(move || {
+            verify::verify(downloaded, &key, &staging, current, &failed)
+        })
+        .await
+        .map_err(|e| UpdateError::io("verifying", std::io::Error::other(e)))??;
+        info!(version = %entry.claims.version, "update: signature verified");
+        // The download took a while: is it still a good time?
+        if !o.activity {
+            let act = self.activity.read((self.clock)()).await?;
+            if act.open_orders > 0 {
+                return Ok(Outcome::NotNow(
+                    Wait::OrdersOpen(act.open_orders).to_string(),
+                ));
+            }
+        }
+        let paths = self.paths.clone();
+        let installed =
+            tokio::task::spawn_blocking(move || install::install(verified, &paths, current))
+                .await
+                .map_err(|e| UpdateError::io("installing", std::io::Error::other(e)))??;
+        Ok(Outcome::Installed(installed))
+    }
+}
+
+/// Calls `tick` after `first`, then every `every` ± jitter (`r()` uniform
+/// in [0, 1)), until `stop` is cancelled or `tick` breaks.
+pub async fn periodic<F, Fut>(
+    first: Duration,
+    every: Duration,
+    stop: CancellationToken,
+    mut r: impl FnMut() -> f64,
+    mut tick: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ControlFlow<()>>,
+{
+    let mut delay = policy::next_delay(first.min(every), r());
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        // A check in progress (download, verification) is abandoned at
+        // stop: nothing is installed before its last, short, blocking step.
+        let flow = tokio::select! {
+            _ = stop.cancelled() => return,
+            flow = tick() => flow,
+        };
+        if flow.is_break() {
+            return;
+        }
+        delay = policy::next_delay(every, r());
+    }
+}
+
+/// The daemon's update task (see the module docs).
+pub struct Task {
+    /// The updater.
+    pub updater: Updater,
+    /// The store (health probe).
+    pub store: Store,
+    /// `Some(version)` when this start runs a pending version.
+    pub pending: Option<String>,
+    /// When `run()` started.
+    pub started: Instant,
+    /// Cancelled to stop the whole daemon (after an install or rollback).
+    pub shutdown: CancellationToken,
+    /// Cancelled when the daemon stops.
+    pub stop: CancellationToken,
+}
+
+/// Runs the update task until `stop`.
+pub async fn run(t: Task) {
+    if let Some(v) = t.pending.clone()
+        && !confirm_health(&t, &v).await
+    {
+        return;
+    }
+    if !t.updater.cfg.enabled || t.updater.cfg.manifest_url.is_none() {
+        info!("update: automatic updates off (update.enabled = false or no manifest_url)");
+        return;
+    }
+    let updater = t.updater.clone();
+    let shutdown = t.shutdown.clone();
+    periodic(
+        policy::FIRST_CHECK,
+        t.updater.cfg.check_interval,
+        t.stop.clone(),
+        || {
+            use rand::RngExt;
+            rand::rng().random::<f64>()
+        },
+        move || {
+            let updater = updater.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                match updater.check(Overrides::default()).await {
+                    Ok(Outcome::Installed(i)) => {
+                        info!(
+                            "update: installed {} (was {}); restarting into it",
+                            i.version, i.previous
+                        );
+                        super::request_restart();
+                        shutdown.cancel();
+                        ControlFlow::Break(())
+                    }
+                    Ok(Outcome::NotNow(why)) => {
+                        info!("update: not installing: {why}");
+                        ControlFlow::Continue(())
+                    }
+                    Ok(Outcome::NotConfigured) => ControlFlow::Break(()),
+                    Err(e) => {
+                        warn!("update: check failed: {e:#}");
+                        ControlFlow::Continue(())
+                    }
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// Confirms the pending version once healthy; rolls back at the deadline.
+/// Returns whether the daemon goes on.
+async fn confirm_health(t: &Task, version: &str) -> bool {
+    let deadline = t.started + HEALTH_DEADLINE;
+    let first = t.started + t.updater.cfg.confirm_after;
+    tokio::select! {
+        _ = t.stop.cancelled() => return false,
+        _ = tokio::time::sleep_until(first) => {}
+    }
+    loop {
+        let probe = t
+            .store
+            .write(|c| crate::outbox::kv_set(c, "update_health_probe", &crate::outbox::now_utc()));
+        let healthy = matches!(
+            tokio::time::timeout(Duration::from_secs(10), probe).await,
+            Ok(Ok(()))
+        );
+        if healthy {
+            crate::watchdog_ping();
+            match install::confirm(&t.updater.paths.state_file(), version) {
+                Ok(_) => {
+                    info!("update: {version} confirmed healthy");
+                    return true;
+                }
+                Err(e) => warn!("update: cannot record the confirmation: {e:#}"),
+            }
+        }
+        if Instant::now() >= deadline {
+            let file = t.updater.paths.state_file();
+            let why = format!("not confirmed healthy within {HEALTH_DEADLINE:?}");
+            if roll_back(&file, version, &why) == BootAction::Restart {
+                super::request_restart();
+                t.shutdown.cancel();
+            }
+            return false;
+        }
+        tokio::select! {
+            _ = t.stop.cancelled() => return false,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Over three simulated days the loop checks every 6 h ± 10 %, first
+    /// one minute after start.
+    #[tokio::test(start_paused = true)]
+    async fn checks_every_six_hours_with_jitter() {
+        let start = Instant::now();
+        let seen = Arc::new(Mutex::new(Vec::<Duration>::new()));
+        let stop = CancellationToken::new();
+        let s2 = seen.clone();
+        let mut i = 0u32;
+        let task = tokio::spawn(periodic(
+            policy::FIRST_CHECK,
+            policy::DEFAULT_CHECK_INTERVAL,
+            stop.clone(),
+            move || {
+                i += 1;
+                f64::from(i % 10) / 10.0
+            },
+            move || {
+                s2.lock().unwrap().push(start.elapsed());
+                async { ControlFlow::Continue(()) }
+            },
+        ));
+        tokio::time::sleep(Duration::from_secs(3 * 24 * 3600)).await;
+        stop.cancel();
+        task.await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert!(
+            seen[0] >= Duration::from_secs(54) && seen[0] <= Duration::from_secs(66),
+            "{:?}",
+            seen[0]
+        );
+        for w in seen.windows(2) {
+            let gap = w[1] - w[0];
+            assert!(
+                gap >= Duration::from_secs(6 * 3600 * 9 / 10)
+                    && gap < Duration::from_secs(6 * 3600 * 11 / 10),
+                "gap {gap:?}"
+            );
+        }
+        assert!(
+            (11..=14).contains(&seen.len()),
+            "{} checks in 3 days",
+            seen.len()
+        );
+        let distinct: std::collections::BTreeSet<_> =
+            seen.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(distinct.len() > 3, "the gaps vary (jitter)");
+    }
+
+    /// The loop and the policy together, on a clock that follows tokio's
+    /// paused time: a box started at 10:00 restaurant time with an open
+    /// order until 03:30 installs in the window, after 03:30, before 05:00.
+    #[tokio::test(start_paused = true)]
+    async fn installs_only_inside_the_window_once_no_order_is_open() {
+        let tz: chrono_tz::Tz = "Europe/Paris".parse().unwrap();
+        let wall0 = chrono::NaiveDate::from_ymd_opt(2026, 11, 29)
+            .unwrap()
+            .and_hms_opt(10, 0, 0)
+            .unwrap()
+            .and_local_timezone(tz)
+            .unwrap()
+            .with_timezone(&Utc);
+        let start = Instant::now();
+        let clock = move || wall0 + chrono::Duration::from_std(start.elapsed()).unwrap();
+        let order_closes = wall0 + chrono::Duration::minutes(17 * 60 + 30); // 03:30 next day
+        let log = Arc::new(Mutex::new(Vec::<(DateTime<Utc>, Result<(), Wait>)>::new()));
+        let l2 = log.clone();
+        let stop = CancellationToken::new();
+        periodic(
+            policy::FIRST_CHECK,
+            Duration::from_secs(15 * 60), // a short interval to land inside the window
+            stop,
+            || 0.5,
+            move || {
+                let now = clock();
+                let local = now.with_timezone(&tz);
+                let facts = Facts {
+                    local_minute: local.hour() * 60 + local.minute(),
+                    window: (180, 300),
+                    bucket: 10,
+                    rollout_percent: 100,
+                    open_orders: i64::from(now < order_closes),
+                    queued: 0,
+                    outbox_idle_for: None,
+                };
+                let d = policy::good_time(&facts, Overrides::default());
+                let done = d.is_ok();
+                l2.lock().unwrap().push((now, d));
+                async move {
+                    if done {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                }
+            },
+        )
+        .await;
+        let log = log.lock().unwrap().clone();
+        let (when, _) = log.last().unwrap();
+        let local = when.with_timezone(&tz);
+        assert_eq!(local.date_naive().to_string(), "2026-11-30");
+        assert!(
+            (210..300).contains(&(local.hour() * 60 + local.minute())),
+            "{local}"
+        );
+        assert!(
+            log.iter()
+                .any(|(_, d)| matches!(d, Err(Wait::OutsideWindow { .. })))
+        );
+        assert!(
+            log.iter()
+                .any(|(_, d)| matches!(d, Err(Wait::OrdersOpen(1))))
+        );
+    }
+}

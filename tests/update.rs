@@ -1,0 +1,727 @@
+//! Self-update, end to end: the real agent binary, copied into a temp "box"
+//! (`<dir>/bin/zenchef-edge`, store in `<dir>/state/`), against the release
+//! server simulator on 127.0.0.1, with real files and real processes.
+//!
+//! The "new version" is the agent binary under test with its version slot
+//! rewritten (`@@ZENCHEF-EDGE-VERSION@@<version>`, see docs/decisions.md):
+//! the same code, reporting another version — what a real release differs
+//! by, without a second build. The broken release is a shell script that
+//! answers `--version` but exits at once when started as the daemon.
+//!
+//! Where systemd matters, [`Supervisor`] plays the unit: before each start
+//! it runs `zenchef-edge.previous update boot-check` (`ExecStartPre=-…`),
+//! gives both the same fresh `INVOCATION_ID`, and restarts the agent
+//! whatever its exit code except 78 (`Restart=always`,
+//! `RestartPreventExitStatus=78`).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use zenchef_sim::update_server::{Fault, Keypair, ReleaseSpec, UpdateServer};
+use zenchef_sim::util::{free_port, random_hex, wait_for};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_zenchef-edge");
+const CURRENT: &str = env!("CARGO_PKG_VERSION");
+const MARK: &[u8] = b"@@ZENCHEF-EDGE-VERSION@@";
+/// The restart code the agent exits with after an install or a rollback.
+const EX_RESTART: i32 = 75;
+
+/// The next minor version after the one under test.
+fn next_version() -> String {
+    let p: Vec<u32> = CURRENT.split('.').map(|x| x.parse().unwrap()).collect();
+    format!("{}.{}.0", p[0], p[1] + 1)
+}
+
+/// The agent binary under test without its debug info (`strip
+/// --strip-debug`: same code, a quarter of the size, so the debug-built
+/// agent hashes and unpacks it in seconds). Made once per test process.
+fn agent() -> &'static Path {
+    static COPY: OnceLock<PathBuf> = OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        fs::create_dir_all(dir).unwrap();
+        let out = dir.join("zenchef-edge-stripped");
+        let tmp = dir.join(format!("zenchef-edge-stripped.{}", std::process::id()));
+        let stripped = Command::new("strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(&tmp)
+            .arg(AGENT)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stripped {
+            fs::copy(AGENT, &tmp).unwrap();
+        }
+        fs::rename(&tmp, &out).unwrap();
+        out
+    })
+}
+
+/// Offsets of the version slot marker in [`agent`] (grep is fast where a
+/// byte loop in a debug build is not).
+fn slot_offsets() -> &'static [usize] {
+    static OFFSETS: OnceLock<Vec<usize>> = OnceLock::new();
+    OFFSETS.get_or_init(|| {
+        let out = Command::new("grep")
+            .args(["-obUaF", std::str::from_utf8(MARK).unwrap()])
+            .arg(agent())
+            .output()
+            .unwrap();
+        let offsets: Vec<usize> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(':').next()?.parse().ok())
+            .collect();
+        assert!(!offsets.is_empty(), "no version slot in the agent binary");
+        offsets
+    })
+}
+
+/// The agent binary with its version slot rewritten.
+fn agent_with_version(version: &str) -> Vec<u8> {
+    let mut bin = fs::read(agent()).unwrap();
+    for &off in slot_offsets() {
+        assert_eq!(&bin[off..off + MARK.len()], MARK);
+        let at = off + MARK.len();
+        let slot = &mut bin[at..at + 40];
+        slot.fill(0);
+        slot[..version.len()].copy_from_slice(version.as_bytes());
+    }
+    bin
+}
+
+fn same_as_agent(path: &Path) -> bool {
+    fs::read(path).unwrap() == fs::read(agent()).unwrap()
+}
+
+/// The target triple of the agent (`--version`: `… (commit X, TARGET)`).
+fn target() -> String {
+    let out = Command::new(agent()).arg("--version").output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout).to_string();
+    s.trim()
+        .trim_end_matches(')')
+        .rsplit(", ")
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn minute_now_utc() -> u32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    ((secs / 60) % 1440) as u32
+}
+
+fn hhmm(m: u32) -> String {
+    let m = m % 1440;
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+/// A window (UTC) around now, or starting two hours from now.
+fn window(inside: bool) -> String {
+    let now = minute_now_utc();
+    if inside {
+        format!("{}-{}", hhmm(now + 1440 - 60), hhmm(now + 60))
+    } else {
+        format!("{}-{}", hhmm(now + 120), hhmm(now + 180))
+    }
+}
+
+struct TestBox {
+    dir: tempfile::TempDir,
+    server: UpdateServer,
+    key: Keypair,
+    target: String,
+}
+
+impl TestBox {
+    async fn new() -> TestBox {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("bin")).unwrap();
+        fs::create_dir_all(dir.path().join("state")).unwrap();
+        let bin = dir.path().join("bin/zenchef-edge");
+        fs::copy(agent(), &bin).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        let b = TestBox {
+            dir,
+            server: UpdateServer::start().await.unwrap(),
+            key: Keypair::generate(),
+            target: target(),
+        };
+        b.configure(&window(true), 100, None);
+        b
+    }
+
+    fn bin(&self) -> PathBuf {
+        self.dir.path().join("bin/zenchef-edge")
+    }
+    fn previous(&self) -> PathBuf {
+        self.dir.path().join("bin/zenchef-edge.previous")
+    }
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("state/agent.db")
+    }
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("agent.log")
+    }
+
+    /// Writes the configuration; `key: None` = the release key.
+    fn configure(&self, window: &str, rollout: u8, key: Option<&str>) {
+        let closed = free_port().unwrap();
+        let key = key
+            .map(String::from)
+            .unwrap_or_else(|| self.key.public_base64());
+        let text = format!(
+            r#"[restaurant]
+timezone = "UTC"
+[cashpad]
+token = "cp"
+host = "127.0.0.1"
+port = {closed}
+[zenchef]
+restaurant_id = "1"
+token = "zc"
+base_url = "http://127.0.0.1:{closed}/api/v1"
+[store]
+path = "{store}"
+[update]
+enabled = true
+manifest_url = "{url}"
+public_key = "{key}"
+window = "{window}"
+rollout_percent = {rollout}
+check_interval_s = 1
+confirm_after_s = 1
+[http]
+listen = ""
+"#,
+            store = self.store().display(),
+            url = self.server.manifest_url(),
+        );
+        fs::write(self.config(), text).unwrap();
+        fs::set_permissions(self.config(), fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    fn publish(&self, version: &str, binary: Vec<u8>) {
+        self.server
+            .publish(&ReleaseSpec::new(version, &self.target, binary), &self.key);
+    }
+
+    /// Runs the installed binary: `zenchef-edge <args> --config …`.
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(self.bin())
+            .args(args)
+            .arg("--config")
+            .arg(self.config())
+            .env_remove("INVOCATION_ID")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn version_of(path: &Path) -> String {
+        let out = Command::new(path).arg("--version").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn state(&self) -> Value {
+        fs::read(self.dir.path().join("state/update-state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// The box is as before: same binary, nothing pending, no staging or
+    /// download leftovers.
+    fn assert_unchanged(&self) {
+        assert!(same_as_agent(&self.bin()), "the binary changed");
+        assert!(
+            self.state()["pending_version"].is_null(),
+            "{}",
+            self.state()
+        );
+        let bin_dir: Vec<String> = fs::read_dir(self.dir.path().join("bin"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            bin_dir,
+            vec!["zenchef-edge".to_string()],
+            "leftovers in bin/"
+        );
+        let dl = self.dir.path().join("state/update-download");
+        if dl.exists() {
+            assert_eq!(
+                fs::read_dir(&dl).unwrap().count(),
+                0,
+                "leftovers in the download dir"
+            );
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = fs::read_to_string(self.log()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+/// Plays systemd for the agent (see the module docs).
+struct Supervisor {
+    stop: Arc<AtomicBool>,
+    exits: Arc<Mutex<Vec<i32>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Supervisor {
+    fn start(b: &TestBox) -> Supervisor {
+        let (bin, previous, config, log) = (b.bin(), b.previous(), b.config(), b.log());
+        let stop = Arc::new(AtomicBool::new(false));
+        let exits: Arc<Mutex<Vec<i32>>> = Arc::default();
+        let (s2, e2) = (stop.clone(), exits.clone());
+        let thread = std::thread::spawn(move || {
+            for _ in 0..20 {
+                if s2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let invocation = random_hex(32);
+                let logf = || {
+                    fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                        .unwrap()
+                };
+                // ExecStartPre=-/…/zenchef-edge.previous update boot-check
+                if previous.exists() {
+                    let _ = Command::new(&previous)
+                        .args(["update", "boot-check", "--config"])
+                        .arg(&config)
+                        .env("INVOCATION_ID", &invocation)
+                        .stdout(logf())
+                        .stderr(logf())
+                        .status();
+                }
+                // ExecStart=/usr/bin/zenchef-edge run
+                let mut child = Command::new(&bin)
+                    .args(["run", "--config"])
+                    .arg(&config)
+                    .env("INVOCATION_ID", &invocation)
+                    .env("RUST_LOG", "info")
+                    .env_remove("JOURNAL_STREAM")
+                    .stdin(Stdio::null())
+                    .stdout(logf())
+                    .stderr(logf())
+                    .spawn()
+                    .unwrap();
+                let code = loop {
+                    if let Some(st) = child.try_wait().unwrap() {
+                        break st.code().unwrap_or(-1);
+                    }
+                    if s2.load(Ordering::SeqCst) {
+                        let _ = Command::new("kill")
+                            .arg("-TERM")
+                            .arg(child.id().to_string())
+                            .status();
+                        let _ = child.wait();
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                };
+                e2.lock().unwrap().push(code);
+                if code == 78 {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200)); // RestartSec=
+            }
+        });
+        Supervisor {
+            stop,
+            exits,
+            thread: Some(thread),
+        }
+    }
+
+    fn exits(&self) -> Vec<i32> {
+        self.exits.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn wait_state(b: &TestBox, what: &str, secs: u64, f: impl Fn(&Value) -> bool) -> Value {
+    wait_for(what, Duration::from_secs(secs), || {
+        let s = b.state();
+        f(&s).then_some(s)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; state {}\n--- log ---\n{}", b.state(), b.log_tail()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_update_is_installed_confirmed_and_runs() {
+    let b = TestBox::new().await;
+    let new = next_version();
+    b.publish(&new, agent_with_version(&new));
+    let sup = Supervisor::start(&b);
+
+    let st = wait_state(&b, "the new version confirmed", 60, |s| {
+        s["pending_version"].is_null()
+            && s["last_event"]
+                .as_str()
+                .is_some_and(|e| e.contains("confirmed healthy"))
+    })
+    .await;
+    assert!(st["failed_versions"].as_array().unwrap().is_empty(), "{st}");
+    assert_eq!(
+        sup.exits(),
+        vec![EX_RESTART],
+        "one restart into the new version"
+    );
+    assert!(
+        TestBox::version_of(&b.bin()).starts_with(&format!("zenchef-edge {new} ")),
+        "{}",
+        TestBox::version_of(&b.bin())
+    );
+    assert!(
+        TestBox::version_of(&b.previous()).starts_with(&format!("zenchef-edge {CURRENT} ")),
+        "the previous binary is kept"
+    );
+    // The running daemon is the new version (its own state record).
+    wait_for(
+        "status showing the new version",
+        Duration::from_secs(20),
+        || {
+            let (code, out, _) = b.cli(&["status", "--json"]);
+            let v: Value = serde_json::from_str(&out).ok()?;
+            (code == 0 && v["daemon"]["version"] == new.as_str()).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", b.log_tail()));
+    // It does not download again: it is up to date.
+    let hits = b.server.manifest_hits();
+    wait_for("two more checks", Duration::from_secs(20), || {
+        (b.server.manifest_hits() >= hits + 2).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(b.server.archive_hits(), 1);
+    let (_, out, _) = b.cli(&["update", "check"]);
+    assert!(
+        out.contains(&format!("nothing newer (running {new})")),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_binary_that_exits_at_once_is_rolled_back_and_never_retried() {
+    let b = TestBox::new().await;
+    let new = next_version();
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in\n  --version) echo 'zenchef-edge {new} (commit broken, {t})' ;;\n  *) echo 'broken build: cannot start' >&2; exit 1 ;;\nesac\n",
+        t = b.target
+    );
+    b.publish(&new, script.into_bytes());
+    let sup = Supervisor::start(&b);
+
+    let st = wait_state(&b, "the rollback", 60, |s| {
+        s["failed_versions"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|v| v == new.as_str()))
+    })
+    .await;
+    assert!(st["pending_version"].is_null(), "{st}");
+    assert!(
+        st["last_event"].as_str().unwrap().contains("rolled back"),
+        "{st}"
+    );
+    // Installed (75), the broken one exited at once (1), then the previous
+    // binary was put back by ExecStartPre and is running.
+    assert_eq!(sup.exits()[..2], [EX_RESTART, 1], "{:?}", sup.exits());
+    assert!(same_as_agent(&b.bin()), "the previous binary is back");
+    // It keeps checking and never downloads the blacklisted version again.
+    let hits = b.server.manifest_hits();
+    wait_for("three more checks", Duration::from_secs(30), || {
+        (b.server.manifest_hits() >= hits + 3).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", b.log_tail()));
+    assert_eq!(b.server.archive_hits(), 1);
+    assert_eq!(sup.exits().len(), 2, "no more restarts: {:?}", sup.exits());
+    let (_, out, _) = b.cli(&["update", "check"]);
+    assert!(
+        out.contains("rolled back (failed health check): not retried"),
+        "{out}"
+    );
+}
+
+/// Starts the daemon, waits for `checks` manifest requests, and asserts no
+/// archive was downloaded.
+async fn assert_checks_without_download(b: &TestBox, checks: u64) -> Supervisor {
+    let sup = Supervisor::start(b);
+    wait_for("checks", Duration::from_secs(30), || {
+        (b.server.manifest_hits() >= checks).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", b.log_tail()));
+    assert_eq!(b.server.archive_hits(), 0, "{}", b.log_tail());
+    assert!(sup.exits().is_empty(), "{:?}", sup.exits());
+    sup
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_the_window_nothing_is_installed() {
+    let b = TestBox::new().await;
+    b.configure(&window(false), 100, None);
+    let new = next_version();
+    b.publish(&new, agent_with_version(&new));
+    let sup = assert_checks_without_download(&b, 3).await;
+    drop(sup);
+    b.assert_unchanged();
+    let (code, out, _) = b.cli(&["update", "check"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("available    {new} (upgrade)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("not now: outside the maintenance window"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_zero_never_takes_part() {
+    let b = TestBox::new().await;
+    b.configure(&window(true), 0, None);
+    let new = next_version();
+    b.publish(&new, agent_with_version(&new));
+    let sup = assert_checks_without_download(&b, 3).await;
+    drop(sup);
+    b.assert_unchanged();
+    let (_, out, _) = b.cli(&["update", "check"]);
+    assert!(out.contains("not in the staged rollout"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_order_postpones_until_it_is_paid() {
+    let b = TestBox::new().await;
+    {
+        let (store, _) = zenchef_edge::outbox::Store::open(&b.store()).unwrap();
+        drop(store);
+        let c = rusqlite::Connection::open(b.store()).unwrap();
+        c.execute(
+            "INSERT INTO orders(order_id, table_name, state, last_seq) VALUES ('O-1', '12', 'open', 1)",
+            [],
+        )
+        .unwrap();
+    }
+    let new = next_version();
+    b.publish(&new, agent_with_version(&new));
+    let sup = assert_checks_without_download(&b, 3).await;
+    let (_, out, _) = b.cli(&["update", "check"]);
+    assert!(out.contains("not now: 1 order(s) open on the POS"), "{out}");
+    // The table pays: the next check installs.
+    let c = rusqlite::Connection::open(b.store()).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.execute(
+        "UPDATE orders SET state = 'paid' WHERE order_id = 'O-1'",
+        [],
+    )
+    .unwrap();
+    wait_state(&b, "the new version confirmed", 60, |s| {
+        s["last_event"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("{new} confirmed healthy")))
+    })
+    .await;
+    drop(sup);
+}
+
+/// `update apply` against a faulty server: refused, nothing changed.
+async fn apply_refused(fault: Fault, want: &str) {
+    let b = TestBox::new().await;
+    let new = next_version();
+    b.publish(&new, agent_with_version(&new));
+    b.server.set_fault(fault);
+    let (code, out, err) = b.cli(&["update", "apply", "--no-restart"]);
+    assert_eq!(code, 1, "{fault:?}: {out}{err}");
+    assert!(err.contains(want), "{fault:?}: {err}");
+    b.assert_unchanged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_archive_is_refused() {
+    apply_refused(Fault::BadSignature, "signature check failed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_signed_with_another_key_is_refused() {
+    apply_refused(Fault::WrongKey, "signature check failed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_download_changes_nothing() {
+    apply_refused(Fault::TruncatedDownload, "cannot download").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_checksum_is_refused() {
+    apply_refused(Fault::WrongSha256, "sha256 mismatch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_changes_nothing() {
+    apply_refused(Fault::ServerError, "HTTP 503").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_changes_nothing() {
+    let b = TestBox::new().await;
+    b.server.stop();
+    let (code, _, err) = b.cli(&["update", "apply", "--no-restart"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot fetch the manifest"), "{err}");
+    let (code, out, _) = b.cli(&["update", "check"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("cannot fetch the manifest"), "{out}");
+    b.assert_unchanged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_version_is_never_installed() {
+    let b = TestBox::new().await;
+    b.publish(&next_version(), agent_with_version(&next_version()));
+    b.server.set_fault(Fault::OlderVersion);
+    let (code, _, err) = b.cli(&["update", "apply", "--no-restart", "--force"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("never downgrade"), "{err}");
+    assert_eq!(b.server.archive_hits(), 0);
+    b.assert_unchanged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_public_key_refuses_every_update() {
+    let b = TestBox::new().await;
+    b.configure(&window(true), 100, Some(""));
+    let new = next_version();
+    b.publish(&new, agent_with_version(&new));
+    let (code, _, err) = b.cli(&["update", "apply", "--no-restart", "--force"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("update.public_key: missing or empty"), "{err}");
+    assert_eq!(b.server.archive_hits(), 0, "nothing downloaded");
+    let (_, out, _) = b.cli(&["update", "check"]);
+    assert!(
+        out.contains("not now: update.public_key: missing or empty"),
+        "{out}"
+    );
+    // The daemon does not install either.
+    let sup = assert_checks_without_download(&b, 2).await;
+    drop(sup);
+    b.assert_unchanged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_that_cannot_run_is_refused_before_anything_changes() {
+    let b = TestBox::new().await;
+    b.publish(&next_version(), b"\x7fELF\x02\x01\x01 not really".to_vec());
+    let (code, _, err) = b.cli(&["update", "apply", "--no-restart"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("smoke test"), "{err}");
+    b.assert_unchanged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_by_hand_ignores_the_window_but_not_open_orders() {
+    let b = TestBox::new().await;
+    b.configure(&window(false), 0, None);
+    let new = next_version();
+    b.publish(&new, agent_with_version(&new));
+    let (code, out, err) = b.cli(&["update", "apply", "--no-restart"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("installed {new} (was {CURRENT})")),
+        "{out}"
+    );
+    drop(zenchef_edge::outbox::Store::open(&b.store()).unwrap()); // status reads the store
+    let (_, status, err) = b.cli(&["status", "--json"]);
+    let status: Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(
+        status["update"]["pending_version"],
+        Value::from(new.clone())
+    );
+    assert!(TestBox::version_of(&b.bin()).starts_with(&format!("zenchef-edge {new} ")));
+    let st = b.state();
+    assert_eq!(st["pending_version"], Value::from(new.clone()), "{st}");
+    assert_eq!(st["attempts"], Value::from(0));
+}
+
+/// The documented release procedure (scripts/release.sh with the zipsign
+/// tool) produces what the box accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_release_script_output_is_accepted() {
+    if Command::new("zipsign").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install zipsign (cargo install zipsign)"
+        );
+        eprintln!("SKIPPED: zipsign is not installed (cargo install zipsign)");
+        return;
+    }
+    let b = TestBox::new().await;
+    let work = b.dir.path().join("release");
+    fs::create_dir_all(&work).unwrap();
+    fs::write(work.join("release.key"), b.key.zipsign_private_key()).unwrap();
+    let new = next_version();
+    fs::write(work.join("zenchef-edge"), agent_with_version(&new)).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/release.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .args(["--version", &new, "--key"])
+        .arg(work.join("release.key"))
+        .arg("--out")
+        .arg(work.join("dist"))
+        .arg("--binary")
+        .arg(format!(
+            "{}={}",
+            b.target,
+            work.join("zenchef-edge").display()
+        ))
+        .args(["--min-previous", CURRENT])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = format!("zenchef-edge-{new}-{}.tar.gz", b.target);
+    let manifest = fs::read_to_string(work.join("dist/manifest.json")).unwrap();
+    let archive = fs::read(work.join("dist").join(&name)).unwrap();
+    b.server.publish_raw(manifest, vec![(name, archive)]);
+    let (code, out, err) = b.cli(&["update", "apply", "--no-restart"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(TestBox::version_of(&b.bin()).starts_with(&format!("zenchef-edge {new} ")));
+}
