@@ -669,7 +669,7 @@ async fn apply_by_hand_ignores_the_window_but_not_open_orders() {
     let (_, status, err) = b.cli(&["status", "--json"]);
     let status: Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}: {err}"));
     assert_eq!(
-        status["update"]["pending_version"],
+        status["update_state"]["pending_version"],
         Value::from(new.clone())
     );
     assert!(TestBox::version_of(&b.bin()).starts_with(&format!("zenchef-edge {new} ")));

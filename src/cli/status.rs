@@ -204,7 +204,7 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
     let update_state = match (from_file, outbox::kv_get(conn, UPDATE_STATE_KEY)?) {
         (Some(v), _) => v,
         (None, Some(s)) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
-        (None, None) => Value::String("no update yet".into()),
+        (None, None) => Value::String("unknown".into()),
     };
     let pos = match &daemon {
         None => PosSummary {
