@@ -78,7 +78,11 @@ enum End {
 }
 
 struct WorkerResult {
-    delivered: usize,
+    /// Zenchef calls that succeeded. Only these prove Zenchef reachable:
+    /// events that need no call (items, moves, partial payments, voids) are
+    /// completed during an outage too and must neither end the outage mode
+    /// nor mark Zenchef healthy in `status`.
+    calls_ok: usize,
     end: End,
 }
 
@@ -154,14 +158,13 @@ pub async fn run(
                     }
                 };
                 inflight.remove(&order);
-                if r.delivered > 0 {
+                if r.calls_ok > 0 {
                     d.health.zenchef_ok();
                     global = None;
                 }
                 match r.end {
                     End::Idle => {
                         backoff.remove(&order);
-                        global = None;
                     }
                     End::Dead => {
                         backoff.remove(&order);
@@ -217,43 +220,45 @@ fn jittered(base: Duration, n: u32, cap: Duration) -> Duration {
 }
 
 async fn work_order(d: &Deliverer, order: &str) -> WorkerResult {
-    let mut delivered = 0;
+    let mut calls_ok = 0;
     loop {
         let o = order.to_string();
         let item = match d.store.read(move |c| super::next_pending(c, &o)).await {
             Ok(Some(item)) => item,
             Ok(None) => {
                 return WorkerResult {
-                    delivered,
+                    calls_ok,
                     end: End::Idle,
                 };
             }
             Err(e) => {
                 warn!("cannot read the outbox: {e}");
                 return WorkerResult {
-                    delivered,
+                    calls_ok,
                     end: End::Retry(None),
                 };
             }
         };
         if item.state == "dead" {
             return WorkerResult {
-                delivered,
+                calls_ok,
                 end: End::Dead,
             };
         }
         let span =
             info_span!("event", event_id = %item.event_id, seq = item.seq, kind = %item.event_type);
-        match deliver(d, item).instrument(span).await {
-            Ok(()) => delivered += 1,
-            Err(end) => return WorkerResult { delivered, end },
+        match deliver(d, item, &mut calls_ok).instrument(span).await {
+            Ok(()) => {}
+            Err(end) => {
+                return WorkerResult { calls_ok, end };
+            }
         }
     }
 }
 
 /// Delivers one event: decide (or reload) its plan, run the remaining
-/// calls, complete.
-async fn deliver(d: &Deliverer, item: OutboxItem) -> Result<(), End> {
+/// calls, complete. `calls_ok` counts the Zenchef calls that succeeded.
+async fn deliver(d: &Deliverer, item: OutboxItem, calls_ok: &mut usize) -> Result<(), End> {
     let ev = match event::parse(item.body.as_bytes()) {
         Ok(ev) => ev,
         Err(r) => {
@@ -277,12 +282,13 @@ async fn deliver(d: &Deliverer, item: OutboxItem) -> Result<(), End> {
     };
     let mut plan = match item.plan.clone() {
         Some(p) => p,
-        None => decide(d, &item, &ev, order.as_ref()).await?,
+        None => decide(d, &item, &ev, order.as_ref(), calls_ok).await?,
     };
     for i in plan.done..plan.steps.len() {
         let step = plan.steps[i].clone();
         match run_step(d, &plan, &step).await {
             Ok(created) => {
+                *calls_ok += 1;
                 if let Some(id) = created {
                     plan.created_booking = Some(id);
                 }
@@ -321,6 +327,7 @@ async fn decide(
     item: &OutboxItem,
     ev: &event::PosEvent,
     order: Option<&sync::OrderState>,
+    calls_ok: &mut usize,
 ) -> Result<Plan, End> {
     if !sync::needs_match(ev, order) {
         let plan = sync::plan(ev, order, None, &d.ctx);
@@ -344,7 +351,10 @@ async fn decide(
     let mut day: NaiveDate = first;
     loop {
         let bookings = match d.zenchef.bookings_of_day(day).await {
-            Ok(b) => b,
+            Ok(b) => {
+                *calls_ok += 1;
+                b
+            }
             Err(e) => return Err(fail(d, item, &Plan::default(), e).await),
         };
         candidates.extend(bookings.into_iter().filter_map(|b| {
