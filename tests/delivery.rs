@@ -5,6 +5,8 @@
 //!   keeps being acknowledged, the dispatcher probes one call at a time,
 //!   and after recovery the backlog drains per order in `seq` order with
 //!   different orders in parallel;
+//! - rate limiting (429 with `Retry-After` in seconds and as an HTTP date):
+//!   honoured by every caller, no hot loop;
 //! - credentials refused mid-service (401): delivery pauses, `status` says
 //!   so, nothing is lost; a new token and a restart deliver everything;
 //! - a poison event (422 forever): dead with the message, other orders
@@ -16,12 +18,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 use serde_json::json;
 use zenchef_sim::harness::{Rig, RigOptions};
-use zenchef_sim::zenchef::{CallRecord, Fault, max_in_flight};
+use zenchef_sim::zenchef::{CallRecord, Fault, RetryAfter, max_in_flight};
 
 /// Calls made by the dispatcher for `w` (writes, and the matching reads of
 /// the workload's day — the reservation poller reads other days).
@@ -182,6 +184,94 @@ async fn a_long_outage_keeps_acknowledging_then_drains_in_order_and_in_parallel(
         t_503 - t_timeout,
         t_up - t_503,
         during.len(),
+    );
+}
+
+/// After every 429 answered at `t` that asked to wait until `until(t)`, no
+/// call may arrive before that moment (150 ms after the answer are allowed
+/// for calls already on their way; 300 ms of rounding on the other side).
+fn assert_waits(calls: &[CallRecord], until: impl Fn(Instant) -> Instant) {
+    for c in calls.iter().filter(|c| c.status == 429) {
+        let Some(t) = c.answered_at else { continue };
+        let end = until(t);
+        for d in calls {
+            assert!(
+                !(d.at > t + Duration::from_millis(150) && d.at + Duration::from_millis(300) < end),
+                "call #{} ({} {}) arrived {:?} after the 429 of call #{} that asked to wait {:?}",
+                d.n,
+                d.method,
+                d.path,
+                d.at - t,
+                c.n,
+                end - t
+            );
+        }
+    }
+}
+
+/// Scenario 4: `Retry-After` in both forms is honoured by every caller (the
+/// dispatcher and the reservation poller); no hot loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_honoured_in_both_forms_without_a_hot_loop() {
+    let _heavy = heavy();
+    let w = Workload::generate(seed(), 20, 3, 20);
+    let dir = tempfile::tempdir().unwrap();
+    let rig = start_rig(RigOptions::new(w.zenchef_config()), dir.path()).await;
+    let (first, second) = w.events.split_at(w.events.len() / 2);
+
+    // Seconds form.
+    rig.zenchef
+        .set_fault(Fault::RateLimit {
+            retry_after: RetryAfter::Seconds(3),
+        })
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    publish_all(&rig, first).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let t1 = Instant::now();
+    rig.zenchef.set_fault(Fault::None).await.unwrap();
+    let seconds_calls = calls_between(&rig.zenchef.calls(), t0, t1);
+    assert!(
+        seconds_calls.iter().any(|c| c.status == 429),
+        "the fault was hit"
+    );
+    assert_waits(&seconds_calls, |t| t + Duration::from_secs(3));
+    assert!(
+        seconds_calls.len() <= 30,
+        "{} calls in 8 s of rate limiting: a hot loop",
+        seconds_calls.len()
+    );
+
+    // HTTP-date form: every 429 says "not before D".
+    let d = SystemTime::now() + Duration::from_secs(6);
+    let d_instant = Instant::now() + Duration::from_secs(6);
+    rig.zenchef
+        .set_fault(Fault::RateLimit {
+            retry_after: RetryAfter::HttpDate(d),
+        })
+        .await
+        .unwrap();
+    let t2 = Instant::now();
+    publish_all(&rig, second).await;
+    // Stop just after D (a date in the past would mean "now").
+    tokio::time::sleep_until((d_instant + Duration::from_millis(300)).into()).await;
+    let t3 = Instant::now();
+    rig.zenchef.set_fault(Fault::None).await.unwrap();
+    let date_calls = calls_between(&rig.zenchef.calls(), t2, t3);
+    assert!(
+        date_calls.iter().any(|c| c.status == 429),
+        "the fault was hit"
+    );
+    // The header has whole seconds: D may be up to 1 s earlier than set.
+    assert_waits(&date_calls, |_| d_instant - Duration::from_secs(1));
+
+    let view = wait_drained(&rig, &w, Duration::from_secs(60)).await;
+    check_guarantees(&rig, &w, &view);
+    eprintln!(
+        "FIGURES rate-limit: {} calls during 8 s of `Retry-After: 3`, {} calls during ~6 s of an HTTP-date Retry-After",
+        seconds_calls.len(),
+        date_calls.len()
     );
 }
 

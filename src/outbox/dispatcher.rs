@@ -170,6 +170,10 @@ pub async fn run(
                         backoff.remove(&order);
                     }
                     End::Retry(after) => {
+                        // The server's wait when it gave one; a zero or past
+                        // `Retry-After` falls back to the growing backoff
+                        // (never an immediate retry: no hot loop).
+                        let after = after.filter(|a| !a.is_zero());
                         let n = backoff.get(&order).map_or(0, |(_, n)| *n) + 1;
                         let wait = after.unwrap_or_else(|| jittered(BACKOFF_BASE, n, d.cfg.retry_max));
                         backoff.insert(order.clone(), (Instant::now() + wait, n));
