@@ -105,6 +105,12 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
                 yn(d.pos.mqtt_connected),
                 opt(&d.pos.connected_since)
             );
+            if let Some(aside) = &d.store_moved_aside {
+                println!(
+                    "STORE       REPLACED at a start: the unreadable store is kept at {aside} \
+                     (its queued events are not delivered automatically)"
+                );
+            }
             if let Some(p) = &d.pos.problem {
                 println!("            problem: {p}");
             }
