@@ -466,8 +466,28 @@ pub fn transport_message(e: &reqwest::Error) -> String {
         src = s.source();
     }
     let msg = parts.join(": ");
-    if msg.contains("NotValidYet") || msg.to_lowercase().contains("not yet valid") {
-        format!("{msg} — the certificate is not valid yet: the system clock is probably wrong")
+    clock_hint(msg)
+}
+
+/// Adds the likely cause to a certificate-date error: the box has no RTC,
+/// so right after boot its clock may be far behind (every certificate "not
+/// valid yet") or ahead (every certificate "expired"). rustls 0.23 says
+/// "certificate not valid yet" / "certificate expired" (older versions
+/// `NotValidYet` / `Expired`): all are matched.
+fn clock_hint(msg: String) -> String {
+    let lower = msg.to_lowercase();
+    if lower.contains("notvalidyet")
+        || lower.contains("not valid yet")
+        || lower.contains("not yet valid")
+    {
+        format!(
+            "{msg} — the certificate is not valid yet: the system clock is probably wrong (behind)"
+        )
+    } else if lower.contains("certificate expired") || lower.contains("certexpired") {
+        format!(
+            "{msg} — the certificate has expired, or the system clock is wrong (ahead): check the \
+             date on the box"
+        )
     } else {
         msg
     }
@@ -529,6 +549,28 @@ mod tests {
             ErrorClass::Retry {
                 after: Some(Duration::from_secs(30))
             }
+        );
+    }
+
+    /// Regression (wrong-clock suite): rustls 0.23 words it "certificate
+    /// not valid yet", which the old check ("not yet valid") missed, so
+    /// the hint naming the clock was never given.
+    #[test]
+    fn certificate_date_errors_name_the_clock() {
+        let rustls_023 = "cannot connect: client error (Connect): invalid peer certificate: \
+                          certificate not valid yet: verification time 1795969640 (UNIX), but \
+                          certificate is not valid before 1830297600";
+        assert!(clock_hint(rustls_023.into()).ends_with(
+            "the certificate is not valid yet: the system clock is probably wrong (behind)"
+        ));
+        assert!(clock_hint("invalid peer certificate: NotValidYet".into()).contains("clock"));
+        assert!(
+            clock_hint("invalid peer certificate: certificate expired: verification time".into())
+                .contains("the system clock is wrong (ahead)")
+        );
+        assert_eq!(
+            clock_hint("connection refused".into()),
+            "connection refused"
         );
     }
 
