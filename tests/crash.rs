@@ -121,8 +121,8 @@ async fn crash_during_intake_loses_nothing_and_duplicates_nothing() {
         "only {kills} kills before the work was done: {elapsed:?}"
     );
     assert!(kills_during_intake > 0, "no kill happened during intake");
-    eprintln!(
-        "FIGURES crash-during-intake: seed {seed}; events sent {}, acknowledged by the broker {acked}, \
+    figures(&format!(
+        "crash-during-intake: seed {seed}; events sent {}, acknowledged by the broker {acked}, \
          stored {}, delivered {}, MQTT redeliveries deduplicated by event_id {}, \
          Zenchef replays suppressed by PublisherModelId {suppressed}; kills {kills} \
          ({kills_during_intake} during intake); max recovery after a kill {:?}; total {:?}",
@@ -132,7 +132,7 @@ async fn crash_during_intake_loses_nothing_and_duplicates_nothing() {
         view.counter("duplicates"),
         max_recovery,
         elapsed
-    );
+    ));
 }
 
 /// Scenario 2: the agent is SIGKILLed while its calls are in flight at
@@ -195,11 +195,11 @@ async fn crash_during_delivery_creates_nothing_twice() {
         suppressed > 0,
         "no call was replayed after a kill: the test did not reach the window it is about"
     );
-    eprintln!(
-        "FIGURES crash-during-delivery: seed {seed}; orders {}, kills {kills} ({kills_in_flight} with a \
+    figures(&format!(
+        "crash-during-delivery: seed {seed}; orders {}, kills {kills} ({kills_in_flight} with a \
          write in flight), replays answered from the idempotency memory {suppressed}, walk-ins {}",
         w.orders.len(),
         rig.zenchef.walkins().len()
-    );
+    ));
     let _ = Path::new(AGENT);
 }

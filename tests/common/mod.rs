@@ -42,6 +42,14 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// Prints a `FIGURES` line straight to the process's stderr, past the test
+/// harness's output capture, so the measured figures show in the CI log
+/// also when the test passes.
+pub fn figures(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "FIGURES {line}");
+}
+
 /// A small deterministic PRNG (splitmix64): the same seed gives the same
 /// workload and the same kill schedule on every machine.
 #[derive(Debug, Clone)]
