@@ -2,8 +2,15 @@
 //! (read-only) and the state record the running daemon keeps current.
 //!
 //! `--json` prints one object, stable for scripts and the demo:
-//! `{"version", "store", "daemon_running", "daemon": <HealthState>|null,
-//!   "counts": <Counts>, "oldest_queued_age_s": <seconds>|null}`.
+//! `{"version", "store", "daemon_running", "daemon_alive", "daemon":
+//!   <HealthState>|null, "counts": <Counts>, "oldest_queued_age_s":
+//!   <seconds>|null}`.
+//!
+//! The daemon's record is written into the store every few seconds; when
+//! the store cannot be written (its disk is full) the record goes stale
+//! while the daemon still runs. `daemon_alive` (its process is there)
+//! tells that case apart from a stopped daemon, and the text output says
+//! what to check.
 
 use std::path::Path;
 
@@ -25,6 +32,9 @@ pub struct Status {
     pub store: String,
     /// A daemon wrote its state in the last 15 s.
     pub daemon_running: bool,
+    /// The process of the daemon that wrote the last record is running
+    /// (true with a stale record: it cannot write to its store).
+    pub daemon_alive: bool,
     /// The daemon's last record (links, errors).
     pub daemon: Option<HealthState>,
     /// Counts.
@@ -49,6 +59,7 @@ pub fn read(path: &Path) -> anyhow::Result<Status> {
         .as_ref()
         .and_then(|d| age(&d.updated_at))
         .is_some_and(|a| (-FRESH_S..FRESH_S).contains(&a));
+    let daemon_alive = daemon.as_ref().is_some_and(|d| process_is_agent(d.pid));
     let oldest: Option<String> = conn
         .query_row(
             "SELECT MIN(e.received_at) FROM outbox o JOIN events e ON e.event_id = o.event_id
@@ -61,9 +72,22 @@ pub fn read(path: &Path) -> anyhow::Result<Status> {
         version: env!("CARGO_PKG_VERSION").into(),
         store: path.display().to_string(),
         daemon_running,
+        daemon_alive,
         daemon,
         counts,
         oldest_queued_age_s: oldest.as_deref().and_then(age),
+    })
+}
+
+/// Is `pid` a running zenchef-edge daemon (Linux `/proc`)?
+fn process_is_agent(pid: u32) -> bool {
+    if pid == 0 || pid == std::process::id() {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+        args.first().is_some_and(|a| a.ends_with(b"zenchef-edge"))
+            && args.iter().any(|a| *a == b"run")
     })
 }
 
@@ -83,6 +107,8 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
                 "daemon      {} (pid {}, started {})",
                 if s.daemon_running {
                     "running"
+                } else if s.daemon_alive {
+                    "RUNNING BUT CANNOT WRITE ITS STORE (state is old: is the store's disk full?)"
                 } else {
                     "NOT RUNNING (state is old)"
                 },
