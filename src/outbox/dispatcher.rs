@@ -16,7 +16,10 @@
 //!   answer's message; its order's later events wait behind it (their
 //!   meaning depends on it) while other orders keep flowing;
 //! - credentials (401/403): every delivery pauses for
-//!   `delivery.credentials_retry_s`, then one probe; nothing is dropped.
+//!   `delivery.credentials_retry_s`, then one probe; nothing is dropped;
+//! - store errors (a full disk): the order backs off and is retried; one
+//!   WARN a minute at most; Zenchef is not flagged (a call already made is
+//!   replayed with its idempotency key).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -44,6 +47,9 @@ const RESCAN_EVERY: Duration = Duration::from_secs(5);
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// Bound on waiting for in-flight calls at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// At most one WARN per this period about store errors during delivery
+/// (a full disk fails every order's every try; intake reports it too).
+const STORE_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Everything a worker needs.
 #[derive(Clone)]
@@ -73,6 +79,9 @@ enum End {
     Dead,
     /// Retry later (server's wait if any).
     Retry(Option<Duration>),
+    /// The store could not be read or written (disk full, I/O error): this
+    /// order backs off; it says nothing about Zenchef.
+    Store(String),
     /// Credentials refused.
     Credentials,
 }
@@ -100,6 +109,9 @@ pub async fn run(
     let mut global: Option<(Instant, u32)> = None;
     let mut workers: JoinSet<(String, WorkerResult)> = JoinSet::new();
     let mut next_rescan = Instant::now();
+    // Store errors since the last WARN about them, and when that was.
+    let mut store_failures: u64 = 0;
+    let mut store_warned: Option<Instant> = None;
 
     loop {
         let now = Instant::now();
@@ -183,6 +195,24 @@ pub async fn run(
                         d.health.update(|s| s.zenchef.outage = true);
                         candidates.insert(order);
                     }
+                    End::Store(msg) => {
+                        // Growing per-order backoff; no outage mode and no
+                        // Zenchef error in status: Zenchef is not the problem.
+                        let n = backoff.get(&order).map_or(0, |(_, n)| *n) + 1;
+                        let wait = jittered(BACKOFF_BASE, n, d.cfg.retry_max);
+                        backoff.insert(order.clone(), (Instant::now() + wait, n));
+                        candidates.insert(order);
+                        store_failures += 1;
+                        if store_warned.is_none_or(|t| t.elapsed() >= STORE_WARN_EVERY) {
+                            warn!(
+                                "cannot read or write the store during delivery ({msg}); \
+                                 {store_failures} failed tr(ies) since the last report; \
+                                 deliveries wait and are retried (next report in a minute at most)"
+                            );
+                            store_warned = Some(Instant::now());
+                            store_failures = 0;
+                        }
+                    }
                     End::Credentials => {
                         let g = global.map_or(0, |(_, n)| n) + 1;
                         global = Some((Instant::now() + d.cfg.credentials_retry, g));
@@ -236,10 +266,9 @@ async fn work_order(d: &Deliverer, order: &str) -> WorkerResult {
                 };
             }
             Err(e) => {
-                warn!("cannot read the outbox: {e}");
                 return WorkerResult {
                     calls_ok,
-                    end: End::Retry(None),
+                    end: store_end(e),
                 };
             }
         };
@@ -504,9 +533,10 @@ async fn kill(d: &Deliverer, item: &OutboxItem, plan: Option<Plan>, msg: &str) -
     }
 }
 
+/// A store error ends the worker; the dispatcher backs the order off and
+/// reports store errors at most once a minute.
 fn store_end(e: StoreError) -> End {
-    warn!("store error during delivery, will retry: {e}");
-    End::Retry(Some(Duration::from_secs(1)))
+    End::Store(e.to_string())
 }
 
 #[cfg(test)]
