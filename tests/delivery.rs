@@ -172,8 +172,12 @@ async fn a_long_outage_keeps_acknowledging_then_drains_in_order_and_in_parallel(
         parallel <= 16,
         "delivery.concurrency (16) exceeded: {parallel}"
     );
-    let s = rig.status().unwrap();
-    assert_eq!(s["daemon"]["zenchef"]["outage"], json!(false), "{s}");
+    // The state record is refreshed every 2 s.
+    rig.wait_status("the outage over in status", Duration::from_secs(10), |s| {
+        s["daemon"]["zenchef"]["outage"] == json!(false)
+    })
+    .await
+    .unwrap();
     figures(&format!(
         "outage: {} events in {:?} of outage (refused {:?}, timeouts {:?}, 503 {:?}); \
          {queued_at_recovery} queued at recovery; {} dispatcher calls during timeouts+503 \
