@@ -176,7 +176,7 @@ fn extra_fields() -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_payload_is_quarantined_with_a_precise_reason_and_acknowledged() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let w = Workload::generate(1, 1, 3, 1);
     let dir = tempfile::tempdir().unwrap();
     let mut rig = start_rig(RigOptions::new(w.zenchef_config()), dir.path()).await;

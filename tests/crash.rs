@@ -60,7 +60,7 @@ async fn restart_and_measure(rig: &mut Rig, total_work: i64) -> Option<Duration>
 /// delivers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_during_intake_loses_nothing_and_duplicates_nothing() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let seed = seed();
     eprintln!("crash-during-intake seed {seed} (replay: ZE_SEED={seed})");
     let min_kills: u32 = std::env::var("ZE_KILLS")
@@ -92,7 +92,7 @@ async fn crash_during_intake_loses_nothing_and_duplicates_nothing() {
 
     // Work = every event stored + every outbox row done.
     let total_work = 2 * w.events.len() as i64;
-    let mut rng = Rng::new(seed ^ 0x5EED_0F_C4A5);
+    let mut rng = Rng::new(seed ^ 0x005E_ED0F_C4A5);
     let mut kills = 0u32;
     let mut max_recovery = Duration::ZERO;
     let mut kills_during_intake = 0u32;
@@ -141,7 +141,7 @@ async fn crash_during_intake_loses_nothing_and_duplicates_nothing() {
 /// twice and no status goes backwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_during_delivery_creates_nothing_twice() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let seed = seed();
     eprintln!("crash-during-delivery seed {seed} (replay: ZE_SEED={seed})");
     let w = Workload::generate(seed, 60, 3, 60);

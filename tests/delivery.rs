@@ -27,7 +27,7 @@ use zenchef_sim::zenchef::{CallRecord, Fault, RetryAfter, max_in_flight};
 
 /// Calls made by the dispatcher for `w` (writes, and the matching reads of
 /// the workload's day — the reservation poller reads other days).
-fn dispatcher_calls<'a>(calls: &'a [CallRecord], w: &Workload) -> Vec<CallRecord> {
+fn dispatcher_calls(calls: &[CallRecord], w: &Workload) -> Vec<CallRecord> {
     let day = w.day.format("%Y-%m-%d").to_string();
     calls
         .iter()
@@ -70,7 +70,7 @@ async fn publish_over(
 /// Scenario 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_outage_keeps_acknowledging_then_drains_in_order_and_in_parallel() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let seed = seed();
     eprintln!("outage seed {seed} (replay: ZE_SEED={seed})");
     // Full: a busy 30-minute service (180 orders, 1,800 events) during a
@@ -219,7 +219,7 @@ fn assert_waits(calls: &[CallRecord], until: impl Fn(Instant) -> Instant) {
 /// dispatcher and the reservation poller); no hot loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_honoured_in_both_forms_without_a_hot_loop() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let w = Workload::generate(seed(), 20, 3, 20);
     let dir = tempfile::tempdir().unwrap();
     let rig = start_rig(RigOptions::new(w.zenchef_config()), dir.path()).await;
@@ -284,7 +284,7 @@ async fn rate_limits_are_honoured_in_both_forms_without_a_hot_loop() {
 /// Scenario 5: the token is refused mid-service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_credentials_pause_delivery_and_a_new_token_delivers_everything() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let w = Workload::generate(seed(), 30, 4, 10);
     let dir = tempfile::tempdir().unwrap();
     let mut rig = start_rig(RigOptions::new(w.zenchef_config()), dir.path()).await;
@@ -349,7 +349,7 @@ async fn refused_credentials_pause_delivery_and_a_new_token_delivers_everything(
 /// `outbox retry <id>` delivers it without a restart once fixed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_event_is_dead_with_its_message_and_comes_back_with_outbox_retry() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let w = Workload::generate(seed(), 20, 3, 20);
     let dir = tempfile::tempdir().unwrap();
     let rig = start_rig(RigOptions::new(w.zenchef_config()), dir.path()).await;

@@ -65,7 +65,7 @@ async fn the_agent_survives_broker_restarts_and_loses_nothing() {
     if !require("mosquitto", mosquitto::available()) {
         return;
     }
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let w = Workload::generate(seed(), 40, 5, 10);
     let dir = tempfile::tempdir().unwrap();
     let mut opts = RigOptions::new(w.zenchef_config());
@@ -128,7 +128,7 @@ async fn the_agent_follows_the_pos_to_a_new_address() {
     if !require("mosquitto", mosquitto::available()) {
         return;
     }
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let w = Workload::generate(seed(), 20, 5, 10);
     let dir = tempfile::tempdir().unwrap();
     let mut opts = RigOptions::new(w.zenchef_config());
@@ -214,7 +214,7 @@ fn fill(dir: &Path) -> PathBuf {
 /// Scenario 7.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_acknowledging_and_resumes_without_losing_anything() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let dir = tempfile::tempdir().unwrap();
     let Some(fs) = Tmpfs::mount(&dir.path().join("store"), "24m") else {
         return;
@@ -344,7 +344,7 @@ fn check_guarantees_subset(rig: &zenchef_sim::harness::Rig, w: &Workload) {
 /// Scenario 8: garbage, then a real store damaged in the middle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_store_is_moved_aside_and_replaced_without_a_crash_loop() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let w = Workload::generate(seed(), 10, 3, 5);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("agent.db");
@@ -439,7 +439,7 @@ async fn a_wrong_box_clock_changes_neither_order_nor_rate_limit_waits() {
         require("faketime (libfaketime)", false);
         return;
     };
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     for offset in ["-3y", "+3y"] {
         let w = Workload::generate(seed(), 20, 4, 20);
         let dir = tempfile::tempdir().unwrap();
@@ -538,7 +538,7 @@ async fn tls_server_not_yet_valid(not_before_year: i32) -> u16 {
 /// clock is behind): retried, never dead, and the message names the clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_not_yet_valid_is_retried_with_a_message_naming_the_clock() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let w = Workload::generate(seed(), 5, 3, 5);
     let year: i32 = chrono::Utc::now().format("%Y").to_string().parse().unwrap();
     let port = tls_server_not_yet_valid(year + 2).await;

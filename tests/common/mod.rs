@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
@@ -24,12 +23,13 @@ use zenchef_sim::zenchef::{CallRecord, ZenchefConfig};
 pub const AGENT: &str = env!("CARGO_BIN_EXE_zenchef-edge");
 
 /// Heavy tests of one binary run one at a time (2 cores, real processes,
-/// timings measured): each takes this lock for its whole duration.
-pub static HEAVY: Mutex<()> = Mutex::new(());
+/// timings measured): each takes this lock for its whole duration (tokio's
+/// mutex: held across awaits, and not poisoned by a failed test).
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Takes [`HEAVY`], also after another test panicked while holding it.
-pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|p| p.into_inner())
+/// Takes [`HEAVY`].
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().await
 }
 
 /// `ZE_FULL=1` runs the long versions (real-time outages of minutes).
