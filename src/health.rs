@@ -37,7 +37,15 @@ pub struct HealthState {
     pub pay: ApiHealth,
     /// Last successful reservation sync (UTC).
     pub last_reservation_sync: Option<String>,
+    /// Where an unreadable store was moved aside at a start (kept for a
+    /// technician; its queued events are no longer delivered automatically).
+    /// Stays shown until the file is dealt with (kv key [`MOVED_ASIDE_KEY`]).
+    #[serde(default)]
+    pub store_moved_aside: Option<String>,
 }
+
+/// `kv` key remembering a store moved aside, across restarts.
+pub const MOVED_ASIDE_KEY: &str = "store_moved_aside";
 
 /// The POS side.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

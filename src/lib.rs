@@ -153,6 +153,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         "discovery"
     };
     let health = Health::new(mode);
+    // A store moved aside is said loudly, in the journal above and in
+    // `status` until a technician removes the kept file.
+    let moved_aside = match &outcome {
+        OpenOutcome::MovedAside(aside) => {
+            let aside = aside.display().to_string();
+            let a = aside.clone();
+            if let Err(e) = store
+                .write(move |c| outbox::kv_set(c, health::MOVED_ASIDE_KEY, &a))
+                .await
+            {
+                warn!("cannot record the moved-aside store: {e}");
+            }
+            Some(aside)
+        }
+        OpenOutcome::Opened => store
+            .read(|c| outbox::kv_get(c, health::MOVED_ASIDE_KEY))
+            .await
+            .ok()
+            .flatten()
+            .filter(|p| std::path::Path::new(p).exists()),
+    };
+    health.update(|s| s.store_moved_aside = moved_aside);
     let zenchef =
         zenchef::client::ZenchefClient::new(&config.zenchef, config.delivery.http_timeout)
             .context("building the HTTP client")?;

@@ -52,6 +52,20 @@ pub struct RigOptions {
     pub http_listen: String,
     /// `[zenchef] poll_interval_s` (default 1).
     pub poll_interval_s: u64,
+    /// Use a broker that is already running on `127.0.0.1:<port>` (e.g. a
+    /// mosquitto the test manages) instead of starting the in-process one.
+    /// It must accept [`AGENT_USER`] with `cashpad_token` and [`POS_USER`]
+    /// with [`POS_PASSWORD`].
+    pub broker_port: Option<u16>,
+    /// Where the agent's store lives (default `<dir>/agent.db`), e.g. on a
+    /// small filesystem the test mounted.
+    pub store_path: Option<PathBuf>,
+    /// Give the agent this Zenchef base URL instead of the fake's (e.g. a
+    /// TLS server the test runs).
+    pub zenchef_base_url: Option<String>,
+    /// Extra environment variables for the agent process (e.g. `LD_PRELOAD`
+    /// and `FAKETIME` to run it with a wrong clock).
+    pub agent_env: Vec<(String, String)>,
 }
 
 impl RigOptions {
@@ -71,6 +85,10 @@ impl RigOptions {
             pay: None,
             http_listen: String::new(),
             poll_interval_s: 1,
+            broker_port: None,
+            store_path: None,
+            zenchef_base_url: None,
+            agent_env: Vec::new(),
         }
     }
 }
@@ -105,13 +123,16 @@ impl Rig {
     /// Starts broker, advert, Zenchef fake and POS (not the agent).
     pub async fn start(opts: RigOptions, agent_bin: &Path, dir: &Path) -> anyhow::Result<Rig> {
         std::fs::create_dir_all(dir)?;
-        let broker = start_broker(BrokerOptions {
-            port: 0,
-            users: vec![
-                (AGENT_USER.into(), opts.cashpad_token.clone()),
-                (POS_USER.into(), POS_PASSWORD.into()),
-            ],
-        })?;
+        let broker = match opts.broker_port {
+            Some(port) => Broker { port },
+            None => start_broker(BrokerOptions {
+                port: 0,
+                users: vec![
+                    (AGENT_USER.into(), opts.cashpad_token.clone()),
+                    (POS_USER.into(), POS_PASSWORD.into()),
+                ],
+            })?,
+        };
         let mdns_port = free_port()?;
         let mut advert = PosAdvert::new(mdns_port, &opts.iid, broker.port);
         advert.app = opts.app_version.clone();
@@ -149,7 +170,10 @@ impl Rig {
 
     /// Path of the agent's store.
     pub fn store_path(&self) -> PathBuf {
-        self.dir.join("agent.db")
+        self.opts
+            .store_path
+            .clone()
+            .unwrap_or_else(|| self.dir.join("agent.db"))
     }
 
     /// Path of the agent's log (stderr of every run, appended).
@@ -208,7 +232,10 @@ http_timeout_s = 2
             mdns = self.mdns_port,
             rid = o.zenchef.restaurant_id,
             ztoken = o.zenchef.token,
-            base = self.zenchef.base_url(),
+            base = o
+                .zenchef_base_url
+                .clone()
+                .unwrap_or_else(|| self.zenchef.base_url()),
             store = self.store_path().display(),
             extra = o.extra_config,
             poll = o.poll_interval_s,
@@ -244,6 +271,7 @@ http_timeout_s = 2
                 std::env::var("AGENT_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env_remove("JOURNAL_STREAM")
+            .envs(self.opts.agent_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -251,6 +279,21 @@ http_timeout_s = 2
         self.agent = Some(child);
         self.starts += 1;
         Ok(())
+    }
+
+    /// The agent's process id, when running.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().map(Child::id)
+    }
+
+    /// `Some(exit code)` when the agent process has exited (`-1` when killed
+    /// by a signal), `None` while it runs or when none was started.
+    pub fn agent_exited(&mut self) -> Option<i32> {
+        let c = self.agent.as_mut()?;
+        match c.try_wait() {
+            Ok(Some(st)) => Some(st.code().unwrap_or(-1)),
+            _ => None,
+        }
     }
 
     /// SIGKILL: the agent dies at once, no cleanup.

@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`broker`]: the Cashpad MQTT broker (rumqttd, in process).
 //! - [`mdns`]: the Cashpad DNS-SD advert (`_cashpad._tcp.local.`).
+//! - [`mosquitto`]: a real mosquitto process, for broker restarts.
 //! - [`pos`]: the Cashpad POS as an MQTT client: publishes events and the
 //!   floor plan, records what the agent sends back.
 //! - [`zenchef`]: the Zenchef partner API fake (axum) with fault injection.
@@ -25,6 +26,7 @@
 pub mod broker;
 pub mod harness;
 pub mod mdns;
+pub mod mosquitto;
 pub mod pay;
 pub mod pos;
 pub mod scenario;

@@ -10,7 +10,8 @@
 //! `Content-Type: application/json` on writes (400) → `PublisherName` and
 //! `PublisherModelId` on writes (400) → idempotency replay (a write whose
 //! `PublisherModelId` already produced a 2xx answer gets that answer again and
-//! acts no second time) → per-request injected failures → the endpoint.
+//! acts no second time) → per-request injected failures → the endpoint →
+//! answer delay ([`ZenchefFake::set_answer_delay`]: acted, not yet answered).
 //!
 //! Only 2xx answers are remembered for idempotency: a rejected or failed
 //! write had no effect, so acting on its retry is still "once".
@@ -132,6 +133,10 @@ pub struct CallRecord {
     pub n: u64,
     /// Arrival time.
     pub at: Instant,
+    /// When the answer was ready (`None` while unanswered). With
+    /// [`CallRecord::at`] it gives the call's time in flight at the fake,
+    /// e.g. to measure how many calls the agent had running at once.
+    pub answered_at: Option<Instant>,
     /// HTTP method, e.g. `PATCH`.
     pub method: String,
     /// Path, e.g. `/api/v1/bookings/42/changeStatus`.
@@ -178,6 +183,7 @@ struct State_ {
     calls: Vec<CallRecord>,
     fault: Fault,
     latency: Duration,
+    answer_delay: Duration,
     failures: Vec<PathFailure>,
     next_failure_id: u64,
     page_size_cap: u32,
@@ -370,6 +376,7 @@ impl ZenchefFake {
             calls: Vec::new(),
             fault: Fault::None,
             latency: Duration::ZERO,
+            answer_delay: Duration::ZERO,
             failures: Vec::new(),
             next_failure_id: 1,
             page_size_cap: config.page_size_cap.max(1),
@@ -494,6 +501,14 @@ impl ZenchefFake {
     /// Adds `latency` before every answer (also faults' answers).
     pub fn set_latency(&self, latency: Duration) {
         self.with(|s| s.latency = latency);
+    }
+
+    /// Delays every answer by `delay` **after** the request has acted (the
+    /// booking is created, the status changed…): a client that gives up or
+    /// dies meanwhile never learns that its call succeeded — the case
+    /// idempotency keys exist for.
+    pub fn set_answer_delay(&self, delay: Duration) {
+        self.with(|s| s.answer_delay = delay);
     }
 
     /// Makes the configured token invalid: from now on only `token` is
@@ -635,6 +650,27 @@ impl ZenchefFake {
     }
 }
 
+/// The largest number of `calls` that were in flight at the fake at the
+/// same moment (from [`CallRecord::at`] to [`CallRecord::answered_at`]; a
+/// call never answered counts until now). Calls the agent made at once for
+/// different orders show up here as a value above 1.
+pub fn max_in_flight(calls: &[CallRecord]) -> usize {
+    let now = Instant::now();
+    // +1 at arrival, −1 at answer; ends sort before starts at the same instant.
+    let mut edges: Vec<(Instant, i32)> = Vec::with_capacity(calls.len() * 2);
+    for c in calls {
+        edges.push((c.at, 1));
+        edges.push((c.answered_at.unwrap_or(now), -1));
+    }
+    edges.sort();
+    let (mut cur, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        cur += d;
+        max = max.max(cur);
+    }
+    max.max(0) as usize
+}
+
 // ---- request pipeline ----------------------------------------------------
 
 fn is_write(m: &Method) -> bool {
@@ -674,6 +710,7 @@ async fn pipeline(State(shared): State<Arc<Shared>>, req: Request, next: Next) -
         s.calls.push(CallRecord {
             n,
             at: Instant::now(),
+            answered_at: None,
             method: method.to_string(),
             path: path.clone(),
             query: query.clone(),
@@ -821,10 +858,15 @@ async fn pipeline(State(shared): State<Arc<Shared>>, req: Request, next: Next) -
         out
     };
     let (rparts, rbytes, rjson, duplicate) = outcome;
+    let answer_delay = shared.state.lock().unwrap().answer_delay;
+    if !answer_delay.is_zero() {
+        tokio::time::sleep(answer_delay).await;
+    }
     {
         let mut s = shared.state.lock().unwrap();
         if let Some(c) = s.calls.get_mut(n as usize - 1) {
             c.status = rparts.status.as_u16();
+            c.answered_at = Some(Instant::now());
             c.duplicate = duplicate;
             c.response = rjson;
         }

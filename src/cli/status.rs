@@ -47,6 +47,9 @@ pub struct Status {
     /// A daemon that still exists wrote its state in the last [`FRESH_S`]
     /// seconds.
     pub daemon_running: bool,
+    /// The process of the daemon that wrote the last record is running —
+    /// true with a stale record when it cannot write its store (full disk).
+    pub daemon_alive: bool,
     /// The daemon's last record (links, errors), `null` if it never ran.
     pub daemon: Option<HealthState>,
     /// Counts.
@@ -179,6 +182,7 @@ fn process_alive(pid: u32) -> bool {
 pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyhow::Result<Status> {
     let counts = outbox::counts(conn)?;
     let (daemon, daemon_running) = daemon_record(conn, now);
+    let daemon_alive = daemon.as_ref().is_some_and(|d| process_is_agent(d.pid));
     let q = |sql: &str| -> Result<i64, rusqlite::Error> { conn.query_row(sql, [], |r| r.get(0)) };
     let inflight = q("SELECT COUNT(*) FROM outbox
                       WHERE state = 'queued' AND (plan IS NOT NULL OR attempts > 0)")?;
@@ -271,6 +275,7 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
         store: config.store_path.display().to_string(),
         checked_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         daemon_running,
+        daemon_alive,
         last_reservation_sync: daemon
             .as_ref()
             .and_then(|d| d.last_reservation_sync.clone()),
@@ -471,6 +476,14 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
                 Tone::Good,
             )
         }
+        Some(d) if s.daemon_alive => (
+            format!(
+                "RUNNING BUT CANNOT WRITE ITS STORE (pid {}, last record {}): is the store's disk full?",
+                d.pid,
+                when(Some(&d.updated_at), tz, now)
+            ),
+            Tone::Bad,
+        ),
         Some(d) => (
             format!(
                 "NOT RUNNING (last seen {})",
@@ -643,6 +656,13 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
     };
     o.line("Update", None, &update);
     o.line("Store", None, &s.store);
+    if let Some(aside) = s.daemon.as_ref().and_then(|d| d.store_moved_aside.as_ref()) {
+        o.line(
+            "STORE",
+            Some(("REPLACED", Tone::Bad)),
+            &format!("at a start; the unreadable one is kept at {aside}"),
+        );
+    }
     o.lines.join("\n") + "\n"
 }
 
@@ -690,6 +710,7 @@ mod tests {
             store: "/var/lib/zenchef-edge/agent.db".into(),
             checked_at: t(0),
             daemon_running: true,
+            daemon_alive: true,
             pos: PosSummary {
                 state: "connected",
                 instance: d.pos.instance.clone(),
@@ -796,4 +817,16 @@ mod tests {
             assert_eq!(human_age(s), want, "{s}");
         }
     }
+}
+
+/// Is `pid` a running zenchef-edge daemon (Linux `/proc`)?
+fn process_is_agent(pid: u32) -> bool {
+    if pid == 0 || pid == std::process::id() {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+        args.first().is_some_and(|a| a.ends_with(b"zenchef-edge"))
+            && args.iter().any(|a| *a == b"run")
+    })
 }

@@ -16,7 +16,10 @@
 //!   answer's message; its order's later events wait behind it (their
 //!   meaning depends on it) while other orders keep flowing;
 //! - credentials (401/403): every delivery pauses for
-//!   `delivery.credentials_retry_s`, then one probe; nothing is dropped.
+//!   `delivery.credentials_retry_s`, then one probe; nothing is dropped;
+//! - store errors (a full disk): the order backs off and is retried; one
+//!   WARN a minute at most; Zenchef is not flagged (a call already made is
+//!   replayed with its idempotency key).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -46,6 +49,9 @@ const RESCAN_EVERY: Duration = Duration::from_secs(5);
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// Bound on waiting for in-flight calls at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// At most one WARN per this period about store errors during delivery
+/// (a full disk fails every order's every try; intake reports it too).
+const STORE_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Everything a worker needs.
 #[derive(Clone)]
@@ -89,6 +95,9 @@ enum End {
         /// A Zenchef Pay one only holds its order.
         global: bool,
     },
+    /// The store could not be read or written (disk full, I/O error): this
+    /// order backs off; it says nothing about Zenchef.
+    Store(String),
     /// Credentials refused (`global` as above).
     Credentials {
         /// Zenchef (pause every delivery) or Zenchef Pay (this order).
@@ -97,7 +106,11 @@ enum End {
 }
 
 struct WorkerResult {
-    delivered: usize,
+    /// Zenchef calls that succeeded. Only these prove Zenchef reachable:
+    /// events that need no call (items, moves, partial payments, voids) are
+    /// completed during an outage too and must neither end the outage mode
+    /// nor mark Zenchef healthy in `status`.
+    calls_ok: usize,
     end: End,
 }
 
@@ -115,6 +128,9 @@ pub async fn run(
     let mut global: Option<(Instant, u32)> = None;
     let mut workers: JoinSet<(String, WorkerResult)> = JoinSet::new();
     let mut next_rescan = Instant::now();
+    // Store errors since the last WARN about them, and when that was.
+    let mut store_failures: u64 = 0;
+    let mut store_warned: Option<Instant> = None;
 
     loop {
         let now = Instant::now();
@@ -173,18 +189,21 @@ pub async fn run(
                     }
                 };
                 inflight.remove(&order);
-                if r.delivered > 0 {
+                if r.calls_ok > 0 {
                     global = None;
                 }
                 match r.end {
                     End::Idle => {
                         backoff.remove(&order);
-                        global = None;
                     }
                     End::Dead => {
                         backoff.remove(&order);
                     }
                     End::Retry { after, global: all } => {
+                        // The server's wait when it gave one; a zero or past
+                        // `Retry-After` falls back to the growing backoff
+                        // (never an immediate retry: no hot loop).
+                        let after = after.filter(|a| !a.is_zero());
                         let n = backoff.get(&order).map_or(0, |(_, n)| *n) + 1;
                         let wait = after.unwrap_or_else(|| jittered(BACKOFF_BASE, n, d.cfg.retry_max));
                         backoff.insert(order.clone(), (Instant::now() + wait, n));
@@ -194,6 +213,24 @@ pub async fn run(
                             global = Some((Instant::now() + gwait, g));
                         }
                         candidates.insert(order);
+                    }
+                    End::Store(msg) => {
+                        // Growing per-order backoff; no outage mode and no
+                        // Zenchef error in status: Zenchef is not the problem.
+                        let n = backoff.get(&order).map_or(0, |(_, n)| *n) + 1;
+                        let wait = jittered(BACKOFF_BASE, n, d.cfg.retry_max);
+                        backoff.insert(order.clone(), (Instant::now() + wait, n));
+                        candidates.insert(order);
+                        store_failures += 1;
+                        if store_warned.is_none_or(|t| t.elapsed() >= STORE_WARN_EVERY) {
+                            warn!(
+                                "cannot read or write the store during delivery ({msg}); \
+                                 {store_failures} failed tr(ies) since the last report; \
+                                 deliveries wait and are retried (next report in a minute at most)"
+                            );
+                            store_warned = Some(Instant::now());
+                            store_failures = 0;
+                        }
                     }
                     End::Credentials { global: all } => {
                         if all {
@@ -241,46 +278,44 @@ fn jittered(base: Duration, n: u32, cap: Duration) -> Duration {
 }
 
 async fn work_order(d: &Deliverer, order: &str) -> WorkerResult {
-    let mut delivered = 0;
+    let mut calls_ok = 0;
     loop {
         let o = order.to_string();
         let item = match d.store.read(move |c| super::next_pending(c, &o)).await {
             Ok(Some(item)) => item,
             Ok(None) => {
                 return WorkerResult {
-                    delivered,
+                    calls_ok,
                     end: End::Idle,
                 };
             }
             Err(e) => {
-                warn!("cannot read the outbox: {e}");
                 return WorkerResult {
-                    delivered,
-                    end: End::Retry {
-                        after: None,
-                        global: false,
-                    },
+                    calls_ok,
+                    end: store_end(e),
                 };
             }
         };
         if item.state == "dead" {
             return WorkerResult {
-                delivered,
+                calls_ok,
                 end: End::Dead,
             };
         }
         let span =
             info_span!("event", event_id = %item.event_id, seq = item.seq, kind = %item.event_type);
-        match deliver(d, item).instrument(span).await {
-            Ok(()) => delivered += 1,
-            Err(end) => return WorkerResult { delivered, end },
+        match deliver(d, item, &mut calls_ok).instrument(span).await {
+            Ok(()) => {}
+            Err(end) => {
+                return WorkerResult { calls_ok, end };
+            }
         }
     }
 }
 
 /// Delivers one event: decide (or reload) its plan, run the remaining
-/// calls, complete.
-async fn deliver(d: &Deliverer, item: OutboxItem) -> Result<(), End> {
+/// calls, complete. `calls_ok` counts the Zenchef calls that succeeded.
+async fn deliver(d: &Deliverer, item: OutboxItem, calls_ok: &mut usize) -> Result<(), End> {
     let ev = match event::parse(item.body.as_bytes()) {
         Ok(ev) => ev,
         Err(r) => {
@@ -304,7 +339,7 @@ async fn deliver(d: &Deliverer, item: OutboxItem) -> Result<(), End> {
     };
     let mut plan = match item.plan.clone() {
         Some(p) => p,
-        None => decide(d, &item, &ev, order.as_ref()).await?,
+        None => decide(d, &item, &ev, order.as_ref(), calls_ok).await?,
     };
     for i in plan.done..plan.steps.len() {
         let step = plan.steps[i].clone();
@@ -332,6 +367,10 @@ async fn deliver(d: &Deliverer, item: OutboxItem) -> Result<(), End> {
                     });
                 } else {
                     d.health.zenchef_ok();
+                }
+                if !step.is_pay() {
+                    // Only a Zenchef call ends a Zenchef outage.
+                    *calls_ok += 1;
                 }
                 if let Some(id) = created {
                     plan.created_booking = Some(id);
@@ -371,6 +410,7 @@ async fn decide(
     item: &OutboxItem,
     ev: &event::PosEvent,
     order: Option<&sync::OrderState>,
+    calls_ok: &mut usize,
 ) -> Result<Plan, End> {
     if !sync::needs_match(ev, order) {
         let plan = sync::plan(ev, order, None, &d.ctx);
@@ -394,7 +434,10 @@ async fn decide(
     let mut day: NaiveDate = first;
     loop {
         let bookings = match d.zenchef.bookings_of_day(day).await {
-            Ok(b) => b,
+            Ok(b) => {
+                *calls_ok += 1;
+                b
+            }
             Err(e) => return Err(fail(d, item, &Plan::default(), e).await),
         };
         candidates.extend(bookings.into_iter().filter_map(|b| {
@@ -620,12 +663,10 @@ async fn kill(d: &Deliverer, item: &OutboxItem, plan: Option<Plan>, msg: &str) -
     }
 }
 
+/// A store error ends the worker; the dispatcher backs the order off and
+/// reports store errors at most once a minute.
 fn store_end(e: StoreError) -> End {
-    warn!("store error during delivery, will retry: {e}");
-    End::Retry {
-        after: Some(Duration::from_secs(1)),
-        global: false,
-    }
+    End::Store(e.to_string())
 }
 
 #[cfg(test)]

@@ -55,12 +55,16 @@ pub fn classify(root: &str, topic: &str, payload: &[u8]) -> IntakeItem {
     }
 }
 
+/// The whole payload goes to the store, which keeps its first
+/// [`outbox::REJECTED_KEEP_BYTES`] **and its real length** (`payload_len`):
+/// cutting it here made a 10 MB payload look like a 64 KiB one in the
+/// `rejected` table and in the journal.
 fn rejected(topic: &str, event_id: Option<String>, reason: String, payload: &[u8]) -> IntakeItem {
     IntakeItem::Rejected {
         topic: topic.to_string(),
         event_id,
         reason,
-        payload: payload[..payload.len().min(outbox::REJECTED_KEEP_BYTES)].to_vec(),
+        payload: payload.to_vec(),
     }
 }
 
@@ -176,5 +180,35 @@ async fn commit(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_huge_rejected_payload_keeps_its_real_length() {
+        let payload = vec![b'x'; 2 * 1024 * 1024];
+        let item = classify("cashpad/CP-1", "cashpad/CP-1/events", &payload);
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&dir.path().join("agent.db")).unwrap();
+        store
+            .write(move |c| outbox::insert_batch(c, &[item]))
+            .await
+            .unwrap();
+        let (kept, len, reason): (i64, i64, String) = store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT length(payload), payload_len, reason FROM rejected",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(kept as usize, outbox::REJECTED_KEEP_BYTES);
+        assert_eq!(len, 2 * 1024 * 1024, "the real size, not the kept one");
+        assert!(reason.contains("payload is 2097152 bytes"), "{reason}");
     }
 }

@@ -5,8 +5,16 @@
 //! what to do (§ "Errors and what the agent does"): retry later (with the
 //! server's `Retry-After` when given), dead (never retry as is), or
 //! credentials (stop and wait). Messages never contain the token.
+//!
+//! A 429 closes a gate shared by every clone of the client (the dispatcher
+//! and the reservation poller alike) until its `Retry-After` has passed:
+//! meanwhile calls fail at once with the remaining wait, without touching
+//! the network. An HTTP-date `Retry-After` is read against the answer's
+//! own `Date` header (the server's clock), never against the box clock,
+//! which may be years off right after boot (no RTC).
 
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{NaiveDate, NaiveTime};
 use reqwest::{Method, StatusCode, header::HeaderMap};
@@ -170,6 +178,9 @@ struct Paginator {
 
 /// Most pages followed for one day (guards against a paginator that never ends).
 const MAX_PAGES: u64 = 100;
+/// Longest `Retry-After` honoured: a longer one (or a date far ahead) is
+/// cut to this, so a wrong header cannot stop deliveries for days.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The client. Cheap to clone.
 #[derive(Clone)]
@@ -179,6 +190,8 @@ pub struct ZenchefClient {
     restaurant_id: String,
     token: Secret,
     publisher: String,
+    /// Closed by a 429 until this instant (shared by all clones).
+    rate_gate: Arc<Mutex<Option<Instant>>>,
 }
 
 impl ZenchefClient {
@@ -195,6 +208,7 @@ impl ZenchefClient {
             restaurant_id: cfg.restaurant_id.clone(),
             token: cfg.token.clone(),
             publisher: cfg.publisher_name.clone(),
+            rate_gate: Arc::default(),
         })
     }
 
@@ -296,6 +310,17 @@ impl ZenchefClient {
         model_id: Option<&str>,
     ) -> Result<T, CallError> {
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        if let Some(wait) = self.rate_limited_for() {
+            return Err(CallError {
+                class: ErrorClass::Retry { after: Some(wait) },
+                status: None,
+                what,
+                message: format!(
+                    "not sent: Zenchef asked to wait (429 Retry-After), {} s left",
+                    wait.as_secs_f64().ceil()
+                ),
+            });
+        }
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -335,24 +360,53 @@ impl ZenchefClient {
                 message: format!("unreadable answer: {e}"),
             });
         }
+        let class = classify(status, &headers);
+        if let ErrorClass::Retry { after: Some(wait) } = class
+            && status == StatusCode::TOO_MANY_REQUESTS
+        {
+            self.close_rate_gate(wait);
+        }
         Err(CallError {
-            class: classify(status, &headers),
+            class,
             status: Some(status.as_u16()),
             what,
             message: answer_message(&text),
         })
     }
+
+    /// How long the 429 gate stays closed, if it is.
+    fn rate_limited_for(&self) -> Option<Duration> {
+        let gate = self.rate_gate.lock().unwrap_or_else(|p| p.into_inner());
+        gate.and_then(|until| until.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Keeps every caller away for `wait` (extends, never shortens).
+    fn close_rate_gate(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut gate = self.rate_gate.lock().unwrap_or_else(|p| p.into_inner());
+        if gate.is_none_or(|g| g < until) {
+            *gate = Some(until);
+        }
+    }
 }
 
 /// Maps an HTTP status to what the outbox does (zenchef-api.md § Errors).
+/// A 429's `Retry-After` date is taken relative to the answer's `Date`
+/// header when there is one (the server's clock), else to the box clock.
 pub fn classify(status: StatusCode, headers: &HeaderMap) -> ErrorClass {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     match status.as_u16() {
         401 | 403 => ErrorClass::Credentials,
         429 => ErrorClass::Retry {
-            after: headers
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now())),
+            after: header("retry-after").and_then(|v| {
+                let server_now = header("date")
+                    .and_then(|d| chrono::DateTime::parse_from_rfc2822(d.trim()).ok())
+                    .map(|d| {
+                        SystemTime::UNIX_EPOCH + Duration::from_secs(d.timestamp().max(0) as u64)
+                    });
+                parse_retry_after(v, server_now.unwrap_or_else(SystemTime::now))
+            }),
         },
         408 => ErrorClass::Retry { after: None },
         400..=499 => ErrorClass::Dead,
@@ -361,15 +415,20 @@ pub fn classify(status: StatusCode, headers: &HeaderMap) -> ErrorClass {
 }
 
 /// `Retry-After` as seconds or as an HTTP date (RFC 9110 §10.2.3), relative
-/// to `now`. A date in the past means "now".
+/// to `now` (the server's clock when known). A date in the past means "now";
+/// anything longer than [`MAX_RETRY_AFTER`] is cut to it.
 pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let when = SystemTime::UNIX_EPOCH + Duration::from_secs(when.timestamp().max(0) as u64);
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 /// The message of an error answer: its `message`/`error` field when JSON,
@@ -407,8 +466,28 @@ pub fn transport_message(e: &reqwest::Error) -> String {
         src = s.source();
     }
     let msg = parts.join(": ");
-    if msg.contains("NotValidYet") || msg.to_lowercase().contains("not yet valid") {
-        format!("{msg} — the certificate is not valid yet: the system clock is probably wrong")
+    clock_hint(msg)
+}
+
+/// Adds the likely cause to a certificate-date error: the box has no RTC,
+/// so right after boot its clock may be far behind (every certificate "not
+/// valid yet") or ahead (every certificate "expired"). rustls 0.23 says
+/// "certificate not valid yet" / "certificate expired" (older versions
+/// `NotValidYet` / `Expired`): all are matched.
+fn clock_hint(msg: String) -> String {
+    let lower = msg.to_lowercase();
+    if lower.contains("notvalidyet")
+        || lower.contains("not valid yet")
+        || lower.contains("not yet valid")
+    {
+        format!(
+            "{msg} — the certificate is not valid yet: the system clock is probably wrong (behind)"
+        )
+    } else if lower.contains("certificate expired") || lower.contains("certexpired") {
+        format!(
+            "{msg} — the certificate has expired, or the system clock is wrong (ahead): check the \
+             date on the box"
+        )
     } else {
         msg
     }
@@ -451,6 +530,48 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("99999999", now), Some(MAX_RETRY_AFTER));
+    }
+
+    /// Regression (crash/outage suite, wrong box clock): the date form is
+    /// relative to the server's `Date`, so a box clock years off neither
+    /// stalls deliveries nor turns the wait into zero.
+    #[test]
+    fn an_http_date_retry_after_is_read_against_the_server_clock() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "retry-after",
+            "Tue, 14 Nov 2023 22:13:50 GMT".parse().unwrap(),
+        );
+        h.insert("date", "Tue, 14 Nov 2023 22:13:20 GMT".parse().unwrap());
+        assert_eq!(
+            classify(StatusCode::TOO_MANY_REQUESTS, &h),
+            ErrorClass::Retry {
+                after: Some(Duration::from_secs(30))
+            }
+        );
+    }
+
+    /// Regression (wrong-clock suite): rustls 0.23 words it "certificate
+    /// not valid yet", which the old check ("not yet valid") missed, so
+    /// the hint naming the clock was never given.
+    #[test]
+    fn certificate_date_errors_name_the_clock() {
+        let rustls_023 = "cannot connect: client error (Connect): invalid peer certificate: \
+                          certificate not valid yet: verification time 1795969640 (UNIX), but \
+                          certificate is not valid before 1830297600";
+        assert!(clock_hint(rustls_023.into()).ends_with(
+            "the certificate is not valid yet: the system clock is probably wrong (behind)"
+        ));
+        assert!(clock_hint("invalid peer certificate: NotValidYet".into()).contains("clock"));
+        assert!(
+            clock_hint("invalid peer certificate: certificate expired: verification time".into())
+                .contains("the system clock is wrong (ahead)")
+        );
+        assert_eq!(
+            clock_hint("connection refused".into()),
+            "connection refused"
+        );
     }
 
     #[test]
