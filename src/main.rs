@@ -35,6 +35,14 @@ enum Command {
         #[command(subcommand)]
         action: OutboxCmd,
     },
+    /// Store self-test: open, migrate, write, read back (CI, image build).
+    /// Needs no configuration file.
+    #[command(hide = true)]
+    SelfTest {
+        /// Store to test [default: a fresh file in a temporary directory].
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -58,6 +66,15 @@ enum OutboxCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::SelfTest { store } = &cli.command {
+        return match cli::self_test::run(store.as_deref()) {
+            Ok(c) => ExitCode::from(c as u8),
+            Err(e) => {
+                eprintln!("self-test FAILED: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let path = config::resolve_path(cli.config.as_deref());
     let cfg = match config::load(&path) {
         Ok(c) => c,
@@ -78,6 +95,8 @@ fn main() -> ExitCode {
                 })
                 .map_err(Into::into)
         }
+        // Handled above, before the configuration is read.
+        Command::SelfTest { store } => cli::self_test::run(store.as_deref()).map_err(Into::into),
     };
     match code {
         Ok(c) => ExitCode::from(c as u8),

@@ -3,4 +3,5 @@
 //! that safe while the daemon runs) or queue a change the daemon picks up.
 
 pub mod outbox;
+pub mod self_test;
 pub mod status;

@@ -96,15 +96,31 @@ pub async fn run(
     let mut global: Option<(Instant, u32)> = None;
     let mut workers: JoinSet<(String, WorkerResult)> = JoinSet::new();
     let mut next_rescan = Instant::now();
+    // Whether the last rescan got an answer from the store thread.
+    let mut store_answers = false;
 
     loop {
         let now = Instant::now();
         if now >= next_rescan {
             match d.store.read(super::ready_orders).await {
-                Ok(orders) => candidates.extend(orders),
-                Err(e) => warn!("cannot scan the outbox: {e}"),
+                Ok(orders) => {
+                    candidates.extend(orders);
+                    store_answers = true;
+                }
+                Err(e) => {
+                    warn!("cannot scan the outbox: {e}");
+                    store_answers = false;
+                }
             }
             next_rescan = now + RESCAN_EVERY;
+        }
+        // systemd watchdog: this loop wakes at least every RESCAN_EVERY, even
+        // when the POS is quiet, and its rescan is a round trip through the
+        // store thread's transaction. A ping here therefore proves that the
+        // delivery loop turns and the store commits; a wedged store (or
+        // loop) stops the pings and systemd restarts the agent.
+        if store_answers {
+            crate::watchdog_ping();
         }
         // Start workers.
         let limit = match global {
