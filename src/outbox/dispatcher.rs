@@ -38,8 +38,10 @@ use crate::sync::{self, Ctx, Plan, Step, matching};
 use crate::zenchef::client::{CallError, ErrorClass, ZenchefClient};
 
 /// How often the dispatcher rescans the store for ready orders (picks up
-/// `outbox retry` from the CLI without a restart).
-const RESCAN_EVERY: Duration = Duration::from_secs(5);
+/// `outbox retry` from the CLI without a restart). Also the longest gap
+/// between two systemd watchdog pings of an idle agent: the unit's
+/// `WatchdogSec=` must stay well above it (tests/packaging.rs checks).
+pub const RESCAN_EVERY: Duration = Duration::from_secs(5);
 /// First retry delay.
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// Bound on waiting for in-flight calls at shutdown.
