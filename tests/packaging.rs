@@ -160,6 +160,13 @@ fn the_unit_agrees_with_the_binary() {
     assert_eq!(one(&u, "NoExecPaths"), "/");
     let exec: Vec<&str> = one(&u, "ExecPaths").split_whitespace().collect();
     assert!(exec.contains(&"/var/lib/zenchef-edge/bin"), "{exec:?}");
+    // The updater's boot check runs the previous binary, from there too,
+    // and never blocks the start ("-").
+    let pre = one(&u, "ExecStartPre");
+    assert!(
+        pre.starts_with("-/var/lib/zenchef-edge/bin/zenchef-edge.previous "),
+        "{pre}"
+    );
     // mDNS, MQTT, HTTPS, netlink (interfaces), journald/sd_notify.
     let families: Vec<&str> = one(&u, "RestrictAddressFamilies")
         .split_whitespace()

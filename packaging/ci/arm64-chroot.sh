@@ -63,14 +63,14 @@ chroot "$root" sh -euxc '
 	rc=0; zenchef-edge status >/dev/null 2>&1 || rc=$?; test "$rc" = 78
 '
 # Reinstalling over a self-updated binary: the package wins, the replaced
-# binary is kept as .prev, the store stays.
+# binary is kept as .previous, the store stays.
 chroot "$root" sh -euc '
 	cp /usr/lib/zenchef-edge/zenchef-edge /tmp/shipped
 	printf "self-updated" >>/var/lib/zenchef-edge/bin/zenchef-edge
 	cp /var/lib/zenchef-edge/bin/zenchef-edge /tmp/updated
 	dpkg -i /tmp/zenchef-edge_arm64.deb >/dev/null
 	cmp /tmp/shipped /var/lib/zenchef-edge/bin/zenchef-edge
-	cmp /tmp/updated /var/lib/zenchef-edge/bin/zenchef-edge.prev
+	cmp /tmp/updated /var/lib/zenchef-edge/bin/zenchef-edge.previous
 	test -f /var/lib/zenchef-edge/agent.db
 	dpkg --purge zenchef-edge >/dev/null
 	test ! -e /var/lib/zenchef-edge
