@@ -157,7 +157,7 @@ fn the_unit_agrees_with_the_binary() {
         )
     );
     // The self-update's directory stays executable, the rest does not.
-    assert_eq!(one(&u, "NoExecPaths"), "/");
+    assert_eq!(one(&u, "NoExecPaths"), "/ /var/lib/zenchef-edge");
     let exec: Vec<&str> = one(&u, "ExecPaths").split_whitespace().collect();
     assert!(exec.contains(&"/var/lib/zenchef-edge/bin"), "{exec:?}");
     // The updater's boot check runs the previous binary, from there too,
