@@ -371,6 +371,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     });
 
     shutdown.cancelled().await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     info!("stopping: no new POS messages; finishing the current commit");
     stop_input.cancel();
     let _ = intake.await;

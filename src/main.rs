@@ -76,6 +76,14 @@ enum Command {
     },
     /// Print the Cashpad Server and Installation ID for Zenchef Pay's settings.
     PaySettings,
+    /// Store self-test: open, migrate, write, read back (CI, image build).
+    /// Needs no configuration file.
+    #[command(hide = true)]
+    SelfTest {
+        /// Store to test [default: a fresh file in a temporary directory].
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
     /// Self-update: check what is available, or install it now.
     Update {
         #[command(subcommand)]
@@ -122,6 +130,15 @@ enum OutboxCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::SelfTest { store } = &cli.command {
+        return match cli::self_test::run(store.as_deref()) {
+            Ok(c) => ExitCode::from(c as u8),
+            Err(e) => {
+                eprintln!("self-test FAILED: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let path = config::resolve_path(cli.config.as_deref());
     // Provisioning runs before a configuration exists.
     if let Command::Provision {
@@ -192,6 +209,8 @@ fn main() -> ExitCode {
         Command::Update {
             action: UpdateCmd::BootCheck,
         } => cli::update::boot_check(&cfg),
+        // Handled above, before the configuration is read.
+        Command::SelfTest { store } => cli::self_test::run(store.as_deref()).map_err(Into::into),
     };
     match code {
         Ok(c) => ExitCode::from(c as u8),

@@ -43,8 +43,10 @@ use crate::sync::{self, Ctx, Plan, Step, matching};
 use crate::zenchef::client::{CallError, ErrorClass, ZenchefClient};
 
 /// How often the dispatcher rescans the store for ready orders (picks up
-/// `outbox retry` from the CLI without a restart).
-const RESCAN_EVERY: Duration = Duration::from_secs(5);
+/// `outbox retry` from the CLI without a restart). Also the longest gap
+/// between two systemd watchdog pings of an idle agent: the unit's
+/// `WatchdogSec=` must stay well above it (tests/packaging.rs checks).
+pub const RESCAN_EVERY: Duration = Duration::from_secs(5);
 /// First retry delay.
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// Bound on waiting for in-flight calls at shutdown.
@@ -131,15 +133,31 @@ pub async fn run(
     // Store errors since the last WARN about them, and when that was.
     let mut store_failures: u64 = 0;
     let mut store_warned: Option<Instant> = None;
+    // Whether the last rescan got an answer from the store thread.
+    let mut store_answers = false;
 
     loop {
         let now = Instant::now();
         if now >= next_rescan {
             match d.store.read(super::ready_orders).await {
-                Ok(orders) => candidates.extend(orders),
-                Err(e) => warn!("cannot scan the outbox: {e}"),
+                Ok(orders) => {
+                    candidates.extend(orders);
+                    store_answers = true;
+                }
+                Err(e) => {
+                    warn!("cannot scan the outbox: {e}");
+                    store_answers = false;
+                }
             }
             next_rescan = now + RESCAN_EVERY;
+        }
+        // systemd watchdog: this loop wakes at least every RESCAN_EVERY, even
+        // when the POS is quiet, and its rescan is a round trip through the
+        // store thread's transaction. A ping here therefore proves that the
+        // delivery loop turns and the store commits; a wedged store (or
+        // loop) stops the pings and systemd restarts the agent.
+        if store_answers {
+            crate::watchdog_ping();
         }
         // Start workers.
         let limit = match global {

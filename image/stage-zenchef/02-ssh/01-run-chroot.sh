@@ -1,0 +1,2 @@
+#!/bin/bash -e
+systemctl enable ssh.service zenchef-ssh-keys.service

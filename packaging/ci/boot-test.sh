@@ -1,0 +1,158 @@
+#!/bin/bash
+# Boots a Debian 12 amd64 container with systemd as PID 1 (systemd-nspawn,
+# private network: loopback only), installs the amd64 package and checks the
+# unit under a real systemd: READY, watchdog pings and a watchdog restart of
+# a frozen agent, journald fields, the sandbox (writable and executable only
+# where docs/packaging.md says), exit 78 not restarted, the recover timer,
+# a clean stop. About 5 minutes on 2 cores; opt-in in .ci/run
+# (ZENCHEF_CI_BOOT=always).
+#
+#   packaging/ci/boot-test.sh PACKAGE_amd64.deb
+#
+# Needs root, debootstrap and systemd-container.
+set -euo pipefail
+
+deb="$(realpath "$1")"
+mirror="$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
+mirror="${mirror:-http://deb.debian.org/debian}"
+work="$(mktemp -d)"
+root="$work/root"
+nspawn_pid=""
+
+cleanup() {
+	if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+		kill -TERM "$nspawn_pid" 2>/dev/null || true
+		for _ in $(seq 30); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 1; done
+		kill -KILL "$nspawn_pid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+	echo "BOOT TEST FAILED: $*" >&2
+	if [ -n "${leader:-}" ]; then
+		in_ct journalctl -u zenchef-edge --no-pager -n 30 >&2 || true
+	fi
+	exit 1
+}
+
+t0=$SECONDS
+debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$root" "$mirror" >/dev/null
+echo "debootstrap amd64 with systemd: $((SECONDS - t0)) s"
+
+cp "$deb" "$root/tmp/zenchef-edge.deb"
+chroot "$root" dpkg -i /tmp/zenchef-edge.deb >/dev/null
+echo "zc-boot-test" >"$root/etc/hostname"
+mdns_port=$((20000 + RANDOM % 20000))
+# The shipped file with the provisioning values filled in; mDNS on loopback
+# and a non-standard port; Zenchef on a closed loopback port.
+sed -e 's|^token = "" *# REQUIRED: MQTT.*|token = "cashpad-secret"|' \
+	-e 's|^restaurant_id = "".*|restaurant_id = "654321"|' \
+	-e 's|^token = "" *# REQUIRED: API token|token = "zenchef-secret"|' \
+	-e "s|^mdns_port = 5353|mdns_port = ${mdns_port}|" \
+	-e 's|^interfaces = \[\].*|interfaces = ["lo"]|' \
+	-e 's|^base_url = "https://api.zenchef.com/api/v1"|base_url = "http://127.0.0.1:9"|' \
+	-e '/^\[update\]/,/^\[/ s|^enabled = true|enabled = false|' \
+	"$root/etc/zenchef-edge/agent.toml" >"$work/agent.toml"
+install -m 600 "$work/agent.toml" "$root/etc/zenchef-edge/agent.toml"
+cp "$work/agent.toml" "$work/good.toml"
+
+systemd-nspawn -D "$root" -b --private-network --register=no --keep-unit \
+	--machine=zc-boot-test --console=passive >"$work/nspawn.log" 2>&1 &
+nspawn_pid=$!
+leader=""
+for _ in $(seq 60); do
+	leader="$(pgrep -P "$nspawn_pid" -x systemd | head -1 || true)"
+	[ -n "$leader" ] && break
+	sleep 1
+done
+[ -n "$leader" ] || { cat "$work/nspawn.log" >&2; fail "the container did not start"; }
+in_ct() { nsenter -t "$leader" -a "$@"; }
+prop() { in_ct systemctl show -p "$2" --value "$1"; }
+
+for _ in $(seq 60); do
+	state="$(in_ct systemctl is-system-running 2>/dev/null || true)"
+	case "$state" in running | degraded) break ;; esac
+	sleep 1
+done
+echo "container: $state"
+
+# 1. Started (READY=1 received), and running as its own user.
+[ "$(prop zenchef-edge.service ActiveState)" = active ] || fail "not active"
+[ "$(prop zenchef-edge.service NRestarts)" = 0 ] || fail "restarted at start"
+in_ct journalctl SYSLOG_IDENTIFIER=zenchef-edge -o json --no-pager | grep -q '" started: store ' \
+	|| grep -q 'started: store' <(in_ct journalctl SYSLOG_IDENTIFIER=zenchef-edge --no-pager) \
+	|| fail "no start line from the agent in the journal"
+in_ct journalctl SYSLOG_IDENTIFIER=zenchef-edge -o json --no-pager | grep -q '"_TRANSPORT":"journal"' \
+	|| fail "the agent does not log through the native journal protocol"
+echo "started: ok (Type=notify, journald)"
+
+# 2. Exposure as the running systemd computes it.
+in_ct systemd-analyze security zenchef-edge.service | tail -1
+
+# 3. The sandbox, from inside it (same unit settings, as zenchef-edge).
+mkdir -p "$root/etc/systemd/system/zenchef-edge.service.d"
+cat >"$root/etc/systemd/system/zenchef-edge.service.d/probe.conf" <<'EOF'
+[Service]
+ExecStartPost=/bin/sh -c '\
+B=/var/lib/zenchef-edge/bin; o=/var/lib/zenchef-edge/probe.txt; : >$o; \
+cp $B/zenchef-edge $B/.zenchef-edge.staged && ln -f $B/zenchef-edge $B/zenchef-edge.previous \
+  && mv -f $B/.zenchef-edge.staged $B/zenchef-edge && echo swap-ok >>$o; \
+$B/zenchef-edge.previous --version >/dev/null 2>&1 && echo exec-bin-ok >>$o; \
+cp $B/zenchef-edge /var/lib/zenchef-edge/x; /var/lib/zenchef-edge/x --version >/dev/null 2>&1 \
+  && echo exec-state-ALLOWED >>$o; rm -f /var/lib/zenchef-edge/x; \
+touch /usr/lib/zenchef-edge/x 2>/dev/null && echo write-usr-ALLOWED >>$o; \
+touch /etc/zenchef-edge/x 2>/dev/null && echo write-etc-ALLOWED >>$o; \
+cat /etc/zenchef-edge/agent.toml >/dev/null 2>&1 && echo read-etc-config-ALLOWED >>$o; true'
+EOF
+in_ct systemctl daemon-reload
+in_ct systemctl restart zenchef-edge.service
+sleep 3
+probe="$(cat "$root/var/lib/zenchef-edge/probe.txt")"
+echo "sandbox probe: $(echo "$probe" | tr '\n' ' ')"
+[ "$probe" = "$(printf 'swap-ok\nexec-bin-ok')" ] || fail "sandbox probe: $probe"
+rm "$root/etc/systemd/system/zenchef-edge.service.d/probe.conf"
+in_ct systemctl daemon-reload
+in_ct systemctl restart zenchef-edge.service
+sleep 2
+[ "$(prop zenchef-edge.service ActiveState)" = active ] || fail "not active after the binary swap"
+echo "self-update layout: ok (swap in bin/, exec only from bin/ and /usr, /etc and /usr read-only)"
+
+# 4. Watchdog: pings arrive; a frozen agent is killed and restarted.
+w1="$(prop zenchef-edge.service WatchdogTimestampMonotonic)"
+sleep 7
+w2="$(prop zenchef-edge.service WatchdogTimestampMonotonic)"
+[ "$w2" -gt "$w1" ] || fail "no WATCHDOG=1 within 7 s of an idle agent"
+restarts="$(prop zenchef-edge.service NRestarts)"
+in_ct systemctl kill --kill-whom=main -s SIGSTOP zenchef-edge.service
+t0=$SECONDS
+while [ "$(prop zenchef-edge.service NRestarts)" = "$restarts" ]; do
+	[ $((SECONDS - t0)) -lt 90 ] || fail "a frozen agent was not restarted within 90 s"
+	sleep 2
+done
+echo "watchdog: frozen agent restarted after $((SECONDS - t0)) s ($(prop zenchef-edge.service WatchdogUSec))"
+
+# 5. A configuration error: exit 78, not restarted; the recover timer starts
+#    it again once the file is fixed.
+sed -i 's|^token = "cashpad-secret"|token = ""|' "$root/etc/zenchef-edge/agent.toml"
+# A manual restart flushes NRestarts to 0; an automatic one would make it 1.
+in_ct systemctl restart zenchef-edge.service 2>/dev/null || true
+sleep 8
+[ "$(prop zenchef-edge.service ExecMainStatus)" = 78 ] || fail "expected exit 78"
+[ "$(prop zenchef-edge.service ActiveState)" = failed ] || fail "expected failed"
+[ "$(prop zenchef-edge.service NRestarts)" = 0 ] || fail "restarted on exit 78"
+install -m 600 "$work/good.toml" "$root/etc/zenchef-edge/agent.toml"
+in_ct systemctl start zenchef-edge-recover.service
+sleep 3
+[ "$(prop zenchef-edge.service ActiveState)" = active ] || fail "recover did not restart it"
+echo "exit 78: not restarted; recover timer: restarted it once fixed"
+
+# 6. A clean stop is left alone by the recover timer.
+in_ct systemctl stop zenchef-edge.service
+[ "$(prop zenchef-edge.service ExecMainStatus)" = 0 ] || fail "unclean stop"
+in_ct systemctl start zenchef-edge-recover.service
+sleep 2
+[ "$(prop zenchef-edge.service ActiveState)" = inactive ] || fail "recover started a stopped agent"
+echo "stop: exit 0, left stopped by the recover timer"
+echo "boot test: ok"

@@ -1,0 +1,49 @@
+#!/bin/bash
+# systemd-analyze verify and security on the units of a built package.
+#
+#   packaging/ci/check-units.sh PACKAGE.deb [MAX_EXPOSURE]
+#
+# `verify` checks that ExecStart= binaries exist, so it runs in a private
+# mount namespace where the package's files are laid over /usr and /var/lib
+# (overlayfs): nothing on this machine changes. Needs root.
+set -euo pipefail
+
+deb="$1"
+max="${2:-1.5}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+dpkg-deb -x "$deb" "$work/pkg"
+# What postinst would do: the running binary in the state directory.
+mkdir -p "$work/var-lib/zenchef-edge/bin" "$work/usr-bin"
+cp "$work/pkg/usr/lib/zenchef-edge/zenchef-edge" "$work/var-lib/zenchef-edge/bin/zenchef-edge"
+cp -P "$work/pkg/usr/bin/zenchef-edge" "$work/usr-bin/zenchef-edge"
+mkdir -p "$work/o1" "$work/o2"
+
+units=(
+	"$work/pkg/usr/lib/systemd/system/zenchef-edge.service"
+	"$work/pkg/usr/lib/systemd/system/zenchef-edge-recover.service"
+	"$work/pkg/usr/lib/systemd/system/zenchef-edge-recover.timer"
+)
+echo "systemd-analyze verify ${units[*]##*/}"
+# shellcheck disable=SC2016 # expanded by the inner shell
+unshare -m --propagation private bash -euc '
+	w="$1"; shift
+	mount -t overlay overlay -o "lowerdir=$w/usr-bin:/usr/bin" /usr/bin
+	mount -t overlay overlay -o "lowerdir=$w/var-lib:/var/lib" /var/lib
+	test -x /usr/bin/zenchef-edge
+	systemd-analyze verify "$@"
+' _ "$work" "${units[@]}"
+echo "verify: ok"
+
+echo "systemd-analyze security --offline=true zenchef-edge.service"
+report="$(cd "$work/pkg/usr/lib/systemd/system" && systemd-analyze security --offline=true zenchef-edge.service)"
+printf '%s\n' "$report" | grep -F '✗' || true
+line="$(printf '%s\n' "$report" | grep -F 'Overall exposure level')"
+echo "$line"
+level="$(printf '%s\n' "$line" | sed -E 's/.*: ([0-9]+\.[0-9]+).*/\1/')"
+if ! awk -v l="$level" -v m="$max" 'BEGIN { exit !(l <= m) }'; then
+	echo "exposure $level is above $max" >&2
+	exit 1
+fi
+echo "SECURITY EXPOSURE: $level (max $max)"
