@@ -4,8 +4,10 @@
 //! [`Store::read`]), which sends a closure to the store thread. The thread
 //! takes every job waiting in its queue, runs them in **one** transaction
 //! (each inside its own savepoint, so one failing job does not undo the
-//! others), commits with `synchronous=FULL`, and only then answers each
-//! caller. A caller therefore never sees `Ok` for something that is not on
+//! others — except after an error on which SQLite abandons the whole
+//! transaction, such as a full disk: then every job of the batch fails and
+//! nothing of it is kept), commits with `synchronous=FULL`, and only then
+//! answers each caller. A caller therefore never sees `Ok` for something that is not on
 //! disk: intake acknowledges MQTT messages after that `Ok` (ARCHITECTURE.md,
 //! "the one rule").
 //!
@@ -295,9 +297,21 @@ fn run_batch(conn: &Connection, jobs: Vec<Job>) {
         return;
     }
     let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    let mut jobs = jobs.into_iter();
+    let mut rolled_back = false;
+    for job in jobs.by_ref() {
         let savepoint = conn.execute_batch("SAVEPOINT job").is_ok();
         let (ok, reply) = job(Some(conn));
+        replies.push(reply);
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back after this job's
+            // error (SQLITE_FULL, I/O error): the jobs before it are undone,
+            // and a job run now would commit on its own while its caller is
+            // told it failed. Stop here; everyone of this batch gets the
+            // error, and nothing of theirs is kept.
+            rolled_back = true;
+            break;
+        }
         if savepoint {
             if !ok {
                 // Undo this job's partial writes only; the batch goes on.
@@ -305,20 +319,36 @@ fn run_batch(conn: &Connection, jobs: Vec<Job>) {
             }
             let _ = conn.execute_batch("RELEASE job");
         }
-        replies.push(reply);
     }
-    let commit_err = match conn.execute_batch("COMMIT") {
-        Ok(()) => None,
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Some(match StoreError::from(e) {
-                StoreError::DiskFull(m) => StoreError::DiskFull(m),
-                other => StoreError::Commit(other.to_string()),
-            })
+    let commit_err = if rolled_back {
+        Some(StoreError::Commit(
+            "the transaction was rolled back after a job's error (disk full or I/O error); \
+             nothing of it was kept"
+                .into(),
+        ))
+    } else {
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => None,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Some(match StoreError::from(e) {
+                    StoreError::DiskFull(m) => StoreError::DiskFull(m),
+                    other => StoreError::Commit(other.to_string()),
+                })
+            }
         }
     };
     for reply in replies {
         reply(commit_err.as_ref());
+    }
+    if let Some(err) = &commit_err
+        && rolled_back
+    {
+        // The jobs that did not run: answered without touching the file.
+        for job in jobs {
+            let (_, reply) = job(None);
+            reply(Some(err));
+        }
     }
 }
 
@@ -363,4 +393,72 @@ pub fn open_for_cli(path: &Path) -> Result<Connection, StoreError> {
     conn.execute_batch("PRAGMA synchronous=FULL;")
         .map_err(StoreError::from)?;
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(size: usize) -> impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static {
+        move |c| {
+            c.execute("INSERT INTO t(x) VALUES (zeroblob(?1))", [size as i64])?;
+            Ok(())
+        }
+    }
+
+    /// Regression (disk-full suite): SQLite rolls the whole transaction back
+    /// when a statement hits SQLITE_FULL. The jobs after it in the batch then
+    /// ran outside any transaction — each committing on its own — while
+    /// their callers were told they had failed. Now the batch stops there:
+    /// every job of it fails, and nothing of a failed job is kept.
+    #[tokio::test]
+    async fn a_job_that_fills_the_disk_fails_its_batch_and_nothing_failed_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&dir.path().join("agent.db")).unwrap();
+        store
+            .write(|c| {
+                c.execute_batch("CREATE TABLE t(x BLOB)")?;
+                // A full disk, deterministically: at most 40 pages.
+                let _: i64 = c.query_row("PRAGMA max_page_count = 40", [], |r| r.get(0))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // Hold the store thread so that the next three jobs form one batch.
+        let s2 = store.clone();
+        let hold = tokio::spawn(async move {
+            s2.write(|_| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (a, b, c) = tokio::join!(
+            store.write(insert(100)),
+            store.write(insert(1_000_000)),
+            store.write(insert(100)),
+        );
+        hold.await.unwrap().unwrap();
+        assert!(
+            matches!(b, Err(StoreError::DiskFull(_))),
+            "the big job fails with DiskFull: {b:?}"
+        );
+        assert!(
+            a.is_err() && c.is_err(),
+            "the whole batch failed: {a:?} {c:?}"
+        );
+        let rows: i64 = store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "a job reported failed must have left nothing");
+        // The store goes on once there is room.
+        store.write(insert(100)).await.unwrap();
+        let rows: i64 = store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
 }
