@@ -61,9 +61,11 @@ pub enum IntakeOutcome {
     Floorplan,
 }
 
-/// Box clock, UTC, RFC 3339: informational timestamps only (never ordering).
+/// Box clock, UTC, RFC 3339 with milliseconds (`2026-11-29T18:42:05.123Z`):
+/// informational timestamps only (never ordering). Milliseconds let the
+/// benchmarks measure publish → stored latency from `events.received_at`.
 pub fn now_utc() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Stores a batch of intake items (one job of the group commit).
