@@ -44,6 +44,15 @@ pub struct RigOptions {
     pub configure_iid: bool,
     /// Extra TOML appended to the agent's configuration.
     pub extra_config: String,
+    /// `zenchef.poll_interval_s` (tests: 1; the agent's default is 30).
+    pub poll_interval_s: u64,
+    /// `delivery.retry_max_s`: cap of the retry backoff and of the outage
+    /// probe interval (tests: 1; the agent's default is 60).
+    pub retry_max_s: u64,
+    /// `delivery.credentials_retry_s` (tests: 2; the agent's default is 300).
+    pub credentials_retry_s: u64,
+    /// `delivery.http_timeout_s` (tests: 2; the agent's default is 15).
+    pub http_timeout_s: u64,
 }
 
 impl RigOptions {
@@ -57,7 +66,22 @@ impl RigOptions {
             app_version: "2.0.18".into(),
             configure_iid: true,
             extra_config: String::new(),
+            poll_interval_s: 1,
+            retry_max_s: 1,
+            credentials_retry_s: 2,
+            http_timeout_s: 2,
         }
+    }
+
+    /// The agent's production timings (agent-interface.md defaults): poll
+    /// every 30 s, retry backoff capped at 60 s, credentials retried every
+    /// 300 s, HTTP timeout 15 s. For measurements of an idle or online box.
+    pub fn production_timing(mut self) -> Self {
+        self.poll_interval_s = 30;
+        self.retry_max_s = 60;
+        self.credentials_retry_s = 300;
+        self.http_timeout_s = 15;
+        self
     }
 }
 
@@ -154,7 +178,7 @@ interfaces = ["lo"]
 restaurant_id = "{rid}"
 token = "{ztoken}"
 base_url = "{base}"
-poll_interval_s = 1
+poll_interval_s = {poll}
 
 [store]
 path = "{store}"
@@ -166,9 +190,9 @@ enabled = false
 listen = ""
 
 [delivery]
-retry_max_s = 1
-credentials_retry_s = 2
-http_timeout_s = 2
+retry_max_s = {retry_max}
+credentials_retry_s = {cred_retry}
+http_timeout_s = {http_timeout}
 {extra}"#,
             tz = o.timezone,
             ctoken = o.cashpad_token,
@@ -178,6 +202,10 @@ http_timeout_s = 2
             base = self.zenchef.base_url(),
             store = self.store_path().display(),
             extra = o.extra_config,
+            poll = o.poll_interval_s,
+            retry_max = o.retry_max_s,
+            cred_retry = o.credentials_retry_s,
+            http_timeout = o.http_timeout_s,
         )
     }
 
