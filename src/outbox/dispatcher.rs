@@ -4,7 +4,8 @@
 //! One worker task per order at a time walks that order's events in `seq`
 //! order: decide the plan (stored before the first call), run its calls,
 //! then mark the event done and store the new order state in one
-//! transaction. Up to `delivery.concurrency` orders run at once.
+//! transaction — the same store job reads the order's next event. Up to
+//! `delivery.concurrency` orders run at once.
 //!
 //! Failures follow zenchef-api.md § Errors:
 //! - retry class (outage, 5xx, timeout, 429): the order backs off
@@ -234,25 +235,32 @@ fn jittered(base: Duration, n: u32, cap: Duration) -> Duration {
     d.mul_f64(f).min(cap)
 }
 
+/// The next event of an order to deliver, with the order's state.
+type Next = Option<(OutboxItem, Option<sync::OrderState>)>;
+
+/// Walks one order's events in `seq` order. One store job between two
+/// events: completing an event also reads the next one and the order's new
+/// state (each store job waits for a group commit, so the number of jobs
+/// per event bounds how fast a backlog drains).
 async fn work_order(d: &Deliverer, order: &str) -> WorkerResult {
     let mut delivered = 0;
+    let o = order.to_string();
+    let mut next = match d.store.read(move |c| super::next_with_order(c, &o)).await {
+        Ok(next) => next,
+        Err(e) => {
+            warn!("cannot read the outbox: {e}");
+            return WorkerResult {
+                delivered,
+                end: End::Retry(None),
+            };
+        }
+    };
     loop {
-        let o = order.to_string();
-        let item = match d.store.read(move |c| super::next_pending(c, &o)).await {
-            Ok(Some(item)) => item,
-            Ok(None) => {
-                return WorkerResult {
-                    delivered,
-                    end: End::Idle,
-                };
-            }
-            Err(e) => {
-                warn!("cannot read the outbox: {e}");
-                return WorkerResult {
-                    delivered,
-                    end: End::Retry(None),
-                };
-            }
+        let Some((item, order_state)) = next else {
+            return WorkerResult {
+                delivered,
+                end: End::Idle,
+            };
         };
         if item.state == "dead" {
             return WorkerResult {
@@ -262,16 +270,24 @@ async fn work_order(d: &Deliverer, order: &str) -> WorkerResult {
         }
         let span =
             info_span!("event", event_id = %item.event_id, seq = item.seq, kind = %item.event_type);
-        match deliver(d, item).instrument(span).await {
-            Ok(()) => delivered += 1,
+        match deliver(d, item, order_state).instrument(span).await {
+            Ok(n) => {
+                delivered += 1;
+                next = n;
+            }
             Err(end) => return WorkerResult { delivered, end },
         }
     }
 }
 
 /// Delivers one event: decide (or reload) its plan, run the remaining
-/// calls, complete.
-async fn deliver(d: &Deliverer, item: OutboxItem) -> Result<(), End> {
+/// calls, complete; answers the order's next event (read in the same job as
+/// the completion).
+async fn deliver(
+    d: &Deliverer,
+    item: OutboxItem,
+    order: Option<sync::OrderState>,
+) -> Result<Next, End> {
     let ev = match event::parse(item.body.as_bytes()) {
         Ok(ev) => ev,
         Err(r) => {
@@ -286,13 +302,6 @@ async fn deliver(d: &Deliverer, item: OutboxItem) -> Result<(), End> {
         }
     };
     let order_id = item.order_id.clone();
-    let order = {
-        let o = order_id.clone();
-        d.store
-            .read(move |c| super::load_order(c, &o))
-            .await
-            .map_err(store_end)?
-    };
     let mut plan = match item.plan.clone() {
         Some(p) => p,
         None => decide(d, &item, &ev, order.as_ref()).await?,
@@ -334,8 +343,12 @@ async fn deliver(d: &Deliverer, item: OutboxItem) -> Result<(), End> {
     let booking = new_state.as_ref().and_then(|o| o.booking_id);
     let calls = plan.steps.len();
     let (id, p) = (item.id, plan);
-    d.store
-        .write(move |c| super::complete(c, id, &p, new_state.as_ref()))
+    let next = d
+        .store
+        .write(move |c| {
+            super::complete(c, id, &p, new_state.as_ref())?;
+            super::next_with_order(c, &order_id)
+        })
         .await
         .map_err(store_end)?;
     if calls > 0 {
@@ -344,7 +357,7 @@ async fn deliver(d: &Deliverer, item: OutboxItem) -> Result<(), End> {
     } else {
         debug!("recorded (nothing to send to Zenchef)");
     }
-    Ok(())
+    Ok(next)
 }
 
 /// Decides the plan of an event and stores it before any call.

@@ -237,6 +237,18 @@ pub fn next_pending(conn: &Connection, order_id: &str) -> Result<Option<OutboxIt
     }))
 }
 
+/// The next undelivered event of an order with the order's state, read in
+/// one store job (the dispatcher's single round trip between two events).
+pub fn next_with_order(
+    conn: &Connection,
+    order_id: &str,
+) -> Result<Option<(OutboxItem, Option<OrderState>)>, StoreError> {
+    match next_pending(conn, order_id)? {
+        Some(item) => Ok(Some((item, load_order(conn, order_id)?))),
+        None => Ok(None),
+    }
+}
+
 /// Is a later event of the same order still waiting? Its own check push
 /// carries the whole bill, so an earlier push can be skipped (after an
 /// outage only the latest version of a check is sent).
