@@ -66,6 +66,13 @@ pub struct RigOptions {
     /// Extra environment variables for the agent process (e.g. `LD_PRELOAD`
     /// and `FAKETIME` to run it with a wrong clock).
     pub agent_env: Vec<(String, String)>,
+    /// `delivery.retry_max_s`: cap of the retry backoff and of the outage
+    /// probe interval (tests: 1; the agent's default is 60).
+    pub retry_max_s: u64,
+    /// `delivery.credentials_retry_s` (tests: 2; the agent's default is 300).
+    pub credentials_retry_s: u64,
+    /// `delivery.http_timeout_s` (tests: 2; the agent's default is 15).
+    pub http_timeout_s: u64,
 }
 
 impl RigOptions {
@@ -89,7 +96,21 @@ impl RigOptions {
             store_path: None,
             zenchef_base_url: None,
             agent_env: Vec::new(),
+            retry_max_s: 1,
+            credentials_retry_s: 2,
+            http_timeout_s: 2,
         }
+    }
+
+    /// The agent's production timings (agent-interface.md defaults): poll
+    /// every 30 s, retry backoff capped at 60 s, credentials retried every
+    /// 300 s, HTTP timeout 15 s. For measurements of an idle or online box.
+    pub fn production_timing(mut self) -> Self {
+        self.poll_interval_s = 30;
+        self.retry_max_s = 60;
+        self.credentials_retry_s = 300;
+        self.http_timeout_s = 15;
+        self
     }
 }
 
@@ -223,9 +244,9 @@ enabled = false
 listen = "{http}"
 
 [delivery]
-retry_max_s = 1
-credentials_retry_s = 2
-http_timeout_s = 2
+retry_max_s = {retry_max}
+credentials_retry_s = {cred_retry}
+http_timeout_s = {http_timeout}
 {pay}{extra}"#,
             tz = o.timezone,
             ctoken = o.cashpad_token,
@@ -240,6 +261,9 @@ http_timeout_s = 2
             extra = o.extra_config,
             poll = o.poll_interval_s,
             http = o.http_listen,
+            retry_max = o.retry_max_s,
+            cred_retry = o.credentials_retry_s,
+            http_timeout = o.http_timeout_s,
         )
     }
 

@@ -137,6 +137,9 @@ pub struct CallRecord {
     /// [`CallRecord::at`] it gives the call's time in flight at the fake,
     /// e.g. to measure how many calls the agent had running at once.
     pub answered_at: Option<Instant>,
+    /// When the answer was handed to the connection (`None` while
+    /// unanswered); `done_at − at` includes the injected latency.
+    pub done_at: Option<Instant>,
     /// HTTP method, e.g. `PATCH`.
     pub method: String,
     /// Path, e.g. `/api/v1/bookings/42/changeStatus`.
@@ -613,6 +616,17 @@ impl ZenchefFake {
         self.with(|s| s.calls.clone())
     }
 
+    /// The requests received from the `first`-th on (0-based; `calls_from(0)`
+    /// is [`ZenchefFake::calls`]): cheap polling of a long run.
+    pub fn calls_from(&self, first: usize) -> Vec<CallRecord> {
+        self.with(|s| s.calls.get(first..).map(<[_]>::to_vec).unwrap_or_default())
+    }
+
+    /// Number of requests received so far.
+    pub fn call_count(&self) -> usize {
+        self.with(|s| s.calls.len())
+    }
+
     /// Number of writes answered from the idempotency memory (acted once).
     pub fn duplicates_suppressed(&self) -> u64 {
         self.with(|s| s.duplicates)
@@ -711,6 +725,7 @@ async fn pipeline(State(shared): State<Arc<Shared>>, req: Request, next: Next) -
             n,
             at: Instant::now(),
             answered_at: None,
+            done_at: None,
             method: method.to_string(),
             path: path.clone(),
             query: query.clone(),
@@ -867,6 +882,7 @@ async fn pipeline(State(shared): State<Arc<Shared>>, req: Request, next: Next) -
         if let Some(c) = s.calls.get_mut(n as usize - 1) {
             c.status = rparts.status.as_u16();
             c.answered_at = Some(Instant::now());
+            c.done_at = c.answered_at;
             c.duplicate = duplicate;
             c.response = rjson;
         }

@@ -186,12 +186,20 @@ pub async fn run(
             );
         }
         // Next timer: a backoff expiry, the global probe, or the rescan.
+        // Only moments still ahead: a moment already past changes nothing
+        // until a worker ends or an order is touched (the other branches of
+        // the select); waking for it would spin the loop, e.g. during an
+        // outage while orders whose own backoff ran out wait for the next
+        // global probe. `backoff` holds only orders that failed, so this
+        // stays cheap however large the backlog.
         let mut wake = next_rescan;
-        if let Some((t, _)) = global {
+        if let Some((t, _)) = global
+            && t > now
+        {
             wake = wake.min(t);
         }
-        for o in &candidates {
-            if let Some((t, _)) = backoff.get(o) {
+        for (o, (t, _)) in &backoff {
+            if *t > now && candidates.contains(o) {
                 wake = wake.min(*t);
             }
         }

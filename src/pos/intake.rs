@@ -8,6 +8,10 @@
 //! acknowledged: it must not come back forever. A duplicate `event_id` is
 //! acknowledged and changes nothing.
 //!
+//! Each committed batch bumps the counter `intake_batches` in its own
+//! transaction, so `received / intake_batches` is the average batch size
+//! (the benchmarks print it).
+//!
 //! If the commit fails (disk full, I/O error) nothing is acknowledged: the
 //! broker keeps the messages. The batch is retried with a growing pause and
 //! an ERROR at most once a minute, until it commits or the agent stops.
@@ -153,7 +157,13 @@ async fn commit(
     let mut last_error: Option<tokio::time::Instant> = None;
     loop {
         let job = Arc::clone(&items);
-        match store.write(move |c| outbox::insert_batch(c, &job)).await {
+        let stored = store.write(move |c| {
+            let outcomes = outbox::insert_batch(c, &job)?;
+            // Same transaction: average batch = received / intake_batches.
+            outbox::bump(c, "intake_batches", 1)?;
+            Ok(outcomes)
+        });
+        match stored.await {
             Ok(outcomes) => {
                 if failures > 0 {
                     info!(
