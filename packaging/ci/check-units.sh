@@ -24,6 +24,7 @@ units=(
 	"$work/pkg/usr/lib/systemd/system/zenchef-edge.service"
 	"$work/pkg/usr/lib/systemd/system/zenchef-edge-recover.service"
 	"$work/pkg/usr/lib/systemd/system/zenchef-edge-recover.timer"
+	"$work/pkg/usr/lib/systemd/system/zenchef-edge-provision.service"
 )
 echo "systemd-analyze verify ${units[*]##*/}"
 # shellcheck disable=SC2016 # expanded by the inner shell

@@ -8,6 +8,8 @@ rm -f /tmp/zenchef-edge_arm64.deb
 
 # The units are enabled by the package; make it explicit for the image.
 systemctl enable zenchef-edge.service zenchef-edge-recover.timer
+# Zero-touch provisioning from the boot partition, before the agent.
+systemctl enable zenchef-edge-provision.service
 
 # The symlink resolves to the copy the self-update may replace.
 test "$(readlink -f /usr/bin/zenchef-edge)" = /var/lib/zenchef-edge/bin/zenchef-edge
