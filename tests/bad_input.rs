@@ -195,7 +195,9 @@ async fn every_bad_payload_is_quarantined_with_a_precise_reason_and_acknowledged
     let n = corpus.len() as i64;
     let s = rig
         .wait_status("every payload handled", Duration::from_secs(60), |s| {
-            s["counts"]["rejected"].as_i64() == Some(n) && s["counts"]["received"] == json!(4)
+            s["counts"]["rejected"].as_i64() == Some(n)
+                && s["counts"]["received"] == json!(4)
+                && s["counts"]["queued"] == json!(0)
         })
         .await
         .unwrap();
