@@ -38,9 +38,11 @@ cp -a "$here/stage-zenchef" "$pigen/stage-zenchef"
 rm -f "$pigen"/stage-zenchef/00-agent/files/*.deb
 cp "$deb" "$pigen/stage-zenchef/00-agent/files/"
 cp "$here/config" "$pigen/config"
+printf 'FIRST_USER_PASS=%q\n' "$FIRST_USER_PASS" >>"$pigen/config"
+chmod 600 "$pigen/config"
 # Lite's own image is not needed: only stage-zenchef exports one.
 touch "$pigen/stage2/SKIP_IMAGES"
 
 cd "$pigen"
-FIRST_USER_PASS="$FIRST_USER_PASS" ./build-docker.sh
+./build-docker.sh
 ls -l deploy/
