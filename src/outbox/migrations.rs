@@ -110,6 +110,15 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX pay_payments_state ON pay_payments(state);
     CREATE INDEX pay_payments_order ON pay_payments(order_id);
     "#,
+    // 3: indexes for the questions asked once per table.opened (matching:
+    // which bookings are taken) and by every status refresh, so that they
+    // cost the same with 10 orders or 100,000 kept, and with an empty queue
+    // or a 10,000-event backlog. Partial: only open orders, only events in
+    // flight with a decided plan (a handful), so they weigh nothing.
+    r#"
+    CREATE INDEX orders_open ON orders(booking_id) WHERE state = 'open';
+    CREATE INDEX outbox_planned ON outbox(order_id) WHERE state != 'done' AND plan IS NOT NULL;
+    "#,
 ];
 
 /// Brings the schema to the newest version, one transaction per step.
