@@ -19,7 +19,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 ///
 /// The filter is tracing-subscriber's `Targets`, not `EnvFilter`: the same
 /// syntax for levels and targets, without span and field filters, and
-/// without the regex engine that `EnvFilter` links (≈ 0.4 MiB of the
+/// without the regex engine that `EnvFilter` links (≈ 0.3 MiB of the
 /// binary, see docs/benchmarks.md). An empty or unreadable filter falls
 /// back to `default_filter`, then to `info`.
 pub fn init(default_filter: &str) {
