@@ -10,16 +10,28 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use std::str::FromStr;
+
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Installs the global subscriber. `default_filter` is used unless
-/// `RUST_LOG` is set (e.g. `info`, `zenchef_edge=debug`).
+/// `RUST_LOG` is set: a comma-separated list of `level` and
+/// `target=level` (e.g. `info`, `info,zenchef_edge=debug,rumqttc=warn`).
+///
+/// The filter is tracing-subscriber's `Targets`, not `EnvFilter`: the same
+/// syntax for levels and targets, without span and field filters, and
+/// without the regex engine that `EnvFilter` links (≈ 0.3 MiB of the
+/// binary, see docs/benchmarks.md). An empty or unreadable filter falls
+/// back to `default_filter`, then to `info`.
 pub fn init(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(default_filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| !f.trim().is_empty())
+        .and_then(|f| Targets::from_str(&f).ok())
+        .or_else(|| Targets::from_str(default_filter).ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     if std::env::var_os("JOURNAL_STREAM").is_some()
         && let Ok(layer) = tracing_journald::layer()
     {

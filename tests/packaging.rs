@@ -215,7 +215,7 @@ fn the_deb_assets_exist_and_the_binary_link_points_into_the_state_directory() {
                     link = t.get("link_name").and_then(|l| l.as_str());
                 }
             }
-            other => panic!("unexpected asset {other}"),
+            other => panic!("unexpected asset {other:?}"),
         }
     }
     assert_eq!(link, Some("/var/lib/zenchef-edge/bin/zenchef-edge"));

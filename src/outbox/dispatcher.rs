@@ -42,11 +42,17 @@ use crate::pos::session::PosLink;
 use crate::sync::{self, Ctx, Plan, Step, matching};
 use crate::zenchef::client::{CallError, ErrorClass, ZenchefClient};
 
-/// How often the dispatcher rescans the store for ready orders (picks up
-/// `outbox retry` from the CLI without a restart). Also the longest gap
+/// How often the dispatcher checks whether another process (the CLI's
+/// `outbox retry`) committed to the store, and if so rescans it for ready
+/// orders. The check is `PRAGMA data_version` (free); the scan reads the
+/// whole queue (150 ms for 100,000 queued rows, during which the store
+/// thread serves nobody), so it runs only when needed. Also the longest gap
 /// between two systemd watchdog pings of an idle agent: the unit's
 /// `WatchdogSec=` must stay well above it (tests/packaging.rs checks).
 pub const RESCAN_EVERY: Duration = Duration::from_secs(5);
+/// A full rescan even without outside commits: a safety net for work that
+/// reached the queue without a `touched` message.
+const FULL_RESCAN_EVERY: Duration = Duration::from_secs(300);
 /// First retry delay.
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// Bound on waiting for in-flight calls at shutdown.
@@ -135,14 +141,32 @@ pub async fn run(
     let mut store_warned: Option<Instant> = None;
     // Whether the last rescan got an answer from the store thread.
     let mut store_answers = false;
+    let mut next_full_rescan = Instant::now();
+    // `PRAGMA data_version` at the last scan (`None`: never scanned).
+    let mut scanned_version: Option<i64> = None;
 
     loop {
         let now = Instant::now();
         if now >= next_rescan {
-            match d.store.read(super::ready_orders).await {
-                Ok(orders) => {
-                    candidates.extend(orders);
+            let (last, full) = (scanned_version, now >= next_full_rescan);
+            let scan = d.store.read(move |c| {
+                let version: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+                let orders = if full || last != Some(version) {
+                    Some(super::ready_orders(c)?)
+                } else {
+                    None
+                };
+                Ok((version, orders))
+            });
+            match scan.await {
+                Ok((version, orders)) => {
+                    scanned_version = Some(version);
                     store_answers = true;
+                    if let Some(orders) = orders {
+                        debug!("outbox rescanned: {} order(s) ready", orders.len());
+                        candidates.extend(orders);
+                        next_full_rescan = now + FULL_RESCAN_EVERY;
+                    }
                 }
                 Err(e) => {
                     warn!("cannot scan the outbox: {e}");

@@ -127,6 +127,15 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX link_requests_open ON link_requests(state)
         WHERE state IN ('pending', 'cancelling');
     "#,
+    // 4: indexes for the questions asked once per table.opened (matching:
+    // which bookings are taken) and by every status refresh, so that they
+    // cost the same with 10 orders or 100,000 kept, and with an empty queue
+    // or a 10,000-event backlog. Partial: only open orders, only events in
+    // flight with a decided plan (a handful), so they weigh nothing.
+    r#"
+    CREATE INDEX orders_open ON orders(booking_id) WHERE state = 'open';
+    CREATE INDEX outbox_planned ON outbox(order_id) WHERE state != 'done' AND plan IS NOT NULL;
+    "#,
 ];
 
 /// Brings the schema to the newest version, one transaction per step.
