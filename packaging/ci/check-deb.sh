@@ -12,10 +12,10 @@ listing="$(dpkg-deb -c "$deb")"
 printf '%s\n' "$listing"
 
 test "$(dpkg-deb -f "$deb" Architecture)" = "$arch"
-dpkg-deb -f "$deb" Depends | grep -q systemd
+dpkg-deb -f "$deb" Depends | grep systemd >/dev/null
 
 expect() { # MODE PATH: the archive holds PATH with that mode string
-	if ! printf '%s\n' "$listing" | grep -Eq "^$1 (0/0|root/root) .* \./$2( |\$)"; then
+	if ! grep -Eq "^$1 (0/0|root/root) .* \./$2( |\$)" <<<"$listing"; then
 		echo "missing or wrong mode: $1 $2" >&2
 		exit 1
 	fi
@@ -29,7 +29,7 @@ expect '-rw-r--r--' 'usr/lib/systemd/system/zenchef-edge-recover.timer'
 expect '-rw-r--r--' 'usr/lib/systemd/system/zenchef-edge-provision.service'
 expect '-rw-r--r--' 'usr/lib/sysusers.d/zenchef-edge.conf'
 expect '-rw-r--r--' 'usr/lib/tmpfiles.d/zenchef-edge.conf'
-dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx '/etc/zenchef-edge/agent.toml'
+dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -x '/etc/zenchef-edge/agent.toml' >/dev/null
 echo "contents: ok"
 
 echo "lintian:"
