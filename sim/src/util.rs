@@ -72,3 +72,65 @@ pub fn random_uuid() -> String {
         &h[20..32]
     )
 }
+
+/// Builds the agent with the cargo that runs the calling binary (`$CARGO`,
+/// else `cargo`), in that binary's profile (`--release` when it was built
+/// without debug assertions), and answers `<dir of the caller>/zenchef-edge`.
+/// `who` names the caller in messages ("demo", "bench"). Errors: cargo
+/// missing or failing, or no agent binary next to the caller afterwards
+/// (another target directory: pass the agent's path instead).
+pub fn build_agent(who: &str) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    use std::path::Path;
+    use std::process::Command;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let release = !cfg!(debug_assertions);
+    println!(
+        "building the agent: cargo build -p zenchef-edge --bin zenchef-edge{}",
+        if release { " --release" } else { "" }
+    );
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "-p", "zenchef-edge", "--bin", "zenchef-edge"])
+        .arg("--manifest-path")
+        .arg(&manifest);
+    // `cargo run` describes the caller's package in the environment; build
+    // scripts that watch those variables (ring: CARGO_MANIFEST_DIR) would
+    // see a change and rebuild half the tree, here and in the next plain
+    // `cargo build`. Build as a plain `cargo build` would.
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "OUT_DIR",
+            ]
+            .contains(&k.as_ref())
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    if release {
+        cmd.arg("--release");
+    }
+    let t = Instant::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {}", Path::new(&cargo).display()))?;
+    anyhow::ensure!(status.success(), "building the agent failed ({status})");
+    println!("agent built in {:.1} s", t.elapsed().as_secs_f64());
+    let exe = std::env::current_exe().with_context(|| format!("locating the {who} binary"))?;
+    let bin = exe
+        .parent()
+        .with_context(|| format!("the {who} binary has no directory"))?
+        .join("zenchef-edge");
+    anyhow::ensure!(
+        bin.is_file(),
+        "the agent was built but {} does not exist (another target dir? use --agent PATH)",
+        bin.display()
+    );
+    Ok(bin)
+}

@@ -30,7 +30,7 @@ mod memory;
 mod size;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -88,7 +88,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<Vec<String>> {
     let agent = match &args.agent {
         Some(p) => p.clone(),
-        None => build_agent()?,
+        None => zenchef_sim::util::build_agent("bench")?,
     };
     anyhow::ensure!(agent.is_file(), "no agent binary at {}", agent.display());
     let agent = agent.canonicalize()?;
@@ -185,56 +185,4 @@ fn machine(agent: &Path, work: &Path, smoke: bool) {
     println!("  disk       {}", df.lines().last().unwrap_or("?"));
     println!("  agent      {}", agent.display());
     println!("  load avg   {}", common::load_avgs());
-}
-
-/// Builds the agent with the cargo that runs the bench (`$CARGO`, else
-/// `cargo`), in the bench's profile, and answers `<dir of the bench>/zenchef-edge`.
-fn build_agent() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let release = !cfg!(debug_assertions);
-    println!(
-        "building the agent: cargo build -p zenchef-edge --bin zenchef-edge{}",
-        if release { " --release" } else { "" }
-    );
-    let mut cmd = Command::new(&cargo);
-    cmd.args(["build", "-p", "zenchef-edge", "--bin", "zenchef-edge"])
-        .arg("--manifest-path")
-        .arg(&manifest);
-    // As in the demo: build as a plain `cargo build` would, without the
-    // variables `cargo run` sets for this package (build scripts watching
-    // them would rebuild half the tree).
-    for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy();
-        if k.starts_with("CARGO_PKG_")
-            || k.starts_with("CARGO_MANIFEST_")
-            || [
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "OUT_DIR",
-            ]
-            .contains(&k.as_ref())
-        {
-            cmd.env_remove(&key);
-        }
-    }
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd
-        .status()
-        .with_context(|| format!("running {}", Path::new(&cargo).display()))?;
-    anyhow::ensure!(status.success(), "building the agent failed ({status})");
-    let exe = std::env::current_exe().context("locating the bench binary")?;
-    let bin = exe
-        .parent()
-        .context("the bench binary has no directory")?
-        .join("zenchef-edge");
-    anyhow::ensure!(
-        bin.is_file(),
-        "the agent was built but {} does not exist (another target dir? use --agent PATH)",
-        bin.display()
-    );
-    Ok(bin)
 }

@@ -33,7 +33,7 @@ mod pacer;
 mod play;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -114,7 +114,7 @@ async fn run(args: Args) -> anyhow::Result<(Vec<String>, Duration)> {
     );
     let agent = match &args.agent {
         Some(p) => p.clone(),
-        None => build_agent()?,
+        None => zenchef_sim::util::build_agent("demo")?,
     };
     anyhow::ensure!(agent.is_file(), "no agent binary at {}", agent.display());
     let started = Instant::now();
@@ -151,61 +151,6 @@ async fn play_day(
 }
 
 // ---- setup ---------------------------------------------------------------
-
-/// Builds the agent with the cargo that runs the demo (`$CARGO`, else
-/// `cargo`), in the demo's profile, and answers `<dir of the demo>/zenchef-edge`.
-fn build_agent() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let release = !cfg!(debug_assertions);
-    println!(
-        "building the agent: cargo build -p zenchef-edge --bin zenchef-edge{}",
-        if release { " --release" } else { "" }
-    );
-    let mut cmd = Command::new(&cargo);
-    cmd.args(["build", "-p", "zenchef-edge", "--bin", "zenchef-edge"])
-        .arg("--manifest-path")
-        .arg(&manifest);
-    // `cargo run` describes the demo's package in the environment; build
-    // scripts that watch those variables (ring: CARGO_MANIFEST_DIR) would
-    // see a change and rebuild half the tree, here and in the next plain
-    // `cargo build`. Build as a plain `cargo build` would.
-    for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy();
-        if k.starts_with("CARGO_PKG_")
-            || k.starts_with("CARGO_MANIFEST_")
-            || [
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "OUT_DIR",
-            ]
-            .contains(&k.as_ref())
-        {
-            cmd.env_remove(&key);
-        }
-    }
-    if release {
-        cmd.arg("--release");
-    }
-    let t = Instant::now();
-    let status = cmd
-        .status()
-        .with_context(|| format!("running {}", Path::new(&cargo).display()))?;
-    anyhow::ensure!(status.success(), "building the agent failed ({status})");
-    println!("agent built in {:.1} s", t.elapsed().as_secs_f64());
-    let exe = std::env::current_exe().context("locating the demo binary")?;
-    let bin = exe
-        .parent()
-        .context("the demo binary has no directory")?
-        .join("zenchef-edge");
-    anyhow::ensure!(
-        bin.is_file(),
-        "the agent was built but {} does not exist (another target dir? use --agent PATH)",
-        bin.display()
-    );
-    Ok(bin)
-}
 
 /// Where the agent's configuration, store and log live.
 struct WorkDir {
