@@ -216,7 +216,16 @@ pub async fn start_rig(
     down: bool,
     latency: Duration,
 ) -> anyhow::Result<Rig> {
-    let mut rig = Rig::start(opts, &bench.agent, &bench.dir(name))
+    // A store left by an earlier run (`--keep` reused) would make every
+    // counter start high and the figures wrong: refuse it.
+    let dir = bench.dir(name);
+    if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+        anyhow::bail!(
+            "{} is not empty (an earlier run's store?): give --keep a new or empty directory",
+            dir.display()
+        );
+    }
+    let mut rig = Rig::start(opts, &bench.agent, &dir)
         .await
         .context("starting the simulators")?;
     if down {

@@ -123,7 +123,9 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
         .collect();
 
     // Ordering and completeness.
-    let mut last_seq: HashMap<&str, u64> = HashMap::new();
+    // order → (seq, arrival number, answered at) of its last write.
+    let mut last_seq: HashMap<&str, (u64, u64, Option<Instant>)> = HashMap::new();
+    let mut duplicates = Vec::new();
     let mut out_of_order = Vec::new();
     let mut ok_keys: HashSet<&str> = HashSet::new();
     let mut per_order: BTreeMap<&str, usize> = BTreeMap::new();
@@ -137,18 +139,37 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
             out_of_order.push(format!("call {} names unknown event {event_id}", c.n));
             continue;
         };
-        if let Some(prev) = last_seq.get(order.as_str())
-            && seq < prev
-        {
-            out_of_order.push(format!(
-                "order {order}: call {} for seq {seq} after a call for seq {prev}",
-                c.n
-            ));
+        // Arrival order is not enough: two calls of one order sent at once
+        // could still be applied in any order. Each call of an order must
+        // arrive after the previous one was answered.
+        if let Some(&(prev, prev_n, prev_done)) = last_seq.get(order.as_str()) {
+            if *seq < prev {
+                out_of_order.push(format!(
+                    "order {order}: call {} for seq {seq} after a call for seq {prev}",
+                    c.n
+                ));
+            } else if prev_done.is_none_or(|done| c.at < done) {
+                out_of_order.push(format!(
+                    "order {order}: call {} (seq {seq}) sent before call {prev_n} (seq {prev}) was answered",
+                    c.n
+                ));
+            }
         }
-        last_seq.insert(order, *seq);
-        if (200..300).contains(&c.status) && ok_keys.insert(key) {
-            *per_order.entry(order.as_str()).or_default() += 1;
+        last_seq.insert(order, (*seq, c.n, c.done_at));
+        if (200..300).contains(&c.status) {
+            if ok_keys.insert(key) {
+                *per_order.entry(order.as_str()).or_default() += 1;
+            } else {
+                duplicates.push(format!("call {} repeats a successful write of {key}", c.n));
+            }
         }
+    }
+    if !duplicates.is_empty() {
+        bench.problem(format!(
+            "drain: {} write(s) succeeded twice at Zenchef, first: {}",
+            duplicates.len(),
+            duplicates[0]
+        ));
     }
     if !out_of_order.is_empty() {
         bench.problem(format!(
