@@ -679,6 +679,18 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Is `pid` a running zenchef-edge daemon (Linux `/proc`)?
+fn process_is_agent(pid: u32) -> bool {
+    if pid == 0 || pid == std::process::id() {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+        args.first().is_some_and(|a| a.ends_with(b"zenchef-edge"))
+            && args.iter().any(|a| *a == b"run")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,16 +829,4 @@ mod tests {
             assert_eq!(human_age(s), want, "{s}");
         }
     }
-}
-
-/// Is `pid` a running zenchef-edge daemon (Linux `/proc`)?
-fn process_is_agent(pid: u32) -> bool {
-    if pid == 0 || pid == std::process::id() {
-        return false;
-    }
-    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-        let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-        args.first().is_some_and(|a| a.ends_with(b"zenchef-edge"))
-            && args.iter().any(|a| *a == b"run")
-    })
 }

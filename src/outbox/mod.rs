@@ -581,7 +581,7 @@ mod tests {
         };
         assert!(aside.exists());
         assert!(std::fs::read(&aside).unwrap().starts_with(b"this is not"));
-        let n = store.read(|c| counts(c)).await.unwrap();
+        let n = store.read(counts).await.unwrap();
         assert_eq!(n, Counts::default());
     }
 }
