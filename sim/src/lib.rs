@@ -25,6 +25,7 @@
 
 pub mod broker;
 pub mod harness;
+pub mod http_server;
 pub mod mdns;
 pub mod mosquitto;
 pub mod pay;

@@ -27,9 +27,9 @@ use base64::Engine;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
-use tokio::task::AbortHandle;
 use zipsign_api::SigningKey;
 
+use crate::http_server::Listening;
 use crate::util::LOOPBACK;
 
 /// An ed25519 key pair as zipsign uses it.
@@ -196,17 +196,12 @@ struct Inner {
     archive_hits: u64,
 }
 
-struct Server {
-    accept: AbortHandle,
-    conns: Arc<Mutex<Vec<AbortHandle>>>,
-}
-
 /// The running release server. Cheap to clone.
 #[derive(Clone)]
 pub struct UpdateServer {
     inner: Arc<Mutex<Inner>>,
     addr: SocketAddr,
-    server: Arc<Mutex<Option<Server>>>,
+    server: Arc<Mutex<Option<Listening>>>,
 }
 
 fn entry_json(spec: &ReleaseSpec, name: &str, archive: &[u8]) -> serde_json::Value {
@@ -230,30 +225,11 @@ impl UpdateServer {
             .route("/manifest.json", get(manifest))
             .route("/{name}", get(archive))
             .with_state(inner.clone());
-        let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let task_conns = conns.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let service = hyper_util::service::TowerToHyperService::new(router.clone());
-                let conn = tokio::spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await;
-                });
-                let mut list = task_conns.lock().unwrap();
-                list.retain(|h| !h.is_finished());
-                list.push(conn.abort_handle());
-            }
-        })
-        .abort_handle();
+        let server = Listening::serve(listener, router);
         Ok(UpdateServer {
             inner,
             addr,
-            server: Arc::new(Mutex::new(Some(Server { accept, conns }))),
+            server: Arc::new(Mutex::new(Some(server))),
         })
     }
 
@@ -328,18 +304,8 @@ impl UpdateServer {
     /// Stops listening and drops open connections: the server is
     /// unreachable from now on.
     pub fn stop(&self) {
-        if let Some(s) = self.server.lock().unwrap().take() {
-            s.accept.abort();
-            for c in s.conns.lock().unwrap().drain(..) {
-                c.abort();
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.accept.abort();
+        // Dropping it stops listening and drops open connections.
+        self.server.lock().unwrap().take();
     }
 }
 

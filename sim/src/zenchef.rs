@@ -38,8 +38,8 @@ use axum::routing::{get, patch, put};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::task::AbortHandle;
 
+use crate::http_server::Listening;
 use crate::pos::{paris_winter, rfc3339};
 use crate::util::LOOPBACK;
 
@@ -196,17 +196,12 @@ struct Shared {
     state: Mutex<State_>,
 }
 
-struct Server {
-    accept: AbortHandle,
-    conns: Arc<Mutex<Vec<AbortHandle>>>,
-}
-
 /// A running Zenchef API fake. Cheap to clone (shared handle).
 #[derive(Clone)]
 pub struct ZenchefFake {
     shared: Arc<Shared>,
     port: u16,
-    server: Arc<tokio::sync::Mutex<Option<Server>>>,
+    server: Arc<tokio::sync::Mutex<Option<Listening>>>,
 }
 
 impl std::fmt::Debug for ZenchefFake {
@@ -397,7 +392,7 @@ impl ZenchefFake {
             port,
             server: Arc::new(tokio::sync::Mutex::new(None)),
         };
-        let server = fake.serve(listener);
+        let server = Listening::serve(listener, fake.router());
         *fake.server.lock().await = Some(server);
         Ok(fake)
     }
@@ -415,32 +410,6 @@ impl ZenchefFake {
                 pipeline,
             ))
             .with_state(self.shared.clone())
-    }
-
-    fn serve(&self, listener: TcpListener) -> Server {
-        let router = self.router();
-        let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let task_conns = conns.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let service = hyper_util::service::TowerToHyperService::new(router.clone());
-                let conn = tokio::spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await;
-                });
-                let mut list = task_conns.lock().unwrap();
-                list.retain(|h| !h.is_finished());
-                list.push(conn.abort_handle());
-            }
-        })
-        .abort_handle();
-        Server { accept, conns }
     }
 
     /// `http://127.0.0.1:<port>/api/v1`.
@@ -470,27 +439,11 @@ impl ZenchefFake {
     pub async fn set_fault(&self, fault: Fault) -> anyhow::Result<()> {
         let mut server = self.server.lock().await;
         if fault == Fault::Down {
-            if let Some(s) = server.take() {
-                s.accept.abort();
-                for c in s.conns.lock().unwrap().drain(..) {
-                    c.abort();
-                }
-            }
+            // Dropping it stops listening and drops open connections.
+            server.take();
         } else if server.is_none() {
-            // The aborted accept task may take a moment to drop the socket.
-            let mut tries = 0;
-            let listener = loop {
-                match TcpListener::bind((LOOPBACK, self.port)).await {
-                    Ok(l) => break l,
-                    Err(e) if tries < 100 => {
-                        tries += 1;
-                        tracing::debug!("re-bind {}: {e}", self.port);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            };
-            *server = Some(self.serve(listener));
+            let listener = crate::http_server::rebind(self.port).await?;
+            *server = Some(Listening::serve(listener, self.router()));
         }
         self.with(|s| s.fault = fault);
         Ok(())
