@@ -281,6 +281,33 @@ pub async fn run(
     }
 }
 
+/// Marks the payment `command_sent` (with the time, so a silent POS gets the
+/// same command again after [`SETTLE_RESEND_AFTER`]) and only then publishes
+/// its settle command on `zenchef/commands` (same `command_id` each time,
+/// sync-rules 7). Answers whether the command was handed to the MQTT client.
+/// Errors: the store could not record the state.
+async fn send_settle(
+    store: &Store,
+    link: &PosLink,
+    t: &Todo,
+) -> Result<bool, crate::zenchef::client::CallError> {
+    let id = t.payment_id.clone();
+    store
+        .write(move |c| set_state(c, &id, "command_sent", true))
+        .await
+        .map_err(store_err)?;
+    let cmd = settle_command(
+        &t.payment_id,
+        &t.order_id,
+        t.table.as_deref().unwrap_or(""),
+        t.amount_cents,
+        t.tip_cents,
+    );
+    Ok(link
+        .publish("zenchef/commands", cmd.to_string().into_bytes(), false)
+        .await)
+}
+
 async fn poll_once(
     client: &PayClient,
     store: &Store,
@@ -330,22 +357,7 @@ async fn poll_once(
                 if !link.connected() {
                     continue;
                 }
-                let id = t.payment_id.clone();
-                store
-                    .write(move |c| set_state(c, &id, "command_sent", true))
-                    .await
-                    .map_err(store_err)?;
-                let cmd = settle_command(
-                    &t.payment_id,
-                    &t.order_id,
-                    t.table.as_deref().unwrap_or(""),
-                    t.amount_cents,
-                    t.tip_cents,
-                );
-                if link
-                    .publish("zenchef/commands", cmd.to_string().into_bytes(), false)
-                    .await
-                {
+                if send_settle(store, link, &t).await? {
                     info!(payment_id = %t.payment_id, order_id = %t.order_id, "settle command sent to the POS");
                 } else {
                     // Not handed to the MQTT client at all: safe to send later.
@@ -371,20 +383,7 @@ async fn poll_once(
                 if stale && link.connected() {
                     warn!(payment_id = %t.payment_id, order_id = %t.order_id,
                         "the POS has not answered the settle command for 10 minutes: sending it again (same command_id)");
-                    let id = t.payment_id.clone();
-                    store
-                        .write(move |c| set_state(c, &id, "command_sent", true))
-                        .await
-                        .map_err(store_err)?;
-                    let cmd = settle_command(
-                        &t.payment_id,
-                        &t.order_id,
-                        t.table.as_deref().unwrap_or(""),
-                        t.amount_cents,
-                        t.tip_cents,
-                    );
-                    link.publish("zenchef/commands", cmd.to_string().into_bytes(), false)
-                        .await;
+                    send_settle(store, link, &t).await?;
                 }
             }
             "reject" => {
