@@ -187,6 +187,8 @@ pub struct RawPay {
     pub enabled: Option<bool>,
     pub base_url: Option<String>,
     pub token: Option<Secret>,
+    pub settle_resend_s: Option<u64>,
+    pub settle_resends: Option<u32>,
 }
 
 /// `[store]` as written.
@@ -310,7 +312,23 @@ pub struct PayConfig {
     pub base_url: String,
     /// Bearer token.
     pub token: Secret,
+    /// Quiet period after which a settle command the POS has not answered
+    /// is sent again with the same `command_id` (`settle_resend_s`,
+    /// default [`DEFAULT_SETTLE_RESEND_S`] seconds; sync rule 7).
+    pub settle_resend: Duration,
+    /// How many times it is sent again before the payment is shown as
+    /// needing a person (`settle_resends`, default
+    /// [`DEFAULT_SETTLE_RESENDS`]).
+    pub settle_resends: u32,
 }
+
+/// Default `[zenchef_pay] settle_resend_s`: a guest who paid from the phone
+/// should see the POS take it within half a minute.
+pub const DEFAULT_SETTLE_RESEND_S: u64 = 30;
+/// Default `[zenchef_pay] settle_resends`: with the default quiet period, a
+/// silent POS is shown as needing a person two minutes after the first
+/// command.
+pub const DEFAULT_SETTLE_RESENDS: u32 = 3;
 
 /// `[update]`, validated.
 #[derive(Debug, Clone)]
@@ -553,9 +571,25 @@ impl RawConfig {
         let pay_url = check_url(p.base_url.unwrap_or_else(|| DEFAULT_PAY_BASE_URL.into()))
             .map_err(|m| err("zenchef_pay.base_url", m))?;
         let pay = if p.enabled.unwrap_or(false) {
+            let resend_s = p.settle_resend_s.unwrap_or(DEFAULT_SETTLE_RESEND_S);
+            if !(1..=3600).contains(&resend_s) {
+                return Err(err(
+                    "zenchef_pay.settle_resend_s",
+                    format!("{resend_s} is outside 1..=3600"),
+                ));
+            }
+            let resends = p.settle_resends.unwrap_or(DEFAULT_SETTLE_RESENDS);
+            if resends > 100 {
+                return Err(err(
+                    "zenchef_pay.settle_resends",
+                    format!("{resends} is above 100"),
+                ));
+            }
             Some(PayConfig {
                 base_url: pay_url,
                 token: required_secret(p.token, "zenchef_pay.token", &err)?,
+                settle_resend: Duration::from_secs(resend_s),
+                settle_resends: resends,
             })
         } else {
             None

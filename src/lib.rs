@@ -13,16 +13,19 @@
 //!   (MQTT), [`pos::event`] (envelope and types), [`pos::intake`] (store
 //!   then ack).
 //! - [`outbox`]: the SQLite store ([`outbox::store`], group commit on its
-//!   own thread), migrations, the outbox SQL, and [`outbox::dispatcher`]
-//!   (per-order FIFO delivery, retries, dead letters).
-//! - [`sync`]: the rules of sync-rules.md as pure functions (matching,
-//!   plans, order state).
+//!   own thread), migrations, and all the SQL: the queue and its two lanes,
+//!   orders and their stored truth, Zenchef Pay payments and checks.
+//! - [`delivery`]: the two lanes of each order (Zenchef, Zenchef Pay), in
+//!   `seq` order and independent of each other; the pure scheduler
+//!   (backoff, outage probes, pauses); retries and dead letters.
+//! - [`sync`]: the sync rules (docs/protocol/sync-rules.md) as pure
+//!   functions (matching, plans, order truth, payment verdicts).
 //! - [`zenchef`]: the Zenchef API client and the reservation poller.
 //! - [`health`]: the daemon's view of its links, for `status`.
 //! - [`identity`]: the device id and the box's own mDNS advertisement.
 //! - [`provision`]: zero-touch provisioning from the boot partition.
-//! - [`pay`]: Zenchef Pay (payments poller, settle commands; checks are
-//!   pushed by the dispatcher).
+//! - [`pay`]: Zenchef Pay payments (polling, settle commands and their
+//!   life, acks; checks are pushed by the Pay lane of [`delivery`]).
 //! - [`links`]: applies the manual links queued by `link` / `unlink`
 //!   (sync-rules 4b).
 //! - [`http`]: the local status page, `status.json` and the webhook nudge.
@@ -35,6 +38,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod health;
 pub mod http;
 pub mod identity;
@@ -220,6 +224,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             intake_rx,
             link.clone(),
             touched_tx,
+            config.pay.is_some(),
+            wake_pay.clone(),
             stop_input.clone(),
         )
         .instrument(info_span!("intake")),
@@ -232,7 +238,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         STATUS_EVERY,
         stop_session.clone(),
     ));
-    let deliverer = outbox::dispatcher::Deliverer {
+    let deliverer = delivery::Deliverer {
         store: store.clone(),
         zenchef: zenchef.clone(),
         ctx: sync::Ctx {
@@ -253,7 +259,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         wake_pay: wake_pay.clone(),
     };
     let dispatcher = tokio::spawn(
-        outbox::dispatcher::run(deliverer, touched_rx, stop_delivery.clone())
+        delivery::run(deliverer, touched_rx, stop_delivery.clone())
             .instrument(info_span!("delivery")),
     );
     let links = tokio::spawn(
@@ -297,20 +303,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         )
         .instrument(info_span!("reservations")),
     );
-    let pay_poller = pay_client.clone().map(|client| {
-        tokio::spawn(
-            pay::run(
-                client,
-                store.clone(),
-                link.clone(),
-                config.cashpad.installation_id.clone(),
-                health.clone(),
-                wake_pay.clone(),
-                stop_delivery.clone(),
+    let pay_poller = pay_client
+        .clone()
+        .zip(config.pay.as_ref())
+        .map(|(client, cfg)| {
+            tokio::spawn(
+                pay::run(
+                    pay::Payments {
+                        client,
+                        store: store.clone(),
+                        link: link.clone(),
+                        configured_iid: config.cashpad.installation_id.clone(),
+                        health: health.clone(),
+                        wake: wake_pay.clone(),
+                        settle_resend: cfg.settle_resend,
+                        settle_resends: cfg.settle_resends,
+                    },
+                    stop_delivery.clone(),
+                )
+                .instrument(info_span!("pay")),
             )
-            .instrument(info_span!("pay")),
-        )
-    });
+        });
     let state_dir = config
         .store_path
         .parent()

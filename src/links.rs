@@ -305,7 +305,6 @@ fn write_link(c: &Connection, r: &LinkRequest, f: &OrderFacts) -> Result<(), Sto
                 link,
                 total_cents: None,
                 paid_cents: 0,
-                lines: None,
                 last_seq: 0,
             },
         )?,
@@ -608,7 +607,6 @@ mod tests {
             link,
             total_cents: None,
             paid_cents: 0,
-            lines: None,
             last_seq: 3,
         }
     }

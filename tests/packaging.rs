@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use zenchef_edge::config::{self, DEFAULT_CONFIG_PATH, DEFAULT_STORE_PATH, EX_CONFIG};
-use zenchef_edge::outbox::dispatcher::RESCAN_EVERY;
+use zenchef_edge::delivery::RESCAN_EVERY;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_zenchef-edge");
 

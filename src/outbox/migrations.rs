@@ -136,6 +136,74 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX orders_open ON orders(booking_id) WHERE state = 'open';
     CREATE INDEX outbox_planned ON outbox(order_id) WHERE state != 'done' AND plan IS NOT NULL;
     "#,
+    // 5: Zenchef Pay becomes a lane of its own (sync rule 5): each outbox
+    // row carries a second delivery state (`pay_state`, its tries and its
+    // last error) beside the Zenchef lane's (`state`, `attempts`,
+    // `last_error`); what Zenchef Pay holds of each check (`pay_checks`);
+    // an index to read an order's stored events (rule 6 judges on them);
+    // the order and seq of a quarantined payload when readable (rule 9);
+    // `replan`, set by `outbox retry`, re-decides the steps not yet run
+    // (rule 10); and the payments table rebuilt for the life of a settle
+    // command (rule 7: `answered`, resends, "needs a person"; unreadable
+    // and inherited payments). Rows in flight keep going: their Pay lane
+    // starts queued (a check push is idempotent by version).
+    r#"
+    ALTER TABLE outbox ADD COLUMN pay_state TEXT NOT NULL DEFAULT 'done'
+        CHECK (pay_state IN ('queued', 'done', 'dead'));
+    ALTER TABLE outbox ADD COLUMN pay_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN pay_error TEXT;
+    ALTER TABLE outbox ADD COLUMN replan INTEGER NOT NULL DEFAULT 0;
+    UPDATE outbox SET pay_state = 'queued'
+     WHERE state != 'done' AND type IN ('order.items_sent', 'table.moved', 'payment.recorded',
+                                        'bill.paid', 'order.voided');
+    CREATE INDEX outbox_pay_pending ON outbox(order_id, seq, id) WHERE pay_state != 'done';
+    CREATE INDEX events_order ON events(order_id, seq) WHERE order_id IS NOT NULL;
+    CREATE TABLE pay_checks (
+        order_id    TEXT PRIMARY KEY,
+        version     INTEGER NOT NULL,          -- highest version Zenchef Pay holds (a POS seq)
+        status      TEXT NOT NULL CHECK (status IN ('open', 'closed', 'voided')),
+        total_cents INTEGER NOT NULL,
+        paid_cents  INTEGER NOT NULL,
+        updated_at  TEXT NOT NULL              -- box clock (UTC)
+    );
+    INSERT INTO pay_checks(order_id, version, status, total_cents, paid_cents, updated_at)
+        SELECT order_id, last_seq, CASE state WHEN 'paid' THEN 'closed' ELSE state END,
+               COALESCE(total_cents, 0), paid_cents, datetime('now')
+          FROM orders WHERE lines IS NOT NULL;
+    ALTER TABLE rejected ADD COLUMN order_id TEXT;     -- data.order_id when readable
+    ALTER TABLE rejected ADD COLUMN seq INTEGER;       -- its seq (or the order's last one)
+    CREATE INDEX rejected_order ON rejected(order_id) WHERE order_id IS NOT NULL;
+    CREATE TABLE pay_payments_v5 (
+        payment_id      TEXT PRIMARY KEY,      -- Zenchef Pay id, e.g. pay_8f2c
+        order_id        TEXT NOT NULL,         -- '' when unreadable
+        amount_cents    INTEGER NOT NULL,
+        tip_cents       INTEGER NOT NULL,
+        body            TEXT NOT NULL,         -- the payment as received
+        state           TEXT NOT NULL CHECK (state IN
+                          ('settle', 'command_sent', 'answered', 'settled', 'reject',
+                           'rejected', 'adopted', 'inherited')),
+        reason          TEXT,                  -- why rejected, or why inherited
+        attention       TEXT,                  -- needs a person: what to check (NULL: nothing)
+        attention_at    TEXT,                  -- box clock (UTC)
+        handled_at      TEXT,                  -- a person said it is dealt with
+        resends         INTEGER NOT NULL DEFAULT 0,
+        origin          TEXT NOT NULL DEFAULT 'poll'
+                        CHECK (origin IN ('poll', 'catch_up', 'pos', 'unreadable')),
+        command_sent_at TEXT,                  -- box clock (UTC)
+        received_at     TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    );
+    INSERT INTO pay_payments_v5(payment_id, order_id, amount_cents, tip_cents, body, state,
+                                reason, command_sent_at, received_at, updated_at)
+        SELECT payment_id, order_id, amount_cents, tip_cents, body, state,
+               reason, command_sent_at, received_at, updated_at FROM pay_payments;
+    DROP TABLE pay_payments;
+    ALTER TABLE pay_payments_v5 RENAME TO pay_payments;
+    CREATE INDEX pay_payments_state ON pay_payments(state);
+    CREATE INDEX pay_payments_order ON pay_payments(order_id);
+    CREATE INDEX pay_payments_attention ON pay_payments(order_id)
+        WHERE attention IS NOT NULL AND handled_at IS NULL;
+    "#,
 ];
 
 /// Brings the schema to the newest version, one transaction per step.

@@ -1,20 +1,26 @@
-//! The outbox: received events, their per-order delivery queue, order
-//! state, the reservation mirror, quarantined payloads and counters — the
-//! SQL of all of it, as plain functions on a `&Connection` that run inside
-//! the store thread's group transaction ([`store::Store::write`]).
-//!
-//! Outbox row states: `queued` (to deliver), `done` (delivered or nothing to
-//! do), `dead` (a call was refused as "can never succeed as is"; holds back
-//! the later events of the same order until a technician retries it).
+//! The outbox: the SQLite store and all of its SQL — received events, their
+//! per-order delivery queue with its two lanes ([`queue`]), orders and
+//! their stored truth ([`orders`]), Zenchef Pay payments and checks
+//! ([`payments`]), the reservation mirror, quarantined payloads and
+//! counters — as plain functions on a `&Connection` that run inside the
+//! store thread's group transaction ([`store::Store::write`]). Delivery
+//! itself (who calls what, when) is in `crate::delivery`.
 
-pub mod dispatcher;
 pub mod migrations;
+pub mod orders;
+pub mod payments;
+pub mod queue;
 pub mod store;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::pos::event::PosEvent;
-use crate::sync::{Link, OrderState, OrderStatus, Plan};
+use crate::pos::event::{EventData, Method, PosEvent};
+pub use orders::{
+    AttentionOrder, link_walkin, linked_open_bookings, load_order, order_attention, order_truth,
+    save_order,
+};
+pub use payments::{NeedsPerson, PaymentChange};
+pub use queue::{Lane, OutboxItem, RowState};
 pub use store::{Store, StoreError};
 
 /// Bytes of a quarantined payload kept in the `rejected` table.
@@ -36,6 +42,11 @@ pub enum IntakeItem {
         topic: String,
         /// The `event_id` if readable.
         event_id: Option<String>,
+        /// `data.order_id` if readable: a known order then needs attention
+        /// (sync rule 9).
+        order_id: Option<String>,
+        /// `seq` if readable.
+        seq: Option<u64>,
         /// Why (names the field).
         reason: String,
         /// The payload (cut to [`REJECTED_KEEP_BYTES`] when stored).
@@ -51,12 +62,21 @@ pub enum IntakeItem {
 /// What became of one [`IntakeItem`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntakeOutcome {
-    /// New event stored; `Some(order)` when it joined that order's queue.
-    Stored(Option<String>),
+    /// New event stored.
+    Stored {
+        /// The order whose queue it joined (`None`: unknown type).
+        order: Option<String>,
+        /// Zenchef Pay payments whose fate the event decided (rule 7).
+        payments: Vec<PaymentChange>,
+    },
     /// Same `event_id` already stored: nothing changed.
     Duplicate,
-    /// Quarantined in `rejected`.
-    Quarantined,
+    /// Quarantined in `rejected`; `attention` names the known order that
+    /// now needs attention (rule 9).
+    Quarantined {
+        /// The known order the payload belonged to.
+        attention: Option<String>,
+    },
     /// Floor plan stored.
     Floorplan,
 }
@@ -68,13 +88,62 @@ pub fn now_utc() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Stores a batch of intake items (one job of the group commit).
+/// The Zenchef Pay payments an event reports: `(payment_id, amount, tip)`
+/// of each `zenchef_pay` payment with a reference.
+fn reported_payments(event: &PosEvent) -> Vec<(String, i64, i64)> {
+    let reference = |m: Method, r: &Option<String>| {
+        (m == Method::ZenchefPay)
+            .then(|| r.clone().filter(|r| !r.is_empty()))
+            .flatten()
+    };
+    match &event.data {
+        EventData::PaymentRecorded(d) => reference(d.method, &d.reference)
+            .map(|r| vec![(r, d.amount_cents.0, d.tip_cents.0)])
+            .unwrap_or_default(),
+        EventData::BillPaid(d) => d
+            .payments
+            .iter()
+            .filter_map(|p| reference(p.method, &p.reference).map(|r| (r, p.amount_cents.0, 0)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// What a newly stored event decides of the order's Zenchef Pay payments,
+/// in the same transaction (sync rule 7): each payment it reports is
+/// answered; a closing event refuses the ones still waiting without their
+/// reference.
+fn settle_from_event(
+    conn: &Connection,
+    event: &PosEvent,
+) -> Result<Vec<PaymentChange>, StoreError> {
+    let Some(order_id) = event.data.order_id() else {
+        return Ok(Vec::new());
+    };
+    let reported = reported_payments(event);
+    let mut changes = Vec::new();
+    for (payment_id, amount, tip) in &reported {
+        changes.extend(payments::reported(
+            conn, order_id, payment_id, *amount, *tip,
+        )?);
+    }
+    let voided = matches!(event.data, EventData::OrderVoided(_));
+    if voided || matches!(event.data, EventData::BillPaid(_)) {
+        let refs: Vec<String> = reported.into_iter().map(|(r, _, _)| r).collect();
+        changes.extend(payments::close_pending(conn, order_id, &refs, voided)?);
+    }
+    Ok(changes)
+}
+
+/// Stores a batch of intake items (one job of the group commit). `pay`:
+/// Zenchef Pay is enabled, so rows that change a check join the Pay lane.
 ///
 /// The hot path of intake: statements come from the connection's cache
 /// and the counters are bumped once per batch, not once per event.
 pub fn insert_batch(
     conn: &Connection,
     items: &[IntakeItem],
+    pay: bool,
 ) -> Result<Vec<IntakeOutcome>, StoreError> {
     let now = now_utc();
     let mut out = Vec::with_capacity(items.len());
@@ -103,32 +172,61 @@ pub fn insert_batch(
                     duplicates += 1;
                     IntakeOutcome::Duplicate
                 } else if let Some(order_id) = order_id {
+                    let pay_state = if pay && queue::needs_pay_lane(&event.event_type) {
+                        "queued"
+                    } else {
+                        "done"
+                    };
                     conn.prepare_cached(
-                        "INSERT INTO outbox(event_id, order_id, seq, type, state, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
+                        "INSERT INTO outbox(event_id, order_id, seq, type, state, pay_state, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
                     )?
-                    .execute(params![event.event_id, order_id, event.seq as i64, event.event_type, now])?;
+                    .execute(params![event.event_id, order_id, event.seq as i64, event.event_type, pay_state, now])?;
                     received += 1;
-                    IntakeOutcome::Stored(Some(order_id.to_string()))
+                    IntakeOutcome::Stored {
+                        order: Some(order_id.to_string()),
+                        payments: settle_from_event(conn, event)?,
+                    }
                 } else {
                     received += 1;
                     unknown += 1;
-                    IntakeOutcome::Stored(None)
+                    IntakeOutcome::Stored {
+                        order: None,
+                        payments: Vec::new(),
+                    }
                 }
             }
             IntakeItem::Rejected {
                 topic,
                 event_id,
+                order_id,
+                seq,
                 reason,
                 payload,
             } => {
                 let kept = &payload[..payload.len().min(REJECTED_KEEP_BYTES)];
-                conn.execute(
-                    "INSERT INTO rejected(received_at, topic, event_id, reason, payload, payload_len)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![now, topic, event_id, reason, kept, payload.len() as i64],
-                )?;
-                IntakeOutcome::Quarantined
+                let last_seq: Option<i64> = match (order_id, seq) {
+                    (Some(o), None) => conn
+                        .prepare_cached("SELECT MAX(seq) FROM events WHERE order_id = ?1")?
+                        .query_row([o], |r| r.get(0))?,
+                    _ => None,
+                };
+                let seq = seq.map(|s| s.min(i64::MAX as u64) as i64).or(last_seq);
+                conn.prepare_cached(
+                    "INSERT INTO rejected(received_at, topic, event_id, reason, payload, payload_len,
+                                          order_id, seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![now, topic, event_id, reason, kept, payload.len() as i64, order_id, seq])?;
+                let attention = match order_id {
+                    Some(o) => conn
+                        .prepare_cached("SELECT 1 FROM events WHERE order_id = ?1 LIMIT 1")?
+                        .query_row([o], |_| Ok(()))
+                        .optional()?
+                        .map(|_| o.clone()),
+                    None => None,
+                };
+                IntakeOutcome::Quarantined { attention }
             }
             IntakeItem::Floorplan { body } => {
                 kv_set(conn, "floorplan", body)?;
@@ -184,244 +282,6 @@ pub fn kv_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError
         .optional()?)
 }
 
-/// An outbox row with its event.
-#[derive(Debug, Clone)]
-pub struct OutboxItem {
-    /// Row id.
-    pub id: i64,
-    /// Event id.
-    pub event_id: String,
-    /// Order id.
-    pub order_id: String,
-    /// POS seq.
-    pub seq: i64,
-    /// Event type.
-    pub event_type: String,
-    /// `queued` or `dead`.
-    pub state: String,
-    /// Failed tries so far.
-    pub attempts: i64,
-    /// The stored plan, once decided.
-    pub plan: Option<Plan>,
-    /// The payload as received.
-    pub body: String,
-}
-
-/// The next undelivered event of an order (lowest `seq`), queued or dead.
-pub fn next_pending(conn: &Connection, order_id: &str) -> Result<Option<OutboxItem>, StoreError> {
-    let row = conn
-        .query_row(
-            "SELECT o.id, o.event_id, o.order_id, o.seq, o.type, o.state, o.attempts, o.plan, e.body
-             FROM outbox o JOIN events e ON e.event_id = o.event_id
-             WHERE o.order_id = ?1 AND o.state != 'done'
-             ORDER BY o.seq, o.id LIMIT 1",
-            [order_id],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, i64>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, String>(8)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((id, event_id, order_id, seq, event_type, state, attempts, plan, body)) = row else {
-        return Ok(None);
-    };
-    let plan = match plan {
-        Some(p) => Some(serde_json::from_str(&p)?),
-        None => None,
-    };
-    Ok(Some(OutboxItem {
-        id,
-        event_id,
-        order_id,
-        seq,
-        event_type,
-        state,
-        attempts,
-        plan,
-        body,
-    }))
-}
-
-/// The next undelivered event of an order with the order's state, read in
-/// one store job (the dispatcher's single round trip between two events).
-pub fn next_with_order(
-    conn: &Connection,
-    order_id: &str,
-) -> Result<Option<(OutboxItem, Option<OrderState>)>, StoreError> {
-    match next_pending(conn, order_id)? {
-        Some(item) => Ok(Some((item, load_order(conn, order_id)?))),
-        None => Ok(None),
-    }
-}
-
-/// Is a later event of the same order still waiting? Its own check push
-/// carries the whole bill, so an earlier push can be skipped (after an
-/// outage only the latest version of a check is sent).
-pub fn later_pending(conn: &Connection, order_id: &str, seq: i64) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM outbox WHERE order_id = ?1 AND seq > ?2 AND state = 'queued' LIMIT 1",
-            params![order_id, seq],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
-}
-
-/// Orders whose next undelivered event is `queued` (not held by a dead one).
-pub fn ready_orders(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT o.order_id FROM outbox o
-         JOIN (SELECT order_id, MIN(seq) AS s FROM outbox WHERE state != 'done' GROUP BY order_id) h
-           ON h.order_id = o.order_id AND h.s = o.seq
-         WHERE o.state = 'queued'
-         GROUP BY o.order_id",
-    )?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Stores the decided plan of an outbox row.
-pub fn save_plan(conn: &Connection, outbox_id: i64, plan: &Plan) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE outbox SET plan = ?2, updated_at = ?3 WHERE id = ?1",
-        params![outbox_id, serde_json::to_string(plan)?, now_utc()],
-    )?;
-    Ok(())
-}
-
-/// Marks the row delivered and stores the order's new state, atomically.
-pub fn complete(
-    conn: &Connection,
-    outbox_id: i64,
-    plan: &Plan,
-    order: Option<&OrderState>,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE outbox SET state = 'done', plan = ?2, last_error = NULL, updated_at = ?3 WHERE id = ?1",
-        params![outbox_id, serde_json::to_string(plan)?, now_utc()],
-    )?;
-    if let Some(o) = order {
-        save_order(conn, o)?;
-    }
-    bump(conn, "delivered", 1)?;
-    if plan
-        .steps
-        .iter()
-        .any(|s| matches!(s, crate::sync::Step::CreateWalkin { .. }))
-    {
-        bump(conn, "walkins_created", 1)?;
-    }
-    Ok(())
-}
-
-/// Records a failed try: `dead = true` parks the row as a dead letter.
-pub fn record_failure(
-    conn: &Connection,
-    outbox_id: i64,
-    plan: Option<&Plan>,
-    error: &str,
-    dead: bool,
-) -> Result<(), StoreError> {
-    let plan = plan.map(serde_json::to_string).transpose()?;
-    conn.execute(
-        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2,
-                state = CASE WHEN ?3 THEN 'dead' ELSE state END,
-                plan = COALESCE(?4, plan), updated_at = ?5
-         WHERE id = ?1",
-        params![outbox_id, error, dead, plan, now_utc()],
-    )?;
-    Ok(())
-}
-
-/// Loads an order.
-pub fn load_order(conn: &Connection, order_id: &str) -> Result<Option<OrderState>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT order_id, table_name, covers, opened_at, state, booking_id, link,
-                    total_cents, paid_cents, last_seq, lines
-             FROM orders WHERE order_id = ?1",
-            [order_id],
-            |r| {
-                Ok(OrderState {
-                    order_id: r.get(0)?,
-                    table: r.get(1)?,
-                    covers: r.get::<_, Option<u32>>(2)?,
-                    opened_at: r
-                        .get::<_, Option<String>>(3)?
-                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()),
-                    status: OrderStatus::parse(&r.get::<_, String>(4)?)
-                        .unwrap_or(OrderStatus::Open),
-                    booking_id: r.get(5)?,
-                    link: r
-                        .get::<_, Option<String>>(6)?
-                        .as_deref()
-                        .and_then(Link::parse),
-                    total_cents: r.get(7)?,
-                    paid_cents: r.get(8)?,
-                    last_seq: r.get::<_, i64>(9)? as u64,
-                    lines: r
-                        .get::<_, Option<String>>(10)?
-                        .and_then(|s| serde_json::from_str(&s).ok()),
-                })
-            },
-        )
-        .optional()?)
-}
-
-/// Inserts or replaces an order.
-pub fn save_order(conn: &Connection, o: &OrderState) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO orders(order_id, table_name, covers, opened_at, state, booking_id, link,
-                            total_cents, paid_cents, last_seq, lines)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT(order_id) DO UPDATE SET
-            table_name = excluded.table_name, covers = excluded.covers,
-            opened_at = excluded.opened_at, state = excluded.state,
-            booking_id = excluded.booking_id, link = excluded.link,
-            total_cents = excluded.total_cents, paid_cents = excluded.paid_cents,
-            last_seq = excluded.last_seq, lines = excluded.lines",
-        params![
-            o.order_id,
-            o.table,
-            o.covers,
-            o.opened_at.map(|t| t.to_rfc3339()),
-            o.status.as_str(),
-            o.booking_id,
-            o.link.map(Link::as_str),
-            o.total_cents,
-            o.paid_cents,
-            o.last_seq as i64,
-            o.lines.as_ref().map(|l| l.to_string())
-        ],
-    )?;
-    Ok(())
-}
-
-/// Bookings that are not candidates for matching (rule 4: "already linked
-/// to an open order"), including bookings chosen by a `table.opened` whose
-/// calls are still in flight.
-pub fn linked_open_bookings(conn: &Connection) -> Result<Vec<i64>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT booking_id FROM orders WHERE state = 'open' AND booking_id IS NOT NULL
-         UNION
-         SELECT json_extract(plan, '$.matched_booking') FROM outbox
-          WHERE state != 'done' AND plan IS NOT NULL
-            AND json_extract(plan, '$.matched_booking') IS NOT NULL",
-    )?;
-    let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 /// Counts shown by `status` (and the demo summary).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Counts {
@@ -431,12 +291,16 @@ pub struct Counts {
     pub duplicates: i64,
     /// Events of an unknown type (stored, skipped).
     pub unknown_type: i64,
-    /// Outbox rows delivered.
+    /// Outbox rows delivered (Zenchef lane).
     pub delivered: i64,
-    /// Outbox rows waiting.
+    /// Outbox rows waiting in the Zenchef lane.
     pub queued: i64,
-    /// Dead letters.
+    /// Dead letters of the Zenchef lane.
     pub dead: i64,
+    /// Outbox rows waiting in the Zenchef Pay lane (check pushes).
+    pub pay_queued: i64,
+    /// Dead letters of the Zenchef Pay lane.
+    pub pay_dead: i64,
     /// Quarantined payloads.
     pub rejected: i64,
     /// Walk-ins created in Zenchef.
@@ -453,6 +317,15 @@ pub struct Counts {
     pub pay_rejected: i64,
     /// Zenchef Pay payments waiting for the POS (settle command sent or to send).
     pub pay_pending: i64,
+    /// Zenchef Pay payments that need a person (a silent POS after the
+    /// resends, an unreadable payment, …).
+    pub pay_needs_person: i64,
+    /// Zenchef Pay payments adopted from before this store, waiting for
+    /// the POS to decide them.
+    pub pay_adopted: i64,
+    /// Known orders that need attention (one of their events was
+    /// quarantined, sync rule 9).
+    pub orders_attention: i64,
 }
 
 /// Reads the counts (works on a read-only connection).
@@ -475,6 +348,18 @@ pub fn counts(conn: &Connection) -> Result<Counts, StoreError> {
         pay_pending: q(
             "SELECT COUNT(*) FROM pay_payments WHERE state IN ('settle', 'command_sent')",
         )?,
+        // Read-only readers (`status`) may meet a store not yet migrated
+        // by the daemon: these columns then read as 0.
+        pay_queued: q("SELECT COUNT(*) FROM outbox WHERE pay_state = 'queued'").unwrap_or(0),
+        pay_dead: q("SELECT COUNT(*) FROM outbox WHERE pay_state = 'dead'").unwrap_or(0),
+        pay_needs_person: q(
+            "SELECT COUNT(*) FROM pay_payments WHERE attention IS NOT NULL AND handled_at IS NULL",
+        )
+        .unwrap_or(0),
+        pay_adopted: q("SELECT COUNT(*) FROM pay_payments WHERE state = 'adopted'").unwrap_or(0),
+        orders_attention: orders::attention_orders(conn)
+            .map(|v| v.len() as i64)
+            .unwrap_or(0),
     })
 }
 
@@ -482,6 +367,14 @@ pub fn counts(conn: &Connection) -> Result<Counts, StoreError> {
 mod tests {
     use super::*;
     use crate::pos::event::parse;
+    use queue::{next_pending, ready_orders, record_failure};
+
+    fn stored(order: &str) -> IntakeOutcome {
+        IntakeOutcome::Stored {
+            order: Some(order.into()),
+            payments: vec![],
+        }
+    }
 
     fn event(id: &str, seq: u64, order: &str) -> IntakeItem {
         let body = serde_json::json!({"event_id":id,"seq":seq,"type":"table.moved",
@@ -509,6 +402,7 @@ mod tests {
                         event("c", 3, "O-2"),
                         event("a", 2, "O-1"),
                     ],
+                    true,
                 )
             })
             .await
@@ -516,9 +410,9 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                IntakeOutcome::Stored(Some("O-1".into())),
-                IntakeOutcome::Stored(Some("O-1".into())),
-                IntakeOutcome::Stored(Some("O-2".into())),
+                stored("O-1"),
+                stored("O-1"),
+                stored("O-2"),
                 IntakeOutcome::Duplicate
             ]
         );
@@ -527,7 +421,13 @@ mod tests {
         let (store, outcome) = Store::open(&path).unwrap();
         assert_eq!(outcome, store::OpenOutcome::Opened);
         let (head, ready, counts) = store
-            .read(|c| Ok((next_pending(c, "O-1")?, ready_orders(c)?, counts(c)?)))
+            .read(|c| {
+                Ok((
+                    next_pending(c, Lane::Zenchef, "O-1")?,
+                    ready_orders(c, Lane::Zenchef)?,
+                    counts(c)?,
+                ))
+            })
             .await
             .unwrap();
         assert_eq!(
@@ -537,8 +437,13 @@ mod tests {
         );
         assert_eq!(ready, vec!["O-1".to_string(), "O-2".to_string()]);
         assert_eq!(
-            (counts.received, counts.duplicates, counts.queued),
-            (3, 1, 3)
+            (
+                counts.received,
+                counts.duplicates,
+                counts.queued,
+                counts.pay_queued
+            ),
+            (3, 1, 3, 3)
         );
     }
 
@@ -555,19 +460,25 @@ mod tests {
                         event("b", 2, "O-1"),
                         event("c", 3, "O-2"),
                     ],
+                    true,
                 )
             })
             .await
             .unwrap();
-        let ready = store
+        let (zenchef, pay) = store
             .write(|c| {
-                let head = next_pending(c, "O-1")?.unwrap();
+                let head = next_pending(c, Lane::Zenchef, "O-1")?.unwrap();
                 record_failure(c, head.id, None, "422 unknown table", true)?;
-                ready_orders(c)
+                Ok((ready_orders(c, Lane::Zenchef)?, ready_orders(c, Lane::Pay)?))
             })
             .await
             .unwrap();
-        assert_eq!(ready, vec!["O-2".to_string()]);
+        assert_eq!(zenchef, vec!["O-2".to_string()]);
+        assert_eq!(
+            pay,
+            vec!["O-1".to_string(), "O-2".to_string()],
+            "a dead Zenchef call never holds the order's Pay lane"
+        );
     }
 
     #[tokio::test]

@@ -1,205 +1,83 @@
-//! The Zenchef Pay side of the bridge (zenchef-pay-api.md, sync-rules.md
-//! rules 6 and 7).
+//! The Zenchef Pay payments of the bridge (docs/protocol/zenchef-pay.md;
+//! sync rules 6 and 7). Checks are pushed by the Pay lane of delivery
+//! (`crate::delivery::pay_lane`); this task owns everything about the
+//! payments guests make, and shares nothing with Zenchef (reservations):
+//! a Zenchef outage never delays a settle command or an ack.
 //!
-//! - Checks are pushed by the dispatcher like any other call (steps of the
-//!   event's plan, see [`crate::sync::pay_steps`]).
-//! - [`run`] polls the payments guests make, with a durable cursor stored in
-//!   the **same transaction** as the payments it covers (a restart neither
-//!   skips nor repeats one). Each new payment is judged (rule 6); an
-//!   accepted one becomes exactly one settle command to the POS (§7,
-//!   `command_id = zp-<payment_id>`), marked sent *before* it is published
-//!   so a restart never sends it twice (rule 7). A refused one is acked
-//!   `rejected` with its reason (Zenchef Pay refunds the guest) and logged
-//!   at ERROR.
-//! - The POS answers a settle command with `payment.recorded` / `bill.paid`
-//!   whose reference is the payment id; the dispatcher then acks `settled`.
+//! Each turn of [`run`]:
+//! 1. polls the payments list with the durable cursor, stored in the
+//!    **same transaction** as the payments it covers (a restart neither
+//!    skips nor repeats one); each new payment is judged on the order's
+//!    stored truth (rule 6): accepted → one settle command; refused → a
+//!    `rejected` ack (Zenchef Pay refunds the guest), logged at ERROR; a
+//!    payment it cannot read is recorded, shown as needing a person and,
+//!    when its id is readable, refused — never skipped in silence;
+//! 2. acts on every payment with something to do: settle commands to send
+//!    (`command_id = zp-<payment_id>`, marked sent *before* it is
+//!    published, so a restart never sends it twice) or to send again after
+//!    a quiet period with the same `command_id`, a bounded number of
+//!    times, then flagged as **needing a person** (status, page, ERROR);
+//!    `settled` acks for the payments the POS reported; `rejected` acks.
 //!
-//! Table `pay_payments` states: `settle` (accepted, command to send),
-//! `command_sent`, `settled`, `reject` (ack to send), `rejected`.
+//! What the POS says decides a payment in the transaction that stores the
+//! POS event (`crate::outbox::payments`): its reference reported →
+//! answered; the bill closed or voided without it → refused ("bill closed
+//! in the POS without this payment"), so a guest never pays twice.
 
 pub mod client;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::health::Health;
-use crate::outbox::{self, Store, StoreError, now_utc};
+use crate::outbox::payments::{self, Fate, PaymentState, Todo, Unreadable};
+use crate::outbox::{Store, StoreError, kv_get, now_utc, order_truth};
 use crate::pos::session::PosLink;
-use client::{GuestPayment, PayClient};
+use crate::sync::{self, Verdict};
+use crate::zenchef::client::{CallError, ErrorClass};
+use client::PayClient;
 
-/// Poll interval while at least one check is open.
+/// Poll interval while at least one check is open or a payment waits.
 pub const POLL_OPEN: Duration = Duration::from_secs(5);
 /// Poll interval otherwise.
 pub const POLL_IDLE: Duration = Duration::from_secs(60);
-/// A settle command with no answer from the POS after this long is sent
-/// again (the POS recognises the `command_id`), with a WARN.
-pub const SETTLE_RESEND_AFTER: Duration = Duration::from_secs(600);
-/// `kv` key of the durable payments cursor.
-pub const CURSOR_KEY: &str = "pay_cursor";
+/// An adopted payment (from before this store) that the POS has not
+/// mentioned for this long is left to the box that had it.
+pub const ADOPTED_FOR: chrono::Duration = chrono::Duration::hours(24);
+/// Most pages read in one turn (100 payments each).
+const MAX_PAGES: usize = 50;
+pub use payments::CURSOR_KEY;
 
-/// What became of a polled payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fate {
-    /// Accepted: a settle command goes to the POS.
-    Settle,
-    /// Refused with this reason.
-    Reject(String),
-    /// Already known (the API returned it twice): nothing changes.
-    Duplicate,
+/// What the payments task needs.
+#[derive(Clone)]
+pub struct Payments {
+    /// The Zenchef Pay client.
+    pub client: PayClient,
+    /// The store.
+    pub store: Store,
+    /// The POS session (settle commands; its Installation ID).
+    pub link: PosLink,
+    /// `cashpad.installation_id` when configured (else from discovery).
+    pub configured_iid: Option<String>,
+    /// Health record (the `pay` part).
+    pub health: Health,
+    /// Wakes the task early: a check was opened, or a POS event decided a
+    /// payment.
+    pub wake: Arc<Notify>,
+    /// Quiet period before a settle command is sent again.
+    pub settle_resend: Duration,
+    /// How many times it is sent again before a person is asked to look.
+    pub settle_resends: u32,
 }
 
-/// Stores one page of payments and the cursor after it, judging each new
-/// payment (rule 6), in one transaction.
-pub fn store_page(
-    c: &Connection,
-    payments: &[(GuestPayment, serde_json::Value)],
-    next_cursor: Option<&str>,
-) -> Result<Vec<(GuestPayment, Fate)>, StoreError> {
-    let now = now_utc();
-    let mut out = Vec::new();
-    for (p, raw) in payments {
-        let known: bool = c
-            .query_row(
-                "SELECT 1 FROM pay_payments WHERE payment_id = ?1",
-                [&p.payment_id],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
-        if known {
-            out.push((p.clone(), Fate::Duplicate));
-            continue;
-        }
-        let order = outbox::load_order(c, &p.order_id)?;
-        let closing_queued: bool = c
-            .query_row(
-                "SELECT 1 FROM outbox WHERE order_id = ?1 AND state != 'done'
-                   AND type IN ('bill.paid', 'order.voided') LIMIT 1",
-                [&p.order_id],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
-        let pending: i64 = c.query_row(
-            "SELECT COALESCE(SUM(amount_cents), 0) FROM pay_payments
-             WHERE order_id = ?1 AND state IN ('settle', 'command_sent')",
-            [&p.order_id],
-            |r| r.get(0),
-        )?;
-        let fate = match crate::sync::judge_payment(
-            &p.order_id,
-            p.amount_cents,
-            order.as_ref(),
-            closing_queued,
-            pending,
-        ) {
-            Ok(()) => Fate::Settle,
-            Err(reason) => Fate::Reject(reason),
-        };
-        let (state, reason) = match &fate {
-            Fate::Settle => ("settle", None),
-            Fate::Reject(r) => ("reject", Some(r.as_str())),
-            Fate::Duplicate => unreachable!(),
-        };
-        c.execute(
-            "INSERT INTO pay_payments(payment_id, order_id, amount_cents, tip_cents, body, state, reason,
-                                      received_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-            params![p.payment_id, p.order_id, p.amount_cents, p.tip_cents, raw.to_string(), state, reason, now],
-        )?;
-        out.push((p.clone(), fate));
-    }
-    if let Some(cursor) = next_cursor {
-        outbox::kv_set(c, CURSOR_KEY, cursor)?;
-    }
-    Ok(out)
-}
-
-/// Marks a payment `settled` (the POS reported it and the ack went
-/// through). Answers whether it was already settled.
-pub fn mark_settled(c: &Connection, payment_id: &str) -> Result<(), StoreError> {
-    c.execute(
-        "UPDATE pay_payments SET state = 'settled', updated_at = ?2 WHERE payment_id = ?1",
-        params![payment_id, now_utc()],
-    )?;
-    Ok(())
-}
-
-/// Is this payment already settled?
-pub fn is_settled(c: &Connection, payment_id: &str) -> Result<bool, StoreError> {
-    Ok(c.query_row(
-        "SELECT 1 FROM pay_payments WHERE payment_id = ?1 AND state = 'settled'",
-        [payment_id],
-        |_| Ok(()),
-    )
-    .optional()?
-    .is_some())
-}
-
-/// A payment waiting for an action by the poller.
-#[derive(Debug, Clone)]
-struct Todo {
-    payment_id: String,
-    order_id: String,
-    amount_cents: i64,
-    tip_cents: i64,
-    state: String,
-    reason: Option<String>,
-    command_sent_at: Option<String>,
-    table: Option<String>,
-}
-
-fn todo(c: &Connection) -> Result<Vec<Todo>, StoreError> {
-    let mut stmt = c.prepare(
-        "SELECT p.payment_id, p.order_id, p.amount_cents, p.tip_cents, p.state, p.reason,
-                p.command_sent_at, o.table_name
-         FROM pay_payments p LEFT JOIN orders o ON o.order_id = p.order_id
-         WHERE p.state IN ('settle', 'command_sent', 'reject')
-         ORDER BY p.rowid -- the order Zenchef Pay listed them
-         ",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Todo {
-            payment_id: r.get(0)?,
-            order_id: r.get(1)?,
-            amount_cents: r.get(2)?,
-            tip_cents: r.get(3)?,
-            state: r.get(4)?,
-            reason: r.get(5)?,
-            command_sent_at: r.get(6)?,
-            table: r.get(7)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn set_state(c: &Connection, payment_id: &str, state: &str, sent: bool) -> Result<(), StoreError> {
-    c.execute(
-        "UPDATE pay_payments SET state = ?2, updated_at = ?3,
-                command_sent_at = CASE WHEN ?4 THEN ?3 ELSE command_sent_at END
-         WHERE payment_id = ?1",
-        params![payment_id, state, now_utc(), sent],
-    )?;
-    Ok(())
-}
-
-fn any_open_check(c: &Connection) -> Result<bool, StoreError> {
-    Ok(c.query_row(
-        "SELECT 1 FROM orders WHERE state = 'open' AND lines IS NOT NULL LIMIT 1",
-        [],
-        |_| Ok(()),
-    )
-    .optional()?
-    .is_some())
-}
-
-/// The settle command of §7.
+/// The settle command of the Cashpad local interface §7.
 pub fn settle_command(
     payment_id: &str,
     order_id: &str,
@@ -219,39 +97,39 @@ pub fn settle_command(
     })
 }
 
-/// Runs the payments poller until `cancel`. `iid` gives the Cashpad
-/// Installation ID once known (config or discovery); `wake` shortens the
-/// wait (a check was opened).
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    client: PayClient,
-    store: Store,
-    link: PosLink,
-    configured_iid: Option<String>,
-    health: Health,
-    wake: Arc<Notify>,
-    cancel: CancellationToken,
-) {
+/// Runs the payments task until `cancel`.
+pub async fn run(p: Payments, cancel: CancellationToken) {
     let mut failures = 0u32;
+    // When each settle command was last sent, on this run's monotonic
+    // clock (a command found sent at start counts as sent at start).
+    let mut sent: HashMap<String, Instant> = HashMap::new();
     loop {
-        let iid = configured_iid.clone().or_else(|| link.iid());
+        let iid = p.configured_iid.clone().or_else(|| p.link.iid());
         let mut wait = POLL_IDLE;
         if let Some(iid) = iid {
-            match poll_once(&client, &store, &link, &iid).await {
-                Ok(()) => {
+            let turn = async {
+                act(&p, &iid, &mut sent).await?;
+                poll_once(&p, &iid).await?;
+                act(&p, &iid, &mut sent).await
+            };
+            match turn.await {
+                Ok(next) => {
                     if failures > 0 {
                         info!("Zenchef Pay reachable again");
                     }
                     failures = 0;
-                    health.update(|s| {
+                    p.health.update(|s| {
                         s.pay.last_success = Some(now_utc());
                         s.pay.credentials_refused = false;
                         s.pay.outage = false;
                     });
+                    if let Some(at) = next {
+                        wait = wait.min(at.saturating_duration_since(Instant::now()));
+                    }
                 }
                 Err(e) => {
                     failures += 1;
-                    let creds = e.class == crate::zenchef::client::ErrorClass::Credentials;
+                    let creds = e.class == ErrorClass::Credentials;
                     if creds {
                         error!(
                             "Zenchef Pay refused the token: check zenchef_pay.token ({e}); payments wait, nothing is lost"
@@ -259,15 +137,20 @@ pub async fn run(
                     } else if failures == 1 || failures.is_multiple_of(10) {
                         warn!("Zenchef Pay poll failed ({failures} in a row): {e}");
                     }
-                    health.update(|s| {
+                    p.health.update(|s| {
                         s.pay.last_error = Some(format!("{} {e}", now_utc()));
                         s.pay.credentials_refused = creds;
                         s.pay.outage = !creds;
                     });
                 }
             }
-            if store.read(any_open_check).await.unwrap_or(false) {
-                wait = POLL_OPEN;
+            let busy = p
+                .store
+                .read(|c| Ok(payments::any_open_check(c)? || !payments::todo(c)?.is_empty()))
+                .await
+                .unwrap_or(false);
+            if busy {
+                wait = wait.min(POLL_OPEN);
             }
         } else {
             wait = POLL_OPEN;
@@ -275,145 +158,343 @@ pub async fn run(
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
+            _ = p.wake.notified() => {}
         }
     }
 }
 
-/// Marks the payment `command_sent` (with the time, so a silent POS gets the
-/// same command again after [`SETTLE_RESEND_AFTER`]) and only then publishes
-/// its settle command on `zenchef/commands` (same `command_id` each time,
-/// sync-rules 7). Answers whether the command was handed to the MQTT client.
-/// Errors: the store could not record the state.
-async fn send_settle(
-    store: &Store,
-    link: &PosLink,
-    t: &Todo,
-) -> Result<bool, crate::zenchef::client::CallError> {
-    let id = t.payment_id.clone();
-    store
-        .write(move |c| set_state(c, &id, "command_sent", true))
-        .await
-        .map_err(store_err)?;
-    let cmd = settle_command(
-        &t.payment_id,
-        &t.order_id,
-        t.table.as_deref().unwrap_or(""),
-        t.amount_cents,
-        t.tip_cents,
-    );
-    Ok(link
-        .publish("zenchef/commands", cmd.to_string().into_bytes(), false)
-        .await)
-}
-
-async fn poll_once(
-    client: &PayClient,
-    store: &Store,
-    link: &PosLink,
-    iid: &str,
-) -> Result<(), crate::zenchef::client::CallError> {
-    // 1. New payments, page by page, each page committed with its cursor.
-    for _ in 0..50 {
-        let cursor = store
-            .read(|c| outbox::kv_get(c, CURSOR_KEY))
+/// Reads the new payments, page by page, each page committed with its
+/// cursor.
+async fn poll_once(p: &Payments, iid: &str) -> Result<(), CallError> {
+    for _ in 0..MAX_PAGES {
+        let (cursor, catch_up) = p
+            .store
+            .read(|c| Ok((kv_get(c, CURSOR_KEY)?, !payments::caught_up(c)?)))
             .await
             .map_err(store_err)?;
-        let page = client.payments(iid, cursor.as_deref()).await?;
-        for (raw, why) in &page.unreadable {
+        let page = p.client.payments(iid, cursor.as_deref()).await?;
+        let unreadable: Vec<Unreadable> = page
+            .unreadable
+            .iter()
+            .map(|(raw, why)| Unreadable {
+                payment_id: raw["payment_id"]
+                    .as_str()
+                    .filter(|s| !s.is_empty() && s.chars().count() <= 200)
+                    .map(str::to_string),
+                raw: raw.clone(),
+                why: why.clone(),
+            })
+            .collect();
+        for u in &unreadable {
             error!(
-                "Zenchef Pay sent a payment the agent cannot read ({why}): {raw}; it is skipped — check it in Zenchef Pay"
+                payment_id = u.payment_id.as_deref().unwrap_or(""),
+                "Zenchef Pay listed a payment the agent cannot read ({}): {}; it is recorded, \
+                 shown as needing a person{}",
+                u.why,
+                u.raw,
+                if u.payment_id.is_some() {
+                    " and refused (Zenchef Pay refunds the guest)"
+                } else {
+                    " (it has no id to refuse it with: check it in Zenchef Pay)"
+                }
             );
         }
-        let n = page.payments.len();
+        let n = page.payments.len() + page.unreadable.len();
         let moved = page.next_cursor.is_some() && page.next_cursor != cursor;
-        let payments = page.payments.clone();
+        let listed = page.payments.clone();
         let next = page.next_cursor.clone();
-        let fates = store
-            .write(move |c| store_page(c, &payments, next.as_deref()))
+        let end = n == 0 || !moved;
+        let fates = p
+            .store
+            .write(move |c| {
+                let fates =
+                    payments::store_page(c, &listed, &unreadable, next.as_deref(), catch_up)?;
+                if catch_up && end {
+                    payments::set_caught_up(c)?;
+                }
+                Ok(fates)
+            })
             .await
             .map_err(store_err)?;
-        for (p, fate) in fates {
+        for (pm, fate) in fates {
+            let (id, order) = (&pm.payment_id, &pm.order_id);
             match fate {
-                Fate::Settle => info!(payment_id = %p.payment_id, order_id = %p.order_id,
-                    "guest paid {} cents (+{} tip) through Zenchef Pay: settling it in the POS", p.amount_cents, p.tip_cents),
-                Fate::Reject(reason) => error!(payment_id = %p.payment_id, order_id = %p.order_id,
-                    "Zenchef Pay payment {} of {} cents REFUSED: {reason}; Zenchef Pay refunds the guest", p.payment_id, p.amount_cents),
+                Fate::Settle => info!(payment_id = %id, order_id = %order,
+                    "guest paid {} cents (+{} tip) through Zenchef Pay: settling it in the POS",
+                    pm.amount_cents, pm.tip_cents),
+                Fate::Reported => info!(payment_id = %id, order_id = %order,
+                    "Zenchef Pay payment {id} is already recorded by the POS: acknowledging it settled"),
+                Fate::Reject(reason) => error!(payment_id = %id, order_id = %order,
+                    "Zenchef Pay payment {id} of {} cents REFUSED: {reason}; Zenchef Pay refunds the guest",
+                    pm.amount_cents),
+                Fate::Adopted => warn!(payment_id = %id, order_id = %order,
+                    "Zenchef Pay payment {id} of {} cents (order {order}) predates this store: it is \
+                     neither refused nor sent until the POS says what became of it",
+                    pm.amount_cents),
                 Fate::Duplicate => {
-                    debug!(payment_id = %p.payment_id, "payment returned twice by Zenchef Pay: ignored")
+                    debug!(payment_id = %id, "payment returned twice by Zenchef Pay: ignored")
                 }
             }
         }
-        if n == 0 || !moved {
+        if end {
             break;
-        }
-    }
-    // 2. Settle commands, rejections, stale commands.
-    let todo = store.read(todo).await.map_err(store_err)?;
-    for t in todo {
-        match t.state.as_str() {
-            "settle" => {
-                if !link.connected() {
-                    continue;
-                }
-                if send_settle(store, link, &t).await? {
-                    info!(payment_id = %t.payment_id, order_id = %t.order_id, "settle command sent to the POS");
-                } else {
-                    // Not handed to the MQTT client at all: safe to send later.
-                    let id = t.payment_id.clone();
-                    store
-                        .write(move |c| set_state(c, &id, "settle", false))
-                        .await
-                        .map_err(store_err)?;
-                    warn!(payment_id = %t.payment_id, "settle command not sent (POS session down); it is sent when the POS is back");
-                }
-            }
-            "command_sent" => {
-                let stale = t
-                    .command_sent_at
-                    .as_deref()
-                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                    .is_some_and(|at| {
-                        (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
-                            .to_std()
-                            .unwrap_or_default()
-                            > SETTLE_RESEND_AFTER
-                    });
-                if stale && link.connected() {
-                    warn!(payment_id = %t.payment_id, order_id = %t.order_id,
-                        "the POS has not answered the settle command for 10 minutes: sending it again (same command_id)");
-                    send_settle(store, link, &t).await?;
-                }
-            }
-            "reject" => {
-                let reason = t.reason.clone().unwrap_or_else(|| "refused".into());
-                match client.ack(iid, &t.payment_id, Some(&reason)).await {
-                    Ok(()) => {}
-                    Err(e) if e.class == crate::zenchef::client::ErrorClass::Dead => {
-                        error!(payment_id = %t.payment_id, order_id = %t.order_id,
-                            "Zenchef Pay refused the rejection ack ({e}); check this payment in Zenchef Pay");
-                    }
-                    Err(e) => return Err(e),
-                }
-                let id = t.payment_id.clone();
-                store
-                    .write(move |c| set_state(c, &id, "rejected", false))
-                    .await
-                    .map_err(store_err)?;
-                info!(payment_id = %t.payment_id, order_id = %t.order_id, "rejection acknowledged to Zenchef Pay");
-            }
-            _ => {}
         }
     }
     Ok(())
 }
 
-fn store_err(e: StoreError) -> crate::zenchef::client::CallError {
-    crate::zenchef::client::CallError {
-        class: crate::zenchef::client::ErrorClass::Retry { after: None },
+/// Acts on every payment with something to do; answers when the next
+/// resend falls due (to wake for it).
+async fn act(
+    p: &Payments,
+    iid: &str,
+    sent: &mut HashMap<String, Instant>,
+) -> Result<Option<Instant>, CallError> {
+    let todo = p.store.read(payments::todo).await.map_err(store_err)?;
+    sent.retain(|id, _| todo.iter().any(|t| &t.payment_id == id));
+    let mut next: Option<Instant> = None;
+    for t in todo {
+        match t.state {
+            PaymentState::Settle => {
+                if p.link.connected() && send_settle(p, &t, false).await? {
+                    sent.insert(t.payment_id.clone(), Instant::now());
+                    next = earliest(next, Instant::now() + p.settle_resend);
+                }
+            }
+            PaymentState::CommandSent => {
+                let at = *sent
+                    .entry(t.payment_id.clone())
+                    .or_insert_with(Instant::now);
+                let due = at + p.settle_resend;
+                if Instant::now() < due {
+                    next = earliest(next, due);
+                } else if (t.resends as u32) < p.settle_resends {
+                    if p.link.connected() && send_settle(p, &t, true).await? {
+                        sent.insert(t.payment_id.clone(), Instant::now());
+                        next = earliest(next, Instant::now() + p.settle_resend);
+                    }
+                } else if !t.attention {
+                    needs_person(p, &t).await?;
+                }
+            }
+            PaymentState::Answered => ack(p, iid, &t, None).await?,
+            PaymentState::Reject => {
+                let reason = t.reason.clone().unwrap_or_else(|| "refused".into());
+                ack(p, iid, &t, Some(&reason)).await?;
+            }
+            PaymentState::Adopted => reconsider_adopted(p, &t).await?,
+            _ => {}
+        }
+    }
+    Ok(next)
+}
+
+fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+/// Sends a payment's settle command (same `command_id` each time): marks
+/// it `command_sent` first (or counts a resend), then publishes. Answers
+/// whether the command was handed to the MQTT client; one that was not is
+/// put back to be sent when the POS is back.
+async fn send_settle(p: &Payments, t: &Todo, resend: bool) -> Result<bool, CallError> {
+    let (id, order) = (t.payment_id.clone(), t.order_id.clone());
+    let table = p
+        .store
+        .write(move |c| {
+            if resend {
+                payments::count_resend(c, &id)?;
+            } else if !payments::transition(
+                c,
+                &id,
+                PaymentState::Settle,
+                PaymentState::CommandSent,
+                None,
+            )? {
+                return Ok(None);
+            }
+            Ok(Some(order_truth(c, &order)?.table.unwrap_or_default()))
+        })
+        .await
+        .map_err(store_err)?;
+    let Some(table) = table else {
+        return Ok(false); // decided meanwhile (answered, closed)
+    };
+    let cmd = settle_command(
+        &t.payment_id,
+        &t.order_id,
+        &table,
+        t.amount_cents,
+        t.tip_cents,
+    );
+    if p.link
+        .publish("zenchef/commands", cmd.to_string().into_bytes(), false)
+        .await
+    {
+        if resend {
+            warn!(payment_id = %t.payment_id, order_id = %t.order_id,
+                "the POS has not answered the settle command: sent again (same command_id), {} of {}",
+                t.resends + 1, p.settle_resends);
+        } else {
+            info!(payment_id = %t.payment_id, order_id = %t.order_id, "settle command sent to the POS");
+        }
+        return Ok(true);
+    }
+    if !resend {
+        let id = t.payment_id.clone();
+        p.store
+            .write(move |c| {
+                payments::transition(
+                    c,
+                    &id,
+                    PaymentState::CommandSent,
+                    PaymentState::Settle,
+                    None,
+                )
+            })
+            .await
+            .map_err(store_err)?;
+    }
+    warn!(payment_id = %t.payment_id, "settle command not sent (POS session down); it is sent when the POS is back");
+    Ok(false)
+}
+
+/// The POS did not answer a settle command after every resend, and the
+/// order is still open: a person must look (status, page, ERROR).
+async fn needs_person(p: &Payments, t: &Todo) -> Result<(), CallError> {
+    let (id, order) = (t.payment_id.clone(), t.order_id.clone());
+    let (amount, tip, sends) = (t.amount_cents, t.tip_cents, t.resends + 1);
+    let table = p
+        .store
+        .write(move |c| {
+            let table = order_truth(c, &order)?.table.unwrap_or_else(|| "?".into());
+            payments::set_attention(
+                c,
+                &id,
+                &format!(
+                    "the POS did not answer the settle command (sent {sends} times): the guest \
+                     paid {amount} cents (+{tip} tip) through Zenchef Pay; check table {table} \
+                     in the POS"
+                ),
+            )?;
+            Ok(table)
+        })
+        .await
+        .map_err(store_err)?;
+    error!(payment_id = %t.payment_id, order_id = %t.order_id,
+        "NEEDS A PERSON: the POS did not answer the settle command of Zenchef Pay payment {} \
+         ({} cents + {} tip, table {table}) after {} sends; it is not sent again. Check the bill \
+         in the POS: once it is paid or closed the agent settles or refunds the payment by itself",
+        t.payment_id, t.amount_cents, t.tip_cents, t.resends + 1);
+    Ok(())
+}
+
+/// Sends a `settled` (`reason = None`) or `rejected` ack and records it.
+async fn ack(p: &Payments, iid: &str, t: &Todo, reason: Option<&str>) -> Result<(), CallError> {
+    let (from, to) = match reason {
+        None => (PaymentState::Answered, PaymentState::Settled),
+        Some(_) => (PaymentState::Reject, PaymentState::Rejected),
+    };
+    let refused = match p.client.ack(iid, &t.payment_id, reason).await {
+        Ok(()) => None,
+        Err(e) if e.class == ErrorClass::Dead => Some(e.to_string()),
+        Err(e) => return Err(e),
+    };
+    let id = t.payment_id.clone();
+    let note = refused.clone();
+    p.store
+        .write(move |c| {
+            if let Some(why) = &note {
+                payments::set_attention(
+                    c,
+                    &id,
+                    &format!("Zenchef Pay refused the agent's ack ({why}): check this payment in Zenchef Pay"),
+                )?;
+            }
+            payments::transition(c, &id, from, to, None)
+        })
+        .await
+        .map_err(store_err)?;
+    match (reason, refused) {
+        (_, Some(why)) => error!(payment_id = %t.payment_id, order_id = %t.order_id,
+            "Zenchef Pay refused the ack of payment {} ({why}); shown as needing a person", t.payment_id),
+        (None, None) => info!(payment_id = %t.payment_id, order_id = %t.order_id,
+            "Zenchef Pay payment {} settled in the POS and acknowledged", t.payment_id),
+        (Some(r), None) => info!(payment_id = %t.payment_id, order_id = %t.order_id,
+            "rejection of payment {} acknowledged to Zenchef Pay ({r})", t.payment_id),
+    }
+    Ok(())
+}
+
+/// An adopted payment (from before this store): settle it once the
+/// order's truth accepts it; leave it to the previous box when the POS
+/// has not mentioned it for [`ADOPTED_FOR`]. (Its reference reported, or
+/// the bill closed without it, is decided at intake.)
+async fn reconsider_adopted(p: &Payments, t: &Todo) -> Result<(), CallError> {
+    let t2 = t.clone();
+    let verdict = p
+        .store
+        .write(move |c| {
+            let truth = order_truth(c, &t2.order_id)?;
+            let attention = crate::outbox::order_attention(c, &t2.order_id)?;
+            let pending = payments::pending_cents(c, &t2.order_id)? - t2.amount_cents;
+            let v = sync::judge_payment(
+                &t2.payment_id,
+                t2.amount_cents,
+                &truth,
+                attention.as_deref(),
+                pending,
+            );
+            if v == Verdict::Settle {
+                payments::transition(
+                    c,
+                    &t2.payment_id,
+                    PaymentState::Adopted,
+                    PaymentState::Settle,
+                    None,
+                )?;
+                return Ok(Some("settle"));
+            }
+            let old = chrono::DateTime::parse_from_rfc3339(&t2.received_at)
+                .is_ok_and(|at| chrono::Utc::now() - at.with_timezone(&chrono::Utc) > ADOPTED_FOR);
+            if old {
+                payments::transition(
+                    c,
+                    &t2.payment_id,
+                    PaymentState::Adopted,
+                    PaymentState::Inherited,
+                    Some("the POS never mentioned it to this store: left to the previous box"),
+                )?;
+                return Ok(Some("inherited"));
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(store_err)?;
+    match verdict {
+        Some("settle") => info!(payment_id = %t.payment_id, order_id = %t.order_id,
+            "adopted payment {} is due on the open order: settling it in the POS (same command id)",
+            t.payment_id),
+        Some(_) => warn!(payment_id = %t.payment_id, order_id = %t.order_id,
+            "adopted payment {} was never mentioned by the POS in a day: left to the previous box",
+            t.payment_id),
+        None => {}
+    }
+    Ok(())
+}
+
+fn store_err(e: StoreError) -> CallError {
+    CallError {
+        class: ErrorClass::Retry { after: None },
         status: None,
         what: "store".into(),
         message: e.to_string(),
     }
+}
+
+/// Marks a payment that needed a person as handled (`zenchef-edge
+/// payments handled <id>`); answers false when it needed nobody.
+pub fn handled(c: &rusqlite::Connection, payment_id: &str) -> Result<bool, StoreError> {
+    payments::mark_handled(c, payment_id)
 }

@@ -7,9 +7,13 @@
 //! POS may add some); unknown event *types* are accepted as
 //! [`EventData::Unknown`] (stored, logged once per type, skipped — §3).
 //!
-//! Money is integer cents (`u64` on the wire, so negative or fractional
-//! amounts are refused by the parser, never rounded), capped at
-//! [`MAX_CENTS`] so it always fits SQLite's signed 64-bit integers.
+//! Money is integer cents, never floating point (a fractional amount is
+//! refused by the parser, never rounded), capped at [`MAX_CENTS`] in
+//! absolute value so it always fits SQLite's signed 64-bit integers. Bill
+//! totals, payments and tips are [`Cents`] (never negative); a bill line's
+//! prices are [`SignedCents`]: a discount or a comp is a line of its own
+//! with negative `unit_price_cents` and `total_cents` (Cashpad local
+//! interface §4), normal input carried as the POS sent it.
 
 use chrono::{DateTime, FixedOffset};
 use serde::de::DeserializeOwned;
@@ -160,19 +164,21 @@ pub struct OrderVoided {
     pub reason: Option<String>,
 }
 
-/// A bill line (cashpad §4).
+/// A bill line (cashpad §4). A discount or comp is a line whose prices
+/// are negative (`"Remise fidélité"`, `-1000`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Line {
     /// POS line id.
     pub line_id: String,
     /// Item name.
     pub name: String,
-    /// Quantity.
-    pub quantity: u32,
-    /// Unit price, cents.
-    pub unit_price_cents: Cents,
-    /// Line total, cents (the POS's, never recomputed).
-    pub total_cents: Cents,
+    /// Quantity, ≥ 1.
+    pub quantity: Quantity,
+    /// Unit price, cents; negative for a discount or comp.
+    pub unit_price_cents: SignedCents,
+    /// Line total, cents (the POS's, never recomputed); negative for a
+    /// discount or comp.
+    pub total_cents: SignedCents,
 }
 
 /// A payment of a bill (cashpad §4).
@@ -215,6 +221,41 @@ impl<'de> Deserialize<'de> for Cents {
             )));
         }
         Ok(Cents(v as i64))
+    }
+}
+
+/// An amount in integer cents that may be negative (a bill line's prices:
+/// discounts and comps), `-MAX_CENTS..=MAX_CENTS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SignedCents(pub i64);
+
+impl<'de> Deserialize<'de> for SignedCents {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = i64::deserialize(d)?;
+        if v.unsigned_abs() > MAX_CENTS {
+            return Err(serde::de::Error::custom(format!(
+                "{v} cents is beyond the accepted ±{MAX_CENTS}"
+            )));
+        }
+        Ok(SignedCents(v))
+    }
+}
+
+/// A line quantity: a positive integer (cashpad §4), at most 1,000,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Quantity(pub u32);
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(d)?;
+        if !(1..=1_000_000).contains(&v) {
+            return Err(serde::de::Error::custom(format!(
+                "quantity must be a positive integer (1 to 1000000), got {v}"
+            )));
+        }
+        Ok(Quantity(v))
     }
 }
 
@@ -484,7 +525,38 @@ mod tests {
                     json!({"order_id":"O","table":"1","total_cents":100,
                     "lines":[{"line_id":"L1","name":"x","quantity":1,"unit_price_cents":12.5,"total_cents":100}]}),
                 ),
-                "data.lines[0].unit_price_cents: invalid type: floating point `12.5`, expected u64",
+                "data.lines[0].unit_price_cents: invalid type: floating point `12.5`, expected i64",
+            ),
+            (
+                env(
+                    "order.items_sent",
+                    json!({"order_id":"O","table":"1","total_cents":100,
+                    "lines":[{"line_id":"L1","name":"x","quantity":0,"unit_price_cents":100,"total_cents":0}]}),
+                ),
+                "data.lines[0].quantity: quantity must be a positive integer (1 to 1000000), got 0",
+            ),
+            (
+                env(
+                    "order.items_sent",
+                    json!({"order_id":"O","table":"1","total_cents":-100,
+                    "lines":[{"line_id":"L1","name":"Remise","quantity":1,"unit_price_cents":-100,"total_cents":-100}]}),
+                ),
+                "data.total_cents: invalid value: integer `-100`, expected u64",
+            ),
+            (
+                env(
+                    "payment.recorded",
+                    json!({"order_id":"O","amount_cents":100,"tip_cents":-1,"method":"card"}),
+                ),
+                "data.tip_cents: invalid value: integer `-1`, expected u64",
+            ),
+            (
+                env(
+                    "order.items_sent",
+                    json!({"order_id":"O","table":"1","total_cents":100,
+                    "lines":[{"line_id":"L1","name":"x","quantity":1,"unit_price_cents":-1_000_000_000_001i64,"total_cents":0}]}),
+                ),
+                "data.lines[0].unit_price_cents: -1000000000001 cents is beyond the accepted ±1000000000000",
             ),
             (
                 env(
@@ -517,6 +589,31 @@ mod tests {
                 r.reason
             );
         }
+    }
+
+    /// A discount or comp is a line with negative prices: normal input
+    /// (Cashpad local interface §4), kept as sent.
+    #[test]
+    fn discount_and_comp_lines_are_accepted_as_sent() {
+        let e = parse(&env(
+            "bill.paid",
+            json!({"order_id":"O-1","table":"12","covers":2,
+            "lines":[{"line_id":"L1","name":"Menu","quantity":2,"unit_price_cents":2500,"total_cents":5000},
+                     {"line_id":"L2","name":"Remise fidélité","quantity":1,"unit_price_cents":-1000,"total_cents":-1000},
+                     {"line_id":"L3","name":"Café offert","quantity":2,"unit_price_cents":0,"total_cents":0}],
+            "total_cents":4000,"tip_cents":0,"payments":[{"method":"card","amount_cents":4000}],
+            "paid_at":"2026-11-29T22:00:00+01:00"}),
+        ))
+        .unwrap();
+        let EventData::BillPaid(d) = e.data else {
+            panic!()
+        };
+        assert_eq!(d.lines[1].name, "Remise fidélité");
+        assert_eq!(
+            (d.lines[1].unit_price_cents.0, d.lines[1].total_cents.0),
+            (-1000, -1000)
+        );
+        assert_eq!(d.total_cents.0, 4000);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use super::event::{self, EventData};
 use super::session::{Incoming, PosLink};
-use crate::outbox::{self, IntakeItem, IntakeOutcome, Store};
+use crate::outbox::{self, IntakeItem, IntakeOutcome, PaymentChange, Store};
 
 /// Most messages committed in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -59,26 +59,51 @@ pub fn classify(root: &str, topic: &str, payload: &[u8]) -> IntakeItem {
     }
 }
 
+/// The `data.order_id` and `seq` of a payload that failed validation, when
+/// they can be read (sync rule 9: a quarantined event of a known order
+/// leaves that order in an unknown state).
+fn readable_ids(payload: &[u8]) -> (Option<String>, Option<u64>) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return (None, None);
+    };
+    let order = v["data"]["order_id"]
+        .as_str()
+        .filter(|s| !s.is_empty() && s.chars().count() <= event::MAX_NAME_CHARS)
+        .map(str::to_string);
+    (order, v["seq"].as_u64())
+}
+
 /// The whole payload goes to the store, which keeps its first
 /// [`outbox::REJECTED_KEEP_BYTES`] **and its real length** (`payload_len`):
 /// cutting it here made a 10 MB payload look like a 64 KiB one in the
 /// `rejected` table and in the journal.
 fn rejected(topic: &str, event_id: Option<String>, reason: String, payload: &[u8]) -> IntakeItem {
+    let (order_id, seq) = if payload.len() <= event::MAX_PAYLOAD_BYTES {
+        readable_ids(payload)
+    } else {
+        (None, None)
+    };
     IntakeItem::Rejected {
         topic: topic.to_string(),
         event_id,
+        order_id,
+        seq,
         reason,
         payload: payload.to_vec(),
     }
 }
 
 /// Runs intake until `cancel`; the batch being committed when `cancel`
-/// fires is finished and acknowledged first.
+/// fires is finished and acknowledged first. `pay`: Zenchef Pay is enabled
+/// (rows join its lane); `wake_pay` is told when a stored event decided a
+/// Zenchef Pay payment (its ack is then sent at once).
 pub async fn run(
     store: Store,
     mut rx: mpsc::Receiver<Incoming>,
     link: PosLink,
     touched: mpsc::UnboundedSender<String>,
+    pay: bool,
+    wake_pay: Arc<tokio::sync::Notify>,
     cancel: CancellationToken,
 ) {
     let mut unknown_types: HashSet<String> = HashSet::new();
@@ -106,6 +131,7 @@ pub async fn run(
                     reason,
                     topic,
                     payload,
+                    ..
                 } => warn!(
                     event_id = event_id.as_deref().unwrap_or(""),
                     "quarantined a {}-byte payload from {topic}: {reason}. The POS sent something \
@@ -125,31 +151,74 @@ pub async fn run(
                 _ => {}
             }
         }
-        let Some(outcomes) = commit(&store, items, &cancel).await else {
+        let Some(outcomes) = commit(&store, items, pay, &cancel).await else {
             // Stopping with an uncommitted batch: not acknowledged, the
             // broker redelivers it to the next run.
             return;
         };
+        let mut payments_decided = false;
         for (m, outcome) in batch.iter().zip(&outcomes) {
             link.ack(m.generation, &m.publish).await;
             match outcome {
-                IntakeOutcome::Stored(Some(order)) => {
-                    let _ = touched.send(order.clone());
+                IntakeOutcome::Stored { order, payments } => {
+                    if let Some(order) = order {
+                        let _ = touched.send(order.clone());
+                        payments_decided |= !payments.is_empty();
+                        for change in payments {
+                            log_payment_change(order, change);
+                        }
+                    }
                 }
+                IntakeOutcome::Quarantined {
+                    attention: Some(order),
+                } => error!(
+                    order_id = %order,
+                    "order {order} NEEDS ATTENTION: one of its events could not be read (see the \
+                     line above); no Zenchef Pay payment is settled on it until the POS sends its \
+                     bill again (items sent, paid or voided)"
+                ),
                 IntakeOutcome::Duplicate => debug!("duplicate event acknowledged, nothing changed"),
                 IntakeOutcome::Floorplan => info!("floor plan received from the POS"),
                 _ => {}
             }
+        }
+        if payments_decided {
+            wake_pay.notify_one();
         }
         crate::watchdog_ping();
     }
     info!("intake stopped");
 }
 
+/// The journal line of a Zenchef Pay payment decided by a POS event.
+fn log_payment_change(order: &str, change: &PaymentChange) {
+    match change {
+        PaymentChange::Answered { payment_id } => info!(
+            payment_id = %payment_id, order_id = %order,
+            "the POS recorded Zenchef Pay payment {payment_id}: acknowledging it settled"
+        ),
+        PaymentChange::ClosedWithout {
+            payment_id,
+            amount_cents,
+            reason,
+        } => error!(
+            payment_id = %payment_id, order_id = %order,
+            "Zenchef Pay payment {payment_id} of {amount_cents} cents REFUSED: {reason}; \
+             Zenchef Pay refunds the guest (the bill was settled otherwise: nobody pays twice)"
+        ),
+        PaymentChange::ReportedAfterRefund { payment_id } => error!(
+            payment_id = %payment_id, order_id = %order,
+            "NEEDS A PERSON: the POS recorded Zenchef Pay payment {payment_id} after it was \
+             refused and refunded: the bill of order {order} counts money the guest got back"
+        ),
+    }
+}
+
 /// Commits a batch, retrying until it lands or `cancel` fires (`None`).
 async fn commit(
     store: &Store,
     items: Vec<IntakeItem>,
+    pay: bool,
     cancel: &CancellationToken,
 ) -> Option<Vec<IntakeOutcome>> {
     let items = Arc::new(items);
@@ -158,7 +227,7 @@ async fn commit(
     loop {
         let job = Arc::clone(&items);
         let stored = store.write(move |c| {
-            let outcomes = outbox::insert_batch(c, &job)?;
+            let outcomes = outbox::insert_batch(c, &job, pay)?;
             // Same transaction: average batch = received / intake_batches.
             outbox::bump(c, "intake_batches", 1)?;
             Ok(outcomes)
@@ -204,7 +273,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(&dir.path().join("agent.db")).unwrap();
         store
-            .write(move |c| outbox::insert_batch(c, &[item]))
+            .write(move |c| outbox::insert_batch(c, &[item], false))
             .await
             .unwrap();
         let (kept, len, reason): (i64, i64, String) = store

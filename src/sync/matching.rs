@@ -3,12 +3,20 @@
 //! Pure: bookings in, decision out. Candidates are the bookings whose
 //! `tables` contain the opened table's name **exactly** (case- and
 //! space-sensitive: the seed demands identical names), whose status is
-//! `confirmed`, `arrived` or `waiting`, whose time (restaurant local) lies in
+//! `confirmed`, `arrived` or `waiting`, whose time lies in
 //! `[opened_at − before, opened_at + after]` (edges included), and that are
 //! not already linked to an open order. Preference: `arrived` >
 //! `confirmed` > `waiting`, then the closest time, then the lowest id.
+//!
+//! Times are compared as **real elapsed time**: a booking's day and time
+//! (restaurant local) become an instant in the restaurant's time zone, and
+//! the POS's `opened_at` carries its offset, so the window means the same
+//! on the nights clocks change (Europe/Paris 2026-03-29 and 2026-10-25) as
+//! on any other. A local time that does not exist (the spring gap) is read
+//! one hour later; one that occurs twice (the autumn repeat) is read as
+//! the occurrence closest to the opening.
 
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 
 /// What matching needs of a booking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,12 +65,37 @@ fn preference(status: &str) -> Option<u8> {
     }
 }
 
-/// Chooses the booking for a table opened at `opened_local` (restaurant
-/// local time). `linked` holds booking ids already linked to open orders.
+/// The instant of a local day and time in `tz`, the one closest to `near`
+/// when the time occurs twice, one hour later when it does not exist.
+pub fn local_instant(
+    tz: chrono_tz::Tz,
+    day: NaiveDate,
+    time: NaiveTime,
+    near: DateTime<FixedOffset>,
+) -> Option<DateTime<FixedOffset>> {
+    let ndt = NaiveDateTime::new(day, time);
+    let pick = |r: chrono::LocalResult<DateTime<chrono_tz::Tz>>| match r {
+        chrono::LocalResult::Single(t) => Some(t),
+        chrono::LocalResult::Ambiguous(a, b) => {
+            let da = (a.fixed_offset() - near).num_seconds().abs();
+            let db = (b.fixed_offset() - near).num_seconds().abs();
+            Some(if db < da { b } else { a })
+        }
+        chrono::LocalResult::None => None,
+    };
+    pick(tz.from_local_datetime(&ndt))
+        .or_else(|| pick(tz.from_local_datetime(&(ndt + Duration::hours(1)))))
+        .map(|t| t.fixed_offset())
+}
+
+/// Chooses the booking for a table opened at `opened_at` (POS clock, with
+/// its offset); bookings' local day and time are read in `tz`. `linked`
+/// holds booking ids already linked to open orders.
 pub fn choose(
     bookings: &[Candidate],
     table: &str,
-    opened_local: NaiveDateTime,
+    opened_at: DateTime<FixedOffset>,
+    tz: chrono_tz::Tz,
     window: Window,
     linked: &[i64],
 ) -> MatchOutcome {
@@ -75,7 +108,10 @@ pub fn choose(
         if linked.contains(&b.id) {
             continue;
         }
-        let delta = (NaiveDateTime::new(b.day, b.time) - opened_local).num_seconds();
+        let Some(at) = local_instant(tz, b.day, b.time, opened_at) else {
+            continue;
+        };
+        let delta = (at - opened_at).num_seconds();
         if delta < -window.before_min * 60 || delta > window.after_min * 60 {
             continue;
         }
@@ -112,11 +148,15 @@ mod tests {
         }
     }
 
-    fn at(hm: &str) -> NaiveDateTime {
-        NaiveDateTime::new(
+    const PARIS: chrono_tz::Tz = chrono_tz::Europe::Paris;
+
+    /// 2026-11-29 at `hm`, Paris time (UTC+1 in November).
+    fn at(hm: &str) -> DateTime<FixedOffset> {
+        let ndt = NaiveDateTime::new(
             NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
             NaiveTime::parse_from_str(hm, "%H:%M").unwrap(),
-        )
+        );
+        PARIS.from_local_datetime(&ndt).unwrap().fixed_offset()
     }
 
     const W: Window = Window {
@@ -246,7 +286,7 @@ mod tests {
         ];
         for (i, (bookings, table, opened, linked, chosen, others)) in cases.into_iter().enumerate()
         {
-            let m = choose(&bookings, table, at(opened), W, &linked);
+            let m = choose(&bookings, table, at(opened), PARIS, W, &linked);
             assert_eq!(m.chosen, chosen, "case {i}");
             assert_eq!(m.others, others, "case {i}");
         }
@@ -258,7 +298,7 @@ mod tests {
             b(1, "20:00", "confirmed", "7A"),
             b(2, "20:00", "confirmed", " 7a "),
         ];
-        let m = choose(&bookings, "7a", at("20:00"), W, &[]);
+        let m = choose(&bookings, "7a", at("20:00"), PARIS, W, &[]);
         assert_eq!(m.chosen, None);
         assert_eq!(
             m.near_misses,
@@ -270,7 +310,58 @@ mod tests {
     fn window_crosses_midnight() {
         let mut late = b(1, "00:30", "confirmed", "5");
         late.day = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
-        let m = choose(&[late], "5", at("23:45"), W, &[]);
+        let m = choose(&[late], "5", at("23:45"), PARIS, W, &[]);
         assert_eq!(m.chosen, Some(1));
+    }
+
+    fn on(day: &str, hm: &str, id: i64) -> Candidate {
+        Candidate {
+            id,
+            day: NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap(),
+            time: NaiveTime::parse_from_str(hm, "%H:%M").unwrap(),
+            status: "confirmed".into(),
+            tables: vec!["12".into()],
+        }
+    }
+
+    fn pos(t: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(t).unwrap()
+    }
+
+    /// The windows are real elapsed time on the nights the clocks change
+    /// (Europe/Paris: 2026-03-29 02:00 → 03:00, 2026-10-25 03:00 → 02:00).
+    #[test]
+    fn the_window_is_real_elapsed_time_across_dst_changes() {
+        // (booking day, local time, table opened at (POS, with offset), matched?)
+        let cases = [
+            // Spring: 01:30 CET is 00:30Z, 03:10 CEST is 01:10Z: the booking
+            // is 40 real minutes before the opening (wall clocks: 100).
+            ("2026-03-29", "01:30", "2026-03-29T03:10:00+02:00", true),
+            // 00:20 CET (23:20Z) is 110 real minutes before: outside 90.
+            ("2026-03-29", "00:20", "2026-03-29T03:10:00+02:00", false),
+            // 02:30 does not exist that night: read as 03:30 CEST (01:30Z),
+            // 20 minutes after a table opened at 03:10 CEST.
+            ("2026-03-29", "02:30", "2026-03-29T03:10:00+02:00", true),
+            // 03:40 CEST (01:40Z) is 50 real minutes after a table opened at
+            // 01:50 CET (00:50Z), although the wall clocks differ by 110.
+            ("2026-03-29", "03:40", "2026-03-29T01:50:00+01:00", true),
+            // 04:05 CEST (02:05Z): 75 real minutes after, outside 60.
+            ("2026-03-29", "04:05", "2026-03-29T01:50:00+01:00", false),
+            // Autumn: 01:30 CEST is 23:30Z the day before; a table opened at
+            // 02:40 CET (01:40Z) is 130 real minutes later, although the
+            // wall clocks differ by 70.
+            ("2026-10-25", "01:30", "2026-10-25T02:40:00+01:00", false),
+            // 02:30 occurs twice; the occurrence closest to an opening at
+            // 02:50 CET (01:50Z) is 02:30 CET (01:30Z): 20 minutes before.
+            ("2026-10-25", "02:30", "2026-10-25T02:50:00+01:00", true),
+            // 03:20 CET (02:20Z) is 90 real minutes after a table opened at
+            // 02:50 CEST (00:50Z), outside 60, although the wall clocks
+            // differ by 30.
+            ("2026-10-25", "03:20", "2026-10-25T02:50:00+02:00", false),
+        ];
+        for (i, (day, hm, opened, want)) in cases.into_iter().enumerate() {
+            let m = choose(&[on(day, hm, 7)], "12", pos(opened), PARIS, W, &[]);
+            assert_eq!(m.chosen.is_some(), want, "case {i}: {day} {hm} vs {opened}");
+        }
     }
 }

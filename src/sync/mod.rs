@@ -1,14 +1,30 @@
-//! The rules of `sync-rules.md` as pure functions: (event, order state,
-//! match outcome) → [`Plan`] of calls, and (event, order state, finished
-//! plan) → new order state. No I/O here; the dispatcher does the calls.
+//! The sync rules (docs/protocol/sync-rules.md) as pure functions. No I/O
+//! here: `delivery` makes the calls, `outbox` stores the results.
 //!
-//! A plan is **decided once and stored** before its first call (the outbox
-//! row's `plan` column). A retry after a crash or a timeout replays the same
-//! plan with the same idempotency keys (`PublisherModelId`), so it can
-//! neither create a second walk-in nor pick another booking because the
-//! first call already changed the booking's status.
+//! Two views of an order, kept apart on purpose:
+//! - [`OrderTruth`]: what the POS has reported, folded from **every stored
+//!   event** of the order in `seq` order, delivered or not ([`truth`]).
+//!   Zenchef Pay is judged on it (rule 6: is the order known, paid, voided,
+//!   what is still due) and the check pushed to Zenchef Pay is built from
+//!   it ([`check_body`]), so a late event never makes a paid bill payable
+//!   again (rule 10).
+//! - [`OrderState`]: what the Zenchef lane has applied (table `orders`):
+//!   above all the order → booking link (rule 5), which every later
+//!   Zenchef call of the order uses.
+//!
+//! A Zenchef [`Plan`] is **decided and stored** before its first call (the
+//! outbox row's `plan` column): a retry after a crash or a timeout replays
+//! the same calls with the same idempotency keys (`PublisherModelId`), so it
+//! can neither create a second walk-in nor pick another booking because the
+//! first call already changed the booking's status. It is decided again
+//! (rule 10) only when what it was decided from has changed: the order's
+//! link ([`Plan::basis`]), a retry asked by a technician, or the booking it
+//! matched being cancelled in Zenchef; steps already made stay made, and
+//! the new steps carry new keys ([`Plan::revision`]).
 
 pub mod matching;
+
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
@@ -16,7 +32,7 @@ use serde_json::json;
 
 use crate::pos::event::{BillPaid, EventData, Method, PosEvent};
 
-/// Where an order stands, as the POS last told us (table `orders`).
+/// What the Zenchef lane has applied of an order (table `orders`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderState {
     /// POS order id.
@@ -27,29 +43,26 @@ pub struct OrderState {
     pub covers: Option<u32>,
     /// When the table was opened (POS clock, with offset).
     pub opened_at: Option<DateTime<FixedOffset>>,
-    /// Open, paid or voided.
+    /// Open, paid or voided, as far as the Zenchef lane got.
     pub status: OrderStatus,
     /// The Zenchef booking the order is linked to (rule 5: follows the order).
     pub booking_id: Option<i64>,
     /// How the link was made.
     pub link: Option<Link>,
-    /// The POS's own bill total, cents (last reported).
+    /// The POS's own bill total, cents (last applied).
     pub total_cents: Option<i64>,
-    /// What the POS reports as paid so far, cents.
+    /// What the POS reported as paid, cents (last applied).
     pub paid_cents: i64,
-    /// The whole bill as last sent by the POS (`order.items_sent` or
-    /// `bill.paid`), as Zenchef Pay check lines. `Some` means a Zenchef Pay
-    /// check exists for the order.
-    pub lines: Option<serde_json::Value>,
-    /// `seq` of the last event applied.
+    /// The highest `seq` applied (a late event never lowers it).
     pub last_seq: u64,
 }
 
 /// Order lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Table open.
+    #[default]
     Open,
     /// `bill.paid` received.
     Paid,
@@ -73,6 +86,14 @@ impl OrderStatus {
             "paid" => Some(OrderStatus::Paid),
             "voided" => Some(OrderStatus::Voided),
             _ => None,
+        }
+    }
+    /// The Zenchef Pay check status of an order in this state.
+    pub fn check_status(self) -> &'static str {
+        match self {
+            OrderStatus::Open => "open",
+            OrderStatus::Paid => "closed",
+            OrderStatus::Voided => "voided",
         }
     }
 }
@@ -119,7 +140,7 @@ pub enum BookingRef {
     Created,
 }
 
-/// One call to Zenchef (zenchef-api.md § Endpoints).
+/// One call to Zenchef (docs/protocol/zenchef-api.md, endpoints).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum Step {
@@ -148,30 +169,30 @@ pub enum Step {
         /// `PublisherModelId`.
         key: String,
     },
-    /// Zenchef Pay `PUT /installations/{iid}/checks/{order_id}` (the whole
-    /// check; `version` = the event's seq).
-    PutCheck {
-        /// POS order id.
-        order_id: String,
-        /// The check body.
-        body: serde_json::Value,
-    },
-    /// Zenchef Pay `POST …/payments/{payment_id}/ack` `settled`: the POS
-    /// reported the payment (`payment.recorded` / `bill.paid` reference).
-    AckSettled {
-        /// Zenchef Pay payment id.
-        payment_id: String,
-    },
 }
 
-impl Step {
-    /// Is this a Zenchef Pay call?
-    pub fn is_pay(&self) -> bool {
-        matches!(self, Step::PutCheck { .. } | Step::AckSettled { .. })
+/// What a plan was decided from: the order's booking link at that moment
+/// (updated by the plan's own walk-in creation). When the order's link is
+/// no longer this, the steps not yet made are decided again (rule 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Basis {
+    /// The linked booking.
+    pub booking_id: Option<i64>,
+    /// How it was linked.
+    pub link: Option<Link>,
+}
+
+impl Basis {
+    /// The basis an order gives.
+    pub fn of(order: Option<&OrderState>) -> Basis {
+        Basis {
+            booking_id: order.and_then(|o| o.booking_id),
+            link: order.and_then(|o| o.link),
+        }
     }
 }
 
-/// The decided calls of one event and how far they got.
+/// The decided Zenchef calls of one event and how far they got.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Plan {
     /// Calls, in order.
@@ -185,6 +206,14 @@ pub struct Plan {
     pub link: Option<Link>,
     /// The booking chosen by matching.
     pub matched_booking: Option<i64>,
+    /// What the plan was decided from (`None` in plans stored by earlier
+    /// versions: taken as unchanged).
+    #[serde(default)]
+    pub basis: Option<Basis>,
+    /// How many times the steps not yet made were decided again; part of
+    /// the new steps' keys (`<event_id>:over:r1`).
+    #[serde(default)]
+    pub revision: u32,
 }
 
 impl Plan {
@@ -195,14 +224,44 @@ impl Plan {
             BookingRef::Created => self.created_booking,
         }
     }
+
+    /// Reads a stored plan. Plans stored before Zenchef Pay became a lane
+    /// of its own also hold the Pay calls (`put_check`, `ack_settled`):
+    /// they are dropped (the Pay lane pushes the check from the order's
+    /// truth) and `done` counts the Zenchef calls among those made.
+    ///
+    /// Errors: the JSON is not a plan.
+    pub fn from_stored(text: &str) -> Result<Plan, serde_json::Error> {
+        let mut v: serde_json::Value = serde_json::from_str(text)?;
+        if let Some(steps) = v.get_mut("steps").and_then(|s| s.as_array_mut()) {
+            let is_pay = |s: &serde_json::Value| {
+                matches!(s["call"].as_str(), Some("put_check") | Some("ack_settled"))
+            };
+            if steps.iter().any(is_pay) {
+                let done = v["done"].as_u64().unwrap_or(0) as usize;
+                let steps = v["steps"].as_array().cloned().unwrap_or_default();
+                let zenchef_done = steps.iter().take(done).filter(|s| !is_pay(s)).count();
+                let kept: Vec<serde_json::Value> =
+                    steps.into_iter().filter(|s| !is_pay(s)).collect();
+                v["steps"] = serde_json::Value::Array(kept);
+                v["done"] = json!(zenchef_done);
+            }
+        }
+        serde_json::from_value(v)
+    }
+
+    /// Is the plan finished?
+    pub fn finished(&self) -> bool {
+        self.done >= self.steps.len()
+    }
 }
 
 /// Facts the rules need from the configuration.
 #[derive(Debug, Clone)]
 pub struct Ctx {
-    /// Restaurant time zone (walk-in day/time).
+    /// Restaurant time zone (walk-in day/time, matching).
     pub tz: chrono_tz::Tz,
-    /// Currency of the tickets.
+    /// Currency of the tickets and checks.
     pub currency: String,
     /// Zenchef Pay is enabled (`[zenchef_pay] enabled`).
     pub pay: bool,
@@ -213,109 +272,61 @@ pub fn needs_match(event: &PosEvent, order: Option<&OrderState>) -> bool {
     matches!(event.data, EventData::TableOpened(_)) && order.and_then(|o| o.booking_id).is_none()
 }
 
-/// Decides the calls for `event` (sync-rules.md table, POS → Zenchef).
-/// `matched` is the outcome of [`matching::choose`] for a `table.opened`
-/// that needs it.
-pub fn plan(event: &PosEvent, order: Option<&OrderState>, matched: Option<i64>, ctx: &Ctx) -> Plan {
-    let mut p = zenchef_plan(event, order, matched, ctx);
-    if ctx.pay {
-        // Pay calls first: closing a check is what stops a guest from
-        // paying twice; it must not wait behind a Zenchef outage.
-        let mut steps = pay_steps(event, order, ctx);
-        steps.append(&mut p.steps);
-        p.steps = steps;
+/// Does a stored plan have to be decided again before its next step
+/// (rule 10)? `replan`: a technician retried it (`outbox retry`);
+/// `matched_gone`: the booking it matched is no longer a candidate in
+/// Zenchef (cancelled, refused, no-show), checked by the caller for a
+/// `table.opened` whose seat call was not made.
+pub fn must_redecide(
+    plan: &Plan,
+    order: Option<&OrderState>,
+    replan: bool,
+    matched_gone: bool,
+) -> bool {
+    if plan.finished() {
+        return false;
     }
-    p
+    let moved = plan.basis.is_some_and(|b| b != Basis::of(order));
+    replan || moved || (matched_gone && plan.done == 0)
 }
 
-/// The Zenchef Pay column of sync-rules.md: the check follows the POS bill
-/// (`version` = the event's seq) once items were sent; payments reported
-/// by the POS with a Zenchef Pay reference are acknowledged `settled`.
-pub fn pay_steps(event: &PosEvent, order: Option<&OrderState>, ctx: &Ctx) -> Vec<Step> {
-    let Some(next) = apply(event, order.cloned(), &Plan::default()) else {
-        return vec![];
-    };
-    let mut steps = Vec::new();
-    let status = match &event.data {
-        EventData::ItemsSent(_) | EventData::TableMoved(_) | EventData::PaymentRecorded(_) => {
-            "open"
-        }
-        EventData::BillPaid(_) => "closed",
-        EventData::OrderVoided(_) => "voided",
-        EventData::TableOpened(_) | EventData::Unknown => return steps,
-    };
-    if next.lines.is_some() {
-        steps.push(Step::PutCheck {
-            order_id: next.order_id.clone(),
-            body: check_body(&next, status, event.seq, ctx),
-        });
-    }
-    let zp = |m: Method| m == Method::ZenchefPay;
-    match &event.data {
-        EventData::PaymentRecorded(d) if zp(d.method) => {
-            if let Some(r) = d.reference.as_ref().filter(|r| !r.is_empty()) {
-                steps.push(Step::AckSettled {
-                    payment_id: r.clone(),
-                });
-            }
-        }
-        EventData::BillPaid(d) => {
-            for p in d.payments.iter().filter(|p| zp(p.method)) {
-                if let Some(r) = p.reference.as_ref().filter(|r| !r.is_empty()) {
-                    steps.push(Step::AckSettled {
-                        payment_id: r.clone(),
-                    });
-                }
-            }
-        }
-        _ => {}
-    }
-    steps
-}
-
-/// The Zenchef Pay check of an order (zenchef-pay-api.md § Checks): the
-/// POS's own lines and totals, never recomputed.
-pub fn check_body(o: &OrderState, status: &str, version: u64, ctx: &Ctx) -> serde_json::Value {
-    json!({
-        "table": o.table,
-        "covers": o.covers.unwrap_or(1),
-        "currency": ctx.currency,
-        "status": status,
-        "lines": o.lines.clone().unwrap_or_else(|| json!([])),
-        "total_cents": o.total_cents.unwrap_or(0),
-        "paid_cents": o.paid_cents,
-        "version": version,
-    })
-}
-
-fn check_lines(lines: &[crate::pos::event::Line]) -> serde_json::Value {
-    serde_json::Value::Array(
-        lines
-            .iter()
-            .map(|l| {
-                json!({"name": l.name, "quantity": l.quantity,
-                       "unit_price_cents": l.unit_price_cents.0, "total_cents": l.total_cents.0})
-            })
-            .collect(),
-    )
-}
-
-/// The Zenchef side of sync-rules.md (table, POS → Zenchef).
-fn zenchef_plan(
+/// Decides the Zenchef calls for `event` (docs/protocol/sync-rules.md, the
+/// table "POS → Zenchef"). `matched` is the outcome of [`matching::choose`]
+/// for a `table.opened` that needs it; `revision` goes into the keys of a
+/// plan decided again.
+pub fn plan(
     event: &PosEvent,
     order: Option<&OrderState>,
     matched: Option<i64>,
     ctx: &Ctx,
+    revision: u32,
 ) -> Plan {
-    let key = |suffix: &str| format!("{}:{suffix}", event.event_id);
+    let key = |suffix: &str| match revision {
+        0 => format!("{}:{suffix}", event.event_id),
+        r => format!("{}:{suffix}:r{r}", event.event_id),
+    };
     let linked = order.and_then(|o| o.booking_id);
-    match &event.data {
-        EventData::TableOpened(d) => {
-            if linked.is_some() {
-                // Already linked (manual link made before the event ran).
-                return Plan::default();
+    let mut p = match &event.data {
+        EventData::TableOpened(d) => match (linked, order.and_then(|o| o.link)) {
+            // Linked by hand before the table.opened was delivered (a
+            // dead one repaired with `link` then `outbox retry`): the
+            // guests are at the table, so the linked booking is seated.
+            (Some(id), Some(Link::Manual))
+                if order.is_some_and(|o| o.status == OrderStatus::Open) =>
+            {
+                Plan {
+                    steps: vec![Step::ChangeStatus {
+                        booking: BookingRef::Id(id),
+                        status: "seated".into(),
+                        key: key("seated"),
+                    }],
+                    ..Plan::default()
+                }
             }
-            match matched {
+            // Already linked otherwise (a late table.opened after its bill
+            // created the walk-in): nothing more, the order never goes back.
+            (Some(_), _) => Plan::default(),
+            (None, _) => match matched {
                 Some(id) => Plan {
                     steps: vec![Step::ChangeStatus {
                         booking: BookingRef::Id(id),
@@ -334,8 +345,8 @@ fn zenchef_plan(
                     link: Some(Link::Walkin),
                     ..Plan::default()
                 },
-            }
-        }
+            },
+        },
         EventData::BillPaid(d) => {
             let ticket = ticket_body(d, ctx);
             match linked {
@@ -379,48 +390,50 @@ fn zenchef_plan(
                 },
             }
         }
-        // Zenchef: nothing for these (sync-rules.md).
+        // Zenchef: nothing for these (sync rules, the event table).
         EventData::ItemsSent(_)
         | EventData::TableMoved(_)
         | EventData::PaymentRecorded(_)
         | EventData::OrderVoided(_)
         | EventData::Unknown => Plan::default(),
-    }
-}
-
-/// Rule 6: may a Zenchef Pay payment of `amount_cents` for `order_id` be
-/// settled in the POS? `Err` is the reason sent with the `rejected` ack.
-///
-/// `closing_queued`: a `bill.paid` or `order.voided` of the order is stored
-/// but not applied yet (it counts as done). `pending_cents`: payments of the
-/// order already accepted but not yet reported by the POS.
-pub fn judge_payment(
-    order_id: &str,
-    amount_cents: i64,
-    order: Option<&OrderState>,
-    closing_queued: bool,
-    pending_cents: i64,
-) -> Result<(), String> {
-    let Some(o) = order.filter(|o| o.lines.is_some()) else {
-        return Err(format!("order {order_id} is unknown to the POS"));
     };
-    if closing_queued || o.status == OrderStatus::Paid {
-        return Err(format!("order {order_id} already paid in the POS"));
-    }
-    if o.status == OrderStatus::Voided {
-        return Err(format!("order {order_id} was voided in the POS"));
-    }
-    let due = o.total_cents.unwrap_or(0) - o.paid_cents - pending_cents;
-    if amount_cents > due {
-        return Err(format!(
-            "amount {amount_cents} cents exceeds what is still due on order {order_id} ({} cents)",
-            due.max(0)
-        ));
-    }
-    Ok(())
+    p.basis = Some(Basis::of(order));
+    p.revision = revision;
+    p
 }
 
-/// The order state after `event` and its finished `plan`.
+/// Decides again the steps of `old` not yet made (rule 10), from the
+/// order's current state: the steps made stay, the new ones follow with
+/// the next revision's keys. A walk-in already created stays the plan's.
+pub fn redecide(
+    old: &Plan,
+    event: &PosEvent,
+    order: Option<&OrderState>,
+    matched: Option<i64>,
+    ctx: &Ctx,
+) -> Plan {
+    let fresh = plan(event, order, matched, ctx, old.revision + 1);
+    let mut steps: Vec<Step> = old.steps[..old.done.min(old.steps.len())].to_vec();
+    steps.extend(fresh.steps);
+    Plan {
+        steps,
+        done: old.done.min(old.steps.len()),
+        created_booking: old.created_booking,
+        link: if old.created_booking.is_some() {
+            old.link
+        } else {
+            fresh.link
+        },
+        matched_booking: fresh.matched_booking,
+        basis: fresh.basis,
+        revision: fresh.revision,
+    }
+}
+
+/// The order state after `event` and its finished `plan`. A late event
+/// (lower `seq` than one already applied) never moves the order backwards
+/// (rule 10): it only fills in what is still unknown (the link its plan
+/// made, the covers and opening time of a late `table.opened`).
 pub fn apply(event: &PosEvent, order: Option<OrderState>, plan: &Plan) -> Option<OrderState> {
     let order_id = event.data.order_id()?.to_string();
     let fresh = |table: &str| OrderState {
@@ -433,7 +446,6 @@ pub fn apply(event: &PosEvent, order: Option<OrderState>, plan: &Plan) -> Option
         link: None,
         total_cents: None,
         paid_cents: 0,
-        lines: None,
         last_seq: event.seq,
     };
     let link_from_plan = |o: &mut OrderState| {
@@ -444,6 +456,17 @@ pub fn apply(event: &PosEvent, order: Option<OrderState>, plan: &Plan) -> Option
             o.link = Some(link);
         }
     };
+    if let Some(mut o) = order.clone()
+        && event.seq < o.last_seq
+    {
+        link_from_plan(&mut o);
+        if let EventData::TableOpened(d) = &event.data {
+            o.covers = o.covers.or(Some(d.covers.0));
+            o.opened_at = o.opened_at.or(Some(d.opened_at.0));
+        }
+        return Some(o);
+    }
+    let closed = |o: &OrderState| o.status != OrderStatus::Open;
     let mut o = match (&event.data, order) {
         (EventData::TableOpened(d), prev) => {
             let mut o = prev.unwrap_or_else(|| fresh(&d.table));
@@ -455,9 +478,10 @@ pub fn apply(event: &PosEvent, order: Option<OrderState>, plan: &Plan) -> Option
         }
         (EventData::ItemsSent(d), prev) => {
             let mut o = prev.unwrap_or_else(|| fresh(&d.table));
-            o.table = d.table.to_string();
-            o.total_cents = Some(d.total_cents.0);
-            o.lines = Some(check_lines(&d.lines));
+            if !closed(&o) {
+                o.table = d.table.to_string();
+                o.total_cents = Some(d.total_cents.0);
+            }
             o
         }
         (EventData::TableMoved(d), prev) => {
@@ -467,38 +491,284 @@ pub fn apply(event: &PosEvent, order: Option<OrderState>, plan: &Plan) -> Option
         }
         (EventData::PaymentRecorded(d), prev) => {
             let mut o = prev.unwrap_or_else(|| fresh(""));
-            o.paid_cents = o.paid_cents.saturating_add(d.amount_cents.0);
+            if !closed(&o) {
+                o.paid_cents = o.paid_cents.saturating_add(d.amount_cents.0);
+            }
             o
         }
         (EventData::BillPaid(d), prev) => {
             let mut o = prev.unwrap_or_else(|| fresh(&d.table));
-            o.table = d.table.to_string();
-            o.covers = Some(d.covers.0);
-            o.total_cents = Some(d.total_cents.0);
-            // Payments of a bill include its tips (the pos_ticket example of
-            // zenchef-api.md: 24600 + 300 tip paid as 24900).
-            let paid: i64 = d.payments.iter().map(|p| p.amount_cents.0).sum();
-            o.paid_cents = (paid - d.tip_cents.0).max(0);
-            if o.lines.is_some() {
-                o.lines = Some(check_lines(&d.lines));
+            if o.status != OrderStatus::Voided {
+                o.table = d.table.to_string();
+                o.covers = Some(d.covers.0);
+                o.total_cents = Some(d.total_cents.0);
+                o.paid_cents = bill_paid_cents(d);
+                o.status = OrderStatus::Paid;
             }
-            o.status = OrderStatus::Paid;
             link_from_plan(&mut o);
             o
         }
         (EventData::OrderVoided(d), prev) => {
             let mut o = prev.unwrap_or_else(|| fresh(&d.table));
-            o.status = OrderStatus::Voided;
+            if o.status == OrderStatus::Open {
+                o.status = OrderStatus::Voided;
+            }
             o
         }
         (EventData::Unknown, prev) => return prev,
     };
-    o.last_seq = event.seq;
+    o.last_seq = o.last_seq.max(event.seq);
     Some(o)
 }
 
-/// Walk-in creation body (zenchef-api.md, `POST /bookings?force=1`): day
-/// and time are the restaurant's local time of `at`.
+/// The bill share a `bill.paid` reports as paid: its payments minus the
+/// tips (payments include tips: in the `pos_ticket` example, a 24600 bill
+/// with a 300 tip is paid as 24900).
+fn bill_paid_cents(d: &BillPaid) -> i64 {
+    let paid: i64 = d.payments.iter().map(|p| p.amount_cents.0).sum();
+    (paid - d.tip_cents.0).max(0)
+}
+
+/// A line of a Zenchef Pay check or a Zenchef ticket: the POS line without
+/// its id, prices as the POS sent them (negative for a discount or comp).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckLine {
+    /// Item name.
+    pub name: String,
+    /// Quantity (≥ 1).
+    pub quantity: u32,
+    /// Unit price, cents (may be negative).
+    pub unit_price_cents: i64,
+    /// Line total, cents (may be negative).
+    pub total_cents: i64,
+}
+
+fn check_lines(lines: &[crate::pos::event::Line]) -> Vec<CheckLine> {
+    lines
+        .iter()
+        .map(|l| CheckLine {
+            name: l.name.clone(),
+            quantity: l.quantity.0,
+            unit_price_cents: l.unit_price_cents.0,
+            total_cents: l.total_cents.0,
+        })
+        .collect()
+}
+
+/// What the POS has reported of an order: every stored event of it applied
+/// in `seq` order, whether delivered anywhere or not (rule 6). Once closed
+/// (paid or voided), an order stays closed: later events change nothing of
+/// its bill (rule 10).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OrderTruth {
+    /// POS order id.
+    pub order_id: String,
+    /// At least one valid event of the order is stored. An order is known
+    /// from its `table.opened`, or from any later event when the restaurant
+    /// did not tick `table.opened` in the POS.
+    pub known: bool,
+    /// Its `table.opened` is stored.
+    pub opened: bool,
+    /// Table name (latest in `seq` order).
+    pub table: Option<String>,
+    /// Guests.
+    pub covers: Option<u32>,
+    /// Open, paid or voided.
+    pub status: OrderStatus,
+    /// The POS's own bill total, cents (latest in `seq` order); `None`
+    /// before items were sent.
+    pub total_cents: Option<i64>,
+    /// The whole bill, as last sent.
+    pub lines: Vec<CheckLine>,
+    /// Items were sent (`order.items_sent` stored): Zenchef Pay shows a
+    /// check for the order.
+    pub has_bill: bool,
+    /// What the POS reports as paid toward the bill, cents, tips excluded.
+    pub paid_cents: i64,
+    /// Zenchef Pay payment ids the POS reported (payment references).
+    pub references: BTreeSet<String>,
+    /// The highest `seq` stored for the order: the version of its check.
+    pub last_seq: u64,
+}
+
+/// Folds the stored events of `order_id` (any order: they are sorted by
+/// `seq` here) into its [`OrderTruth`]. Events of other orders and of
+/// unknown types are ignored.
+pub fn truth(order_id: &str, events: &[PosEvent]) -> OrderTruth {
+    let mut sorted: Vec<&PosEvent> = events
+        .iter()
+        .filter(|e| e.data.order_id() == Some(order_id))
+        .collect();
+    sorted.sort_by_key(|e| e.seq);
+    let mut t = OrderTruth {
+        order_id: order_id.to_string(),
+        ..OrderTruth::default()
+    };
+    let zp_ref = |m: Method, r: &Option<String>| {
+        (m == Method::ZenchefPay)
+            .then(|| r.clone().filter(|r| !r.is_empty()))
+            .flatten()
+    };
+    for e in sorted {
+        t.known = true;
+        t.last_seq = t.last_seq.max(e.seq);
+        let open = t.status == OrderStatus::Open;
+        match &e.data {
+            EventData::TableOpened(d) => {
+                t.opened = true;
+                t.covers = t.covers.or(Some(d.covers.0));
+                t.table.get_or_insert_with(|| d.table.to_string());
+            }
+            EventData::ItemsSent(d) if open => {
+                t.has_bill = true;
+                t.table = Some(d.table.to_string());
+                t.total_cents = Some(d.total_cents.0);
+                t.lines = check_lines(&d.lines);
+            }
+            EventData::ItemsSent(_) => t.has_bill = true,
+            EventData::TableMoved(d) if open => t.table = Some(d.to_table.to_string()),
+            EventData::PaymentRecorded(d) => {
+                if open {
+                    t.paid_cents = t.paid_cents.saturating_add(d.amount_cents.0);
+                }
+                t.references.extend(zp_ref(d.method, &d.reference));
+            }
+            EventData::BillPaid(d) => {
+                t.references.extend(
+                    d.payments
+                        .iter()
+                        .filter_map(|p| zp_ref(p.method, &p.reference)),
+                );
+                if open {
+                    t.status = OrderStatus::Paid;
+                    t.table = Some(d.table.to_string());
+                    t.covers = Some(d.covers.0);
+                    t.total_cents = Some(d.total_cents.0);
+                    t.lines = check_lines(&d.lines);
+                    t.paid_cents = bill_paid_cents(d);
+                }
+            }
+            EventData::OrderVoided(d) if open => {
+                t.status = OrderStatus::Voided;
+                t.table.get_or_insert_with(|| d.table.to_string());
+            }
+            _ => {}
+        }
+    }
+    t
+}
+
+/// The Zenchef Pay check of an order (docs/protocol/zenchef-pay.md,
+/// checks): the POS's own lines and totals from its truth, never
+/// recomputed; `version` = the highest stored `seq` of the order. `None`
+/// while no items were sent (no check exists).
+pub fn check_body(t: &OrderTruth, ctx: &Ctx) -> Option<serde_json::Value> {
+    t.has_bill.then(|| {
+        json!({
+            "table": t.table.clone().unwrap_or_default(),
+            "covers": t.covers.unwrap_or(1),
+            "currency": ctx.currency,
+            "status": t.status.check_status(),
+            "lines": t.lines,
+            "total_cents": t.total_cents.unwrap_or(0),
+            "paid_cents": t.paid_cents,
+            "version": t.last_seq,
+        })
+    })
+}
+
+/// Why a Zenchef Pay payment cannot be settled in the POS (rule 6, rule 9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No event of the order is stored.
+    Unknown,
+    /// The POS reported the bill paid.
+    Paid,
+    /// The POS voided the order.
+    Voided,
+    /// An event of the order could not be read (rule 9): its state is not
+    /// clear.
+    Attention(String),
+    /// More than what is still due.
+    Exceeds {
+        /// The payment, cents.
+        amount: i64,
+        /// Still due, cents (may be ≤ 0).
+        due: i64,
+    },
+}
+
+impl Refusal {
+    /// The sentence sent with the `rejected` ack (Zenchef Pay refunds the
+    /// guest) and logged at ERROR.
+    pub fn reason(&self, order_id: &str) -> String {
+        match self {
+            Refusal::Unknown => format!("order {order_id} is unknown to the POS"),
+            Refusal::Paid => format!("order {order_id} already paid in the POS"),
+            Refusal::Voided => format!("order {order_id} was voided in the POS"),
+            Refusal::Attention(why) => format!(
+                "order {order_id} needs attention: {why}; no payment is settled on it until the \
+                 POS reports its bill again"
+            ),
+            Refusal::Exceeds { amount, due } => format!(
+                "amount {amount} cents exceeds what is still due on order {order_id} ({} cents)",
+                due.max(&0)
+            ),
+        }
+    }
+}
+
+/// What to do with a Zenchef Pay payment (rule 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it to the POS (one settle command).
+    Settle,
+    /// The POS already reported it (its reference is in a stored event):
+    /// acknowledge it `settled`, never send it again.
+    Reported,
+    /// Refuse it: ack `rejected` with the reason.
+    Refuse(Refusal),
+}
+
+/// Judges a payment of `amount_cents` toward `truth`'s order on what the
+/// POS has reported and the agent has stored (rule 6): `attention` is the
+/// reason the order needs attention (rule 9), `pending_cents` the Zenchef
+/// Pay payments of the order already sent to the POS (or about to be) and
+/// not yet answered.
+pub fn judge_payment(
+    payment_id: &str,
+    amount_cents: i64,
+    truth: &OrderTruth,
+    attention: Option<&str>,
+    pending_cents: i64,
+) -> Verdict {
+    if truth.references.contains(payment_id) {
+        return Verdict::Reported;
+    }
+    let refuse = Verdict::Refuse;
+    if !truth.known {
+        return refuse(Refusal::Unknown);
+    }
+    match truth.status {
+        OrderStatus::Paid => return refuse(Refusal::Paid),
+        OrderStatus::Voided => return refuse(Refusal::Voided),
+        OrderStatus::Open => {}
+    }
+    if let Some(why) = attention {
+        return refuse(Refusal::Attention(why.to_string()));
+    }
+    let due = truth.total_cents.unwrap_or(0) - truth.paid_cents - pending_cents;
+    if amount_cents > due {
+        return refuse(Refusal::Exceeds {
+            amount: amount_cents,
+            due,
+        });
+    }
+    Verdict::Settle
+}
+
+/// Walk-in creation body (docs/protocol/zenchef-api.md, `POST
+/// /bookings?force=1`): day and time are the restaurant's local time of `at`.
 pub fn walkin_body(
     table: &str,
     covers: u32,
@@ -519,7 +789,8 @@ pub fn walkin_body(
     })
 }
 
-/// `pos_ticket` body (zenchef-api.md): the POS's own lines and totals.
+/// `pos_ticket` body (docs/protocol/zenchef-api.md): the POS's own lines
+/// (discounts and comps as negative lines) and totals.
 pub fn ticket_body(d: &BillPaid, ctx: &Ctx) -> serde_json::Value {
     json!({
         "ticket_id": d.order_id.0,
@@ -528,12 +799,7 @@ pub fn ticket_body(d: &BillPaid, ctx: &Ctx) -> serde_json::Value {
         "total_cents": d.total_cents.0,
         "tip_cents": d.tip_cents.0,
         "paid_at": d.paid_at.0.to_rfc3339(),
-        "lines": d.lines.iter().map(|l| json!({
-            "name": l.name,
-            "quantity": l.quantity,
-            "unit_price_cents": l.unit_price_cents.0,
-            "total_cents": l.total_cents.0,
-        })).collect::<Vec<_>>(),
+        "lines": check_lines(&d.lines),
         "payments": d.payments.iter().map(|p| json!({
             "method": p.method,
             "amount_cents": p.amount_cents.0,
@@ -542,277 +808,4 @@ pub fn ticket_body(d: &BillPaid, ctx: &Ctx) -> serde_json::Value {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pos::event::parse;
-
-    fn ctx() -> Ctx {
-        Ctx {
-            tz: chrono_tz::Europe::Paris,
-            currency: "EUR".into(),
-            pay: false,
-        }
-    }
-
-    fn ev(id: &str, seq: u64, t: &str, data: serde_json::Value) -> PosEvent {
-        parse(
-            json!({"event_id":id,"seq":seq,"type":t,"occurred_at":"2026-11-29T19:42:05+01:00","data":data})
-                .to_string()
-                .as_bytes(),
-        )
-        .unwrap()
-    }
-
-    fn opened() -> PosEvent {
-        ev(
-            "e1",
-            1,
-            "table.opened",
-            json!({"order_id":"O-1","table":"12","covers":4,
-            "opened_at":"2026-11-29T19:42:05Z"}),
-        )
-    }
-
-    fn paid() -> PosEvent {
-        ev(
-            "e9",
-            9,
-            "bill.paid",
-            json!({"order_id":"O-1","table":"12","covers":4,
-            "lines":[{"line_id":"L1","name":"Entrecôte","quantity":2,"unit_price_cents":2450,"total_cents":4900}],
-            "total_cents":4500,"tip_cents":300,
-            "payments":[{"method":"card","amount_cents":4800}],
-            "paid_at":"2026-11-29T22:31:00+01:00"}),
-        )
-    }
-
-    #[test]
-    fn opened_with_a_match_seats_the_booking() {
-        let p = plan(&opened(), None, Some(77), &ctx());
-        assert_eq!(
-            p.steps,
-            vec![Step::ChangeStatus {
-                booking: BookingRef::Id(77),
-                status: "seated".into(),
-                key: "e1:seated".into()
-            }]
-        );
-        let o = apply(&opened(), None, &p).unwrap();
-        assert_eq!(
-            (o.booking_id, o.link, o.status),
-            (Some(77), Some(Link::Matched), OrderStatus::Open)
-        );
-    }
-
-    #[test]
-    fn opened_without_a_match_creates_a_walkin_in_local_time() {
-        let p = plan(&opened(), None, None, &ctx());
-        let Step::CreateWalkin { body, key } = &p.steps[0] else {
-            panic!()
-        };
-        assert_eq!(key, "e1:walkin");
-        // 19:42:05Z is 20:42 in Paris (UTC+1 in November).
-        assert_eq!(body["day"], "2026-11-29");
-        assert_eq!(body["time"], "20:42");
-        assert_eq!(body["nb_guests"], 4);
-        assert_eq!(body["tables"], json!(["12"]));
-        assert_eq!(body["reservation_type"], "walkin");
-        assert_eq!(body["status"], "seated");
-        let mut done = p.clone();
-        done.created_booking = Some(5000);
-        let o = apply(&opened(), None, &done).unwrap();
-        assert_eq!((o.booking_id, o.link), (Some(5000), Some(Link::Walkin)));
-    }
-
-    #[test]
-    fn bill_paid_finishes_and_attaches_the_pos_totals() {
-        let p0 = plan(&opened(), None, Some(77), &ctx());
-        let o = apply(&opened(), None, &p0);
-        let p = plan(&paid(), o.as_ref(), None, &ctx());
-        assert_eq!(p.steps.len(), 2);
-        assert!(
-            matches!(&p.steps[0], Step::ChangeStatus { status, booking: BookingRef::Id(77), .. } if status == "over")
-        );
-        let Step::PosTicket { body, key, .. } = &p.steps[1] else {
-            panic!()
-        };
-        assert_eq!(key, "e9:ticket");
-        assert_eq!(body["ticket_id"], "O-1");
-        assert_eq!(
-            body["total_cents"], 4500,
-            "the POS total, not the sum of lines"
-        );
-        assert_eq!(body["tip_cents"], 300);
-        assert_eq!(
-            body["lines"][0],
-            json!({"name":"Entrecôte","quantity":2,"unit_price_cents":2450,"total_cents":4900})
-        );
-        assert_eq!(
-            body["payments"],
-            json!([{"method":"card","amount_cents":4800}])
-        );
-        let o = apply(&paid(), o, &p).unwrap();
-        assert_eq!(o.status, OrderStatus::Paid);
-    }
-
-    #[test]
-    fn bill_paid_for_an_unknown_order_is_a_walkin_then_over() {
-        let p = plan(&paid(), None, None, &ctx());
-        assert_eq!(p.steps.len(), 3);
-        assert!(matches!(p.steps[0], Step::CreateWalkin { .. }));
-        assert!(matches!(
-            &p.steps[1],
-            Step::ChangeStatus {
-                booking: BookingRef::Created,
-                ..
-            }
-        ));
-        assert_eq!(p.resolve(&BookingRef::Created), None);
-    }
-
-    #[test]
-    fn moves_keep_the_link() {
-        let p0 = plan(&opened(), None, Some(77), &ctx());
-        let o = apply(&opened(), None, &p0);
-        let mv = ev(
-            "e2",
-            2,
-            "table.moved",
-            json!({"order_id":"O-1","from_table":"12","to_table":"14"}),
-        );
-        let p = plan(&mv, o.as_ref(), None, &ctx());
-        assert!(p.steps.is_empty());
-        let o = apply(&mv, o, &p).unwrap();
-        assert_eq!((o.table.as_str(), o.booking_id), ("14", Some(77)));
-    }
-
-    fn pay_ctx() -> Ctx {
-        Ctx { pay: true, ..ctx() }
-    }
-
-    fn items(seq: u64, total: i64) -> PosEvent {
-        ev(
-            &format!("e{seq}"),
-            seq,
-            "order.items_sent",
-            json!({"order_id":"O-1","table":"12",
-            "lines":[{"line_id":"L1","name":"Entrecôte","quantity":2,"unit_price_cents":2450,"total_cents":4900},
-                     {"line_id":"L2","name":"Remise","quantity":1,"unit_price_cents":0,"total_cents":0}],
-            "total_cents":total}),
-        )
-    }
-
-    #[test]
-    fn checks_follow_the_pos_bill_with_the_event_seq_as_version() {
-        let c = pay_ctx();
-        let o = apply(&opened(), None, &plan(&opened(), None, Some(77), &c));
-        assert!(
-            pay_steps(&opened(), None, &c).is_empty(),
-            "no check before items are sent"
-        );
-        // The POS total (a discount applied) is used, never the sum of lines.
-        let e = items(3, 4400);
-        let p = plan(&e, o.as_ref(), None, &c);
-        assert_eq!(
-            p.steps,
-            vec![Step::PutCheck {
-                order_id: "O-1".into(),
-                body: json!({"table":"12","covers":4,"currency":"EUR","status":"open",
-                    "lines":[{"name":"Entrecôte","quantity":2,"unit_price_cents":2450,"total_cents":4900},
-                             {"name":"Remise","quantity":1,"unit_price_cents":0,"total_cents":0}],
-                    "total_cents":4400,"paid_cents":0,"version":3})
-            }]
-        );
-        let o = apply(&e, o, &p);
-        // A partial Zenchef Pay payment: paid_cents grows, and it is acked.
-        let pr = ev(
-            "e4",
-            4,
-            "payment.recorded",
-            json!({"order_id":"O-1","amount_cents":2000,"tip_cents":100,
-            "method":"zenchef_pay","reference":"pay_1"}),
-        );
-        let p = plan(&pr, o.as_ref(), None, &c);
-        let Step::PutCheck { body, .. } = &p.steps[0] else {
-            panic!()
-        };
-        assert_eq!(
-            (
-                body["paid_cents"].clone(),
-                body["version"].clone(),
-                body["status"].clone()
-            ),
-            (json!(2000), json!(4), json!("open"))
-        );
-        assert_eq!(
-            p.steps[1],
-            Step::AckSettled {
-                payment_id: "pay_1".into()
-            }
-        );
-        let o = apply(&pr, o, &p);
-        // bill.paid: check closed first, then the Zenchef calls.
-        let p = plan(&paid(), o.as_ref(), None, &c);
-        assert!(
-            matches!(&p.steps[0], Step::PutCheck { body, .. } if body["status"] == "closed" && body["version"] == 9)
-        );
-        assert!(matches!(&p.steps[1], Step::ChangeStatus { .. }));
-        let voided = ev(
-            "e5",
-            5,
-            "order.voided",
-            json!({"order_id":"O-1","table":"12","reason":"x"}),
-        );
-        let p = plan(&voided, o.as_ref(), None, &c);
-        assert!(matches!(&p.steps[0], Step::PutCheck { body, .. } if body["status"] == "voided"));
-    }
-
-    #[test]
-    fn a_cash_payment_is_not_acked_and_pay_disabled_means_no_pay_calls() {
-        let c = pay_ctx();
-        let o = apply(&items(2, 4900), None, &Plan::default());
-        let cash = ev(
-            "e4",
-            4,
-            "payment.recorded",
-            json!({"order_id":"O-1","amount_cents":2000,"tip_cents":0,
-            "method":"cash","reference":"CASH-1"}),
-        );
-        let p = plan(&cash, o.as_ref(), None, &c);
-        assert_eq!(p.steps.len(), 1);
-        assert!(plan(&cash, o.as_ref(), None, &ctx()).steps.is_empty());
-    }
-
-    #[test]
-    fn payments_are_judged_against_the_pos_bill() {
-        let o = apply(&items(2, 4900), None, &Plan::default()).unwrap();
-        assert_eq!(judge_payment("O-1", 4900, Some(&o), false, 0), Ok(()));
-        assert_eq!(judge_payment("O-1", 2000, Some(&o), false, 2900), Ok(()));
-        assert_eq!(
-            judge_payment("O-1", 2001, Some(&o), false, 2900),
-            Err("amount 2001 cents exceeds what is still due on order O-1 (2000 cents)".into())
-        );
-        assert_eq!(
-            judge_payment("O-9", 1, None, false, 0),
-            Err("order O-9 is unknown to the POS".into())
-        );
-        assert_eq!(
-            judge_payment("O-1", 1, Some(&o), true, 0),
-            Err("order O-1 already paid in the POS".into())
-        );
-        let mut paid = o.clone();
-        paid.status = OrderStatus::Paid;
-        assert!(
-            judge_payment("O-1", 1, Some(&paid), false, 0)
-                .unwrap_err()
-                .contains("already paid")
-        );
-        let mut voided = o;
-        voided.status = OrderStatus::Voided;
-        assert!(
-            judge_payment("O-1", 1, Some(&voided), false, 0)
-                .unwrap_err()
-                .contains("voided")
-        );
-    }
-}
+mod tests;

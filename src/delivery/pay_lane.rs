@@ -1,0 +1,172 @@
+//! The Zenchef Pay lane of one order: its check, pushed from the order's
+//! truth (every stored event applied in `seq` order, sync rules 6 and 10).
+//!
+//! One push covers every row of the order queued in this lane when the
+//! truth was read: the check carries the whole bill, so after an outage
+//! only the latest version goes. The version is the highest stored `seq`
+//! of the order; a push whose version Zenchef Pay already holds (our
+//! `pay_checks` record, or its 409 with a stored version ≥ ours) is not
+//! made again. Because the truth never reopens a closed order, a late
+//! `order.items_sent` never makes a paid bill payable again — even when no
+//! check had been pushed before the closing event: the push is then the
+//! closed check.
+
+use tracing::{debug, error, info};
+
+use super::{Deliverer, Ended, Failure, Outcome, classify};
+use crate::outbox::{self, RowState, payments, queue};
+use crate::pay::client::PayClient;
+use crate::sync::{self, OrderTruth};
+use crate::zenchef::client::{CallError, ErrorClass};
+
+/// What one look at the order's Pay lane found.
+struct Look {
+    head: Option<(i64, RowState, i64)>,
+    truth: OrderTruth,
+    check: Option<payments::CheckRecord>,
+    ids: Vec<i64>,
+}
+
+/// Pushes the order's check until its Pay lane is empty, dead or a call
+/// fails.
+pub async fn work_order(d: &Deliverer, order: &str) -> Ended {
+    let mut calls_ok = 0;
+    loop {
+        let o = order.to_string();
+        let look = d
+            .store
+            .read(move |c| {
+                let head = queue::next_pending(c, outbox::Lane::Pay, &o)?
+                    .map(|i| (i.id, i.state, i.attempts));
+                if head.as_ref().is_none_or(|(_, s, _)| *s != RowState::Queued) {
+                    return Ok(Look {
+                        head,
+                        truth: OrderTruth::default(),
+                        check: None,
+                        ids: vec![],
+                    });
+                }
+                Ok(Look {
+                    head,
+                    truth: outbox::order_truth(c, &o)?,
+                    check: payments::check_record(c, &o)?,
+                    ids: queue::pay_queued_ids(c, &o)?,
+                })
+            })
+            .await;
+        let look = match look {
+            Ok(l) => l,
+            Err(e) => return ended(calls_ok, classify(d, &Failure::Store(e), 0)),
+        };
+        let Some((head_id, state, attempts)) = look.head else {
+            return ended(calls_ok, Outcome::Idle);
+        };
+        if state == RowState::Dead {
+            return ended(calls_ok, Outcome::Dead);
+        }
+        match push(d, order, &look).await {
+            Ok(pushed) => {
+                calls_ok += usize::from(pushed);
+                let ids = look.ids.clone();
+                if let Err(e) = d.store.write(move |c| queue::pay_done(c, &ids)).await {
+                    return ended(calls_ok, classify(d, &Failure::Store(e), 0));
+                }
+            }
+            Err(f) => {
+                let outcome = classify(d, &f, attempts + 1);
+                let dead = outcome == Outcome::Dead;
+                let msg = f.to_string();
+                if dead {
+                    error!(
+                        "the Zenchef Pay check of order {order} is refused: {msg}. Its later check \
+                         pushes wait behind it (its Zenchef calls do not); fix the cause, then \
+                         `zenchef-edge outbox retry --all-dead`"
+                    );
+                }
+                let _ = d
+                    .store
+                    .write(move |c| queue::record_pay_failure(c, head_id, &msg, dead))
+                    .await;
+                return ended(calls_ok, outcome);
+            }
+        }
+    }
+}
+
+fn ended(calls_ok: usize, outcome: Outcome) -> Ended {
+    Ended { calls_ok, outcome }
+}
+
+/// Pushes the check of `look.truth` when Zenchef Pay does not hold that
+/// version yet; answers whether a call was made.
+async fn push(d: &Deliverer, order: &str, look: &Look) -> Result<bool, Failure> {
+    if d.pay.is_none() {
+        // Zenchef Pay disabled since the rows were queued: nothing to push.
+        return Ok(false);
+    }
+    let Some(body) = sync::check_body(&look.truth, &d.ctx) else {
+        debug!("no items sent yet: no check to push");
+        return Ok(false);
+    };
+    let version = look.truth.last_seq;
+    if look.check.is_some_and(|c| c.version >= version) {
+        debug!("Zenchef Pay already holds version {version} of this check");
+        return Ok(false);
+    }
+    let (pay, iid) = pay_target(d).map_err(Failure::Pay)?;
+    pay.put_check(&iid, order, &body)
+        .await
+        .map_err(Failure::Pay)?;
+    d.health.update(|s| {
+        s.pay.last_success = Some(outbox::now_utc());
+        s.pay.credentials_refused = false;
+        s.pay.outage = false;
+    });
+    let (o, t) = (order.to_string(), look.truth.clone());
+    d.store
+        .write(move |c| {
+            payments::record_check(
+                c,
+                &o,
+                version,
+                t.status,
+                t.total_cents.unwrap_or(0),
+                t.paid_cents,
+            )
+        })
+        .await?;
+    info!(
+        "Zenchef Pay check {} (version {version}, total {} cents, paid {} cents)",
+        look.truth.status.check_status(),
+        body["total_cents"],
+        body["paid_cents"]
+    );
+    if look.truth.status == sync::OrderStatus::Open {
+        d.wake_pay.notify_one();
+    }
+    Ok(true)
+}
+
+/// The Pay client and the Installation ID, or a retryable error while the
+/// POS (hence the Installation ID) is not known yet.
+fn pay_target(d: &Deliverer) -> Result<(PayClient, String), CallError> {
+    let pay = d.pay.clone().ok_or_else(|| CallError {
+        class: ErrorClass::Dead,
+        status: None,
+        what: "Zenchef Pay".into(),
+        message: "Zenchef Pay is disabled in the configuration".into(),
+    })?;
+    let iid = d
+        .configured_iid
+        .clone()
+        .or_else(|| d.link.iid())
+        .ok_or_else(|| CallError {
+            class: ErrorClass::Retry {
+                after: Some(std::time::Duration::from_secs(2)),
+            },
+            status: None,
+            what: "Zenchef Pay".into(),
+            message: "the Cashpad Installation ID is not known yet (POS not found)".into(),
+        })?;
+    Ok((pay, iid))
+}
