@@ -76,6 +76,14 @@ enum Command {
     },
     /// Print the Cashpad Server and Installation ID for Zenchef Pay's settings.
     PaySettings,
+    /// Zenchef Pay payments that need a person; mark one as handled.
+    Payments {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<PaymentsCmd>,
+    },
     /// Store self-test: open, migrate, write, read back (CI, image build).
     /// Needs no configuration file.
     #[command(hide = true)]
@@ -107,6 +115,15 @@ enum UpdateCmd {
     /// Start bookkeeping, run by the previous binary from the unit's ExecStartPre=.
     #[command(hide = true)]
     BootCheck,
+}
+
+#[derive(Subcommand)]
+enum PaymentsCmd {
+    /// A person dealt with this payment (in the POS or in Zenchef Pay).
+    Handled {
+        /// The Zenchef Pay payment id.
+        payment_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -200,6 +217,11 @@ fn main() -> ExitCode {
         Command::Unlink { order_id } => cli::link::run(&cfg, &order_id, None),
         Command::Tables { json } => block_on(cli::tables::run(&cfg, json)),
         Command::PaySettings => cli::pay_settings::run(&cfg),
+        Command::Payments { json, action: None } => cli::payments::run_list(&cfg, json),
+        Command::Payments {
+            action: Some(PaymentsCmd::Handled { payment_id }),
+            ..
+        } => cli::payments::run_handled(&cfg.store_path, &payment_id),
         Command::Update {
             action: UpdateCmd::Check,
         } => cli::update::check(&cfg),

@@ -142,7 +142,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, String)> {
         c("items: lines an object", bytes(&items("i-5", json!({"L1": line()}), json!(4900))), "data.lines: invalid type: map, expected a sequence"),
         c("items: line without name", bytes(&items("i-6", json!([with(line(), |l| { l.as_object_mut().unwrap().remove("name"); })]), json!(4900))), "data.lines[0]: missing field `name`"),
         c("items: negative quantity", bytes(&items("i-7", json!([line(), with(line(), |l| l["quantity"] = json!(-1))]), json!(4900))), "data.lines[1].quantity: invalid value: integer `-1`, expected u32"),
-        c("items: price a string", bytes(&items("i-8", json!([with(line(), |l| l["unit_price_cents"] = json!("24,50"))]), json!(4900))), "data.lines[0].unit_price_cents: invalid type: string \"24,50\", expected u64"),
+        c("items: price a string", bytes(&items("i-8", json!([with(line(), |l| l["unit_price_cents"] = json!("24,50"))]), json!(4900))), "data.lines[0].unit_price_cents: invalid type: string \"24,50\", expected i64"),
         c("moved: missing to_table", bytes(&env("m-1", "table.moved", json!({"order_id": "O-1", "from_table": "W1"}))), "data: missing field `to_table`"),
         c("payment: unknown method", bytes(&env("p-1", "payment.recorded", json!({"order_id": "O-1", "amount_cents": 500, "tip_cents": 0, "method": "bitcoin"}))), "data.method: unknown variant `bitcoin`"),
         c("payment: negative amount", bytes(&env("p-2", "payment.recorded", json!({"order_id": "O-1", "amount_cents": -500, "tip_cents": 0, "method": "card"}))), "data.amount_cents: invalid value: integer `-500`, expected u64"),

@@ -9,6 +9,7 @@ pub mod link;
 pub mod outbox;
 pub mod page;
 pub mod pay_settings;
+pub mod payments;
 pub mod self_test;
 pub mod status;
 pub mod tables;

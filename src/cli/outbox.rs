@@ -8,13 +8,18 @@
 //! change; the dispatcher rescans the store every 5 s and picks the rows up
 //! without a restart.
 //!
-//! A retried event whose calls had not started (`plan.done = 0`) loses its
-//! stored plan, so it is decided again with what the store knows *now* —
-//! e.g. a `table.opened` whose walk-in was refused, once the technician has
-//! linked the order by hand (`zenchef-edge link`), no longer creates a
-//! walk-in. Calls are keyed by the event id (`PublisherModelId`), so
-//! deciding again never acts twice. A partly delivered plan is resumed
-//! where it stopped.
+//! Each row has two lanes (Zenchef, Zenchef Pay; sync rule 5): `list`
+//! shows the lane of each queued or dead delivery, `retry` puts back the
+//! dead ones of either lane.
+//!
+//! A retried Zenchef delivery has the calls it has not made yet decided
+//! again (sync rule 10) with what the store knows *now* — e.g. a
+//! `table.opened` whose walk-in was refused, once the technician has linked
+//! the order by hand (`zenchef-edge link`), seats the linked booking and
+//! creates no walk-in; a `bill.paid` whose walk-in was made finishes on the
+//! linked booking. The calls already made stay made, and the new ones get
+//! new idempotency keys (`PublisherModelId`), so deciding again never acts
+//! twice.
 
 use std::path::Path;
 
@@ -33,6 +38,8 @@ pub struct Row {
     pub seq: i64,
     /// Event type.
     pub event_type: String,
+    /// `zenchef` or `pay`.
+    pub lane: String,
     /// queued / dead.
     pub state: String,
     /// Failed tries.
@@ -41,12 +48,16 @@ pub struct Row {
     pub last_error: Option<String>,
 }
 
-/// Queued (or dead) rows, in delivery order.
+/// Queued (or dead) deliveries of both lanes, in delivery order.
 pub fn list(path: &Path, dead: bool) -> Result<Vec<Row>, StoreError> {
     let conn = store::open_read_only(path)?;
     let mut stmt = conn.prepare(
-        "SELECT event_id, order_id, seq, type, state, attempts, last_error FROM outbox
-         WHERE state = ?1 ORDER BY order_id, seq",
+        "SELECT event_id, order_id, seq, type, 'zenchef', state, attempts, last_error FROM outbox
+         WHERE state = ?1
+         UNION ALL
+         SELECT event_id, order_id, seq, type, 'pay', pay_state, pay_attempts, pay_error FROM outbox
+         WHERE pay_state = ?1
+         ORDER BY 2, 3, 5 DESC",
     )?;
     let rows = stmt.query_map([if dead { "dead" } else { "queued" }], |r| {
         Ok(Row {
@@ -54,22 +65,29 @@ pub fn list(path: &Path, dead: bool) -> Result<Vec<Row>, StoreError> {
             order_id: r.get(1)?,
             seq: r.get(2)?,
             event_type: r.get(3)?,
-            state: r.get(4)?,
-            attempts: r.get(5)?,
-            last_error: r.get(6)?,
+            lane: r.get(4)?,
+            state: r.get(5)?,
+            attempts: r.get(6)?,
+            last_error: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Puts dead rows back in the queue (all of them when `event_id` is
-/// `None`); answers how many.
+/// Puts dead deliveries of either lane back in the queue (all of them when
+/// `event_id` is `None`); a Zenchef one has its calls not made yet decided
+/// again (`replan`). Answers how many rows changed.
 pub fn retry(path: &Path, event_id: Option<&str>) -> Result<usize, StoreError> {
     let conn = store::open_for_cli(path)?;
     let n = conn.execute(
-        "UPDATE outbox SET state = 'queued', attempts = 0, updated_at = ?2,
-                plan = CASE WHEN COALESCE(json_extract(plan, '$.done'), 0) = 0 THEN NULL ELSE plan END
-         WHERE state = 'dead' AND (?1 IS NULL OR event_id = ?1)",
+        "UPDATE outbox SET
+                replan = CASE WHEN state = 'dead' THEN 1 ELSE replan END,
+                attempts = CASE WHEN state = 'dead' THEN 0 ELSE attempts END,
+                state = CASE WHEN state = 'dead' THEN 'queued' ELSE state END,
+                pay_attempts = CASE WHEN pay_state = 'dead' THEN 0 ELSE pay_attempts END,
+                pay_state = CASE WHEN pay_state = 'dead' THEN 'queued' ELSE pay_state END,
+                updated_at = ?2
+         WHERE (state = 'dead' OR pay_state = 'dead') AND (?1 IS NULL OR event_id = ?1)",
         params![event_id, crate::outbox::now_utc()],
     )?;
     Ok(n)
@@ -93,7 +111,9 @@ pub fn run_retry(path: &Path, event_id: Option<&str>) -> anyhow::Result<i32> {
     let conn = store::open_read_only(path)?;
     let state: Option<(String, String, i64)> = conn
         .query_row(
-            "SELECT state, order_id, attempts FROM outbox WHERE event_id = ?1",
+            "SELECT CASE WHEN state = 'done' AND pay_state = 'done' THEN 'done' ELSE 'queued' END,
+                    order_id, attempts + pay_attempts
+             FROM outbox WHERE event_id = ?1",
             [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
@@ -120,16 +140,17 @@ pub fn run_list(path: &Path, dead: bool) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!(
-        "{:<38} {:<12} {:>6} {:<18} {:>3}  last error",
-        "event_id", "order", "seq", "type", "try"
+        "{:<38} {:<12} {:>6} {:<18} {:<7} {:>3}  last error",
+        "event_id", "order", "seq", "type", "lane", "try"
     );
     for r in rows {
         println!(
-            "{:<38} {:<12} {:>6} {:<18} {:>3}  {}",
+            "{:<38} {:<12} {:>6} {:<18} {:<7} {:>3}  {}",
             r.event_id,
             r.order_id,
             r.seq,
             r.event_type,
+            r.lane,
             r.attempts,
             r.last_error.unwrap_or_default()
         );

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::status::{ApiSummary, Problem, Status, human_age};
+use super::status::{ApiSummary, Problem, Status, human_age, money};
 
 /// Seconds between two automatic reloads.
 pub const REFRESH_S: u32 = 10;
@@ -131,6 +131,47 @@ pub fn problem_text(p: Problem, s: &Status, lang: Lang) -> String {
         (Problem::OldQueue, Lang::En) => format!(
             "Events have been waiting {} to be sent to Zenchef.",
             human_age(s.oldest_queued_age_s.unwrap_or(0))
+        ),
+        (Problem::PaymentsNeedPerson, Lang::Fr) => format!(
+            "{} paiement(s) Zenchef Pay demandent une vérification par une personne (voir \
+             ci-dessous : table et montant) : vérifiez l'addition sur la caisse.",
+            s.payments_needing_person.len()
+        ),
+        (Problem::PaymentsNeedPerson, Lang::En) => format!(
+            "{} Zenchef Pay payment(s) need a person to check them (see below: table and \
+             amount): check the bill on the POS.",
+            s.payments_needing_person.len()
+        ),
+        (Problem::OrdersNeedAttention, Lang::Fr) => format!(
+            "{} commande(s) à vérifier : un message de la caisse était illisible ; aucun \
+             paiement par téléphone n'y est accepté tant que la caisse n'a pas renvoyé \
+             l'addition.",
+            s.orders_needing_attention.len()
+        ),
+        (Problem::OrdersNeedAttention, Lang::En) => format!(
+            "{} order(s) to check: a message from the POS could not be read; no phone payment \
+             is accepted on them until the POS sends the bill again.",
+            s.orders_needing_attention.len()
+        ),
+        (Problem::PayCredentials, Lang::Fr) => "Zenchef Pay refuse les identifiants du \
+             boîtier : le paiement par téléphone est suspendu. Appelez le support."
+            .into(),
+        (Problem::PayCredentials, Lang::En) => "Zenchef Pay refuses the box's credentials: \
+             paying by phone is suspended. Call support."
+            .into(),
+        (Problem::PayOutage, Lang::Fr) => "Zenchef Pay est injoignable : les additions ne se \
+             mettent plus à jour sur les téléphones des clients. Rien n'est perdu."
+            .into(),
+        (Problem::PayOutage, Lang::En) => "Zenchef Pay cannot be reached: bills are not \
+             updated on the guests' phones. Nothing is lost."
+            .into(),
+        (Problem::PayDead, Lang::Fr) => format!(
+            "{} mise(s) à jour d'addition refusée(s) par Zenchef Pay : appelez le support.",
+            c.pay_dead
+        ),
+        (Problem::PayDead, Lang::En) => format!(
+            "{} bill update(s) refused by Zenchef Pay: call support.",
+            c.pay_dead
         ),
     }
 }
@@ -347,10 +388,42 @@ pub fn render(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, lang: Lang) -> 
                 .collect(),
         )
     };
-    let verdict_html: String = verdict
+    let mut verdict_html: String = verdict
         .iter()
         .map(|v| format!("<p>{}</p>", esc(v)))
         .collect();
+    // What a manager must act on, one line each: table, amount, why.
+    if !s.payments_needing_person.is_empty() {
+        verdict_html.push_str("<ul id=\"payments-needing-person\">");
+        for n in &s.payments_needing_person {
+            verdict_html.push_str(&format!(
+                "<li>{} {} — {} (+{} {}) — {} <code>{}</code> — {}</li>",
+                t(lang, "Table", "Table"),
+                esc(n.table.as_deref().unwrap_or("?")),
+                esc(&money(n.amount_cents, &s.currency)),
+                esc(&money(n.tip_cents, &s.currency)),
+                t(lang, "pourboire", "tip"),
+                t(lang, "paiement", "payment"),
+                esc(&n.payment_id),
+                esc(&n.what)
+            ));
+        }
+        verdict_html.push_str("</ul>");
+    }
+    if !s.orders_needing_attention.is_empty() {
+        verdict_html.push_str("<ul id=\"orders-needing-attention\">");
+        for a in &s.orders_needing_attention {
+            verdict_html.push_str(&format!(
+                "<li>{} {} — {} <code>{}</code> — {}</li>",
+                t(lang, "Table", "Table"),
+                esc(a.table.as_deref().unwrap_or("?")),
+                t(lang, "commande", "order"),
+                esc(&a.order_id),
+                esc(&a.reason)
+            ));
+        }
+        verdict_html.push_str("</ul>");
+    }
     let (html_lang, title, checked) = match lang {
         Lang::Fr => ("fr", "État du boîtier Zenchef", "Vérifié le"),
         Lang::En => ("en", "Zenchef box status", "Checked at"),

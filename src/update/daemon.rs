@@ -173,7 +173,8 @@ pub enum Activity {
 pub struct ActivityFacts {
     /// Orders in state `open`.
     pub open_orders: i64,
-    /// Outbox rows `queued`.
+    /// Outbox rows `queued` in either lane (Zenchef, Zenchef Pay), plus
+    /// Zenchef Pay payments whose settle command or ack is not done.
     pub queued: i64,
     /// Since the newest `outbox.updated_at` (`None`: empty outbox).
     pub idle_for: Option<Duration>,
@@ -186,7 +187,9 @@ fn read_activity(c: &Connection, now: DateTime<Utc>) -> Result<ActivityFacts, St
         |r| r.get(0),
     )?;
     let queued: i64 = c.query_row(
-        "SELECT COUNT(*) FROM outbox WHERE state = 'queued'",
+        "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'queued' OR pay_state = 'queued')
+              + (SELECT COUNT(*) FROM pay_payments
+                 WHERE state IN ('settle', 'command_sent', 'answered', 'reject'))",
         [],
         |r| r.get(0),
     )?;
