@@ -449,7 +449,13 @@ async fn check_pos(r: &mut Report, config: &Config) -> Option<PosTarget> {
             a.instance,
             a.host,
             a.port,
-            a.iid.as_deref().unwrap_or("?"),
+            a.iid
+                .as_deref()
+                .map(|i| match crate::config::check_iid(i) {
+                    Ok(()) => i.to_string(),
+                    Err(_) => crate::config::escaped(i),
+                })
+                .unwrap_or_else(|| "?".into()),
             a.server.as_deref().unwrap_or("?")
         )
     };
@@ -487,15 +493,24 @@ async fn check_pos(r: &mut Report, config: &Config) -> Option<PosTarget> {
             let a = relevant[0];
             r.ok("pos found", describe(a));
             let why = discovery::incompatibility(a, c.min_version).unwrap_or_default();
-            r.fail(
-                "pos version",
-                why,
+            let bad_iid = a
+                .iid
+                .as_deref()
+                .is_some_and(|i| crate::config::check_iid(i).is_err());
+            let hint = if bad_iid {
+                format!(
+                    "the Installation ID goes into MQTT topics and Zenchef Pay URLs and must match \
+                     {}: have Cashpad support check the POS's announcement",
+                    crate::config::IID_CHARSET
+                )
+            } else {
                 format!(
                     "update Cashpad on the POS to {} or later (the integration requires it); the \
                      agent connects by itself once it is",
                     c.min_version
-                ),
-            );
+                )
+            };
+            r.fail("pos version", why, hint);
             None
         }
         Ok(None) => {
@@ -632,8 +647,22 @@ async fn check_pay_auth(r: &mut Report, base: &str, token: &str, iid: Option<&st
             return;
         }
     };
-    let url = format!("{base}/installations/{iid}/payments?limit=1");
-    match client.get(&url).bearer_auth(token).send().await {
+    let url = match crate::pay::client::segment_url(
+        base,
+        &["installations", iid, "payments"],
+        &[("limit", "1")],
+    ) {
+        Ok(u) => u,
+        Err(e) => {
+            r.fail(
+                "pay auth",
+                format!("cannot build the Zenchef Pay URL: {e}"),
+                "check zenchef_pay.base_url and cashpad.installation_id",
+            );
+            return;
+        }
+    };
+    match client.get(url).bearer_auth(token).send().await {
         Ok(resp) if resp.status().is_success() => {
             r.ok("pay auth", format!("token accepted for installation {iid}"))
         }
