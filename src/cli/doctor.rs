@@ -841,7 +841,7 @@ fn check_state_dir(r: &mut Report, config: &Config) {
             ),
             format!(
                 "the agent cannot replace them (a command run as root left them): sudo chown -R \
-                 {name}:{name} {shown}"
+                 {name}: {shown}"
             ),
         );
     }
