@@ -573,41 +573,42 @@ async fn an_open_order_postpones_until_it_is_paid() {
     drop(sup);
 }
 
-/// `update apply` against a faulty server: refused, nothing changed.
-async fn apply_refused(fault: Fault, want: &str) {
+/// `update apply` against a faulty server: refused, nothing changed; exit
+/// `code` (1 refused, 75 the server failed: try again later).
+async fn apply_refused(fault: Fault, want: &str, code_wanted: i32) {
     let b = TestBox::new().await;
     let new = next_version();
     b.publish(&new, agent_with_version(&new));
     b.server.set_fault(fault);
     let (code, out, err) = b.cli(&["update", "apply", "--no-restart"]);
-    assert_eq!(code, 1, "{fault:?}: {out}{err}");
+    assert_eq!(code, code_wanted, "{fault:?}: {out}{err}");
     assert!(err.contains(want), "{fault:?}: {err}");
     b.assert_unchanged();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_archive_is_refused() {
-    apply_refused(Fault::BadSignature, "signature check failed").await;
+    apply_refused(Fault::BadSignature, "signature check failed", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_archive_signed_with_another_key_is_refused() {
-    apply_refused(Fault::WrongKey, "signature check failed").await;
+    apply_refused(Fault::WrongKey, "signature check failed", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_download_changes_nothing() {
-    apply_refused(Fault::TruncatedDownload, "cannot download").await;
+    apply_refused(Fault::TruncatedDownload, "cannot download", 75).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_checksum_is_refused() {
-    apply_refused(Fault::WrongSha256, "sha256 mismatch").await;
+    apply_refused(Fault::WrongSha256, "sha256 mismatch", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_error_changes_nothing() {
-    apply_refused(Fault::ServerError, "HTTP 503").await;
+    apply_refused(Fault::ServerError, "HTTP 503", 75).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -615,7 +616,7 @@ async fn an_unreachable_server_changes_nothing() {
     let b = TestBox::new().await;
     b.server.stop();
     let (code, _, err) = b.cli(&["update", "apply", "--no-restart"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 75, "EX_TEMPFAIL: try again later");
     assert!(err.contains("cannot fetch the manifest"), "{err}");
     let (code, out, _) = b.cli(&["update", "check"]);
     assert_eq!(code, 1);
