@@ -698,7 +698,7 @@ fn required_secret(
 /// fragment.
 ///
 /// Errors: the sentence for the configuration error (the URL quoted with
-/// any password masked): not a URL, no host, user name or password in it,
+/// any user name and password masked as `***`): not a URL, no host, user name or password in it,
 /// a scheme other than http(s), `http://` towards a non-loopback host.
 pub fn check_url(url: String) -> Result<String, String> {
     checked_url(&url, false)
@@ -721,8 +721,12 @@ fn checked_url(raw: &str, base: bool) -> Result<String, String> {
         url::ParseError::RelativeUrlWithoutBase => format!("`{raw}` is not an http(s) URL"),
         e => format!("`{raw}` is not a valid URL: {e}"),
     })?;
+    // A user name may be a token too: neither is ever shown.
     let shown = || {
         let mut m = u.clone();
+        if !m.username().is_empty() {
+            let _ = m.set_username("***");
+        }
         if m.password().is_some() {
             let _ = m.set_password(Some("***"));
         }
@@ -966,7 +970,11 @@ token = "zc-secret"
             ),
             (
                 "http://u:s3cret@127.0.0.1/api",
-                Err("`http://u:***@127.0.0.1/api`: a user name or password"),
+                Err("`http://***:***@127.0.0.1/api`: a user name or password"),
+            ),
+            (
+                "https://s3cret@api.zenchef.com/api/v1",
+                Err("`https://***@api.zenchef.com/api/v1`: a user name or password"),
             ),
             (
                 "http://localhost.evil.example/api",

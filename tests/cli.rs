@@ -78,7 +78,7 @@ fn configuration_errors_exit_78_naming_the_key() {
             format!(
                 "{GOOD}\n[zenchef_pay]\nenabled = true\ntoken = \"p\"\nbase_url = \"http://u:pay-secret-9@127.0.0.1/pos/v1\"\n"
             ),
-            "config error: zenchef_pay.base_url: `http://u:***@127.0.0.1/pos/v1`: a user name or password in the URL is not accepted",
+            "config error: zenchef_pay.base_url: `http://***:***@127.0.0.1/pos/v1`: a user name or password in the URL is not accepted",
         ),
         (
             GOOD.replace(
