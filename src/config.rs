@@ -12,7 +12,7 @@
 //! [`Secret`], whose `Debug` and `Display` print `***`.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -474,7 +474,11 @@ impl RawConfig {
                     "empty (remove the key to accept the only POS on the LAN)".into(),
                 ));
             }
-            other => other,
+            Some(s) => {
+                check_iid(&s).map_err(|m| err("cashpad.installation_id", m))?;
+                Some(s)
+            }
+            None => None,
         };
         let min_version_s = c
             .min_version
@@ -519,7 +523,7 @@ impl RawConfig {
             Some(s) => s,
         };
         let ztoken = required_secret(z.token, "zenchef.token", &err)?;
-        let base_url = check_url(
+        let base_url = check_base_url(
             z.base_url
                 .unwrap_or_else(|| DEFAULT_ZENCHEF_BASE_URL.to_string()),
         )
@@ -568,7 +572,7 @@ impl RawConfig {
 
         // [zenchef_pay]
         let p = self.zenchef_pay;
-        let pay_url = check_url(p.base_url.unwrap_or_else(|| DEFAULT_PAY_BASE_URL.into()))
+        let pay_url = check_base_url(p.base_url.unwrap_or_else(|| DEFAULT_PAY_BASE_URL.into()))
             .map_err(|m| err("zenchef_pay.base_url", m))?;
         let pay = if p.enabled.unwrap_or(false) {
             let resend_s = p.settle_resend_s.unwrap_or(DEFAULT_SETTLE_RESEND_S);
@@ -717,42 +721,147 @@ fn required_secret(
 }
 
 /// Accepts `https://…`, and `http://…` only towards a loopback host
-/// (127.0.0.0/8, `::1`, `localhost`). Returns the URL without trailing `/`.
+/// (127.0.0.0/8, `::1`, `localhost`), for a URL that is fetched as is (the
+/// update manifest, an archive): a query is allowed. Parsed with the `url`
+/// crate, the WHATWG parser reqwest itself uses, so the host checked here is
+/// the host connected to (`http://evil.example?@127.0.0.1/` is
+/// `evil.example`; `http://0x7f.1/` is `127.0.0.1`).
+///
+/// Answers the URL as the parser serialises it (scheme and host in lower
+/// case, IPv4 written out), without a trailing `/` when it has no query or
+/// fragment.
+///
+/// Errors: the sentence for the configuration error (the URL quoted with
+/// any user name and password masked as `***`): not a URL, no host, user name or password in it,
+/// a scheme other than http(s), `http://` towards a non-loopback host.
 pub fn check_url(url: String) -> Result<String, String> {
-    let url = url.trim().trim_end_matches('/').to_string();
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("`{url}` is not an http(s) URL"))?;
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = host_of(authority);
-    if host.is_empty() {
-        return Err(format!("`{url}` has no host"));
+    checked_url(&url, false)
+}
+
+/// [`check_url`] for a base URL, to which API paths are appended
+/// (`zenchef.base_url`, `zenchef_pay.base_url`): a query (`?`) or a
+/// fragment (`#`) is refused too, since a path appended after it would not
+/// be a path.
+///
+/// Errors: as [`check_url`], plus a query or a fragment.
+pub fn check_base_url(url: String) -> Result<String, String> {
+    checked_url(&url, true)
+}
+
+fn checked_url(raw: &str, base: bool) -> Result<String, String> {
+    let raw = raw.trim();
+    let mut u = url::Url::parse(raw).map_err(|e| match e {
+        url::ParseError::EmptyHost => format!("`{raw}` has no host"),
+        url::ParseError::RelativeUrlWithoutBase => format!("`{raw}` is not an http(s) URL"),
+        e => format!("`{raw}` is not a valid URL: {e}"),
+    })?;
+    // A user name may be a token too: neither is ever shown.
+    let shown = || {
+        let mut m = u.clone();
+        if !m.username().is_empty() {
+            let _ = m.set_username("***");
+        }
+        if m.password().is_some() {
+            let _ = m.set_password(Some("***"));
+        }
+        m.to_string()
+    };
+    let scheme = u.scheme().to_string();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!(
+            "`{}`: scheme `{scheme}` is not http or https",
+            shown()
+        ));
     }
-    match scheme {
-        "https" => Ok(url),
-        "http" if is_loopback_host(&host) => Ok(url),
-        "http" => Err(format!(
-            "`{url}`: http:// is only accepted for a loopback host; use https://"
-        )),
-        _ => Err(format!("`{url}`: scheme `{scheme}` is not http or https")),
+    let Some(host) = u.host() else {
+        return Err(format!("`{}` has no host", shown()));
+    };
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(format!(
+            "`{}`: a user name or password in the URL is not accepted (credentials go in the token keys)",
+            shown()
+        ));
+    }
+    if base && u.query().is_some() {
+        return Err(format!(
+            "`{}`: a base URL cannot have a query (`?`): API paths are appended to it",
+            shown()
+        ));
+    }
+    if base && u.fragment().is_some() {
+        return Err(format!(
+            "`{}`: a base URL cannot have a fragment (`#`): API paths are appended to it",
+            shown()
+        ));
+    }
+    let loopback = match host {
+        url::Host::Domain(d) => d == "localhost",
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    if scheme == "http" && !loopback {
+        return Err(format!(
+            "`{}`: http:// is only accepted for a loopback host; use https://",
+            shown()
+        ));
+    }
+    if u.query().is_none() && u.fragment().is_none() {
+        // "https://h/api/v1/" and "https://h/api/v1" are the same base.
+        let path = u.path().trim_end_matches('/').to_string();
+        u.set_path(&path);
+        return Ok(u.as_str().trim_end_matches('/').to_string());
+    }
+    Ok(u.to_string())
+}
+
+/// The characters an Installation ID may have: `[A-Za-z0-9._-]`, 1 to
+/// [`IID_MAX_LEN`] of them. The iid comes from the LAN (mDNS TXT `iid`) or
+/// from `cashpad.installation_id`, and is used in MQTT topics
+/// (`cashpad/<iid>/…`), in the MQTT client id and in Zenchef Pay URL paths.
+/// `.` and `..` alone are refused too.
+pub const IID_CHARSET: &str = "[A-Za-z0-9._-]{1,64}";
+/// Longest accepted Installation ID, in bytes.
+pub const IID_MAX_LEN: usize = 64;
+
+/// Checks an Installation ID against [`IID_CHARSET`] (`.` and `..` are
+/// refused too: a path segment of their own would change the URL's level).
+///
+/// Errors: the sentence naming the value, escaped (control characters,
+/// quotes and non-ASCII written as Rust escapes; cut after 80 characters),
+/// e.g. ``"CP/1#" is not an Installation ID: …``.
+pub fn check_iid(iid: &str) -> Result<(), String> {
+    let ok = !iid.is_empty()
+        && iid != "."
+        && iid != ".."
+        && iid.len() <= IID_MAX_LEN
+        && iid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not an Installation ID: it must match {IID_CHARSET} (and not be `.` or `..`)",
+            escaped(iid)
+        ))
     }
 }
 
-fn host_of(authority: &str) -> String {
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("").to_string();
+/// A value from outside (the LAN, a file) for a log line or a message:
+/// quoted, with control characters, quotes, backslashes and non-ASCII
+/// escaped, and cut after 80 characters (`…` then).
+pub fn escaped(s: &str) -> String {
+    let cut: String = s.chars().take(80).collect();
+    let mut out = String::with_capacity(cut.len() + 2);
+    out.push('"');
+    for c in cut.chars() {
+        out.extend(c.escape_default());
     }
-    authority.split(':').next().unwrap_or("").to_string()
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
+    out.push('"');
+    if s.chars().count() > 80 {
+        out.push('…');
     }
-    host.parse::<IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
+    out
 }
 
 /// Parses `HH:MM-HH:MM` into minutes after midnight (the window may wrap
@@ -845,31 +954,190 @@ token = "zc-secret"
         assert!(e.to_string().contains("line 7"), "{e}");
     }
 
+    /// Tricky URLs and what the check makes of them: `Ok(normalised)` or
+    /// `Err(part of the message)`.
     #[test]
-    fn http_urls_only_for_loopback() {
-        for ok in [
-            "http://127.0.0.1:9000/api/v1",
-            "http://localhost/api",
-            "http://[::1]:80/x",
-            "https://api.zenchef.com/api/v1/",
-        ] {
-            assert!(check_url(ok.into()).is_ok(), "{ok}");
+    fn urls_are_parsed_like_reqwest_parses_them() {
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            (
+                "http://127.0.0.1:9000/api/v1",
+                Ok("http://127.0.0.1:9000/api/v1"),
+            ),
+            (
+                "http://127.0.0.1:9000/api/v1/",
+                Ok("http://127.0.0.1:9000/api/v1"),
+            ),
+            ("http://localhost/api", Ok("http://localhost/api")),
+            ("http://LOCALHOST:8080/", Ok("http://localhost:8080")),
+            ("http://[::1]:80/x", Ok("http://[::1]/x")),
+            ("http://127.8.9.10/x", Ok("http://127.8.9.10/x")),
+            ("HTTP://127.0.0.1/api", Ok("http://127.0.0.1/api")),
+            // WHATWG: 0x7f.1 is 127.0.0.1, for reqwest too.
+            ("http://0x7f.1/", Ok("http://127.0.0.1")),
+            (
+                "https://api.zenchef.com/api/v1/",
+                Ok("https://api.zenchef.com/api/v1"),
+            ),
+            ("https://evil.example/x", Ok("https://evil.example/x")),
+            ("https://192.168.1.2:8443", Ok("https://192.168.1.2:8443")),
+            ("  https://api.zenchef.com  ", Ok("https://api.zenchef.com")),
+            // The query holds "@127.0.0.1": the host is evil.example.
+            (
+                "http://evil.example?@127.0.0.1/api/v1",
+                Err("`http://evil.example/?@127.0.0.1/api/v1`: a base URL cannot have a query"),
+            ),
+            (
+                "http://evil.example#@127.0.0.1/api/v1",
+                Err("a base URL cannot have a fragment"),
+            ),
+            (
+                "http://127.0.0.1/api?x=1",
+                Err("a base URL cannot have a query (`?`)"),
+            ),
+            (
+                "https://api.zenchef.com/api/v1#frag",
+                Err("a base URL cannot have a fragment (`#`)"),
+            ),
+            (
+                "http://127.0.0.1@evil.example/api",
+                Err("a user name or password in the URL is not accepted"),
+            ),
+            (
+                "http://u:s3cret@127.0.0.1/api",
+                Err("`http://***:***@127.0.0.1/api`: a user name or password"),
+            ),
+            (
+                "https://s3cret@api.zenchef.com/api/v1",
+                Err("`https://***@api.zenchef.com/api/v1`: a user name or password"),
+            ),
+            (
+                "http://localhost.evil.example/api",
+                Err("http:// is only accepted for a loopback host"),
+            ),
+            (
+                "http://127.0.0.1.evil.example/api",
+                Err("http:// is only accepted for a loopback host"),
+            ),
+            (
+                "http://[::2]/api",
+                Err("http:// is only accepted for a loopback host"),
+            ),
+            (
+                "http://192.168.1.2/api",
+                Err(
+                    "`http://192.168.1.2/api`: http:// is only accepted for a loopback host; use https://",
+                ),
+            ),
+            (
+                "http://api.zenchef.com/api/v1",
+                Err("http:// is only accepted for a loopback host"),
+            ),
+            (
+                "http://127.0.0.1:0x50/api",
+                Err("`http://127.0.0.1:0x50/api` is not a valid URL: invalid port number"),
+            ),
+            ("http://", Err("`http://` has no host")),
+            ("https://:443/api", Err("`https://:443/api` has no host")),
+            (
+                "ftp://127.0.0.1/x",
+                Err("`ftp://127.0.0.1/x`: scheme `ftp` is not http or https"),
+            ),
+            (
+                "file:///etc/passwd",
+                Err("scheme `file` is not http or https"),
+            ),
+            (
+                "api.zenchef.com",
+                Err("`api.zenchef.com` is not an http(s) URL"),
+            ),
+            ("", Err("is not an http(s) URL")),
+        ];
+        for (url, want) in cases {
+            let got = check_base_url(url.to_string());
+            match (want, &got) {
+                (Ok(w), Ok(g)) => assert_eq!(g, w, "{url}"),
+                (Err(w), Err(g)) => assert!(g.contains(w), "{url}: {g:?} should contain {w:?}"),
+                _ => panic!("{url}: got {got:?}, want {want:?}"),
+            }
+            assert!(!format!("{got:?}").contains("s3cret"), "{url}: {got:?}");
         }
-        for bad in [
-            "http://192.168.1.2/api",
-            "http://api.zenchef.com/api/v1",
-            "ftp://x",
-            "api.zenchef.com",
-        ] {
-            assert!(check_url(bad.into()).is_err(), "{bad}");
-        }
+        // A URL fetched as is (manifest, archive) may have a query.
+        assert_eq!(
+            check_url("https://cdn.example/r/a.tar.gz?sig=abc".into()).unwrap(),
+            "https://cdn.example/r/a.tar.gz?sig=abc"
+        );
+        assert!(check_url("http://evil.example?@127.0.0.1/m.json".into()).is_err());
+        // Through the file: the key, the problem and the file.
         let text = MINIMAL.replace(
             "token = \"zc-secret\"",
-            "token = \"zc-secret\"\nbase_url = \"http://10.0.0.1/api/v1\"",
+            "token = \"zc-secret\"\nbase_url = \"http://evil.example?@127.0.0.1/api/v1\"",
         );
         let e = p(&text).unwrap_err();
         assert_eq!(e.key, "zenchef.base_url");
-        assert!(e.problem.contains("loopback"));
+        assert_eq!(
+            e.to_string(),
+            "config error: zenchef.base_url: `http://evil.example/?@127.0.0.1/api/v1`: a base URL \
+             cannot have a query (`?`): API paths are appended to it (in /etc/zenchef-edge/agent.toml)"
+        );
+        let e = p(&format!(
+            "{MINIMAL}[zenchef_pay]\nbase_url = \"http://localhost.evil.example/pos/v1\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "zenchef_pay.base_url");
+        let e = p(&format!(
+            "{MINIMAL}[update]\nmanifest_url = \"ftp://x/m.json\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "update.manifest_url");
+    }
+
+    #[test]
+    fn installation_ids_outside_the_character_set_are_refused() {
+        for ok in ["CP-4F2A91", "a", "x.y_z-1", &"A".repeat(64)] {
+            assert_eq!(check_iid(ok), Ok(()), "{ok}");
+        }
+        for (bad, shown) in [
+            ("CP/1", "\"CP/1\""),
+            ("CP 1", "\"CP 1\""),
+            ("CP#1", "\"CP#1\""),
+            ("CP+", "\"CP+\""),
+            ("../x", "\"../x\""),
+            ("CP\n1", "\"CP\\n1\""),
+            ("café", "\"caf\\u{e9}\""),
+            ("a\"b", "\"a\\\"b\""),
+            ("..", "\"..\""),
+            ("", "\"\""),
+        ] {
+            let e = check_iid(bad).unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "{shown} is not an Installation ID: it must match [A-Za-z0-9._-]{{1,64}} (and \
+                     not be `.` or `..`)"
+                ),
+                "{bad:?}"
+            );
+        }
+        let long = "A".repeat(65);
+        assert!(check_iid(&long).is_err());
+        let e = check_iid(&"B".repeat(200)).unwrap_err();
+        assert!(e.starts_with(&format!("\"{}\"…", "B".repeat(80))), "{e}");
+        let e = p(&MINIMAL.replace(
+            "token = \"cp-secret\"",
+            "token = \"cp-secret\"\ninstallation_id = \"CP/../4F2A91\"",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config error: cashpad.installation_id: \"CP/../4F2A91\" is not an Installation ID: it \
+             must match [A-Za-z0-9._-]{1,64} (and not be `.` or `..`) (in /etc/zenchef-edge/agent.toml)"
+        );
+        let c = p(&MINIMAL.replace(
+            "token = \"cp-secret\"",
+            "token = \"cp-secret\"\ninstallation_id = \"CP-4F2A91\"",
+        ))
+        .unwrap();
+        assert_eq!(c.cashpad.installation_id.as_deref(), Some("CP-4F2A91"));
     }
 
     #[test]

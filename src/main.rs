@@ -1,12 +1,19 @@
 //! `zenchef-edge`: builds the runtime, sets up logging, handles signals and
 //! dispatches the command line (agent-interface.md § Command line).
-//! Exit codes: 0 success, 1 failure, 2 usage, 78 configuration error.
+//! Exit codes: [`cli::exit`] (0 success, 1 a check failed or a request was
+//! refused, 64 usage, 66 no store, 74 I/O, 75 temporary, 77 permission, 78
+//! configuration; docs/README-cli.md).
+//!
+//! Run as root, every command but `provision` and `self-test` reads the
+//! configuration, then becomes the owner of the state directory before it
+//! touches anything ([`cli::privileges`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use zenchef_edge::cli::{exit, privileges};
 use zenchef_edge::config::{self, EX_CONFIG};
 use zenchef_edge::{cli, logging, long_version, update};
 
@@ -50,7 +57,11 @@ enum Command {
         ssh_home: Option<PathBuf>,
     },
     /// Check config, store, Zenchef, POS, MQTT and tables; exit 1 on any FAIL.
-    Doctor,
+    Doctor {
+        /// Machine-readable output: one JSON object with every check.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect or retry the outbox.
     Outbox {
         #[command(subcommand)]
@@ -146,7 +157,15 @@ enum OutboxCmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version print to stdout and succeed; anything
+            // else is a usage error: EX_USAGE, not clap's 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 } as u8);
+        }
+    };
     if let Command::SelfTest { store } = &cli.command {
         return match cli::self_test::run(store.as_deref()) {
             Ok(c) => ExitCode::from(c as u8),
@@ -187,14 +206,37 @@ fn main() -> ExitCode {
     let cfg = match config::load(&path) {
         Ok(c) => c,
         Err(e) => {
-            if matches!(cli.command, Command::Doctor) {
-                println!("FAIL  config        {e}");
-                println!("      hint: fix this key first; the other checks need a valid file");
+            match cli.command {
+                Command::Doctor { json } => cli::doctor::print_config_error(&e, json),
+                Command::Status { json: true } => cli::status::print_config_error(&e),
+                _ => {}
             }
             eprintln!("{e}");
             return ExitCode::from(EX_CONFIG as u8);
         }
     };
+    // What doctor reports about the file, read while still root (the
+    // configuration directory is root-only).
+    let config_stat = std::fs::metadata(&cfg.file);
+    let state_dir = update::Paths::new(PathBuf::new(), &cfg.store_path).state_dir;
+    if let Some(owner) = privileges::owner_to_become(&state_dir) {
+        if let Command::Update {
+            action: UpdateCmd::Apply { force, no_restart },
+        } = cli.command
+        {
+            return ExitCode::from(apply_as(owner, &cfg, force, no_restart) as u8);
+        }
+        if let Err(e) = privileges::drop_to(owner) {
+            eprintln!(
+                "error: cannot become {} (uid {}), the owner of {}: {e}; refusing to run as root, \
+                 which would leave root-owned files there",
+                owner.user_name(),
+                owner.uid,
+                state_dir.display()
+            );
+            return ExitCode::from(exit::NOPERM as u8);
+        }
+    }
     let code = match cli.command {
         Command::Provision { .. } => unreachable!("handled above"),
         Command::Run => run_daemon(cfg),
@@ -209,7 +251,7 @@ fn main() -> ExitCode {
                     all_dead: _,
                 },
         } => cli::outbox::run_retry(&cfg.store_path, event_id.as_deref()),
-        Command::Doctor => block_on(cli::doctor::run(&cfg)),
+        Command::Doctor { json } => block_on(cli::doctor::run(&cfg, json, config_stat)),
         Command::Link {
             order_id,
             booking_id,
@@ -227,18 +269,61 @@ fn main() -> ExitCode {
         } => cli::update::check(&cfg),
         Command::Update {
             action: UpdateCmd::Apply { force, no_restart },
-        } => cli::update::apply(&cfg, force, no_restart),
+        } => cli::update::apply(
+            &cfg,
+            force,
+            if no_restart {
+                cli::update::Restart::No
+            } else {
+                cli::update::Restart::Now
+            },
+        ),
         Command::Update {
             action: UpdateCmd::BootCheck,
         } => cli::update::boot_check(&cfg),
         // Handled above, before the configuration is read.
         Command::SelfTest { store } => cli::self_test::run(store.as_deref()).map_err(Into::into),
     };
-    match code {
-        Ok(c) => ExitCode::from(c as u8),
+    ExitCode::from(exit_code(code) as u8)
+}
+
+/// The code of a command's result; an error is printed first.
+fn exit_code(r: anyhow::Result<i32>) -> i32 {
+    match r {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            exit::code_for(&e)
+        }
+    }
+}
+
+/// `update apply` run as root: installs as the owner of the state
+/// directory in a child process, then restarts the service as root.
+fn apply_as(owner: privileges::Owner, cfg: &config::Config, force: bool, no_restart: bool) -> i32 {
+    let code = privileges::run_as(owner, || {
+        exit_code(cli::update::apply(
+            cfg,
+            force,
+            cli::update::Restart::ByParent,
+        ))
+    });
+    match code {
+        Ok(0) if !no_restart && cli::update::installed_pending(cfg) => {
+            cli::update::restart_service();
+            0
+        }
+        Ok(0) if cli::update::installed_pending(cfg) => {
+            println!("restart the agent to run it: systemctl restart zenchef-edge");
+            0
+        }
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "error: cannot run as {}, the owner of the state directory: {e}",
+                owner.user_name()
+            );
+            exit::NOPERM
         }
     }
 }

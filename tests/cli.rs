@@ -59,6 +59,34 @@ fn configuration_errors_exit_78_naming_the_key() {
             format!("{GOOD}\n[restaurant]\ntimezone = \"Paris\"\n"),
             "config error: restaurant.timezone: `Paris` is not an IANA time zone name",
         ),
+        // The query holds "@127.0.0.1": the host is evil.example.
+        (
+            GOOD.replace(
+                "token = \"zc-secret-456\"",
+                "token = \"zc-secret-456\"\nbase_url = \"http://evil.example?@127.0.0.1/api/v1\"",
+            ),
+            "config error: zenchef.base_url: `http://evil.example/?@127.0.0.1/api/v1`: a base URL cannot have a query (`?`)",
+        ),
+        (
+            GOOD.replace(
+                "token = \"zc-secret-456\"",
+                "token = \"zc-secret-456\"\nbase_url = \"http://localhost.evil.example/api/v1\"",
+            ),
+            "config error: zenchef.base_url: `http://localhost.evil.example/api/v1`: http:// is only accepted for a loopback host",
+        ),
+        (
+            format!(
+                "{GOOD}\n[zenchef_pay]\nenabled = true\ntoken = \"p\"\nbase_url = \"http://u:pay-secret-9@127.0.0.1/pos/v1\"\n"
+            ),
+            "config error: zenchef_pay.base_url: `http://***:***@127.0.0.1/pos/v1`: a user name or password in the URL is not accepted",
+        ),
+        (
+            GOOD.replace(
+                "token = \"cp-secret-123\"",
+                "token = \"cp-secret-123\"\ninstallation_id = \"CP/4F2A91#x\"",
+            ),
+            "config error: cashpad.installation_id: \"CP/4F2A91#x\" is not an Installation ID: it must match [A-Za-z0-9._-]{1,64}",
+        ),
     ];
     for (text, want) in cases {
         for args in [&["run"][..], &["status"][..]] {
@@ -107,10 +135,28 @@ fn the_config_flag_works_before_or_after_the_subcommand_and_from_the_environment
     }
 }
 
+/// Usage errors are EX_USAGE (64; clap's own code, 2, before); help and
+/// version succeed.
 #[test]
-fn usage_errors_exit_2_and_version_names_commit_and_target() {
-    let out = Command::new(AGENT).arg("no-such-command").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+fn usage_errors_exit_64_and_version_names_commit_and_target() {
+    for args in [
+        &["no-such-command"][..],
+        &["status", "--no-such-flag"],
+        &["link", "O-1"],
+        &["link", "O-1", "not-a-number"],
+        &[],
+    ] {
+        let out = Command::new(AGENT).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("Usage:") || err.contains("error:"),
+            "{args:?}: {err}"
+        );
+    }
+    let out = Command::new(AGENT).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("doctor"));
     let out = Command::new(AGENT).arg("--version").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let v = String::from_utf8_lossy(&out.stdout);
@@ -121,18 +167,232 @@ fn usage_errors_exit_2_and_version_names_commit_and_target() {
     assert!(v.contains("commit ") && v.contains("-linux-"), "{v}");
 }
 
+fn run_as(uid: Option<u32>, config: &Path, args: &[&str]) -> (i32, String, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(AGENT);
+    cmd.args(args).arg("--config").arg(config);
+    if let Some(u) = uid {
+        cmd.uid(u).gid(u);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// `status --json` prints the documented object whatever the state of the
+/// store, with the state as a field, and the exit code says it: a store
+/// that is not there (66), one that is not a database (74), one this user
+/// may not read (77), a real one (0); an invalid configuration (78).
 #[test]
-fn status_without_a_store_says_so_and_exits_1() {
+fn status_json_in_every_state_of_the_store() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "{GOOD}\n[store]\npath = \"{}\"\n",
-        dir.path().join("none.db").display()
-    );
-    let (code, _, err, _) = run_with(&config, &["status"]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("none.db"), "{err}");
+    // Readable by `nobody` too (the permission case runs as that user).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = dir.path().join("agent.db");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!("{GOOD}\n[store]\npath = \"{}\"\n", store.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    // Missing: the daemon never started.
+    let (code, out, err) = run_as(None, &config, &["status", "--json"]);
+    assert_eq!(code, 66, "{err}");
+    let s = json(&out);
+    assert_eq!(s["store_state"], "missing");
+    assert_eq!(s["config_state"], "ok");
     assert!(
-        !Path::new(&dir.path().join("none.db")).exists(),
-        "status must not create the store"
+        s["store_error"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist: the agent creates it at its first start"),
+        "{s}"
     );
+    assert_eq!(s["store"], store.display().to_string());
+    assert_eq!(s["problems"], serde_json::json!(["store_missing"]));
+    assert_eq!(s["daemon_running"], false);
+    assert_eq!(s["counts"]["queued"], 0);
+    assert_eq!(s["pos"]["state"], "unknown");
+    assert!(!store.exists(), "status must not create the store");
+    let (code, text, _) = run_as(None, &config, &["status"]);
+    assert_eq!(code, 66);
+    assert!(
+        text.contains("no store yet: the agent has never started"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("Store       MISSING")),
+        "{text}"
+    );
+
+    // A garbage file.
+    std::fs::write(
+        &store,
+        b"this is not a database, it is a shopping list\n".repeat(100),
+    )
+    .unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out, err) = run_as(None, &config, &["status", "--json"]);
+    assert_eq!(code, 74, "{err}");
+    let s = json(&out);
+    assert_eq!(s["store_state"], "unreadable");
+    assert!(
+        s["store_error"]
+            .as_str()
+            .unwrap()
+            .contains("not a database"),
+        "{s}"
+    );
+    assert_eq!(s["problems"][0], "store_unreadable");
+
+    // A real store this user may not read (root 0600, read by nobody).
+    std::fs::remove_file(&store).unwrap();
+    let (code, _, err) = run_as(
+        None,
+        &config,
+        &["self-test", "--store", store.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out, err) = run_as(Some(65534), &config, &["status", "--json"]);
+    assert_eq!(code, 77, "{err}");
+    let s = json(&out);
+    assert_eq!(s["store_state"], "unreadable");
+    assert!(
+        s["store_error"]
+            .as_str()
+            .unwrap()
+            .contains("Permission denied"),
+        "{s}"
+    );
+
+    // Readable: 0, "ok", no store problem.
+    let (code, out, err) = run_as(None, &config, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let s = json(&out);
+    assert_eq!(s["store_state"], "ok");
+    assert_eq!(s["store_error"], serde_json::Value::Null);
+    assert_eq!(s["problems"], serde_json::json!(["agent_not_running"]));
+
+    // An invalid configuration: still one JSON object, and 78.
+    std::fs::write(&config, "[zenchef]\n").unwrap();
+    let (code, out, err) = run_as(None, &config, &["status", "--json"]);
+    assert_eq!(code, 78, "{err}");
+    let s = json(&out);
+    assert_eq!(s["config_state"], "invalid");
+    assert!(
+        s["config_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("config error: cashpad.token: missing"),
+        "{s}"
+    );
+    assert_eq!(s["store_state"], "unknown");
+    assert!(
+        err.starts_with("config error: cashpad.token: missing"),
+        "{err}"
+    );
+}
+
+/// `doctor --json`: one object with every check (name, outcome, ok,
+/// detail, hint), the totals, and the text mode's exit code.
+#[test]
+fn doctor_json_lists_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "{GOOD}base_url = \"http://127.0.0.1:{closed}/api/v1\"\n[store]\npath = \"{}\"\n",
+        dir.path().join("agent.db").display()
+    )
+    .replace(
+        "token = \"cp-secret-123\"",
+        &format!("token = \"cp-secret-123\"\nhost = \"127.0.0.1\"\nport = {closed}"),
+    );
+    let (code, out, err, _) = run_with(&config, &["doctor", "--json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let d = json(&out);
+    let checks = d["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "config",
+            "config mode",
+            "store",
+            "agent",
+            "state files",
+            "updates",
+            "zenchef dns",
+            "zenchef https",
+            "zenchef auth",
+            "pos found",
+            "pos version",
+            "mqtt login",
+            "pay",
+            "tables"
+        ]
+    );
+    let by = |n: &str| checks.iter().find(|c| c["name"] == n).unwrap().clone();
+    assert_eq!(by("config")["outcome"], "ok");
+    assert_eq!(by("config")["ok"], true);
+    assert_eq!(by("config")["hint"], serde_json::Value::Null);
+    let store = by("store");
+    assert_eq!(
+        (store["outcome"].as_str(), store["ok"].as_bool()),
+        (Some("fail"), Some(false))
+    );
+    assert!(
+        store["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("agent.db does not exist"),
+        "{store}"
+    );
+    assert!(
+        store["hint"].as_str().unwrap().contains("first start"),
+        "{store}"
+    );
+    assert_eq!(by("agent")["outcome"], "skip");
+    assert_eq!(by("agent")["ok"], true);
+    assert_eq!(by("updates")["outcome"], "skip");
+    assert_eq!(by("mqtt login")["outcome"], "fail");
+    assert_eq!(
+        d["failed"].as_u64().unwrap() as usize,
+        checks.iter().filter(|c| c["outcome"] == "fail").count()
+    );
+    assert_eq!(
+        d["passed"].as_u64().unwrap()
+            + d["failed"].as_u64().unwrap()
+            + d["skipped"].as_u64().unwrap(),
+        checks.len() as u64
+    );
+    assert!(!out.contains("secret-"), "{out}");
+    // An invalid file: the config check alone, and 78.
+    let (code, out, _, _) = run_with("[zenchef]\n", &["doctor", "--json"]);
+    assert_eq!(code, 78);
+    let d = json(&out);
+    assert_eq!(d["checks"][0]["name"], "config");
+    assert_eq!(d["checks"][0]["ok"], false);
+    assert!(
+        d["checks"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("config error: cashpad.token: missing"),
+        "{d}"
+    );
+    assert_eq!(d["failed"], 1);
 }

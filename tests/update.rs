@@ -212,6 +212,19 @@ listen = ""
         fs::set_permissions(self.config(), fs::Permissions::from_mode(0o600)).unwrap();
     }
 
+    /// Serves the local status page on a free port (rewrites the
+    /// configuration's `listen = ""`); answers the port.
+    fn with_http(&self) -> u16 {
+        let port = free_port().unwrap();
+        let text = fs::read_to_string(self.config()).unwrap();
+        fs::write(
+            self.config(),
+            text.replace("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\"")),
+        )
+        .unwrap();
+        port
+    }
+
     fn publish(&self, version: &str, binary: Vec<u8>) {
         self.server
             .publish(&ReleaseSpec::new(version, &self.target, binary), &self.key);
@@ -560,41 +573,42 @@ async fn an_open_order_postpones_until_it_is_paid() {
     drop(sup);
 }
 
-/// `update apply` against a faulty server: refused, nothing changed.
-async fn apply_refused(fault: Fault, want: &str) {
+/// `update apply` against a faulty server: refused, nothing changed; exit
+/// `code` (1 refused, 75 the server failed: try again later).
+async fn apply_refused(fault: Fault, want: &str, code_wanted: i32) {
     let b = TestBox::new().await;
     let new = next_version();
     b.publish(&new, agent_with_version(&new));
     b.server.set_fault(fault);
     let (code, out, err) = b.cli(&["update", "apply", "--no-restart"]);
-    assert_eq!(code, 1, "{fault:?}: {out}{err}");
+    assert_eq!(code, code_wanted, "{fault:?}: {out}{err}");
     assert!(err.contains(want), "{fault:?}: {err}");
     b.assert_unchanged();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_archive_is_refused() {
-    apply_refused(Fault::BadSignature, "signature check failed").await;
+    apply_refused(Fault::BadSignature, "signature check failed", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_archive_signed_with_another_key_is_refused() {
-    apply_refused(Fault::WrongKey, "signature check failed").await;
+    apply_refused(Fault::WrongKey, "signature check failed", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_download_changes_nothing() {
-    apply_refused(Fault::TruncatedDownload, "cannot download").await;
+    apply_refused(Fault::TruncatedDownload, "cannot download", 75).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_checksum_is_refused() {
-    apply_refused(Fault::WrongSha256, "sha256 mismatch").await;
+    apply_refused(Fault::WrongSha256, "sha256 mismatch", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_error_changes_nothing() {
-    apply_refused(Fault::ServerError, "HTTP 503").await;
+    apply_refused(Fault::ServerError, "HTTP 503", 75).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -602,7 +616,7 @@ async fn an_unreachable_server_changes_nothing() {
     let b = TestBox::new().await;
     b.server.stop();
     let (code, _, err) = b.cli(&["update", "apply", "--no-restart"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 75, "EX_TEMPFAIL: try again later");
     assert!(err.contains("cannot fetch the manifest"), "{err}");
     let (code, out, _) = b.cli(&["update", "check"]);
     assert_eq!(code, 1);
@@ -622,25 +636,310 @@ async fn an_older_version_is_never_installed() {
     b.assert_unchanged();
 }
 
+/// Updates enabled without a signing key: refused before anything is
+/// fetched, and said everywhere — a WARN at the daemon's start, the
+/// `updates` FAIL line of `doctor`, `update_problem` in `status` (text and
+/// JSON) and on the local page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_public_key_refuses_every_update() {
     let b = TestBox::new().await;
     b.configure(&window(true), 100, Some(""));
+    let port = b.with_http();
     let new = next_version();
     b.publish(&new, agent_with_version(&new));
     let (code, _, err) = b.cli(&["update", "apply", "--no-restart", "--force"]);
-    assert_eq!(code, 1);
-    assert!(err.contains("update.public_key: missing or empty"), "{err}");
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.starts_with("updates refused: no signing key: update.public_key: missing or empty"),
+        "{err}"
+    );
+    assert_eq!(
+        b.server.manifest_hits(),
+        0,
+        "the key is checked before any fetch"
+    );
     assert_eq!(b.server.archive_hits(), 0, "nothing downloaded");
     let (_, out, _) = b.cli(&["update", "check"]);
+    assert!(
+        out.contains("key          updates refused: no signing key"),
+        "{out}"
+    );
     assert!(
         out.contains("not now: update.public_key: missing or empty"),
         "{out}"
     );
-    // The daemon does not install either.
+    // The daemon does not install either, and says why at its start.
     let sup = assert_checks_without_download(&b, 2).await;
+    let log = fs::read_to_string(b.log()).unwrap();
+    let warn = log
+        .lines()
+        .find(|l| l.contains("update: updates refused: no signing key"))
+        .unwrap_or_else(|| panic!("no start WARN in\n{log}"));
+    assert!(warn.contains("WARN"), "{warn}");
+    let want = "updates refused: no signing key (update.public_key: missing or empty)";
+    let (code, out, err) = b.cli(&["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let st: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["update_problem"], want, "{st}");
+    assert!(
+        st["problems"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("updates_refused")),
+        "{st}"
+    );
+    let (_, text, _) = b.cli(&["status"]);
+    assert!(text.contains("updates refused: no signing key"), "{text}");
+    let (code, out, _) = b.cli(&["doctor"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL  updates       ") && l.ends_with(want)),
+        "{out}"
+    );
+    assert!(out.contains("hint: set update.public_key in"), "{out}");
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("id=\"update-problem\" class=\"bad\">{want}<")),
+        "{page}"
+    );
     drop(sup);
     b.assert_unchanged();
+}
+
+/// The state directory and the binary's directory given to `nobody`, as
+/// on a box where they belong to the service user; the configuration stays
+/// root-only (0600), as in /etc/zenchef-edge.
+fn give_to_nobody(b: &TestBox) {
+    fs::set_permissions(b.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for d in ["state", "bin"] {
+        chown_tree(&b.dir.path().join(d), NOBODY);
+    }
+}
+
+const NOBODY: u32 = 65534;
+
+fn chown_tree(p: &Path, uid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(uid)).unwrap();
+    if p.is_dir() {
+        for e in fs::read_dir(p).unwrap() {
+            chown_tree(&e.unwrap().path(), uid);
+        }
+    }
+}
+
+/// Every file under `p` owned by root.
+fn root_owned(p: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let m = fs::symlink_metadata(p).unwrap();
+    if m.uid() == 0 {
+        out.push(format!("{} ({:o})", p.display(), m.mode() & 0o7777));
+    }
+    if m.is_dir() {
+        for e in fs::read_dir(p).unwrap() {
+            out.extend(root_owned(&e.unwrap().path()));
+        }
+    }
+    out
+}
+
+/// `sudo zenchef-edge update apply` (and the other commands run as root)
+/// leave no root-owned file: they act as the owner of the state directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_run_as_root_leave_no_root_owned_file() {
+    let b = TestBox::new().await;
+    let new = next_version();
+    b.publish(&new, agent_with_version(&new));
+    // A store, as the daemon leaves it after a clean stop (no -wal, -shm).
+    let (code, _, err) = b.cli(&["self-test", "--store", b.store().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    give_to_nobody(&b);
+    let whoami = Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout).trim(),
+        "0",
+        "the tests run as root"
+    );
+    // Read-only commands: a read-only SQLite open creates -shm and -wal.
+    for args in [
+        &["status", "--json"][..],
+        &["status"],
+        &["outbox", "list"],
+        &["update", "check"],
+        &["doctor", "--json"],
+    ] {
+        let (code, out, err) = b.cli(args);
+        assert!(code == 0 || code == 1, "{args:?}: {code} {out}{err}");
+        assert_eq!(
+            root_owned(&b.dir.path().join("state")),
+            Vec::<String>::new(),
+            "after {args:?}"
+        );
+    }
+    assert!(
+        b.dir.path().join("state/agent.db-shm").exists(),
+        "the read-only open made -shm"
+    );
+    assert!(
+        b.dir.path().join("state/device-id").exists(),
+        "update check made the device id"
+    );
+    // The install: forked, the child as nobody; the parent (root) would
+    // restart the service.
+    let (code, out, err) = b.cli(&["update", "apply", "--no-restart"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("installed {new} (was ")), "{out}");
+    assert!(
+        out.contains("restart the agent to run it: systemctl restart zenchef-edge"),
+        "{out}"
+    );
+    assert!(
+        TestBox::version_of(&b.bin()).starts_with(&format!("zenchef-edge {new} ")),
+        "the new binary is in place"
+    );
+    assert_eq!(b.state()["pending_version"], Value::from(new.as_str()));
+    assert_eq!(
+        root_owned(&b.dir.path().join("state")),
+        Vec::<String>::new()
+    );
+    assert_eq!(root_owned(&b.dir.path().join("bin")), Vec::<String>::new());
+    for f in [
+        "update.lock",
+        "update-download",
+        "update-state.json",
+        "device-id",
+    ] {
+        assert!(b.dir.path().join("state").join(f).exists(), "{f}");
+    }
+    // Writes through the store too.
+    let (code, _, err) = b.cli(&["outbox", "retry", "--all-dead"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        root_owned(&b.dir.path().join("state")),
+        Vec::<String>::new()
+    );
+}
+
+/// A box where a command once run as root left `update.lock` and
+/// `update-download/` (root-owned): the daemon's checks fail; after three
+/// in a row `status` (text, JSON), the page and `doctor` say since when
+/// and why, with the command that fixes it; and once fixed, it updates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_update_checks_are_said_in_status_doctor_and_the_page() {
+    let b = TestBox::new().await;
+    let port = b.with_http();
+    let new = next_version();
+    b.publish(&new, agent_with_version(&new));
+    give_to_nobody(&b);
+    // The daemon runs as nobody: it reads its configuration (systemd hands
+    // it a copy).
+    std::os::unix::fs::chown(b.config(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let state = b.dir.path().join("state");
+    fs::write(state.join("update.lock"), b"").unwrap();
+    fs::set_permissions(state.join("update.lock"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::create_dir(state.join("update-download")).unwrap();
+    fs::set_permissions(
+        state.join("update-download"),
+        fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let log = fs::File::create(b.log()).unwrap();
+    let mut daemon = {
+        use std::os::unix::process::CommandExt;
+        Command::new(b.bin())
+            .args(["run", "--config"])
+            .arg(b.config())
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .env("RUST_LOG", "info")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("INVOCATION_ID")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let st = wait_for("updates failing", Duration::from_secs(60), || {
+        let (_, out, _) = b.cli(&["status", "--json"]);
+        let v: Value = serde_json::from_str(&out).ok()?;
+        v["update_problem"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("updates failing since"))
+            .then_some(v)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", b.log_tail()));
+    let p = st["update_problem"].as_str().unwrap().to_string();
+    assert!(
+        p.contains(": taking the update lock: Permission denied (os error 13) (a file in ")
+            && p.contains(&format!("sudo chown -R nobody: {})", state.display()))
+            && p.ends_with("failed checks in a row)"),
+        "{p}"
+    );
+    assert!(
+        st["problems"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("updates_failing")),
+        "{st}"
+    );
+    let (_, text, _) = b.cli(&["status"]);
+    assert!(text.contains("updates failing since"), "{text}");
+    let (code, out, _) = b.cli(&["doctor"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL  updates       updates failing since")),
+        "{out}"
+    );
+    let files = out
+        .lines()
+        .find(|l| l.starts_with("FAIL  state files   "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        files.contains("files in ")
+            && files.contains("not owned by nobody: update-download (root), update.lock (root)"),
+        "{files}"
+    );
+    assert!(
+        out.contains(&format!("sudo chown -R nobody: {}", state.display())),
+        "{out}"
+    );
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"update-problem\" class=\"bad\">updates failing since"),
+        "{page}"
+    );
+    let log = fs::read_to_string(b.log()).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("update: updates failing since")),
+        "{log}"
+    );
+    // The fix the hint gives (here for nobody): the next check installs.
+    chown_tree(&state, NOBODY);
+    let code = wait_for(
+        "the install and its restart",
+        Duration::from_secs(60),
+        || daemon.try_wait().unwrap().map(|s| s.code()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", b.log_tail()));
+    assert_eq!(code, Some(EX_RESTART), "{}", b.log_tail());
+    assert_eq!(b.state()["pending_version"], Value::from(new.as_str()));
+    assert_eq!(root_owned(&state), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,21 +12,29 @@
 //! `zenchef-edge-doctor-<iid>`, so the daemon's persistent session is not
 //! disturbed); the table names on both sides.
 //!
+//! Then the state directory (every file belongs to its owner: a command
+//! once run as root may have left one the agent cannot write) and the
+//! updates (a usable signing key when they are enabled; the daemon's
+//! checks not failing in a row).
+//!
+//! `--json` prints one object instead (docs/README-cli.md): `checks`, an
+//! array of `{name, outcome, ok, detail, hint}` in the order above, and the
+//! totals. The exit code is the same.
+//!
 //! Nothing is written anywhere; secrets are never printed.
 
 use std::io::IsTerminal;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, Transport,
-};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Transport};
+use serde::Serialize;
 
 use crate::cli::{status, tables};
 use crate::config::Config;
 use crate::outbox::{migrations, store};
 use crate::pos::discovery::{self, Announced, PosTarget};
-use crate::pos::session::USERNAME;
+use crate::pos::session::{self, MqttFailure, USERNAME};
 use crate::zenchef::client::{ErrorClass, ZenchefClient, transport_message};
 
 /// How long the POS is looked for on mDNS.
@@ -34,8 +42,9 @@ pub const BROWSE_FOR: Duration = Duration::from_secs(3);
 /// Timeout of each network check.
 pub const NET_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The outcome of one check (`ok`, `fail`, `skip` in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Passed.
     Ok,
@@ -45,22 +54,41 @@ pub enum Outcome {
     Skip,
 }
 
-/// One printed check.
-#[derive(Debug, Clone)]
+/// One printed check (an element of `checks` in `doctor --json`).
+#[derive(Debug, Clone, Serialize)]
 pub struct Check {
     /// Short name, e.g. `zenchef auth`.
     pub name: &'static str,
     /// Result.
     pub outcome: Outcome,
+    /// `outcome` is not `fail` (a skipped check is not a failure).
+    pub ok: bool,
     /// What was found.
     pub detail: String,
     /// What to do (failures).
     pub hint: Option<String>,
 }
 
-/// Prints checks as they complete and counts failures.
+/// What `doctor --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct JsonReport {
+    /// This binary's version.
+    pub version: String,
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+    /// Checks passed.
+    pub passed: usize,
+    /// Checks failed (exit code 1 when any).
+    pub failed: usize,
+    /// Checks skipped.
+    pub skipped: usize,
+}
+
+/// Prints checks as they complete (or, for `--json`, keeps them) and
+/// counts failures.
 struct Report {
     color: bool,
+    json: bool,
     checks: Vec<Check>,
 }
 
@@ -77,17 +105,20 @@ impl Report {
         } else {
             tag_col
         };
-        println!("{tag_col}  {name:<13} {detail}");
-        if let Some(h) = &hint
-            && outcome == Outcome::Fail
-        {
-            println!("{:<6}hint: {h}", "");
+        if !self.json {
+            println!("{tag_col}  {name:<13} {detail}");
+            if let Some(h) = &hint
+                && outcome == Outcome::Fail
+            {
+                println!("{:<6}hint: {h}", "");
+            }
         }
         self.checks.push(Check {
             name,
             outcome,
+            ok: outcome != Outcome::Fail,
             detail,
-            hint,
+            hint: hint.filter(|_| outcome == Outcome::Fail),
         });
     }
     fn ok(&mut self, name: &'static str, detail: impl Into<String>) {
@@ -101,15 +132,52 @@ impl Report {
     }
 }
 
+/// `doctor` (`--json` or not) with an invalid configuration: the failed
+/// `config` check alone (main exits 78).
+pub fn print_config_error(e: &crate::config::ConfigError, json: bool) {
+    let hint = "fix this key first; the other checks need a valid file";
+    if json {
+        let report = JsonReport {
+            version: crate::update::running_version_str().into(),
+            checks: vec![Check {
+                name: "config",
+                outcome: Outcome::Fail,
+                ok: false,
+                detail: e.to_string(),
+                hint: Some(hint.into()),
+            }],
+            passed: 0,
+            failed: 1,
+            skipped: 0,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        println!("FAIL  config        {e}");
+        println!("      hint: {hint}");
+    }
+}
+
 /// Runs every check; answers the exit code (0 all passed, 1 any failed).
-pub async fn run(config: &Config) -> anyhow::Result<i32> {
+/// `config_stat` is the configuration file's metadata, read before a root
+/// process gave up its privileges (the directory is root-only).
+pub async fn run(
+    config: &Config,
+    json: bool,
+    config_stat: std::io::Result<std::fs::Metadata>,
+) -> anyhow::Result<i32> {
     crate::install_crypto();
     let mut r = Report {
-        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        color: !json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        json,
         checks: Vec::new(),
     };
-    check_config(&mut r, config);
+    check_config(&mut r, config, config_stat);
     let store_ok = check_store(&mut r, config);
+    check_state_dir(&mut r, config);
+    check_updates(&mut r, config, store_ok);
     // Zenchef.
     let reachable = check_net(
         &mut r,
@@ -156,20 +224,31 @@ pub async fn run(config: &Config) -> anyhow::Result<i32> {
         count(Outcome::Fail),
         count(Outcome::Skip),
     );
+    let code = if failed == 0 { 0 } else { 1 };
+    if json {
+        let report = JsonReport {
+            version: crate::update::running_version_str().into(),
+            checks: r.checks,
+            passed: ok,
+            failed,
+            skipped,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(code);
+    }
     println!();
     if failed == 0 {
         println!("all checks passed ({ok} ok, {skipped} skipped)");
-        Ok(0)
     } else {
         println!("{failed} check(s) FAILED ({ok} ok, {skipped} skipped)");
-        Ok(1)
     }
+    Ok(code)
 }
 
-fn check_config(r: &mut Report, config: &Config) {
+fn check_config(r: &mut Report, config: &Config, stat: std::io::Result<std::fs::Metadata>) {
     let file = config.file.display();
     r.ok("config", format!("{file} is valid"));
-    match std::fs::metadata(&config.file) {
+    match stat {
         Ok(m) => {
             let mode = m.permissions().mode() & 0o777;
             if mode & 0o077 == 0 {
@@ -195,6 +274,27 @@ fn check_config(r: &mut Report, config: &Config) {
 
 fn check_store(r: &mut Report, config: &Config) -> bool {
     let path = config.store_path.display();
+    match crate::cli::exit::store_access(&config.store_path) {
+        crate::cli::exit::StoreAccess::Missing => {
+            r.fail(
+                "store",
+                format!("{path} does not exist"),
+                "the agent creates the store at its first start: systemctl status zenchef-edge",
+            );
+            r.skip("agent", "not checked: no store");
+            return false;
+        }
+        crate::cli::exit::StoreAccess::PermissionDenied(e) => {
+            r.fail(
+                "store",
+                format!("cannot open {path}: {e}"),
+                "run doctor as root (sudo) or as the agent's user",
+            );
+            r.skip("agent", "not checked: no store");
+            return false;
+        }
+        _ => {}
+    }
     let conn = match store::open_read_only(&config.store_path) {
         Ok(c) => c,
         Err(e) => {
@@ -449,7 +549,13 @@ async fn check_pos(r: &mut Report, config: &Config) -> Option<PosTarget> {
             a.instance,
             a.host,
             a.port,
-            a.iid.as_deref().unwrap_or("?"),
+            a.iid
+                .as_deref()
+                .map(|i| match crate::config::check_iid(i) {
+                    Ok(()) => i.to_string(),
+                    Err(_) => crate::config::escaped(i),
+                })
+                .unwrap_or_else(|| "?".into()),
             a.server.as_deref().unwrap_or("?")
         )
     };
@@ -487,15 +593,24 @@ async fn check_pos(r: &mut Report, config: &Config) -> Option<PosTarget> {
             let a = relevant[0];
             r.ok("pos found", describe(a));
             let why = discovery::incompatibility(a, c.min_version).unwrap_or_default();
-            r.fail(
-                "pos version",
-                why,
+            let bad_iid = a
+                .iid
+                .as_deref()
+                .is_some_and(|i| crate::config::check_iid(i).is_err());
+            let hint = if bad_iid {
+                format!(
+                    "the Installation ID goes into MQTT topics and Zenchef Pay URLs and must match \
+                     {}: have Cashpad support check the POS's announcement",
+                    crate::config::IID_CHARSET
+                )
+            } else {
                 format!(
                     "update Cashpad on the POS to {} or later (the integration requires it); the \
                      agent connects by itself once it is",
                     c.min_version
-                ),
-            );
+                )
+            };
+            r.fail("pos version", why, hint);
             None
         }
         Ok(None) => {
@@ -583,27 +698,24 @@ async fn check_mqtt(r: &mut Report, config: &Config, t: &PosTarget) {
             })
             .await;
         }
-        Ok(Err(ConnectionError::ConnectionRefused(
-            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
-        ))) => r.fail(
-            "mqtt login",
-            format!("the POS broker at {addr} refused the MQTT login (user {USERNAME})"),
-            "check cashpad.token: it must be the token Cashpad provided for the Zenchef interface",
-        ),
-        // Some brokers close the connection instead of answering "refused".
-        Ok(Err(ConnectionError::MqttState(rumqttc::StateError::ConnectionAborted))) => r.fail(
-            "mqtt login",
-            format!(
-                "the POS broker at {addr} closed the connection during the MQTT login (user \
-                 {USERNAME}) without accepting it: it most likely refused the token"
-            ),
-            "check cashpad.token: it must be the token Cashpad provided for the Zenchef interface",
-        ),
-        Ok(Err(e)) => r.fail(
-            "mqtt login",
-            format!("cannot log in to the POS broker at {addr}: {e}"),
-            "is the Cashpad server running? Is its MQTT port reachable from the box?",
-        ),
+        Ok(Err(e)) => {
+            let kind = session::classify(&e, false);
+            let (detail, hint) = session::explain(&e, kind, &addr);
+            let detail = if kind == MqttFailure::ClosedDuringLogin {
+                // One clean-session login, closed at once: the broker's way
+                // of refusing it (rumqttd does so on a bad password).
+                format!("{detail}: it most likely refused the token")
+            } else {
+                detail
+            };
+            let hint = if kind == MqttFailure::ClosedDuringLogin {
+                "check cashpad.token: it must be the token Cashpad provided for the Zenchef \
+                 interface"
+            } else {
+                hint
+            };
+            r.fail("mqtt login", detail, hint)
+        }
         Err(_) => r.fail(
             "mqtt login",
             format!("no answer from the POS broker at {addr} within {NET_TIMEOUT:?}"),
@@ -632,8 +744,22 @@ async fn check_pay_auth(r: &mut Report, base: &str, token: &str, iid: Option<&st
             return;
         }
     };
-    let url = format!("{base}/installations/{iid}/payments?limit=1");
-    match client.get(&url).bearer_auth(token).send().await {
+    let url = match crate::pay::client::segment_url(
+        base,
+        &["installations", iid, "payments"],
+        &[("limit", "1")],
+    ) {
+        Ok(u) => u,
+        Err(e) => {
+            r.fail(
+                "pay auth",
+                format!("cannot build the Zenchef Pay URL: {e}"),
+                "check zenchef_pay.base_url and cashpad.installation_id",
+            );
+            return;
+        }
+    };
+    match client.get(url).bearer_auth(token).send().await {
         Ok(resp) if resp.status().is_success() => {
             r.ok("pay auth", format!("token accepted for installation {iid}"))
         }
@@ -659,6 +785,106 @@ async fn check_pay_auth(r: &mut Report, base: &str, token: &str, iid: Option<&st
             "pay auth",
             transport_message(&e),
             "Zenchef Pay answered the TLS check but not this call: retry later",
+        ),
+    }
+}
+
+/// Every file of the state directory (one level, and `update-download/`)
+/// belongs to the directory's owner: a command once run as root may have
+/// left one the agent cannot replace (`update.lock`: every update check
+/// then fails).
+fn check_state_dir(r: &mut Report, config: &Config) {
+    use std::os::unix::fs::MetadataExt;
+    let dir = crate::update::Paths::new(std::path::PathBuf::new(), &config.store_path).state_dir;
+    let shown = dir.display();
+    let owner = match std::fs::metadata(&dir) {
+        Ok(m) => m.uid(),
+        Err(e) => {
+            r.skip("state files", format!("{shown}: {e}"));
+            return;
+        }
+    };
+    let mut foreign: Vec<String> = Vec::new();
+    let mut look = |d: &std::path::Path| {
+        if let Ok(entries) = std::fs::read_dir(d) {
+            for e in entries.flatten() {
+                if let Ok(m) = e.path().symlink_metadata()
+                    && m.uid() != owner
+                {
+                    let who = crate::cli::privileges::user_name(m.uid())
+                        .unwrap_or_else(|| m.uid().to_string());
+                    foreign.push(format!("{} ({who})", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+    };
+    look(&dir);
+    look(&dir.join("update-download"));
+    let name = crate::cli::privileges::user_name(owner).unwrap_or_else(|| owner.to_string());
+    if foreign.is_empty() {
+        r.ok(
+            "state files",
+            format!("every file in {shown} belongs to {name}"),
+        );
+    } else {
+        foreign.sort();
+        r.fail(
+            "state files",
+            format!(
+                "{} in {shown} not owned by {name}: {}",
+                if foreign.len() == 1 {
+                    "a file"
+                } else {
+                    "files"
+                },
+                foreign.join(", ")
+            ),
+            format!(
+                "the agent cannot replace them (a command run as root left them): sudo chown -R \
+                 {name}: {shown}"
+            ),
+        );
+    }
+}
+
+/// Updates: a usable signing key when they are enabled, and the daemon's
+/// checks not failing in a row.
+fn check_updates(r: &mut Report, config: &Config, store_ok: bool) {
+    let u = &config.update;
+    if !u.enabled || u.manifest_url.is_none() {
+        r.skip(
+            "updates",
+            "automatic updates are off (update.enabled = false or no update.manifest_url)",
+        );
+        return;
+    }
+    if let Some(p) = crate::update::signing_key_problem(u) {
+        r.fail(
+            "updates",
+            p,
+            format!(
+                "set update.public_key in {} to the release signing key (base64), then \
+                 systemctl restart zenchef-edge",
+                config.file.display()
+            ),
+        );
+        return;
+    }
+    let failing = store_ok
+        .then(|| store::open_read_only(&config.store_path).ok())
+        .flatten()
+        .and_then(|c| crate::update::daemon::CheckFailures::read(&c))
+        .and_then(|f| f.problem());
+    match failing {
+        Some(p) => r.fail(
+            "updates",
+            p,
+            "see journalctl -u zenchef-edge -g update; `zenchef-edge update check` shows what \
+             the manifest offers",
+        ),
+        None => r.ok(
+            "updates",
+            "enabled, the signing key is valid, no failing checks",
         ),
     }
 }

@@ -5,11 +5,13 @@
 //! `status` for the local status page (`http.rs`).
 
 pub mod doctor;
+pub mod exit;
 pub mod link;
 pub mod outbox;
 pub mod page;
 pub mod pay_settings;
 pub mod payments;
+pub mod privileges;
 pub mod self_test;
 pub mod status;
 pub mod tables;

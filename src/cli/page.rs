@@ -173,6 +173,25 @@ pub fn problem_text(p: Problem, s: &Status, lang: Lang) -> String {
             "{} bill update(s) refused by Zenchef Pay: call support.",
             c.pay_dead
         ),
+        (Problem::StoreMissing | Problem::StoreUnreadable, Lang::Fr) => {
+            "Le boîtier ne peut pas lire sa base de données : appelez le support.".into()
+        }
+        (Problem::StoreMissing | Problem::StoreUnreadable, Lang::En) => {
+            "The box cannot read its database: call support.".into()
+        }
+        (Problem::UpdatesRefused, Lang::Fr) => "Le boîtier ne reçoit plus de mises à jour \
+             (aucune clé de signature configurée) : appelez le support."
+            .into(),
+        (Problem::UpdatesRefused, Lang::En) => {
+            "The box gets no updates (no signing key configured): call support.".into()
+        }
+        (Problem::UpdatesFailing, Lang::Fr) => {
+            "Les mises à jour du boîtier échouent depuis plusieurs essais : appelez le support."
+                .into()
+        }
+        (Problem::UpdatesFailing, Lang::En) => {
+            "The box's updates have failed several times in a row: call support.".into()
+        }
     }
 }
 
@@ -366,6 +385,22 @@ pub fn render(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, lang: Lang) -> 
         &update,
         "",
     );
+    if let Some(p) = &s.update_problem {
+        row(
+            "update-problem",
+            t(lang, "Mises à jour bloquées", "Updates blocked"),
+            p,
+            "bad",
+        );
+    }
+    if let Some(e) = &s.store_error {
+        row(
+            "store-state",
+            t(lang, "Base de données", "Database"),
+            &format!("{}: {e}", s.store_state),
+            "bad",
+        );
+    }
 
     let (verdict_class, verdict) = if s.problems.is_empty() {
         (

@@ -17,6 +17,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cli::exit::{self, StoreAccess};
 use crate::config::Config;
 use crate::health::{self, ApiHealth, HealthState};
 use crate::outbox::{self, AttentionOrder, Counts, NeedsPerson, store};
@@ -45,6 +46,19 @@ pub struct Status {
     pub currency: String,
     /// The store file.
     pub store: String,
+    /// `ok` (read), `missing` (the agent never started with this
+    /// configuration) or `unreadable` (permissions, not a database, not the
+    /// agent's); when not `ok`, the counts are 0 and every other fact is
+    /// unknown, and `problems` starts with `store_missing` or
+    /// `store_unreadable`.
+    pub store_state: &'static str,
+    /// Why the store could not be read, `null` when `store_state` is `ok`.
+    pub store_error: Option<String>,
+    /// `ok`, or `invalid` (then `config_error` says why, and nothing else
+    /// is known).
+    pub config_state: &'static str,
+    /// The configuration error (`config error: <key>: …`), `null` when ok.
+    pub config_error: Option<String>,
     /// When this status was read (box clock, UTC, RFC 3339).
     pub checked_at: String,
     /// A daemon that still exists wrote its state in the last [`FRESH_S`]
@@ -79,12 +93,18 @@ pub struct Status {
     /// Orders that need attention: one of their events could not be read
     /// (sync rule 9); no Zenchef Pay payment is settled on them meanwhile.
     pub orders_needing_attention: Vec<AttentionOrder>,
+    /// Why the box gets no update, `null` when nothing is known to stop
+    /// it: `updates refused: no signing key (…)` (enabled, a manifest URL,
+    /// no usable `update.public_key`) or `updates failing since <time>:
+    /// <error> (…)` (the daemon's last [`crate::update::daemon::FAILING_AFTER`]
+    /// checks or more failed).
+    pub update_problem: Option<String>,
     /// What needs attention, most important first; empty when all is well.
     pub problems: Vec<Problem>,
 }
 
 /// The counts of `status --json`: every [`Counts`] key plus the ones below.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct StatusCounts {
     /// Counters and queue sizes from the store.
     #[serde(flatten)]
@@ -161,14 +181,159 @@ pub enum Problem {
     PayOutage,
     /// Check pushes parked as dead letters.
     PayDead,
+    /// The store does not exist: the agent never started with this
+    /// configuration.
+    StoreMissing,
+    /// The store cannot be read (`store_error` says why).
+    StoreUnreadable,
+    /// Updates are enabled but no usable signing key is configured: every
+    /// release is refused.
+    UpdatesRefused,
+    /// The daemon's update checks keep failing.
+    UpdatesFailing,
 }
 
-/// Reads the status of the store of `config` (read-only).
+/// Reads the status of the store of `config` (read-only). A store that
+/// does not exist or cannot be read is a status too: `store_state`
+/// `missing` or `unreadable` ([`Status::without_store`]).
 ///
-/// Errors: the store cannot be opened (missing file, unreadable) or read.
+/// Errors: none today (the `Result` is kept for callers).
 pub fn read(config: &Config) -> anyhow::Result<Status> {
-    let conn = store::open_read_only(&config.store_path)?;
-    read_conn(&conn, config, Utc::now())
+    Ok(read_at(config, Utc::now()))
+}
+
+/// [`read`] at time `now`.
+pub fn read_at(config: &Config, now: DateTime<Utc>) -> Status {
+    let path = &config.store_path;
+    let shown = path.display();
+    let (state, error) = match exit::store_access(path) {
+        StoreAccess::Missing => (
+            "missing",
+            format!(
+                "{shown} does not exist: the agent creates it at its first start (has it ever run \
+                 with this configuration? systemctl status zenchef-edge)"
+            ),
+        ),
+        StoreAccess::PermissionDenied(e) => (
+            "unreadable",
+            format!("cannot open {shown}: {e} (run as the agent's user, or with sudo)"),
+        ),
+        StoreAccess::Unreadable(e) => ("unreadable", format!("cannot open {shown}: {e}")),
+        StoreAccess::Present => {
+            let read = store::open_read_only(path)
+                .map_err(anyhow::Error::from)
+                .and_then(|conn| read_conn(&conn, config, now));
+            match read {
+                Ok(s) => return s,
+                Err(e) => (
+                    "unreadable",
+                    format!("{shown} is not a readable agent store: {e:#}"),
+                ),
+            }
+        }
+    };
+    Status::without_store(config, now, state, error)
+}
+
+impl Status {
+    /// The status when the store is `missing` or `unreadable`: what the
+    /// configuration alone tells, every count 0, the store's problem
+    /// first.
+    pub fn without_store(
+        config: &Config,
+        now: DateTime<Utc>,
+        store_state: &'static str,
+        error: String,
+    ) -> Status {
+        let mut problems = vec![if store_state == "missing" {
+            Problem::StoreMissing
+        } else {
+            Problem::StoreUnreadable
+        }];
+        let update_problem = crate::update::signing_key_problem(&config.update);
+        if update_problem.is_some() {
+            problems.push(Problem::UpdatesRefused);
+        }
+        Status {
+            version: crate::update::running_version_str().into(),
+            currency: config.currency.clone(),
+            store: config.store_path.display().to_string(),
+            store_state,
+            store_error: Some(error),
+            config_state: "ok",
+            config_error: None,
+            checked_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            daemon_running: false,
+            daemon_alive: false,
+            daemon: None,
+            counts: StatusCounts::default(),
+            oldest_queued_age_s: None,
+            pos: PosSummary {
+                state: "unknown",
+                ..Default::default()
+            },
+            zenchef: ApiSummary {
+                state: "unknown",
+                ..Default::default()
+            },
+            pay: ApiSummary {
+                state: if config.pay.is_some() {
+                    "unknown"
+                } else {
+                    "disabled"
+                },
+                ..Default::default()
+            },
+            last_reservation_sync: None,
+            update_state: update_state_file(config).unwrap_or(Value::String("unknown".into())),
+            update_problem,
+            payments_needing_person: Vec::new(),
+            orders_needing_attention: Vec::new(),
+            problems,
+        }
+    }
+}
+
+/// `status --json` with an invalid configuration: the same keys, with
+/// `config_state` `invalid`, the error, and nothing else known.
+pub fn print_config_error(e: &crate::config::ConfigError) {
+    let v = serde_json::json!({
+        "version": crate::update::running_version_str(),
+        "store": null,
+        "store_state": "unknown",
+        "store_error": null,
+        "currency": null,
+        "config_state": "invalid",
+        "config_error": e.to_string(),
+        "checked_at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "daemon_running": false,
+        "daemon_alive": false,
+        "daemon": null,
+        "counts": StatusCounts::default(),
+        "oldest_queued_age_s": null,
+        "pos": PosSummary { state: "unknown", ..Default::default() },
+        "zenchef": ApiSummary { state: "unknown", ..Default::default() },
+        "pay": ApiSummary { state: "unknown", ..Default::default() },
+        "last_reservation_sync": null,
+        "update_state": "unknown",
+        "update_problem": null,
+        "payments_needing_person": [],
+        "orders_needing_attention": [],
+        "problems": [],
+    });
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+}
+
+/// The updater's `update-state.json` beside the store, as JSON, when it
+/// exists and reads.
+fn update_state_file(config: &Config) -> Option<Value> {
+    config
+        .store_path
+        .parent()
+        .map(|d| d.join("update-state.json"))
+        .filter(|f| f.exists())
+        .and_then(|f| crate::update::state::UpdateState::load(&f).ok())
+        .and_then(|u| serde_json::to_value(u).ok())
 }
 
 fn age_s(t: &str, now: DateTime<Utc>) -> Option<i64> {
@@ -218,13 +383,7 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
     )?;
     // The updater keeps its state in update-state.json beside the store
     // (written atomically); a `kv` record is the fallback.
-    let from_file = config
-        .store_path
-        .parent()
-        .map(|d| d.join("update-state.json"))
-        .filter(|f| f.exists())
-        .and_then(|f| crate::update::state::UpdateState::load(&f).ok())
-        .and_then(|u| serde_json::to_value(u).ok());
+    let from_file = update_state_file(config);
     let update_state = match (from_file, outbox::kv_get(conn, UPDATE_STATE_KEY)?) {
         (Some(v), _) => v,
         (None, Some(s)) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
@@ -307,10 +466,23 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
     if counts.pay_dead > 0 {
         problems.push(Problem::PayDead);
     }
+    let update_problem = match crate::update::signing_key_problem(&config.update) {
+        Some(p) => {
+            problems.push(Problem::UpdatesRefused);
+            Some(p)
+        }
+        None => crate::update::daemon::CheckFailures::read(conn)
+            .and_then(|f| f.problem())
+            .inspect(|_| problems.push(Problem::UpdatesFailing)),
+    };
     Ok(Status {
         version: crate::update::running_version_str().into(),
         currency: config.currency.clone(),
         store: config.store_path.display().to_string(),
+        store_state: "ok",
+        store_error: None,
+        config_state: "ok",
+        config_error: None,
         checked_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         daemon_running,
         daemon_alive,
@@ -330,6 +502,7 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
         update_state,
         payments_needing_person,
         orders_needing_attention,
+        update_problem,
         problems,
     })
 }
@@ -457,6 +630,14 @@ pub fn problem_en(p: Problem, s: &Status) -> String {
             "{} Zenchef Pay check push(es) refused: zenchef-edge outbox list --dead",
             c.pay_dead
         ),
+        Problem::StoreMissing => {
+            "no store yet: the agent has never started with this configuration".into()
+        }
+        Problem::StoreUnreadable => "the store cannot be read (see Store below)".into(),
+        Problem::UpdatesRefused => "updates refused: no signing key (see Update below)".into(),
+        Problem::UpdatesFailing => "updates failing: the daemon's update checks keep failing \
+             (see Update below)"
+            .into(),
     }
 }
 
@@ -504,6 +685,28 @@ impl Out {
         let room = WIDTH.saturating_sub(visible.chars().count());
         text.push_str(&fit(rest, room));
         self.lines.push(text.trim_end().to_string());
+    }
+}
+
+impl Out {
+    /// `text` on as many lines as it takes, after an empty label, cut at
+    /// spaces (a word longer than a line is cut with `…`).
+    fn wrapped(&mut self, text: &str) {
+        let room = WIDTH - LABEL;
+        let mut line = String::new();
+        for word in text.split_whitespace() {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > room {
+                self.line("", None, &line);
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        if !line.is_empty() {
+            self.line("", None, &line);
+        }
     }
 }
 
@@ -559,6 +762,9 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
             ),
             Tone::Bad,
         ),
+        None if s.store_state == "unreadable" => {
+            ("unknown (the store cannot be read)".into(), Tone::Warn)
+        }
         None => ("NEVER RAN with this store".into(), Tone::Bad),
     };
     let head_tag = if s.problems.is_empty() {
@@ -777,7 +983,17 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
         other => other.to_string(),
     };
     o.line("Update", None, &update);
-    o.line("Store", None, &s.store);
+    if let Some(p) = &s.update_problem {
+        o.wrapped(p);
+    }
+    match s.store_state {
+        "missing" => o.line("Store", Some(("MISSING", Tone::Bad)), &s.store),
+        "unreadable" => o.line("Store", Some(("UNREADABLE", Tone::Bad)), &s.store),
+        _ => o.line("Store", None, &s.store),
+    }
+    if let Some(e) = &s.store_error {
+        o.wrapped(e);
+    }
     if let Some(aside) = s.daemon.as_ref().and_then(|d| d.store_moved_aside.as_ref()) {
         o.line(
             "STORE",
@@ -788,17 +1004,27 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
     o.lines.join("\n") + "\n"
 }
 
-/// Prints the status; exit code 0 (the status is information, not a
-/// check: `doctor` is the command whose exit code judges).
+/// Prints the status, text or JSON, whatever the store's state. Exit code
+/// 0 when the store was read (the status is information, not a check:
+/// `doctor` is the command whose exit code judges); when it was not, 66
+/// (missing), 77 (permission denied) or 74 (unreadable otherwise), after
+/// printing it all the same.
 pub fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
     let s = read(config)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
-        return Ok(0);
+    } else {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        print!("{}", render_text(&s, config.timezone, Utc::now(), color));
     }
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    print!("{}", render_text(&s, config.timezone, Utc::now(), color));
-    Ok(0)
+    Ok(match s.store_state {
+        "ok" => exit::OK,
+        "missing" => exit::NOINPUT,
+        _ => match exit::store_access(&config.store_path) {
+            StoreAccess::PermissionDenied(_) => exit::NOPERM,
+            _ => exit::IOERR,
+        },
+    })
 }
 
 /// Is `pid` a running zenchef-edge daemon (Linux `/proc`)?
@@ -843,6 +1069,10 @@ mod tests {
             version: "0.1.0".into(),
             currency: "EUR".into(),
             store: "/var/lib/zenchef-edge/agent.db".into(),
+            store_state: "ok",
+            store_error: None,
+            config_state: "ok",
+            config_error: None,
             checked_at: t(0),
             daemon_running: true,
             daemon_alive: true,
@@ -875,6 +1105,7 @@ mod tests {
             oldest_queued_age_s: Some(4000),
             last_reservation_sync: Some(t(2)),
             update_state: Value::String("unknown".into()),
+            update_problem: None,
             payments_needing_person: vec![NeedsPerson {
                 payment_id: "pay_8f2c0a1b2c3d".into(),
                 order_id: "O-881".into(),

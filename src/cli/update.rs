@@ -9,11 +9,15 @@
 //!   the downgrade rule. Open orders or a busy outbox still refuse unless
 //!   `--force` (which also ignores the list of versions rolled back on this
 //!   box). Then restarts the service (`systemctl try-restart`) when systemd
-//!   runs, unless `--no-restart`. Exit 0 installed or up to date, 1 refused
-//!   or failed.
+//!   runs, unless `--no-restart`. The signing key is checked first: without
+//!   a usable `update.public_key` nothing is fetched (exit 78). Exit 0
+//!   installed or up to date, 1 refused, 75 the server could not be reached
+//!   or the update lock is taken (try again), 77 a file of the state
+//!   directory cannot be written, 78 no usable key.
 //! - `boot-check` (hidden) is the start bookkeeping run from the unit's
 //!   `ExecStartPre=` by the previous binary; always exits 0.
 
+use crate::cli::exit;
 use crate::config::Config;
 use crate::update::daemon::{Activity, Outcome, Updater};
 use crate::update::policy::{Kind, Overrides, Refusal};
@@ -56,6 +60,10 @@ pub fn check(config: &Config) -> anyhow::Result<i32> {
         return Ok(0);
     };
     println!("manifest     {url}");
+    match crate::update::verify::PublicKey::from_config(config.update.public_key.as_deref()) {
+        Ok(_) => println!("key          update.public_key is a valid ed25519 key"),
+        Err(e) => println!("key          updates refused: no signing key ({e})"),
+    }
     let plan = match runtime()?.block_on(u.plan(Overrides::default())) {
         Ok(p) => p,
         Err(e) => {
@@ -97,8 +105,32 @@ pub fn check(config: &Config) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Who restarts the service after `update apply` installed a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// This process, when systemd runs (`systemctl try-restart`).
+    Now,
+    /// Nobody: `--no-restart` (the line saying how to is printed).
+    No,
+    /// The root parent process of [`crate::cli::privileges::run_as`],
+    /// after this one (running as the state directory's owner) exits.
+    ByParent,
+}
+
 /// `update apply [--force] [--no-restart]`.
-pub fn apply(config: &Config, force: bool, no_restart: bool) -> anyhow::Result<i32> {
+pub fn apply(config: &Config, force: bool, restart: Restart) -> anyhow::Result<i32> {
+    // Before anything is fetched: without a key every release is refused.
+    if config.update.manifest_url.is_some()
+        && let Err(e) =
+            crate::update::verify::PublicKey::from_config(config.update.public_key.as_deref())
+    {
+        eprintln!(
+            "updates refused: no signing key: {e} (set update.public_key in {}); nothing was \
+             downloaded",
+            config.file.display()
+        );
+        return Ok(exit::CONFIG);
+    }
     let u = updater(config)?;
     let o = Overrides {
         window_and_rollout: true,
@@ -124,7 +156,7 @@ pub fn apply(config: &Config, force: bool, no_restart: bool) -> anyhow::Result<i
         }
         Ok(Outcome::NotNow(why)) => {
             eprintln!("not installed: {why}");
-            Ok(1)
+            Ok(exit::FAILURE)
         }
         Ok(Outcome::Installed(i)) => {
             println!(
@@ -133,24 +165,44 @@ pub fn apply(config: &Config, force: bool, no_restart: bool) -> anyhow::Result<i
                 i.previous,
                 u.paths.previous.display()
             );
-            if no_restart || !std::path::Path::new("/run/systemd/system").exists() {
-                println!("restart the agent to run it: systemctl restart zenchef-edge");
-            } else {
-                let st = std::process::Command::new("systemctl")
-                    .args(["try-restart", "zenchef-edge.service"])
-                    .status();
-                match st {
-                    Ok(s) if s.success() => println!("zenchef-edge.service restarted"),
-                    _ => println!("could not restart it: run `systemctl restart zenchef-edge`"),
+            match restart {
+                Restart::Now => restart_service(),
+                Restart::No => {
+                    println!("restart the agent to run it: systemctl restart zenchef-edge")
                 }
+                Restart::ByParent => {}
             }
             Ok(0)
         }
         Err(e) => {
             eprintln!("update failed, nothing changed: {e:#}");
-            Ok(1)
+            Ok(exit::code_for(&anyhow::Error::from(e)))
         }
     }
+}
+
+/// Restarts the service to run an installed release (`systemctl
+/// try-restart` when systemd runs), printing what happened.
+pub fn restart_service() {
+    if !std::path::Path::new("/run/systemd/system").exists() {
+        println!("restart the agent to run it: systemctl restart zenchef-edge");
+        return;
+    }
+    let st = std::process::Command::new("systemctl")
+        .args(["try-restart", "zenchef-edge.service"])
+        .status();
+    match st {
+        Ok(s) if s.success() => println!("zenchef-edge.service restarted"),
+        _ => println!("could not restart it: run `systemctl restart zenchef-edge`"),
+    }
+}
+
+/// Whether the update state records an installed, not yet confirmed
+/// release (what a successful `update apply` leaves); read only.
+pub fn installed_pending(config: &Config) -> bool {
+    let paths = Paths::new(std::path::PathBuf::new(), &config.store_path);
+    crate::update::state::UpdateState::load(&paths.state_file())
+        .is_ok_and(|s| s.pending_version.is_some())
 }
 
 /// `update boot-check` (from `ExecStartPre=`, run by the previous binary).

@@ -74,8 +74,8 @@ impl PayClient {
         order_id: &str,
         body: &Value,
     ) -> Result<(), CallError> {
-        let path = format!("/installations/{iid}/checks/{}", encode(order_id));
-        match self.call(Method::PUT, &path, Some(body)).await {
+        let url = self.url(&["installations", iid, "checks", order_id], &[])?;
+        match self.call(Method::PUT, url, Some(body)).await {
             Ok(_) => Ok(()),
             Err((e, Some(answer))) if e.status == Some(409) => {
                 let ours = body
@@ -104,12 +104,13 @@ impl PayClient {
         iid: &str,
         after: Option<&str>,
     ) -> Result<PaymentsPage, CallError> {
-        let mut path = format!("/installations/{iid}/payments?limit=100");
+        let mut query = vec![("limit", "100")];
         if let Some(c) = after {
-            path.push_str(&format!("&after={}", encode(c)));
+            query.push(("after", c));
         }
+        let url = self.url(&["installations", iid, "payments"], &query)?;
         let v = self
-            .call(Method::GET, &path, None)
+            .call(Method::GET, url, None)
             .await
             .map_err(|(e, _)| e)?;
         let mut page = PaymentsPage {
@@ -147,27 +148,50 @@ impl PayClient {
             None => json!({"status": "settled"}),
             Some(reason) => json!({"status": "rejected", "reason": reason}),
         };
-        let path = format!("/installations/{iid}/payments/{}/ack", encode(payment_id));
-        self.call(Method::POST, &path, Some(&body))
+        let url = self.url(&["installations", iid, "payments", payment_id, "ack"], &[])?;
+        self.call(Method::POST, url, Some(&body))
             .await
             .map(|_| ())
             .map_err(|(e, _)| e)
+    }
+
+    /// The URL of `segments` under the base URL, each one percent-encoded
+    /// as one path segment by the `url` crate (an order id `T 1/2` is
+    /// `T%201%2F2`; an Installation ID can never add a path level), then
+    /// `query` form-encoded.
+    ///
+    /// Errors: [`ErrorClass::Dead`] when the base URL cannot take path
+    /// segments (never for a base URL that passed the configuration's
+    /// check).
+    pub fn url(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::Url, CallError> {
+        segment_url(&self.base, segments, query).map_err(|message| CallError {
+            class: ErrorClass::Dead,
+            status: None,
+            what: "Zenchef Pay URL".into(),
+            message,
+        })
     }
 
     /// One call; on an error answer also gives its JSON body (for 409).
     async fn call(
         &self,
         method: Method,
-        path: &str,
+        url: reqwest::Url,
         body: Option<&Value>,
     ) -> Result<Value, (CallError, Option<Value>)> {
         let what = format!(
             "Zenchef Pay {method} {}",
-            path.split('?').next().unwrap_or(path)
+            url.path()
+                .strip_prefix(self.base_path().as_str())
+                .unwrap_or(url.path())
         );
         let mut req = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, url)
             .bearer_auth(self.token.expose())
             .header("Accept", "application/json")
             .header("Content-Type", "application/json");
@@ -206,26 +230,75 @@ impl PayClient {
     }
 }
 
-/// Percent-encodes a path segment (ids are usually plain, but a POS order
-/// id may hold `/` or spaces).
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
+impl PayClient {
+    /// The path of the base URL (`/pos/v1`), what [`PayClient::call`]
+    /// leaves out of the names of calls in messages.
+    fn base_path(&self) -> String {
+        reqwest::Url::parse(&self.base)
+            .map(|u| u.path().trim_end_matches('/').to_string())
+            .unwrap_or_default()
     }
-    out
+}
+
+/// `base` (a checked base URL, no trailing `/`) followed by `segments`,
+/// each percent-encoded as one path segment (`url::PathSegmentsMut`), then
+/// `query` form-encoded. Also used by `doctor`.
+///
+/// Errors: `base` is not a URL, or one that cannot take path segments; a
+/// segment is `.` or `..` (the url crate would drop it).
+pub fn segment_url(
+    base: &str,
+    segments: &[&str],
+    query: &[(&str, &str)],
+) -> Result<reqwest::Url, String> {
+    // The url crate drops "." and ".." segments (they would change the
+    // path level): refuse them instead.
+    if let Some(dots) = segments.iter().find(|s| matches!(**s, "." | "..")) {
+        return Err(format!("`{dots}` cannot be a path segment"));
+    }
+    let mut u = reqwest::Url::parse(base).map_err(|e| format!("{base} is not a URL: {e}"))?;
+    u.path_segments_mut()
+        .map_err(|()| format!("{base} cannot take a path"))?
+        .pop_if_empty()
+        .extend(segments);
+    if !query.is_empty() {
+        u.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(u)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::segment_url;
+
     #[test]
-    fn path_segments_are_encoded() {
-        assert_eq!(super::encode("O-881"), "O-881");
-        assert_eq!(super::encode("T 1/2"), "T%201%2F2");
+    fn path_segments_are_encoded_by_the_url_crate() {
+        let u = |b: &str, s: &[&str], q: &[(&str, &str)]| segment_url(b, s, q).unwrap().to_string();
+        assert_eq!(
+            u(
+                "https://pay.zenchef.com/pos/v1",
+                &["installations", "CP-4F2A91", "checks", "O-881"],
+                &[]
+            ),
+            "https://pay.zenchef.com/pos/v1/installations/CP-4F2A91/checks/O-881"
+        );
+        assert_eq!(
+            u(
+                "http://127.0.0.1:9/pos/v1",
+                &["installations", "CP/../x", "checks", "T 1/2"],
+                &[]
+            ),
+            "http://127.0.0.1:9/pos/v1/installations/CP%2F..%2Fx/checks/T%201%2F2"
+        );
+        assert_eq!(
+            u(
+                "https://pay.zenchef.com",
+                &["installations", "a?b#c", "payments"],
+                &[("limit", "100"), ("after", "c&d=e")]
+            ),
+            "https://pay.zenchef.com/installations/a%3Fb%23c/payments?limit=100&after=c%26d%3De"
+        );
+        assert!(segment_url("https://p/x", &["installations", "..", "checks"], &[]).is_err());
+        assert!(segment_url("https://p/x", &["installations", "CP", "checks", "."], &[]).is_err());
     }
 }

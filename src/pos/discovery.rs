@@ -92,8 +92,19 @@ pub fn incompatibility(a: &Announced, min: Version) -> Option<String> {
         Some(Err(e)) => return Some(format!("POS \"{}\": TXT `app` {e}", a.instance)),
         None => return Some(format!("POS \"{}\" announces no `app` TXT key", a.instance)),
     }
-    if a.iid.as_deref().is_none_or(str::is_empty) {
-        return Some(format!("POS \"{}\" announces no `iid` TXT key", a.instance));
+    match a.iid.as_deref() {
+        None | Some("") => {
+            return Some(format!("POS \"{}\" announces no `iid` TXT key", a.instance));
+        }
+        // The iid goes into MQTT topics and Zenchef Pay URL paths.
+        Some(iid) => {
+            if let Err(why) = crate::config::check_iid(iid) {
+                return Some(format!(
+                    "POS \"{}\" announces TXT `iid` {why}; it is not used",
+                    a.instance
+                ));
+            }
+        }
     }
     None
 }
@@ -146,13 +157,12 @@ pub fn select(
 }
 
 fn describe(a: &Announced) -> String {
-    format!(
-        "{} (\"{}\" at {}:{})",
-        a.iid.as_deref().unwrap_or("?"),
-        a.instance,
-        a.host,
-        a.port
-    )
+    let iid = match a.iid.as_deref() {
+        Some(i) if crate::config::check_iid(i).is_ok() => i.to_string(),
+        Some(i) => crate::config::escaped(i),
+        None => "?".into(),
+    };
+    format!("{} (\"{}\" at {}:{})", iid, a.instance, a.host, a.port)
 }
 
 fn list(seen: &[Announced]) -> String {

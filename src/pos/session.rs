@@ -247,15 +247,23 @@ pub async fn run(
                         let was = link.0.connected.swap(false, Ordering::SeqCst);
                         link.0.generation.fetch_add(1, Ordering::SeqCst);
                         failures += 1;
-                        let mut msg = describe(&e, was);
-                        if !ever_connected && failures >= 3 && !matches!(e, ConnectionError::ConnectionRefused(_)) {
-                            // Some brokers close the connection after a bad
-                            // login instead of answering CONNACK 4/5.
-                            msg.push_str(" (the POS broker never accepted this agent's login: check cashpad.token)");
+                        let kind = classify(&e, was);
+                        let addr = format!("{}:{}", target.host, target.port);
+                        let (mut msg, hint) = explain(&e, kind, &addr);
+                        if kind == MqttFailure::ClosedDuringLogin && !ever_connected && failures >= 3 {
+                            // Some brokers (rumqttd) close the connection
+                            // after a bad login instead of answering
+                            // CONNACK 4/5: repeated, that is a refusal.
+                            msg = format!(
+                                "the POS broker at {addr} closed the connection right after the \
+                                 MQTT login {failures} times in a row: it most likely refuses the \
+                                 token"
+                            );
                         }
+                        let msg = format!("{msg}: {hint}");
                         if was || failures == 1 || failures.is_multiple_of(20) {
-                            match &e {
-                                ConnectionError::ConnectionRefused(_) => error!("{msg}"),
+                            match kind {
+                                MqttFailure::LoginRefused | MqttFailure::Tls => error!("{msg}"),
                                 _ => warn!("MQTT connection to the POS lost or refused ({msg}); retrying"),
                             }
                         }
@@ -276,18 +284,142 @@ pub async fn run(
     }
 }
 
-fn describe(e: &ConnectionError, was_connected: bool) -> String {
+/// Why an MQTT connection to the POS broker failed, by what a technician
+/// does about it ([`classify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttFailure {
+    /// The TCP connection was refused: nothing listens on that port (the
+    /// Cashpad server is stopped, or the port is wrong).
+    PortClosed,
+    /// No answer: no route to the host, a TCP or MQTT timeout, a name that
+    /// does not resolve.
+    Unreachable,
+    /// The TLS handshake failed (the POS announces `tls=1`).
+    Tls,
+    /// The broker answered CONNACK "bad user name or password" or "not
+    /// authorised": the Cashpad token is refused.
+    LoginRefused,
+    /// The broker answered CONNACK with another refusal (protocol version,
+    /// client id, server unavailable).
+    BrokerRefused,
+    /// The broker closed the connection after CONNECT without answering:
+    /// once, anything; repeatedly, most likely a refused token.
+    ClosedDuringLogin,
+    /// The port answered something that is not MQTT (a TLS port spoken to
+    /// in clear text, another service).
+    NotMqtt,
+    /// An established session broke (keep-alive timeout, reset).
+    Lost,
+    /// Anything else.
+    Other,
+}
+
+/// Classifies a rumqttc error; `connected` tells whether the session was
+/// up when it happened (a failed connect attempt otherwise).
+pub fn classify(e: &ConnectionError, connected: bool) -> MqttFailure {
+    use rumqttc::StateError;
+    use std::io::ErrorKind as K;
+    let by_io = |io: &std::io::Error| match io.kind() {
+        K::ConnectionRefused => MqttFailure::PortClosed,
+        K::TimedOut
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::NetworkDown
+        | K::AddrNotAvailable
+        | K::NotFound => MqttFailure::Unreachable,
+        K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe
+            if connected =>
+        {
+            MqttFailure::Lost
+        }
+        K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => {
+            MqttFailure::ClosedDuringLogin
+        }
+        // getaddrinfo failures have no kind of their own.
+        _ if io.to_string().contains("lookup") => MqttFailure::Unreachable,
+        _ if connected => MqttFailure::Lost,
+        _ => MqttFailure::Other,
+    };
     match e {
         ConnectionError::ConnectionRefused(
             ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
-        ) => "the POS broker refused the MQTT login: check cashpad.token".into(),
-        // Some brokers close the connection instead of answering "refused".
-        ConnectionError::MqttState(rumqttc::StateError::ConnectionAborted) if !was_connected => {
-            "the POS broker closed the connection during the MQTT login: if this repeats, check \
-             cashpad.token"
-                .into()
+        ) => MqttFailure::LoginRefused,
+        ConnectionError::ConnectionRefused(_) => MqttFailure::BrokerRefused,
+        ConnectionError::Tls(_) => MqttFailure::Tls,
+        ConnectionError::Io(io) => by_io(io),
+        ConnectionError::MqttState(StateError::Io(io)) => by_io(io),
+        ConnectionError::MqttState(StateError::ConnectionAborted) if connected => MqttFailure::Lost,
+        ConnectionError::MqttState(StateError::ConnectionAborted) => MqttFailure::ClosedDuringLogin,
+        ConnectionError::MqttState(StateError::Deserialization(_))
+        | ConnectionError::NotConnAck(_)
+            if !connected =>
+        {
+            MqttFailure::NotMqtt
         }
-        other => other.to_string(),
+        ConnectionError::NetworkTimeout => MqttFailure::Unreachable,
+        ConnectionError::MqttState(StateError::AwaitPingResp) | ConnectionError::FlushTimeout => {
+            MqttFailure::Lost
+        }
+        _ if connected => MqttFailure::Lost,
+        _ => MqttFailure::Other,
+    }
+}
+
+/// What happened (naming `addr`, never the token) and what to do, for the
+/// journal, `status` and `doctor`.
+pub fn explain(e: &ConnectionError, kind: MqttFailure, addr: &str) -> (String, &'static str) {
+    match kind {
+        MqttFailure::PortClosed => (
+            format!("nothing listens on the POS broker's port at {addr} (connection refused)"),
+            "is the Cashpad server running? Is the MQTT port right (the POS's announcement, or \
+             cashpad.port)?",
+        ),
+        MqttFailure::Unreachable => (
+            format!("the POS broker at {addr} does not answer ({e})"),
+            "is the POS on and on this network at that address? A firewall may drop its MQTT \
+             port",
+        ),
+        MqttFailure::Tls => (
+            format!("the TLS handshake with the POS broker at {addr} failed ({e})"),
+            "the POS announces TLS: check the box's clock (timedatectl) and that the POS's \
+             certificate is valid; a port that does not speak TLS fails this way too",
+        ),
+        MqttFailure::LoginRefused => (
+            format!(
+                "the POS broker at {addr} refused the MQTT login (user {USERNAME}): {}",
+                match e {
+                    ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized) => {
+                        "not authorised"
+                    }
+                    _ => "bad user name or password",
+                }
+            ),
+            "check cashpad.token: it must be the token Cashpad provided for the Zenchef interface",
+        ),
+        MqttFailure::BrokerRefused => (
+            format!("the POS broker at {addr} refused the connection ({e})"),
+            "restart the Cashpad server; if it persists, call Cashpad support",
+        ),
+        MqttFailure::ClosedDuringLogin => (
+            format!(
+                "the POS broker at {addr} closed the connection during the MQTT login (user \
+                 {USERNAME}) without accepting it"
+            ),
+            "if this repeats, check cashpad.token: it must be the token Cashpad provided for the \
+             Zenchef interface",
+        ),
+        MqttFailure::NotMqtt => (
+            format!("{addr} answered something that is not MQTT ({e})"),
+            "is it the POS broker's port? Does it expect TLS?",
+        ),
+        MqttFailure::Lost => (
+            format!("the MQTT session with the POS broker at {addr} was lost ({e})"),
+            "the agent reconnects by itself; if it repeats, check the network to the POS",
+        ),
+        MqttFailure::Other => (
+            format!("MQTT error with the POS broker at {addr}: {e}"),
+            "is the Cashpad server running? Is its MQTT port reachable from the box?",
+        ),
     }
 }
 

@@ -480,8 +480,119 @@ pub struct Task {
     pub stop: CancellationToken,
 }
 
+/// `kv` key of the daemon's record of failed update checks
+/// ([`CheckFailures`], JSON).
+pub const FAILURES_KV_KEY: &str = "update_check_failures";
+/// After this many failed checks in a row, `status`, `doctor` and the page
+/// say that updates are failing.
+pub const FAILING_AFTER: u32 = 3;
+
+/// The daemon's record of update checks that failed in a row (an error,
+/// not a "not now"), kept in the store (`kv` [`FAILURES_KV_KEY`]) so that
+/// it survives restarts; reset by the next check that runs through.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckFailures {
+    /// Failed checks in a row; 0 after a check that ran through.
+    pub consecutive: u32,
+    /// When the first of them failed (UTC, RFC 3339).
+    pub since: Option<String>,
+    /// When the last one failed (UTC, RFC 3339).
+    pub last_at: Option<String>,
+    /// Its error (no secret: update errors carry URLs and file names).
+    pub last_error: Option<String>,
+}
+
+impl CheckFailures {
+    /// `updates failing since <since>: <error>` once [`FAILING_AFTER`]
+    /// checks in a row failed, else `None`.
+    pub fn problem(&self) -> Option<String> {
+        (self.consecutive >= FAILING_AFTER).then(|| {
+            format!(
+                "updates failing since {}: {} ({} failed checks in a row)",
+                self.since.as_deref().unwrap_or("?"),
+                self.last_error.as_deref().unwrap_or("?"),
+                self.consecutive
+            )
+        })
+    }
+
+    /// Reads the record from the store (`None`: no record or unreadable).
+    pub fn read(conn: &Connection) -> Option<CheckFailures> {
+        crate::outbox::kv_get(conn, FAILURES_KV_KEY)
+            .ok()
+            .flatten()
+            .and_then(|s| serde_json::from_str(&s).ok())
+    }
+}
+
+/// What to tell a technician about a failed check: the error, and for a
+/// permission error the command that gives the state directory back to
+/// the agent (a command once run as root left files it cannot write).
+fn failure_text(e: &UpdateError, paths: &Paths) -> String {
+    let text = format!("{e:#}");
+    let denied = matches!(e, UpdateError::Io { source, .. }
+        if source.kind() == std::io::ErrorKind::PermissionDenied);
+    if denied {
+        let dir = paths.state_dir.display();
+        let me = crate::cli::privileges::user_name(crate::cli::privileges::euid())
+            .unwrap_or_else(|| "zenchef-edge".into());
+        format!(
+            "{text} (a file in {dir} is not the agent's, e.g. left by a command run as root: \
+             sudo chown -R {me}: {dir})"
+        )
+    } else {
+        text
+    }
+}
+
+/// Records one check's result in the store: a failure adds to the run of
+/// failures, a check that ran through resets it (written only when it
+/// changes).
+async fn record_check(
+    store: &Store,
+    failures: &std::sync::Mutex<CheckFailures>,
+    error: Option<String>,
+) {
+    let next = {
+        let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
+        match error {
+            None if f.consecutive == 0 => return,
+            None => *f = CheckFailures::default(),
+            Some(e) => {
+                let now = crate::outbox::now_utc();
+                if f.consecutive == 0 {
+                    f.since = Some(now.clone());
+                }
+                f.consecutive += 1;
+                f.last_at = Some(now);
+                f.last_error = Some(e);
+            }
+        }
+        f.clone()
+    };
+    if next.consecutive == FAILING_AFTER {
+        error!(
+            "update: {}; the box gets no update until this is fixed",
+            next.problem().unwrap_or_default()
+        );
+    }
+    let json = serde_json::to_string(&next).unwrap_or_default();
+    if let Err(e) = store
+        .write(move |c| crate::outbox::kv_set(c, FAILURES_KV_KEY, &json))
+        .await
+    {
+        warn!("update: cannot record the check's result: {e}");
+    }
+}
+
 /// Runs the update task until `stop`.
 pub async fn run(t: Task) {
+    if let Some(p) = super::signing_key_problem(&t.updater.cfg) {
+        warn!(
+            "update: {p}: every release will be refused until update.public_key is set to the \
+             release signing key (base64) in the configuration"
+        );
+    }
     if let Some(v) = t.pending.clone()
         && !confirm_health(&t, &v).await
     {
@@ -493,6 +604,15 @@ pub async fn run(t: Task) {
     }
     let updater = t.updater.clone();
     let shutdown = t.shutdown.clone();
+    let store = t.store.clone();
+    let failures = Arc::new(std::sync::Mutex::new(
+        store
+            .read(|c| Ok(CheckFailures::read(c)))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+    ));
     periodic(
         policy::FIRST_CHECK,
         t.updater.cfg.check_interval,
@@ -504,8 +624,16 @@ pub async fn run(t: Task) {
         move || {
             let updater = updater.clone();
             let shutdown = shutdown.clone();
+            let store = store.clone();
+            let failures = failures.clone();
             async move {
-                match updater.check(Overrides::default()).await {
+                let result = updater.check(Overrides::default()).await;
+                let error = result
+                    .as_ref()
+                    .err()
+                    .map(|e| failure_text(e, &updater.paths));
+                record_check(&store, &failures, error).await;
+                match result {
                     Ok(Outcome::Installed(i)) => {
                         info!(
                             "update: installed {} (was {}); restarting into it",
@@ -521,7 +649,7 @@ pub async fn run(t: Task) {
                     }
                     Ok(Outcome::NotConfigured) => ControlFlow::Break(()),
                     Err(e) => {
-                        warn!("update: check failed: {e:#}");
+                        warn!("update: check failed: {}", failure_text(&e, &updater.paths));
                         ControlFlow::Continue(())
                     }
                 }

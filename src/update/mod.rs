@@ -113,6 +113,23 @@ pub fn restart_requested() -> bool {
     RESTART.load(Ordering::SeqCst)
 }
 
+/// Why every release will be refused, when it will: updates are enabled
+/// with a manifest URL but `update.public_key` is missing, empty or not an
+/// ed25519 key. The sentence starts with `updates refused: no signing key`
+/// (what `status`, `doctor`, the page and the daemon's start WARN say).
+pub fn signing_key_problem(cfg: &crate::config::UpdateConfig) -> Option<String> {
+    if !cfg.enabled || cfg.manifest_url.is_none() {
+        return None;
+    }
+    match verify::PublicKey::from_config(cfg.public_key.as_deref()) {
+        Ok(_) => None,
+        Err(UpdateError::NoKey(why)) => Some(format!(
+            "updates refused: no signing key (update.public_key: {why})"
+        )),
+        Err(e) => Some(format!("updates refused: no signing key ({e})")),
+    }
+}
+
 /// Where the update machinery reads and writes. Resolved once at start:
 /// after an install, `/proc/self/exe` of the running process names a
 /// replaced file.
