@@ -103,7 +103,10 @@ async fn a_whole_service_with_an_outage_reaches_zenchef_and_the_pos() {
                 rig.zenchef.set_fault(Fault::Down).await.unwrap();
                 in_outage = true;
             }
-            Step::GuestPays { .. } | Step::InjectPayment { .. } => {
+            Step::GuestPays { .. }
+            | Step::InjectPayment { .. }
+            | Step::ZenchefDown { .. }
+            | Step::ZenchefUp { .. } => {
                 unreachable!("generate() has no Zenchef Pay steps")
             }
             Step::OutageEnd { .. } => {

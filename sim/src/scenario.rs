@@ -135,6 +135,17 @@ pub enum Step {
         /// When.
         at: DateTime<FixedOffset>,
     },
+    /// Zenchef (reservations) alone goes down: its API answers 503 while
+    /// Zenchef Pay and the POS work; guests keep paying from their phone.
+    ZenchefDown {
+        /// When.
+        at: DateTime<FixedOffset>,
+    },
+    /// Zenchef answers again.
+    ZenchefUp {
+        /// When.
+        at: DateTime<FixedOffset>,
+    },
     /// A guest pays from the Zenchef Pay app
     /// ([`PayFake::guest_pays`]); the POS does not publish this payment
     /// itself: the agent turns it into a settle command and the POS answers
@@ -179,6 +190,8 @@ impl Step {
             | Step::Zenchef { at, .. }
             | Step::OutageStart { at }
             | Step::OutageEnd { at }
+            | Step::ZenchefDown { at }
+            | Step::ZenchefUp { at }
             | Step::GuestPays { at, .. }
             | Step::InjectPayment { at, .. } => *at,
         }
@@ -186,7 +199,10 @@ impl Step {
 
     fn rank(&self) -> u8 {
         match self {
-            Step::OutageStart { .. } | Step::OutageEnd { .. } => 0,
+            Step::OutageStart { .. }
+            | Step::OutageEnd { .. }
+            | Step::ZenchefDown { .. }
+            | Step::ZenchefUp { .. } => 0,
             Step::Zenchef { .. } => 1,
             Step::Pos { .. } => 2,
             Step::GuestPays { .. } | Step::InjectPayment { .. } => 3,
@@ -898,6 +914,9 @@ impl Scenario {
     ///   Pay ([`Step::InjectPayment`]): it must end `rejected` (`already
     ///   paid`).
     /// - No Zenchef Pay payment happens within 15 minutes of the outage.
+    /// - A 3-minute Zenchef-only outage ([`Step::ZenchefDown`] →
+    ///   [`Step::ZenchefUp`]: the reservations API answers 503, Zenchef Pay
+    ///   works) covers as many guest payments as a 3-minute window can.
     /// - Every POS `seq` is multiplied by 100, so that the POS's own answers
     ///   to settle commands (1 + the largest `seq` published) fit between
     ///   scripted events and the sequence stays increasing.
@@ -1088,6 +1107,24 @@ impl Scenario {
                 }
             }
         }
+        // The Zenchef-only outage: the 3-minute window (starting 30 s before
+        // a guest payment) that holds the most guest payments.
+        let mut times: Vec<DateTime<FixedOffset>> = guest.iter().map(|g| g.0).collect();
+        times.sort();
+        let window = Duration::minutes(3);
+        let start = times
+            .iter()
+            .map(|t| *t - Duration::seconds(30))
+            .max_by_key(|s| {
+                let n = times
+                    .iter()
+                    .filter(|t| **t >= *s && **t < *s + window)
+                    .count();
+                (n, std::cmp::Reverse(*s))
+            })
+            .expect("guest payments");
+        sc.steps.push(Step::ZenchefDown { at: start });
+        sc.steps.push(Step::ZenchefUp { at: start + window });
         for (at, order_id, amount_cents, tip_cents) in guest {
             sc.steps.push(Step::GuestPays {
                 at,

@@ -1209,7 +1209,11 @@ async fn reference_agent_reaches_the_pay_scenario_outcome() {
                 fake.inject_payment(json!({"order_id": order_id, "amount_cents": amount_cents,
                     "tip_cents": tip_cents, "method": method}));
             }
-            Step::Zenchef { .. } | Step::OutageStart { .. } | Step::OutageEnd { .. } => {}
+            Step::Zenchef { .. }
+            | Step::OutageStart { .. }
+            | Step::OutageEnd { .. }
+            | Step::ZenchefDown { .. }
+            | Step::ZenchefUp { .. } => {}
         }
     }
     let n = s.expected.payments.len();

@@ -246,6 +246,24 @@ fn describe(sc: &Scenario) {
         out_start.format("%H:%M"),
         out_end.format("%H:%M")
     );
+    if let Some((from, to)) = sc
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::ZenchefDown { at } => Some(*at),
+            _ => None,
+        })
+        .zip(sc.steps.iter().find_map(|s| match s {
+            Step::ZenchefUp { at } => Some(*at),
+            _ => None,
+        }))
+    {
+        println!(
+            "  Zenchef-only outage {}–{} (Zenchef Pay up: guests keep paying by phone)",
+            from.format("%H:%M"),
+            to.format("%H:%M")
+        );
+    }
 }
 
 /// Prints what Zenchef Pay sees of the service.

@@ -330,6 +330,8 @@ impl Demo {
                 }
                 Step::OutageStart { at } => self.outage_start(*at).await?,
                 Step::OutageEnd { at } => self.outage_end(*at).await?,
+                Step::ZenchefDown { at } => self.zenchef_down(*at).await?,
+                Step::ZenchefUp { at } => self.zenchef_up(*at).await?,
                 Step::GuestPays {
                     at,
                     order_id,
@@ -519,6 +521,76 @@ impl Demo {
         Ok(waited)
     }
 
+    /// Zenchef alone goes down (its API answers 503; Zenchef Pay and the
+    /// POS work): guests keep paying from their phone. Answers no wait.
+    async fn zenchef_down(&mut self, at: DateTime<FixedOffset>) -> anyhow::Result<Duration> {
+        self.rig.zenchef.set_fault(Fault::Status(503)).await?;
+        let accepted = self.checks_accepted();
+        let z = &mut self.pay_report.zenchef_only;
+        z.since = Some(Instant::now());
+        z.window = Some((at, at));
+        z.checks_while_down = accepted;
+        self.say(
+            Some(at),
+            "ZENCHEF DOWN: the reservations API answers 503; Zenchef Pay and the POS work, guests keep paying from their phone",
+        );
+        Ok(Duration::ZERO)
+    }
+
+    /// Zenchef answers again — once every guest payment made meanwhile is
+    /// settled in the POS (so that they were settled while Zenchef was
+    /// down); then the Zenchef backlog drains. Answers the time spent
+    /// waiting.
+    async fn zenchef_up(&mut self, at: DateTime<FixedOffset>) -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        self.wait_pay_settled().await;
+        let settled = {
+            let z = &self.pay_report.zenchef_only;
+            z.payments
+                .iter()
+                .filter(|id| self.pay.payment_state(id) == zenchef_sim::pay::PaymentState::Settled)
+                .count()
+        };
+        let checks = self.checks_accepted();
+        let backlog = self.watch_queue();
+        let z = &mut self.pay_report.zenchef_only;
+        z.settled_while_down = settled;
+        z.checks_while_down = checks - z.checks_while_down;
+        z.backlog = backlog;
+        z.since = None;
+        if let Some(w) = &mut z.window {
+            w.1 = at;
+        }
+        let n = z.payments.len();
+        self.rig.zenchef.set_fault(Fault::None).await?;
+        self.say(
+            Some(at),
+            &format!(
+                "Zenchef back: {n} guest payment(s) made while it was down, {settled} settled in the POS meanwhile; {backlog} event(s) waited for Zenchef"
+            ),
+        );
+        let s = self
+            .wait_caught_up("the Zenchef backlog drained", true, Duration::from_secs(60))
+            .await?;
+        self.say(
+            Some(at),
+            &format!(
+                "Zenchef backlog drained; agent {}",
+                Self::counts_line(&s["counts"])
+            ),
+        );
+        Ok(t.elapsed())
+    }
+
+    /// Check versions Zenchef Pay accepted so far, all orders.
+    fn checks_accepted(&self) -> usize {
+        self.pay
+            .checks()
+            .keys()
+            .map(|o| self.pay.check_history(o).len())
+            .sum()
+    }
+
     /// The internet comes back: checks every event was stored while down,
     /// restores Zenchef, times the drain, then re-sends events as a POS does
     /// after a reconnect. Answers the time spent waiting.
@@ -639,6 +711,26 @@ impl Demo {
                 .into_iter()
                 .map(|p| format!("Zenchef Pay: {p}")),
         );
+        let (refused, twice) = self.guests_refused_or_charged_twice();
+        problems.extend(
+            refused
+                .iter()
+                .map(|id| format!("guest payment {id} refused")),
+        );
+        problems.extend(
+            twice
+                .iter()
+                .map(|id| format!("a guest charged twice: {id}")),
+        );
+        let z = &self.pay_report.zenchef_only;
+        if z.window.is_some() && (z.payments.is_empty() || z.settled_while_down < z.payments.len())
+        {
+            problems.push(format!(
+                "Zenchef-only outage: {} guest payment(s) made, {} settled while Zenchef was down",
+                z.payments.len(),
+                z.settled_while_down
+            ));
+        }
         problems
     }
 

@@ -76,6 +76,26 @@ pub(super) struct PayReport {
     /// What went wrong while playing (a refused guest payment, a payment
     /// never settled…).
     pub(super) problems: Vec<String>,
+    /// The Zenchef-only outage, as played.
+    pub(super) zenchef_only: ZenchefOnly,
+}
+
+/// The 3-minute Zenchef-only outage (the reservations API answers 503,
+/// Zenchef Pay works): guests keep paying from their phone.
+#[derive(Debug, Default)]
+pub(super) struct ZenchefOnly {
+    /// Service time of its start and end.
+    pub(super) window: Option<(DateTime<FixedOffset>, DateTime<FixedOffset>)>,
+    /// When it started (wall time), while it lasts.
+    pub(super) since: Option<Instant>,
+    /// Guest payments made while Zenchef was down.
+    pub(super) payments: Vec<String>,
+    /// Of those, settled in the POS before Zenchef came back.
+    pub(super) settled_while_down: usize,
+    /// Zenchef Pay check versions accepted while Zenchef was down.
+    pub(super) checks_while_down: usize,
+    /// `counts.queued` (Zenchef lane) when Zenchef came back.
+    pub(super) backlog: i64,
 }
 
 /// How a guest payment ended.
@@ -103,6 +123,44 @@ fn answers_payment(answer: &Value, payment_id: &str) -> bool {
 }
 
 impl Demo {
+    /// Guests refused (a guest payment of the scenario refunded by Zenchef
+    /// Pay) and guests charged twice (a payment both recorded by the POS and
+    /// refunded, or recorded by the POS more than once, or a bill whose POS
+    /// payments exceed its total and tips): their payment ids.
+    pub(super) fn guests_refused_or_charged_twice(&self) -> (Vec<String>, Vec<String>) {
+        let answers = self.rig.pos.answers();
+        let recorded = |id: &str| answers.iter().filter(|a| answers_payment(a, id)).count();
+        let mut refused = Vec::new();
+        let mut twice = Vec::new();
+        for p in self.pay.payments() {
+            let id = p["payment_id"].as_str().unwrap_or("").to_string();
+            let rejected = matches!(self.pay.payment_state(&id), PaymentState::Rejected { .. });
+            let guest = self
+                .pay_report
+                .guests_done
+                .contains_key(p["order_id"].as_str().unwrap_or(""));
+            let n = recorded(&id);
+            if rejected && guest {
+                refused.push(id.clone());
+            }
+            if n > 1 || (n > 0 && rejected) {
+                twice.push(id);
+            }
+        }
+        for order in self.pay_report.guests_done.keys() {
+            if let Some(b) = self.rig.pos.bill(order) {
+                let paid: i64 = b.payments.iter().map(|p| p.amount_cents).sum();
+                if paid > b.total_cents + b.tip_cents {
+                    twice.push(format!(
+                        "{order} (POS payments {paid} > bill {} + tips {})",
+                        b.total_cents, b.tip_cents
+                    ));
+                }
+            }
+        }
+        (refused, twice)
+    }
+
     /// Waits until `order_id`'s check in Zenchef Pay satisfies `condition`
     /// ([`CHECK_WAIT`]); answers the check, or records a problem.
     async fn wait_check(
@@ -189,9 +247,18 @@ impl Demo {
             .guest_pays(order_id, amount_cents, tip_cents, method)
         {
             Ok(payment_id) => {
+                let down = if self.pay_report.zenchef_only.since.is_some() {
+                    self.pay_report
+                        .zenchef_only
+                        .payments
+                        .push(payment_id.clone());
+                    " — Zenchef is down"
+                } else {
+                    ""
+                };
                 self.say(
                     Some(at),
-                    &format!("Pay      {who}{tip} from their phone ({payment_id})"),
+                    &format!("Pay      {who}{tip} from their phone ({payment_id}){down}"),
                 );
                 self.pay_report.pending.push(PendingPay {
                     payment_id,
@@ -554,6 +621,32 @@ impl Demo {
                 r["reason"].as_str().unwrap_or("")
             );
         }
+        let z = &self.pay_report.zenchef_only;
+        if let Some((from, to)) = z.window {
+            row(
+                "Zenchef-only outage (Pay up)",
+                format!(
+                    "{}–{}: {} guest payment(s) made while Zenchef answered 503, {} settled in \
+                     the POS before it came back; {} check version(s) accepted by Zenchef Pay \
+                     meanwhile; {} event(s) waited for Zenchef",
+                    from.format("%H:%M"),
+                    to.format("%H:%M"),
+                    z.payments.len(),
+                    z.settled_while_down,
+                    z.checks_while_down,
+                    z.backlog
+                ),
+            );
+        }
+        let (refused, twice) = self.guests_refused_or_charged_twice();
+        row(
+            "guests refused / charged twice",
+            format!(
+                "{} / {} (the one payment refused above was for a table already paid in cash)",
+                refused.len(),
+                twice.len()
+            ),
+        );
         let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
         for ch in checks.values() {
             *statuses
