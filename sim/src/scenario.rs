@@ -199,13 +199,12 @@ impl Step {
 
     fn rank(&self) -> u8 {
         match self {
-            Step::OutageStart { .. }
-            | Step::OutageEnd { .. }
-            | Step::ZenchefDown { .. }
-            | Step::ZenchefUp { .. } => 0,
+            Step::OutageStart { .. } | Step::OutageEnd { .. } | Step::ZenchefDown { .. } => 0,
             Step::Zenchef { .. } => 1,
             Step::Pos { .. } => 2,
             Step::GuestPays { .. } | Step::InjectPayment { .. } => 3,
+            // After what happens at the same minute: the window is closed.
+            Step::ZenchefUp { .. } => 4,
         }
     }
 }
@@ -1107,18 +1106,19 @@ impl Scenario {
                 }
             }
         }
-        // The Zenchef-only outage: the 3-minute window (starting 30 s before
-        // a guest payment) that holds the most guest payments.
+        // The Zenchef-only outage: the 3-minute window (from a guest
+        // payment to 3 minutes later, both ends included) that holds the
+        // most guest payments.
         let mut times: Vec<DateTime<FixedOffset>> = guest.iter().map(|g| g.0).collect();
         times.sort();
         let window = Duration::minutes(3);
         let start = times
             .iter()
-            .map(|t| *t - Duration::seconds(30))
+            .copied()
             .max_by_key(|s| {
                 let n = times
                     .iter()
-                    .filter(|t| **t >= *s && **t < *s + window)
+                    .filter(|t| **t >= *s && **t <= *s + window)
                     .count();
                 (n, std::cmp::Reverse(*s))
             })
