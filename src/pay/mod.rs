@@ -257,7 +257,8 @@ async fn act(
     for t in todo {
         match t.state {
             PaymentState::Settle => {
-                if p.link.connected() && send_settle(p, &t, false).await? {
+                let handed = p.link.connected() && send_settle(p, &t, false).await?;
+                if handed {
                     sent.insert(t.payment_id.clone(), Instant::now());
                     next = earliest(next, Instant::now() + p.settle_resend);
                 }

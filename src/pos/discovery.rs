@@ -274,11 +274,11 @@ pub fn start(
                                 decide_at.get_or_insert(tokio::time::Instant::now() + SETTLE);
                             }
                         }
-                        ServiceEvent::ServiceRemoved(_, fullname) => {
-                            if seen.remove(&fullname).is_some() {
-                                info!("POS \"{fullname}\" left the network");
-                                decide_at.get_or_insert(tokio::time::Instant::now() + SETTLE);
-                            }
+                        ServiceEvent::ServiceRemoved(_, fullname)
+                            if seen.remove(&fullname).is_some() =>
+                        {
+                            info!("POS \"{fullname}\" left the network");
+                            decide_at.get_or_insert(tokio::time::Instant::now() + SETTLE);
                         }
                         _ => {}
                     }
@@ -371,7 +371,10 @@ mod tests {
         let a = pos("A", "CP-A", "2.0.18", "1");
         let b = pos("B", "CP-B", "2.1.0", "1");
         assert_eq!(
-            select(&[a.clone()], None, MIN).unwrap().unwrap().iid,
+            select(std::slice::from_ref(&a), None, MIN)
+                .unwrap()
+                .unwrap()
+                .iid,
             "CP-A"
         );
         let e = select(&[a.clone(), b.clone()], None, MIN).unwrap_err();

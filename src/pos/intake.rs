@@ -139,14 +139,15 @@ pub async fn run(
                      `status`) and acknowledged so it does not come back",
                     payload.len()
                 ),
-                IntakeItem::Event { event, .. } if event.data == EventData::Unknown => {
-                    if unknown_types.insert(event.event_type.clone()) {
-                        warn!(
-                            event_id = %event.event_id,
-                            "unknown event type \"{}\": stored and skipped (logged once per type)",
-                            event.event_type
-                        );
-                    }
+                IntakeItem::Event { event, .. }
+                    if event.data == EventData::Unknown
+                        && unknown_types.insert(event.event_type.clone()) =>
+                {
+                    warn!(
+                        event_id = %event.event_id,
+                        "unknown event type \"{}\": stored and skipped (logged once per type)",
+                        event.event_type
+                    );
                 }
                 _ => {}
             }
@@ -160,13 +161,14 @@ pub async fn run(
         for (m, outcome) in batch.iter().zip(&outcomes) {
             link.ack(m.generation, &m.publish).await;
             match outcome {
-                IntakeOutcome::Stored { order, payments } => {
-                    if let Some(order) = order {
-                        let _ = touched.send(order.clone());
-                        payments_decided |= !payments.is_empty();
-                        for change in payments {
-                            log_payment_change(order, change);
-                        }
+                IntakeOutcome::Stored {
+                    order: Some(order),
+                    payments,
+                } => {
+                    let _ = touched.send(order.clone());
+                    payments_decided |= !payments.is_empty();
+                    for change in payments {
+                        log_payment_change(order, change);
                     }
                 }
                 IntakeOutcome::Quarantined {

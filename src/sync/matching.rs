@@ -166,6 +166,7 @@ mod tests {
 
     /// (bookings, table, opened at, linked, expected chosen, expected others)
     #[test]
+    #[allow(clippy::type_complexity)]
     fn matching_table() {
         let cases: Vec<(Vec<Candidate>, &str, &str, Vec<i64>, Option<i64>, Vec<i64>)> = vec![
             // exact table, in window

@@ -405,6 +405,7 @@ fn the_truth_is_every_stored_event_in_seq_order() {
 
 /// Rule 6, judged on the stored truth.
 #[test]
+#[allow(clippy::type_complexity)]
 fn payments_are_judged_against_the_stored_pos_bill() {
     let open = truth("O-1", &[opened(), items(2, 4900)]);
     let cases: Vec<(&str, i64, &OrderTruth, Option<&str>, i64, Verdict)> = vec![
