@@ -119,8 +119,10 @@ async fn deliver(
             Err(e) => return Err(fail(d, &item, &plan, Failure::Zenchef(e)).await),
         }
     }
-    // Read again: the walk-in link written above, or a manual link.
-    let order = load(d, &item.order_id).await?;
+    // The walk-in link written above is also in the plan (`created_booking`,
+    // `link`): `apply` gives the same state without reading the order again
+    // (no manual link can land meanwhile: `links.rs` waits while the order's
+    // head is queued).
     let new_state = sync::apply(&ev, order, &plan);
     let booking = new_state.as_ref().and_then(|o| o.booking_id);
     let calls = plan.steps.len();
