@@ -203,7 +203,7 @@ if [ "$links_only" -eq 0 ]; then
 		esac
 		# Line numbers of the hits (after the allowed forms are removed),
 		# then those lines as they are in the file.
-		hits="$(sed -E "$strip" "$f" | grep -nIiE "$OUTSIDE" | cut -d: -f1 || true)"
+		hits="$(sed -E "$strip" "$f" | grep -nIE "$OUTSIDE" | cut -d: -f1 || true)"
 		[ -n "$hits" ] || continue
 		awk -v f="$f" 'NR == FNR { want[$1] = 1; next } FNR in want { print f ":" FNR ":" $0 }' \
 			- "$f" <<<"$hits"
