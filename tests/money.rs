@@ -973,3 +973,63 @@ async fn matching_across_a_dst_change_uses_real_elapsed_time() {
     assert!(rig.zenchef.status_history(6002).is_empty());
     assert_eq!(rig.zenchef.walkins().len(), 1);
 }
+
+/// Rule 10: a `table.opened` whose seat call was not made yet is matched
+/// again when its booking is cancelled in Zenchef meanwhile — the guests
+/// at the table are not those of a cancelled booking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_cancelled_before_its_seat_call_is_matched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = now();
+    let later = at + chrono::Duration::minutes(20);
+    let rig = start(
+        options(vec![booking(5101, "3", at), booking(5102, "3", later)], ""),
+        dir.path(),
+    )
+    .await;
+    // Both bookings are on the POS (today's sync window).
+    rig.pos
+        .wait_until(LONG, |s| {
+            s.reservations.contains_key(&5101) && s.reservations.contains_key(&5102)
+        })
+        .await
+        .unwrap();
+    let seat = rig
+        .zenchef
+        .fail_path_containing("/changeStatus", 503, "busy");
+    let mut eb = EventBuilder::new(1700);
+    rig.pos
+        .publish_event(&eb.table_opened("O-1", "3", 2, at))
+        .await
+        .unwrap();
+    wait_for("the seat call tried", LONG, || {
+        rig.zenchef
+            .calls()
+            .iter()
+            .any(|c| c.path.ends_with("/bookings/5101/changeStatus") && c.status == 503)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    // Staff cancel 5101 in Zenchef; the mirror sees it (withdrawn from the POS).
+    assert!(rig.zenchef.cancel_booking(5101));
+    rig.pos
+        .wait_until(LONG, |s| !s.reservations.contains_key(&5101))
+        .await
+        .unwrap();
+    rig.zenchef.clear_failure(seat);
+    status(&rig, "delivered", |s| {
+        s["counts"]["delivered"] == json!(1) && s["counts"]["queued"] == json!(0)
+    })
+    .await;
+    assert_eq!(rig.zenchef.status_history(5102), vec!["seated"]);
+    assert!(
+        rig.zenchef.status_history(5101).is_empty(),
+        "the cancelled booking is never seated"
+    );
+    assert_eq!(
+        rig.zenchef.booking(5101).unwrap()["status"],
+        json!("canceled")
+    );
+    assert!(rig.zenchef.walkins().is_empty());
+}
