@@ -1,5 +1,5 @@
 //! The command line as a technician meets it: exit codes and messages of
-//! the real binary (agent-interface.md § Command line, § Configuration).
+//! the real binary (docs/protocol/agent-interface.md § Command line, § Configuration).
 
 use std::path::Path;
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! Crash suites (sync-rules.md "Delivery guarantees"): the real agent
+//! Crash suites (docs/protocol/sync-rules.md "Delivery guarantees"): the real agent
 //! binary is SIGKILLed at random moments while it takes a service from the
 //! POS (intake) and while its calls to Zenchef are in flight (delivery).
 //! Afterwards every event the broker acknowledged to the POS is in the

@@ -1,5 +1,5 @@
-//! Delivery under a failing Zenchef (sync-rules.md "Delivery guarantees",
-//! zenchef-api.md "Errors and what the agent does"), with the real agent
+//! Delivery under a failing Zenchef (docs/protocol/sync-rules.md "Delivery guarantees",
+//! docs/protocol/zenchef-api.md "Errors and what the agent does"), with the real agent
 //! binary, the real broker and the Zenchef fake:
 //! - a long outage (connection refused, then timeouts, then 503): the POS
 //!   keeps being acknowledged, the dispatcher probes one call at a time,

@@ -17,7 +17,7 @@ use zenchef_sim::zenchef::{Fault, ZenchefConfig};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_zenchef-edge");
 const LONG: Duration = Duration::from_secs(40);
-/// The target of the issue: during a Zenchef-only outage, a check reaches
+/// The target: during a Zenchef-only outage, a check reaches
 /// Zenchef Pay (and closes) within this long of the POS event.
 const CHECK_WITHIN: Duration = Duration::from_secs(5);
 

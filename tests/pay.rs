@@ -1,6 +1,6 @@
 //! Zenchef Pay end to end: the real agent binary, the real broker, the POS
 //! simulator answering settle commands, the Zenchef Pay fake. Every check
-//! version and every payment's fate is asserted (sync-rules.md rules 6, 7).
+//! version and every payment's fate is asserted (docs/protocol/sync-rules.md rules 6, 7).
 
 use std::path::Path;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! by the agent's end-to-end tests.
 //!
 //! The agent is only known here by its command line and the documented
-//! configuration keys (`agent-interface.md`); nothing of its code is used.
+//! configuration keys (docs/protocol/agent-interface.md); nothing of its code is used.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -102,7 +102,7 @@ impl RigOptions {
         }
     }
 
-    /// The agent's production timings (agent-interface.md defaults): poll
+    /// The agent's production timings (docs/protocol/agent-interface.md defaults): poll
     /// every 30 s, retry backoff capped at 60 s, credentials retried every
     /// 300 s, HTTP timeout 15 s. For measurements of an idle or online box.
     pub fn production_timing(mut self) -> Self {
@@ -202,7 +202,7 @@ impl Rig {
         self.dir.join("agent.log")
     }
 
-    /// The configuration file the rig writes (agent-interface.md keys).
+    /// The configuration file the rig writes (docs/protocol/agent-interface.md keys).
     pub fn config_text(&self) -> String {
         let o = &self.opts;
         let iid = if o.configure_iid {

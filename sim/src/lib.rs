@@ -1,7 +1,7 @@
 //! Simulators for the zenchef-edge agent: everything outside the box, in process.
 //!
-//! Written from the written contracts only (`cashpad-local-v1.md`,
-//! `zenchef-api.md`, `zenchef-pay-api.md`, `sync-rules.md`), never from the agent's code, so that a
+//! Written from the written contracts only (docs/protocol/cashpad-local.md,
+//! docs/protocol/zenchef-api.md, docs/protocol/zenchef-pay.md, docs/protocol/sync-rules.md), never from the agent's code, so that a
 //! misreading of the spec by the agent is caught by tests instead of mirrored.
 //! Everything binds `127.0.0.1` only; mDNS runs on loopback and a
 //! non-standard port.

@@ -1,4 +1,4 @@
-//! The Cashpad DNS-SD advert (cashpad-local-v1 §1), on loopback only.
+//! The Cashpad DNS-SD advert (docs/protocol/cashpad-local.md §1), on loopback only.
 //!
 //! Each [`Advertiser`] runs its own mdns-sd daemon bound to a non-standard
 //! port (never 5353 in tests) with every interface disabled except

@@ -1,5 +1,5 @@
 //! The Zenchef Pay POS-connector fake (axum), exactly per
-//! `zenchef-pay-api.md`.
+//! docs/protocol/zenchef-pay.md.
 //!
 //! Serves `http://127.0.0.1:<port>/pos/v1` with:
 //! - `PUT /installations/{iid}/checks/{order_id}`: the bill as guests see it;
@@ -18,7 +18,7 @@
 //! Guests are simulated on the handle: [`PayFake::guest_pays`] pays like the
 //! Zenchef Pay app (only an `open` check, never more than what is due), and
 //! [`PayFake::inject_payment`] creates any payment regardless, to test the
-//! agent's refusals (sync-rules.md rule 6). [`PayFake::duplicate_next_payment`]
+//! agent's refusals (docs/protocol/sync-rules.md rule 6). [`PayFake::duplicate_next_payment`]
 //! makes the API return a payment twice. Everything is observable without
 //! HTTP: checks and their accepted versions, payments, acks, refunds, calls.
 
@@ -732,7 +732,7 @@ fn parse_body(bytes: &Bytes) -> Result<serde_json::Map<String, Value>, Response>
     }
 }
 
-/// Validates a check body (zenchef-pay-api.md "Checks"); the error names
+/// Validates a check body (docs/protocol/zenchef-pay.md "Checks"); the error names
 /// the first bad field.
 fn validate_check(m: &serde_json::Map<String, Value>) -> Result<(), Response> {
     let int = |k: &str| m.get(k).and_then(Value::as_i64);

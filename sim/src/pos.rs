@@ -1,5 +1,5 @@
 //! The Cashpad POS simulator: an MQTT client of the broker that plays the
-//! POS side of cashpad-local-v1 §2–7.
+//! POS side of docs/protocol/cashpad-local.md §2–7.
 //!
 //! It publishes events (`R/events`, QoS 1, not retained) and the floor plan
 //! (`R/floorplan`, QoS 1, retained), and records everything the agent sends

@@ -244,7 +244,7 @@ pub struct ExpectedWalkin {
     pub time: String,
 }
 
-/// A check as Zenchef Pay must show it at the end (zenchef-pay-api.md).
+/// A check as Zenchef Pay must show it at the end (docs/protocol/zenchef-pay.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpectedCheck {
     /// The POS order.

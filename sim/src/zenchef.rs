@@ -1,4 +1,4 @@
-//! The Zenchef partner API fake (axum), exactly per `zenchef-api.md`.
+//! The Zenchef partner API fake (axum), exactly per docs/protocol/zenchef-api.md.
 //!
 //! Serves `http://127.0.0.1:<port>/api/v1` with the endpoints the agent uses:
 //! `GET /bookings` (day filter, pagination), `GET /bookings/{id}`,

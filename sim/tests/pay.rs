@@ -963,7 +963,7 @@ fn pay_scenario_is_deterministic_and_shaped_as_promised() {
     }
 }
 
-/// The agent side of Zenchef Pay, reduced to sync-rules.md (Pay column,
+/// The agent side of Zenchef Pay, reduced to docs/protocol/sync-rules.md (Pay column,
 /// rules 6 and 7), as a reference: reaching the scenario's expected outcome
 /// validates the scenario, the Pay fake and the POS together.
 struct RefAgent {

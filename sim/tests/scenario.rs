@@ -227,7 +227,7 @@ fn counts_consistency_and_unambiguous_matching() {
     }
 }
 
-/// A reference agent following sync-rules.md against the fake; reaching the
+/// A reference agent following docs/protocol/sync-rules.md against the fake; reaching the
 /// scenario's expected outcome validates the scenario and the fake together.
 #[tokio::test]
 async fn perfect_agent_reaches_the_expected_outcome() {

@@ -724,7 +724,7 @@ async fn check_mqtt(r: &mut Report, config: &Config, t: &PosTarget) {
     }
 }
 
-/// A read-only Zenchef Pay call with the Pay token (zenchef-pay-api.md).
+/// A read-only Zenchef Pay call with the Pay token (docs/protocol/zenchef-pay.md).
 async fn check_pay_auth(r: &mut Report, base: &str, token: &str, iid: Option<&str>) {
     let Some(iid) = iid else {
         r.skip(
@@ -938,7 +938,7 @@ fn check_tables(r: &mut Report, config: &Config, store_ok: bool, zenchef: Option
         r.fail(
             "tables",
             found,
-            "names must be identical in the POS and in Zenchef (the seed's rule): rename them, \
+            "names must be identical in the POS and in Zenchef (the integration's first set-up rule): rename them, \
              see `zenchef-edge tables`",
         );
     }

@@ -1,4 +1,4 @@
-//! Technician commands (agent-interface.md § Command line), one file per
+//! Technician commands (docs/protocol/agent-interface.md § Command line), one file per
 //! command, each with a `run()`. They read the store read-only (WAL makes
 //! that safe while the daemon runs) or queue a change the daemon picks up
 //! (`outbox retry`, `link` / `unlink`). [`page`] renders the facts of

@@ -1,5 +1,5 @@
 //! `zenchef-edge pay-settings`: the Cashpad **Server** and **Installation
-//! ID** Zenchef Pay needs (zenchef-pay-api.md; the seed: today a restaurant
+//! ID** Zenchef Pay needs (docs/protocol/zenchef-pay.md; docs/protocol/README.md: today a restaurant
 //! has to e-mail Cashpad support for them). The agent knows both from the
 //! POS's mDNS announcement (TXT `server` and `iid`), kept in the daemon's
 //! state record.

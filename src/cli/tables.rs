@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::outbox::{self, store};
 use crate::zenchef::client::ZenchefClient;
 
-/// The rule, quoted from the seed (Zenchef's help centre).
+/// The rule, quoted from Zenchef's help centre (docs/protocol/README.md, set-up rules).
 pub const RULE: &str = "Table names must be identical in Cashpad and in Zenchef \
 (« il est très important que les noms des tables soient identiques dans Cashpad et Zenchef »).";
 

@@ -1,5 +1,5 @@
 //! `zenchef-edge update check | apply [--force] | boot-check`: the
-//! self-update by hand (agent-interface.md § Command line).
+//! self-update by hand (docs/protocol/agent-interface.md § Command line).
 //!
 //! - `check` prints the running version, what the manifest offers, whether
 //!   the policy allows installing now and why not. Exit 0 when the check

@@ -1,4 +1,4 @@
-//! The Zenchef Pay POS-connector client (zenchef-pay-api.md): checks,
+//! The Zenchef Pay POS-connector client (docs/protocol/zenchef-pay.md): checks,
 //! payments, acks. Same error classes as the Zenchef API
 //! ([`crate::zenchef::client::ErrorClass`]); the bearer token never appears
 //! in a message.
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::config::{PayConfig, Secret};
 use crate::zenchef::client::{CallError, ErrorClass, answer_message, classify, transport_message};
 
-/// A payment made by a guest (zenchef-pay-api.md § Payments).
+/// A payment made by a guest (docs/protocol/zenchef-pay.md § Payments).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct GuestPayment {
     /// Zenchef Pay id, e.g. `pay_8f2c`.

@@ -1,4 +1,4 @@
-//! Finding the Cashpad POS (cashpad-local-v1 §1): DNS-SD over mDNS with
+//! Finding the Cashpad POS (docs/protocol/cashpad-local.md §1): DNS-SD over mDNS with
 //! mdns-sd, the TXT rules, the selection rule, following re-announcements
 //! (DHCP address changes), or a static `host`/`port` that replaces it all.
 //!

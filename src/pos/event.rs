@@ -1,4 +1,4 @@
-//! POS events: the envelope of cashpad-local-v1 §3 and the `data` of each
+//! POS events: the envelope of docs/protocol/cashpad-local.md §3 and the `data` of each
 //! type of §4, parsed and validated.
 //!
 //! [`parse`] never panics: every rejection is a [`Rejection`] whose

@@ -1,5 +1,5 @@
 //! Intake: MQTT messages → validated events → SQLite → PUBACK
-//! (ARCHITECTURE.md: acknowledge only what is durable).
+//! (docs/architecture.md: acknowledge only what is durable).
 //!
 //! Messages are taken in batches (everything waiting, up to
 //! [`MAX_BATCH`]): one store job, one commit, then the acks. While a batch

@@ -1,4 +1,4 @@
-//! The POS side of the bridge (cashpad-local-v1.md): finding the Cashpad
+//! The POS side of the bridge (docs/protocol/cashpad-local.md): finding the Cashpad
 //! server, the MQTT session with its broker, and intake of its events.
 //!
 //! - [`discovery`]: mDNS (`_cashpad._tcp`), TXT rules, POS selection.

@@ -1,4 +1,4 @@
-//! The MQTT session with the POS's broker (cashpad-local-v1 §2), with
+//! The MQTT session with the POS's broker (docs/protocol/cashpad-local.md §2), with
 //! rumqttc.
 //!
 //! - Client id `zenchef-edge-<iid>`, clean session **false**, keep-alive

@@ -1,8 +1,8 @@
-//! Matching an opened table to a reservation (sync-rules.md rule 4).
+//! Matching an opened table to a reservation (docs/protocol/sync-rules.md rule 4).
 //!
 //! Pure: bookings in, decision out. Candidates are the bookings whose
 //! `tables` contain the opened table's name **exactly** (case- and
-//! space-sensitive: the seed demands identical names), whose status is
+//! space-sensitive: the integration demands identical names, docs/protocol/README.md), whose status is
 //! `confirmed`, `arrived` or `waiting`, whose time lies in
 //! `[opened_at − before, opened_at + after]` (edges included), and that are
 //! not already linked to an open order. Preference: `arrived` >

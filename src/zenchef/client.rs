@@ -1,4 +1,4 @@
-//! The Zenchef partner API client (zenchef-api.md): the one module that
+//! The Zenchef partner API client (docs/protocol/zenchef-api.md): the one module that
 //! knows Zenchef's URLs, headers, JSON shapes and error answers.
 //!
 //! Every failure is a [`CallError`] whose [`ErrorClass`] tells the outbox
@@ -53,7 +53,7 @@ pub struct CallError {
     pub message: String,
 }
 
-/// A booking as the agent reads it (zenchef-api.md § Booking object).
+/// A booking as the agent reads it (docs/protocol/zenchef-api.md § Booking object).
 /// Unknown fields are ignored; absent optional fields are `None`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Booking {
@@ -391,7 +391,7 @@ impl ZenchefClient {
     }
 }
 
-/// Maps an HTTP status to what the outbox does (zenchef-api.md § Errors).
+/// Maps an HTTP status to what the outbox does (docs/protocol/zenchef-api.md § Errors).
 /// A 429's `Retry-After` date is taken relative to the answer's `Date`
 /// header when there is one (the server's clock), else to the box clock.
 pub fn classify(status: StatusCode, headers: &HeaderMap) -> ErrorClass {

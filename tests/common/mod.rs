@@ -1,5 +1,5 @@
 //! Shared parts of the delivery-guarantee suites: a seeded workload of
-//! many interleaved orders, the checks of sync-rules.md "Delivery
+//! many interleaved orders, the checks of docs/protocol/sync-rules.md "Delivery
 //! guarantees" against the Zenchef fake and the SQLite file, and small rig
 //! helpers.
 //!
