@@ -87,6 +87,14 @@ enum Command {
     },
     /// Print the Cashpad Server and Installation ID for Zenchef Pay's settings.
     PaySettings,
+    /// Orders that need attention (an unreadable event); mark one as checked.
+    Orders {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<OrdersCmd>,
+    },
     /// Zenchef Pay payments that need a person; mark one as handled.
     Payments {
         /// Machine-readable output.
@@ -126,6 +134,15 @@ enum UpdateCmd {
     /// Start bookkeeping, run by the previous binary from the unit's ExecStartPre=.
     #[command(hide = true)]
     BootCheck,
+}
+
+#[derive(Subcommand)]
+enum OrdersCmd {
+    /// A person checked this order's bill in the POS.
+    Handled {
+        /// The POS order id.
+        order_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -259,6 +276,11 @@ fn main() -> ExitCode {
         Command::Unlink { order_id } => cli::link::run(&cfg, &order_id, None),
         Command::Tables { json } => block_on(cli::tables::run(&cfg, json)),
         Command::PaySettings => cli::pay_settings::run(&cfg),
+        Command::Orders { json, action: None } => cli::orders::run_list(&cfg, json),
+        Command::Orders {
+            action: Some(OrdersCmd::Handled { order_id }),
+            ..
+        } => cli::orders::run_handled(&cfg.store_path, &order_id),
         Command::Payments { json, action: None } => cli::payments::run_list(&cfg, json),
         Command::Payments {
             action: Some(PaymentsCmd::Handled { payment_id }),

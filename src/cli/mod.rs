@@ -7,6 +7,7 @@
 pub mod doctor;
 pub mod exit;
 pub mod link;
+pub mod orders;
 pub mod outbox;
 pub mod page;
 pub mod pay_settings;

@@ -3,13 +3,17 @@
 //!
 //! One push covers every row of the order queued in this lane when the
 //! truth was read: the check carries the whole bill, so after an outage
-//! only the latest version goes. The version is the highest stored `seq`
-//! of the order; a push whose version Zenchef Pay already holds (our
-//! `pay_checks` record, or its 409 with a stored version ≥ ours) is not
-//! made again. Because the truth never reopens a closed order, a late
-//! `order.items_sent` never makes a paid bill payable again — even when no
-//! check had been pushed before the closing event: the push is then the
-//! closed check.
+//! only the latest version goes; a dead push holds nothing (the next one
+//! carries the whole order, and covers the dead rows once accepted). The
+//! version is the highest stored `seq` of the order; a check Zenchef Pay
+//! already holds (our `pay_checks` record of what was pushed) is not pushed
+//! again. When a late event changed the bill below the version Zenchef Pay
+//! holds (a `bill.paid` arriving after a later `table.moved` was pushed),
+//! the check goes with the next version (held + 1): versions only grow, and
+//! Zenchef Pay ignores a version it already holds. Because the truth never
+//! reopens a closed order, a late `order.items_sent` never makes a paid bill
+//! payable again — even when no check had been pushed before the closing
+//! event: the push is then the closed check.
 
 use tracing::{debug, error, info};
 
@@ -66,10 +70,18 @@ pub async fn work_order(d: &Deliverer, order: &str) -> Ended {
         }
         match push(d, order, &look).await {
             Ok(pushed) => {
-                calls_ok += usize::from(pushed);
-                let ids = look.ids.clone();
-                if let Err(e) = d.store.write(move |c| queue::pay_done(c, &ids)).await {
-                    return ended(calls_ok, classify(d, &Failure::Store(e), 0));
+                calls_ok += usize::from(pushed.is_some());
+                let (ids, o) = (look.ids.clone(), order.to_string());
+                match d
+                    .store
+                    .write(move |c| queue::pay_done(c, &o, &ids, pushed))
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => info!(
+                        "{n} dead check push(es) of the order covered by the version just accepted"
+                    ),
+                    Err(e) => return ended(calls_ok, classify(d, &Failure::Store(e), 0)),
                 }
             }
             Err(f) => {
@@ -97,22 +109,51 @@ fn ended(calls_ok: usize, outcome: Outcome) -> Ended {
     Ended { calls_ok, outcome }
 }
 
-/// Pushes the check of `look.truth` when Zenchef Pay does not hold that
-/// version yet; answers whether a call was made.
-async fn push(d: &Deliverer, order: &str, look: &Look) -> Result<bool, Failure> {
+/// Pushes the check of `look.truth` unless Zenchef Pay already holds it;
+/// answers the version pushed (`None`: nothing to push).
+async fn push(d: &Deliverer, order: &str, look: &Look) -> Result<Option<u64>, Failure> {
     if d.pay.is_none() {
         // Zenchef Pay disabled since the rows were queued: nothing to push.
-        return Ok(false);
+        return Ok(None);
     }
-    let Some(body) = sync::check_body(&look.truth, &d.ctx) else {
+    let Some(mut body) = sync::check_body(&look.truth, &d.ctx) else {
         debug!("no items sent yet: no check to push");
-        return Ok(false);
+        return Ok(None);
     };
-    let version = look.truth.last_seq;
-    if look.check.is_some_and(|c| c.version >= version) {
-        debug!("Zenchef Pay already holds version {version} of this check");
-        return Ok(false);
+    if let Some(map) = body.as_object_mut() {
+        map.remove("version");
     }
+    let content = body.to_string();
+    let truth_version = look.truth.last_seq;
+    let version = match &look.check {
+        None => truth_version,
+        Some(held) => {
+            let same = match &held.body {
+                Some(b) => *b == content,
+                // Recorded before the body was kept: versions and status.
+                None => held.version >= truth_version && held.status == look.truth.status,
+            };
+            if same {
+                debug!(
+                    "Zenchef Pay already holds this check (version {})",
+                    held.version
+                );
+                return Ok(None);
+            }
+            if truth_version > held.version {
+                truth_version
+            } else {
+                info!(
+                    "a late event changed the bill below the version Zenchef Pay holds ({}): \
+                     pushed as version {}",
+                    held.version,
+                    held.version + 1
+                );
+                held.version + 1
+            }
+        }
+    };
+    body["version"] = serde_json::json!(version);
     let (pay, iid) = pay_target(d).map_err(Failure::Pay)?;
     pay.put_check(&iid, order, &body)
         .await
@@ -132,6 +173,7 @@ async fn push(d: &Deliverer, order: &str, look: &Look) -> Result<bool, Failure> 
                 t.status,
                 t.total_cents.unwrap_or(0),
                 t.paid_cents,
+                &content,
             )
         })
         .await?;
@@ -144,7 +186,7 @@ async fn push(d: &Deliverer, order: &str, look: &Look) -> Result<bool, Failure> 
     if look.truth.status == sync::OrderStatus::Open {
         d.wake_pay.notify_one();
     }
-    Ok(true)
+    Ok(Some(version))
 }
 
 /// The Pay client and the Installation ID, or a retryable error while the

@@ -138,6 +138,7 @@ impl Scheduler {
     /// flight: per lane, up to `concurrency` orders, one probe while the
     /// lane is paused and its probe is due, none before; an order never
     /// has two workers in the same lane, and waits out its own backoff.
+    /// Orders that never failed go first, then the least recently failed.
     pub fn start(&mut self, now: Instant) -> Vec<(Lane, String)> {
         let mut out = Vec::new();
         for lane in Lane::ALL {
@@ -148,14 +149,18 @@ impl Scheduler {
                 None => self.tuning.concurrency,
             };
             let room = limit.saturating_sub(l.inflight.len());
-            let ready: Vec<String> = l
+            let mut ready: Vec<&String> = l
                 .candidates
                 .iter()
                 .filter(|o| !l.inflight.contains(*o))
                 .filter(|o| l.backoff.get(*o).is_none_or(|(t, _)| *t <= now))
-                .take(room)
-                .cloned()
                 .collect();
+            // Orders that never failed first, then the one whose backoff ran
+            // out longest ago: during an outage the single probe rotates, so
+            // a failure confined to one order (a 5xx on its path) never
+            // freezes the others.
+            ready.sort_by_key(|o| l.backoff.get(*o).map(|(t, _)| *t));
+            let ready: Vec<String> = ready.into_iter().take(room).cloned().collect();
             for o in ready {
                 l.candidates.remove(&o);
                 l.inflight.insert(o.clone());
@@ -386,6 +391,26 @@ mod tests {
         s.finish(Lane::Zenchef, &probe[0].1, 1, Outcome::Idle, t2);
         assert_eq!(s.pause(Lane::Zenchef), None);
         assert_eq!(s.start(t2).len(), 1, "the other order starts at once");
+    }
+
+    /// A failure confined to one order (a 5xx on its own path) must not
+    /// freeze the lane: the outage probe rotates to another order, whose
+    /// success ends the pause.
+    #[tokio::test(start_paused = true)]
+    async fn the_outage_probe_rotates_between_orders() {
+        let mut s = sched();
+        let t0 = Instant::now();
+        s.touch(Lane::Pay, "A");
+        assert_eq!(names(&s.start(t0)), vec![(Lane::Pay, "A")]);
+        s.finish(Lane::Pay, "A", 0, Outcome::Retry { after: None }, t0);
+        s.touch(Lane::Pay, "B");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let t1 = Instant::now();
+        // A's own backoff ran out too, but B never failed: B is the probe.
+        assert_eq!(names(&s.start(t1)), vec![(Lane::Pay, "B")]);
+        s.finish(Lane::Pay, "B", 1, Outcome::Idle, t1);
+        assert_eq!(s.pause(Lane::Pay), None, "B's success ends the outage");
+        assert_eq!(names(&s.start(t1)), vec![(Lane::Pay, "A")]);
     }
 
     #[tokio::test(start_paused = true)]

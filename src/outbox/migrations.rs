@@ -164,6 +164,7 @@ pub const MIGRATIONS: &[&str] = &[
         status      TEXT NOT NULL CHECK (status IN ('open', 'closed', 'voided')),
         total_cents INTEGER NOT NULL,
         paid_cents  INTEGER NOT NULL,
+        body        TEXT,                      -- the check as pushed, without its version
         updated_at  TEXT NOT NULL              -- box clock (UTC)
     );
     INSERT INTO pay_checks(order_id, version, status, total_cents, paid_cents, updated_at)
@@ -172,6 +173,7 @@ pub const MIGRATIONS: &[&str] = &[
           FROM orders WHERE lines IS NOT NULL;
     ALTER TABLE rejected ADD COLUMN order_id TEXT;     -- data.order_id when readable
     ALTER TABLE rejected ADD COLUMN seq INTEGER;       -- its seq (or the order's last one)
+    ALTER TABLE rejected ADD COLUMN handled_at TEXT;   -- a person cleared the doubt (box clock)
     CREATE INDEX rejected_order ON rejected(order_id) WHERE order_id IS NOT NULL;
     CREATE TABLE pay_payments_v5 (
         payment_id      TEXT PRIMARY KEY,      -- Zenchef Pay id, e.g. pay_8f2c
@@ -181,7 +183,7 @@ pub const MIGRATIONS: &[&str] = &[
         body            TEXT NOT NULL,         -- the payment as received
         state           TEXT NOT NULL CHECK (state IN
                           ('settle', 'command_sent', 'answered', 'settled', 'reject',
-                           'rejected', 'adopted', 'inherited')),
+                           'rejected', 'adopted', 'inherited', 'held')),
         reason          TEXT,                  -- why rejected, or why inherited
         attention       TEXT,                  -- needs a person: what to check (NULL: nothing)
         attention_at    TEXT,                  -- box clock (UTC)

@@ -121,10 +121,11 @@ fn settle_from_event(
         return Ok(Vec::new());
     };
     let reported = reported_payments(event);
+    let partial = matches!(event.data, EventData::PaymentRecorded(_));
     let mut changes = Vec::new();
     for (payment_id, amount, tip) in &reported {
         changes.extend(payments::reported(
-            conn, order_id, payment_id, *amount, *tip,
+            conn, order_id, payment_id, *amount, *tip, partial,
         )?);
     }
     let voided = matches!(event.data, EventData::OrderVoided(_));

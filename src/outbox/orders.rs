@@ -130,12 +130,12 @@ const CLEARING: &str = "('order.items_sent', 'bill.paid', 'order.voided')";
 
 /// Why an order needs attention (rule 9): the reason of its latest
 /// quarantined event not yet followed (higher `seq`) by a valid event that
-/// restates the order (items sent, bill paid, voided). `None`: nothing to
-/// worry about.
+/// restates the order (items sent, bill paid, voided), nor handled by a
+/// person ([`mark_attention_handled`]). `None`: nothing to worry about.
 pub fn order_attention(conn: &Connection, order_id: &str) -> Result<Option<String>, StoreError> {
     let sql = format!(
         "SELECT r.reason FROM rejected r
-         WHERE r.order_id = ?1
+         WHERE r.order_id = ?1 AND r.handled_at IS NULL
            AND NOT EXISTS (SELECT 1 FROM events e WHERE e.order_id = ?1
                            AND e.seq > COALESCE(r.seq, -1) AND e.type IN {CLEARING})
          ORDER BY r.id DESC LIMIT 1"
@@ -165,7 +165,7 @@ pub struct AttentionOrder {
 pub fn attention_orders(conn: &Connection) -> Result<Vec<AttentionOrder>, StoreError> {
     let sql = format!(
         "SELECT r.order_id, r.reason, MIN(r.received_at) FROM rejected r
-         WHERE r.order_id IS NOT NULL
+         WHERE r.order_id IS NOT NULL AND r.handled_at IS NULL
            AND EXISTS (SELECT 1 FROM events e WHERE e.order_id = r.order_id)
            AND NOT EXISTS (SELECT 1 FROM events e WHERE e.order_id = r.order_id
                            AND e.seq > COALESCE(r.seq, -1) AND e.type IN {CLEARING})
@@ -188,6 +188,17 @@ pub fn attention_orders(conn: &Connection) -> Result<Vec<AttentionOrder>, StoreE
             })
         })
         .collect()
+}
+
+/// A person checked an order that needed attention (`zenchef-edge orders
+/// handled <order_id>`): its quarantined events no longer hold its
+/// payments. Answers how many quarantined payloads were cleared (0: the
+/// order needed no attention).
+pub fn mark_attention_handled(conn: &Connection, order_id: &str) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE rejected SET handled_at = ?2 WHERE order_id = ?1 AND handled_at IS NULL",
+        rusqlite::params![order_id, super::now_utc()],
+    )?)
 }
 
 /// The status a booking has in the reservation mirror (`None` when the

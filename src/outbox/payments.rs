@@ -15,11 +15,15 @@
 //!   Pay refunds the guest;
 //! - `rejected`: acknowledged `rejected`;
 //! - `adopted`: listed while a new store caught up with Zenchef Pay's
-//!   history for an order this store cannot judge yet (a replaced box):
-//!   decided by the POS (its reference reported, or the bill closed without
-//!   it), never refunded for lack of knowledge (docs/decisions.md);
+//!   history (a replaced box): what the box that had it did is unknown, so it
+//!   is decided by the POS alone (its reference reported → settled, the bill
+//!   closed without it → refused), never sent and never refunded for lack
+//!   of knowledge (docs/decisions.md);
 //! - `inherited`: such a payment the POS never mentioned within a day: left
-//!   to the box that had it.
+//!   to the box that had it;
+//! - `held`: the POS contradicted itself about it (it recorded a payment
+//!   after closing or voiding the bill without it): no ack is sent, a
+//!   person decides in Zenchef Pay (flagged in `attention`).
 //!
 //! Every change that decides a payment's fate from a POS event (answered,
 //! closed without it) is made in the **same transaction** as the stored
@@ -64,6 +68,8 @@ pub enum PaymentState {
     Adopted,
     /// Never mentioned by the POS: left to the previous box.
     Inherited,
+    /// The POS contradicted itself: no ack, a person decides.
+    Held,
 }
 
 impl PaymentState {
@@ -78,6 +84,7 @@ impl PaymentState {
             PaymentState::Rejected => "rejected",
             PaymentState::Adopted => "adopted",
             PaymentState::Inherited => "inherited",
+            PaymentState::Held => "held",
         }
     }
 
@@ -92,14 +99,20 @@ impl PaymentState {
             "rejected" => PaymentState::Rejected,
             "adopted" => PaymentState::Adopted,
             "inherited" => PaymentState::Inherited,
+            "held" => PaymentState::Held,
             _ => return None,
         })
     }
 }
 
 /// States whose amount counts as sent to the POS (or about to be) and not
-/// yet answered: the `pending` of rule 6's "due".
-const PENDING: &str = "('settle', 'command_sent', 'adopted')";
+/// yet answered: the `pending` of rule 6's "due". (An adopted payment is
+/// not counted: it may have been refunded by the box that had it, and it
+/// would then refuse other guests' payments for nothing.)
+const PENDING: &str = "('settle', 'command_sent')";
+/// States of a payment still waiting for the POS: a closing event without
+/// its reference decides them (refused).
+const WAITING: &str = "('settle', 'command_sent', 'adopted')";
 
 /// What became of a listed payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +170,9 @@ pub fn store_page(
             pending,
         );
         let (fate, state, reason) = match verdict {
+            // While catching up, what the box that had the payment did is
+            // unknown (it may have refunded it): the POS decides.
+            Verdict::Settle if catch_up => (Fate::Adopted, PaymentState::Adopted, None),
             Verdict::Settle => (Fate::Settle, PaymentState::Settle, None),
             Verdict::Reported => (Fate::Reported, PaymentState::Answered, None),
             // A closed bill lists all its payments: that one is not there.
@@ -282,6 +298,18 @@ pub enum PaymentChange {
         /// Zenchef Pay id.
         payment_id: String,
     },
+    /// The POS recorded a payment it had closed or voided the bill without:
+    /// held, a person decides (no ack).
+    Contradiction {
+        /// Zenchef Pay id.
+        payment_id: String,
+    },
+    /// The POS recorded the same Zenchef Pay payment twice: the bill counts
+    /// it twice; a person must look.
+    RecordedTwice {
+        /// Zenchef Pay id.
+        payment_id: String,
+    },
     /// The bill was closed or voided without the payment: refused.
     ClosedWithout {
         /// Zenchef Pay id.
@@ -294,23 +322,44 @@ pub enum PaymentChange {
 }
 
 /// The POS reported Zenchef Pay payment `payment_id` on `order_id` (a
-/// `payment.recorded` or a `bill.paid` payment with that reference), in the
-/// transaction that stores the event. A payment this store never listed
-/// (sent by a previous box) is recorded as answered.
+/// `payment.recorded` — `partial` — or a `bill.paid` payment with that
+/// reference), in the transaction that stores the event. A payment this
+/// store never listed (sent by a previous box) is recorded as answered. A
+/// payment the POS had closed the bill without is held for a person; one it
+/// records twice (two `payment.recorded`) is flagged.
 pub fn reported(
     c: &Connection,
     order_id: &str,
     payment_id: &str,
     amount_cents: i64,
     tip_cents: i64,
+    partial: bool,
 ) -> Result<Option<PaymentChange>, StoreError> {
     let now = now_utc();
-    let state: Option<String> = c
-        .prepare_cached("SELECT state FROM pay_payments WHERE payment_id = ?1")?
-        .query_row([payment_id], |r| r.get(0))
+    let row: Option<(String, Option<String>)> = c
+        .prepare_cached("SELECT state, reason FROM pay_payments WHERE payment_id = ?1")?
+        .query_row([payment_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
+    let (state, reason) = match row {
+        Some((s, r)) => (PaymentState::parse(&s), r),
+        None => (None, None),
+    };
     let id = payment_id.to_string();
-    match state.as_deref().and_then(PaymentState::parse) {
+    let by_closing = matches!(reason.as_deref(), Some(CLOSED_WITHOUT | VOIDED_WITHOUT));
+    if state == Some(PaymentState::Reject) && by_closing {
+        c.prepare_cached(
+            "UPDATE pay_payments SET state = 'held', updated_at = ?2 WHERE payment_id = ?1",
+        )?
+        .execute(params![payment_id, now])?;
+        set_attention(
+            c,
+            payment_id,
+            "the POS recorded this payment after closing or voiding the bill without it: \
+             neither settled nor refused; decide it in Zenchef Pay and check the bill in the POS",
+        )?;
+        return Ok(Some(PaymentChange::Contradiction { payment_id: id }));
+    }
+    match state {
         None => {
             c.prepare_cached(
                 "INSERT INTO pay_payments(payment_id, order_id, amount_cents, tip_cents, body,
@@ -344,7 +393,28 @@ pub fn reported(
             )?;
             Ok(Some(PaymentChange::ReportedAfterRefund { payment_id: id }))
         }
-        Some(PaymentState::Answered | PaymentState::Settled) => Ok(None),
+        Some(PaymentState::Answered | PaymentState::Settled) if partial => {
+            // A bill.paid lists the earlier payments again (normal); a second
+            // payment.recorded of the same payment is not.
+            let already: i64 = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM events WHERE order_id = ?1 AND type = 'payment.recorded'
+                       AND json_extract(body, '$.data.reference') = ?2",
+                )?
+                .query_row(params![order_id, payment_id], |r| r.get(0))?;
+            if already > 1 {
+                set_attention(
+                    c,
+                    payment_id,
+                    "the POS recorded this Zenchef Pay payment twice: its bill counts it twice; \
+                     check the bill in the POS",
+                )?;
+                Ok(Some(PaymentChange::RecordedTwice { payment_id: id }))
+            } else {
+                Ok(None)
+            }
+        }
+        Some(PaymentState::Answered | PaymentState::Settled | PaymentState::Held) => Ok(None),
     }
 }
 
@@ -361,7 +431,7 @@ pub fn close_pending(
     let waiting: Vec<(String, i64)> = c
         .prepare_cached(&format!(
             "SELECT payment_id, amount_cents FROM pay_payments
-             WHERE order_id = ?1 AND state IN {PENDING}"
+             WHERE order_id = ?1 AND state IN {WAITING}"
         ))?
         .query_map([order_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
@@ -486,14 +556,28 @@ pub fn transition(
     Ok(n == 1)
 }
 
-/// Counts one more resend of a payment's settle command.
-pub fn count_resend(c: &Connection, payment_id: &str) -> Result<(), StoreError> {
-    c.execute(
+/// Counts one more resend of a payment's settle command; answers false
+/// (nothing changed) when the payment is no longer waiting for the POS's
+/// answer (the POS answered, or the bill closed, meanwhile).
+pub fn count_resend(c: &Connection, payment_id: &str) -> Result<bool, StoreError> {
+    let n = c.execute(
         "UPDATE pay_payments SET resends = resends + 1, command_sent_at = ?2, updated_at = ?2
-         WHERE payment_id = ?1",
+         WHERE payment_id = ?1 AND state = 'command_sent'",
         params![payment_id, now_utc()],
     )?;
-    Ok(())
+    Ok(n == 1)
+}
+
+/// Flags a payment whose settle command the POS never answered as needing
+/// a person; answers false when it is no longer waiting for the POS.
+pub fn set_unanswered(c: &Connection, payment_id: &str, what: &str) -> Result<bool, StoreError> {
+    let n = c.execute(
+        "UPDATE pay_payments SET attention = ?2, attention_at = ?3, handled_at = NULL,
+                updated_at = ?3
+         WHERE payment_id = ?1 AND state = 'command_sent'",
+        params![payment_id, what, now_utc()],
+    )?;
+    Ok(n == 1)
 }
 
 /// Flags a payment as needing a person, with what to check (kept until a
@@ -585,35 +669,44 @@ pub fn state_of(c: &Connection, payment_id: &str) -> Result<Option<PaymentState>
 }
 
 /// What Zenchef Pay holds of an order's check (table `pay_checks`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckRecord {
-    /// Highest version accepted (a POS seq).
+    /// Highest version accepted.
     pub version: u64,
     /// Its status.
     pub status: OrderStatus,
+    /// The check as pushed, without its version (JSON); `None` for checks
+    /// recorded before it was kept.
+    pub body: Option<String>,
 }
 
 /// What Zenchef Pay holds of an order's check, `None` when no check was
 /// pushed yet.
 pub fn check_record(c: &Connection, order_id: &str) -> Result<Option<CheckRecord>, StoreError> {
     Ok(
-        c.prepare_cached("SELECT version, status FROM pay_checks WHERE order_id = ?1")?
+        c.prepare_cached("SELECT version, status, body FROM pay_checks WHERE order_id = ?1")?
             .query_row([order_id], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
             })
             .optional()?
-            .map(|(v, s)| CheckRecord {
+            .map(|(v, s, body)| CheckRecord {
                 version: v as u64,
                 status: match s.as_str() {
                     "closed" => OrderStatus::Paid,
                     "voided" => OrderStatus::Voided,
                     _ => OrderStatus::Open,
                 },
+                body,
             }),
     )
 }
 
-/// Records a check version Zenchef Pay accepted (never lowers the version).
+/// Records a check version Zenchef Pay accepted (never lowers the version);
+/// `body` is the check without its version.
 pub fn record_check(
     c: &Connection,
     order_id: &str,
@@ -621,13 +714,14 @@ pub fn record_check(
     status: OrderStatus,
     total_cents: i64,
     paid_cents: i64,
+    body: &str,
 ) -> Result<(), StoreError> {
     c.prepare_cached(
-        "INSERT INTO pay_checks(order_id, version, status, total_cents, paid_cents, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO pay_checks(order_id, version, status, total_cents, paid_cents, body, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(order_id) DO UPDATE SET version = excluded.version, status = excluded.status,
             total_cents = excluded.total_cents, paid_cents = excluded.paid_cents,
-            updated_at = excluded.updated_at
+            body = excluded.body, updated_at = excluded.updated_at
          WHERE excluded.version >= pay_checks.version",
     )?
     .execute(params![
@@ -636,6 +730,7 @@ pub fn record_check(
         status.check_status(),
         total_cents,
         paid_cents,
+        body,
         now_utc()
     ])?;
     super::bump(c, "pay_checks_pushed", 1)?;

@@ -94,8 +94,10 @@ pub struct OutboxItem {
     pub body: String,
 }
 
-/// The next undelivered row of an order in `lane` (lowest `seq`), queued
-/// or dead.
+/// The next undelivered row of an order in `lane` (lowest `seq`): queued or
+/// dead in the Zenchef lane (a dead one holds the order's later Zenchef
+/// calls), queued only in the Pay lane (a dead check push holds nothing:
+/// the next push carries the whole order).
 pub fn next_pending(
     conn: &Connection,
     lane: Lane,
@@ -109,11 +111,14 @@ pub fn next_pending(
              WHERE o.order_id = ?1 AND o.state != 'done'
              ORDER BY o.seq, o.id LIMIT 1"
         }
+        // A Pay lane dead letter does not hold the rows after it: every
+        // push carries the whole order (its truth), so waiting behind it
+        // would protect nothing and could leave a paid bill payable.
         Lane::Pay => {
             "SELECT o.id, o.event_id, o.order_id, o.seq, o.type, o.pay_state, o.pay_attempts,
                     NULL, 0, e.body
              FROM outbox o JOIN events e ON e.event_id = o.event_id
-             WHERE o.order_id = ?1 AND o.pay_state != 'done'
+             WHERE o.order_id = ?1 AND o.pay_state = 'queued'
              ORDER BY o.seq, o.id LIMIT 1"
         }
     };
@@ -156,8 +161,9 @@ pub fn next_pending(
     }))
 }
 
-/// Orders whose next undelivered row in `lane` is `queued` (not held by a
-/// dead one).
+/// Orders with something ready in `lane`: in the Zenchef lane, whose next
+/// undelivered row is `queued` (not held by a dead one); in the Pay lane,
+/// with any queued row.
 pub fn ready_orders(conn: &Connection, lane: Lane) -> Result<Vec<String>, StoreError> {
     let sql = match lane {
         Lane::Zenchef => {
@@ -168,11 +174,7 @@ pub fn ready_orders(conn: &Connection, lane: Lane) -> Result<Vec<String>, StoreE
              GROUP BY o.order_id"
         }
         Lane::Pay => {
-            "SELECT o.order_id FROM outbox o
-             JOIN (SELECT order_id, MIN(seq) AS s FROM outbox WHERE pay_state != 'done' GROUP BY order_id) h
-               ON h.order_id = o.order_id AND h.s = o.seq
-             WHERE o.pay_state = 'queued'
-             GROUP BY o.order_id"
+            "SELECT DISTINCT order_id FROM outbox WHERE pay_state = 'queued' ORDER BY order_id"
         }
     };
     let mut stmt = conn.prepare(sql)?;
@@ -190,8 +192,16 @@ pub fn pay_queued_ids(conn: &Connection, order_id: &str) -> Result<Vec<i64>, Sto
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Marks rows done in the Pay lane.
-pub fn pay_done(conn: &Connection, ids: &[i64]) -> Result<(), StoreError> {
+/// Marks rows done in the Pay lane: `ids` (queued when the order's truth
+/// was read); with `covered`, also the order's dead rows with a `seq` up to
+/// it (a later check version, accepted, carries what they would have).
+/// Answers how many dead rows were covered.
+pub fn pay_done(
+    conn: &Connection,
+    order_id: &str,
+    ids: &[i64],
+    covered: Option<u64>,
+) -> Result<usize, StoreError> {
     let now = now_utc();
     let mut stmt = conn.prepare_cached(
         "UPDATE outbox SET pay_state = 'done', pay_error = NULL, updated_at = ?2
@@ -200,7 +210,16 @@ pub fn pay_done(conn: &Connection, ids: &[i64]) -> Result<(), StoreError> {
     for id in ids {
         stmt.execute(params![id, now])?;
     }
-    Ok(())
+    let dead = match covered {
+        Some(v) => conn
+            .prepare_cached(
+                "UPDATE outbox SET pay_state = 'done', updated_at = ?3
+                 WHERE order_id = ?1 AND pay_state = 'dead' AND seq <= ?2",
+            )?
+            .execute(params![order_id, v.min(i64::MAX as u64) as i64, now])?,
+        None => 0,
+    };
+    Ok(dead)
 }
 
 /// Records a failed try in the Pay lane: `dead = true` parks the row as a

@@ -32,6 +32,25 @@ pub struct GuestPayment {
     pub paid_at: Option<String>,
 }
 
+/// Why a payment that parsed cannot be settled as it is: an empty id or
+/// order, an amount below 1 cent (a settle command needs one), a negative
+/// tip. `None`: usable.
+fn unusable(p: &GuestPayment) -> Option<String> {
+    if p.payment_id.trim().is_empty() {
+        return Some("payment_id is empty".into());
+    }
+    if p.order_id.trim().is_empty() {
+        return Some("order_id is empty".into());
+    }
+    if p.amount_cents < 1 {
+        return Some(format!("amount_cents must be ≥ 1, got {}", p.amount_cents));
+    }
+    if p.tip_cents < 0 {
+        return Some(format!("tip_cents must be ≥ 0, got {}", p.tip_cents));
+    }
+    None
+}
+
 /// One page of payments.
 #[derive(Debug, Clone)]
 pub struct PaymentsPage {
@@ -128,8 +147,10 @@ impl PayClient {
             .unwrap_or_default()
         {
             match serde_json::from_value::<GuestPayment>(raw.clone()) {
-                Ok(p) if p.amount_cents >= 0 && p.tip_cents >= 0 => page.payments.push((p, raw)),
-                Ok(_) => page.unreadable.push((raw, "negative amount".into())),
+                Ok(p) => match unusable(&p) {
+                    None => page.payments.push((p, raw)),
+                    Some(why) => page.unreadable.push((raw, why)),
+                },
                 Err(e) => page.unreadable.push((raw, e.to_string())),
             }
         }

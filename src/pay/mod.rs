@@ -40,7 +40,7 @@ use crate::health::Health;
 use crate::outbox::payments::{self, Fate, PaymentState, Todo, Unreadable};
 use crate::outbox::{Store, StoreError, kv_get, now_utc, order_truth};
 use crate::pos::session::PosLink;
-use crate::sync::{self, Verdict};
+use crate::sync;
 use crate::zenchef::client::{CallError, ErrorClass};
 use client::PayClient;
 
@@ -97,59 +97,62 @@ pub fn settle_command(
     })
 }
 
-/// Runs the payments task until `cancel`.
+/// What the payments task keeps between turns (this run's monotonic clock).
+#[derive(Default)]
+struct Pace {
+    /// When each settle command was last sent (a command found sent at
+    /// start counts as sent at start).
+    sent: HashMap<String, Instant>,
+    /// Payments whose ack failed: when to try again, and how many failures.
+    ack_backoff: HashMap<String, (Instant, u32)>,
+    /// Consecutive failed polls of the payments list, and when the next
+    /// poll may go (the server's `Retry-After`, or the backoff).
+    poll_failures: u32,
+    poll_at: Option<Instant>,
+}
+
+/// First wait after a failed poll (then doubled, capped at [`POLL_IDLE`]).
+const POLL_BACKOFF: Duration = Duration::from_secs(5);
+/// First wait after a failed ack (then doubled, capped at [`POLL_IDLE`]).
+const ACK_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Runs the payments task until `cancel`. One payment whose ack fails never
+/// holds up the others (it backs off on its own), and the list is polled
+/// whatever became of the acks (sync rule 8).
 pub async fn run(p: Payments, cancel: CancellationToken) {
-    let mut failures = 0u32;
-    // When each settle command was last sent, on this run's monotonic
-    // clock (a command found sent at start counts as sent at start).
-    let mut sent: HashMap<String, Instant> = HashMap::new();
+    let mut pace = Pace::default();
     loop {
         let iid = p.configured_iid.clone().or_else(|| p.link.iid());
         let mut wait = POLL_IDLE;
         if let Some(iid) = iid {
-            let turn = async {
-                act(&p, &iid, &mut sent).await?;
-                poll_once(&p, &iid).await?;
-                act(&p, &iid, &mut sent).await
-            };
-            match turn.await {
-                Ok(next) => {
-                    if failures > 0 {
-                        info!("Zenchef Pay reachable again");
+            let mut next = act(&p, &iid, &mut pace).await;
+            if pace.poll_at.is_none_or(|t| Instant::now() >= t) {
+                match poll_once(&p, &iid).await {
+                    Ok(()) => {
+                        if pace.poll_failures > 0 {
+                            info!("Zenchef Pay reachable again");
+                        }
+                        pace.poll_failures = 0;
+                        pace.poll_at = None;
+                        p.health.update(|s| {
+                            s.pay.last_success = Some(now_utc());
+                            s.pay.credentials_refused = false;
+                            s.pay.outage = false;
+                        });
+                        next = earliest_of(next, act(&p, &iid, &mut pace).await);
                     }
-                    failures = 0;
-                    p.health.update(|s| {
-                        s.pay.last_success = Some(now_utc());
-                        s.pay.credentials_refused = false;
-                        s.pay.outage = false;
-                    });
-                    if let Some(at) = next {
-                        wait = wait.min(at.saturating_duration_since(Instant::now()));
-                    }
+                    Err(e) => poll_failed(&p, &mut pace, &e),
                 }
-                Err(e) => {
-                    failures += 1;
-                    let creds = e.class == ErrorClass::Credentials;
-                    if creds {
-                        error!(
-                            "Zenchef Pay refused the token: check zenchef_pay.token ({e}); payments wait, nothing is lost"
-                        );
-                    } else if failures == 1 || failures.is_multiple_of(10) {
-                        warn!("Zenchef Pay poll failed ({failures} in a row): {e}");
-                    }
-                    p.health.update(|s| {
-                        s.pay.last_error = Some(format!("{} {e}", now_utc()));
-                        s.pay.credentials_refused = creds;
-                        s.pay.outage = !creds;
-                    });
-                }
+            }
+            if let Some(at) = earliest_of(next, pace.poll_at) {
+                wait = wait.min(at.saturating_duration_since(Instant::now()));
             }
             let busy = p
                 .store
                 .read(|c| Ok(payments::any_open_check(c)? || !payments::todo(c)?.is_empty()))
                 .await
                 .unwrap_or(false);
-            if busy {
+            if busy && pace.poll_at.is_none() {
                 wait = wait.min(POLL_OPEN);
             }
         } else {
@@ -161,6 +164,47 @@ pub async fn run(p: Payments, cancel: CancellationToken) {
             _ = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
             _ = p.wake.notified() => {}
         }
+    }
+}
+
+/// A failed poll: the next one waits for the server's `Retry-After`, or a
+/// growing backoff; the health record says so.
+fn poll_failed(p: &Payments, pace: &mut Pace, e: &CallError) {
+    pace.poll_failures += 1;
+    let n = pace.poll_failures;
+    let after = match e.class {
+        ErrorClass::Retry { after } => after.filter(|a| !a.is_zero()),
+        _ => None,
+    };
+    let wait = after
+        .unwrap_or_else(|| crate::delivery::scheduler::backoff(POLL_BACKOFF, n, POLL_IDLE, 1.0));
+    pace.poll_at = Some(Instant::now() + wait);
+    let creds = e.class == ErrorClass::Credentials;
+    if creds {
+        error!(
+            "Zenchef Pay refused the token: check zenchef_pay.token ({e}); payments wait, nothing is lost"
+        );
+    } else if n == 1 || n.is_multiple_of(10) {
+        warn!(
+            "Zenchef Pay poll failed ({n} in a row): {e}; next try in {} s",
+            wait.as_secs()
+        );
+    }
+    p.health.update(|s| {
+        s.pay.last_error = Some(format!("{} {e}", now_utc()));
+        s.pay.credentials_refused = creds;
+        s.pay.outage = !creds;
+    });
+}
+
+fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+fn earliest_of(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -244,55 +288,110 @@ async fn poll_once(p: &Payments, iid: &str) -> Result<(), CallError> {
     Ok(())
 }
 
-/// Acts on every payment with something to do; answers when the next
-/// resend falls due (to wake for it).
-async fn act(
-    p: &Payments,
-    iid: &str,
-    sent: &mut HashMap<String, Instant>,
-) -> Result<Option<Instant>, CallError> {
-    let todo = p.store.read(payments::todo).await.map_err(store_err)?;
-    sent.retain(|id, _| todo.iter().any(|t| &t.payment_id == id));
+/// Acts on every payment with something to do; answers when something
+/// falls due next (a resend, an ack to try again). A failed call of one
+/// payment backs that payment off and the others go on; a store error ends
+/// the turn (the next one tries again).
+async fn act(p: &Payments, iid: &str, pace: &mut Pace) -> Option<Instant> {
+    let todo = match p.store.read(payments::todo).await {
+        Ok(t) => t,
+        Err(e) => {
+            warn!("cannot read the Zenchef Pay payments: {e}");
+            return None;
+        }
+    };
+    pace.sent
+        .retain(|id, _| todo.iter().any(|t| &t.payment_id == id));
+    pace.ack_backoff
+        .retain(|id, _| todo.iter().any(|t| &t.payment_id == id));
     let mut next: Option<Instant> = None;
     for t in todo {
-        match t.state {
-            PaymentState::Settle => {
-                let handed = p.link.connected() && send_settle(p, &t, false).await?;
-                if handed {
-                    sent.insert(t.payment_id.clone(), Instant::now());
-                    next = earliest(next, Instant::now() + p.settle_resend);
+        let step = act_one(p, iid, pace, &t, &mut next).await;
+        match step {
+            Ok(()) => {
+                pace.ack_backoff.remove(&t.payment_id);
+            }
+            Err(e) if e.what == "store" => {
+                warn!("cannot record a Zenchef Pay payment's progress: {e}; tried again shortly");
+                return earliest(next, Instant::now() + POLL_BACKOFF);
+            }
+            Err(e) => {
+                let n = pace.ack_backoff.get(&t.payment_id).map_or(0, |(_, n)| *n) + 1;
+                let after = match e.class {
+                    ErrorClass::Retry { after } => after.filter(|a| !a.is_zero()),
+                    _ => None,
+                };
+                let wait = after.unwrap_or_else(|| {
+                    crate::delivery::scheduler::backoff(ACK_BACKOFF, n, POLL_IDLE, 1.0)
+                });
+                let at = Instant::now() + wait;
+                pace.ack_backoff.insert(t.payment_id.clone(), (at, n));
+                next = earliest(next, at);
+                if n == 1 || n.is_multiple_of(10) {
+                    warn!(payment_id = %t.payment_id, order_id = %t.order_id,
+                        "the ack of Zenchef Pay payment {} failed ({n} in a row): {e}; tried again in {} s (other payments go on)",
+                        t.payment_id, wait.as_secs());
                 }
+                p.health.update(|s| {
+                    s.pay.last_error = Some(format!("{} {e}", now_utc()));
+                });
             }
-            PaymentState::CommandSent => {
-                let at = *sent
-                    .entry(t.payment_id.clone())
-                    .or_insert_with(Instant::now);
-                let due = at + p.settle_resend;
-                if Instant::now() < due {
-                    next = earliest(next, due);
-                } else if (t.resends as u32) < p.settle_resends {
-                    if p.link.connected() && send_settle(p, &t, true).await? {
-                        sent.insert(t.payment_id.clone(), Instant::now());
-                        next = earliest(next, Instant::now() + p.settle_resend);
-                    }
-                } else if !t.attention {
-                    needs_person(p, &t).await?;
-                }
-            }
-            PaymentState::Answered => ack(p, iid, &t, None).await?,
-            PaymentState::Reject => {
-                let reason = t.reason.clone().unwrap_or_else(|| "refused".into());
-                ack(p, iid, &t, Some(&reason)).await?;
-            }
-            PaymentState::Adopted => reconsider_adopted(p, &t).await?,
-            _ => {}
         }
     }
-    Ok(next)
+    next
 }
 
-fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
-    Some(a.map_or(b, |a| a.min(b)))
+/// What one payment needs now (see [`act`]); `next` learns when it falls
+/// due again.
+async fn act_one(
+    p: &Payments,
+    iid: &str,
+    pace: &mut Pace,
+    t: &Todo,
+    next: &mut Option<Instant>,
+) -> Result<(), CallError> {
+    let now = Instant::now();
+    match t.state {
+        PaymentState::Settle => {
+            let handed = p.link.connected() && send_settle(p, t, false).await?;
+            if handed {
+                pace.sent.insert(t.payment_id.clone(), Instant::now());
+                *next = earliest(*next, Instant::now() + p.settle_resend);
+            }
+        }
+        PaymentState::CommandSent => {
+            let at = *pace
+                .sent
+                .entry(t.payment_id.clone())
+                .or_insert_with(Instant::now);
+            let due = at + p.settle_resend;
+            if now < due {
+                *next = earliest(*next, due);
+            } else if (t.resends as u32) < p.settle_resends {
+                let handed = p.link.connected() && send_settle(p, t, true).await?;
+                if handed {
+                    pace.sent.insert(t.payment_id.clone(), Instant::now());
+                    *next = earliest(*next, Instant::now() + p.settle_resend);
+                }
+            } else if !t.attention {
+                needs_person(p, t).await?;
+            }
+        }
+        PaymentState::Answered | PaymentState::Reject => {
+            if let Some((at, _)) = pace.ack_backoff.get(&t.payment_id)
+                && now < *at
+            {
+                *next = earliest(*next, *at);
+                return Ok(());
+            }
+            let reason = (t.state == PaymentState::Reject)
+                .then(|| t.reason.clone().unwrap_or_else(|| "refused".into()));
+            ack(p, iid, t, reason.as_deref()).await?;
+        }
+        PaymentState::Adopted => reconsider_adopted(p, t).await?,
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Sends a payment's settle command (same `command_id` each time): marks
@@ -301,26 +400,50 @@ fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
 /// put back to be sent when the POS is back.
 async fn send_settle(p: &Payments, t: &Todo, resend: bool) -> Result<bool, CallError> {
     let (id, order) = (t.payment_id.clone(), t.order_id.clone());
-    let table = p
+    let decided = p
         .store
         .write(move |c| {
             if resend {
-                payments::count_resend(c, &id)?;
-            } else if !payments::transition(
-                c,
-                &id,
-                PaymentState::Settle,
-                PaymentState::CommandSent,
-                None,
-            )? {
-                return Ok(None);
+                if !payments::count_resend(c, &id)? {
+                    return Ok(Err(None));
+                }
+            } else {
+                // Rule 9: an order that fell in doubt since the payment was
+                // accepted gets no settle command.
+                if let Some(why) = crate::outbox::order_attention(c, &order)? {
+                    let reason = sync::Refusal::Attention(why).reason(&order);
+                    payments::transition(
+                        c,
+                        &id,
+                        PaymentState::Settle,
+                        PaymentState::Reject,
+                        Some(&reason),
+                    )?;
+                    return Ok(Err(Some(reason)));
+                }
+                if !payments::transition(
+                    c,
+                    &id,
+                    PaymentState::Settle,
+                    PaymentState::CommandSent,
+                    None,
+                )? {
+                    return Ok(Err(None));
+                }
             }
-            Ok(Some(order_truth(c, &order)?.table.unwrap_or_default()))
+            Ok(Ok(order_truth(c, &order)?.table.unwrap_or_default()))
         })
         .await
         .map_err(store_err)?;
-    let Some(table) = table else {
-        return Ok(false); // decided meanwhile (answered, closed)
+    let table = match decided {
+        Ok(table) => table,
+        Err(None) => return Ok(false), // decided meanwhile (answered, closed)
+        Err(Some(reason)) => {
+            error!(payment_id = %t.payment_id, order_id = %t.order_id,
+                "Zenchef Pay payment {} of {} cents REFUSED: {reason}; Zenchef Pay refunds the guest",
+                t.payment_id, t.amount_cents);
+            return Ok(false);
+        }
     };
     let cmd = settle_command(
         &t.payment_id,
@@ -370,7 +493,7 @@ async fn needs_person(p: &Payments, t: &Todo) -> Result<(), CallError> {
         .store
         .write(move |c| {
             let table = order_truth(c, &order)?.table.unwrap_or_else(|| "?".into());
-            payments::set_attention(
+            let flagged = payments::set_unanswered(
                 c,
                 &id,
                 &format!(
@@ -379,10 +502,13 @@ async fn needs_person(p: &Payments, t: &Todo) -> Result<(), CallError> {
                      in the POS"
                 ),
             )?;
-            Ok(table)
+            Ok(flagged.then_some(table))
         })
         .await
         .map_err(store_err)?;
+    let Some(table) = table else {
+        return Ok(()); // answered or closed meanwhile
+    };
     error!(payment_id = %t.payment_id, order_id = %t.order_id,
         "NEEDS A PERSON: the POS did not answer the settle command of Zenchef Pay payment {} \
          ({} cents + {} tip, table {table}) after {} sends; it is not sent again. Check the bill \
@@ -428,59 +554,36 @@ async fn ack(p: &Payments, iid: &str, t: &Todo, reason: Option<&str>) -> Result<
     Ok(())
 }
 
-/// An adopted payment (from before this store): settle it once the
-/// order's truth accepts it; leave it to the previous box when the POS
-/// has not mentioned it for [`ADOPTED_FOR`]. (Its reference reported, or
-/// the bill closed without it, is decided at intake.)
+/// An adopted payment (from before this store) is decided by the POS alone:
+/// its reference reported (→ settled) or the bill closed or voided without it
+/// (→ refused), both at intake. It is never sent to the POS from here: the
+/// box that had it may have refunded it, and only the POS knows whether it
+/// recorded it. One the POS has not mentioned for [`ADOPTED_FOR`] is left to
+/// that box (`inherited`).
 async fn reconsider_adopted(p: &Payments, t: &Todo) -> Result<(), CallError> {
-    let t2 = t.clone();
-    let verdict = p
+    let old = chrono::DateTime::parse_from_rfc3339(&t.received_at)
+        .is_ok_and(|at| chrono::Utc::now() - at.with_timezone(&chrono::Utc) > ADOPTED_FOR);
+    if !old {
+        return Ok(());
+    }
+    let id = t.payment_id.clone();
+    let moved = p
         .store
         .write(move |c| {
-            let truth = order_truth(c, &t2.order_id)?;
-            let attention = crate::outbox::order_attention(c, &t2.order_id)?;
-            let pending = payments::pending_cents(c, &t2.order_id)? - t2.amount_cents;
-            let v = sync::judge_payment(
-                &t2.payment_id,
-                t2.amount_cents,
-                &truth,
-                attention.as_deref(),
-                pending,
-            );
-            if v == Verdict::Settle {
-                payments::transition(
-                    c,
-                    &t2.payment_id,
-                    PaymentState::Adopted,
-                    PaymentState::Settle,
-                    None,
-                )?;
-                return Ok(Some("settle"));
-            }
-            let old = chrono::DateTime::parse_from_rfc3339(&t2.received_at)
-                .is_ok_and(|at| chrono::Utc::now() - at.with_timezone(&chrono::Utc) > ADOPTED_FOR);
-            if old {
-                payments::transition(
-                    c,
-                    &t2.payment_id,
-                    PaymentState::Adopted,
-                    PaymentState::Inherited,
-                    Some("the POS never mentioned it to this store: left to the previous box"),
-                )?;
-                return Ok(Some("inherited"));
-            }
-            Ok(None)
+            payments::transition(
+                c,
+                &id,
+                PaymentState::Adopted,
+                PaymentState::Inherited,
+                Some("the POS never mentioned it to this store: left to the previous box"),
+            )
         })
         .await
         .map_err(store_err)?;
-    match verdict {
-        Some("settle") => info!(payment_id = %t.payment_id, order_id = %t.order_id,
-            "adopted payment {} is due on the open order: settling it in the POS (same command id)",
-            t.payment_id),
-        Some(_) => warn!(payment_id = %t.payment_id, order_id = %t.order_id,
+    if moved {
+        warn!(payment_id = %t.payment_id, order_id = %t.order_id,
             "adopted payment {} was never mentioned by the POS in a day: left to the previous box",
-            t.payment_id),
-        None => {}
+            t.payment_id);
     }
     Ok(())
 }

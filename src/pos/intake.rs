@@ -208,6 +208,16 @@ fn log_payment_change(order: &str, change: &PaymentChange) {
             "Zenchef Pay payment {payment_id} of {amount_cents} cents REFUSED: {reason}; \
              Zenchef Pay refunds the guest (the bill was settled otherwise: nobody pays twice)"
         ),
+        PaymentChange::Contradiction { payment_id } => error!(
+            payment_id = %payment_id, order_id = %order,
+            "NEEDS A PERSON: the POS recorded Zenchef Pay payment {payment_id} after closing or \
+             voiding order {order} without it: neither settled nor refused; decide it in Zenchef Pay"
+        ),
+        PaymentChange::RecordedTwice { payment_id } => error!(
+            payment_id = %payment_id, order_id = %order,
+            "NEEDS A PERSON: the POS recorded Zenchef Pay payment {payment_id} twice: the bill of \
+             order {order} counts it twice (the agent counts it once)"
+        ),
         PaymentChange::ReportedAfterRefund { payment_id } => error!(
             payment_id = %payment_id, order_id = %order,
             "NEEDS A PERSON: the POS recorded Zenchef Pay payment {payment_id} after it was \

@@ -628,10 +628,14 @@ pub fn truth(order_id: &str, events: &[PosEvent]) -> OrderTruth {
             EventData::ItemsSent(_) => t.has_bill = true,
             EventData::TableMoved(d) if open => t.table = Some(d.to_table.to_string()),
             EventData::PaymentRecorded(d) => {
-                if open {
+                // A Zenchef Pay payment the POS records twice counts once
+                // (the second record is flagged for a person at intake).
+                let reference = zp_ref(d.method, &d.reference);
+                let again = reference.as_ref().is_some_and(|r| t.references.contains(r));
+                if open && !again {
                     t.paid_cents = t.paid_cents.saturating_add(d.amount_cents.0);
                 }
-                t.references.extend(zp_ref(d.method, &d.reference));
+                t.references.extend(reference);
             }
             EventData::BillPaid(d) => {
                 t.references.extend(
