@@ -213,6 +213,9 @@ pub fn boot_check(config: &Config) -> anyhow::Result<i32> {
         std::env::current_exe().unwrap_or_default(),
         &config.store_path,
     );
-    eprintln!("{}", update::daemon::boot_check(&paths));
+    // Under systemd (ExecStartPre=) to the journal, with a MESSAGE_ID for
+    // a rollback; elsewhere to stderr.
+    crate::logging::init("info");
+    update::daemon::boot_check(&paths);
     Ok(0)
 }
