@@ -419,7 +419,11 @@ mod tests {
     fn public_keys_are_told_from_typos_and_other_files() {
         assert!(is_public_key(&key("ssh-ed25519", 32, "tech@laptop")));
         assert!(is_public_key(&key("ecdsa-sha2-nistp256", 65, "")));
-        assert!(is_public_key(&key("sk-ssh-ed25519@openssh.com", 40, "yubikey")));
+        assert!(is_public_key(&key(
+            "sk-ssh-ed25519@openssh.com",
+            40,
+            "yubikey"
+        )));
         assert!(is_public_key(&format!(
             "from=\"10.0.0.0/8\",no-pty {}",
             key("ssh-rsa", 260, "support")
