@@ -2,9 +2,10 @@
 //! renders the man page `zenchef-edge.1` from the command line's clap
 //! definitions (`src/args.rs`, shared with `main.rs`) with clap_mangen.
 //!
-//! The page is written to `OUT_DIR` and copied beside the binary
-//! (`target/<profile>/zenchef-edge.1`, `target/<triple>/<profile>/…` when
-//! cross-compiling), where `[package.metadata.deb]` picks it up: cargo-deb
+//! The page is written to `OUT_DIR` and copied beside the binary, as is and
+//! gzipped (`target/<profile>/zenchef-edge.1{,.gz}`,
+//! `target/<triple>/<profile>/…` when cross-compiling), where
+//! `[package.metadata.deb]` picks the `.gz` up: cargo-deb
 //! reads assets by fixed paths and cannot name `OUT_DIR`. Generating it here
 //! rather than with a hidden `zenchef-edge man` subcommand keeps the page
 //! generator out of the binary boxes run, and needs no way of running an
@@ -148,9 +149,17 @@ fn man_page() {
     man.render_version_section(&mut page)
         .expect("rendering the man page");
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    // Debian policy wants man pages gzipped (-9, no name, no time: the
+    // same bytes at every build).
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &page).expect("compressing the man page");
+    let gz = gz.finish().expect("compressing the man page");
     std::fs::write(out.join("zenchef-edge.1"), &page).expect("writing the man page");
     // OUT_DIR is <target dir>/[<triple>/]<profile>/build/<package>-<hash>/out.
     if let Some(profile_dir) = out.ancestors().nth(3) {
         let _ = std::fs::write(profile_dir.join("zenchef-edge.1"), &page);
+        let _ = std::fs::write(profile_dir.join("zenchef-edge.1.gz"), &gz);
     }
 }

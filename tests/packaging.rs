@@ -302,7 +302,7 @@ fn every_documentation_link_of_the_units_is_shipped() {
                 assert!(
                     assets
                         .iter()
-                        .any(|(_, dest)| dest == "usr/share/man/man1/zenchef-edge.1"),
+                        .any(|(_, dest)| dest == "usr/share/man/man1/zenchef-edge.1.gz"),
                     "{name}: {doc} is not shipped"
                 );
                 continue;
