@@ -223,7 +223,9 @@ pub async fn run(health: Health, store: Store, pay_enabled: bool, cancel: Cancel
     let mut last_line = String::new();
     let mut queue: Option<Queue> = None;
     let mut counted_at: Option<Instant> = None;
-    let mut before = health.snapshot();
+    // Links count as up until seen down: an outage already there when this
+    // task starts (the first poll failed at once) is logged as begun.
+    let mut before = HealthState::default();
     let mut zenchef = OutageWatch {
         name: "Zenchef",
         began_id: message_ids::ZENCHEF_OUTAGE_BEGAN,
@@ -239,7 +241,7 @@ pub async fn run(health: Health, store: Store, pay_enabled: bool, cancel: Cancel
     let mut stopping = false;
     loop {
         if counted_at.is_none_or(|t| t.elapsed() >= COUNTS_EVERY) {
-            if let Ok(c) = store.read(|c| outbox::counts(c)).await {
+            if let Ok(c) = store.read(outbox::counts).await {
                 queue = Some(Queue::from_counts(&c));
             }
             counted_at = Some(Instant::now());

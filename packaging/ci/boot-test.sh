@@ -131,8 +131,11 @@ cmp -s "$root/etc/zenchef-edge/agent.toml" "$work/drop.toml" || fail "the drop w
 head -1 "$root/boot/firmware/zenchef-edge.toml" | grep -F '# zenchef-edge: consumed' >/dev/null || fail "the drop was not scrubbed"
 grep -F 'zenchef-secret' "$root/boot/firmware/zenchef-edge.toml" >/dev/null && fail "a token is left on the card"
 [ "$(cat "$root/home/zenchef/.ssh/authorized_keys")" = "$key" ] || fail "keys: $(cat "$root/home/zenchef/.ssh/authorized_keys" 2>&1)"
-[ "$(stat -c %a:%U:%G "$root/home/zenchef/.ssh/authorized_keys")" = 600:zenchef:zenchef ] || fail "authorized_keys mode"
-[ "$(stat -c %a:%U "$root/home/zenchef/.ssh")" = 700:zenchef ] || fail ".ssh mode"
+# Names as the container resolves them (its /etc/passwd, not this machine's).
+keys_stat="$(in_ct stat -c %a:%U:%G /home/zenchef/.ssh/authorized_keys)"
+[ "$keys_stat" = 600:zenchef:zenchef ] || fail "authorized_keys mode $keys_stat"
+ssh_stat="$(in_ct stat -c %a:%U /home/zenchef/.ssh)"
+[ "$ssh_stat" = 700:zenchef ] || fail ".ssh mode $ssh_stat"
 [ ! -e "$root/boot/firmware/zenchef/authorized_keys" ] || fail "the keys file is still on the card"
 echo "provision: configuration installed and scrubbed, 1 key for zenchef (hardened unit)"
 
