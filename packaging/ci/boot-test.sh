@@ -228,4 +228,10 @@ in_ct systemctl start zenchef-edge-recover.service
 sleep 2
 [ "$(prop zenchef-edge.service ActiveState)" = inactive ] || fail "recover started a stopped agent"
 echo "stop: exit 0, left stopped by the recover timer"
+
+# 7. Purge removes the configuration postinst made (it is no conffile).
+in_ct dpkg --purge zenchef-edge >/dev/null </dev/null || fail "purge failed"
+[ ! -e "$root/etc/zenchef-edge/agent.toml" ] || fail "purge left /etc/zenchef-edge/agent.toml"
+[ ! -e "$root/var/lib/zenchef-edge" ] || fail "purge left /var/lib/zenchef-edge"
+echo "purge: configuration and state removed"
 echo "boot test: ok"
