@@ -1,5 +1,26 @@
-//! Records the git commit and the target triple for `--version`.
+//! Records the git commit and the target triple for `--version`, and
+//! renders the man page `zenchef-edge.1` from the command line's clap
+//! definitions (`src/args.rs`, shared with `main.rs`) with clap_mangen.
+//!
+//! The page is written to `OUT_DIR` and copied beside the binary, as is and
+//! gzipped (`target/<profile>/zenchef-edge.1{,.gz}`,
+//! `target/<triple>/<profile>/…` when cross-compiling), where
+//! `[package.metadata.deb]` picks the `.gz` up: cargo-deb
+//! reads assets by fixed paths and cannot name `OUT_DIR`. Generating it here
+//! rather than with a hidden `zenchef-edge man` subcommand keeps the page
+//! generator out of the binary boxes run, and needs no way of running an
+//! arm64 binary on the build machine.
+
+#[path = "src/args.rs"]
+mod args;
+
+/// What `src/args.rs` shows as the version: the man page's.
+fn long_version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
 fn main() {
+    man_page();
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
@@ -47,5 +68,98 @@ fn main() {
     }
     if !watched {
         println!("cargo:rerun-if-changed=build.rs");
+    }
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/args.rs");
+}
+
+/// `\-`-escapes a text for roff.
+fn roff(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('-', "\\-")
+}
+
+/// Renders `zenchef-edge.1`, one page for every command: clap_mangen's
+/// title, name, synopsis, description and global options, then each
+/// command with its own options (clap_mangen's own list of subcommands
+/// would point at one page per command), exit status, files, where to read
+/// more, and the version.
+fn man_page() {
+    use clap::CommandFactory;
+    let cmd = args::Cli::command();
+    let man = clap_mangen::Man::new(cmd.clone())
+        .section("1")
+        .manual("zenchef-edge");
+    let mut page: Vec<u8> = Vec::new();
+    let render = |page: &mut Vec<u8>| -> std::io::Result<()> {
+        man.render_title(page)?;
+        man.render_name_section(page)?;
+        man.render_synopsis_section(page)?;
+        man.render_description_section(page)?;
+        man.render_options_section(page)
+    };
+    render(&mut page).expect("rendering the man page");
+    let mut extra = String::from(".SH COMMANDS\n");
+    let mut commands: Vec<(String, &clap::Command)> = Vec::new();
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        if sub.has_subcommands() {
+            for subsub in sub.get_subcommands().filter(|s| !s.is_hide_set()) {
+                commands.push((format!("{} {}", sub.get_name(), subsub.get_name()), subsub));
+            }
+        } else {
+            commands.push((sub.get_name().to_string(), sub));
+        }
+    }
+    for (name, sub) in commands {
+        extra.push_str(&format!(".SS \"zenchef\\-edge {}\"\n", roff(&name)));
+        if let Some(about) = sub.get_about() {
+            extra.push_str(&format!("{}\n", roff(&about.to_string())));
+        }
+        for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+            let flag = match (arg.get_long(), arg.get_value_names()) {
+                (Some(l), Some(v)) if arg.get_action().takes_values() => {
+                    format!("\\fB\\-\\-{}\\fR \\fI{}\\fR", roff(l), roff(&v[0]))
+                }
+                (Some(l), _) => format!("\\fB\\-\\-{}\\fR", roff(l)),
+                (None, _) => format!("\\fI{}\\fR", roff(&arg.get_id().to_string().to_uppercase())),
+            };
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            extra.push_str(&format!(".TP\n{flag}\n{}\n", roff(&help)));
+        }
+    }
+    extra.push_str(concat!(
+        ".SH \"EXIT STATUS\"\n",
+        "0 success, 1 a check failed or a request was refused, 64 usage error, 66 no store, ",
+        "74 I/O error, 75 temporary failure (try again; also the daemon after an update), ",
+        "77 permission denied, 78 configuration error (one line naming the key).\n",
+        ".SH FILES\n",
+        ".TP\n/etc/zenchef\\-edge/agent.toml\nThe configuration (root, 0600: it holds tokens).\n",
+        ".TP\n/usr/share/zenchef\\-edge/agent.toml.example\n",
+        "The example the package installs as the configuration when there is none.\n",
+        ".TP\n/var/lib/zenchef\\-edge/\nThe store (agent.db), the device id, the running binary (bin/).\n",
+        ".TP\n/boot/firmware/zenchef\\-edge.toml, /boot/firmware/zenchef/authorized_keys\n",
+        "The configuration and SSH keys dropped on the card, installed by ",
+        "zenchef\\-edge\\-provision.service.\n",
+        ".SH \"SEE ALSO\"\n",
+        "systemctl status zenchef\\-edge (its STATUS line), journalctl \\-u zenchef\\-edge \\-x ",
+        "(key events carry a MESSAGE_ID explained by the shipped catalog), ",
+        "/usr/share/doc/zenchef\\-edge/README\\-install.md, ",
+        "/usr/share/doc/zenchef\\-edge/packaging.md.\n",
+    ));
+    page.extend_from_slice(extra.as_bytes());
+    man.render_version_section(&mut page)
+        .expect("rendering the man page");
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    // Debian policy wants man pages gzipped (-9, no name, no time: the
+    // same bytes at every build).
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &page).expect("compressing the man page");
+    let gz = gz.finish().expect("compressing the man page");
+    std::fs::write(out.join("zenchef-edge.1"), &page).expect("writing the man page");
+    // OUT_DIR is <target dir>/[<triple>/]<profile>/build/<package>-<hash>/out.
+    if let Some(profile_dir) = out.ancestors().nth(3) {
+        let _ = std::fs::write(profile_dir.join("zenchef-edge.1"), &page);
+        let _ = std::fs::write(profile_dir.join("zenchef-edge.1.gz"), &gz);
     }
 }

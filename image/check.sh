@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-scripts=(build.sh stage-zenchef/prerun.sh stage-zenchef/02-ssh/files/zenchef-import-ssh-keys)
+scripts=(build.sh stage-zenchef/prerun.sh)
 while IFS= read -r f; do scripts+=("$f"); done < <(find stage-zenchef -name '[0-9][0-9]-run*.sh' | sort)
 
 for s in "${scripts[@]}"; do

@@ -7,7 +7,16 @@
 #       [--binary TARGET=PATH ...] [--min-previous 0.1.0] [--rollback-of 0.3.0[,0.3.1]] \
 #       [--base-url https://updates.example/stable] [--pub release.pub]
 #
-# --pub: check each signed archive with the public key before publishing.
+# --pub: check each signed archive with the public key before publishing; an
+# archive that does not verify is deleted and the script fails (nothing is
+# left in --out to upload by mistake).
+#
+# The archives and the manifest are written mode 0644 (a web server running
+# as another user must be able to read them). Each manifest entry names the
+# signing key's id (`key_id`: the first 16 hex digits of the SHA-256 of the
+# 32-byte public key, the last 32 bytes of the private key file), so a box
+# configured with another key says "signed by an unknown key (key id …)"
+# instead of "bad signature" (docs/README-update.md).
 #
 # Needs: bash, tar, gzip, sha256sum, and `zipsign` (cargo install zipsign).
 # The private key never leaves the signing machine; create it once with
@@ -42,6 +51,18 @@ semver='^[0-9]+\.[0-9]+\.[0-9]+$'
 [ ${#binaries[@]} -gt 0 ] || { echo "release.sh: at least one --binary TARGET=PATH is required" >&2; exit 2; }
 [ -z "$min_previous" ] || [[ "$min_previous" =~ $semver ]] || { echo "release.sh: bad --min-previous" >&2; exit 2; }
 command -v zipsign >/dev/null || { echo "release.sh: zipsign not found (cargo install zipsign)" >&2; exit 1; }
+[ -z "$pub" ] || [ -f "$pub" ] || { echo "release.sh: --pub $pub: no such file" >&2; exit 2; }
+# zipsign's private key file is 64 bytes: the secret key, then the public key.
+[ "$(wc -c < "$key")" -eq 64 ] || { echo "release.sh: $key is not a zipsign private key (64 bytes)" >&2; exit 2; }
+key_id() { sha256sum | cut -c1-16; }
+key_id="$(tail -c 32 "$key" | key_id)"
+if [ -n "$pub" ]; then
+    pub_id="$(key_id < "$pub")"
+    if [ "$pub_id" != "$key_id" ]; then
+        echo "release.sh: --pub $pub (key id $pub_id) is not the public half of --key $key (key id $key_id): nothing signed" >&2
+        exit 1
+    fi
+fi
 
 json_opt() { if [ -n "$1" ]; then printf '"%s"' "$1"; else printf 'null'; fi; }
 rollback_json="[]"
@@ -57,7 +78,18 @@ fi
 
 mkdir -p "$out"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+written=()
+# On any failure, remove what this run wrote to --out: a half-made release
+# must not be uploaded.
+cleanup() {
+    status=$?
+    rm -rf "$work"
+    if [ "$status" -ne 0 ] && [ ${#written[@]} -gt 0 ]; then
+        rm -f "${written[@]}"
+        echo "release.sh: failed; removed ${written[*]}" >&2
+    fi
+}
+trap cleanup EXIT
 entries=()
 for pair in "${binaries[@]}"; do
     target="${pair%%=*}"
@@ -72,14 +104,18 @@ for pair in "${binaries[@]}"; do
     chmod 0644 "$stage/release.json"
     tar --owner=0 --group=0 --numeric-owner -C "$stage" -czf "$work/$name" zenchef-edge release.json
     # Context defaults to the file name: the box verifies with the same name.
+    written+=("$out/$name")
     zipsign sign tar -o "$out/$name" -f "$work/$name" "$key"
+    chmod 0644 "$out/$name"
     if [ -n "$pub" ]; then
         zipsign verify tar -q "$out/$name" "$pub" || { echo "release.sh: $name does not verify with $pub" >&2; exit 1; }
     fi
     sha="$(sha256sum "$out/$name" | cut -d' ' -f1)"
-    entries+=("$(printf '{"version":"%s","target":"%s","url":"%s%s","sha256":"%s","min_previous":%s,"rollback_of":%s}' \
-        "$version" "$target" "$base_url" "$name" "$sha" "$(json_opt "$min_previous")" "$rollback_json")")
-    echo "signed $out/$name ($sha)"
+    entries+=("$(printf '{"version":"%s","target":"%s","url":"%s%s","sha256":"%s","min_previous":%s,"rollback_of":%s,"key_id":"%s"}' \
+        "$version" "$target" "$base_url" "$name" "$sha" "$(json_opt "$min_previous")" "$rollback_json" "$key_id")")
+    echo "signed $out/$name ($sha, key id $key_id)"
 done
+written+=("$out/manifest.json")
 printf '{"schema":1,"releases":[%s]}\n' "$(IFS=','; echo "${entries[*]}")" > "$out/manifest.json"
+chmod 0644 "$out/manifest.json"
 echo "wrote $out/manifest.json"

@@ -22,6 +22,9 @@
 //!   functions (matching, plans, order truth, payment verdicts).
 //! - [`zenchef`]: the Zenchef API client and the reservation poller.
 //! - [`health`]: the daemon's view of its links, for `status`.
+//! - [`sd_status`]: the same, as the one-line `STATUS=` of `systemctl
+//!   status`, and the journal lines of outages starting and ending.
+//! - [`message_ids`]: the journal `MESSAGE_ID`s of key events.
 //! - [`identity`]: the device id and the box's own mDNS advertisement.
 //! - [`provision`]: zero-touch provisioning from the boot partition.
 //! - [`pay`]: Zenchef Pay payments (polling, settle commands and their
@@ -44,10 +47,12 @@ pub mod http;
 pub mod identity;
 pub mod links;
 pub mod logging;
+pub mod message_ids;
 pub mod outbox;
 pub mod pay;
 pub mod pos;
 pub mod provision;
+pub mod sd_status;
 pub mod sync;
 pub mod update;
 pub mod zenchef;
@@ -139,6 +144,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .with_context(|| format!("opening the store {}", config.store_path.display()))?;
     if let OpenOutcome::MovedAside(aside) = &outcome {
         error!(
+            message_id = message_ids::STORE_MOVED_ASIDE,
             "STORE REPLACED: the previous store was unreadable and is kept at {} for a technician",
             aside.display()
         );
@@ -358,6 +364,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         HEALTH_EVERY,
         stop_rest.clone(),
     ));
+    let status_line = tokio::spawn(sd_status::run(
+        health.clone(),
+        store.clone(),
+        config.pay.is_some(),
+        stop_rest.clone(),
+    ));
 
     let updater = update_paths.and_then(|paths| {
         update::daemon::Updater::new(
@@ -403,6 +415,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let _ = page.await;
     }
     let _ = persist.await;
+    let _ = status_line.await;
     if let Some(a) = advert {
         let _ = a.await;
     }

@@ -3,9 +3,10 @@
 //!
 //! A technician prepares the SD card on any laptop: they drop
 //! `zenchef-edge.toml` (the agent's configuration) and optionally
-//! `authorized_keys` on the FAT boot partition. At boot, the oneshot unit
-//! `zenchef-edge-provision.service` runs `zenchef-edge provision` as root,
-//! before the agent:
+//! `zenchef/authorized_keys` (SSH public keys) on the FAT boot partition.
+//! At boot, the oneshot unit `zenchef-edge-provision.service` runs
+//! `zenchef-edge provision --ssh-user zenchef` as root, before the agent and
+//! before sshd:
 //!
 //! 1. the first `zenchef-edge.toml` found in the boot directories
 //!    ([`DEFAULT_BOOT_DIRS`]) is validated with the agent's own
@@ -17,9 +18,12 @@
 //! 2. an invalid one is not consumed: the error goes to the journal and to
 //!    `zenchef-edge.provisioning-error.txt` beside it, so the person holding
 //!    the card can read why;
-//! 3. `authorized_keys` lines are added to the technician account's
-//!    `~/.ssh/authorized_keys` (0600, directory 0700), then the boot copy is
-//!    removed;
+//! 3. the public keys of `zenchef/authorized_keys` (each line checked: a
+//!    known key type and its base64 blob, see [`is_public_key`]) are added
+//!    to the technician account's `~/.ssh/authorized_keys` (0600, directory
+//!    0700, owned by that account; keys already there are kept), then the
+//!    boot copy is removed. A file without any valid key is left in place
+//!    and changes nothing, so a typo cannot lock the technicians out;
 //! 4. a `provisioned` marker is left in the state directory: the agent's
 //!    first start after provisioning logs a summary of its checks.
 //!
@@ -39,8 +43,24 @@ pub const DEFAULT_BOOT_DIRS: &[&str] = &["/boot/firmware", "/boot"];
 pub const DROP_NAME: &str = "zenchef-edge.toml";
 /// File name of the error report written beside an invalid drop.
 pub const ERROR_NAME: &str = "zenchef-edge.provisioning-error.txt";
-/// File name of the SSH keys drop.
+/// Directory of the boot partition holding the SSH keys drop.
+pub const KEYS_DIR: &str = "zenchef";
+/// File name of the SSH keys drop, in [`KEYS_DIR`].
 pub const KEYS_NAME: &str = "authorized_keys";
+/// The technician account the shipped unit gives the keys to
+/// (`--ssh-user`): the image's admin user (uid 1000).
+pub const TECHNICIAN_ACCOUNT: &str = "zenchef";
+/// SSH public key types accepted in the keys drop (and their certificate
+/// forms, `<type>-cert-v01@openssh.com`).
+pub const KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
 /// First line of a consumed drop.
 pub const CONSUMED_MARK: &str = "# zenchef-edge: consumed";
 /// Marker left in the state directory after a successful provisioning.
@@ -110,16 +130,16 @@ impl Provision {
     /// Runs every step; answers what was done.
     pub fn run(&self) -> Result<Report, ProvisionError> {
         let mut report = Report::default();
-        if let Some(drop) = self.find(DROP_NAME) {
+        if let Some(drop) = self.find(Path::new(DROP_NAME)) {
             self.config_drop(&drop, &mut report)?;
         }
-        if let Some(keys) = self.find(KEYS_NAME) {
+        if let Some(keys) = self.find(&Path::new(KEYS_DIR).join(KEYS_NAME)) {
             self.keys_drop(&keys, &mut report)?;
         }
         Ok(report)
     }
 
-    fn find(&self, name: &str) -> Option<PathBuf> {
+    fn find(&self, name: &Path) -> Option<PathBuf> {
         self.boot_dirs
             .iter()
             .map(|d| d.join(name))
@@ -184,16 +204,27 @@ impl Provision {
     }
 
     fn keys_drop(&self, keys: &Path, report: &mut Report) -> Result<(), ProvisionError> {
-        let Some(home) = self
-            .ssh_home
-            .clone()
-            .or_else(|| self.ssh_user.as_deref().and_then(home_of))
-        else {
-            warn!(
-                "{} found but no technician account is configured: left in place",
-                keys.display()
-            );
-            return Ok(());
+        let home = match (&self.ssh_home, self.ssh_user.as_deref()) {
+            (Some(h), _) => h.clone(),
+            (None, Some(user)) => match home_of(user) {
+                Some(h) => h,
+                None => {
+                    warn!(
+                        "{} found but the technician account {user} does not exist on this box: \
+                         left in place (create the account, or change --ssh-user with \
+                         `systemctl edit zenchef-edge-provision`)",
+                        keys.display()
+                    );
+                    return Ok(());
+                }
+            },
+            (None, None) => {
+                warn!(
+                    "{} found but no technician account is configured (--ssh-user): left in place",
+                    keys.display()
+                );
+                return Ok(());
+            }
         };
         let target = home.join(".ssh").join("authorized_keys");
         let err = |source| ProvisionError::Keys {
@@ -206,9 +237,7 @@ impl Provision {
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .filter(|l| {
-                let ok = l.split_whitespace().any(|w| {
-                    w.starts_with("ssh-") || w.starts_with("ecdsa-") || w.starts_with("sk-")
-                });
+                let ok = is_public_key(l);
                 if !ok {
                     warn!(
                         "ignored a line of {} that is not an SSH public key",
@@ -218,6 +247,13 @@ impl Provision {
                 ok
             })
             .collect();
+        if valid.is_empty() {
+            warn!(
+                "{} holds no valid SSH public key: left in place, the account's keys are unchanged",
+                keys.display()
+            );
+            return Ok(());
+        }
         let ssh_dir = home.join(".ssh");
         fs::create_dir_all(&ssh_dir).map_err(err)?;
         fs::set_permissions(&ssh_dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
@@ -240,12 +276,45 @@ impl Provision {
         }
         fs::remove_file(keys).map_err(err)?;
         info!(
-            "{added} SSH key(s) installed for the technician account; {} removed from the boot partition",
+            "{added} SSH key(s) installed for the technician account ({}); {} removed from the boot partition",
+            target.display(),
             keys.display()
         );
         report.keys_installed = Some((keys.to_path_buf(), added));
         Ok(())
     }
+}
+
+/// Whether `line` of an authorized_keys file is an SSH public key:
+/// `[options] <type> <base64 blob> [comment]`, with `<type>` one of
+/// [`KEY_TYPES`] (or its certificate form) and the blob's first field (a
+/// length-prefixed string, RFC 4253 § 6.6) naming that same type. Options
+/// are not checked (sshd does).
+pub fn is_public_key(line: &str) -> bool {
+    use base64::Engine;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words.windows(2).any(|w| {
+        let kind = w[0];
+        let known = KEY_TYPES.iter().any(|t| {
+            kind == *t
+                || kind
+                    .strip_suffix("-cert-v01@openssh.com")
+                    .is_some_and(|base| base == t.trim_end_matches("@openssh.com"))
+        });
+        if !known {
+            return false;
+        }
+        let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(w[1]) else {
+            return false;
+        };
+        let Some(len) = blob
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        else {
+            return false;
+        };
+        blob.len() > 4 + len && blob.get(4..4 + len) == Some(kind.as_bytes())
+    })
 }
 
 /// Writes a file atomically with mode 0600: temp file in the same
@@ -327,4 +396,56 @@ fn home_of(user: &str) -> Option<PathBuf> {
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() > 5 && f[0] == user)
         .map(|f| PathBuf::from(f[5]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    /// A public key line of type `kind` with `n` bytes of key material.
+    fn key(kind: &str, n: usize, comment: &str) -> String {
+        let mut blob = (kind.len() as u32).to_be_bytes().to_vec();
+        blob.extend_from_slice(kind.as_bytes());
+        blob.extend_from_slice(&(n as u32).to_be_bytes());
+        blob.extend(std::iter::repeat_n(7u8, n));
+        format!(
+            "{kind} {} {comment}",
+            base64::engine::general_purpose::STANDARD.encode(blob)
+        )
+    }
+
+    #[test]
+    fn public_keys_are_told_from_typos_and_other_files() {
+        assert!(is_public_key(&key("ssh-ed25519", 32, "tech@laptop")));
+        assert!(is_public_key(&key("ecdsa-sha2-nistp256", 65, "")));
+        assert!(is_public_key(&key(
+            "sk-ssh-ed25519@openssh.com",
+            40,
+            "yubikey"
+        )));
+        assert!(is_public_key(&format!(
+            "from=\"10.0.0.0/8\",no-pty {}",
+            key("ssh-rsa", 260, "support")
+        )));
+        assert!(is_public_key(&key(
+            "ssh-ed25519-cert-v01@openssh.com",
+            80,
+            "cert"
+        )));
+        // The type on the line and inside the blob differ.
+        let lie = key("ssh-rsa", 32, "x").replacen("ssh-rsa", "ssh-ed25519", 1);
+        assert!(!is_public_key(&lie));
+        // A blob cut short, not base64, a private key, a fingerprint.
+        let ed = key("ssh-ed25519", 32, "x");
+        let blob = ed.split(' ').nth(1).unwrap();
+        assert!(!is_public_key(&format!("ssh-ed25519 {}", &blob[..12])));
+        assert!(!is_public_key("ssh-ed25519 AAAAnotbase64!! x"));
+        assert!(!is_public_key("-----BEGIN OPENSSH PRIVATE KEY-----"));
+        assert!(!is_public_key(
+            "256 SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU tech (ED25519)"
+        ));
+        assert!(!is_public_key("ssh-ed25519"));
+        assert!(!is_public_key(""));
+    }
 }

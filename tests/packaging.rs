@@ -231,3 +231,182 @@ fn the_deb_assets_exist_and_the_binary_link_points_into_the_state_directory() {
     assert!(postinst.contains("SHIPPED=/usr/lib/zenchef-edge/zenchef-edge"));
     assert!(postinst.contains("BIN_DIR=\"$STATE/bin\""));
 }
+
+/// The `[package.metadata.deb]` assets as (source, destination).
+fn deb_assets() -> Vec<(String, String)> {
+    let manifest: toml::Table = std::fs::read_to_string(repo("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    manifest["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| match a {
+            toml::Value::Array(v) => Some((
+                v[0].as_str().unwrap().to_string(),
+                v[1].as_str().unwrap().to_string(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// docs/README-update.md lists the unit's settings the update relies on:
+/// each of them is in the shipped unit, exactly.
+#[test]
+fn the_update_doc_shows_the_unit_as_shipped() {
+    let doc = std::fs::read_to_string(repo("docs/README-update.md")).unwrap();
+    let section = doc
+        .split("### What the systemd unit must provide")
+        .nth(1)
+        .expect("the section");
+    let block = section
+        .split("```ini\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("an ini block");
+    let unit = std::fs::read_to_string(repo("systemd/zenchef-edge.service")).unwrap();
+    let lines: Vec<&str> = block
+        .lines()
+        .filter(|l| l.contains('=') && !l.starts_with('#'))
+        .collect();
+    assert!(lines.len() >= 6, "{block}");
+    for line in lines {
+        assert!(
+            unit.lines().any(|u| u.trim() == line),
+            "docs/README-update.md shows `{line}`, the unit does not have it"
+        );
+    }
+}
+
+/// Every `Documentation=` of the shipped units is in the package: the man
+/// page, and documents the package installs; the provisioning unit's
+/// document describes provisioning.
+#[test]
+fn every_documentation_link_of_the_units_is_shipped() {
+    let assets = deb_assets();
+    for name in [
+        "zenchef-edge.service",
+        "zenchef-edge-provision.service",
+        "zenchef-edge-recover.service",
+    ] {
+        let u = unit(&format!("systemd/{name}"));
+        let docs: Vec<&str> = u["Documentation"]
+            .iter()
+            .flat_map(|v| v.split_whitespace())
+            .collect();
+        assert!(!docs.is_empty(), "{name}");
+        for doc in docs {
+            if doc == "man:zenchef-edge(1)" {
+                assert!(
+                    assets
+                        .iter()
+                        .any(|(_, dest)| dest == "usr/share/man/man1/zenchef-edge.1.gz"),
+                    "{name}: {doc} is not shipped"
+                );
+                continue;
+            }
+            let path = doc
+                .strip_prefix("file:///")
+                .unwrap_or_else(|| panic!("{name}: {doc}"));
+            let (src, _) = assets
+                .iter()
+                .find(|(_, dest)| dest == path)
+                .unwrap_or_else(|| panic!("{name}: {doc} is not in the package"));
+            let text = std::fs::read_to_string(repo(src)).unwrap();
+            if name == "zenchef-edge-provision.service" {
+                for needle in [
+                    "zenchef-edge-provision.service",
+                    "zenchef-edge.toml",
+                    "zenchef/authorized_keys",
+                ] {
+                    assert!(text.contains(needle), "{src} never mentions {needle}");
+                }
+            }
+        }
+    }
+}
+
+/// The file holding the tokens is not shipped (so it is no conffile and an
+/// unattended upgrade never asks about it): postinst copies the shipped
+/// example, and only when there is no configuration yet.
+#[test]
+fn the_configuration_is_made_by_postinst_not_shipped_as_a_conffile() {
+    let assets = deb_assets();
+    assert!(
+        assets.iter().all(|(_, dest)| !dest.starts_with("etc/")),
+        "a file under /etc would be a conffile: {assets:?}"
+    );
+    let example = assets
+        .iter()
+        .find(|(src, _)| src == "packaging/agent.toml")
+        .expect("the example is shipped");
+    assert_eq!(example.1, "usr/share/zenchef-edge/agent.toml.example");
+    let postinst = std::fs::read_to_string(repo("packaging/deb/postinst")).unwrap();
+    assert!(postinst.contains("EXAMPLE=/usr/share/zenchef-edge/agent.toml.example"));
+    assert!(postinst.contains("if [ ! -e /etc/zenchef-edge/agent.toml ]; then"));
+    assert!(postinst.contains("install -m 0600 -o root -g root \"$EXAMPLE\""));
+    assert!(postinst.contains("journalctl --update-catalog"));
+    let catalog = assets
+        .iter()
+        .find(|(_, dest)| dest.starts_with("usr/lib/systemd/catalog/"))
+        .expect("the message catalog is shipped");
+    assert_eq!(catalog.0, "packaging/zenchef-edge.catalog");
+}
+
+/// build.rs renders the man page beside the binary from the clap
+/// definitions: it documents every command `--help` lists, and `man`
+/// renders it without a warning.
+#[test]
+fn the_man_page_documents_every_command() {
+    let page_path = Path::new(AGENT).with_file_name("zenchef-edge.1");
+    let page = std::fs::read_to_string(&page_path).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH zenchef-edge 1"),
+        "{page}"
+    );
+    let help = Command::new(AGENT).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let commands: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 10, "{help}");
+    for c in &commands {
+        let heading = format!(".SS \"zenchef\\-edge {}", c.replace('-', "\\-"));
+        assert!(page.contains(&heading), "no {heading} in the man page");
+    }
+    for needle in [
+        ".SH \"EXIT STATUS\"",
+        ".SH FILES",
+        "MESSAGE_ID",
+        "\\-\\-ssh\\-user",
+    ] {
+        assert!(page.contains(needle), "{needle}");
+    }
+    if Path::new("/usr/bin/man").exists() {
+        let out = Command::new("man")
+            .args(["--warnings", "-E", "UTF-8", "-l"])
+            .arg(&page_path)
+            .env("MANWIDTH", "80")
+            .env("MANPAGER", "cat")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "man warns: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("zenchef-edge provision"), "{text}");
+    }
+}

@@ -2,7 +2,7 @@
 //! standing in for the boot partition, and the box's own mDNS advert
 //! resolved on loopback.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -53,6 +53,31 @@ fn all_bytes(dir: &Path) -> Vec<u8> {
 
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// A well-formed ed25519 public key line (the blob names its type).
+fn pubkey(seed: u8, comment: &str) -> String {
+    use base64::Engine;
+    let mut blob = 11u32.to_be_bytes().to_vec();
+    blob.extend_from_slice(b"ssh-ed25519");
+    blob.extend_from_slice(&32u32.to_be_bytes());
+    blob.extend_from_slice(&[seed; 32]);
+    format!(
+        "ssh-ed25519 {} {comment}",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    )
+}
+
+/// The name of the account running the tests (the owner the keys get).
+fn me() -> String {
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == uid.to_string())
+        .map(|f| f[0].to_string())
+        .expect("the test user is in /etc/passwd")
 }
 
 #[test]
@@ -123,16 +148,15 @@ fn an_invalid_drop_is_not_consumed_and_the_card_says_why() {
 fn ssh_keys_are_installed_for_the_technician_then_removed_from_the_card() {
     let t = tempfile::tempdir().unwrap();
     let (boot, home) = (t.path().join("boot"), t.path().join("home/tech"));
-    std::fs::create_dir_all(&boot).unwrap();
+    std::fs::create_dir_all(boot.join("zenchef")).unwrap();
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let (existing, new) = (pubkey(1, "tech@laptop"), pubkey(2, "support@zenchef"));
+    std::fs::write(home.join(".ssh/authorized_keys"), format!("{existing}\n")).unwrap();
     std::fs::write(
-        home.join(".ssh/authorized_keys"),
-        "ssh-ed25519 AAAAexisting tech@laptop\n",
-    )
-    .unwrap();
-    std::fs::write(
-        boot.join("authorized_keys"),
-        "# support keys\nssh-ed25519 AAAAnewkey support@zenchef\nssh-ed25519 AAAAexisting tech@laptop\nnot a key\n",
+        boot.join("zenchef/authorized_keys"),
+        format!(
+            "# support keys\n{new}\n{existing}\nnot a key\nssh-ed25519 AAAAtypo support@zenchef\n"
+        ),
     )
     .unwrap();
     let config = t.path().join("etc/agent.toml");
@@ -145,10 +169,7 @@ fn ssh_keys_are_installed_for_the_technician_then_removed_from_the_card() {
     );
     assert_eq!(code, 0, "{log}");
     let keys = std::fs::read_to_string(home.join(".ssh/authorized_keys")).unwrap();
-    assert_eq!(
-        keys,
-        "ssh-ed25519 AAAAexisting tech@laptop\nssh-ed25519 AAAAnewkey support@zenchef\n"
-    );
+    assert_eq!(keys, format!("{existing}\n{new}\n"));
     assert_eq!(
         std::fs::metadata(home.join(".ssh/authorized_keys"))
             .unwrap()
@@ -165,7 +186,118 @@ fn ssh_keys_are_installed_for_the_technician_then_removed_from_the_card() {
             & 0o777,
         0o700
     );
-    assert!(!boot.join("authorized_keys").exists());
+    assert!(!boot.join("zenchef/authorized_keys").exists());
+    assert!(log.contains("1 SSH key(s) installed"), "{log}");
+    assert_eq!(
+        log.matches("ignored a line").count(),
+        2,
+        "the two bad lines: {log}"
+    );
+}
+
+#[test]
+fn a_keys_file_without_a_valid_key_changes_nothing_and_stays_on_the_card() {
+    let t = tempfile::tempdir().unwrap();
+    let (boot, home) = (t.path().join("boot"), t.path().join("home/tech"));
+    std::fs::create_dir_all(boot.join("zenchef")).unwrap();
+    let typo = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI-typo tech@laptop\n";
+    std::fs::write(boot.join("zenchef/authorized_keys"), typo).unwrap();
+    let home_arg = home.display().to_string();
+    let (code, log) = provision(
+        &boot,
+        &t.path().join("etc/agent.toml"),
+        &t.path().join("state"),
+        &["--ssh-home", &home_arg],
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("holds no valid SSH public key"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(boot.join("zenchef/authorized_keys")).unwrap(),
+        typo
+    );
+    assert!(!home.join(".ssh/authorized_keys").exists());
+}
+
+/// The `ExecStart=` of the unit as shipped, with the box's paths moved
+/// into a temporary directory: the keys at `zenchef/authorized_keys` of
+/// the boot partition reach the account the unit names (here the test's
+/// own account and a temporary home: the box has `zenchef`), and the
+/// configuration drop is installed.
+#[test]
+fn the_shipped_unit_installs_the_drop_and_the_keys_for_its_technician_account() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/zenchef-edge-provision.service"
+    ))
+    .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=-"))
+        .expect("ExecStart=- in the unit");
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(words[0], "/usr/bin/zenchef-edge");
+    assert_eq!(words[1], "provision");
+    // The account the docs name, and the paths of the box.
+    let account = words
+        .windows(2)
+        .find(|w| w[0] == "--ssh-user")
+        .map(|w| w[1])
+        .expect("the unit names the technician account");
+    assert_eq!(account, zenchef_edge::provision::TECHNICIAN_ACCOUNT);
+    assert_eq!(account, "zenchef");
+    // The unit runs whenever either drop is there, in both boot directories.
+    for dir in zenchef_edge::provision::DEFAULT_BOOT_DIRS {
+        for drop in ["zenchef-edge.toml", "zenchef/authorized_keys"] {
+            let line = format!("ConditionPathExists=|{dir}/{drop}");
+            assert!(unit.lines().any(|l| l == line), "missing {line}");
+        }
+    }
+
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let boot = root.join("boot/firmware");
+    std::fs::create_dir_all(boot.join("zenchef")).unwrap();
+    std::fs::write(boot.join("zenchef-edge.toml"), drop_text()).unwrap();
+    let key = pubkey(9, "support@zenchef");
+    std::fs::write(boot.join("zenchef/authorized_keys"), format!("{key}\n")).unwrap();
+    let home = root.join("home/zenchef");
+    let user = me();
+    let mut args: Vec<String> = Vec::new();
+    let mut i = 2;
+    while i < words.len() {
+        match words[i] {
+            // The box's absolute paths, under the temporary root.
+            "--config" | "--state-dir" => {
+                args.push(words[i].into());
+                args.push(format!("{}{}", root.display(), words[i + 1]));
+                i += 2;
+            }
+            // The test cannot create `zenchef` in /etc/passwd.
+            "--ssh-user" => {
+                args.extend(["--ssh-user".into(), user.clone()]);
+                args.extend(["--ssh-home".into(), home.display().to_string()]);
+                i += 2;
+            }
+            other => panic!("an argument this test does not know: {other}"),
+        }
+    }
+    args.extend(["--boot-dir".into(), boot.display().to_string()]);
+    let out = Command::new(AGENT)
+        .arg("provision")
+        .args(&args)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let config = root.join("etc/zenchef-edge/agent.toml");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), drop_text());
+    let keys = home.join(".ssh/authorized_keys");
+    assert_eq!(std::fs::read_to_string(&keys).unwrap(), format!("{key}\n"));
+    let meta = std::fs::metadata(&keys).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), std::fs::metadata("/proc/self").unwrap().uid());
+    assert!(!boot.join("zenchef/authorized_keys").exists());
+    assert!(root.join("var/lib/zenchef-edge/provisioned").exists());
     assert!(log.contains("1 SSH key(s) installed"), "{log}");
 }
 

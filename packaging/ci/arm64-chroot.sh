@@ -75,5 +75,7 @@ chroot "$root" sh -euc '
 	dpkg --purge zenchef-edge >/dev/null
 	test ! -e /var/lib/zenchef-edge
 	test ! -e /usr/bin/zenchef-edge
+	# Made by postinst, not a conffile: purge removes it, tokens included.
+	test ! -e /etc/zenchef-edge/agent.toml
 '
 echo "arm64 chroot: install, self-test as root and as zenchef-edge, reinstall over an update, purge: ok"

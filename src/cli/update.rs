@@ -61,7 +61,10 @@ pub fn check(config: &Config) -> anyhow::Result<i32> {
     };
     println!("manifest     {url}");
     match crate::update::verify::PublicKey::from_config(config.update.public_key.as_deref()) {
-        Ok(_) => println!("key          update.public_key is a valid ed25519 key"),
+        Ok(k) => println!(
+            "key          key id {} (update.public_key, a valid ed25519 key)",
+            k.key_id()
+        ),
         Err(e) => println!("key          updates refused: no signing key ({e})"),
     }
     let plan = match runtime()?.block_on(u.plan(Overrides::default())) {
@@ -213,6 +216,9 @@ pub fn boot_check(config: &Config) -> anyhow::Result<i32> {
         std::env::current_exe().unwrap_or_default(),
         &config.store_path,
     );
-    eprintln!("{}", update::daemon::boot_check(&paths));
+    // Under systemd (ExecStartPre=) to the journal, with a MESSAGE_ID for
+    // a rollback; elsewhere to stderr.
+    crate::logging::init("info");
+    update::daemon::boot_check(&paths);
     Ok(0)
 }

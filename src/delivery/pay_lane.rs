@@ -90,6 +90,7 @@ pub async fn work_order(d: &Deliverer, order: &str) -> Ended {
                 let msg = f.to_string();
                 if dead {
                     error!(
+                        message_id = crate::message_ids::DEAD_LETTER,
                         "the Zenchef Pay check of order {order} is refused: {msg}. Its later check \
                          pushes wait behind it (its Zenchef calls do not); fix the cause, then \
                          `zenchef-edge outbox retry --all-dead`"

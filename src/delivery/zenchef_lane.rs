@@ -328,10 +328,13 @@ async fn fail(d: &Deliverer, item: &OutboxItem, plan: &Plan, f: Failure) -> supe
 /// Parks an event as a dead letter of the Zenchef lane.
 async fn kill(d: &Deliverer, item: &OutboxItem, plan: Option<Plan>, msg: &str) -> super::Outcome {
     error!(
+        message_id = crate::message_ids::DEAD_LETTER,
         "event {} of order {} is a dead letter: {msg}. Later Zenchef calls of this order wait \
          behind it (its Zenchef Pay check does not); other orders continue. Fix the cause, then \
          `zenchef-edge outbox retry {}`",
-        item.event_id, item.order_id, item.event_id
+        item.event_id,
+        item.order_id,
+        item.event_id
     );
     let (id, m) = (item.id, msg.to_string());
     match d

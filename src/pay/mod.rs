@@ -232,6 +232,7 @@ async fn poll_once(p: &Payments, iid: &str) -> Result<(), CallError> {
             .collect();
         for u in &unreadable {
             error!(
+                message_id = crate::message_ids::PAYMENT_NEEDS_PERSON,
                 payment_id = u.payment_id.as_deref().unwrap_or(""),
                 "Zenchef Pay listed a payment the agent cannot read ({}): {}; it is recorded, \
                  shown as needing a person{}",
@@ -270,6 +271,7 @@ async fn poll_once(p: &Payments, iid: &str) -> Result<(), CallError> {
                 Fate::Reported => info!(payment_id = %id, order_id = %order,
                     "Zenchef Pay payment {id} is already recorded by the POS: acknowledging it settled"),
                 Fate::Reject(reason) => error!(payment_id = %id, order_id = %order,
+                    message_id = crate::message_ids::PAYMENT_REFUSED,
                     "Zenchef Pay payment {id} of {} cents REFUSED: {reason}; Zenchef Pay refunds the guest",
                     pm.amount_cents),
                 Fate::Adopted => warn!(payment_id = %id, order_id = %order,
@@ -510,6 +512,7 @@ async fn needs_person(p: &Payments, t: &Todo) -> Result<(), CallError> {
         return Ok(()); // answered or closed meanwhile
     };
     error!(payment_id = %t.payment_id, order_id = %t.order_id,
+        message_id = crate::message_ids::PAYMENT_NEEDS_PERSON,
         "NEEDS A PERSON: the POS did not answer the settle command of Zenchef Pay payment {} \
          ({} cents + {} tip, table {table}) after {} sends; it is not sent again. Check the bill \
          in the POS: once it is paid or closed the agent settles or refunds the payment by itself",
@@ -545,6 +548,7 @@ async fn ack(p: &Payments, iid: &str, t: &Todo, reason: Option<&str>) -> Result<
         .map_err(store_err)?;
     match (reason, refused) {
         (_, Some(why)) => error!(payment_id = %t.payment_id, order_id = %t.order_id,
+            message_id = crate::message_ids::PAYMENT_NEEDS_PERSON,
             "Zenchef Pay refused the ack of payment {} ({why}); shown as needing a person", t.payment_id),
         (None, None) => info!(payment_id = %t.payment_id, order_id = %t.order_id,
             "Zenchef Pay payment {} settled in the POS and acknowledged", t.payment_id),

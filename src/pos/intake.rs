@@ -205,6 +205,7 @@ fn log_payment_change(order: &str, change: &PaymentChange) {
             reason,
         } => error!(
             payment_id = %payment_id, order_id = %order,
+            message_id = crate::message_ids::PAYMENT_REFUSED,
             "Zenchef Pay payment {payment_id} of {amount_cents} cents REFUSED: {reason}; \
              Zenchef Pay refunds the guest (the bill was settled otherwise: nobody pays twice)"
         ),
@@ -220,6 +221,7 @@ fn log_payment_change(order: &str, change: &PaymentChange) {
         ),
         PaymentChange::ReportedAfterRefund { payment_id } => error!(
             payment_id = %payment_id, order_id = %order,
+            message_id = crate::message_ids::PAYMENT_NEEDS_PERSON,
             "NEEDS A PERSON: the POS recorded Zenchef Pay payment {payment_id} after it was \
              refused and refunded: the bill of order {order} counts money the guest got back"
         ),

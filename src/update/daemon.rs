@@ -107,6 +107,7 @@ fn roll_back(file: &std::path::Path, v: &str, why: &str) -> BootAction {
     match install::rollback(file, why) {
         Ok(_) => {
             error!(
+                message_id = crate::message_ids::UPDATE_ROLLED_BACK,
                 "update: ROLLED BACK {v}: {why}; restarting on the previous binary; {v} will not be retried"
             );
             BootAction::Restart
@@ -128,32 +129,59 @@ fn roll_back(file: &std::path::Path, v: &str, why: &str) -> BootAction {
 
 /// `update boot-check`: the bookkeeping run by the **previous** binary from
 /// the unit's `ExecStartPre=`, so that a new binary that cannot even start
-/// is rolled back too. Returns a line for the journal.
+/// is rolled back too. Logs what it did (a rollback at ERROR with
+/// `MESSAGE_ID=`[`crate::message_ids::UPDATE_ROLLED_BACK`]) and returns
+/// the same line.
 pub fn boot_check(paths: &Paths) -> String {
+    let (line, rolled_back) = boot_check_step(paths);
+    if rolled_back {
+        error!(
+            message_id = crate::message_ids::UPDATE_ROLLED_BACK,
+            "{line}"
+        );
+    } else {
+        info!("{line}");
+    }
+    line
+}
+
+/// [`boot_check`] without the logging: the line, and whether it rolled
+/// back.
+fn boot_check_step(paths: &Paths) -> (String, bool) {
     let file = paths.state_file();
     let mut st = match UpdateState::load(&file) {
         Ok(s) => s,
-        Err(e) => return format!("update boot-check: {e}; nothing done"),
+        Err(e) => return (format!("update boot-check: {e}; nothing done"), false),
     };
     let before = st.clone();
     match state::boot_step(&mut st, &state::invocation_id(), None) {
-        Boot::Normal => "update boot-check: nothing pending".into(),
+        Boot::Normal => ("update boot-check: nothing pending".into(), false),
         Boot::Pending(v) | Boot::DidNotTake(v) => {
             if st != before
                 && let Err(e) = st.save(&file)
             {
-                return format!("update boot-check: {e}");
+                return (format!("update boot-check: {e}"), false);
             }
-            format!(
-                "update boot-check: first start of {v} (must confirm within {HEALTH_DEADLINE:?})"
+            (
+                format!(
+                    "update boot-check: first start of {v} (must confirm within {HEALTH_DEADLINE:?})"
+                ),
+                false,
             )
         }
         Boot::RollBack(v) => {
             match install::rollback(&file, "started again without having confirmed its health") {
-                Ok(_) => format!("update boot-check: ROLLED BACK {v}; it will not be retried"),
-                Err(e) => {
-                    format!("update boot-check: {v} is unhealthy but the rollback failed: {e}")
-                }
+                Ok(_) => (
+                    format!(
+                        "update boot-check: ROLLED BACK {v}: it started again without having \
+                         confirmed its health; the previous binary is back and {v} will not be retried"
+                    ),
+                    true,
+                ),
+                Err(e) => (
+                    format!("update boot-check: {v} is unhealthy but the rollback failed: {e}"),
+                    false,
+                ),
             }
         }
     }
@@ -636,8 +664,10 @@ pub async fn run(t: Task) {
                 match result {
                     Ok(Outcome::Installed(i)) => {
                         info!(
+                            message_id = crate::message_ids::UPDATE_INSTALLED,
                             "update: installed {} (was {}); restarting into it",
-                            i.version, i.previous
+                            i.version,
+                            i.previous
                         );
                         super::request_restart();
                         shutdown.cancel();

@@ -50,6 +50,8 @@ struct RawEntry {
     min_previous: Option<String>,
     #[serde(default)]
     rollback_of: Vec<String>,
+    #[serde(default)]
+    key_id: Option<String>,
 }
 
 /// One release of the manifest (untrusted until verified).
@@ -64,6 +66,12 @@ pub struct Entry {
     pub name: String,
     /// Expected SHA-256 of the archive, lower-case hex.
     pub sha256: String,
+    /// The id of the key the release says it is signed with
+    /// ([`super::verify::PublicKey::key_id`], 16 lower-case hex digits), as
+    /// `scripts/release.sh` writes it; `None` when absent or malformed.
+    /// Never trusted: it only words the refusal of an archive whose
+    /// signature does not verify (another key, or a damaged file).
+    pub key_id: Option<String>,
 }
 
 /// The parsed manifest.
@@ -154,6 +162,11 @@ pub fn parse(body: &str, manifest_url: &str) -> Result<Manifest, UpdateError> {
             url,
             name,
             sha256,
+            key_id: r.key_id.filter(|k| {
+                k.len() == 16
+                    && k.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            }),
         });
     }
     Ok(Manifest { releases })

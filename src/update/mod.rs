@@ -243,13 +243,29 @@ pub enum UpdateError {
     /// No usable public key: an update is never installed unverified.
     #[error("update.public_key: {0}; refusing to install anything unverified")]
     NoKey(String),
-    /// The zipsign signature does not verify with the configured key.
-    #[error("signature check failed for {name}: {message}")]
+    /// The zipsign signature does not verify with the configured key, and
+    /// the release does not say it was signed with another one: the bytes
+    /// are not what was signed (damaged, tampered, or renamed).
+    #[error("bad signature on {name}: {message}")]
     Signature {
         /// Archive file name (the signature context).
         name: String,
-        /// zipsign's message.
+        /// What is wrong, for a technician.
         message: String,
+    },
+    /// The archive is signed with a key this box does not trust: the
+    /// manifest names another key id than the box's `update.public_key`.
+    #[error(
+        "{name} is signed by an unknown key (key id {key_id}; this box trusts key id {trusted}): \
+         the release channel (update.manifest_url) or the box's key (update.public_key) is wrong"
+    )]
+    UnknownKey {
+        /// Archive file name.
+        name: String,
+        /// The key id the manifest names for it.
+        key_id: String,
+        /// The key id of the box's `update.public_key`.
+        trusted: String,
     },
     /// The archive's content is not a release (missing or bad entries).
     #[error("the archive is not a valid release: {0}")]

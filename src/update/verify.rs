@@ -75,6 +75,14 @@ impl PublicKey {
             .map_err(|_| UpdateError::NoKey("not a valid ed25519 public key".into()))?;
         Ok(PublicKey(key))
     }
+
+    /// The key's id: the first 16 hex digits (64 bits) of the SHA-256 of
+    /// its 32 raw bytes (the `release.pub` file of `zipsign gen-key`), as
+    /// `scripts/release.sh` writes it into the manifest (`key_id`) and
+    /// `update check` shows it. It names a key, it proves nothing.
+    pub fn key_id(&self) -> String {
+        hex(&Sha256::digest(self.0.as_bytes()))[..16].to_string()
+    }
 }
 
 /// An archive on disk whose SHA-256 matched the manifest. Not trusted yet.
@@ -296,10 +304,7 @@ pub fn verify(
         std::slice::from_ref(&key.0),
         Some(name.as_bytes()),
     )
-    .map_err(|e| UpdateError::Signature {
-        name: name.clone(),
-        message: error_chain(&e),
-    })?;
+    .map_err(|e| signature_error(&e, &d.entry, key))?;
     // 2. Extract from the same open file, from the signed bytes only.
     let signed = signed_len(&mut file)?;
     file.rewind()
@@ -374,6 +379,51 @@ pub fn verify(
     Ok(verified)
 }
 
+/// Words a failed signature check so that a technician knows what is
+/// wrong: the channel or the box's key (the manifest names another key id),
+/// or the file (same key id, or none named: the signed bytes changed, or
+/// the archive was renamed, the name being the signature's context).
+fn signature_error(
+    e: &zipsign_api::verify::VerifyTarError,
+    entry: &Entry,
+    key: &PublicKey,
+) -> UpdateError {
+    let name = entry.name.clone();
+    // zipsign's "no matching key/signature pair" has no source; reading the
+    // signature block failed when there is one.
+    if std::error::Error::source(e).is_some() {
+        return UpdateError::Signature {
+            name,
+            message: format!(
+                "its signature block cannot be read ({}): the file is damaged or tampered",
+                error_chain(e)
+            ),
+        };
+    }
+    let trusted = key.key_id();
+    match &entry.key_id {
+        Some(k) if *k != trusted => UpdateError::UnknownKey {
+            name,
+            key_id: k.clone(),
+            trusted,
+        },
+        Some(_) => UpdateError::Signature {
+            name,
+            message: format!(
+                "the file is damaged or tampered (it names this box's key id {trusted}, but its \
+                 bytes are not what that key signed)"
+            ),
+        },
+        None => UpdateError::Signature {
+            name,
+            message: format!(
+                "the file is damaged or tampered, or signed by another key than this box's \
+                 (key id {trusted}; the manifest names none)"
+            ),
+        },
+    }
+}
+
 /// `a: b: c` from an error and its sources.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -405,6 +455,7 @@ mod tests {
             url: format!("http://127.0.0.1/{name}"),
             name: name.into(),
             sha256: hex(&Sha256::digest(archive)),
+            key_id: None,
         }
     }
 
@@ -481,6 +532,75 @@ mod tests {
         }
         // Nothing staged, nothing left.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_refusal_says_whether_the_key_or_the_file_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let kp = Keypair::generate();
+        let key = PublicKey::from_config(Some(&kp.public_base64())).unwrap();
+        let other_kp = Keypair::generate();
+        let other = PublicKey::from_config(Some(&other_kp.public_base64())).unwrap();
+        assert_ne!(key.key_id(), other.key_id());
+        let name = "zenchef-edge-0.2.0.tar.gz";
+        let refuse = |bytes: &[u8], key_id: Option<String>| {
+            let mut d = downloaded(dir.path(), bytes, name, "0.2.0");
+            d.entry.key_id = key_id;
+            verify(d, &key, dir.path(), Version(0, 1, 0), &[]).unwrap_err()
+        };
+        // Signed by another key, and the manifest says so.
+        let foreign = build_archive(&spec("0.2.0"), &other_kp, name);
+        let e = refuse(&foreign, Some(other.key_id()));
+        assert!(
+            matches!(&e, UpdateError::UnknownKey { key_id, trusted, .. }
+            if *key_id == other.key_id() && *trusted == key.key_id()),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{name} is signed by an unknown key (key id {}; this box trusts key id {}): the \
+                 release channel (update.manifest_url) or the box's key (update.public_key) is wrong",
+                other.key_id(),
+                key.key_id()
+            )
+        );
+        // Our key id, bytes changed: the file.
+        let mut tampered = build_archive(&spec("0.2.0"), &kp, name);
+        let at = tampered.len() / 3;
+        tampered[at] ^= 0x01;
+        let e = refuse(&tampered, Some(key.key_id()));
+        assert!(matches!(e, UpdateError::Signature { .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "bad signature on {name}: the file is damaged or tampered"
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("unknown key"), "{text}");
+        // No key id in the manifest: both causes are named.
+        let e = refuse(&foreign, None);
+        assert!(
+            e.to_string()
+                .contains("damaged or tampered, or signed by another key"),
+            "{e}"
+        );
+        // The signature block itself is cut off: the file.
+        let good = build_archive(&spec("0.2.0"), &kp, name);
+        let e = refuse(&good[..good.len() - 40], Some(key.key_id()));
+        assert!(matches!(e, UpdateError::Signature { .. }), "{e}");
+        assert!(e.to_string().contains("damaged or tampered"), "{e}");
+    }
+
+    #[test]
+    fn the_key_id_is_the_start_of_the_sha256_of_the_raw_key() {
+        let kp = Keypair::generate();
+        let key = PublicKey::from_config(Some(&kp.public_base64())).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(kp.public_base64())
+            .unwrap();
+        assert_eq!(key.key_id(), hex(&Sha256::digest(&raw))[..16]);
     }
 
     #[test]

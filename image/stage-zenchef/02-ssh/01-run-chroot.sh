@@ -1,2 +1,2 @@
 #!/bin/bash -e
-systemctl enable ssh.service zenchef-ssh-keys.service
+systemctl enable ssh.service
