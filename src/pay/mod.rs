@@ -442,6 +442,7 @@ async fn send_settle(p: &Payments, t: &Todo, resend: bool) -> Result<bool, CallE
         Err(None) => return Ok(false), // decided meanwhile (answered, closed)
         Err(Some(reason)) => {
             error!(payment_id = %t.payment_id, order_id = %t.order_id,
+                message_id = crate::message_ids::PAYMENT_REFUSED,
                 "Zenchef Pay payment {} of {} cents REFUSED: {reason}; Zenchef Pay refunds the guest",
                 t.payment_id, t.amount_cents);
             return Ok(false);

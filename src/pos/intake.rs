@@ -211,11 +211,13 @@ fn log_payment_change(order: &str, change: &PaymentChange) {
         ),
         PaymentChange::Contradiction { payment_id } => error!(
             payment_id = %payment_id, order_id = %order,
+            message_id = crate::message_ids::PAYMENT_NEEDS_PERSON,
             "NEEDS A PERSON: the POS recorded Zenchef Pay payment {payment_id} after closing or \
              voiding order {order} without it: neither settled nor refused; decide it in Zenchef Pay"
         ),
         PaymentChange::RecordedTwice { payment_id } => error!(
             payment_id = %payment_id, order_id = %order,
+            message_id = crate::message_ids::PAYMENT_NEEDS_PERSON,
             "NEEDS A PERSON: the POS recorded Zenchef Pay payment {payment_id} twice: the bill of \
              order {order} counts it twice (the agent counts it once)"
         ),
