@@ -356,6 +356,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let persist = tokio::spawn(health.clone().persist_loop(
         store.clone(),
         HEALTH_EVERY,
+        config.history_sample,
         stop_rest.clone(),
     ));
 
