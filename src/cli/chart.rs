@@ -19,21 +19,23 @@ use crate::health::{History, Sample};
 /// Width of the drawing (SVG user units; the page scales it to its width).
 pub const WIDTH: f64 = 640.0;
 /// Height of the drawing.
-pub const HEIGHT: f64 = 236.0;
+pub const HEIGHT: f64 = 250.0;
 /// Left margin (y-axis labels).
 const LEFT: f64 = 46.0;
 /// Right margin.
 const RIGHT: f64 = 10.0;
+/// Baseline of the visible title.
+const TITLE: f64 = 13.0;
 /// Queue panel: top and height.
-const QUEUE_TOP: f64 = 22.0;
+const QUEUE_TOP: f64 = 36.0;
 const QUEUE_H: f64 = 88.0;
 /// Deliveries panel: top and height.
-const DELIVERED_TOP: f64 = 132.0;
+const DELIVERED_TOP: f64 = 146.0;
 const DELIVERED_H: f64 = 52.0;
 /// Baseline of the time labels.
-const TIME_LABELS: f64 = 200.0;
+const TIME_LABELS: f64 = 214.0;
 /// Baseline of the legend.
-const LEGEND: f64 = 224.0;
+const LEGEND: f64 = 238.0;
 /// The narrowest time span drawn, in samples (a box just started still
 /// gets a readable chart).
 const MIN_SPAN_SAMPLES: i64 = 10;
@@ -222,9 +224,12 @@ pub fn render_chart(
         "<svg id=\"history-chart\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" \
          aria-labelledby=\"history-title history-desc\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
          width=\"100%\" font-family=\"sans-serif\" font-size=\"11\">\n\
-         <title id=\"history-title\">{}</title>\n<desc id=\"history-desc\">{}</desc>\n",
+         <title id=\"history-title\">{}</title>\n<desc id=\"history-desc\">{}</desc>\n\
+         <text x=\"0\" y=\"{TITLE}\" font-size=\"13\" font-weight=\"bold\" fill=\"#222\" \
+         aria-hidden=\"true\">{}</text>\n",
         esc(&title),
-        esc(&desc)
+        esc(&desc),
+        esc(&title)
     ));
     // Outage bands, behind everything.
     let band_top = QUEUE_TOP;
@@ -293,12 +298,19 @@ pub fn render_chart(
     while tick <= end {
         let tx = x(tick);
         svg.push_str(&format!(
-            "<line x1=\"{tx:.1}\" y1=\"{:.1}\" x2=\"{tx:.1}\" y2=\"{:.1}\" stroke=\"#888\"/>\n\
-             <text x=\"{tx:.1}\" y=\"{TIME_LABELS}\" text-anchor=\"middle\" fill=\"#555\">{}</text>\n",
+            "<line x1=\"{tx:.1}\" y1=\"{:.1}\" x2=\"{tx:.1}\" y2=\"{:.1}\" stroke=\"#888\"/>\n",
             DELIVERED_TOP + DELIVERED_H,
             DELIVERED_TOP + DELIVERED_H + 4.0,
-            clock(tick)
         ));
+        // A label cut by an edge is left out (its tick stays).
+        let half = if sample_s < 60 { 24.0 } else { 16.0 };
+        if tx - half >= 0.0 && tx + half <= WIDTH {
+            svg.push_str(&format!(
+                "<text class=\"time\" x=\"{tx:.1}\" y=\"{TIME_LABELS}\" text-anchor=\"middle\" \
+                 fill=\"#555\">{}</text>\n",
+                clock(tick)
+            ));
+        }
         tick += step;
     }
     // The queue: a step line over an area, one path per run of contiguous
@@ -505,6 +517,15 @@ mod tests {
                 .count();
             assert_eq!(bars.len(), want);
             assert_eq!(by_class(&doc, "queue").len(), 1, "one contiguous run");
+            let times = by_class(&doc, "time");
+            assert!(times.len() >= 3, "{svg}");
+            for t in times {
+                let x: f64 = t.attribute("x").unwrap().parse().unwrap();
+                assert!(
+                    (16.0..=WIDTH - 16.0).contains(&x),
+                    "a label off the edge: {svg}"
+                );
+            }
             let legend: Vec<&str> = doc
                 .descendants()
                 .filter(|n| n.tag_name().name() == "text")
