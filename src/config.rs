@@ -965,6 +965,17 @@ token = "zc-secret"
     }
 
     #[test]
+    fn the_history_sample_is_a_minute_unless_set_within_an_hour() {
+        assert_eq!(p(MINIMAL).unwrap().history_sample, Duration::from_secs(60));
+        let c = p(&format!("{MINIMAL}[http]\nhistory_sample_s = 2\n")).unwrap();
+        assert_eq!(c.history_sample, Duration::from_secs(2));
+        for bad in [0, 3601] {
+            let e = p(&format!("{MINIMAL}[http]\nhistory_sample_s = {bad}\n")).unwrap_err();
+            assert_eq!(e.key, "http.history_sample_s", "{e}");
+        }
+    }
+
+    #[test]
     fn unknown_key_is_refused_with_its_name() {
         let e = p(&format!("{MINIMAL}poll_intervall_s = 5\n")).unwrap_err();
         assert_eq!(e.key, "poll_intervall_s");

@@ -43,6 +43,21 @@ pub struct HealthState {
     /// Stays shown until the file is dealt with (kv key [`MOVED_ASIDE_KEY`]).
     #[serde(default)]
     pub store_moved_aside: Option<String>,
+    /// The outages seen since the history's last sample, however short
+    /// (kept in memory only: not in the store, not in `status`).
+    #[serde(skip)]
+    pub outages_seen: OutagesSeen,
+}
+
+/// Which API was in an outage at some moment since the last sample of the
+/// [`History`]: set by every [`Health::update`] that leaves an outage on,
+/// cleared by the sampler.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutagesSeen {
+    /// Zenchef.
+    pub zenchef: bool,
+    /// Zenchef Pay.
+    pub pay: bool,
 }
 
 /// `kv` key remembering a store moved aside, across restarts.
@@ -105,10 +120,25 @@ impl Health {
         h
     }
 
-    /// Changes the record.
+    /// Changes the record (and remembers an outage it leaves on, for the
+    /// history: [`OutagesSeen`]).
     pub fn update(&self, f: impl FnOnce(&mut HealthState)) {
         let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut g);
+        g.outages_seen.zenchef |= g.zenchef.outage;
+        g.outages_seen.pay |= g.pay.outage;
+    }
+
+    /// The outages seen since the last call (an outage still on counts
+    /// for the next period too).
+    fn take_outages_seen(&self) -> OutagesSeen {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = g.outages_seen;
+        g.outages_seen = OutagesSeen {
+            zenchef: g.zenchef.outage,
+            pay: g.pay.outage,
+        };
+        seen
     }
 
     /// A copy of the record.
@@ -179,13 +209,13 @@ impl Health {
                 _ = tokio::time::sleep(wait) => false,
             };
             self.update(|s| s.updated_at = now_utc());
-            let snapshot = self.snapshot();
-            sampler.zenchef_outage |= snapshot.zenchef.outage;
-            sampler.pay_outage |= snapshot.pay.outage;
-            let json = serde_json::to_string(&snapshot).unwrap_or_default();
+            let json = serde_json::to_string(&self.snapshot()).unwrap_or_default();
             let now = tokio::time::Instant::now();
             let sampling = !stopping && now >= next_sample;
             let r = if sampling {
+                let seen = self.take_outages_seen();
+                sampler.zenchef_outage = seen.zenchef;
+                sampler.pay_outage = seen.pay;
                 // Behind by more than a sample (a suspended box): start
                 // the next one from now rather than catching up.
                 next_sample = if now >= next_sample + sample {
@@ -363,8 +393,8 @@ mod tests {
         assert_eq!(h.samples.len(), HISTORY_SAMPLES, "the clock was set back");
     }
 
-    /// The real loop on a real store: samples every second, the outage
-    /// seen between two samples is in the next one, deliveries are the
+    /// The real loop on a real store: samples every second, an outage
+    /// seen between two ticks is in the next sample, deliveries are the
     /// counters' growth.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_persist_loop_samples_the_queue_deliveries_and_outages() {
@@ -391,7 +421,8 @@ mod tests {
                 .unwrap_or_default()
         };
         tokio::time::sleep(Duration::from_millis(1300)).await;
-        // An outage of 0.4 s, between two samples, and 7 deliveries.
+        // An outage of 30 ms, shorter than the loop's tick, and 7
+        // deliveries.
         health.update(|s| s.zenchef.outage = true);
         store
             .write(|c| {
@@ -400,9 +431,9 @@ mod tests {
             })
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
         health.update(|s| s.zenchef.outage = false);
-        tokio::time::sleep(Duration::from_millis(1600)).await;
+        tokio::time::sleep(Duration::from_millis(2000)).await;
         let h = read(store.clone()).await;
         cancel.cancel();
         task.await.unwrap();

@@ -64,13 +64,13 @@ pub fn span_text(s: i64) -> String {
     }
 }
 
-/// The unit of one sample period in "delivered per …": `min`, `s`,
-/// `5 min`, `10 s`.
-fn per(sample_s: u64) -> String {
+/// The unit of one sample period in "delivered per …": `minute`,
+/// `seconde`, `5 min`, `10 s`.
+fn per(sample_s: u64, lang: Lang) -> String {
     match sample_s {
-        1 => "s".into(),
-        60 => "min".into(),
-        3600 => "h".into(),
+        1 => t(lang, "seconde", "second").into(),
+        60 => "minute".into(),
+        3600 => t(lang, "heure", "hour").into(),
         n => span_text(n as i64),
     }
 }
@@ -374,8 +374,8 @@ pub fn render_chart(
         ),
         (
             match lang {
-                Lang::Fr => format!("Envoyés par {}", per(h.sample_s)),
-                Lang::En => format!("Delivered per {}", per(h.sample_s)),
+                Lang::Fr => format!("Envoyés par {}", per(h.sample_s, lang)),
+                Lang::En => format!("Delivered per {}", per(h.sample_s, lang)),
             },
             DELIVERED_BAR,
             false,
@@ -534,13 +534,13 @@ mod tests {
             let words = match lang {
                 Lang::Fr => [
                     "En attente d'envoi",
-                    "Envoyés par min",
+                    "Envoyés par minute",
                     "Zenchef injoignable",
                     "Zenchef Pay injoignable",
                 ],
                 Lang::En => [
                     "Waiting to be sent",
-                    "Delivered per min",
+                    "Delivered per minute",
                     "Zenchef unreachable",
                     "Zenchef Pay unreachable",
                 ],
@@ -563,7 +563,7 @@ mod tests {
         let doc = parse(&svg);
         assert_eq!(by_class(&doc, "queue").len(), 2, "{svg}");
         assert!(!svg.contains("Zenchef Pay unreachable"), "Pay is off");
-        assert!(svg.contains("Delivered per s"), "{svg}");
+        assert!(svg.contains("Delivered per second"), "{svg}");
         // Nothing at all, one sample, all zeros: still valid, finite.
         for n in [1, 2] {
             let mut h = history(now, n, 60);
