@@ -1313,7 +1313,7 @@ async fn the_status_page_chart_and_what_a_manager_must_act_on_in_a_real_browser(
         ("en-US", "status-page-chart-en.png"),
     ] {
         let shot = out.join(file);
-        let dom = browse_sized(&url, lang, &shot, (800, 1750));
+        let dom = browse_sized(&url, lang, &shot, (800, 1600));
         let fr = lang.starts_with("fr");
         let w = |f: &'static str, e: &'static str| if fr { f } else { e };
         // The chart: one accessible inline SVG, no script on the page.
