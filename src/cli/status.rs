@@ -1205,6 +1205,24 @@ pub(crate) mod tests {
         assert!(text.contains("NEEDS ATTENTION  O-882 (table 7)"), "{text}");
         assert_eq!(money(-1000, "EUR"), "-10.00 EUR");
         assert_eq!(money(5, "EUR"), "0.05 EUR");
+        let mut with_tables = s.clone();
+        let names = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let diff = crate::cli::tables::compare(&names(&["1", "7a"]), &names(&["1", "7A"]));
+        with_tables.tables = Some(TablesCheck {
+            zenchef_fetched_at: with_tables.checked_at.clone(),
+            pos_count: 2,
+            zenchef_count: 2,
+            clean: false,
+            diff,
+        });
+        with_tables.problems.insert(2, Problem::TableNamesDiffer);
+        let text = render_text(&with_tables, chrono_tz::Europe::Paris, now, false);
+        assert!(
+            text.contains("1 table name(s) differ between the POS and Zenchef")
+                && text.contains("Tables      NAMES DIFFER  POS 2 table(s), Zenchef 2\n")
+                && text.contains("near-miss: POS \"7a\" vs Zenchef \"7A\""),
+            "{text}"
+        );
         let coloured = render_text(&s, chrono_tz::Europe::Paris, now, true);
         assert!(coloured.contains("\x1b[32mconnected\x1b[0m"), "{coloured}");
     }
