@@ -54,6 +54,9 @@ pub const DEFAULT_UPDATE_CHECK_INTERVAL_S: u64 = 6 * 3600;
 pub const DEFAULT_UPDATE_CONFIRM_AFTER_S: u64 = 30;
 /// Default local HTTP listen address (status page, webhook nudge).
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8780";
+/// Default `http.history_sample_s`: one sample of the status page's chart
+/// a minute (6 h kept).
+pub const DEFAULT_HISTORY_SAMPLE_S: u64 = 60;
 /// Default number of orders delivered concurrently.
 pub const DEFAULT_DELIVERY_CONCURRENCY: usize = 16;
 /// Default cap of the retry backoff, seconds.
@@ -219,6 +222,7 @@ pub struct RawUpdate {
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub listen: Option<String>,
+    pub history_sample_s: Option<u64>,
 }
 
 /// `[delivery]` as written.
@@ -261,6 +265,9 @@ pub struct Config {
     pub update: UpdateConfig,
     /// Local HTTP listen address (`None` when disabled with `""`).
     pub http_listen: Option<SocketAddr>,
+    /// Period of one sample of the daemon's history (`http.history_sample_s`:
+    /// the status page's chart and `status --json` `history`).
+    pub history_sample: Duration,
     /// Outbox delivery tuning.
     pub delivery: DeliveryConfig,
     /// `RUST_LOG`-style filter (the `RUST_LOG` environment variable wins).
@@ -653,6 +660,16 @@ impl RawConfig {
             .http
             .listen
             .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into());
+        let history_sample_s = self
+            .http
+            .history_sample_s
+            .unwrap_or(DEFAULT_HISTORY_SAMPLE_S);
+        if !(1..=3600).contains(&history_sample_s) {
+            return Err(err(
+                "http.history_sample_s",
+                format!("{history_sample_s} is outside 1..=3600"),
+            ));
+        }
         let http_listen = if listen.trim().is_empty() {
             None
         } else {
@@ -702,6 +719,7 @@ impl RawConfig {
             store_path,
             update,
             http_listen,
+            history_sample: Duration::from_secs(history_sample_s),
             delivery,
             log_filter: self.log.filter.unwrap_or_else(|| "info".into()),
         })
@@ -943,6 +961,17 @@ token = "zc-secret"
         ];
         for (text, want) in cases {
             assert_eq!(p(text).unwrap_err().to_string(), *want, "for {text}");
+        }
+    }
+
+    #[test]
+    fn the_history_sample_is_a_minute_unless_set_within_an_hour() {
+        assert_eq!(p(MINIMAL).unwrap().history_sample, Duration::from_secs(60));
+        let c = p(&format!("{MINIMAL}[http]\nhistory_sample_s = 2\n")).unwrap();
+        assert_eq!(c.history_sample, Duration::from_secs(2));
+        for bad in [0, 3601] {
+            let e = p(&format!("{MINIMAL}[http]\nhistory_sample_s = {bad}\n")).unwrap_err();
+            assert_eq!(e.key, "http.history_sample_s", "{e}");
         }
     }
 

@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +43,21 @@ pub struct HealthState {
     /// Stays shown until the file is dealt with (kv key [`MOVED_ASIDE_KEY`]).
     #[serde(default)]
     pub store_moved_aside: Option<String>,
+    /// The outages seen since the history's last sample, however short
+    /// (kept in memory only: not in the store, not in `status`).
+    #[serde(skip)]
+    pub outages_seen: OutagesSeen,
+}
+
+/// Which API was in an outage at some moment since the last sample of the
+/// [`History`]: set by every [`Health::update`] that leaves an outage on,
+/// cleared by the sampler.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutagesSeen {
+    /// Zenchef.
+    pub zenchef: bool,
+    /// Zenchef Pay.
+    pub pay: bool,
 }
 
 /// `kv` key remembering a store moved aside, across restarts.
@@ -104,10 +120,25 @@ impl Health {
         h
     }
 
-    /// Changes the record.
+    /// Changes the record (and remembers an outage it leaves on, for the
+    /// history: [`OutagesSeen`]).
     pub fn update(&self, f: impl FnOnce(&mut HealthState)) {
         let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut g);
+        g.outages_seen.zenchef |= g.zenchef.outage;
+        g.outages_seen.pay |= g.pay.outage;
+    }
+
+    /// The outages seen since the last call (an outage still on counts
+    /// for the next period too).
+    fn take_outages_seen(&self) -> OutagesSeen {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = g.outages_seen;
+        g.outages_seen = OutagesSeen {
+            zenchef: g.zenchef.outage,
+            pay: g.pay.outage,
+        };
+        seen
     }
 
     /// A copy of the record.
@@ -134,21 +165,302 @@ impl Health {
     }
 
     /// Writes the record to the store every `every` until cancelled (and
-    /// once more at the end).
-    pub async fn persist_loop(self, store: Store, every: Duration, cancel: CancellationToken) {
+    /// once more at the end); in the same job, closes a [`Sample`] of the
+    /// [`History`] every `sample` (the queue and counters read from the
+    /// store, the outage flags seen at every write since the last sample)
+    /// and writes the history beside the record (`kv` key
+    /// [`HISTORY_KEY`]). The history left by a previous run is carried on
+    /// when it has the same sample length.
+    pub async fn persist_loop(
+        self,
+        store: Store,
+        every: Duration,
+        sample: Duration,
+        cancel: CancellationToken,
+    ) {
+        let sample = sample.max(Duration::from_secs(1));
+        let sample_s = sample.as_secs();
+        let (previous, delivered) = store
+            .read(|c| {
+                let h = outbox::kv_get(c, HISTORY_KEY)?;
+                Ok((h, Some(delivered_total(c)?)))
+            })
+            .await
+            .unwrap_or_default();
+        let mut history = previous
+            .and_then(|h| serde_json::from_str::<History>(&h).ok())
+            .filter(|h| h.sample_s == sample_s)
+            .unwrap_or(History {
+                sample_s,
+                samples: Vec::new(),
+            });
+        history.trim(Utc::now());
+        let mut sampler = Sampler {
+            delivered,
+            zenchef_outage: false,
+            pay_outage: false,
+        };
+        let mut next_sample = tokio::time::Instant::now() + sample;
         loop {
+            let wait =
+                every.min(next_sample.saturating_duration_since(tokio::time::Instant::now()));
             let stopping = tokio::select! {
                 _ = cancel.cancelled() => true,
-                _ = tokio::time::sleep(every) => false,
+                _ = tokio::time::sleep(wait) => false,
             };
             self.update(|s| s.updated_at = now_utc());
             let json = serde_json::to_string(&self.snapshot()).unwrap_or_default();
-            if let Err(e) = store.write(move |c| outbox::kv_set(c, KV_KEY, &json)).await {
+            let now = tokio::time::Instant::now();
+            let sampling = !stopping && now >= next_sample;
+            let r = if sampling {
+                let seen = self.take_outages_seen();
+                sampler.zenchef_outage = seen.zenchef;
+                sampler.pay_outage = seen.pay;
+                // Behind by more than a sample (a suspended box): start
+                // the next one from now rather than catching up.
+                next_sample = if now >= next_sample + sample {
+                    now + sample
+                } else {
+                    next_sample + sample
+                };
+                let mut h = history.clone();
+                let mut taken = sampler.clone();
+                let r = store
+                    .write(move |c| {
+                        outbox::kv_set(c, KV_KEY, &json)?;
+                        let s = taken.take(c)?;
+                        h.push(s, Utc::now());
+                        outbox::kv_set(
+                            c,
+                            HISTORY_KEY,
+                            &serde_json::to_string(&h).unwrap_or_default(),
+                        )?;
+                        Ok((h, taken))
+                    })
+                    .await;
+                r.map(|(h, taken)| {
+                    history = h;
+                    sampler = taken;
+                })
+            } else {
+                store.write(move |c| outbox::kv_set(c, KV_KEY, &json)).await
+            };
+            if let Err(e) = r {
                 tracing::debug!("cannot write the daemon state: {e}");
             }
             if stopping {
                 return;
             }
         }
+    }
+}
+
+/// `kv` key holding the JSON of [`History`] (the `history` object of
+/// `status --json`).
+pub const HISTORY_KEY: &str = "history";
+/// Samples kept: 6 h of one-minute samples by default
+/// (`http.history_sample_s`).
+pub const HISTORY_SAMPLES: usize = 360;
+
+/// The last hours of the box, one [`Sample`] per `sample_s` seconds, for
+/// the status page's chart and `status --json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct History {
+    /// Seconds one sample covers (`http.history_sample_s`, default 60).
+    pub sample_s: u64,
+    /// Oldest first, at most [`HISTORY_SAMPLES`]; a gap in time means the
+    /// daemon was not running.
+    pub samples: Vec<Sample>,
+}
+
+/// One period of the [`History`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Sample {
+    /// End of the period (UTC, RFC 3339): when the sample was taken.
+    pub at: String,
+    /// Events waiting at the end of the period, both lanes
+    /// (`counts.queued` + `counts.pay_queued`).
+    pub queued: i64,
+    /// Deliveries finished during the period, both lanes (growth of
+    /// `counts.delivered` + `counts.pay_checks_pushed`).
+    pub delivered: i64,
+    /// Zenchef was in an outage at some moment of the period.
+    pub zenchef_outage: bool,
+    /// Zenchef Pay was in an outage at some moment of the period.
+    pub pay_outage: bool,
+}
+
+impl History {
+    /// Adds `s` and drops what is older than [`HISTORY_SAMPLES`] samples
+    /// before `now`.
+    pub fn push(&mut self, s: Sample, now: DateTime<Utc>) {
+        self.samples.push(s);
+        self.trim(now);
+    }
+
+    /// Keeps the samples of the last [`HISTORY_SAMPLES`] periods before
+    /// `now` (none from the future: the clock was set back), at most
+    /// [`HISTORY_SAMPLES`] of them.
+    pub fn trim(&mut self, now: DateTime<Utc>) {
+        let span =
+            chrono::Duration::seconds((self.sample_s.max(1) * HISTORY_SAMPLES as u64) as i64);
+        let slack = chrono::Duration::seconds(self.sample_s.max(1) as i64);
+        self.samples.retain(|s| {
+            DateTime::parse_from_rfc3339(&s.at).is_ok_and(|t| {
+                let t = t.with_timezone(&Utc);
+                t > now - span && t <= now + slack
+            })
+        });
+        let extra = self.samples.len().saturating_sub(HISTORY_SAMPLES);
+        self.samples.drain(..extra);
+    }
+}
+
+/// What the sampler carries from one sample to the next.
+#[derive(Debug, Clone)]
+struct Sampler {
+    /// Deliveries counted at the last sample (`None`: unknown).
+    delivered: Option<i64>,
+    zenchef_outage: bool,
+    pay_outage: bool,
+}
+
+impl Sampler {
+    /// Closes the period: reads the queue and the counters, answers the
+    /// sample and starts the next period.
+    fn take(&mut self, c: &rusqlite::Connection) -> Result<Sample, outbox::StoreError> {
+        let counts = outbox::counts(c)?;
+        let total = counts.delivered + counts.pay_checks_pushed;
+        let delivered = self.delivered.map(|d| (total - d).max(0)).unwrap_or(0);
+        let s = Sample {
+            at: now_utc(),
+            queued: counts.queued + counts.pay_queued,
+            delivered,
+            zenchef_outage: self.zenchef_outage,
+            pay_outage: self.pay_outage,
+        };
+        self.delivered = Some(total);
+        self.zenchef_outage = false;
+        self.pay_outage = false;
+        Ok(s)
+    }
+}
+
+/// Deliveries of both lanes so far.
+fn delivered_total(c: &rusqlite::Connection) -> Result<i64, outbox::StoreError> {
+    Ok(outbox::counter(c, "delivered")? + outbox::counter(c, "pay_checks_pushed")?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(now: DateTime<Utc>, ago_s: i64) -> String {
+        (now - chrono::Duration::seconds(ago_s)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    #[test]
+    fn the_history_keeps_the_last_samples_and_none_from_the_future() {
+        let now = Utc::now();
+        let mut h = History {
+            sample_s: 60,
+            samples: Vec::new(),
+        };
+        for i in (0..400).rev() {
+            h.push(
+                Sample {
+                    at: at(now, i * 60),
+                    queued: i,
+                    ..Default::default()
+                },
+                now,
+            );
+        }
+        assert_eq!(h.samples.len(), HISTORY_SAMPLES);
+        assert_eq!(h.samples.last().unwrap().queued, 0, "the newest kept");
+        assert_eq!(h.samples[0].queued, HISTORY_SAMPLES as i64 - 1);
+        h.samples.push(Sample {
+            at: at(now, -3600),
+            ..Default::default()
+        });
+        h.samples.push(Sample {
+            at: "not a time".into(),
+            ..Default::default()
+        });
+        h.trim(now);
+        assert_eq!(h.samples.len(), HISTORY_SAMPLES, "the clock was set back");
+    }
+
+    /// The real loop on a real store: samples every second, an outage
+    /// seen between two ticks is in the next sample, deliveries are the
+    /// counters' growth.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_persist_loop_samples_the_queue_deliveries_and_outages() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&dir.path().join("agent.db")).unwrap();
+        store
+            .write(|c| outbox::bump(c, "delivered", 5))
+            .await
+            .unwrap();
+        let health = Health::new("static");
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(health.clone().persist_loop(
+            store.clone(),
+            Duration::from_millis(200),
+            Duration::from_secs(1),
+            cancel.clone(),
+        ));
+        let read = |store: Store| async move {
+            store
+                .read(|c| outbox::kv_get(c, HISTORY_KEY))
+                .await
+                .unwrap()
+                .and_then(|s| serde_json::from_str::<History>(&s).ok())
+                .unwrap_or_default()
+        };
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        // An outage of 30 ms, shorter than the loop's tick, and 7
+        // deliveries.
+        health.update(|s| s.zenchef.outage = true);
+        store
+            .write(|c| {
+                outbox::bump(c, "delivered", 4)?;
+                outbox::bump(c, "pay_checks_pushed", 3)
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        health.update(|s| s.zenchef.outage = false);
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let h = read(store.clone()).await;
+        cancel.cancel();
+        task.await.unwrap();
+        assert_eq!(h.sample_s, 1);
+        assert!(h.samples.len() >= 3, "{h:?}");
+        assert_eq!(h.samples[0].delivered, 0, "counted from the start: {h:?}");
+        assert!(!h.samples[0].zenchef_outage, "{h:?}");
+        let out: Vec<&Sample> = h.samples.iter().filter(|s| s.zenchef_outage).collect();
+        assert_eq!(out.len(), 1, "the outage is in one sample: {h:?}");
+        assert_eq!(out[0].delivered, 7, "{h:?}");
+        assert_eq!(h.samples.iter().map(|s| s.delivered).sum::<i64>(), 7);
+        assert!(h.samples.iter().all(|s| !s.pay_outage && s.queued == 0));
+
+        // A restart carries the history on.
+        let before = h.samples.len();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(Health::new("static").persist_loop(
+            store.clone(),
+            Duration::from_millis(200),
+            Duration::from_secs(1),
+            cancel.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let h2 = read(store.clone()).await;
+        cancel.cancel();
+        task.await.unwrap();
+        assert!(h2.samples.len() > before, "{h2:?}");
+        assert_eq!(h2.samples[..before], h.samples[..before]);
     }
 }

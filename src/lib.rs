@@ -362,6 +362,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let persist = tokio::spawn(health.clone().persist_loop(
         store.clone(),
         HEALTH_EVERY,
+        config.history_sample,
         stop_rest.clone(),
     ));
     let status_line = tokio::spawn(sd_status::run(

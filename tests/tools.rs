@@ -905,8 +905,13 @@ fn chromium() -> Option<PathBuf> {
 }
 
 /// Loads `url` in headless Chromium with `lang`; answers the DOM and
-/// saves a screenshot.
+/// saves a screenshot (800 × 1100).
 fn browse(url: &str, lang: &str, screenshot: &Path) -> String {
+    browse_sized(url, lang, screenshot, (800, 1100))
+}
+
+/// [`browse`] with a window of `size` (width, height).
+fn browse_sized(url: &str, lang: &str, screenshot: &Path, size: (u32, u32)) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = tokio::task::block_in_place(|| {
         std::process::Command::new(chromium().unwrap())
@@ -920,8 +925,8 @@ fn browse(url: &str, lang: &str, screenshot: &Path) -> String {
                 "--disable-component-update",
                 "--disable-sync",
                 "--hide-scrollbars",
-                "--window-size=800,1100",
             ])
+            .arg(format!("--window-size={},{}", size.0, size.1))
             .arg(format!("--lang={lang}"))
             .arg(format!("--accept-lang={lang}"))
             .arg(format!("--user-data-dir={}", profile.path().display()))
@@ -1099,6 +1104,344 @@ async fn the_status_page_in_a_real_browser_and_the_webhook_nudge() {
         !rig.pos.reservations().contains_key(&666),
         "the webhook body is never data"
     );
+}
+
+/// Every element of `class` in a DOM dump, as its opening tag.
+fn tags_of_class<'a>(dom: &'a str, class: &str) -> Vec<&'a str> {
+    let needle = format!("class=\"{class}\"");
+    dom.match_indices(&needle)
+        .map(|(i, _)| {
+            let open = dom[..i].rfind('<').unwrap();
+            let close = dom[i..].find('>').unwrap() + i;
+            &dom[open..=close]
+        })
+        .collect()
+}
+
+/// The value of `attr` in an opening tag.
+fn attr<'a>(tag: &'a str, attr: &str) -> &'a str {
+    let start = tag
+        .find(&format!(" {attr}=\""))
+        .unwrap_or_else(|| panic!("no {attr} in {tag}"))
+        + attr.len()
+        + 3;
+    &tag[start..start + tag[start..].find('"').unwrap()]
+}
+
+/// The text inside the element with `id` (tags included) in a DOM dump.
+fn inner_of(dom: &str, id: &str) -> String {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in\n{dom}"));
+    let open = dom[..start].rfind('<').unwrap();
+    let name: String = dom[open + 1..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let body = dom[start..].find('>').unwrap() + start + 1;
+    let end = dom[body..].find(&format!("</{name}>")).unwrap() + body;
+    dom[body..end].to_string()
+}
+
+/// The status page's chart and what a manager must act on, in a real
+/// browser in French and in English: the daemon's history (samples of 2 s)
+/// through a Zenchef outage is drawn as bands where the outage was and
+/// bars where events were delivered; table names that differ between the
+/// floor plan and Zenchef, a Zenchef Pay payment that needs a person, an
+/// order that needs attention and updates refused (no signing key) are
+/// listed. Leaves `status-page-chart-{fr,en}.png` in the test output
+/// directory (docs/status-page.png is the English one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_chart_and_what_a_manager_must_act_on_in_a_real_browser() {
+    let Some(_) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is missing on CI: .ci/run must install it"
+        );
+        eprintln!(
+            "\n!!!!! SKIPPED: chromium is not installed (apt-get install -y chromium); CI installs it !!!!!\n"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = zenchef_sim::util::free_port().unwrap();
+    let plan = ["1", "2", "3", "4", "5", "6", "7a", "Bar"];
+    let zc = ["1", "2", "3", "4", "5", "6", "7A", "Terrasse"];
+    let mut opts = RigOptions::new(zenchef(&zc, vec![]));
+    opts.http_listen = format!("127.0.0.1:{port}");
+    opts.history_sample_s = Some(2);
+    opts.update_config =
+        Some("enabled = true\nmanifest_url = \"http://127.0.0.1:9/stable/manifest.json\"".into());
+    opts.pay = Some(zenchef_sim::pay::PayConfig {
+        token: "pay-token-s3cret".into(),
+        ..Default::default()
+    });
+    // Appended after the [zenchef_pay] table.
+    opts.extra_config = "settle_resend_s = 1\nsettle_resends = 1\n".into();
+    let rig = start(opts, &plan, dir.path()).await;
+    let pay = rig.pay.clone().unwrap();
+    let mut eb = EventBuilder::new(1);
+    let t0 = Utc::now();
+    for (order, table) in [("O-1", "1"), ("O-2", "3")] {
+        rig.pos
+            .publish_event(&eb.table_opened(order, table, 2, now()))
+            .await
+            .unwrap();
+    }
+    wait_status(&rig, "two tables delivered", |s| {
+        s["counts"]["delivered"] == json!(2)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Zenchef is down for about 8 s while the POS keeps sending.
+    rig.zenchef.set_fault(Fault::Down).await.unwrap();
+    for (order, table) in [("O-3", "4"), ("O-4", "5"), ("O-5", "6")] {
+        rig.pos
+            .publish_event(&eb.table_opened(order, table, 2, now()))
+            .await
+            .unwrap();
+    }
+    wait_status(&rig, "an outage with a queue", |s| {
+        s["zenchef"]["state"] == json!("outage") && s["counts"]["queued"] == json!(3)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    rig.zenchef.set_fault(Fault::None).await.unwrap();
+    wait_status(&rig, "the queue drained", |s| {
+        s["counts"]["queued"] == json!(0) && s["zenchef"]["state"] == json!("ok")
+    })
+    .await;
+    // A guest pays table 2 by phone and the POS never answers.
+    rig.pos.auto_settle(false);
+    let lines = [Line::new("L1", "Menu", 1, 4000)];
+    rig.pos
+        .publish_event(&eb.table_opened("O-6", "2", 2, now()))
+        .await
+        .unwrap();
+    rig.pos
+        .publish_event(&eb.items_sent("O-6", "2", &lines, 4000))
+        .await
+        .unwrap();
+    pay.wait_for_check("O-6", Duration::from_secs(30), |c| {
+        c["status"] == json!("open")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(30)));
+    let payment = pay.guest_pays("O-6", 2500, 150, "card").unwrap();
+    // And a bill of table 1 that cannot be read.
+    let mut bad = eb.items_sent("O-1", "1", &[Line::new("L1", "Menu", 1, 9000)], 9000);
+    bad["data"]["lines"][0]["quantity"] = json!("two");
+    rig.pos.publish_event(&bad).await.unwrap();
+    let s = wait_status(
+        &rig,
+        "a person, an order, the tables and the history",
+        |s| {
+            let samples = s["history"]["samples"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let out = samples
+                .iter()
+                .rposition(|x| x["zenchef_outage"] == json!(true));
+            s["counts"]["pay_needs_person"] == json!(1)
+            && s["counts"]["orders_attention"] == json!(1)
+            && s["tables"]["clean"] == json!(false)
+            // Two samples after the outage's last one, both lanes quiet.
+            && out.is_some_and(|i| samples.len() >= i + 3)
+        },
+    )
+    .await;
+    let history = s["history"]["samples"].as_array().unwrap().clone();
+    assert_eq!(s["history"]["sample_s"], json!(2));
+    assert_eq!(s["counts"]["dead"], json!(0), "{s}");
+    // The history says what happened, sample by sample.
+    let outages: Vec<usize> = (0..history.len())
+        .filter(|i| history[*i]["zenchef_outage"] == json!(true))
+        .collect();
+    assert!(
+        outages.len() >= 3,
+        "~8 s down in samples of 2 s: {history:#?}"
+    );
+    assert!(
+        outages.windows(2).all(|w| w[1] == w[0] + 1),
+        "one outage, contiguous: {history:#?}"
+    );
+    assert!(
+        history[outages[0]..=*outages.last().unwrap()]
+            .iter()
+            .any(|x| x["queued"].as_i64() == Some(3)),
+        "the queue rose during the outage: {history:#?}"
+    );
+    let delivered: i64 = history
+        .iter()
+        .map(|x| x["delivered"].as_i64().unwrap())
+        .sum();
+    let c = &s["counts"];
+    assert_eq!(
+        delivered,
+        c["delivered"].as_i64().unwrap() + c["pay_checks_pushed"].as_i64().unwrap(),
+        "every delivery is in one sample: {history:#?}"
+    );
+    let at = |x: &Value| DateTime::parse_from_rfc3339(x["at"].as_str().unwrap()).unwrap();
+    assert!(
+        history
+            .windows(2)
+            .all(|w| (1000..=4000).contains(&(at(&w[1]) - at(&w[0])).num_milliseconds())),
+        "a sample every 2 s: {history:#?}"
+    );
+    assert!(at(history.last().unwrap()) > t0, "{history:#?}");
+    assert_eq!(s["tables"]["near_misses"], json!([["7a", "7A"]]), "{s}");
+    assert_eq!(s["tables"]["only_pos"], json!(["Bar"]));
+    assert_eq!(s["tables"]["only_zenchef"], json!(["Terrasse"]));
+    for p in [
+        "payments_need_person",
+        "orders_need_attention",
+        "table_names_differ",
+        "updates_refused",
+    ] {
+        assert!(
+            s["problems"].as_array().unwrap().contains(&json!(p)),
+            "{p} in {s}"
+        );
+    }
+
+    let url = format!("http://127.0.0.1:{port}/");
+    let out = output_dir();
+    let outage_from = at(&history[outages[0]]);
+    for (lang, file) in [
+        ("fr-FR", "status-page-chart-fr.png"),
+        ("en-US", "status-page-chart-en.png"),
+    ] {
+        let shot = out.join(file);
+        let dom = browse_sized(&url, lang, &shot, (800, 1600));
+        let fr = lang.starts_with("fr");
+        let w = |f: &'static str, e: &'static str| if fr { f } else { e };
+        // The chart: one accessible inline SVG, no script on the page.
+        assert!(dom.contains("<svg id=\"history-chart\""), "{dom}");
+        assert!(!dom.contains("<script"), "{dom}");
+        assert!(
+            inner_of(&dom, "history-title").starts_with(w("Historique sur ", "The last ")),
+            "{dom}"
+        );
+        let desc = inner_of(&dom, "history-desc");
+        assert!(
+            desc.contains(w("Zenchef injoignable : ", "Zenchef unreachable: ")),
+            "{desc}"
+        );
+        // One band, where the history's outage was (it may have begun a
+        // sample earlier than the first sample that saw it).
+        let bands = tags_of_class(&dom, "outage-zenchef");
+        assert_eq!(bands.len(), 1, "{dom}");
+        let band = |a: &str| {
+            DateTime::parse_from_rfc3339(attr(bands[0], a))
+                .unwrap()
+                .timestamp()
+        };
+        assert_eq!(
+            band("data-to"),
+            at(&history[*outages.last().unwrap()]).timestamp(),
+            "{}",
+            bands[0]
+        );
+        assert_eq!(
+            band("data-from"),
+            outage_from.timestamp() - 2,
+            "{}",
+            bands[0]
+        );
+        assert!(
+            tags_of_class(&dom, "outage-pay").is_empty(),
+            "Pay stayed up"
+        );
+        let bars = tags_of_class(&dom, "delivered");
+        assert_eq!(
+            bars.len(),
+            history
+                .iter()
+                .filter(|x| x["delivered"].as_i64() > Some(0))
+                .count(),
+            "{dom}"
+        );
+        assert!(!tags_of_class(&dom, "queue").is_empty(), "{dom}");
+        for legend in [
+            w("En attente d'envoi", "Waiting to be sent"),
+            w("Envoyés par 2 s", "Delivered per 2 s"),
+            w("Zenchef injoignable", "Zenchef unreachable"),
+            w("Zenchef Pay injoignable", "Zenchef Pay unreachable"),
+        ] {
+            assert!(
+                dom.contains(&format!(">{legend}</text>")),
+                "{legend} in {dom}"
+            );
+        }
+        // What a manager must act on.
+        let people = inner_of(&dom, "payments-needing-person");
+        assert!(
+            people.contains(&format!(
+                "Table 2 — 25.00 EUR (+1.50 EUR {}) — {} <code>{payment}</code>",
+                w("pourboire", "tip"),
+                w("paiement", "payment")
+            )),
+            "{people}"
+        );
+        let orders = inner_of(&dom, "orders-needing-attention");
+        assert!(
+            orders.contains(&format!(
+                "Table 1 — {} <code>O-1</code>",
+                w("commande", "order")
+            )),
+            "{orders}"
+        );
+        let names = inner_of(&dom, "table-names-differ");
+        for want in if fr {
+            [
+                "<li>Caisse « 7a » ≠ Zenchef « 7A » (majuscules, espaces ou accents)</li>",
+                "<li>« Bar » : seulement sur la caisse</li>",
+                "<li>« Terrasse » : seulement dans Zenchef</li>",
+            ]
+        } else {
+            [
+                "<li>POS \"7a\" ≠ Zenchef \"7A\" (case, spaces or accents)</li>",
+                "<li>\"Bar\": only on the POS</li>",
+                "<li>\"Terrasse\": only in Zenchef</li>",
+            ]
+        } {
+            assert!(names.contains(want), "{want} in {names}");
+        }
+        assert_eq!(by_id(&dom, "table-names"), w("3 DIFFÉRENT(S)", "3 DIFFER"));
+        assert!(
+            by_id(&dom, "update-problem").starts_with("updates refused: no signing key"),
+            "{dom}"
+        );
+        for sentence in if fr {
+            [
+                "1 paiement(s) Zenchef Pay demandent une vérification par une personne",
+                "1 commande(s) à vérifier",
+                "3 nom(s) de table diffèrent entre la caisse et Zenchef",
+                "Le boîtier ne reçoit plus de mises à jour (aucune clé de signature configurée)",
+            ]
+        } else {
+            [
+                "1 Zenchef Pay payment(s) need a person to check them",
+                "1 order(s) to check",
+                "3 table name(s) differ between the POS and Zenchef",
+                "The box gets no updates (no signing key configured)",
+            ]
+        } {
+            assert!(dom.contains(sentence), "{sentence} in {dom}");
+        }
+        for secret in [
+            "pay-token-s3cret",
+            "zc-token-s3cret",
+            rig.opts.cashpad_token.as_str(),
+        ] {
+            assert!(!dom.contains(secret), "a secret on the page");
+        }
+        assert!(
+            std::fs::metadata(&shot).unwrap().len() > 10_000,
+            "a real screenshot"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,6 +50,11 @@ pub struct RigOptions {
     pub pay: Option<PayConfig>,
     /// `[http] listen` (`""` = off, the default; e.g. `127.0.0.1:<port>`).
     pub http_listen: String,
+    /// `[http] history_sample_s` (the agent's default, 60, when `None`):
+    /// a few seconds give a chart within a short run.
+    pub history_sample_s: Option<u64>,
+    /// The keys of the `[update]` table (default `enabled = false`).
+    pub update_config: Option<String>,
     /// `[zenchef] poll_interval_s` (default 1).
     pub poll_interval_s: u64,
     /// Use a broker that is already running on `127.0.0.1:<port>` (e.g. a
@@ -91,6 +96,8 @@ impl RigOptions {
             extra_config: String::new(),
             pay: None,
             http_listen: String::new(),
+            history_sample_s: None,
+            update_config: None,
             poll_interval_s: 1,
             broker_port: None,
             store_path: None,
@@ -238,11 +245,11 @@ poll_interval_s = {poll}
 path = "{store}"
 
 [update]
-enabled = false
+{update}
 
 [http]
 listen = "{http}"
-
+{history}
 [delivery]
 retry_max_s = {retry_max}
 credentials_retry_s = {cred_retry}
@@ -261,6 +268,11 @@ http_timeout_s = {http_timeout}
             extra = o.extra_config,
             poll = o.poll_interval_s,
             http = o.http_listen,
+            update = o.update_config.as_deref().unwrap_or("enabled = false"),
+            history = o
+                .history_sample_s
+                .map(|s| format!("history_sample_s = {s}\n"))
+                .unwrap_or_default(),
             retry_max = o.retry_max_s,
             cred_retry = o.credentials_retry_s,
             http_timeout = o.http_timeout_s,

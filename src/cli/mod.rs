@@ -2,8 +2,10 @@
 //! command, each with a `run()`. They read the store read-only (WAL makes
 //! that safe while the daemon runs) or queue a change the daemon picks up
 //! (`outbox retry`, `link` / `unlink`). [`page`] renders the facts of
-//! `status` for the local status page (`http.rs`).
+//! `status` for the local status page (`http.rs`), [`chart`] its SVG chart
+//! of the last hours.
 
+pub mod chart;
 pub mod doctor;
 pub mod exit;
 pub mod link;

@@ -74,6 +74,42 @@ fn t(lang: Lang, fr: &'static str, en: &'static str) -> &'static str {
     }
 }
 
+/// How many table names differ (near-misses and names on one side only).
+fn table_differences(s: &Status) -> usize {
+    s.tables.as_ref().map_or(0, |t| {
+        t.diff.near_misses.len() + t.diff.only_pos.len() + t.diff.only_zenchef.len()
+    })
+}
+
+/// One line per table name that differs, in the manager's words.
+fn table_lines(s: &Status, lang: Lang) -> Vec<String> {
+    let Some(tb) = &s.tables else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (p, z) in &tb.diff.near_misses {
+        out.push(match lang {
+            Lang::Fr => {
+                format!("Caisse « {p} » ≠ Zenchef « {z} » (majuscules, espaces ou accents)")
+            }
+            Lang::En => format!("POS \"{p}\" ≠ Zenchef \"{z}\" (case, spaces or accents)"),
+        });
+    }
+    for p in &tb.diff.only_pos {
+        out.push(match lang {
+            Lang::Fr => format!("« {p} » : seulement sur la caisse"),
+            Lang::En => format!("\"{p}\": only on the POS"),
+        });
+    }
+    for z in &tb.diff.only_zenchef {
+        out.push(match lang {
+            Lang::Fr => format!("« {z} » : seulement dans Zenchef"),
+            Lang::En => format!("\"{z}\": only in Zenchef"),
+        });
+    }
+    out
+}
+
 /// A manager's sentence for a problem.
 pub fn problem_text(p: Problem, s: &Status, lang: Lang) -> String {
     let c = &s.counts.base;
@@ -115,6 +151,19 @@ pub fn problem_text(p: Problem, s: &Status, lang: Lang) -> String {
         (Problem::PosDisconnected, Lang::En) => {
             "The POS is found but the connection to it is down.".into()
         }
+        (Problem::TableNamesDiffer, Lang::Fr) => format!(
+            "{} nom(s) de table diffèrent entre la caisse et Zenchef (voir ci-dessous) : les \
+             réservations de ces tables ne sont pas reconnues quand la table est ouverte sur la \
+             caisse. Renommez la table d'un côté (en général dans Zenchef) pour que les deux \
+             noms soient identiques.",
+            table_differences(s)
+        ),
+        (Problem::TableNamesDiffer, Lang::En) => format!(
+            "{} table name(s) differ between the POS and Zenchef (see below): reservations on \
+             these tables are not matched when the table is opened on the POS. Rename the table \
+             on one side (usually in Zenchef) so both names are exactly the same.",
+            table_differences(s)
+        ),
         (Problem::DeadEvents, Lang::Fr) => format!(
             "{} événement(s) n'ont pas pu être envoyés à Zenchef et attendent un technicien : \
              appelez le support.",
@@ -360,6 +409,36 @@ pub fn render(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, lang: Lang) -> 
         &when(s.last_reservation_sync.as_deref(), tz, now, lang),
         "",
     );
+    let (names, names_class) = match &s.tables {
+        None => (
+            t(lang, "pas encore vérifiés", "not checked yet").to_string(),
+            "warn",
+        ),
+        Some(tb) if tb.clean => (
+            match lang {
+                Lang::Fr => format!("identiques ({} tables)", tb.pos_count),
+                Lang::En => format!("identical ({} tables)", tb.pos_count),
+            },
+            "ok",
+        ),
+        Some(_) => (
+            match lang {
+                Lang::Fr => format!("{} DIFFÉRENT(S)", table_differences(s)),
+                Lang::En => format!("{} DIFFER", table_differences(s)),
+            },
+            "bad",
+        ),
+    };
+    row(
+        "table-names",
+        t(
+            lang,
+            "Noms des tables caisse / Zenchef",
+            "Table names POS / Zenchef",
+        ),
+        &names,
+        names_class,
+    );
     let update = match &s.update_state {
         serde_json::Value::String(x) => x.clone(),
         v => v
@@ -459,6 +538,25 @@ pub fn render(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, lang: Lang) -> 
         }
         verdict_html.push_str("</ul>");
     }
+    let tables = table_lines(s, lang);
+    if !tables.is_empty() {
+        verdict_html.push_str("<ul id=\"table-names-differ\">");
+        for l in &tables {
+            verdict_html.push_str(&format!("<li>{}</li>", esc(l)));
+        }
+        verdict_html.push_str("</ul>");
+    }
+    let chart = match &s.history {
+        Some(h) => super::chart::render_chart(h, tz, now, lang, s.pay.state != "disabled"),
+        None => format!(
+            "<p id=\"history-empty\" class=\"muted\">{}</p>",
+            t(
+                lang,
+                "Pas encore d'historique : l'agent n'a pas encore pris de mesure.",
+                "No history yet: the agent has not taken a sample yet."
+            )
+        ),
+    };
     let (html_lang, title, checked) = match lang {
         Lang::Fr => ("fr", "État du boîtier Zenchef", "Vérifié le"),
         Lang::En => ("en", "Zenchef box status", "Checked at"),
@@ -485,11 +583,15 @@ td.bad {{ color: #c22; font-weight: bold; }}
 td.warn {{ color: #a70; }}
 td.off {{ color: #888; }}
 footer {{ margin-top: 1em; color: #888; font-size: .85em; }}
+#history {{ margin-top: 1em; }}
+#history svg {{ display: block; }}
+.muted {{ color: #888; }}
 </style>
 </head>
 <body>
 <h1>{title}</h1>
 <div id="verdict" class="{verdict_class}">{verdict_html}</div>
+<div id="history">{chart}</div>
 <table>
 {rows}</table>
 <footer>{checked} <span id="checked-at">{checked_at}</span> · zenchef-edge {version}</footer>
@@ -519,6 +621,79 @@ mod tests {
         ] {
             assert_eq!(lang_from(h), want, "{h:?}");
         }
+    }
+
+    #[test]
+    fn the_page_shows_the_chart_and_the_table_names_to_fix_in_both_languages() {
+        use crate::cli::tables::{TablesCheck, compare};
+        use crate::health::{History, Sample};
+        let now = Utc::now();
+        let mut s = crate::cli::status::tests::sample(now);
+        let names = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let diff = compare(
+            &names(&["1", "7a", "Bar <b>"]),
+            &names(&["1", "7A", "Terrasse"]),
+        );
+        s.tables = Some(TablesCheck {
+            zenchef_fetched_at: s.checked_at.clone(),
+            pos_count: 3,
+            zenchef_count: 3,
+            clean: false,
+            diff,
+        });
+        s.problems.insert(2, Problem::TableNamesDiffer);
+        s.history = Some(History {
+            sample_s: 60,
+            samples: (0..30)
+                .map(|i| Sample {
+                    at: (now - chrono::Duration::seconds((29 - i) * 60))
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    queued: i,
+                    delivered: 2,
+                    zenchef_outage: (10..15).contains(&i),
+                    pay_outage: false,
+                })
+                .collect(),
+        });
+        let fr = render(&s, chrono_tz::Europe::Paris, now, Lang::Fr);
+        for want in [
+            "<ul id=\"table-names-differ\"><li>Caisse « 7a » ≠ Zenchef « 7A » (majuscules, \
+             espaces ou accents)</li><li>« Bar &lt;b&gt; » : seulement sur la caisse</li>\
+             <li>« Terrasse » : seulement dans Zenchef</li></ul>",
+            "3 nom(s) de table diffèrent entre la caisse et Zenchef",
+            "<td id=\"table-names\" class=\"bad\">3 DIFFÉRENT(S)</td>",
+            "<svg id=\"history-chart\"",
+            "Historique sur 30 min : file d&#39;attente, envois et coupures",
+            "class=\"outage-zenchef\"",
+            "Zenchef Pay injoignable",
+            "<ul id=\"payments-needing-person\">",
+            "<ul id=\"orders-needing-attention\">",
+        ] {
+            assert!(fr.contains(want), "{want} not in\n{fr}");
+        }
+        assert!(!fr.contains("Bar <b>"), "escaped");
+        let en = render(&s, chrono_tz::Europe::Paris, now, Lang::En);
+        for want in [
+            "POS &quot;7a&quot; ≠ Zenchef &quot;7A&quot; (case, spaces or accents)",
+            "3 table name(s) differ between the POS and Zenchef",
+            "The last 30 min: queue, deliveries and outages",
+            "Zenchef unreachable",
+        ] {
+            assert!(en.contains(want), "{want} not in\n{en}");
+        }
+        // Names that agree, and a box without history yet.
+        s.tables = Some(TablesCheck {
+            clean: true,
+            diff: compare(&names(&["1"]), &names(&["1"])),
+            pos_count: 1,
+            zenchef_count: 1,
+            zenchef_fetched_at: s.checked_at.clone(),
+        });
+        s.history = None;
+        let fr = render(&s, chrono_tz::Europe::Paris, now, Lang::Fr);
+        assert!(fr.contains("<td id=\"table-names\" class=\"ok\">identiques (1 tables)</td>"));
+        assert!(!fr.contains("table-names-differ") && !fr.contains("<svg"));
+        assert!(fr.contains("id=\"history-empty\""), "{fr}");
     }
 
     #[test]

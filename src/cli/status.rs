@@ -18,8 +18,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::exit::{self, StoreAccess};
+use crate::cli::tables::TablesCheck;
 use crate::config::Config;
-use crate::health::{self, ApiHealth, HealthState};
+use crate::health::{self, ApiHealth, HealthState, History};
 use crate::outbox::{self, AttentionOrder, Counts, NeedsPerson, store};
 
 /// The daemon record is considered current when written less than this
@@ -99,6 +100,12 @@ pub struct Status {
     /// <error> (…)` (the daemon's last [`crate::update::daemon::FAILING_AFTER`]
     /// checks or more failed).
     pub update_problem: Option<String>,
+    /// Table names of the POS floor plan against Zenchef's, as the daemon
+    /// last read Zenchef's (`cli/tables.rs`); `null` until both are known.
+    pub tables: Option<TablesCheck>,
+    /// The last hours, one sample per `history.sample_s` (queue, deliveries,
+    /// outages; `health.rs`); `null` until the daemon took a first sample.
+    pub history: Option<History>,
     /// What needs attention, most important first; empty when all is well.
     pub problems: Vec<Problem>,
 }
@@ -171,6 +178,9 @@ pub enum Problem {
     PosNotFound,
     /// POS found but the MQTT session is down.
     PosDisconnected,
+    /// Table names differ between the POS floor plan and Zenchef: a
+    /// reservation on such a table is not matched (`tables` says which).
+    TableNamesDiffer,
     /// Events parked as dead letters.
     DeadEvents,
     /// Events waiting for more than [`OLD_QUEUE_S`].
@@ -289,6 +299,8 @@ impl Status {
             update_problem,
             payments_needing_person: Vec::new(),
             orders_needing_attention: Vec::new(),
+            tables: None,
+            history: None,
             problems,
         }
     }
@@ -319,6 +331,8 @@ pub fn print_config_error(e: &crate::config::ConfigError) {
         "update_problem": null,
         "payments_needing_person": [],
         "orders_needing_attention": [],
+        "tables": null,
+        "history": null,
         "problems": [],
     });
     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -449,6 +463,10 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
         "found" => problems.push(Problem::PosDisconnected),
         _ => {}
     }
+    let tables = super::tables::stored_check(conn);
+    if tables.as_ref().is_some_and(|t| !t.clean) {
+        problems.push(Problem::TableNamesDiffer);
+    }
     if counts.dead > 0 {
         problems.push(Problem::DeadEvents);
     }
@@ -503,6 +521,11 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
         payments_needing_person,
         orders_needing_attention,
         update_problem,
+        tables,
+        history: outbox::kv_get(conn, health::HISTORY_KEY)
+            .ok()
+            .flatten()
+            .and_then(|h| serde_json::from_str(&h).ok()),
         problems,
     })
 }
@@ -601,6 +624,15 @@ pub fn problem_en(p: Problem, s: &Status) -> String {
         ),
         Problem::PosNotFound => "no usable Cashpad POS on the network (see POS below)".into(),
         Problem::PosDisconnected => "the POS is found but the MQTT session is down".into(),
+        Problem::TableNamesDiffer => {
+            let n = s.tables.as_ref().map_or(0, |t| {
+                t.diff.near_misses.len() + t.diff.only_pos.len() + t.diff.only_zenchef.len()
+            });
+            format!(
+                "{n} table name(s) differ between the POS and Zenchef: their reservations are \
+                 not matched (zenchef-edge tables)"
+            )
+        }
         Problem::DeadEvents => format!(
             "{} dead event(s): zenchef-edge outbox list --dead, then outbox retry",
             c.dead
@@ -951,6 +983,16 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
             when(s.last_reservation_sync.as_deref(), tz, now)
         ),
     );
+    if let Some(t) = s.tables.as_ref().filter(|t| !t.clean) {
+        o.line(
+            "Tables",
+            Some(("NAMES DIFFER", Tone::Bad)),
+            &format!("POS {} table(s), Zenchef {}", t.pos_count, t.zenchef_count),
+        );
+        for l in super::tables::describe(&t.diff) {
+            o.line("", None, &l);
+        }
+    }
     o.line(
         "Events",
         None,
@@ -1040,10 +1082,11 @@ fn process_is_agent(pid: u32) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample(now: DateTime<Utc>) -> Status {
+    /// A status with something of everything (the page's tests use it too).
+    pub(crate) fn sample(now: DateTime<Utc>) -> Status {
         let t = |s: i64| {
             (now - chrono::Duration::seconds(s)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         };
@@ -1106,6 +1149,8 @@ mod tests {
             last_reservation_sync: Some(t(2)),
             update_state: Value::String("unknown".into()),
             update_problem: None,
+            tables: None,
+            history: None,
             payments_needing_person: vec![NeedsPerson {
                 payment_id: "pay_8f2c0a1b2c3d".into(),
                 order_id: "O-881".into(),
@@ -1160,6 +1205,24 @@ mod tests {
         assert!(text.contains("NEEDS ATTENTION  O-882 (table 7)"), "{text}");
         assert_eq!(money(-1000, "EUR"), "-10.00 EUR");
         assert_eq!(money(5, "EUR"), "0.05 EUR");
+        let mut with_tables = s.clone();
+        let names = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let diff = crate::cli::tables::compare(&names(&["1", "7a"]), &names(&["1", "7A"]));
+        with_tables.tables = Some(TablesCheck {
+            zenchef_fetched_at: with_tables.checked_at.clone(),
+            pos_count: 2,
+            zenchef_count: 2,
+            clean: false,
+            diff,
+        });
+        with_tables.problems.insert(2, Problem::TableNamesDiffer);
+        let text = render_text(&with_tables, chrono_tz::Europe::Paris, now, false);
+        assert!(
+            text.contains("1 table name(s) differ between the POS and Zenchef")
+                && text.contains("Tables      NAMES DIFFER  POS 2 table(s), Zenchef 2\n")
+                && text.contains("near-miss: POS \"7a\" vs Zenchef \"7A\""),
+            "{text}"
+        );
         let coloured = render_text(&s, chrono_tz::Europe::Paris, now, true);
         assert!(coloured.contains("\x1b[32mconnected\x1b[0m"), "{coloured}");
     }

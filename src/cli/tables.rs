@@ -8,14 +8,103 @@
 //! the near-misses that differ only by case, spaces or accents, so a
 //! technician knows which side to rename. Exit code 1 when any difference
 //! exists.
+//!
+//! The daemon keeps the same comparison for `status` and the status page
+//! without calling Zenchef on each request: its reservation poller reads
+//! Zenchef's tables every [`REFRESH_EVERY`] ([`refresh_zenchef_tables`])
+//! into the `kv` key [`ZENCHEF_TABLES_KEY`], and [`stored_check`] compares
+//! them with the floor plan at each read.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::outbox::{self, store};
-use crate::zenchef::client::ZenchefClient;
+use crate::outbox::{self, Store, store};
+use crate::zenchef::client::{CallError, ZenchefClient};
+
+/// `kv` key where the daemon keeps the table names Zenchef answered last
+/// (the JSON of [`ZenchefTables`]).
+pub const ZENCHEF_TABLES_KEY: &str = "zenchef_tables";
+/// How often the daemon reads Zenchef's tables again (after a successful
+/// reservation poll).
+pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
+
+/// Zenchef's table names as the daemon last read them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ZenchefTables {
+    /// When they were read (UTC, RFC 3339).
+    pub fetched_at: String,
+    /// The names, as Zenchef answered them.
+    pub names: Vec<String>,
+}
+
+/// The comparison `status` and the status page show (`tables` of
+/// `status --json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TablesCheck {
+    /// When Zenchef's tables were read (UTC).
+    pub zenchef_fetched_at: String,
+    /// Tables in the POS floor plan.
+    pub pos_count: usize,
+    /// Tables in Zenchef.
+    pub zenchef_count: usize,
+    /// Both sides agree.
+    pub clean: bool,
+    /// The differences (names identical on both sides included).
+    #[serde(flatten)]
+    pub diff: TableDiff,
+}
+
+/// The floor plan of the store against the Zenchef tables the daemon kept;
+/// `None` until both are known (no floor plan yet, or Zenchef's tables not
+/// read yet).
+pub fn stored_check(conn: &rusqlite::Connection) -> Option<TablesCheck> {
+    let pos = pos_tables(conn).ok().flatten()?;
+    let zc: ZenchefTables = outbox::kv_get(conn, ZENCHEF_TABLES_KEY)
+        .ok()
+        .flatten()
+        .and_then(|s| serde_json::from_str(&s).ok())?;
+    let diff = compare(&pos, &zc.names);
+    Some(TablesCheck {
+        zenchef_fetched_at: zc.fetched_at,
+        pos_count: pos.len(),
+        zenchef_count: zc.names.len(),
+        clean: diff.is_clean(),
+        diff,
+    })
+}
+
+/// Reads Zenchef's tables (`GET /tables`) and keeps their names in the
+/// store for [`stored_check`]; answers how many there are.
+///
+/// Errors: the call failed (nothing is written: the last list stays), or
+/// the store refused the write.
+pub async fn refresh_zenchef_tables(
+    client: &ZenchefClient,
+    store: &Store,
+) -> Result<usize, String> {
+    let names: Vec<String> = client
+        .tables()
+        .await
+        .map_err(|e: CallError| e.to_string())?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let n = names.len();
+    let json = serde_json::to_string(&ZenchefTables {
+        fetched_at: outbox::now_utc(),
+        names,
+    })
+    .unwrap_or_default();
+    store
+        .write(move |c| outbox::kv_set(c, ZENCHEF_TABLES_KEY, &json))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(n)
+}
 
 /// The rule, quoted from Zenchef's help centre (docs/protocol/README.md, set-up rules).
 pub const RULE: &str = "Table names must be identical in Cashpad and in Zenchef \

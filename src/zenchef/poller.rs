@@ -148,6 +148,7 @@ pub async fn run(
         }
     };
     let mut failures = 0u32;
+    let mut tables_read: Option<tokio::time::Instant> = None;
     loop {
         match sync_once(&client, &store, &link, tz, sync_days, &mut mirror).await {
             Ok(n) => {
@@ -159,6 +160,13 @@ pub async fn run(
                 health.update(|s| s.last_reservation_sync = Some(now_utc()));
                 if n > 0 {
                     info!("{n} reservation change(s) sent to the POS");
+                }
+                // Zenchef's tables for the page's name check (cli/tables.rs).
+                if tables_read.is_none_or(|t| t.elapsed() >= crate::cli::tables::REFRESH_EVERY) {
+                    match crate::cli::tables::refresh_zenchef_tables(&client, &store).await {
+                        Ok(_) => tables_read = Some(tokio::time::Instant::now()),
+                        Err(e) => debug!("cannot read Zenchef's tables: {e}"),
+                    }
                 }
             }
             Err(e) => {

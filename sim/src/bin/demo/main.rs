@@ -20,12 +20,18 @@
 //! and one guest pays a table already paid in cash: the agent must refuse
 //! that payment (Zenchef Pay refunds it).
 //!
+//! The agent serves its local status page on a free loopback port (its
+//! URL is printed at the start and in the summary; `--keep` leaves it up),
+//! with a chart sample every second so that the day fits in its chart.
+//!
 //! At the end it prints a summary and checks the Zenchef fake against the
 //! scenario's expected outcome (status histories, walk-ins, tickets,
 //! customersheets), the POS against Zenchef (reservations, withdrawals),
 //! Zenchef Pay and the POS against the expected checks and payments
 //! ([`Scenario::pay_problems`]), and the agent's counters (nothing lost,
-//! nothing dead, nothing quarantined). Exit code 0 when everything holds, 1 otherwise (each
+//! nothing dead, nothing quarantined), and that the status page answers
+//! in French with its chart shading each Zenchef outage the agent's
+//! history saw. Exit code 0 when everything holds, 1 otherwise (each
 //! problem on its own line), 2 on usage errors.
 
 mod checks;

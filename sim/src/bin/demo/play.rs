@@ -29,6 +29,9 @@ const ZENCHEF_TOKEN: &str = "zc-demo-token";
 const RESENT: usize = 2;
 /// Service hours before this belong to lunch, after it to dinner.
 pub const DINNER_FROM_HOUR: u32 = 16;
+/// Seconds one sample of the status page's chart covers in the demo (the
+/// agent's default is a minute; the demo's day lasts under a minute).
+const HISTORY_SAMPLE_S: u64 = 1;
 /// How often the outage is watched (`status --json`) and pending Zenchef Pay
 /// rejections are looked for.
 const OUTAGE_POLL: Duration = Duration::from_millis(200);
@@ -110,6 +113,8 @@ pub struct Demo {
     stats: BTreeMap<&'static str, ServiceStats>,
     playback: Duration,
     speed: f64,
+    /// The agent's local status page.
+    pub page_url: String,
 }
 
 impl Demo {
@@ -135,6 +140,11 @@ impl Demo {
         // them apart (the agent only follows the configured installation).
         opts.iid = format!("CP-{}", random_hex(6).to_uppercase());
         opts.cashpad_token = format!("cashpad-{}", random_hex(16));
+        // The agent's status page, on a free loopback port, with a chart
+        // sample a second so the day fits in it.
+        let page_port = zenchef_sim::util::free_port()?;
+        opts.http_listen = format!("127.0.0.1:{page_port}");
+        opts.history_sample_s = Some(HISTORY_SAMPLE_S);
         let rig = Rig::start(opts, agent, dir)
             .await
             .context("starting the simulators")?;
@@ -175,6 +185,7 @@ impl Demo {
             stats: BTreeMap::new(),
             playback: Duration::ZERO,
             speed: 0.0,
+            page_url: format!("http://127.0.0.1:{page_port}/"),
         };
         demo.say(
             None,
@@ -193,6 +204,13 @@ impl Demo {
                 "agent started: {} run --config {}",
                 demo.rig.agent_bin.display(),
                 demo.rig.config_path().display()
+            ),
+        );
+        demo.say(
+            None,
+            &format!(
+                "status page: {} (French or English by the browser's language; --keep leaves it up)",
+                demo.page_url
             ),
         );
         Ok(demo)
@@ -731,7 +749,51 @@ impl Demo {
                 z.settled_while_down
             ));
         }
+        problems.extend(self.verify_page().await);
         problems
+    }
+
+    /// The agent's status page answers, in French, with its chart of the
+    /// day: Zenchef's outages shaded where the agent's history saw them.
+    async fn verify_page(&self) -> Vec<String> {
+        let page = match get_page(&self.page_url, "fr-FR,fr;q=0.9").await {
+            Ok(p) => p,
+            Err(e) => return vec![format!("status page {}: {e:#}", self.page_url)],
+        };
+        let mut p = Vec::new();
+        if !page.starts_with("HTTP/1.1 200") {
+            p.push(format!(
+                "status page: {}",
+                page.lines().next().unwrap_or("no answer")
+            ));
+        }
+        if !page.contains("<html lang=\"fr\">") || !page.contains("<svg id=\"history-chart\"") {
+            p.push("status page: no French page with its chart".into());
+        }
+        let history = self
+            .rig
+            .status()
+            .map(|s| s["history"].clone())
+            .unwrap_or_default();
+        let samples = history["samples"].as_array().cloned().unwrap_or_default();
+        let outage_runs = samples
+            .iter()
+            .enumerate()
+            .filter(|(i, x)| {
+                x["zenchef_outage"] == json!(true)
+                    && (*i == 0 || samples[i - 1]["zenchef_outage"] != json!(true))
+            })
+            .count();
+        let bands = page.matches("class=\"outage-zenchef\"").count();
+        if outage_runs == 0 {
+            p.push("the agent's history shows no Zenchef outage".into());
+        }
+        if bands != outage_runs {
+            p.push(format!(
+                "status page chart: {bands} Zenchef outage band(s) for {outage_runs} outage(s) in the history"
+            ));
+        }
+        p
     }
 
     fn verify_counts(&self) -> Vec<String> {
@@ -880,6 +942,7 @@ impl Demo {
             ),
         );
         self.print_pay_summary(&c);
+        row("status page", self.page_url.clone());
         println!("  average spends (visits, average before → after):");
         for line in self.average_spends(4) {
             println!("    {line}");
@@ -943,9 +1006,10 @@ impl Demo {
     /// `--keep`: leaves everything running until Ctrl-C.
     pub async fn keep_running(&self) {
         println!(
-            "\nsimulators and agent keep running; try:\n  {} status --config {}\nCtrl-C to stop.",
+            "\nsimulators and agent keep running; try:\n  {} status --config {}\n  the status page: {}\nCtrl-C to stop.",
             self.rig.agent_bin.display(),
-            self.rig.config_path().display()
+            self.rig.config_path().display(),
+            self.page_url
         );
         let _ = tokio::signal::ctrl_c().await;
     }
@@ -971,6 +1035,29 @@ impl Demo {
             Err(e) => vec![format!("stopping the agent: {e:#}")],
         }
     }
+}
+
+/// `GET url` over a plain TCP connection (the demo has no HTTP client of
+/// its own): the whole answer, status line and headers included.
+async fn get_page(url: &str, accept_language: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = url
+        .strip_prefix("http://")
+        .and_then(|r| r.split('/').next())
+        .context("not an http:// URL")?;
+    let mut conn =
+        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(host))
+            .await??;
+    conn.write_all(
+        format!(
+            "GET / HTTP/1.1\r\nHost: {host}\r\nAccept-Language: {accept_language}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut body = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut body)).await??;
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// `"Camille Martin"`: the booking's names, else its customersheet's.
