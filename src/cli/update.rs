@@ -60,8 +60,16 @@ pub fn check(config: &Config) -> anyhow::Result<i32> {
         return Ok(0);
     };
     println!("manifest     {url}");
-    match crate::update::verify::PublicKey::from_config(config.update.public_key.as_deref()) {
-        Ok(_) => println!("key          update.public_key is a valid ed25519 key"),
+    match crate::update::verify::PublicKey::from_config(&config.update) {
+        Ok(k) if k.len() == 1 => println!(
+            "key          {} is a valid ed25519 key",
+            config.update.keys_from
+        ),
+        Ok(k) => println!(
+            "key          {} valid ed25519 keys ({}; any of them may sign)",
+            k.len(),
+            config.update.keys_from
+        ),
         Err(e) => println!("key          updates refused: no signing key ({e})"),
     }
     let plan = match runtime()?.block_on(u.plan(Overrides::default())) {
@@ -121,8 +129,7 @@ pub enum Restart {
 pub fn apply(config: &Config, force: bool, restart: Restart) -> anyhow::Result<i32> {
     // Before anything is fetched: without a key every release is refused.
     if config.update.manifest_url.is_some()
-        && let Err(e) =
-            crate::update::verify::PublicKey::from_config(config.update.public_key.as_deref())
+        && let Err(e) = crate::update::verify::PublicKey::from_config(&config.update)
     {
         eprintln!(
             "updates refused: no signing key: {e} (set update.public_key in {}); nothing was \

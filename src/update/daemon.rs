@@ -373,7 +373,7 @@ impl Updater {
             bucket,
             release,
             when: policy::good_time(&facts, o),
-            key: PublicKey::from_config(self.cfg.public_key.as_deref()),
+            key: PublicKey::from_config(&self.cfg),
             state,
         })
     }
