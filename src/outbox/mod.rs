@@ -10,6 +10,7 @@ pub mod migrations;
 pub mod orders;
 pub mod payments;
 pub mod queue;
+pub mod retention;
 pub mod store;
 
 use rusqlite::{Connection, OptionalExtension, params};
