@@ -56,6 +56,7 @@ fn store_with(dir: &Path, orders: &[(&str, i64, bool)]) -> Connection {
     let path = dir.join("agent.db");
     drop(Store::open(&path).unwrap());
     let c = Connection::open(&path).unwrap();
+    c.execute_batch("PRAGMA synchronous = OFF").unwrap();
     let mut b = EventBuilder::new(1);
     for (order, days, closed) in orders {
         let items = order_events(&mut b, order, *days, *closed);
@@ -422,6 +423,7 @@ async fn a_pass_records_itself_and_converts_an_old_store_once() {
         .collect();
     {
         let c = Connection::open(&path).unwrap();
+        c.execute_batch("PRAGMA synchronous = OFF").unwrap();
         assert_eq!(count(&c, "PRAGMA auto_vacuum"), 0);
         let mut b = EventBuilder::new(1);
         for (order, days, closed) in &refs {
