@@ -897,7 +897,11 @@ fn check_updates(r: &mut Report, config: &Config, store_ok: bool) {
         ),
         None => r.ok(
             "updates",
-            "enabled, the signing key is valid, no failing checks",
+            format!(
+                "enabled ({}, keys from {}), the signing key is valid, no failing checks",
+                u.manifest_url.as_deref().unwrap_or("?"),
+                u.keys_from
+            ),
         ),
     }
 }
