@@ -46,6 +46,13 @@ pub struct RigOptions {
     /// Extra TOML appended to the agent's configuration (after the
     /// `[delivery]` table: start a new table for other keys).
     pub extra_config: String,
+    /// TOML put before every table (e.g. `config_version = 2`).
+    pub config_head: String,
+    /// Lines added inside `[store]` (after `path`), e.g. `keep_days = 90`.
+    pub store_config: String,
+    /// Lines added inside `[update]` (after `enabled = false`), e.g.
+    /// `window = "03:00-05:00"`.
+    pub update_config: String,
     /// Start a Zenchef Pay fake and enable `[zenchef_pay]` in the agent.
     pub pay: Option<PayConfig>,
     /// `[http] listen` (`""` = off, the default; e.g. `127.0.0.1:<port>`).
@@ -89,6 +96,9 @@ impl RigOptions {
             app_version: "2.0.18".into(),
             configure_iid: true,
             extra_config: String::new(),
+            config_head: String::new(),
+            store_config: String::new(),
+            update_config: String::new(),
             pay: None,
             http_listen: String::new(),
             poll_interval_s: 1,
@@ -219,7 +229,7 @@ impl Rig {
             _ => String::new(),
         };
         format!(
-            r#"[restaurant]
+            r#"{head}[restaurant]
 timezone = "{tz}"
 currency = "EUR"
 
@@ -236,9 +246,10 @@ poll_interval_s = {poll}
 
 [store]
 path = "{store}"
-
+{store_extra}
 [update]
 enabled = false
+{update_extra}
 
 [http]
 listen = "{http}"
@@ -259,6 +270,9 @@ http_timeout_s = {http_timeout}
                 .unwrap_or_else(|| self.zenchef.base_url()),
             store = self.store_path().display(),
             extra = o.extra_config,
+            head = o.config_head,
+            store_extra = o.store_config,
+            update_extra = o.update_config,
             poll = o.poll_interval_s,
             http = o.http_listen,
             retry_max = o.retry_max_s,
