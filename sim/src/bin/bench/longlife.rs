@@ -422,7 +422,6 @@ async fn run_store(
         plans.iter().map(|o| meal(&mut builder, o)).collect(),
         20_000_000,
     );
-    let n = events.len() as i64;
     let mut opts = RigOptions::new(zenchef_config(bookings));
     opts.store_path = Some(store.to_path_buf());
     // No retention now (outside the window, a POS never quiet long enough).
