@@ -32,7 +32,7 @@
 //!
 //! # The cutoff
 //! `keep_days` before the **reference time**: the earliest of the box
-//! clock, the `received_at` of the newest stored event and its
+//! clock, the `received_at` of the last stored event and its
 //! `occurred_at` (the POS clock). A box clock far in the future therefore
 //! deletes nothing more than the POS's clock allows; a clock in the past
 //! deletes less, never more.
@@ -163,8 +163,8 @@ fn stamp(t: DateTime<Utc>) -> String {
 }
 
 /// The reference time of retention: the earliest of `now` (box clock),
-/// the newest stored event's `received_at` (box clock when it came) and
-/// its `occurred_at` (POS clock). `now` when no event is stored.
+/// the last stored event's `received_at` (box clock when it came) and its
+/// `occurred_at` (POS clock). `now` when no event is stored.
 ///
 /// Errors: SQLite's.
 pub fn reference_time(conn: &Connection, now: DateTime<Utc>) -> Result<DateTime<Utc>, StoreError> {
