@@ -422,6 +422,20 @@ pub fn store_facts(
     path: &Path,
     keep_days: u32,
 ) -> Result<StoreFacts, StoreError> {
+    // One snapshot: the record of a pass and the rows it left are read
+    // together (a pass may commit between two autocommit reads).
+    let own = conn.is_autocommit();
+    if own {
+        conn.execute_batch("BEGIN")?;
+    }
+    let facts = read_facts(conn, path, keep_days);
+    if own {
+        let _ = conn.execute_batch("COMMIT");
+    }
+    facts
+}
+
+fn read_facts(conn: &Connection, path: &Path, keep_days: u32) -> Result<StoreFacts, StoreError> {
     let (file_bytes, wal_bytes) = file_sizes(path);
     let q = |sql: &str| -> Result<i64, StoreError> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };
     let page = q("PRAGMA page_size")?.max(0) as u64;
