@@ -485,7 +485,7 @@ async fn a_pass_records_itself_and_converts_an_old_store_once() {
     // Quiet for 30 minutes: off-peak.
     let quiet = Retention {
         window: (1, 2),
-        clock: Arc::new(|| now()),
+        clock: Arc::new(now),
         ..r
     };
     assert_eq!(quiet.off_peak().await.unwrap(), Some(OffPeak::Quiet));
