@@ -665,13 +665,17 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
                 .is_some_and(|v| v["online"] == json!(true))
         })
         .await?;
-    let (plans, _) = orders("steady", s.burst_orders, 100, common::yesterday());
-    // The same bookings, confirmed again: the same work as the first burst
-    // (matches, not walk-ins).
-    for id in plans.iter().filter_map(|o| o.booking) {
-        old_rig
-            .zenchef
-            .update_booking(id, |b| b["status"] = json!("confirmed"));
+    // Other days than the first burst's, with bookings of their own: the
+    // same work (the same matches and walk-ins, a day's bookings read at
+    // each match) on the store as retention leaves it.
+    let last_day = common::yesterday() - ChronoDuration::days(20);
+    let (mut plans, bookings) = orders("steady", s.burst_orders, 100, last_day);
+    for mut b in bookings {
+        b["id"] = json!(b["id"].as_i64().unwrap_or(0) + 1_000_000);
+        old_rig.zenchef.add_booking(b);
+    }
+    for p in &mut plans {
+        p.booking = p.booking.map(|id| id + 1_000_000);
     }
     let mut builder = EventBuilder::new(30_000_000);
     let steady_events = interleave(
