@@ -10,6 +10,22 @@
 //!
 //! Secrets (the Zenchef token, the Cashpad token, the Pay token) are held in
 //! [`Secret`], whose `Debug` and `Display` print `***`.
+//!
+//! # Readable across versions
+//! The file may say which version of this format it is written for
+//! (`config_version = N`, a top-level key; absent = 1). Keys added after
+//! version 1 ([`INTRODUCED`]) need the file to say a version at least
+//! theirs, so that a file using them always carries that number. A
+//! binary reading a file of a **newer** version than it knows
+//! ([`CONFIG_VERSION`]) — the previous binary after a rollback, an older
+//! image provisioned with a newer file — ignores the keys it does not know,
+//! each with a warning ([`Config::warnings`]), and validates the rest as
+//! usual; a file of its own version or older has every unknown key refused
+//! (a misspelt key must not silently turn something off).
+//!
+//! # The release channel
+//! Without `[update] manifest_url` and keys, a box follows the channel
+//! built into the binary ([`BUILT_IN_CHANNEL`], `packaging/channel.toml`).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -65,6 +81,55 @@ pub const DEFAULT_RETRY_MAX_S: u64 = 60;
 pub const DEFAULT_CREDENTIALS_RETRY_S: u64 = 300;
 /// Default HTTP timeout for one call to Zenchef, seconds.
 pub const DEFAULT_HTTP_TIMEOUT_S: u64 = 15;
+/// Default days a finished order (its events, outbox rows, payments) and a
+/// handled problem are kept (`store.keep_days`).
+pub const DEFAULT_KEEP_DAYS: u32 = 90;
+/// Default time between two retention checks, seconds
+/// (`store.retention_interval_s`).
+pub const DEFAULT_RETENTION_INTERVAL_S: u64 = 600;
+/// Default: the POS counts as quiet (retention may run outside the
+/// maintenance window) after this many minutes without an event
+/// (`store.quiet_min`).
+pub const DEFAULT_QUIET_MIN: u64 = 30;
+/// Default: an order open for longer than this no longer holds updates
+/// back (`update.open_order_max_h`, hours: a service day).
+pub const DEFAULT_OPEN_ORDER_MAX_H: u64 = 16;
+
+/// The version of the configuration format this binary reads.
+pub const CONFIG_VERSION: i64 = if cfg!(feature = "test-next") { 3 } else { 2 };
+
+/// Keys added after `config_version` 1 and the version that introduced
+/// each: a file using one must say `config_version` ≥ it.
+pub const INTRODUCED: &[(&str, i64)] = &[
+    ("store.keep_days", 2),
+    ("store.retention_interval_s", 2),
+    ("store.quiet_min", 2),
+    ("update.public_keys", 2),
+    ("update.open_order_max_h", 2),
+    #[cfg(feature = "test-next")]
+    ("store.test_next_key", 3),
+];
+
+/// The release channel built into the binary: `packaging/channel.toml`.
+pub const BUILT_IN_CHANNEL: &str = include_str!("../packaging/channel.toml");
+
+/// The built-in channel, parsed.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    /// Manifest of the channel.
+    pub manifest_url: String,
+    /// Release signing keys (base64 ed25519): any of them may sign.
+    pub public_keys: Vec<String>,
+}
+
+/// [`BUILT_IN_CHANNEL`], parsed (a unit test keeps it parseable).
+pub fn built_in_channel() -> Channel {
+    toml::from_str(BUILT_IN_CHANNEL).unwrap_or(Channel {
+        manifest_url: String::new(),
+        public_keys: Vec::new(),
+    })
+}
 
 /// A secret string (token, password). `Debug` and `Display` print `***`;
 /// the value is reachable only through [`Secret::expose`], used where the
@@ -115,6 +180,10 @@ pub struct ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// `config_version` (top level): the version of this format the file
+    /// is written for; absent = 1.
+    #[serde(default)]
+    pub config_version: Option<i64>,
     /// `[restaurant]`
     #[serde(default)]
     pub restaurant: RawRestaurant,
@@ -200,6 +269,11 @@ pub struct RawPay {
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     pub path: Option<PathBuf>,
+    pub keep_days: Option<u32>,
+    pub retention_interval_s: Option<u64>,
+    pub quiet_min: Option<u64>,
+    #[cfg(feature = "test-next")]
+    pub test_next_key: Option<String>,
 }
 
 /// `[update]` as written.
@@ -210,10 +284,12 @@ pub struct RawUpdate {
     pub enabled: Option<bool>,
     pub manifest_url: Option<String>,
     pub public_key: Option<String>,
+    pub public_keys: Option<Vec<String>>,
     pub window: Option<String>,
     pub rollout_percent: Option<u8>,
     pub check_interval_s: Option<u64>,
     pub confirm_after_s: Option<u64>,
+    pub open_order_max_h: Option<u64>,
 }
 
 /// `[http]` as written.
@@ -261,6 +337,8 @@ pub struct Config {
     pub pay: Option<PayConfig>,
     /// The SQLite file.
     pub store_path: PathBuf,
+    /// Retention of the store (`[store]` keys beside `path`).
+    pub retention: RetentionConfig,
     /// Self-update settings.
     pub update: UpdateConfig,
     /// Local HTTP listen address (`None` when disabled with `""`).
@@ -272,6 +350,29 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// `RUST_LOG`-style filter (the `RUST_LOG` environment variable wins).
     pub log_filter: String,
+    /// `config_version` of the file (1 when absent).
+    pub config_version: i64,
+    /// Keys of a newer format version this binary ignored (one sentence
+    /// each, naming the key); logged at WARN when the daemon starts.
+    pub warnings: Vec<String>,
+}
+
+/// `[store]` retention settings, validated (docs/decisions.md, "Years
+/// under the counter").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// Days a finished order, its events, outbox rows and payments are
+    /// kept after its last event; days a handled problem (a quarantined
+    /// payload no order depends on, a payment a person handled) is kept
+    /// after it was handled (`keep_days`, 7–3650, default 90).
+    pub keep_days: u32,
+    /// Time between two checks whether retention may run
+    /// (`retention_interval_s`, ≥ 1, default 600 s).
+    pub interval: Duration,
+    /// The POS counts as quiet after this long without an event
+    /// (`quiet_min`, ≥ 1, default 30 min): retention then runs outside the
+    /// maintenance window too.
+    pub quiet: Duration,
 }
 
 /// `[cashpad]`, validated.
@@ -342,10 +443,16 @@ pub const DEFAULT_SETTLE_RESENDS: u32 = 3;
 pub struct UpdateConfig {
     /// Unattended updates on/off.
     pub enabled: bool,
-    /// Manifest URL (`None`: nothing to check).
+    /// Manifest URL (`None`: nothing to check): `manifest_url`, or the
+    /// built-in channel's when the key is absent; `""` turns checks off.
     pub manifest_url: Option<String>,
-    /// ed25519 public key, base64; an empty key refuses every update.
-    pub public_key: Option<String>,
+    /// The release signing keys (ed25519, base64), any of which may sign:
+    /// `public_key` and `public_keys` of the file when either is present
+    /// (an empty list refuses every update), else the built-in channel's.
+    pub public_keys: Vec<String>,
+    /// Where [`UpdateConfig::public_keys`] come from: `update.public_key`,
+    /// `update.public_keys` (the file), or `built-in channel`.
+    pub keys_from: &'static str,
     /// Maintenance window, restaurant local time: (start, end) as minutes after midnight.
     pub window: (u32, u32),
     /// Staged rollout percentage, 0–100.
@@ -357,6 +464,10 @@ pub struct UpdateConfig {
     /// health; `confirm_after_s`, a project extension, default 30 s, below
     /// the 120 s rollback deadline.
     pub confirm_after: Duration,
+    /// An order open for longer than this (since the agent stored its
+    /// first event, box clock) no longer holds updates back
+    /// (`open_order_max_h`, 1–720 h, default 16 h: a service day).
+    pub open_order_max: Duration,
 }
 
 /// `[delivery]`, validated.
@@ -418,8 +529,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Parses and validates TOML text; `path` is only used in messages.
+///
+/// Errors: [`ConfigError`]; see [`load`].
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+    let syntax = |e: toml::de::Error| {
         let msg = e.message().to_string();
         // serde's unknown-field message names the key; keep it first.
         let key = unknown_key(&msg).unwrap_or_else(|| "-".into());
@@ -435,8 +548,144 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             problem: format!("{msg}{place}"),
             file: path.to_path_buf(),
         }
-    })?;
-    raw.validate(path)
+    };
+    let err = |key: &str, problem: String| ConfigError {
+        key: key.to_string(),
+        problem,
+        file: path.to_path_buf(),
+    };
+    let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
+    let version = match table.get("config_version") {
+        None => 1,
+        Some(toml::Value::Integer(n)) if *n >= 1 => *n,
+        Some(_) => {
+            return Err(err(
+                "config_version",
+                "must be a whole number ≥ 1 (the version of this file's format)".into(),
+            ));
+        }
+    };
+    let mut warnings = Vec::new();
+    let raw: RawConfig = if version > CONFIG_VERSION {
+        // A newer release's file: what this binary does not know is
+        // ignored, with a warning; what it knows is validated as usual.
+        for key in prune_unknown(&mut table) {
+            warnings.push(format!(
+                "{key}: not known to this release, ignored (the file is written for \
+                 config_version {version}; this release reads config_version {CONFIG_VERSION}: \
+                 a newer release wrote it, or the file was prepared for one)"
+            ));
+        }
+        table.try_into().map_err(|e: toml::de::Error| {
+            err(
+                &unknown_key(e.message()).unwrap_or_else(|| "-".into()),
+                e.message().to_string(),
+            )
+        })?
+    } else {
+        for (key, since) in INTRODUCED {
+            if *since > version && lookup(&table, key) {
+                return Err(err(
+                    key,
+                    format!(
+                        "introduced in config_version {since}: add `config_version = {since}` as \
+                         the first line of the file (this file says {version}); an older \
+                         release then ignores the key after a rollback instead of refusing \
+                         the whole file"
+                    ),
+                ));
+            }
+        }
+        // From the text, so that an unknown key's error names its line.
+        toml::from_str(text).map_err(syntax)?
+    };
+    let mut config = raw.validate(path)?;
+    config.config_version = version;
+    config.warnings = warnings;
+    Ok(config)
+}
+
+/// Is `section.key` (or a top-level `key`) present in the table?
+fn lookup(table: &toml::Table, dotted: &str) -> bool {
+    match dotted.split_once('.') {
+        Some((section, key)) => table
+            .get(section)
+            .and_then(toml::Value::as_table)
+            .is_some_and(|t| t.contains_key(key)),
+        None => table.contains_key(dotted),
+    }
+}
+
+/// Removes from `table` every section and key this binary does not know;
+/// answers their dotted names, sorted.
+fn prune_unknown(table: &mut toml::Table) -> Vec<String> {
+    let mut gone: Vec<String> = Vec::new();
+    let sections = fields_of::<RawConfig>();
+    table.retain(|name, value| {
+        if !sections.contains(&name) {
+            gone.push(name.to_string());
+            return false;
+        }
+        if let (Some(known), Some(t)) = (section_fields(name), value.as_table_mut()) {
+            t.retain(|k, _| {
+                let keep = known.contains(&k);
+                if !keep {
+                    gone.push(format!("{name}.{k}"));
+                }
+                keep
+            });
+        }
+        true
+    });
+    gone.sort();
+    gone
+}
+
+/// The keys a section of the file may hold (from its `Raw*` type).
+fn section_fields(section: &str) -> Option<&'static [&'static str]> {
+    Some(match section {
+        "restaurant" => fields_of::<RawRestaurant>(),
+        "cashpad" => fields_of::<RawCashpad>(),
+        "zenchef" => fields_of::<RawZenchef>(),
+        "zenchef_pay" => fields_of::<RawPay>(),
+        "store" => fields_of::<RawStore>(),
+        "update" => fields_of::<RawUpdate>(),
+        "http" => fields_of::<RawHttp>(),
+        "delivery" => fields_of::<RawDelivery>(),
+        "log" => fields_of::<RawLog>(),
+        _ => return None,
+    })
+}
+
+/// The field names serde's derive gives a struct (what
+/// `deny_unknown_fields` accepts), read by a deserializer that only
+/// records them.
+fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Fields<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("fields only"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("fields only"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut out: &'static [&'static str] = &[];
+    let _ = T::deserialize(Fields(&mut out));
+    out
 }
 
 fn unknown_key(msg: &str) -> Option<String> {
@@ -614,6 +863,29 @@ impl RawConfig {
         if store_path.as_os_str().is_empty() {
             return Err(err("store.path", "empty".into()));
         }
+        let keep_days = self.store.keep_days.unwrap_or(DEFAULT_KEEP_DAYS);
+        if !(7..=3650).contains(&keep_days) {
+            return Err(err(
+                "store.keep_days",
+                format!("{keep_days} is outside 7..=3650"),
+            ));
+        }
+        let interval_s = self
+            .store
+            .retention_interval_s
+            .unwrap_or(DEFAULT_RETENTION_INTERVAL_S);
+        if interval_s == 0 {
+            return Err(err("store.retention_interval_s", "must be ≥ 1".into()));
+        }
+        let quiet_min = self.store.quiet_min.unwrap_or(DEFAULT_QUIET_MIN);
+        if quiet_min == 0 {
+            return Err(err("store.quiet_min", "must be ≥ 1".into()));
+        }
+        let retention = RetentionConfig {
+            keep_days,
+            interval: Duration::from_secs(interval_s),
+            quiet: Duration::from_secs(quiet_min * 60),
+        };
 
         // [update]
         let u = self.update;
@@ -626,12 +898,38 @@ impl RawConfig {
                 format!("{rollout_percent} is above 100"),
             ));
         }
+        let channel = built_in_channel();
         let manifest_url = match u.manifest_url {
             Some(m) if !m.trim().is_empty() => {
                 Some(check_url(m).map_err(|e| err("update.manifest_url", e))?)
             }
-            _ => None,
+            // Present and empty: no checks at all.
+            Some(_) => None,
+            None => Some(channel.manifest_url.clone()).filter(|m| !m.is_empty()),
         };
+        let (public_keys, keys_from) = match (u.public_key, u.public_keys) {
+            (None, None) => (channel.public_keys.clone(), "built-in channel"),
+            (one, list) => {
+                let from = if list.is_some() && one.is_none() {
+                    "update.public_keys"
+                } else {
+                    "update.public_key"
+                };
+                let keys: Vec<String> = one
+                    .into_iter()
+                    .chain(list.unwrap_or_default())
+                    .filter(|k| !k.trim().is_empty())
+                    .collect();
+                (keys, from)
+            }
+        };
+        let open_order_max_h = u.open_order_max_h.unwrap_or(DEFAULT_OPEN_ORDER_MAX_H);
+        if !(1..=720).contains(&open_order_max_h) {
+            return Err(err(
+                "update.open_order_max_h",
+                format!("{open_order_max_h} is outside 1..=720"),
+            ));
+        }
         let check_interval_s = u
             .check_interval_s
             .unwrap_or(DEFAULT_UPDATE_CHECK_INTERVAL_S);
@@ -648,11 +946,13 @@ impl RawConfig {
         let update = UpdateConfig {
             enabled: u.enabled.unwrap_or(true),
             manifest_url,
-            public_key: u.public_key.filter(|k| !k.trim().is_empty()),
+            public_keys,
+            keys_from,
             window,
             rollout_percent,
             check_interval: Duration::from_secs(check_interval_s),
             confirm_after: Duration::from_secs(confirm_after_s),
+            open_order_max: Duration::from_secs(open_order_max_h * 3600),
         };
 
         // [http]
@@ -717,11 +1017,14 @@ impl RawConfig {
             zenchef,
             pay,
             store_path,
+            retention,
             update,
             http_listen,
             history_sample: Duration::from_secs(history_sample_s),
             delivery,
             log_filter: self.log.filter.unwrap_or_else(|| "info".into()),
+            config_version: self.config_version.unwrap_or(1),
+            warnings: Vec::new(),
         })
     }
 }
@@ -1197,6 +1500,182 @@ token = "zc-secret"
         let e = p(&format!("{MINIMAL}[update]\nconfirm_after_s = 120\n")).unwrap_err();
         assert_eq!(e.key, "update.confirm_after_s");
         assert!(e.problem.contains("rollback deadline"), "{e}");
+    }
+
+    #[test]
+    fn the_built_in_channel_is_usable() {
+        let ch = built_in_channel();
+        assert!(
+            ch.manifest_url.starts_with("https://"),
+            "{}",
+            ch.manifest_url
+        );
+        assert_eq!(check_url(ch.manifest_url.clone()).unwrap(), ch.manifest_url);
+        assert!(!ch.public_keys.is_empty());
+        crate::update::verify::PublicKey::from_list(&ch.public_keys, "built-in channel").unwrap();
+        // A box provisioned with its restaurant's settings only follows it.
+        let c = p(MINIMAL).unwrap();
+        assert!(c.update.enabled);
+        assert_eq!(
+            c.update.manifest_url.as_deref(),
+            Some(ch.manifest_url.as_str())
+        );
+        assert_eq!(c.update.public_keys, ch.public_keys);
+        assert_eq!(c.update.keys_from, "built-in channel");
+        assert_eq!(crate::update::signing_key_problem(&c.update), None);
+    }
+
+    #[test]
+    fn a_private_channel_and_several_keys_override_the_built_in_one() {
+        let k1 = "s6JAKxkHvDqoI4PLHwu0Za2R1kTwhifMmYyCOcYREo0=";
+        let k2 = "F+ooljIrKlmjQEgbOtXEO0cuPTtz7VRol1S2CCWdajQ=";
+        let c = p(&format!(
+            "config_version = 2\n{MINIMAL}[update]\nmanifest_url = \"https://r.example/m.json\"\n\
+             public_keys = [\"{k1}\", \"{k2}\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.update.manifest_url.as_deref(),
+            Some("https://r.example/m.json")
+        );
+        assert_eq!(c.update.public_keys, vec![k1.to_string(), k2.to_string()]);
+        assert_eq!(c.update.keys_from, "update.public_keys");
+        assert_eq!(
+            crate::update::verify::PublicKey::from_config(&c.update)
+                .unwrap()
+                .len(),
+            2
+        );
+        // One mistyped key of the list is said, with its place.
+        let c = p(&format!(
+            "config_version = 2\n{MINIMAL}[update]\npublic_keys = [\"{k1}\", \"nope!\"]\n"
+        ))
+        .unwrap();
+        let e = crate::update::verify::PublicKey::from_config(&c.update).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "update.public_key: key 2 of update.public_keys: not base64; refusing to install \
+             anything unverified"
+        );
+        // Empty values are explicit: no checks, or every release refused.
+        let c = p(&format!(
+            "{MINIMAL}[update]\nmanifest_url = \"\"\npublic_key = \"\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.update.manifest_url, None);
+        assert!(c.update.public_keys.is_empty());
+        let c = p(&format!("{MINIMAL}[update]\npublic_key = \"\"\n")).unwrap();
+        assert_eq!(
+            crate::update::signing_key_problem(&c.update).as_deref(),
+            Some("updates refused: no signing key (update.public_key: missing or empty)")
+        );
+    }
+
+    #[test]
+    fn keys_of_a_later_format_version_need_that_version() {
+        let e = p(&format!("{MINIMAL}[store]\nkeep_days = 30\n")).unwrap_err();
+        assert_eq!(e.key, "store.keep_days");
+        assert!(
+            e.problem
+                .starts_with("introduced in config_version 2: add `config_version = 2`"),
+            "{e}"
+        );
+        let c = p(&format!(
+            "config_version = 2\n{MINIMAL}[store]\nkeep_days = 30\n"
+        ))
+        .unwrap();
+        assert_eq!(c.retention.keep_days, 30);
+        assert_eq!(c.config_version, 2);
+        assert!(c.warnings.is_empty());
+        // Defaults.
+        let c = p(MINIMAL).unwrap();
+        assert_eq!(
+            c.retention,
+            RetentionConfig {
+                keep_days: 90,
+                interval: Duration::from_secs(600),
+                quiet: Duration::from_secs(1800),
+            }
+        );
+        assert_eq!(c.update.open_order_max, Duration::from_secs(16 * 3600));
+        let e = p(&format!(
+            "config_version = 2\n{MINIMAL}[store]\nkeep_days = 3\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "store.keep_days");
+        let e = p(&format!("config_version = \"2\"\n{MINIMAL}")).unwrap_err();
+        assert_eq!(e.key, "config_version");
+    }
+
+    /// The previous release after a rollback reads the next release's
+    /// file: the keys it does not know are ignored with a warning each;
+    /// at its own version, a misspelt key is still refused.
+    #[test]
+    fn a_newer_file_is_read_and_a_misspelt_key_is_not() {
+        let next = CONFIG_VERSION + 1;
+        let text = format!(
+            "config_version = {next}\n{MINIMAL}poll_interval_s = 5\nlater_option = true\n\
+             [store]\nkeep_days = 40\nlater_store_key = \"x\"\n[later_section]\na = 1\n"
+        );
+        let c = p(&text).unwrap();
+        assert_eq!(c.zenchef.poll_interval, Duration::from_secs(5));
+        assert_eq!(c.retention.keep_days, 40, "known keys are read");
+        assert_eq!(c.config_version, next);
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+        for (w, key) in c.warnings.iter().zip([
+            "later_section",
+            "store.later_store_key",
+            "zenchef.later_option",
+        ]) {
+            assert!(
+                w.starts_with(&format!("{key}: not known to this release, ignored")),
+                "{w}"
+            );
+            assert!(w.contains(&format!("config_version {next}")), "{w}");
+        }
+        // Known keys keep their checks.
+        let e = p(&text.replace("keep_days = 40", "keep_days = 1")).unwrap_err();
+        assert_eq!(e.key, "store.keep_days");
+        // The same file at this release's version: the typo is refused.
+        let e = p(&text
+            .replace(
+                &format!("config_version = {next}"),
+                &format!("config_version = {CONFIG_VERSION}"),
+            )
+            .replace("[later_section]\na = 1\n", ""))
+        .unwrap_err();
+        assert!(
+            ["later_option", "later_store_key"].contains(&e.key.as_str()),
+            "{e}"
+        );
+        assert!(e.problem.contains("unknown field"), "{e}");
+        assert!(e.problem.contains(" at line "), "{e}");
+    }
+
+    #[test]
+    fn the_known_keys_are_the_structs_fields() {
+        assert_eq!(
+            fields_of::<RawUpdate>(),
+            [
+                "enabled",
+                "manifest_url",
+                "public_key",
+                "public_keys",
+                "window",
+                "rollout_percent",
+                "check_interval_s",
+                "confirm_after_s",
+                "open_order_max_h"
+            ]
+        );
+        assert!(fields_of::<RawConfig>().contains(&"config_version"));
+        for (key, _) in INTRODUCED {
+            let (section, k) = key.split_once('.').unwrap();
+            assert!(
+                section_fields(section).unwrap().contains(&k),
+                "{key} is not a field"
+            );
+        }
     }
 
     #[test]

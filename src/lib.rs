@@ -125,6 +125,9 @@ pub fn install_crypto() {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     install_crypto();
     warn_if_config_readable(&config);
+    for w in &config.warnings {
+        warn!("config: {w} (in {})", config.file.display());
+    }
     let started = tokio::time::Instant::now();
     // Update bookkeeping first: a version that never confirmed its health is
     // rolled back before anything else runs.
@@ -140,14 +143,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         None => None,
     };
 
-    let (store, outcome) = Store::open(&config.store_path)
-        .with_context(|| format!("opening the store {}", config.store_path.display()))?;
+    let Some((store, outcome)) = open_store(&config.store_path, &shutdown).await? else {
+        info!("stopped before the store could be opened");
+        return Ok(());
+    };
     if let OpenOutcome::MovedAside(aside) = &outcome {
         error!(
             message_id = message_ids::STORE_MOVED_ASIDE,
             "STORE REPLACED: the previous store was unreadable and is kept at {} for a technician",
             aside.display()
         );
+    }
+    #[cfg(feature = "test-next")]
+    {
+        let _ = store
+            .write(|c| {
+                c.execute(
+                    "INSERT INTO next_marks(note, written_at) VALUES ('started', ?1)",
+                    [outbox::now_utc()],
+                )?;
+                Ok(())
+            })
+            .await;
     }
     info!(
         "zenchef-edge {} started: store {}, restaurant {}",
@@ -156,6 +173,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         config.zenchef.restaurant_id
     );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    // The full check of the store, now that the daemon is ready: its time
+    // grows with the file, the start's must not.
+    tokio::spawn(check_store(
+        store.path().to_path_buf(),
+        matches!(outcome, OpenOutcome::MovedAside(_)),
+        shutdown.clone(),
+    ));
 
     let mode = if config.cashpad.static_addr.is_some() {
         "static"
@@ -382,6 +406,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .inspect_err(|e| warn!("update: {e:#}; self-update off"))
         .ok()
     });
+    let retention = tokio::spawn(
+        outbox::retention::run(
+            outbox::retention::Retention {
+                store: store.clone(),
+                cfg: config.retention.clone(),
+                tz: config.timezone,
+                window: config.update.window,
+                clock: Arc::new(chrono::Utc::now),
+            },
+            stop_rest.clone(),
+        )
+        .instrument(info_span!("retention")),
+    );
     let updates = updater.map(|updater| {
         tokio::spawn(
             update::daemon::run(update::daemon::Task {
@@ -417,6 +454,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     let _ = persist.await;
     let _ = status_line.await;
+    let _ = retention.await;
     if let Some(a) = advert {
         let _ = a.await;
     }
@@ -426,6 +464,125 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     drop(store);
     info!("stopped");
     Ok(())
+}
+
+/// Opens the store. A problem of the box that a restart would not fix
+/// (permissions, a read-only or full filesystem, I/O errors, a lock) is
+/// waited out here — READY is sent with the problem as the unit's status,
+/// the watchdog is fed, one ERROR a minute says what to fix, and the open
+/// is tried again every 10 s — rather than exiting into a restart loop.
+/// `None`: stopped while waiting.
+///
+/// Errors: [`outbox::StoreError::Incompatible`] (the daemon exits 78) and
+/// any other failure to open.
+async fn open_store(
+    path: &std::path::Path,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<(Store, OpenOutcome)>> {
+    let mut waiting_since: Option<tokio::time::Instant> = None;
+    let mut said: Option<tokio::time::Instant> = None;
+    loop {
+        let p = path.to_path_buf();
+        let r = tokio::task::spawn_blocking(move || Store::open(&p))
+            .await
+            .context("opening the store")?;
+        match r {
+            Ok(opened) => {
+                if let Some(t) = waiting_since {
+                    info!(
+                        "the store opens again after {} s of waiting",
+                        t.elapsed().as_secs()
+                    );
+                }
+                return Ok(Some(opened));
+            }
+            Err(outbox::StoreError::Unavailable {
+                path: p,
+                cause,
+                message,
+            }) => {
+                let now = tokio::time::Instant::now();
+                if waiting_since.is_none() {
+                    waiting_since = Some(now);
+                    let _ = sd_notify::notify(&[
+                        sd_notify::NotifyState::Ready,
+                        sd_notify::NotifyState::Status(&format!(
+                            "waiting for the store {}: {cause}",
+                            p.display()
+                        )),
+                    ]);
+                }
+                if said.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+                    said = Some(now);
+                    error!(
+                        store = %p.display(),
+                        "cannot open the store {}: {cause} ({message}); {}; nothing is taken from \
+                         the POS meanwhile (its broker keeps the events); trying again every 10 s",
+                        p.display(),
+                        cause.hint()
+                    );
+                }
+                watchdog_ping();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
+            }
+            Err(e @ outbox::StoreError::Incompatible { .. }) => {
+                error!("{e}");
+                return Err(e.into());
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::from(e).context(format!("opening the store {}", path.display()))
+                );
+            }
+        }
+    }
+}
+
+/// The full integrity check of the store, on a blocking thread of its own
+/// after READY. A damaged store is recorded beside it
+/// ([`outbox::store::mark_corrupt`]) and the daemon stops, in its usual
+/// order, with exit code 75: systemd starts it again, and that start
+/// moves the file aside (kept) and begins a fresh store — the same as a
+/// store found corrupt at start, without a crash loop. A store created
+/// fresh by this very start (`fresh`) that fails too is only reported:
+/// the disk itself is then suspect, and restarting would not help.
+async fn check_store(path: std::path::PathBuf, fresh: bool, shutdown: CancellationToken) {
+    let t = tokio::time::Instant::now();
+    let p = path.clone();
+    let r = tokio::task::spawn_blocking(move || outbox::store::integrity_check(&p)).await;
+    match r {
+        Ok(Ok(outbox::store::Integrity::Ok)) => info!(
+            "store integrity check passed in {:.1} s",
+            t.elapsed().as_secs_f64()
+        ),
+        Ok(Ok(outbox::store::Integrity::Corrupt(why))) if fresh => error!(
+            store = %path.display(),
+            "the store created at this start fails its integrity check too ({why}): the disk or \
+             card is probably failing; the agent goes on, check the kernel log (dmesg)"
+        ),
+        Ok(Ok(outbox::store::Integrity::Corrupt(why))) => {
+            error!(
+                store = %path.display(),
+                "STORE DAMAGED: the integrity check failed ({why}); stopping so that the next start \
+                 moves it aside (kept for a technician) and starts a fresh store"
+            );
+            if let Err(e) = outbox::store::mark_corrupt(&path, &why) {
+                error!(
+                    "cannot record the failed check beside the store ({e}); the next start opens \
+                     it again"
+                );
+                return;
+            }
+            // Exit 75, as after an update: the unit restarts on it.
+            update::request_restart();
+            shutdown.cancel();
+        }
+        Ok(Err(e)) => warn!("cannot run the store integrity check: {e}"),
+        Err(e) => warn!("the store integrity check did not finish: {e}"),
+    }
 }
 
 /// First start after provisioning: give the box a minute to find the POS

@@ -20,7 +20,7 @@ use zenchef_edge::{cli, logging, long_version, update};
 mod args;
 use args::{Cli, Command, OrdersCmd, OutboxCmd, PaymentsCmd, UpdateCmd};
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -228,6 +228,18 @@ fn run_daemon(cfg: config::Config) -> anyhow::Result<i32> {
         match zenchef_edge::run(cfg, shutdown).await {
             Ok(()) if update::restart_requested() => Ok(update::EX_RESTART),
             Ok(()) => Ok(0),
+            // A newer release's store this binary may not use: 78, which
+            // the unit does not restart (a restart cannot fix it).
+            Err(e)
+                if e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<zenchef_edge::outbox::StoreError>(),
+                        Some(zenchef_edge::outbox::StoreError::Incompatible { .. })
+                    )
+                }) =>
+            {
+                Ok(EX_CONFIG)
+            }
             Err(e) => {
                 tracing::error!("{e:#}");
                 Ok(1)

@@ -368,7 +368,16 @@ fn doctor_json_lists_every_check() {
     );
     assert_eq!(by("agent")["outcome"], "skip");
     assert_eq!(by("agent")["ok"], true);
-    assert_eq!(by("updates")["outcome"], "skip");
+    // No [update] section: the release channel built into the binary.
+    assert_eq!(by("updates")["outcome"], "ok");
+    assert!(
+        by("updates")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("keys from built-in channel"),
+        "{}",
+        by("updates")
+    );
     assert_eq!(by("mqtt login")["outcome"], "fail");
     assert_eq!(
         d["failed"].as_u64().unwrap() as usize,

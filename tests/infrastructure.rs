@@ -412,11 +412,55 @@ async fn a_corrupt_store_is_moved_aside_and_replaced_without_a_crash_loop() {
     std::fs::write(&store, &bytes).unwrap();
     let _ = std::fs::remove_file(dir.path().join("agent.db-wal"));
     let _ = std::fs::remove_file(dir.path().join("agent.db-shm"));
+    // The open reads only the header and the schema (bounded start): the
+    // damage is found either there (moved aside at once) or by the full
+    // check after READY, which records it and exits 75 so that systemd's
+    // restart moves it aside. Played here as the unit would.
     rig.spawn_agent().unwrap();
+    let first = zenchef_sim::util::wait_for(
+        "moved aside, or stopped to be",
+        Duration::from_secs(60),
+        || {
+            if let Some(code) = rig.agent_exited() {
+                return Some(Some(code));
+            }
+            (aside(dir.path()).len() == 2).then_some(None)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(30)));
+    if let Some(code) = first {
+        assert_eq!(
+            code,
+            75,
+            "EX_TEMPFAIL, restarted by the unit\n{}",
+            rig.log_tail(30)
+        );
+        assert!(rig.log().contains("STORE DAMAGED"), "{}", rig.log_tail(30));
+        assert!(
+            dir.path().join("agent.db.check-failed").exists(),
+            "the failed check is recorded for the next start"
+        );
+        rig.spawn_agent().unwrap();
+    }
     wait_online(&rig).await;
     assert_eq!(aside(dir.path()).len(), 2, "the damaged store is kept too");
     assert_eq!(rig.agent_exited(), None);
     assert_eq!(rig.log().matches("STORE REPLACED").count(), 2);
+    assert!(!dir.path().join("agent.db.check-failed").exists());
+    // The fresh store passes its check: no restart loop.
+    zenchef_sim::util::wait_for(
+        "the check of the fresh store",
+        Duration::from_secs(30),
+        || {
+            rig.log()
+                .contains("store integrity check passed")
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(rig.agent_exited(), None);
 }
 
 /// libfaketime, when installed.

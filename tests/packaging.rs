@@ -77,6 +77,14 @@ fn the_example_is_valid_once_the_provisioning_values_are_filled_in() {
     assert_eq!(cfg.zenchef.base_url, config::DEFAULT_ZENCHEF_BASE_URL);
     assert!(cfg.pay.is_none());
     assert!(cfg.update.enabled);
+    // The box follows the channel built into the binary: nothing to fill in.
+    assert_eq!(
+        cfg.update.manifest_url,
+        Some(config::built_in_channel().manifest_url)
+    );
+    assert_eq!(cfg.update.keys_from, "built-in channel");
+    assert_eq!(cfg.config_version, config::CONFIG_VERSION);
+    assert_eq!(cfg.retention.keep_days, config::DEFAULT_KEEP_DAYS);
     assert_eq!(cfg.update.window, (180, 300));
     assert_eq!(cfg.http_listen, Some("127.0.0.1:8780".parse().unwrap()));
     assert_eq!(cfg.log_filter, "info");

@@ -573,6 +573,68 @@ async fn an_open_order_postpones_until_it_is_paid() {
     drop(sup);
 }
 
+/// A table left open on the POS for more than a service day
+/// (`update.open_order_max_h`) no longer holds updates back; `status`
+/// names the orders that do, and since when.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_left_open_does_not_hold_updates_for_ever() {
+    let b = TestBox::new().await;
+    let day_ago = (chrono::Utc::now() - chrono::Duration::hours(30))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let recent = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    {
+        let (store, _) = zenchef_edge::outbox::Store::open(&b.store()).unwrap();
+        drop(store);
+        let c = rusqlite::Connection::open(b.store()).unwrap();
+        c.execute_batch(&format!(
+            "INSERT INTO orders(order_id, table_name, state, last_seq) VALUES
+                ('O-forgotten', '7', 'open', 1), ('O-dinner', '12', 'open', 2);
+             INSERT INTO events(event_id, seq, type, order_id, occurred_at, body, known, received_at)
+             VALUES ('e1', 1, 'table.opened', 'O-forgotten', '2026-01-01T12:00:00+01:00', '{{}}', 1, '{day_ago}'),
+                    ('e2', 2, 'table.opened', 'O-dinner', '2026-01-01T20:00:00+01:00', '{{}}', 1, '{recent}');"
+        ))
+        .unwrap();
+    }
+    let new = next_version();
+    b.publish(&new, agent_with_version(&new));
+    let (_, out, _) = b.cli(&["status", "--json"]);
+    let st: Value = serde_json::from_str(&out).unwrap();
+    let held = st["update_held_by"].as_array().unwrap();
+    assert_eq!(held.len(), 1, "{st}");
+    assert_eq!(held[0]["order_id"], "O-dinner");
+    assert_eq!(held[0]["table"], "12");
+    assert_eq!(held[0]["since"], Value::from(recent.as_str()));
+    assert_eq!(held[0]["stale"], false);
+    let (_, text, _) = b.cli(&["status"]);
+    assert!(
+        text.contains("held back by 1 open order(s), the oldest O-dinner (table 12) since"),
+        "{text}"
+    );
+    let sup = assert_checks_without_download(&b, 3).await;
+    let (_, out, _) = b.cli(&["update", "check"]);
+    assert!(out.contains("not now: 1 order(s) open on the POS"), "{out}");
+    // The dinner table pays; the forgotten one stays open: installed.
+    let c = rusqlite::Connection::open(b.store()).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.execute(
+        "UPDATE orders SET state = 'paid' WHERE order_id = 'O-dinner'",
+        [],
+    )
+    .unwrap();
+    wait_state(&b, "the new version confirmed", 60, |s| {
+        s["last_event"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("{new} confirmed healthy")))
+    })
+    .await;
+    let log = fs::read_to_string(b.log()).unwrap();
+    assert!(
+        log.contains("1 order(s) open on the POS for more than 16 h no longer hold updates back"),
+        "{log}"
+    );
+    drop(sup);
+}
+
 /// `update apply` against a faulty server: refused, nothing changed; exit
 /// `code` (1 refused, 75 the server failed: try again later).
 async fn apply_refused(fault: Fault, want: &str, code_wanted: i32) {

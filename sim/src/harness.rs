@@ -46,6 +46,13 @@ pub struct RigOptions {
     /// Extra TOML appended to the agent's configuration (after the
     /// `[delivery]` table: start a new table for other keys).
     pub extra_config: String,
+    /// TOML put before every table (e.g. `config_version = 2`).
+    pub config_head: String,
+    /// Lines added inside `[store]` (after `path`), e.g. `keep_days = 90`.
+    pub store_config: String,
+    /// Lines added inside `[update]` (after `enabled = false`, or after
+    /// `update_table`), e.g. `window = "03:00-05:00"`.
+    pub update_config: String,
     /// Start a Zenchef Pay fake and enable `[zenchef_pay]` in the agent.
     pub pay: Option<PayConfig>,
     /// `[http] listen` (`""` = off, the default; e.g. `127.0.0.1:<port>`).
@@ -53,8 +60,9 @@ pub struct RigOptions {
     /// `[http] history_sample_s` (the agent's default, 60, when `None`):
     /// a few seconds give a chart within a short run.
     pub history_sample_s: Option<u64>,
-    /// The keys of the `[update]` table (default `enabled = false`).
-    pub update_config: Option<String>,
+    /// The keys of the `[update]` table, in place of `enabled = false`
+    /// (`update_config` is still appended).
+    pub update_table: Option<String>,
     /// `[zenchef] poll_interval_s` (default 1).
     pub poll_interval_s: u64,
     /// Use a broker that is already running on `127.0.0.1:<port>` (e.g. a
@@ -94,10 +102,13 @@ impl RigOptions {
             app_version: "2.0.18".into(),
             configure_iid: true,
             extra_config: String::new(),
+            config_head: String::new(),
+            store_config: String::new(),
+            update_config: String::new(),
             pay: None,
             http_listen: String::new(),
             history_sample_s: None,
-            update_config: None,
+            update_table: None,
             poll_interval_s: 1,
             broker_port: None,
             store_path: None,
@@ -226,7 +237,7 @@ impl Rig {
             _ => String::new(),
         };
         format!(
-            r#"[restaurant]
+            r#"{head}[restaurant]
 timezone = "{tz}"
 currency = "EUR"
 
@@ -243,9 +254,10 @@ poll_interval_s = {poll}
 
 [store]
 path = "{store}"
-
+{store_extra}
 [update]
-{update}
+{update_body}
+{update_extra}
 
 [http]
 listen = "{http}"
@@ -266,9 +278,12 @@ http_timeout_s = {http_timeout}
                 .unwrap_or_else(|| self.zenchef.base_url()),
             store = self.store_path().display(),
             extra = o.extra_config,
+            head = o.config_head,
+            store_extra = o.store_config,
+            update_extra = o.update_config,
             poll = o.poll_interval_s,
             http = o.http_listen,
-            update = o.update_config.as_deref().unwrap_or("enabled = false"),
+            update_body = o.update_table.as_deref().unwrap_or("enabled = false"),
             history = o
                 .history_sample_s
                 .map(|s| format!("history_sample_s = {s}\n"))

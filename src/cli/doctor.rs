@@ -307,21 +307,34 @@ fn check_store(r: &mut Report, config: &Config) -> bool {
             return false;
         }
     };
-    let version: Result<i64, _> = conn.query_row("PRAGMA user_version", [], |x| x.get(0));
-    let known = migrations::MIGRATIONS.len() as i64;
-    match version {
-        Ok(v) if v > known => r.fail(
-            "store",
-            format!("{path} has schema {v}, newer than this binary knows ({known})"),
-            "a newer agent wrote it: do not downgrade the binary by hand",
-        ),
-        Ok(v) if v < known => r.ok(
+    let known = migrations::KNOWN;
+    match migrations::schema_of(&conn) {
+        Ok(s) if s.applied > known && s.min_version > known => r.fail(
             "store",
             format!(
-                "{path} opens (schema {v}; the agent upgrades it to {known} at its next start)"
+                "{path} has schema {} (usable from schema {}), newer than this binary knows \
+                 ({known})",
+                s.applied, s.min_version
+            ),
+            "a newer release migrated it: run a release that knows that schema; never \
+             downgrade the binary by hand",
+        ),
+        Ok(s) if s.applied > known => r.ok(
+            "store",
+            format!(
+                "{path} opens (schema {}, written by a newer release; usable from schema {}: this \
+                 binary knows {known})",
+                s.applied, s.min_version
             ),
         ),
-        Ok(v) => r.ok("store", format!("{path} opens (schema {v})")),
+        Ok(s) if s.applied < known => r.ok(
+            "store",
+            format!(
+                "{path} opens (schema {}; the agent upgrades it to {known} at its next start)",
+                s.applied
+            ),
+        ),
+        Ok(s) => r.ok("store", format!("{path} opens (schema {})", s.applied)),
         Err(e) => {
             r.fail(
                 "store",
@@ -884,7 +897,11 @@ fn check_updates(r: &mut Report, config: &Config, store_ok: bool) {
         ),
         None => r.ok(
             "updates",
-            "enabled, the signing key is valid, no failing checks",
+            format!(
+                "enabled ({}, keys from {}), the signing key is valid, no failing checks",
+                u.manifest_url.as_deref().unwrap_or("?"),
+                u.keys_from
+            ),
         ),
     }
 }

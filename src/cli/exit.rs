@@ -10,7 +10,7 @@
 //! | 74 | `EX_IOERR` | a file could not be read or written (a store that is not a database, a full disk) |
 //! | 75 | `EX_TEMPFAIL` | try again later: the store or the update lock is busy, the network failed; also the daemon's "restart me" after an update |
 //! | 77 | `EX_NOPERM` | permission denied (a file of the state directory, the configuration) |
-//! | 78 | `EX_CONFIG` | the configuration file is invalid or unreadable |
+//! | 78 | `EX_CONFIG` | the configuration file is invalid or unreadable; the store was migrated by a newer release this binary cannot use |
 
 use std::path::Path;
 
@@ -111,6 +111,17 @@ fn store_code(e: &StoreError) -> i32 {
             _ if message.contains("readonly") || message.contains("read-only") => NOPERM,
             _ => IOERR,
         },
+        StoreError::Unavailable { cause, .. } => match cause {
+            crate::outbox::store::Unavailable::PermissionDenied
+            | crate::outbox::store::Unavailable::ReadOnly => NOPERM,
+            crate::outbox::store::Unavailable::Busy => TEMPFAIL,
+            crate::outbox::store::Unavailable::DiskFull | crate::outbox::store::Unavailable::Io => {
+                IOERR
+            }
+        },
+        // A newer release's store this binary must not touch: like a
+        // configuration error, a restart does not help (not restarted).
+        StoreError::Incompatible { .. } => CONFIG,
         StoreError::DiskFull(_) => IOERR,
         StoreError::Commit(m) | StoreError::Query(m) if busy(m) => TEMPFAIL,
         StoreError::Commit(m) | StoreError::Query(m) if m.contains("readonly") => NOPERM,

@@ -43,9 +43,9 @@ pub enum SelfTestError {
     /// The store's schema version is not the one this binary migrates to.
     #[error("migrate: schema version {found}, expected {expected}")]
     Schema {
-        /// `PRAGMA user_version` found after opening.
+        /// Migrations applied, found after opening.
         found: i64,
-        /// `MIGRATIONS.len()`.
+        /// [`migrations::KNOWN`].
         expected: i64,
     },
     /// The write (group commit) failed.
@@ -108,9 +108,9 @@ pub fn check(path: &Path) -> Result<Report, SelfTestError> {
         .map_err(SelfTestError::Runtime)?;
     rt.block_on(async {
         let (store, _outcome) = Store::open(path).map_err(SelfTestError::Open)?;
-        let expected = migrations::MIGRATIONS.len() as i64;
+        let expected = migrations::KNOWN;
         let found = store
-            .read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?))
+            .read(|c| Ok(migrations::schema_of(c)?.applied))
             .await
             .map_err(SelfTestError::Open)?;
         if found != expected {
@@ -202,7 +202,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.db");
         let report = check(&path).unwrap();
-        assert_eq!(report.schema, migrations::MIGRATIONS.len() as i64);
+        assert_eq!(report.schema, migrations::KNOWN);
         let conn = store::open_read_only(&path).unwrap();
         assert_eq!(outbox::kv_get(&conn, PROBE_KEY).unwrap(), None);
     }

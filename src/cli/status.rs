@@ -106,6 +106,14 @@ pub struct Status {
     /// The last hours, one sample per `history.sample_s` (queue, deliveries,
     /// outages; `health.rs`); `null` until the daemon took a first sample.
     pub history: Option<History>,
+    /// The store's size, the oldest event it keeps and its last retention
+    /// pass (`outbox::retention::StoreFacts`); `null` when the store could
+    /// not be read.
+    pub store_usage: Option<crate::outbox::retention::StoreFacts>,
+    /// The open orders that hold an update back, oldest first (at most
+    /// 20), each with since when; orders open for longer than
+    /// `update.open_order_max_h` no longer do and are not listed.
+    pub update_held_by: Vec<crate::update::daemon::OpenOrder>,
     /// What needs attention, most important first; empty when all is well.
     pub problems: Vec<Problem>,
 }
@@ -301,6 +309,8 @@ impl Status {
             orders_needing_attention: Vec::new(),
             tables: None,
             history: None,
+            store_usage: None,
+            update_held_by: Vec::new(),
             problems,
         }
     }
@@ -333,6 +343,8 @@ pub fn print_config_error(e: &crate::config::ConfigError) {
         "orders_needing_attention": [],
         "tables": null,
         "history": null,
+        "store_usage": null,
+        "update_held_by": [],
         "problems": [],
     });
     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -442,6 +454,11 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
     let payments_needing_person = outbox::payments::needs_person(conn).unwrap_or_default();
     let orders_needing_attention = outbox::orders::attention_orders(conn).unwrap_or_default();
     let oldest_queued_age_s = oldest.as_deref().and_then(|t| age_s(t, now));
+    let store_usage =
+        outbox::retention::store_facts(conn, &config.store_path, config.retention.keep_days).ok();
+    let update_held_by =
+        crate::update::daemon::holding_orders(conn, now, config.update.open_order_max, 20)
+            .unwrap_or_default();
     let mut problems = Vec::new();
     if !daemon_running {
         problems.push(Problem::AgentNotRunning);
@@ -526,6 +543,8 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
             .ok()
             .flatten()
             .and_then(|h| serde_json::from_str(&h).ok()),
+        store_usage,
+        update_held_by,
         problems,
     })
 }
@@ -1028,6 +1047,15 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
     if let Some(p) = &s.update_problem {
         o.wrapped(p);
     }
+    if let Some(first) = s.update_held_by.first() {
+        o.wrapped(&format!(
+            "held back by {} open order(s), the oldest {} (table {}) since {}",
+            s.update_held_by.len(),
+            first.order_id,
+            first.table,
+            when(first.since.as_deref(), tz, now)
+        ));
+    }
     match s.store_state {
         "missing" => o.line("Store", Some(("MISSING", Tone::Bad)), &s.store),
         "unreadable" => o.line("Store", Some(("UNREADABLE", Tone::Bad)), &s.store),
@@ -1035,6 +1063,15 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
     }
     if let Some(e) = &s.store_error {
         o.wrapped(e);
+    }
+    if let Some(u) = &s.store_usage {
+        o.wrapped(&format!(
+            "{:.1} MiB (+ {:.1} MiB WAL), oldest event kept {}, finished orders kept {} days",
+            u.file_bytes as f64 / 1048576.0,
+            u.wal_bytes as f64 / 1048576.0,
+            when(u.oldest_event_at.as_deref(), tz, now),
+            u.keep_days
+        ));
     }
     if let Some(aside) = s.daemon.as_ref().and_then(|d| d.store_moved_aside.as_ref()) {
         o.line(
@@ -1151,6 +1188,8 @@ pub(crate) mod tests {
             update_problem: None,
             tables: None,
             history: None,
+            store_usage: None,
+            update_held_by: Vec::new(),
             payments_needing_person: vec![NeedsPerson {
                 payment_id: "pay_8f2c0a1b2c3d".into(),
                 order_id: "O-881".into(),

@@ -60,10 +60,17 @@ pub fn check(config: &Config) -> anyhow::Result<i32> {
         return Ok(0);
     };
     println!("manifest     {url}");
-    match crate::update::verify::PublicKey::from_config(config.update.public_key.as_deref()) {
+    match crate::update::verify::PublicKey::from_config(&config.update) {
+        Ok(k) if k.len() == 1 => println!(
+            "key          key id {} ({}, a valid ed25519 key)",
+            k.key_id(),
+            config.update.keys_from
+        ),
         Ok(k) => println!(
-            "key          key id {} (update.public_key, a valid ed25519 key)",
-            k.key_id()
+            "key          key ids {} ({} valid ed25519 keys of {}; any of them may sign)",
+            k.key_id(),
+            k.len(),
+            config.update.keys_from
         ),
         Err(e) => println!("key          updates refused: no signing key ({e})"),
     }
@@ -124,8 +131,7 @@ pub enum Restart {
 pub fn apply(config: &Config, force: bool, restart: Restart) -> anyhow::Result<i32> {
     // Before anything is fetched: without a key every release is refused.
     if config.update.manifest_url.is_some()
-        && let Err(e) =
-            crate::update::verify::PublicKey::from_config(config.update.public_key.as_deref())
+        && let Err(e) = crate::update::verify::PublicKey::from_config(&config.update)
     {
         eprintln!(
             "updates refused: no signing key: {e} (set update.public_key in {}); nothing was \

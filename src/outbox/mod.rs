@@ -10,6 +10,7 @@ pub mod migrations;
 pub mod orders;
 pub mod payments;
 pub mod queue;
+pub mod retention;
 pub mod store;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -351,8 +352,15 @@ pub fn counts(conn: &Connection) -> Result<Counts, StoreError> {
         )?,
         // Read-only readers (`status`) may meet a store not yet migrated
         // by the daemon: these columns then read as 0.
-        pay_queued: q("SELECT COUNT(*) FROM outbox WHERE pay_state = 'queued'").unwrap_or(0),
-        pay_dead: q("SELECT COUNT(*) FROM outbox WHERE pay_state = 'dead'").unwrap_or(0),
+        // `pay_state != 'done' AND …` lets the partial index
+        // outbox_pay_pending answer (alone, `pay_state = 'queued'` scans
+        // every row ever kept: seconds on a store of years).
+        pay_queued: q(
+            "SELECT COUNT(*) FROM outbox WHERE pay_state != 'done' AND pay_state = 'queued'",
+        )
+        .unwrap_or(0),
+        pay_dead: q("SELECT COUNT(*) FROM outbox WHERE pay_state != 'done' AND pay_state = 'dead'")
+            .unwrap_or(0),
         pay_needs_person: q(
             "SELECT COUNT(*) FROM pay_payments WHERE attention IS NOT NULL AND handled_at IS NULL",
         )

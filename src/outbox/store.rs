@@ -15,6 +15,16 @@
 //! Read-only access from another process (`zenchef-edge status`) goes
 //! through [`open_read_only`]; WAL mode makes that safe while the daemon
 //! writes.
+//!
+//! Opening is bounded whatever the file's size (docs/decisions.md, "Years
+//! under the counter"): the open reads the header and the schema and runs
+//! the migrations, nothing that scans the file. The full check
+//! (`PRAGMA quick_check`) runs after the daemon is ready, on a read-only
+//! connection of its own ([`integrity_check`]); when it fails, the daemon
+//! records it beside the store ([`mark_corrupt`]) and stops to be
+//! restarted, and the next open moves the file aside. Jobs that must run
+//! outside the group transaction (a WAL checkpoint, `VACUUM`) go through
+//! [`Store::maintenance`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +39,13 @@ use super::migrations;
 
 /// Most jobs run in one transaction (bounds the latency of a commit).
 const MAX_JOBS_PER_COMMIT: usize = 1024;
+/// `PRAGMA journal_size_limit`: after a checkpoint the `-wal` file is cut
+/// back to this size (bytes), so a burst (a backlog, a retention pass)
+/// does not leave a large WAL on the SD card for ever.
+pub const JOURNAL_SIZE_LIMIT: i64 = 8 << 20;
+/// Suffix of the file that records a failed integrity check, beside the
+/// store (`agent.db.check-failed`): the next open moves the store aside.
+pub const CHECK_FAILED_SUFFIX: &str = ".check-failed";
 
 /// What went wrong with the store.
 #[derive(Debug, thiserror::Error, Clone)]
@@ -40,6 +57,37 @@ pub enum StoreError {
         path: PathBuf,
         /// SQLite's message.
         message: String,
+    },
+    /// The file cannot be opened for a reason of the box (permissions, a
+    /// read-only or full filesystem, I/O errors of the card, another
+    /// process holding it): a restart does not fix it; the daemon waits
+    /// and tries again ([`Unavailable`] says which).
+    #[error("cannot open the store {path}: {cause}: {message}")]
+    Unavailable {
+        /// The SQLite file.
+        path: PathBuf,
+        /// The class of the problem.
+        cause: Unavailable,
+        /// The OS's or SQLite's message.
+        message: String,
+    },
+    /// A newer release migrated the store in a way this binary cannot use
+    /// (docs/decisions.md, "Years under the counter"): the daemon exits 78
+    /// and is not restarted.
+    #[error(
+        "the store {path} has schema version {applied} (usable from schema {min_version} on), \
+         newer than this binary knows (schema {known}): it was migrated by a newer release; run \
+         a release that knows schema {min_version} or later, the store is left untouched"
+    )]
+    Incompatible {
+        /// The SQLite file.
+        path: PathBuf,
+        /// Migrations applied to it.
+        applied: i64,
+        /// The oldest schema version that can use it.
+        min_version: i64,
+        /// Migrations this binary knows.
+        known: i64,
     },
     /// The filesystem holding the store is full (SQLITE_FULL); nothing of
     /// the transaction was kept.
@@ -54,6 +102,57 @@ pub enum StoreError {
     /// The store thread has stopped (shutdown).
     #[error("the store is closed")]
     Closed,
+}
+
+/// Why a store could not be opened, when a restart would not help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The file or its directory is not the agent's to read or write.
+    PermissionDenied,
+    /// The filesystem is mounted read-only.
+    ReadOnly,
+    /// The filesystem is full.
+    DiskFull,
+    /// The card or disk answered with an I/O error.
+    Io,
+    /// Another process holds the store locked.
+    Busy,
+}
+
+impl Unavailable {
+    /// What a technician should look at.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Unavailable::PermissionDenied => {
+                "the store or its directory belongs to another user (a command run as root?): \
+                 chown -R zenchef-edge: /var/lib/zenchef-edge"
+            }
+            Unavailable::ReadOnly => {
+                "the filesystem is read-only (an overlay root, or remounted after errors): \
+                 check `mount` and the kernel log"
+            }
+            Unavailable::DiskFull => "the filesystem is full: df -h /var/lib/zenchef-edge",
+            Unavailable::Io => {
+                "the card or disk returns I/O errors (failing SD card?): check the kernel log \
+                 (dmesg) and plan to replace the card"
+            }
+            Unavailable::Busy => {
+                "another process holds the store (a second agent, or a command left waiting)"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unavailable::PermissionDenied => "permission denied",
+            Unavailable::ReadOnly => "read-only filesystem",
+            Unavailable::DiskFull => "disk full",
+            Unavailable::Io => "I/O error",
+            Unavailable::Busy => "locked by another process",
+        })
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -77,11 +176,18 @@ type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// even begin), runs and says whether it succeeded, plus how to answer once
 /// the commit's fate is known.
 type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
+/// A job run outside any transaction (checkpoint, `VACUUM`).
+type RawJob = Box<dyn FnOnce(&Connection) + Send>;
+
+enum Msg {
+    Job(Job),
+    Raw(RawJob),
+}
 
 /// Handle to the store thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    tx: std_mpsc::Sender<Job>,
+    tx: std_mpsc::Sender<Msg>,
     path: Arc<PathBuf>,
 }
 
@@ -90,33 +196,56 @@ pub struct Store {
 pub enum OpenOutcome {
     /// The file was there and healthy (or new).
     Opened,
-    /// The file was unreadable or corrupt: it was moved aside to the given
-    /// path (kept for a technician) and a fresh store was created.
+    /// The file was unreadable or corrupt (or its last integrity check
+    /// failed): it was moved aside to the given path (kept for a
+    /// technician) and a fresh store was created.
     MovedAside(PathBuf),
 }
 
 impl Store {
     /// Opens (creating and migrating if needed) the store at `path` and
-    /// starts its thread.
+    /// starts its thread. Bounded in time whatever the file's size: the
+    /// full check runs later ([`integrity_check`]).
     ///
-    /// A file that is not a database or fails `PRAGMA quick_check` is
-    /// renamed to `<path>.corrupt-<unix seconds>` and replaced by a fresh
-    /// store; the outcome says so, and the caller logs it loudly (issue:
-    /// "corrupt store file at start", no crash loop).
+    /// A file that is not a database, whose schema cannot be read, or
+    /// whose last integrity check failed ([`mark_corrupt`]) is renamed to
+    /// `<path>.corrupt-<unix seconds>` and replaced by a fresh store; the
+    /// outcome says so, and the caller logs it loudly (no crash loop).
+    /// A store migrated additively by a newer release is used as it is
+    /// (a WARN says so).
     ///
-    /// Errors: [`StoreError::Open`] when the directory is not writable or
-    /// the schema is newer than this binary knows.
+    /// Errors: [`StoreError::Unavailable`] (permissions, read-only or full
+    /// filesystem, I/O errors, locked: a restart would not help),
+    /// [`StoreError::Incompatible`] (a newer release raised the schema's
+    /// floor above this binary), [`StoreError::Open`] otherwise.
     pub fn open(path: &Path) -> Result<(Store, OpenOutcome), StoreError> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-                path: path.to_path_buf(),
-                message: format!("cannot create directory {}: {e}", dir.display()),
+            std::fs::create_dir_all(dir).map_err(|e| {
+                let message = format!("cannot create directory {}: {e}", dir.display());
+                match io_cause(&e) {
+                    Some(cause) => StoreError::Unavailable {
+                        path: path.to_path_buf(),
+                        cause,
+                        message,
+                    },
+                    None => StoreError::Open {
+                        path: path.to_path_buf(),
+                        message,
+                    },
+                }
             })?;
         }
         let mut outcome = OpenOutcome::Opened;
-        let conn = match open_checked(path) {
+        let marked = take_marker(path);
+        let first = match marked {
+            Some(why) => Err(OpenFail::Corrupt(format!(
+                "its integrity check failed while the agent ran: {why}"
+            ))),
+            None => open_checked(path),
+        };
+        let conn = match first {
             Ok(c) => c,
             Err(OpenFail::Corrupt(why)) => {
                 let aside = move_aside(path)?;
@@ -128,19 +257,11 @@ impl Store {
                      no longer delivered automatically"
                 );
                 outcome = OpenOutcome::MovedAside(aside);
-                open_checked(path).map_err(|e| StoreError::Open {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?
+                open_checked(path).map_err(|e| e.into_error(path))?
             }
-            Err(OpenFail::Other(message)) => {
-                return Err(StoreError::Open {
-                    path: path.to_path_buf(),
-                    message,
-                });
-            }
+            Err(e) => return Err(e.into_error(path)),
         };
-        let (tx, rx) = std_mpsc::channel::<Job>();
+        let (tx, rx) = std_mpsc::channel::<Msg>();
         std::thread::Builder::new()
             .name("store".into())
             .spawn(move || store_thread(conn, rx))
@@ -185,7 +306,28 @@ impl Store {
             });
             (ok, reply)
         });
-        self.tx.send(job).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Msg::Job(job))
+            .map_err(|_| StoreError::Closed)?;
+        reply_rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on the store thread **outside** any transaction, between
+    /// two group commits: for what SQLite refuses inside one (`PRAGMA
+    /// wal_checkpoint`, `VACUUM`). Intake and deliveries wait while it
+    /// runs: keep it short, and off-peak.
+    pub async fn maintenance<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job: RawJob = Box::new(move |conn| {
+            let _ = reply_tx.send(f(conn));
+        });
+        self.tx
+            .send(Msg::Raw(job))
+            .map_err(|_| StoreError::Closed)?;
         reply_rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -202,31 +344,139 @@ impl Store {
 
 enum OpenFail {
     Corrupt(String),
+    Unavailable(Unavailable, String),
+    Incompatible {
+        applied: i64,
+        min_version: i64,
+        known: i64,
+    },
     Other(String),
+}
+
+impl OpenFail {
+    fn into_error(self, path: &Path) -> StoreError {
+        let path = path.to_path_buf();
+        match self {
+            OpenFail::Corrupt(message) | OpenFail::Other(message) => {
+                StoreError::Open { path, message }
+            }
+            OpenFail::Unavailable(cause, message) => StoreError::Unavailable {
+                path,
+                cause,
+                message,
+            },
+            OpenFail::Incompatible {
+                applied,
+                min_version,
+                known,
+            } => StoreError::Incompatible {
+                path,
+                applied,
+                min_version,
+                known,
+            },
+        }
+    }
 }
 
 impl std::fmt::Display for OpenFail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             OpenFail::Corrupt(m) | OpenFail::Other(m) => f.write_str(m),
+            OpenFail::Unavailable(c, m) => write!(f, "{c}: {m}"),
+            OpenFail::Incompatible {
+                applied,
+                min_version,
+                known,
+            } => write!(
+                f,
+                "schema {applied} (usable from {min_version}), this binary knows {known}"
+            ),
         }
     }
 }
 
+/// The class of an OS error a restart would not fix.
+fn io_cause(e: &std::io::Error) -> Option<Unavailable> {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::PermissionDenied => Some(Unavailable::PermissionDenied),
+        K::ReadOnlyFilesystem => Some(Unavailable::ReadOnly),
+        K::StorageFull | K::QuotaExceeded => Some(Unavailable::DiskFull),
+        _ if e.raw_os_error() == Some(libc::EIO) => Some(Unavailable::Io),
+        _ => None,
+    }
+}
+
+/// Sorts an SQLite error met while opening: a damaged file is moved
+/// aside; a problem of the box (permissions, read-only or full
+/// filesystem, I/O error, lock) is waited out; the rest is reported.
 fn classify(e: rusqlite::Error) -> OpenFail {
+    let message = e.to_string();
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
-            OpenFail::Corrupt(e.to_string())
+            OpenFail::Corrupt(message)
         }
-        _ => OpenFail::Other(e.to_string()),
+        Some(ErrorCode::PermissionDenied) | Some(ErrorCode::CannotOpen) => {
+            OpenFail::Unavailable(Unavailable::PermissionDenied, message)
+        }
+        Some(ErrorCode::ReadOnly) => OpenFail::Unavailable(Unavailable::ReadOnly, message),
+        Some(ErrorCode::DiskFull) => OpenFail::Unavailable(Unavailable::DiskFull, message),
+        Some(ErrorCode::SystemIoFailure) => OpenFail::Unavailable(Unavailable::Io, message),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+            OpenFail::Unavailable(Unavailable::Busy, message)
+        }
+        _ => OpenFail::Other(message),
     }
+}
+
+/// `SQLITE_CANTOPEN` says nothing of why: the file's and directory's own
+/// access rights tell a permission problem from a read-only filesystem.
+fn classify_open(path: &Path, e: rusqlite::Error) -> OpenFail {
+    if e.sqlite_error_code() == Some(ErrorCode::CannotOpen) {
+        let probe = if path.exists() {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map(drop)
+        } else {
+            // Can a file be created in its directory?
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            let test = dir
+                .unwrap_or(Path::new("."))
+                .join(format!(".store-probe-{}", std::process::id()));
+            let r = std::fs::File::create(&test).map(drop);
+            let _ = std::fs::remove_file(&test);
+            r
+        };
+        if let Err(io) = probe
+            && let Some(cause) = io_cause(&io)
+        {
+            return OpenFail::Unavailable(cause, format!("{e} ({io})"));
+        }
+        return OpenFail::Other(e.to_string());
+    }
+    classify(e)
 }
 
 fn open_checked(path: &Path) -> Result<Connection, OpenFail> {
-    let conn = Connection::open(path).map_err(classify)?;
+    let conn = Connection::open(path).map_err(|e| classify_open(path, e))?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(classify)?;
-    // journal_mode answers a row; a corrupt file fails here.
+    // A new file: incremental auto-vacuum, which must be chosen before
+    // the first table (and before the WAL switch writes the header), so
+    // that retention can give pages back to the filesystem
+    // (`PRAGMA incremental_vacuum`). An existing file keeps its mode until
+    // retention converts it once (`outbox::retention`).
+    let pages: i64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(classify)?;
+    if pages == 0 {
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+            .map_err(classify)?;
+    }
+    // journal_mode answers a row; a file that is not a database fails here.
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(classify)?;
@@ -235,22 +485,119 @@ fn open_checked(path: &Path) -> Result<Connection, OpenFail> {
             "cannot switch to WAL (got {mode})"
         )));
     }
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-        .map_err(classify)?;
-    let check: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(classify)?;
-    if check != "ok" {
-        return Err(OpenFail::Corrupt(format!("quick_check: {check}")));
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
+         PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT};"
+    ))
+    .map_err(classify)?;
+    match migrations::migrate(&conn) {
+        Ok(migrations::Opened::Current(_)) => {}
+        Ok(migrations::Opened::Newer { schema, known }) => warn!(
+            store = %path.display(),
+            "the store was migrated by a newer release (schema {}, usable from schema {}); this \
+             binary knows schema {known} and uses it as it is",
+            schema.applied, schema.min_version
+        ),
+        Err(migrations::MigrateError::TooNew {
+            applied,
+            min_version,
+            known,
+        }) => {
+            return Err(OpenFail::Incompatible {
+                applied,
+                min_version,
+                known,
+            });
+        }
+        Err(migrations::MigrateError::Sql(e)) => return Err(classify(e)),
     }
-    migrations::migrate(&conn).map_err(|e| match e {
-        migrations::MigrateError::TooNew { found, known } => OpenFail::Other(format!(
-            "the store's schema version {found} is newer than this binary knows ({known}); \
-             refusing to touch it (a rollback must keep migrations compatible)"
-        )),
-        migrations::MigrateError::Sql(e) => classify(e),
-    })?;
     Ok(conn)
+}
+
+/// What the full check of a store found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Integrity {
+    /// `PRAGMA quick_check` answered `ok`.
+    Ok,
+    /// The file is damaged: SQLite's first findings (at most 10 lines).
+    Corrupt(String),
+}
+
+/// Runs `PRAGMA quick_check` on a read-only connection of its own (WAL:
+/// the daemon's writes go on meanwhile). Blocking; takes a time that
+/// grows with the file (about a second per 100 MB on the development
+/// machine, more on an SD card): run it on a blocking thread after the
+/// daemon is ready.
+///
+/// Errors: the file cannot be opened or read at all (`SQLITE_CORRUPT` and
+/// `SQLITE_NOTADB` are [`Integrity::Corrupt`], not errors).
+pub fn integrity_check(path: &Path) -> Result<Integrity, StoreError> {
+    let conn = open_read_only(path)?;
+    let run = || -> rusqlite::Result<Vec<String>> {
+        let mut stmt = conn.prepare("PRAGMA quick_check(10)")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect()
+    };
+    match run() {
+        Ok(lines) if lines.len() == 1 && lines[0] == "ok" => Ok(Integrity::Ok),
+        Ok(lines) => Ok(Integrity::Corrupt(lines.join("; "))),
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase)
+            ) =>
+        {
+            Ok(Integrity::Corrupt(e.to_string()))
+        }
+        Err(e) => Err(StoreError::Query(e.to_string())),
+    }
+}
+
+fn marker_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}{CHECK_FAILED_SUFFIX}", path.display()))
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Records beside the store that its integrity check failed (`why`), so
+/// that the next [`Store::open`] moves it aside. The record names the
+/// file (device and inode): a store a technician put back in its place
+/// meanwhile is not moved.
+///
+/// Errors: the record cannot be written (the caller logs it; the daemon
+/// stops all the same).
+pub fn mark_corrupt(path: &Path, why: &str) -> std::io::Result<()> {
+    let (dev, ino) = file_id(path).unwrap_or((0, 0));
+    let body = serde_json::json!({
+        "reason": why,
+        "dev": dev,
+        "ino": ino,
+        "at": super::now_utc(),
+    });
+    crate::update::state::write_atomic(&marker_path(path), body.to_string().as_bytes(), 0o600)
+}
+
+/// The reason of a failed check recorded for this very file (the record
+/// is removed either way).
+fn take_marker(path: &Path) -> Option<String> {
+    let marker = marker_path(path);
+    let text = std::fs::read_to_string(&marker).ok()?;
+    let _ = std::fs::remove_file(&marker);
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let same = file_id(path)
+        .is_some_and(|(d, i)| v["dev"].as_u64() == Some(d) && v["ino"].as_u64() == Some(i));
+    if !same {
+        warn!(
+            store = %path.display(),
+            "a failed integrity check was recorded for another file than the store now in place; \
+             ignoring it"
+        );
+        return None;
+    }
+    Some(v["reason"].as_str().unwrap_or("?").to_string())
 }
 
 fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
@@ -272,12 +619,32 @@ fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
     Ok(aside)
 }
 
-fn store_thread(conn: Connection, rx: std_mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
+fn store_thread(conn: Connection, rx: std_mpsc::Receiver<Msg>) {
+    let mut next: Option<Msg> = None;
+    loop {
+        let first = match next.take() {
+            Some(m) => m,
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
+        let first = match first {
+            Msg::Raw(f) => {
+                f(&conn);
+                continue;
+            }
+            Msg::Job(j) => j,
+        };
         let mut jobs = vec![first];
         while jobs.len() < MAX_JOBS_PER_COMMIT {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(Msg::Job(j)) => jobs.push(j),
+                Ok(raw) => {
+                    // Runs after this batch's commit, in arrival order.
+                    next = Some(raw);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -460,5 +827,190 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows, 1);
+    }
+}
+
+#[cfg(test)]
+mod open_tests {
+    use super::*;
+
+    fn sqlite_err(code: i32) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn open_errors_are_sorted_by_what_fixes_them() {
+        use rusqlite::ffi;
+        let cases = [
+            (ffi::SQLITE_CORRUPT, "corrupt"),
+            (ffi::SQLITE_NOTADB, "corrupt"),
+            (ffi::SQLITE_READONLY, "read-only filesystem"),
+            (ffi::SQLITE_PERM, "permission denied"),
+            (ffi::SQLITE_FULL, "disk full"),
+            (ffi::SQLITE_IOERR, "I/O error"),
+            (ffi::SQLITE_BUSY, "locked by another process"),
+            (ffi::SQLITE_MISUSE, "other"),
+        ];
+        for (code, want) in cases {
+            let got = match classify(sqlite_err(code)) {
+                OpenFail::Corrupt(_) => "corrupt".to_string(),
+                OpenFail::Unavailable(c, _) => c.to_string(),
+                OpenFail::Other(_) => "other".to_string(),
+                OpenFail::Incompatible { .. } => "incompatible".to_string(),
+            };
+            assert_eq!(got, want, "code {code}");
+        }
+        let io = |k| io_cause(&std::io::Error::from(k));
+        assert_eq!(
+            io(std::io::ErrorKind::PermissionDenied),
+            Some(Unavailable::PermissionDenied)
+        );
+        assert_eq!(
+            io(std::io::ErrorKind::ReadOnlyFilesystem),
+            Some(Unavailable::ReadOnly)
+        );
+        assert_eq!(
+            io(std::io::ErrorKind::StorageFull),
+            Some(Unavailable::DiskFull)
+        );
+        assert_eq!(
+            io_cause(&std::io::Error::from_raw_os_error(libc::EIO)),
+            Some(Unavailable::Io)
+        );
+        assert_eq!(io(std::io::ErrorKind::NotFound), None);
+    }
+
+    #[tokio::test]
+    async fn a_new_store_gives_pages_back_and_bounds_its_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.db");
+        let (store, _) = Store::open(&path).unwrap();
+        let (vacuum, limit): (i64, i64) = store
+            .read(|c| {
+                Ok((
+                    c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?,
+                    c.query_row("PRAGMA journal_size_limit", [], |r| r.get(0))?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(vacuum, 2, "incremental auto-vacuum");
+        assert_eq!(limit, JOURNAL_SIZE_LIMIT);
+        // A burst grows the WAL; a checkpoint outside the transaction
+        // (what retention does) cuts it back.
+        store
+            .write(|c| {
+                c.execute_batch(
+                    "CREATE TABLE t(x BLOB);
+                     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+                     INSERT INTO t SELECT randomblob(1000) FROM n;",
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        assert!(std::fs::metadata(&wal).unwrap().len() > 1_000_000);
+        let busy: i64 = store
+            .maintenance(|c| Ok(c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(busy, 0);
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        // Jobs before and after a maintenance job keep their order.
+        let (a, b, c) = tokio::join!(
+            store.write(|c| Ok(c.execute("INSERT INTO t VALUES (x'01')", [])?)),
+            store.maintenance(|c| Ok(c.is_autocommit())),
+            store.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0))?)),
+        );
+        assert_eq!(a.unwrap(), 1);
+        assert!(b.unwrap(), "a maintenance job runs outside any transaction");
+        assert_eq!(c.unwrap(), 3001);
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_moves_the_store_aside_at_the_next_open_only_for_that_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.db");
+        let (store, _) = Store::open(&path).unwrap();
+        store
+            .write(|c| crate::outbox::kv_set(c, "k", "v"))
+            .await
+            .unwrap();
+        drop(store);
+        assert_eq!(integrity_check(&path).unwrap(), Integrity::Ok);
+        mark_corrupt(&path, "quick_check: row 3 missing from index x").unwrap();
+        let (store, outcome) = Store::open(&path).unwrap();
+        let OpenOutcome::MovedAside(aside) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(aside.exists());
+        assert!(!marker_path(&path).exists(), "the record is used once");
+        let v = store.read(|c| crate::outbox::kv_get(c, "k")).await.unwrap();
+        assert_eq!(v, None, "a fresh store");
+        drop(store);
+        // A record about another file (a technician put a store back):
+        // ignored.
+        mark_corrupt(&path, "old").unwrap();
+        std::fs::rename(&path, dir.path().join("x.db")).unwrap();
+        std::fs::copy(dir.path().join("x.db"), &path).unwrap();
+        let (_store, outcome) = Store::open(&path).unwrap();
+        assert_eq!(outcome, OpenOutcome::Opened);
+    }
+
+    #[test]
+    fn the_full_check_finds_damaged_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE t(x TEXT PRIMARY KEY, y BLOB);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+                 INSERT INTO t SELECT 'k' || i, randomblob(300) FROM n;",
+            )
+            .unwrap();
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in &mut bytes[4096 * 3..4096 * 6] {
+            *b = 0x5A;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let got = integrity_check(&path).unwrap();
+        assert!(matches!(got, Integrity::Corrupt(_)), "{got:?}");
+    }
+
+    #[test]
+    fn a_store_a_newer_release_made_incompatible_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.db");
+        drop(Store::open(&path).unwrap());
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "UPDATE schema_compat SET applied = 9, min_version = 8; PRAGMA user_version = 8;",
+            )
+            .unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let e = Store::open(&path).err().unwrap();
+        assert!(
+            matches!(
+                e,
+                StoreError::Incompatible {
+                    applied: 9,
+                    min_version: 8,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("schema version 9 (usable from schema 8 on)")
+                && text.contains(&format!("this binary knows (schema {})", migrations::KNOWN)),
+            "{text}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before, "left untouched");
     }
 }

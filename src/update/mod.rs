@@ -121,7 +121,7 @@ pub fn signing_key_problem(cfg: &crate::config::UpdateConfig) -> Option<String> 
     if !cfg.enabled || cfg.manifest_url.is_none() {
         return None;
     }
-    match verify::PublicKey::from_config(cfg.public_key.as_deref()) {
+    match verify::PublicKey::from_config(cfg) {
         Ok(_) => None,
         Err(UpdateError::NoKey(why)) => Some(format!(
             "updates refused: no signing key (update.public_key: {why})"

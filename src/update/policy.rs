@@ -9,7 +9,9 @@
 //!   replayed to downgrade boxes.
 //! - Time: inside the maintenance window (restaurant local time, may wrap
 //!   midnight), in the staged rollout (`bucket(device id) < rollout_percent`),
-//!   no order open on the POS, outbox empty or idle for 10 minutes.
+//!   no order open on the POS (an order open for longer than a service day,
+//!   `update.open_order_max_h`, is not counted: a table left open must not
+//!   hold updates back for ever), outbox empty or idle for 10 minutes.
 //! - Cadence: every 6 h ± 10 %, the first check one minute after start.
 
 use std::fmt;
@@ -200,7 +202,8 @@ pub struct Facts {
     pub bucket: u8,
     /// `update.rollout_percent`.
     pub rollout_percent: u8,
-    /// Orders in state `open` on the POS.
+    /// Orders open on the POS that hold updates back (open for less than
+    /// `update.open_order_max_h`; older ones are not counted).
     pub open_orders: i64,
     /// Outbox rows waiting for delivery.
     pub queued: i64,

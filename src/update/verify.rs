@@ -33,56 +33,100 @@ const MAX_RELEASE_JSON: u64 = 64 << 10;
 /// Timeout of the whole archive download.
 pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-/// The ed25519 key that signs releases (`update.public_key`, base64 of the
-/// 32 raw bytes that `zipsign gen-key` writes). There is no empty key: a
-/// missing or empty setting refuses every update (self_update, by contrast,
-/// skips verification when its key list is empty).
+/// The ed25519 keys that sign releases: `update.public_key` /
+/// `update.public_keys`, or the built-in channel's (base64 of the 32 raw
+/// bytes that `zipsign gen-key` writes). A release verifies when any of
+/// them signed it (key rotation, docs/README-update.md). There is no empty
+/// list: no key refuses every update (self_update, by contrast, skips
+/// verification when its key list is empty).
 #[derive(Clone)]
-pub struct PublicKey(VerifyingKey);
+pub struct PublicKey(Vec<VerifyingKey>);
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "PublicKey({})",
-            base64::engine::general_purpose::STANDARD.encode(self.0.as_bytes())
-        )
+        let keys: Vec<String> = self
+            .0
+            .iter()
+            .map(|k| base64::engine::general_purpose::STANDARD.encode(k.as_bytes()))
+            .collect();
+        write!(f, "PublicKey({})", keys.join(", "))
     }
 }
 
 impl PublicKey {
-    /// Reads the configured key.
+    /// The keys of `[update]` (or of the built-in channel).
     ///
-    /// Errors: [`UpdateError::NoKey`] when missing, empty, not base64, not
-    /// 32 bytes, or not a valid ed25519 point.
-    pub fn from_config(key: Option<&str>) -> Result<PublicKey, UpdateError> {
-        let text: String = key
-            .unwrap_or("")
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        if text.is_empty() {
-            return Err(UpdateError::NoKey("missing or empty".into()));
-        }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(&text)
-            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&text))
-            .map_err(|_| UpdateError::NoKey("not base64".into()))?;
-        let raw: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            UpdateError::NoKey(format!("{} bytes, an ed25519 key has 32", bytes.len()))
-        })?;
-        let key = VerifyingKey::from_bytes(&raw)
-            .map_err(|_| UpdateError::NoKey("not a valid ed25519 public key".into()))?;
-        Ok(PublicKey(key))
+    /// Errors: [`UpdateError::NoKey`] when there is none, or when one of
+    /// them is not base64, not 32 bytes, or not a valid ed25519 point (a
+    /// mistyped key is said, not skipped).
+    pub fn from_config(cfg: &crate::config::UpdateConfig) -> Result<PublicKey, UpdateError> {
+        Self::from_list(&cfg.public_keys, cfg.keys_from)
     }
 
-    /// The key's id: the first 16 hex digits (64 bits) of the SHA-256 of
-    /// its 32 raw bytes (the `release.pub` file of `zipsign gen-key`), as
-    /// `scripts/release.sh` writes it into the manifest (`key_id`) and
-    /// `update check` shows it. It names a key, it proves nothing.
-    pub fn key_id(&self) -> String {
-        hex(&Sha256::digest(self.0.as_bytes()))[..16].to_string()
+    /// The keys of a list; `from` names it in errors.
+    ///
+    /// Errors: as [`PublicKey::from_config`].
+    pub fn from_list(keys: &[String], from: &str) -> Result<PublicKey, UpdateError> {
+        if keys.is_empty() {
+            return Err(UpdateError::NoKey("missing or empty".into()));
+        }
+        let several = keys.len() > 1;
+        let mut out = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            let which = if several {
+                format!("key {} of {from}: ", i + 1)
+            } else if from == "built-in channel" {
+                "the built-in channel's key: ".to_string()
+            } else {
+                String::new()
+            };
+            out.push(parse_key(key).map_err(|why| UpdateError::NoKey(format!("{which}{why}")))?);
+        }
+        Ok(PublicKey(out))
     }
+
+    /// The keys' ids: for each key, the first 16 hex digits (64 bits) of
+    /// the SHA-256 of its 32 raw bytes (the `release.pub` file of `zipsign
+    /// gen-key`), as `scripts/release.sh` writes it into the manifest
+    /// (`key_id`) and `update check` shows it. It names a key, it proves
+    /// nothing.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|k| hex(&Sha256::digest(k.as_bytes()))[..16].to_string())
+            .collect()
+    }
+
+    /// The keys' ids, `, `-separated (one id for one key).
+    pub fn key_id(&self) -> String {
+        self.key_ids().join(", ")
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Never true (there is no empty key list).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn parse_key(key: &str) -> Result<VerifyingKey, String> {
+    let text: String = key.chars().filter(|c| !c.is_whitespace()).collect();
+    if text.is_empty() {
+        return Err("missing or empty".into());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&text)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&text))
+        .map_err(|_| "not base64".to_string())?;
+    let raw: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("{} bytes, an ed25519 key has 32", bytes.len()))?;
+    VerifyingKey::from_bytes(&raw).map_err(|_| "not a valid ed25519 public key".to_string())
 }
 
 /// An archive on disk whose SHA-256 matched the manifest. Not trusted yet.
@@ -299,12 +343,8 @@ pub fn verify(
         .map_err(|e| UpdateError::io(format!("opening {}", d.path.display()), e))?;
     // 1. The signature, over every byte before the signature block, with
     //    the archive's file name as context (zipsign's default).
-    zipsign_api::verify::verify_tar(
-        &mut file,
-        std::slice::from_ref(&key.0),
-        Some(name.as_bytes()),
-    )
-    .map_err(|e| signature_error(&e, &d.entry, key))?;
+    zipsign_api::verify::verify_tar(&mut file, &key.0, Some(name.as_bytes()))
+        .map_err(|e| signature_error(&e, &d.entry, key))?;
     // 2. Extract from the same open file, from the signed bytes only.
     let signed = signed_len(&mut file)?;
     file.rewind()
@@ -402,7 +442,7 @@ fn signature_error(
     }
     let trusted = key.key_id();
     match &entry.key_id {
-        Some(k) if *k != trusted => UpdateError::UnknownKey {
+        Some(k) if !key.key_ids().contains(k) => UpdateError::UnknownKey {
             name,
             key_id: k.clone(),
             trusted,
@@ -482,13 +522,46 @@ mod tests {
             (Some("%%%"), "not base64"),
             (Some("AAAA"), "3 bytes"),
         ] {
-            let e = PublicKey::from_config(k).unwrap_err();
+            let list: Vec<String> = k.map(String::from).into_iter().collect();
+            let e = PublicKey::from_list(&list, "update.public_key").unwrap_err();
             assert!(matches!(e, UpdateError::NoKey(_)), "{e}");
             assert!(e.to_string().contains(want), "{e}");
             assert!(e.to_string().contains("refusing"), "{e}");
         }
         let kp = Keypair::generate();
-        PublicKey::from_config(Some(&kp.public_base64())).unwrap();
+        key_of(&kp);
+    }
+
+    fn key_of(kp: &Keypair) -> PublicKey {
+        PublicKey::from_list(&[kp.public_base64()], "update.public_key").unwrap()
+    }
+
+    /// Key rotation: a release signed with either key of the list
+    /// verifies; one signed with a key not listed does not.
+    #[test]
+    fn any_listed_key_may_sign() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new, other) = (
+            Keypair::generate(),
+            Keypair::generate(),
+            Keypair::generate(),
+        );
+        let keys = PublicKey::from_list(
+            &[old.public_base64(), new.public_base64()],
+            "update.public_keys",
+        )
+        .unwrap();
+        let name = "zenchef-edge-0.2.0.tar.gz";
+        for (who, kp, ok) in [
+            ("old", &old, true),
+            ("new", &new, true),
+            ("other", &other, false),
+        ] {
+            let archive = build_archive(&spec("0.2.0"), kp, name);
+            let d = downloaded(dir.path(), &archive, name, "0.2.0");
+            let r = verify(d, &keys, dir.path(), Version(0, 1, 0), &[]);
+            assert_eq!(r.is_ok(), ok, "signed by the {who} key: {r:?}");
+        }
     }
 
     #[test]
@@ -497,7 +570,7 @@ mod tests {
         let kp = Keypair::generate();
         let name = "zenchef-edge-0.2.0.tar.gz";
         let archive = build_archive(&spec("0.2.0"), &kp, name);
-        let key = PublicKey::from_config(Some(&kp.public_base64())).unwrap();
+        let key = key_of(&kp);
         let d = downloaded(dir.path(), &archive, name, "0.2.0");
         let archive_path = dir.path().join(name);
         let v = verify(d, &key, dir.path(), Version(0, 1, 0), &[]).unwrap();
@@ -513,7 +586,7 @@ mod tests {
     fn any_changed_byte_or_other_key_or_name_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let kp = Keypair::generate();
-        let key = PublicKey::from_config(Some(&kp.public_base64())).unwrap();
+        let key = key_of(&kp);
         let name = "zenchef-edge-0.2.0.tar.gz";
         let good = build_archive(&spec("0.2.0"), &kp, name);
 
@@ -538,9 +611,9 @@ mod tests {
     fn the_refusal_says_whether_the_key_or_the_file_is_wrong() {
         let dir = tempfile::tempdir().unwrap();
         let kp = Keypair::generate();
-        let key = PublicKey::from_config(Some(&kp.public_base64())).unwrap();
+        let key = PublicKey::from_list(&[kp.public_base64()], "update.public_key").unwrap();
         let other_kp = Keypair::generate();
-        let other = PublicKey::from_config(Some(&other_kp.public_base64())).unwrap();
+        let other = PublicKey::from_list(&[other_kp.public_base64()], "update.public_key").unwrap();
         assert_ne!(key.key_id(), other.key_id());
         let name = "zenchef-edge-0.2.0.tar.gz";
         let refuse = |bytes: &[u8], key_id: Option<String>| {
@@ -596,7 +669,7 @@ mod tests {
     #[test]
     fn the_key_id_is_the_start_of_the_sha256_of_the_raw_key() {
         let kp = Keypair::generate();
-        let key = PublicKey::from_config(Some(&kp.public_base64())).unwrap();
+        let key = PublicKey::from_list(&[kp.public_base64()], "update.public_key").unwrap();
         let raw = base64::engine::general_purpose::STANDARD
             .decode(kp.public_base64())
             .unwrap();
@@ -607,7 +680,7 @@ mod tests {
     fn signed_claims_decide_not_the_manifest() {
         let dir = tempfile::tempdir().unwrap();
         let kp = Keypair::generate();
-        let key = PublicKey::from_config(Some(&kp.public_base64())).unwrap();
+        let key = key_of(&kp);
         // A validly signed older release announced as newer by a forged manifest.
         let name = "zenchef-edge-0.0.9.tar.gz";
         let old = build_archive(&spec("0.0.9"), &kp, name);

@@ -12,11 +12,24 @@
 //! - unchanged → nothing.
 //!
 //! The mirror is the *desired* state of the POS. After every (re)connect
-//! the whole mirror is replayed (retained publishes are idempotent), so a
-//! publish lost with a connection, a restart or a broker restart is made
-//! good without bookkeeping of PUBACKs.
+//! what the POS must show is replayed (retained publishes are idempotent):
+//! the bookings currently published, and the withdrawals not yet
+//! confirmed, so a publish lost with a connection, a restart or a broker
+//! restart is made good without bookkeeping of PUBACKs. The replay is
+//! bounded by the sync window, not by the years of bookings the mirror
+//! has seen:
+//! - a withdrawal is **confirmed** once it was handed to a session that
+//!   was still the same, connected, [`CONFIRM_AFTER`] later (QoS 1 on a
+//!   session that lived through keep-alives: the broker has it; rumqttc
+//!   re-sends unacknowledged publishes itself while the process lives).
+//!   A confirmed withdrawal leaves the in-memory mirror and is never
+//!   replayed again (column `reservations.confirmed_at`);
+//! - a booking still published whose day left the window is withdrawn by
+//!   the next successful poll (rule 2), then confirmed like any other;
+//! - confirmed withdrawals whose day left the window are deleted from the
+//!   store, [`PRUNE_BATCH`] at a time after each successful poll.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +47,17 @@ use crate::pos::session::PosLink;
 
 /// Statuses whose reservation is withdrawn from the POS (rule 2).
 pub const WITHDRAWN: &[&str] = &["canceled", "refused", "no_shown"];
+/// A withdrawal counts as confirmed when the session it was published on
+/// is still the same and connected this long after (two keep-alives of
+/// 30 s: a dead connection would have been noticed).
+pub const CONFIRM_AFTER: Duration = Duration::from_secs(60);
+/// Confirmed withdrawals of days before the window deleted after each
+/// successful poll, at most.
+pub const PRUNE_BATCH: usize = 500;
+
+/// Withdrawals published and waiting to be confirmed: booking → the
+/// session generation it went out on, and when.
+type Pending = HashMap<i64, (u64, tokio::time::Instant)>;
 
 /// Why a reservation sync failed.
 #[derive(Debug, thiserror::Error)]
@@ -149,8 +173,19 @@ pub async fn run(
     };
     let mut failures = 0u32;
     let mut tables_read: Option<tokio::time::Instant> = None;
+    let mut pending = Pending::new();
     loop {
-        match sync_once(&client, &store, &link, tz, sync_days, &mut mirror).await {
+        match sync_once(
+            &client,
+            &store,
+            &link,
+            tz,
+            sync_days,
+            &mut mirror,
+            &mut pending,
+        )
+        .await
+        {
             Ok(n) => {
                 if failures > 0 {
                     info!("reservation sync works again");
@@ -167,6 +202,14 @@ pub async fn run(
                         Ok(_) => tables_read = Some(tokio::time::Instant::now()),
                         Err(e) => debug!("cannot read Zenchef's tables: {e}"),
                     }
+                }
+                let start = window_start(tz).to_string();
+                match store.write(move |c| prune_mirror(c, &start)).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        debug!("{n} confirmed withdrawal(s) of past days dropped from the mirror")
+                    }
+                    Err(e) => debug!("cannot prune the reservation mirror: {e}"),
                 }
             }
             Err(e) => {
@@ -201,10 +244,61 @@ pub async fn run(
             }
             r = replay.recv() => {
                 if r.is_none() { return; }
-                let n = replay_all(&link, &mirror).await;
-                debug!("replayed {n} reservation(s) to the POS after connecting");
+                let t = tokio::time::Instant::now();
+                let (published, withdrawn) = replay_all(&link, &mirror, &mut pending).await;
+                info!(
+                    "replayed {} reservation(s) to the POS after connecting ({published} \
+                     published, {withdrawn} withdrawal(s) not yet confirmed) in {} ms",
+                    published + withdrawn,
+                    t.elapsed().as_millis()
+                );
             }
         }
+        confirm(&store, &link, &mut mirror, &mut pending).await;
+    }
+}
+
+/// The first day of the sync window (today, restaurant time).
+fn window_start(tz: chrono_tz::Tz) -> NaiveDate {
+    Utc::now().with_timezone(&tz).date_naive()
+}
+
+/// Records the withdrawals whose session outlived [`CONFIRM_AFTER`] as
+/// confirmed, and forgets them (they are no longer replayed).
+async fn confirm(
+    store: &Store,
+    link: &PosLink,
+    mirror: &mut BTreeMap<i64, MirrorRow>,
+    pending: &mut Pending,
+) {
+    let now = tokio::time::Instant::now();
+    let generation = link.generation();
+    let up = link.connected();
+    // Published on another session: the replay at the next connect sends
+    // them again.
+    pending.retain(|_, (g, _)| *g == generation);
+    if !up {
+        return;
+    }
+    let due: Vec<i64> = pending
+        .iter()
+        .filter(|(_, (_, at))| now.duration_since(*at) >= CONFIRM_AFTER)
+        .map(|(id, _)| *id)
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let ids = due.clone();
+    match store.write(move |c| confirm_withdrawals(c, &ids)).await {
+        Ok(()) => {
+            for id in due {
+                pending.remove(&id);
+                if mirror.get(&id).is_some_and(|r| r.body.is_none()) {
+                    mirror.remove(&id);
+                }
+            }
+        }
+        Err(e) => debug!("cannot record confirmed withdrawals: {e}"),
     }
 }
 
@@ -215,6 +309,7 @@ async fn sync_once(
     tz: chrono_tz::Tz,
     sync_days: u32,
     mirror: &mut BTreeMap<i64, MirrorRow>,
+    pending: &mut Pending,
 ) -> Result<usize, SyncError> {
     let today = Utc::now().with_timezone(&tz).date_naive();
     let window: Vec<NaiveDate> = today.iter_days().take(sync_days as usize).collect();
@@ -233,8 +328,18 @@ async fn sync_once(
         } else {
             "withdrawn"
         };
-        link.publish(&format!("zenchef/reservations/{id}"), payload, true)
+        let sent = link
+            .publish(&format!("zenchef/reservations/{id}"), payload, true)
             .await;
+        if row.body.is_none() {
+            if sent {
+                pending.insert(*id, (link.generation(), tokio::time::Instant::now()));
+            } else {
+                pending.remove(id);
+            }
+        } else {
+            pending.remove(id);
+        }
         info!(
             booking_id = id,
             "reservation {id} ({}) {what} to the POS", row.status
@@ -249,22 +354,39 @@ async fn sync_once(
     Ok(n)
 }
 
-async fn replay_all(link: &PosLink, mirror: &BTreeMap<i64, MirrorRow>) -> usize {
-    let mut n = 0;
+/// Replays what the POS must show: every booking published, every
+/// withdrawal not yet confirmed (the in-memory mirror holds nothing else).
+/// Answers how many of each were handed to the session.
+async fn replay_all(
+    link: &PosLink,
+    mirror: &BTreeMap<i64, MirrorRow>,
+    pending: &mut Pending,
+) -> (usize, usize) {
+    let (mut published, mut withdrawn) = (0, 0);
     for (id, row) in mirror {
         let payload = row.body.clone().unwrap_or_default().into_bytes();
         if link
             .publish(&format!("zenchef/reservations/{id}"), payload, true)
             .await
         {
-            n += 1;
+            if row.body.is_some() {
+                published += 1;
+            } else {
+                withdrawn += 1;
+                pending.insert(*id, (link.generation(), tokio::time::Instant::now()));
+            }
         }
     }
-    n
+    (published, withdrawn)
 }
 
+/// What the POS must be shown, from the store: published bookings and
+/// withdrawals not yet confirmed (confirmed ones never need a replay).
 fn load_mirror(c: &rusqlite::Connection) -> Result<BTreeMap<i64, MirrorRow>, StoreError> {
-    let mut stmt = c.prepare("SELECT booking_id, day, status, body FROM reservations")?;
+    let mut stmt = c.prepare(
+        "SELECT booking_id, day, status, body FROM reservations
+         WHERE body IS NOT NULL OR confirmed_at IS NULL",
+    )?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, i64>(0)?,
@@ -278,16 +400,47 @@ fn load_mirror(c: &rusqlite::Connection) -> Result<BTreeMap<i64, MirrorRow>, Sto
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Stores changed rows; a changed row is not confirmed (yet).
 fn save_mirror(c: &rusqlite::Connection, changes: &[(i64, MirrorRow)]) -> Result<(), StoreError> {
     for (id, row) in changes {
         c.execute(
-            "INSERT INTO reservations(booking_id, day, status, hash, body) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO reservations(booking_id, day, status, hash, body, confirmed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL)
              ON CONFLICT(booking_id) DO UPDATE SET day = excluded.day, status = excluded.status,
-                hash = excluded.hash, body = excluded.body",
-            params![id, row.day, row.status, fnv1a(row.body.as_deref().unwrap_or("")), row.body],
+                hash = excluded.hash, body = excluded.body, confirmed_at = NULL",
+            params![
+                id,
+                row.day,
+                row.status,
+                fnv1a(row.body.as_deref().unwrap_or("")),
+                row.body
+            ],
         )?;
     }
     Ok(())
+}
+
+/// Marks withdrawals confirmed (box clock, informational).
+fn confirm_withdrawals(c: &rusqlite::Connection, ids: &[i64]) -> Result<(), StoreError> {
+    let now = now_utc();
+    let mut stmt = c.prepare_cached(
+        "UPDATE reservations SET confirmed_at = ?2 WHERE booking_id = ?1 AND body IS NULL",
+    )?;
+    for id in ids {
+        stmt.execute(params![id, now])?;
+    }
+    Ok(())
+}
+
+/// Deletes confirmed withdrawals of days before `window_start`
+/// (`YYYY-MM-DD`), at most [`PRUNE_BATCH`]; answers how many.
+pub fn prune_mirror(c: &rusqlite::Connection, window_start: &str) -> Result<usize, StoreError> {
+    Ok(c.prepare_cached(
+        "DELETE FROM reservations WHERE booking_id IN (
+            SELECT booking_id FROM reservations
+             WHERE body IS NULL AND confirmed_at IS NOT NULL AND day < ?1 LIMIT ?2)",
+    )?
+    .execute(params![window_start, PRUNE_BATCH as i64])?)
 }
 
 /// FNV-1a 64 of the published body, hex (a short fingerprint for
@@ -328,6 +481,57 @@ mod tests {
         assert_eq!(r["tables"], json!(["12"]));
         assert_eq!(r["allergies"], "fruits à coque");
         assert_eq!(r["comment"], "Anniversaire");
+    }
+
+    /// The mirror loaded at start holds what a replay must send: published
+    /// bookings and withdrawals not yet confirmed; confirmed withdrawals
+    /// of past days are pruned, in batches.
+    #[test]
+    fn the_mirror_keeps_what_a_replay_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.db");
+        drop(crate::outbox::Store::open(&path).unwrap());
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let row = |day: &str, body: Option<&str>| MirrorRow {
+            day: day.into(),
+            status: if body.is_some() {
+                "confirmed"
+            } else {
+                "canceled"
+            }
+            .into(),
+            body: body.map(String::from),
+        };
+        let mut changes: Vec<(i64, MirrorRow)> =
+            (0..1200).map(|i| (i, row("2026-01-01", None))).collect();
+        changes.push((5000, row("2026-11-29", Some("{}"))));
+        changes.push((5001, row("2026-11-29", None)));
+        changes.push((5002, row("2026-11-20", None)));
+        c.execute_batch("PRAGMA synchronous = OFF").unwrap();
+        save_mirror(&c, &changes).unwrap();
+        assert_eq!(
+            load_mirror(&c).unwrap().len(),
+            1203,
+            "nothing confirmed yet"
+        );
+        let old: Vec<i64> = (0..1200).collect();
+        confirm_withdrawals(&c, &old).unwrap();
+        confirm_withdrawals(&c, &[5000]).unwrap(); // published: not a withdrawal
+        let m = load_mirror(&c).unwrap();
+        assert_eq!(m.keys().copied().collect::<Vec<_>>(), [5000, 5001, 5002]);
+        assert_eq!(prune_mirror(&c, "2026-11-29").unwrap(), PRUNE_BATCH);
+        assert_eq!(prune_mirror(&c, "2026-11-29").unwrap(), PRUNE_BATCH);
+        assert_eq!(prune_mirror(&c, "2026-11-29").unwrap(), 200);
+        assert_eq!(prune_mirror(&c, "2026-11-29").unwrap(), 0);
+        // 5002 (past day) is not confirmed: kept for the next replay.
+        let left: i64 = c
+            .query_row("SELECT COUNT(*) FROM reservations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 3);
+        // A booking withdrawn again after a change is not confirmed any more.
+        save_mirror(&c, &[(0, row("2026-01-01", Some("{}")))]).unwrap();
+        save_mirror(&c, &[(0, row("2026-01-01", None))]).unwrap();
+        assert!(load_mirror(&c).unwrap().contains_key(&0));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (MQTT broker, Zenchef HTTP fake, the SQLite file on disk).
 //!
 //! ```text
-//! cargo run --release -p zenchef-sim --bin bench -- [--smoke] [--only intake,drain,latency,memory,size] [--agent PATH]
+//! cargo run --release -p zenchef-sim --bin bench -- [--smoke] [--only intake,drain,latency,memory,size,longlife] [--agent PATH]
 //! ```
 //!
 //! Without `--agent` it builds the agent with the cargo that runs it, in
@@ -12,7 +12,10 @@
 //! 3. `latency`: POS publish → Zenchef call, at 1 and 100 events/s;
 //! 4. `memory`: peak RSS and CPU of an idle box (the peak while draining
 //!    comes from part 2);
-//! 5. `size`: stripped binary and production crate count.
+//! 5. `size`: stripped binary and production crate count;
+//! 6. `longlife`: the agent on a store of three years of one busy
+//!    restaurant against an empty store (start → READY, replay, intake,
+//!    drain, one retention pass: what it deletes and keeps, file size, RSS).
 //!
 //! Each part prints a small table with the 1-minute load average before and
 //! after; a summary follows. Targets are reported (`ok` / `MISS`), never
@@ -26,6 +29,7 @@ mod common;
 mod drain;
 mod intake;
 mod latency;
+mod longlife;
 mod memory;
 mod size;
 
@@ -39,7 +43,7 @@ use clap::Parser;
 use common::{Bench, sh, table, verdict};
 
 /// The parts, in the order they run.
-const PARTS: &[&str] = &["size", "intake", "drain", "latency", "memory"];
+const PARTS: &[&str] = &["size", "intake", "drain", "latency", "memory", "longlife"];
 
 /// Benchmarks of the real agent: intake, backlog drain, latency, memory, size.
 #[derive(Parser, Debug)]
@@ -49,7 +53,7 @@ struct Args {
     /// ordering and loss assertions hold).
     #[arg(long)]
     smoke: bool,
-    /// Only these parts (comma-separated): intake, drain, latency, memory, size.
+    /// Only these parts (comma-separated): intake, drain, latency, memory, size, longlife.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Use this agent binary instead of building it.
@@ -123,6 +127,7 @@ async fn run(args: Args) -> anyhow::Result<Vec<String>> {
             "drain" => drain::run(&mut bench).await,
             "latency" => latency::run(&mut bench).await,
             "memory" => memory::run(&mut bench).await,
+            "longlife" => longlife::run(&mut bench).await,
             _ => unreachable!("checked in main"),
         };
         if let Err(e) = r {
