@@ -1,4 +1,4 @@
-//! The agent's configuration file (`agent-interface.md` § "Configuration file").
+//! The agent's configuration file (docs/protocol/agent-interface.md § "Configuration file").
 //!
 //! Two layers, as in rathole's `config.rs`:
 //! - [`RawConfig`]: exactly what the TOML file says, every key optional,
@@ -694,7 +694,7 @@ fn unknown_key(msg: &str) -> Option<String> {
 }
 
 impl RawConfig {
-    /// Fills defaults and rejects bad values (agent-interface.md). `doctor`
+    /// Fills defaults and rejects bad values (docs/protocol/agent-interface.md). `doctor`
     /// and provisioning reuse it.
     pub fn validate(self, file: &Path) -> Result<Config, ConfigError> {
         let err = |key: &str, problem: String| ConfigError {

@@ -5,7 +5,7 @@
 //!   English by `Accept-Language`;
 //! - `GET /status.json` — the same object as `zenchef-edge status --json`;
 //! - `POST /zenchef/webhook` — Zenchef's "a reservation changed" call: it
-//!   only wakes the reservation poller (zenchef-api.md § Webhook); its body
+//!   only wakes the reservation poller (docs/protocol/zenchef-api.md § Webhook); its body
 //!   is never read, let alone trusted. Answers 202.
 //!
 //! Anything else is 404 (405 for a known path with another method). The

@@ -7,7 +7,7 @@
 //! reservations back to the POS.
 //!
 //! # Layout
-//! - [`config`]: the configuration file (agent-interface.md), validation,
+//! - [`config`]: the configuration file (docs/protocol/agent-interface.md), validation,
 //!   secrets.
 //! - [`pos`]: the POS side — [`pos::discovery`] (mDNS), [`pos::session`]
 //!   (MQTT), [`pos::event`] (envelope and types), [`pos::intake`] (store
@@ -116,7 +116,7 @@ pub fn install_crypto() {
 }
 
 /// The daemon: runs every part until `shutdown` is cancelled, then stops
-/// them in the order of ARCHITECTURE.md ("Shutdown order"): stop taking POS
+/// them in the order of docs/architecture.md ("Shutdown order"): stop taking POS
 /// input and finish the current commit and its acks → close MQTT cleanly
 /// (`online:false`) → let in-flight Zenchef calls finish (bounded) → stop
 /// the store.

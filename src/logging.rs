@@ -1,5 +1,5 @@
 //! Logging setup: journald under systemd, human-readable stderr elsewhere
-//! (STYLE.md §5, agent-interface.md § Files).
+//! (docs/protocol/agent-interface.md § Files).
 //!
 //! Under systemd (`JOURNAL_STREAM` names the stream stderr is connected
 //! to, see [`journal_stream_is_stderr`]) events go to journald through

@@ -1,5 +1,5 @@
 //! `zenchef-edge`: builds the runtime, sets up logging, handles signals and
-//! dispatches the command line (agent-interface.md § Command line).
+//! dispatches the command line (docs/protocol/agent-interface.md § Command line).
 //! Exit codes: [`cli::exit`] (0 success, 1 a check failed or a request was
 //! refused, 64 usage, 66 no store, 74 I/O, 75 temporary, 77 permission, 78
 //! configuration; docs/README-cli.md).

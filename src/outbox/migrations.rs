@@ -1,4 +1,4 @@
-//! Forward-only, numbered schema migrations (STYLE.md §4, Mullvad
+//! Forward-only, numbered schema migrations (as Mullvad's
 //! `settings/migrations/`), with a **compatibility record** so that a
 //! binary rolled back after an update can still use the store.
 //!

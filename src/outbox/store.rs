@@ -8,10 +8,10 @@
 //! transaction, such as a full disk: then every job of the batch fails and
 //! nothing of it is kept), commits with `synchronous=FULL`, and only then
 //! answers each caller. A caller therefore never sees `Ok` for something that is not on
-//! disk: intake acknowledges MQTT messages after that `Ok` (ARCHITECTURE.md,
+//! disk: intake acknowledges MQTT messages after that `Ok` (docs/architecture.md,
 //! "the one rule").
 //!
-//! rusqlite is blocking, so it never runs on the async workers (STYLE.md §2).
+//! rusqlite is blocking, so it never runs on the async workers (a thread of its own).
 //! Read-only access from another process (`zenchef-edge status`) goes
 //! through [`open_read_only`]; WAL mode makes that safe while the daemon
 //! writes.

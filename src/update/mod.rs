@@ -2,7 +2,7 @@
 //! window, with automatic rollback (docs/README-update.md, docs/decisions.md
 //! § "Self-update").
 //!
-//! An update is a chain of types (STYLE.md §7, Mullvad `mullvad-update`):
+//! An update is a chain of types (as in Mullvad's `mullvad-update`):
 //! [`manifest::Manifest`] (untrusted index) → [`verify::Downloaded`] (bytes on
 //! disk whose sha256 matched) → [`verify::Verified`] (zipsign ed25519
 //! signature checked with the configured key, binary extracted from the

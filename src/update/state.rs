@@ -1,7 +1,7 @@
 //! The update-state file, the device id and the start bookkeeping.
 //!
 //! `update-state.json` in the state directory (written atomically: temp
-//! file, fsync, rename, fsync of the directory — STYLE.md §4) records the
+//! file, fsync, rename, fsync of the directory) records the
 //! install in progress and the versions that failed. Its fields only grow
 //! and all have defaults, so every version (including the previous binary
 //! doing a rollback) reads every other's file.

@@ -1,5 +1,5 @@
-//! Zenchef → POS: the reservation poller and its mirror (sync-rules.md
-//! rules 1–3, cashpad-local-v1 §6).
+//! Zenchef → POS: the reservation poller and its mirror (docs/protocol/sync-rules.md
+//! rules 1–3, docs/protocol/cashpad-local.md §6).
 //!
 //! Every `poll_interval_s` (and right after each forwarded event, and on a
 //! webhook nudge) the poller reads the bookings of the sync window (today
