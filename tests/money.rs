@@ -4,126 +4,23 @@
 //! down or one event late, every payment's fate and every check version
 //! asserted.
 
-use std::path::Path;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, FixedOffset, Utc};
-use serde_json::{Value, json};
-use zenchef_sim::harness::{Rig, RigOptions};
-use zenchef_sim::pay::{PayConfig, PayFake, PaymentState};
-use zenchef_sim::pos::{EventBuilder, Line, Payment, paris_winter};
+use chrono::{DateTime, FixedOffset};
+use serde_json::json;
+use zenchef_sim::pay::PaymentState;
+use zenchef_sim::pos::{EventBuilder, Line, Payment};
 use zenchef_sim::util::wait_for;
-use zenchef_sim::zenchef::{Fault, ZenchefConfig};
+use zenchef_sim::zenchef::Fault;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_zenchef-edge");
-const LONG: Duration = Duration::from_secs(40);
-/// The target: during a Zenchef-only outage, a check reaches
-/// Zenchef Pay (and closes) within this long of the POS event.
+use common::figures;
+use common::money::*;
+
+/// The target: during a Zenchef-only outage, a check reaches Zenchef Pay
+/// (and closes) within this long of the POS event.
 const CHECK_WITHIN: Duration = Duration::from_secs(5);
-
-/// Prints a `FIGURES` line past the test harness's capture.
-fn figures(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "FIGURES {line}");
-}
-
-fn now() -> DateTime<FixedOffset> {
-    Utc::now().with_timezone(&paris_winter())
-}
-
-fn booking(id: i64, table: &str, at: DateTime<FixedOffset>) -> Value {
-    json!({"id": id, "day": at.format("%Y-%m-%d").to_string(),
-           "time": at.format("%H:%M").to_string(), "nb_guests": 2,
-           "firstname": "Camille", "lastname": format!("Guest{id}"),
-           "status": "confirmed", "tables": [{"id": id, "name": table}]})
-}
-
-fn options(bookings: Vec<Value>, extra_pay: &str) -> RigOptions {
-    let mut opts = RigOptions::new(ZenchefConfig {
-        restaurant_id: "654321".into(),
-        token: "zc-token".into(),
-        tables: (1..=20)
-            .map(|i| (i, i.to_string(), "Salle".to_string()))
-            .collect(),
-        bookings,
-        ..Default::default()
-    });
-    opts.pay = Some(PayConfig {
-        token: "pay-token-s3cret".into(),
-        ..Default::default()
-    });
-    // Appended after the [zenchef_pay] table: its keys go there.
-    opts.extra_config = extra_pay.to_string();
-    opts
-}
-
-async fn start(opts: RigOptions, dir: &Path) -> Rig {
-    let mut rig = Rig::start(opts, Path::new(AGENT), dir).await.unwrap();
-    rig.spawn_agent().unwrap();
-    rig.pos
-        .wait_until(Duration::from_secs(20), |s| s.status.is_some())
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(30)));
-    rig
-}
-
-fn pay(rig: &Rig) -> &PayFake {
-    rig.pay.as_ref().unwrap()
-}
-
-async fn wait_fate(rig: &Rig, payment_id: &str) -> PaymentState {
-    let p = pay(rig).clone();
-    let id = payment_id.to_string();
-    wait_for(&format!("the fate of {payment_id}"), LONG, || {
-        match p.payment_state(&id) {
-            PaymentState::Unacked => None,
-            s => Some(s),
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(40)))
-}
-
-async fn wait_check(rig: &Rig, order: &str, what: &str, f: impl FnMut(&Value) -> bool) -> Value {
-    pay(rig)
-        .wait_for_check(order, LONG, f)
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}\n{}", rig.log_tail(40)))
-}
-
-async fn status(rig: &Rig, what: &str, f: impl FnMut(&Value) -> bool) -> Value {
-    rig.wait_status(what, LONG, f)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Opens `order` on `table` and sends a bill of one line of `total` cents.
-async fn open_table(
-    rig: &Rig,
-    eb: &mut EventBuilder,
-    order: &str,
-    table: &str,
-    total: i64,
-) -> Vec<Line> {
-    let lines = vec![Line::new("L1", "Menu", 1, total)];
-    rig.pos
-        .publish_event(&eb.table_opened(order, table, 2, now()))
-        .await
-        .unwrap();
-    rig.pos
-        .publish_event(&eb.items_sent(order, table, &lines, total))
-        .await
-        .unwrap();
-    lines
-}
-
-fn commands_for(rig: &Rig, payment_id: &str) -> Vec<Value> {
-    rig.pos
-        .commands()
-        .into_iter()
-        .filter(|c| c["payment_id"] == json!(payment_id))
-        .collect()
-}
 
 /// Zenchef answers 503 while Zenchef Pay is up: checks still reach Zenchef
 /// Pay and close within seconds, a table paid in cash is no longer payable,

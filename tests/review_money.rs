@@ -7,159 +7,18 @@
 //! code as it was then; they pass since the findings were mended
 //! (docs/decisions.md says how).
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Value, json};
-use zenchef_sim::harness::{Rig, RigOptions};
-use zenchef_sim::pay::{PayConfig, PayFake, PaymentState};
-use zenchef_sim::pos::{EventBuilder, Line, Payment, paris_winter};
+use zenchef_sim::harness::Rig;
+use zenchef_sim::pay::PaymentState;
+use zenchef_sim::pos::{EventBuilder, Line, Payment};
 use zenchef_sim::util::wait_for;
-use zenchef_sim::zenchef::{Fault, ZenchefConfig};
+use zenchef_sim::zenchef::Fault;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_zenchef-edge");
-const LONG: Duration = Duration::from_secs(40);
-
-fn now() -> DateTime<FixedOffset> {
-    Utc::now().with_timezone(&paris_winter())
-}
-
-fn options(extra_pay: &str) -> RigOptions {
-    let mut opts = RigOptions::new(ZenchefConfig {
-        restaurant_id: "654321".into(),
-        token: "zc-token".into(),
-        tables: (1..=20)
-            .map(|i| (i, i.to_string(), "Salle".to_string()))
-            .collect(),
-        bookings: vec![],
-        ..Default::default()
-    });
-    opts.pay = Some(PayConfig {
-        token: "pay-token-s3cret".into(),
-        ..Default::default()
-    });
-    // Appended after the [zenchef_pay] table: its keys go there.
-    opts.extra_config = extra_pay.to_string();
-    opts
-}
-
-async fn start(opts: RigOptions, dir: &Path) -> Rig {
-    let mut rig = Rig::start(opts, Path::new(AGENT), dir).await.unwrap();
-    rig.spawn_agent().unwrap();
-    rig.pos
-        .wait_until(Duration::from_secs(20), |s| s.status.is_some())
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(30)));
-    rig
-}
-
-fn pay(rig: &Rig) -> &PayFake {
-    rig.pay.as_ref().unwrap()
-}
-
-/// The payment's first ack, waiting at most `timeout`.
-async fn fate_within(rig: &Rig, payment_id: &str, timeout: Duration) -> Option<PaymentState> {
-    let p = pay(rig).clone();
-    let id = payment_id.to_string();
-    wait_for(&format!("the fate of {payment_id}"), timeout, || {
-        match p.payment_state(&id) {
-            PaymentState::Unacked => None,
-            s => Some(s),
-        }
-    })
-    .await
-    .ok()
-}
-
-async fn wait_fate(rig: &Rig, payment_id: &str) -> PaymentState {
-    fate_within(rig, payment_id, LONG)
-        .await
-        .unwrap_or_else(|| panic!("no fate for {payment_id}\n{}", rig.log_tail(40)))
-}
-
-async fn wait_check(rig: &Rig, order: &str, what: &str, f: impl FnMut(&Value) -> bool) -> Value {
-    wait_check_within(rig, order, what, LONG, f).await
-}
-
-async fn wait_check_within(
-    rig: &Rig,
-    order: &str,
-    what: &str,
-    timeout: Duration,
-    f: impl FnMut(&Value) -> bool,
-) -> Value {
-    pay(rig)
-        .wait_for_check(order, timeout, f)
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}\n{}", rig.log_tail(40)))
-}
-
-async fn status(rig: &Rig, what: &str, f: impl FnMut(&Value) -> bool) -> Value {
-    rig.wait_status(what, LONG, f)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Opens `order` on `table` and sends a bill of one line of `total` cents.
-async fn open_table(
-    rig: &Rig,
-    eb: &mut EventBuilder,
-    order: &str,
-    table: &str,
-    total: i64,
-) -> Vec<Line> {
-    let lines = vec![Line::new("L1", "Menu", 1, total)];
-    rig.pos
-        .publish_event(&eb.table_opened(order, table, 2, now()))
-        .await
-        .unwrap();
-    rig.pos
-        .publish_event(&eb.items_sent(order, table, &lines, total))
-        .await
-        .unwrap();
-    lines
-}
-
-fn commands_for(rig: &Rig, payment_id: &str) -> Vec<Value> {
-    rig.pos
-        .commands()
-        .into_iter()
-        .filter(|c| c["payment_id"] == json!(payment_id))
-        .collect()
-}
-
-async fn wait_command(rig: &Rig, payment_id: &str) {
-    let id = payment_id.to_string();
-    rig.pos
-        .wait_until(LONG, |s| {
-            s.commands.iter().any(|c| c["payment_id"] == json!(id))
-        })
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "no settle command for {payment_id}: {e}\n{}",
-                rig.log_tail(40)
-            )
-        });
-}
-
-fn problems(s: &Value) -> Vec<String> {
-    s["problems"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn remove_store(rig: &Rig) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", rig.store_path().display()));
-    }
-}
+use common::money::*;
 
 // ---------------------------------------------------------------------
 // Findings (fail on the reviewed code)
@@ -173,7 +32,7 @@ fn remove_store(rig: &Rig) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_payments_failing_ack_never_freezes_the_other_orders_payments() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     let mut eb = EventBuilder::new(100);
     open_table(&rig, &mut eb, "O-1", "1", 3000).await;
     open_table(&rig, &mut eb, "O-2", "2", 4000).await;
@@ -219,7 +78,7 @@ async fn one_payments_failing_ack_never_freezes_the_other_orders_payments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_box_never_settles_a_payment_the_old_box_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rig = start(options(""), dir.path()).await;
+    let mut rig = start(options(vec![], ""), dir.path()).await;
     let mut eb = EventBuilder::new(200);
     open_table(&rig, &mut eb, "O-1", "3", 5000).await;
     wait_check(&rig, "O-1", "open", |c| c["status"] == json!("open")).await;
@@ -278,7 +137,7 @@ async fn a_replaced_box_never_settles_a_payment_the_old_box_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_5xx_on_one_orders_check_never_freezes_the_other_orders_checks() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     let _boom = pay(&rig).fail_path_containing("/checks/O-A", 503, "internal error");
     let mut eb = EventBuilder::new(300);
     open_table(&rig, &mut eb, "O-A", "1", 1000).await;
@@ -310,7 +169,7 @@ async fn a_5xx_on_one_orders_check_never_freezes_the_other_orders_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_bill_below_the_pushed_version_still_closes_the_check() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     let mut eb = EventBuilder::new(400);
     let lines = open_table(&rig, &mut eb, "O-1", "4", 3000).await;
     wait_check(&rig, "O-1", "open", |c| c["version"] == json!(401)).await;
@@ -351,7 +210,7 @@ async fn a_late_bill_below_the_pushed_version_still_closes_the_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pay_dead_letter_never_keeps_a_paid_bill_payable() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     let mut eb = EventBuilder::new(500);
     open_table(&rig, &mut eb, "O-1", "6", 2000).await;
     wait_check(&rig, "O-1", "open", |c| c["version"] == json!(501)).await;
@@ -398,7 +257,7 @@ async fn a_pay_dead_letter_never_keeps_a_paid_bill_payable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pos_recording_one_phone_payment_twice_asks_a_person() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     let mut eb = EventBuilder::new(600);
     open_table(&rig, &mut eb, "O-1", "7", 6000).await;
     wait_check(&rig, "O-1", "open", |c| c["status"] == json!("open")).await;
@@ -430,7 +289,7 @@ async fn the_pos_recording_one_phone_payment_twice_asks_a_person() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_reported_on_a_voided_order_is_never_settled_in_silence() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     rig.pos.auto_settle(false);
     let mut eb = EventBuilder::new(700);
     open_table(&rig, &mut eb, "O-1", "8", 3000).await;
@@ -478,7 +337,7 @@ async fn a_payment_reported_on_a_voided_order_is_never_settled_in_silence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_amount_payment_is_refused_not_sent_to_the_pos() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     let mut eb = EventBuilder::new(800);
     open_table(&rig, &mut eb, "O-1", "9", 3000).await;
     wait_check(&rig, "O-1", "open", |c| c["status"] == json!("open")).await;
@@ -506,7 +365,7 @@ async fn a_zero_amount_payment_is_refused_not_sent_to_the_pos() {
 async fn a_rate_limited_payments_list_waits_for_retry_after() {
     use zenchef_sim::zenchef::RetryAfter;
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     let mut eb = EventBuilder::new(1800);
     open_table(&rig, &mut eb, "O-1", "1", 3000).await;
     wait_check(&rig, "O-1", "open", |c| c["status"] == json!("open")).await;
@@ -543,7 +402,7 @@ async fn a_rate_limited_payments_list_waits_for_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_in_doubt_is_not_left_payable_and_a_person_can_clear_it() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     let mut eb = EventBuilder::new(1900);
     let lines = open_table(&rig, &mut eb, "O-1", "2", 4000).await;
     wait_check(&rig, "O-1", "open", |c| c["status"] == json!("open")).await;
@@ -598,7 +457,7 @@ async fn an_order_in_doubt_is_not_left_payable_and_a_person_can_clear_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_guests_paying_the_whole_bill_in_one_poll_only_one_is_settled() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     let mut eb = EventBuilder::new(900);
     open_table(&rig, &mut eb, "O-1", "10", 5000).await;
     wait_check(&rig, "O-1", "open", |c| c["status"] == json!("open")).await;
@@ -626,7 +485,7 @@ async fn two_guests_paying_the_whole_bill_in_one_poll_only_one_is_settled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_before_the_reject_ack_it_is_sent_once_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rig = start(options(""), dir.path()).await;
+    let mut rig = start(options(vec![], ""), dir.path()).await;
     rig.pos.auto_settle(false);
     let mut eb = EventBuilder::new(1000);
     let lines = open_table(&rig, &mut eb, "O-1", "11", 5000).await;
@@ -691,7 +550,7 @@ async fn killed_before_the_reject_ack_it_is_sent_once_after_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cash_bill_while_the_agent_is_down_refuses_the_pending_phone_payment() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rig = start(options("settle_resend_s = 1\n"), dir.path()).await;
+    let mut rig = start(options(vec![], "settle_resend_s = 1\n"), dir.path()).await;
     rig.pos.auto_settle(false);
     let mut eb = EventBuilder::new(1100);
     let lines = open_table(&rig, &mut eb, "O-1", "12", 4000).await;
@@ -735,7 +594,7 @@ async fn a_cash_bill_while_the_agent_is_down_refuses_the_pending_phone_payment()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voided_order_refuses_its_pending_phone_payment() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     rig.pos.auto_settle(false);
     let mut eb = EventBuilder::new(1200);
     open_table(&rig, &mut eb, "O-1", "13", 3000).await;
@@ -767,7 +626,7 @@ async fn a_voided_order_refuses_its_pending_phone_payment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fully_comped_bill_is_carried_and_nothing_can_be_paid_on_it() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     let mut eb = EventBuilder::new(1300);
     rig.pos
         .publish_event(&eb.table_opened("O-1", "14", 2, now()))
@@ -831,7 +690,7 @@ async fn a_fully_comped_bill_is_carried_and_nothing_can_be_paid_on_it() {
 async fn a_quarantined_bill_with_a_pending_phone_payment_asks_a_person_then_settles() {
     let dir = tempfile::tempdir().unwrap();
     let rig = start(
-        options("settle_resend_s = 1\nsettle_resends = 1\n"),
+        options(vec![], "settle_resend_s = 1\nsettle_resends = 1\n"),
         dir.path(),
     )
     .await;
@@ -896,7 +755,7 @@ async fn a_quarantined_bill_with_a_pending_phone_payment_asks_a_person_then_sett
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zenchef_401_and_pay_503_then_pay_back_first() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     rig.zenchef.set_token("rotated-elsewhere");
     pay(&rig).set_fault(Fault::Status(503)).await.unwrap();
     let mut eb = EventBuilder::new(1500);
@@ -936,7 +795,7 @@ async fn zenchef_401_and_pay_503_then_pay_back_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pay_dead_letter_holds_only_its_order_and_retry_brings_it_back() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     let refuse = pay(&rig).fail_path_containing("/checks/O-1", 422, "unknown table 17");
     let mut eb = EventBuilder::new(1600);
     let lines = open_table(&rig, &mut eb, "O-1", "17", 2000).await;
@@ -1015,7 +874,7 @@ async fn a_pay_dead_letter_holds_only_its_order_and_retry_brings_it_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_arriving_highest_seq_first_with_zenchef_down() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(""), dir.path()).await;
+    let rig = start(options(vec![], ""), dir.path()).await;
     rig.zenchef.set_fault(Fault::Status(503)).await.unwrap();
     let mut eb = EventBuilder::new(1700);
     let lines = vec![Line::new("L1", "Menu", 2, 1500)];

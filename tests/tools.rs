@@ -1171,7 +1171,7 @@ async fn the_status_page_chart_and_what_a_manager_must_act_on_in_a_real_browser(
     opts.http_listen = format!("127.0.0.1:{port}");
     opts.history_sample_s = Some(2);
     opts.update_table =
-        Some("enabled = true\nmanifest_url = \"http://127.0.0.1:9/stable/manifest.json\"".into());
+        Some("enabled = true\nmanifest_url = \"http://127.0.0.1:9/stable/manifest.json\"\npublic_key = \"\"".into());
     opts.pay = Some(zenchef_sim::pay::PayConfig {
         token: "pay-token-s3cret".into(),
         ..Default::default()

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod money;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
