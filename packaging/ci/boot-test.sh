@@ -148,6 +148,10 @@ for _ in $(seq 15); do
 	sleep 1
 done
 echo "StatusText: $status"
+# What a technician sees (read once, then printed: no pipe into a reader
+# that stops early under pipefail).
+status_out="$(in_ct systemctl status --no-pager --lines=0 zenchef-edge.service 2>&1 || true)"
+printf '%s\n' "$status_out" | sed -n '1,8p'
 case "$status" in
 	"POS not found · queue 0 · Zenchef OUTAGE · Pay off · last: Zenchef: "*) ;;
 	*) fail "unexpected StatusText: $status" ;;
