@@ -367,10 +367,10 @@ pub struct RetentionConfig {
     /// after it was handled (`keep_days`, 7–3650, default 90).
     pub keep_days: u32,
     /// Time between two checks whether retention may run
-    /// (`retention_interval_s`, ≥ 1, default 600 s).
+    /// (`retention_interval_s`, 1–86400, default 600 s).
     pub interval: Duration,
     /// The POS counts as quiet after this long without an event
-    /// (`quiet_min`, ≥ 1, default 30 min): retention then runs outside the
+    /// (`quiet_min`, 1–1440, default 30 min): retention then runs outside the
     /// maintenance window too.
     pub quiet: Duration,
 }
@@ -517,15 +517,43 @@ pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
 
 /// Reads, parses and validates the file.
 ///
-/// Errors: [`ConfigError`] naming the key (or `-` for an unreadable file or
-/// a TOML syntax error, whose message carries line and column).
+/// Errors: [`ConfigError`] naming the key (for a TOML syntax or type error,
+/// the key of the line the error is on, else `(syntax)`; `(file)` for an
+/// unreadable file), with the line number.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        key: "-".into(),
+        key: "(file)".into(),
         problem: format!("cannot read the file: {e}"),
         file: path.to_path_buf(),
     })?;
     parse(&text, path)
+}
+
+/// The dotted name (`store.quiet_min`) of the key on the line of byte
+/// `at` of `text`: the name left of that line's `=`, under the last
+/// `[table]` header above it; the header itself for an error on a header
+/// line. `None` when the line names no key (a syntax error elsewhere).
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let header = |l: &str| {
+        let l = l.trim();
+        (l.starts_with('[') && l.ends_with(']'))
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+    };
+    if let Some(h) = header(line) {
+        return Some(h).filter(|h| !h.is_empty());
+    }
+    let name = line.split_once('=')?.0.trim().trim_matches('"').trim();
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return None;
+    }
+    let section = text[..start].lines().rev().find_map(header);
+    Some(match section {
+        Some(s) if !s.is_empty() => format!("{s}.{name}"),
+        _ => name.to_string(),
+    })
 }
 
 /// Parses and validates TOML text; `path` is only used in messages.
@@ -535,7 +563,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let syntax = |e: toml::de::Error| {
         let msg = e.message().to_string();
         // serde's unknown-field message names the key; keep it first.
-        let key = unknown_key(&msg).unwrap_or_else(|| "-".into());
+        let key = unknown_key(&msg)
+            .or_else(|| e.span().and_then(|s| key_at(text, s.start)))
+            .unwrap_or_else(|| "(syntax)".into());
         let place = e
             .span()
             .map(|s| {
@@ -578,7 +608,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
         table.try_into().map_err(|e: toml::de::Error| {
             err(
-                &unknown_key(e.message()).unwrap_or_else(|| "-".into()),
+                &unknown_key(e.message()).unwrap_or_else(|| "(syntax)".into()),
                 e.message().to_string(),
             )
         })?
@@ -785,9 +815,7 @@ impl RawConfig {
         )
         .map_err(|m| err("zenchef.base_url", m))?;
         let poll = z.poll_interval_s.unwrap_or(DEFAULT_POLL_INTERVAL_S);
-        if poll == 0 {
-            return Err(err("zenchef.poll_interval_s", "must be ≥ 1".into()));
-        }
+        in_range(&err, "zenchef.poll_interval_s", poll, 1, 3600)?;
         let sync_days = z.sync_days.unwrap_or(DEFAULT_SYNC_DAYS);
         if !(1..=14).contains(&sync_days) {
             return Err(err(
@@ -874,13 +902,9 @@ impl RawConfig {
             .store
             .retention_interval_s
             .unwrap_or(DEFAULT_RETENTION_INTERVAL_S);
-        if interval_s == 0 {
-            return Err(err("store.retention_interval_s", "must be ≥ 1".into()));
-        }
+        in_range(&err, "store.retention_interval_s", interval_s, 1, 86_400)?;
         let quiet_min = self.store.quiet_min.unwrap_or(DEFAULT_QUIET_MIN);
-        if quiet_min == 0 {
-            return Err(err("store.quiet_min", "must be ≥ 1".into()));
-        }
+        in_range(&err, "store.quiet_min", quiet_min, 1, 1440)?;
         let retention = RetentionConfig {
             keep_days,
             interval: Duration::from_secs(interval_s),
@@ -933,9 +957,13 @@ impl RawConfig {
         let check_interval_s = u
             .check_interval_s
             .unwrap_or(DEFAULT_UPDATE_CHECK_INTERVAL_S);
-        if check_interval_s == 0 {
-            return Err(err("update.check_interval_s", "must be ≥ 1".into()));
-        }
+        in_range(
+            &err,
+            "update.check_interval_s",
+            check_interval_s,
+            1,
+            604_800,
+        )?;
         let confirm_after_s = u.confirm_after_s.unwrap_or(DEFAULT_UPDATE_CONFIRM_AFTER_S);
         if !(1..=100).contains(&confirm_after_s) {
             return Err(err(
@@ -991,17 +1019,11 @@ impl RawConfig {
             ));
         }
         let retry_max_s = d.retry_max_s.unwrap_or(DEFAULT_RETRY_MAX_S);
-        if retry_max_s == 0 {
-            return Err(err("delivery.retry_max_s", "must be ≥ 1".into()));
-        }
+        in_range(&err, "delivery.retry_max_s", retry_max_s, 1, 3600)?;
         let cred_s = d.credentials_retry_s.unwrap_or(DEFAULT_CREDENTIALS_RETRY_S);
-        if cred_s == 0 {
-            return Err(err("delivery.credentials_retry_s", "must be ≥ 1".into()));
-        }
+        in_range(&err, "delivery.credentials_retry_s", cred_s, 1, 86_400)?;
         let timeout_s = d.http_timeout_s.unwrap_or(DEFAULT_HTTP_TIMEOUT_S);
-        if timeout_s == 0 {
-            return Err(err("delivery.http_timeout_s", "must be ≥ 1".into()));
-        }
+        in_range(&err, "delivery.http_timeout_s", timeout_s, 1, 600)?;
         let delivery = DeliveryConfig {
             concurrency,
             retry_max: Duration::from_secs(retry_max_s),
@@ -1026,6 +1048,25 @@ impl RawConfig {
             config_version: self.config_version.unwrap_or(1),
             warnings: Vec::new(),
         })
+    }
+}
+
+/// Checks that a whole number of seconds or minutes lies in `lo..=hi`: an
+/// upper bound keeps every duration far from overflowing the clocks it is
+/// added to (`quiet_min * 60`, `Instant + interval`).
+///
+/// Errors: "`value` is outside lo..=hi" for `key`.
+fn in_range(
+    err: &dyn Fn(&str, String) -> ConfigError,
+    key: &str,
+    value: u64,
+    lo: u64,
+    hi: u64,
+) -> Result<(), ConfigError> {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(err(key, format!("{value} is outside {lo}..={hi}")))
     }
 }
 
@@ -1605,6 +1646,69 @@ token = "zc-secret"
         assert_eq!(e.key, "store.keep_days");
         let e = p(&format!("config_version = \"2\"\n{MINIMAL}")).unwrap_err();
         assert_eq!(e.key, "config_version");
+    }
+
+    /// A TOML type or duplicate-key error names the key of its line, under
+    /// its table; an unreadable place falls back to `(syntax)`.
+    #[test]
+    fn type_and_duplicate_errors_name_their_key() {
+        let e = p(&format!("{MINIMAL}[store]\npath = [1, 2]\n")).unwrap_err();
+        assert_eq!(e.key, "store.path", "{e}");
+        assert!(e.to_string().contains("at line 8"), "{e}");
+        let e = p(&format!(
+            "{MINIMAL}poll_interval_s = 5\npoll_interval_s = 6\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "zenchef.poll_interval_s", "{e}");
+        let e = p("[cashpad\ntoken = 1\n").unwrap_err();
+        assert!(e.key == "(syntax)" || e.key == "cashpad", "{e}");
+        assert_eq!(key_at("a = 1\n[x.y]\n b = 2\n", 16), Some("x.y.b".into()));
+        assert_eq!(key_at("[t]\n", 1), Some("t".into()));
+        assert_eq!(key_at("not a key line\n", 3), None);
+    }
+
+    /// Every duration key has an upper bound: a huge value is a
+    /// configuration error naming the key, never an overflow (a panic in a
+    /// debug build, a wrapped few seconds in a release build).
+    #[test]
+    fn huge_durations_are_refused_by_name() {
+        let huge = i64::MAX;
+        for (section, key, full, hi) in [
+            ("store", "quiet_min", "store.quiet_min", 1440u64),
+            (
+                "store",
+                "retention_interval_s",
+                "store.retention_interval_s",
+                86_400,
+            ),
+            (
+                "update",
+                "check_interval_s",
+                "update.check_interval_s",
+                604_800,
+            ),
+            ("delivery", "retry_max_s", "delivery.retry_max_s", 3600),
+            (
+                "delivery",
+                "credentials_retry_s",
+                "delivery.credentials_retry_s",
+                86_400,
+            ),
+            ("delivery", "http_timeout_s", "delivery.http_timeout_s", 600),
+        ] {
+            let text = format!("config_version = 2\n{MINIMAL}[{section}]\n{key} = {huge}\n");
+            let e = p(&text).unwrap_err();
+            assert_eq!(e.key, full, "{e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("{huge} is outside 1..={hi}")),
+                "{e}"
+            );
+            let ok = format!("config_version = 2\n{MINIMAL}[{section}]\n{key} = {hi}\n");
+            assert!(p(&ok).is_ok(), "{key} = {hi}");
+        }
+        let e = p(&format!("{MINIMAL}poll_interval_s = {huge}\n")).unwrap_err();
+        assert_eq!(e.key, "zenchef.poll_interval_s");
     }
 
     /// The previous release after a rollback reads the next release's

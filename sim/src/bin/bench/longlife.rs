@@ -426,7 +426,7 @@ async fn run_store(
     opts.store_path = Some(store.to_path_buf());
     // No retention now (outside the window, a POS never quiet long enough).
     opts.config_head = "config_version = 2\n".into();
-    opts.store_config = "quiet_min = 100000\nretention_interval_s = 1\n".into();
+    opts.store_config = "quiet_min = 1440\nretention_interval_s = 1\n".into();
     opts.update_config = format!("window = \"{}\"\n", window(false));
     let dir = bench.dir(name);
     std::fs::create_dir_all(&dir)?;
