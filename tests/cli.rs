@@ -283,6 +283,89 @@ fn status_json_in_every_state_of_the_store() {
     assert_eq!(s["store_state"], "ok");
     assert_eq!(s["store_error"], serde_json::Value::Null);
     assert_eq!(s["problems"], serde_json::json!(["agent_not_running"]));
+    assert_eq!(s["store_moved_aside"], serde_json::Value::Null);
+
+    // Moved aside at a start (the kept file exists): said as a problem, the
+    // path in full, with the daemon stopped too.
+    let kept = dir.path().join("agent.db.corrupt-1764000000");
+    std::fs::write(&kept, b"the old, unreadable store").unwrap();
+    {
+        let c = rusqlite::Connection::open(&store).unwrap();
+        c.execute(
+            "INSERT OR REPLACE INTO kv (key, value) VALUES ('store_moved_aside', ?1)",
+            [kept.display().to_string()],
+        )
+        .unwrap();
+    }
+    let (code, out, err) = run_as(None, &config, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let s = json(&out);
+    assert_eq!(s["store_moved_aside"], kept.display().to_string());
+    assert!(
+        s["problems"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("store_replaced")),
+        "{s}"
+    );
+    let (_, text, _) = run_as(None, &config, &["status"]);
+    assert!(
+        text.contains("the unreadable one is kept at:")
+            && text.lines().any(|l| l.trim() == kept.display().to_string()),
+        "{text}"
+    );
+    assert!(
+        text.contains("!         store replaced at a start: the old file is kept (see STORE)\n"),
+        "{text}"
+    );
+    std::fs::remove_file(&kept).unwrap();
+    let (_, out, _) = run_as(None, &config, &["status", "--json"]);
+    let s = json(&out);
+    assert_eq!(s["store_moved_aside"], serde_json::Value::Null, "{s}");
+    assert_eq!(s["problems"], serde_json::json!(["agent_not_running"]));
+
+    // Migrated by a newer release beyond this binary (floor above its
+    // schema): the agent refuses it (78), and so says status.
+    {
+        let c = rusqlite::Connection::open(&store).unwrap();
+        c.execute_batch(
+            "UPDATE schema_compat SET applied = 99, min_version = 98; PRAGMA user_version = 98;",
+        )
+        .unwrap();
+    }
+    let (code, out, err) = run_as(None, &config, &["status", "--json"]);
+    assert_eq!(code, 78, "{err}");
+    let s = json(&out);
+    assert_eq!(s["store_state"], "incompatible");
+    assert_eq!(s["problems"][0], "store_incompatible", "{s}");
+    let e = s["store_error"].as_str().unwrap();
+    assert!(
+        e.contains("has schema 99 (usable from schema 98), newer than this binary knows"),
+        "{e}"
+    );
+    let (code, text, _) = run_as(None, &config, &["status"]);
+    assert_eq!(code, 78);
+    assert!(text.contains("Store       TOO NEW"), "{text}");
+    assert!(
+        text.contains(
+            "!         store too new for this binary: the agent cannot start (see Store)\n"
+        ),
+        "{text}"
+    );
+
+    // An empty file (as `touch` leaves it): no table yet, as if missing.
+    std::fs::write(&store, b"").unwrap();
+    let (code, out, err) = run_as(None, &config, &["status", "--json"]);
+    assert_eq!(code, 66, "{err}");
+    let s = json(&out);
+    assert_eq!(s["store_state"], "missing");
+    assert!(
+        s["store_error"]
+            .as_str()
+            .unwrap()
+            .contains("is empty (no table yet)"),
+        "{s}"
+    );
 
     // An invalid configuration: still one JSON object, and 78.
     std::fs::write(&config, "[zenchef]\n").unwrap();

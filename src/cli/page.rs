@@ -222,12 +222,21 @@ pub fn problem_text(p: Problem, s: &Status, lang: Lang) -> String {
             "{} bill update(s) refused by Zenchef Pay: call support.",
             c.pay_dead
         ),
-        (Problem::StoreMissing | Problem::StoreUnreadable, Lang::Fr) => {
-            "Le boîtier ne peut pas lire sa base de données : appelez le support.".into()
-        }
-        (Problem::StoreMissing | Problem::StoreUnreadable, Lang::En) => {
-            "The box cannot read its database: call support.".into()
-        }
+        (
+            Problem::StoreMissing | Problem::StoreUnreadable | Problem::StoreIncompatible,
+            Lang::Fr,
+        ) => "Le boîtier ne peut pas lire sa base de données : appelez le support.".into(),
+        (
+            Problem::StoreMissing | Problem::StoreUnreadable | Problem::StoreIncompatible,
+            Lang::En,
+        ) => "The box cannot read its database: call support.".into(),
+        (Problem::StoreReplaced, Lang::Fr) => "Le boîtier a dû remplacer sa base de données \
+             illisible (l'ancienne est conservée ; des événements y sont peut-être restés) : \
+             appelez le support."
+            .into(),
+        (Problem::StoreReplaced, Lang::En) => "The box had to replace its unreadable database \
+             (the old one is kept; events may have stayed in it): call support."
+            .into(),
         (Problem::UpdatesRefused, Lang::Fr) => "Le boîtier ne reçoit plus de mises à jour \
              (aucune clé de signature configurée) : appelez le support."
             .into(),

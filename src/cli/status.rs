@@ -47,11 +47,13 @@ pub struct Status {
     pub currency: String,
     /// The store file.
     pub store: String,
-    /// `ok` (read), `missing` (the agent never started with this
-    /// configuration) or `unreadable` (permissions, not a database, not the
-    /// agent's); when not `ok`, the counts are 0 and every other fact is
-    /// unknown, and `problems` starts with `store_missing` or
-    /// `store_unreadable`.
+    /// `ok` (read), `missing` (no file, or an empty one: the agent never
+    /// started with this configuration), `unreadable` (permissions, not a
+    /// database, not the agent's) or `incompatible` (migrated by a newer
+    /// release beyond what this binary can use: the agent refuses it); when
+    /// not `ok`, the counts are 0 and every other fact is unknown, and
+    /// `problems` starts with `store_missing`, `store_unreadable` or
+    /// `store_incompatible`.
     pub store_state: &'static str,
     /// Why the store could not be read, `null` when `store_state` is `ok`.
     pub store_error: Option<String>,
@@ -110,6 +112,10 @@ pub struct Status {
     /// pass (`outbox::retention::StoreFacts`); `null` when the store could
     /// not be read.
     pub store_usage: Option<crate::outbox::retention::StoreFacts>,
+    /// Where a store found unreadable at a start was moved aside (its
+    /// events, if any, are no longer delivered automatically); `null` when
+    /// none was, or once that file is gone. Problem `store_replaced`.
+    pub store_moved_aside: Option<String>,
     /// The open orders that hold an update back, oldest first (at most
     /// 20), each with since when; orders open for longer than
     /// `update.open_order_max_h` no longer do and are not listed.
@@ -204,6 +210,14 @@ pub enum Problem {
     StoreMissing,
     /// The store cannot be read (`store_error` says why).
     StoreUnreadable,
+    /// A newer release migrated the store beyond what this binary can use:
+    /// the agent refuses it (exit 78) until a release that knows its schema
+    /// runs (`store_error` names both versions).
+    StoreIncompatible,
+    /// The store was unreadable at a start and was replaced by a fresh one;
+    /// the old file, with any events it still held, is kept at
+    /// `store_moved_aside` (shown for as long as that file exists).
+    StoreReplaced,
     /// Updates are enabled but no usable signing key is configured: every
     /// release is refused.
     UpdatesRefused,
@@ -240,9 +254,13 @@ pub fn read_at(config: &Config, now: DateTime<Utc>) -> Status {
         StoreAccess::Present => {
             let read = store::open_read_only(path)
                 .map_err(anyhow::Error::from)
-                .and_then(|conn| read_conn(&conn, config, now));
+                .and_then(|conn| match not_usable(&conn) {
+                    Some(why) => Ok(Err(why)),
+                    None => read_conn(&conn, config, now).map(Ok),
+                });
             match read {
-                Ok(s) => return s,
+                Ok(Ok(s)) => return s,
+                Ok(Err((state, why))) => (state, format!("{shown} {why}")),
                 Err(e) => (
                     "unreadable",
                     format!("{shown} is not a readable agent store: {e:#}"),
@@ -253,20 +271,50 @@ pub fn read_at(config: &Config, now: DateTime<Utc>) -> Status {
     Status::without_store(config, now, state, error)
 }
 
+/// Why the store of `conn` has nothing to show, as `(store_state, the end
+/// of a sentence about the file)`:
+/// - `missing`: an empty file (schema 0, no table yet), as a fresh box
+///   would have it; the agent creates its tables at its first start;
+/// - `incompatible`: a newer release raised the schema's floor above this
+///   binary's (the daemon exits 78 on it); the sentence names both versions.
+///
+/// `None` when this binary can use it (or the schema cannot be read: the
+/// counts then tell).
+fn not_usable(conn: &Connection) -> Option<(&'static str, String)> {
+    let known = crate::outbox::migrations::KNOWN;
+    let s = crate::outbox::migrations::schema_of(conn).ok()?;
+    if s.applied == 0 {
+        return Some((
+            "missing",
+            "is empty (no table yet): the agent creates its tables at its first start (has it \
+             ever run with this configuration? systemctl status zenchef-edge)"
+                .into(),
+        ));
+    }
+    (s.min_version > known).then(|| {
+        ("incompatible", format!(
+            "has schema {} (usable from schema {}), newer than this binary knows ({known}): the \
+             agent refuses it until a release that knows that schema runs (a newer release \
+             migrated it; never downgrade the binary by hand)",
+            s.applied, s.min_version
+        ))
+    })
+}
+
 impl Status {
-    /// The status when the store is `missing` or `unreadable`: what the
-    /// configuration alone tells, every count 0, the store's problem
-    /// first.
+    /// The status when the store is `missing`, `unreadable` or
+    /// `incompatible`: what the configuration alone tells, every count 0,
+    /// the store's problem first.
     pub fn without_store(
         config: &Config,
         now: DateTime<Utc>,
         store_state: &'static str,
         error: String,
     ) -> Status {
-        let mut problems = vec![if store_state == "missing" {
-            Problem::StoreMissing
-        } else {
-            Problem::StoreUnreadable
+        let mut problems = vec![match store_state {
+            "missing" => Problem::StoreMissing,
+            "incompatible" => Problem::StoreIncompatible,
+            _ => Problem::StoreUnreadable,
         }];
         let update_problem = crate::update::signing_key_problem(&config.update);
         if update_problem.is_some() {
@@ -310,6 +358,7 @@ impl Status {
             tables: None,
             history: None,
             store_usage: None,
+            store_moved_aside: None,
             update_held_by: Vec::new(),
             problems,
         }
@@ -344,6 +393,7 @@ pub fn print_config_error(e: &crate::config::ConfigError) {
         "tables": null,
         "history": null,
         "store_usage": null,
+        "store_moved_aside": null,
         "update_held_by": [],
         "problems": [],
     });
@@ -487,6 +537,15 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
     if counts.dead > 0 {
         problems.push(Problem::DeadEvents);
     }
+    // Read from the store itself, so that it is said with the daemon
+    // stopped too, for as long as the kept file exists.
+    let moved_aside = outbox::kv_get(conn, crate::health::MOVED_ASIDE_KEY)
+        .ok()
+        .flatten()
+        .filter(|p| std::path::Path::new(p).exists());
+    if moved_aside.is_some() {
+        problems.push(Problem::StoreReplaced);
+    }
     if oldest_queued_age_s.is_some_and(|a| a > OLD_QUEUE_S)
         && !problems.contains(&Problem::ZenchefOutage)
         && !problems.contains(&Problem::ZenchefCredentials)
@@ -544,6 +603,7 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
             .flatten()
             .and_then(|h| serde_json::from_str(&h).ok()),
         store_usage,
+        store_moved_aside: moved_aside,
         update_held_by,
         problems,
     })
@@ -685,6 +745,12 @@ pub fn problem_en(p: Problem, s: &Status) -> String {
             "no store yet: the agent has never started with this configuration".into()
         }
         Problem::StoreUnreadable => "the store cannot be read (see Store below)".into(),
+        Problem::StoreIncompatible => {
+            "store too new for this binary: the agent cannot start (see Store)".into()
+        }
+        Problem::StoreReplaced => {
+            "store replaced at a start: the old file is kept (see STORE)".into()
+        }
         Problem::UpdatesRefused => "updates refused: no signing key (see Update below)".into(),
         Problem::UpdatesFailing => "updates failing: the daemon's update checks keep failing \
              (see Update below)"
@@ -1059,6 +1125,7 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
     match s.store_state {
         "missing" => o.line("Store", Some(("MISSING", Tone::Bad)), &s.store),
         "unreadable" => o.line("Store", Some(("UNREADABLE", Tone::Bad)), &s.store),
+        "incompatible" => o.line("Store", Some(("TOO NEW", Tone::Bad)), &s.store),
         _ => o.line("Store", None, &s.store),
     }
     if let Some(e) = &s.store_error {
@@ -1073,12 +1140,15 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
             u.keep_days
         ));
     }
-    if let Some(aside) = s.daemon.as_ref().and_then(|d| d.store_moved_aside.as_ref()) {
+    if let Some(aside) = &s.store_moved_aside {
         o.line(
             "STORE",
             Some(("REPLACED", Tone::Bad)),
-            &format!("at a start; the unreadable one is kept at {aside}"),
+            "at a start; the unreadable one is kept at:",
         );
+        // On a line of its own, never cut: the path is what the technician
+        // needs.
+        o.lines.push(format!("{:LABEL$}{aside}", ""));
     }
     o.lines.join("\n") + "\n"
 }
@@ -1087,7 +1157,8 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
 /// 0 when the store was read (the status is information, not a check:
 /// `doctor` is the command whose exit code judges); when it was not, 66
 /// (missing), 77 (permission denied) or 74 (unreadable otherwise), after
-/// printing it all the same.
+/// printing it all the same; 78 when a newer release made it unusable
+/// for this binary (the daemon's own exit code on it).
 pub fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
     let s = read(config)?;
     if json {
@@ -1099,6 +1170,7 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
     Ok(match s.store_state {
         "ok" => exit::OK,
         "missing" => exit::NOINPUT,
+        "incompatible" => exit::CONFIG,
         _ => match exit::store_access(&config.store_path) {
             StoreAccess::PermissionDenied(_) => exit::NOPERM,
             _ => exit::IOERR,
@@ -1189,6 +1261,7 @@ pub(crate) mod tests {
             tables: None,
             history: None,
             store_usage: None,
+            store_moved_aside: None,
             update_held_by: Vec::new(),
             payments_needing_person: vec![NeedsPerson {
                 payment_id: "pay_8f2c0a1b2c3d".into(),
