@@ -18,6 +18,14 @@
 #      notes that never were part of it, count as pointing outside.
 #      (The patterns below are written with brackets, e.g. `a[b]c`, so that
 #      this script does not match itself.)
+#  (c) Paths and sections named in text: outside fenced code, in Markdown
+#      files and in the comment lines of code, scripts and units, every
+#      repository path written out (`src/delivery/mod.rs`, or `pay/mod.rs`
+#      under src/) names a file that exists (system paths such as /usr/…,
+#      /etc/… and build outputs are not checked), and every section quoted
+#      after a Markdown file (`<file>.md, "Heading"` or `<file>.md
+#      ("Heading")`) is the start of one of its headings (a heading's
+#      number, "5. Size", may be left out).
 #
 # Usage: scripts/check-refs.sh [--links-only]
 #   --links-only  run only (a) (what CI enforces: a missing link target
@@ -224,4 +232,67 @@ if [ "$links_only" -eq 0 ]; then
 	fi
 fi
 
-[ "$link_problems" -eq 0 ] && [ "$outside_problems" -eq 0 ]
+# ------------------------------------------------ (c) paths and sections
+
+# Prints "<line>\t<text>" for the lines of file $1 that are prose: outside
+# fenced code in Markdown, comment lines elsewhere.
+prose_lines() {
+	case "$1" in
+	*.md) awk '/^[ \t]*(```|~~~)/ { fence = !fence; next } !fence { print NR "\t" $0 }' "$1" ;;
+	*.rs) awk '/^[ \t]*\/\// { print NR "\t" $0 }' "$1" ;;
+	*) awk '/^[ \t]*#/ { print NR "\t" $0 }' "$1" ;;
+	esac
+}
+
+named_problems=0
+if [ "$links_only" -eq 0 ]; then
+	PATH_RE='(^|[^A-Za-z0-9_./~:$<{*@-])[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+\.(md|rs|sh|toml|service|timer|catalog|example|png)'
+	SECTION_RE='[A-Za-z0-9_./-]+\.md(\)|`)?( \(|, )"[^"]+"'
+	echo
+	echo "== paths and sections named in text"
+	while IFS= read -r f; do
+		dir="$(dirname "$f")"
+		while IFS=$'\t' read -r lineno line; do
+			while IFS= read -r t; do
+				[ -n "$t" ] || continue
+				case "$t" in usr/* | etc/* | var/* | lib/* | dist/* | target/* | run/* | boot/* | home/* | root/* | tmp/*) continue ;; esac
+				if [ ! -e "$t" ] && [ ! -e "$dir/$t" ] && [ ! -e "src/$t" ]; then
+					echo "$f:$lineno: $t: no such file in the repository"
+					named_problems=$((named_problems + 1))
+				fi
+			done < <(grep -oE "$PATH_RE" <<<"$line" | sed -E 's/^[^A-Za-z0-9_.]//' || true)
+			while IFS= read -r ref; do
+				[ -n "$ref" ] || continue
+				md="${ref%%.md*}.md"
+				md="${md#(}"
+				heading="${ref#*\"}"
+				heading="${heading%\"}"
+				target=""
+				for c in "$md" "$dir/$md" "docs/$md"; do
+					[ -f "$c" ] && target="$(realpath -m --relative-to="$ROOT" "$c")" && break
+				done
+				if [ -z "$target" ]; then
+					echo "$f:$lineno: $md: no such file in the repository"
+					named_problems=$((named_problems + 1))
+					continue
+				fi
+				if [ -z "${ANCHORS[$target]+set}" ]; then
+					ANCHORS[$target]="$(anchors_of "$target")"
+				fi
+				want="$(printf '%s\n' "$heading" | squash)"
+				if ! grep -q -- "^[0-9]*$want" <<<"${ANCHORS[$target]}"; then
+					echo "$f:$lineno: \"$heading\": no such heading in $target"
+					named_problems=$((named_problems + 1))
+				fi
+			done < <(grep -oE "$SECTION_RE" <<<"$line" || true)
+		done < <(prose_lines "$f" | grep -E "$PATH_RE|$SECTION_RE" || true)
+	done < <(list_files README.md docs src sim tests scripts packaging image systemd .ci \
+		'*.md' Cargo.toml build.rs cross.toml .cargo | grep -vE '\.(png|svg|json)$')
+	if [ "$named_problems" -eq 0 ]; then
+		echo "ok: every path and section named in text exists"
+	else
+		echo "FAIL: $named_problems path(s) or section(s) named in text do not exist"
+	fi
+fi
+
+[ "$link_problems" -eq 0 ] && [ "$outside_problems" -eq 0 ] && [ "$named_problems" -eq 0 ]

@@ -1,6 +1,6 @@
 //! Commands run as root (`sudo zenchef-edge …`) act as the owner of the
 //! state directory, so they never leave root-owned files there
-//! (docs/decisions.md, "Commands run as root").
+//! (docs/decisions.md, "Telling the truth to technicians").
 //!
 //! A root-owned `update.lock`, `update-download/`, `device-id`, or an
 //! `agent.db-shm` / `agent.db-wal` created by a read-only SQLite open,
