@@ -373,6 +373,10 @@ pub fn counts(conn: &Connection) -> Result<Counts, StoreError> {
 }
 
 #[cfg(test)]
+#[path = "plans_tests.rs"]
+mod plans_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::pos::event::parse;

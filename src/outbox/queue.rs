@@ -6,6 +6,13 @@
 //! Zenchef call holds back the order's later Zenchef calls, never its
 //! check pushes, and the other way round.
 //!
+//! **Every query names its lane's partial index** (`state != 'done'`,
+//! `pay_state != 'done'`, written out even beside `= 'queued'`): SQLite
+//! uses a partial index only when the query repeats its condition, and
+//! without it each call scans the whole outbox, every row ever stored
+//! (measured on a three-year store: intake of a burst 60 times slower,
+//! docs/benchmarks.md, "6. Long life").
+//!
 //! Lane states: `queued` (to deliver), `done` (delivered, or nothing to do
 //! in that lane), `dead` (a call was refused as "can never succeed as is";
 //! holds back the later rows of the same order in that lane until a
@@ -118,7 +125,7 @@ pub fn next_pending(
             "SELECT o.id, o.event_id, o.order_id, o.seq, o.type, o.pay_state, o.pay_attempts,
                     NULL, 0, e.body
              FROM outbox o JOIN events e ON e.event_id = o.event_id
-             WHERE o.order_id = ?1 AND o.pay_state = 'queued'
+             WHERE o.order_id = ?1 AND o.pay_state != 'done' AND o.pay_state = 'queued'
              ORDER BY o.seq, o.id LIMIT 1"
         }
     };
@@ -174,7 +181,8 @@ pub fn ready_orders(conn: &Connection, lane: Lane) -> Result<Vec<String>, StoreE
              GROUP BY o.order_id"
         }
         Lane::Pay => {
-            "SELECT DISTINCT order_id FROM outbox WHERE pay_state = 'queued' ORDER BY order_id"
+            "SELECT DISTINCT order_id FROM outbox
+             WHERE pay_state != 'done' AND pay_state = 'queued' ORDER BY order_id"
         }
     };
     let mut stmt = conn.prepare(sql)?;
@@ -186,7 +194,8 @@ pub fn ready_orders(conn: &Connection, lane: Lane) -> Result<Vec<String>, StoreE
 /// the order's truth covers all of them).
 pub fn pay_queued_ids(conn: &Connection, order_id: &str) -> Result<Vec<i64>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id FROM outbox WHERE order_id = ?1 AND pay_state = 'queued' ORDER BY seq, id",
+        "SELECT id FROM outbox WHERE order_id = ?1 AND pay_state != 'done' AND pay_state = 'queued'
+         ORDER BY seq, id",
     )?;
     let rows = stmt.query_map([order_id], |r| r.get::<_, i64>(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -214,7 +223,7 @@ pub fn pay_done(
         Some(v) => conn
             .prepare_cached(
                 "UPDATE outbox SET pay_state = 'done', updated_at = ?3
-                 WHERE order_id = ?1 AND pay_state = 'dead' AND seq <= ?2",
+                 WHERE order_id = ?1 AND pay_state != 'done' AND pay_state = 'dead' AND seq <= ?2",
             )?
             .execute(params![order_id, v.min(i64::MAX as u64) as i64, now])?,
         None => 0,
@@ -299,13 +308,10 @@ pub fn record_failure(
 /// Is a delivery of either lane of this order queued or dead? (The update
 /// policy and `status` read the whole queue instead.)
 pub fn order_pending(conn: &Connection, order_id: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM outbox WHERE order_id = ?1 AND (state != 'done' OR pay_state != 'done')
-             LIMIT 1",
-            [order_id],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE order_id = ?1 AND state != 'done')
+             OR EXISTS (SELECT 1 FROM outbox WHERE order_id = ?1 AND pay_state != 'done')",
+        [order_id],
+        |r| r.get::<_, bool>(0),
+    )?)
 }

@@ -458,9 +458,12 @@ fn read_facts(conn: &Connection, path: &Path, keep_days: u32) -> Result<StoreFac
         }
         .into(),
         // MAX(rowid) is a lookup, COUNT(*) a scan: an upper bound is
-        // enough here (rowids only grow; deleted rows leave gaps).
-        events: q("SELECT COALESCE(MAX(rowid), 0) - COALESCE(MIN(rowid), 1) + 1 FROM events")?
-            .max(0),
+        // enough here (rowids only grow; deleted rows leave gaps). Each in
+        // a query of its own: SQLite looks MIN or MAX up only when it is
+        // the query's one aggregate (both in one SELECT scan the table).
+        events: q("SELECT COALESCE((SELECT MAX(rowid) FROM events), 0)
+                        - COALESCE((SELECT MIN(rowid) FROM events), 1) + 1")?
+        .max(0),
         oldest_event_at: oldest.as_ref().map(|o| o.0.clone()),
         oldest_event_order: oldest.and_then(|o| o.1),
         keep_days,
