@@ -246,7 +246,7 @@ prose_lines() {
 
 named_problems=0
 if [ "$links_only" -eq 0 ]; then
-	PATH_RE='(^|[^A-Za-z0-9_./~:$<{*@-])[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+\.(md|rs|sh|toml|service|timer|catalog|example|png)'
+	PATH_RE='(^|[^A-Za-z0-9_./~:$<{*@-])[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+\.(md|rs|sh|toml|service|timer|catalog|example|png)(\.[A-Za-z0-9]+)*'
 	SECTION_RE='[A-Za-z0-9_./-]+\.md(\)|`)?( \(|, )"[^"]+"'
 	echo
 	echo "== paths and sections named in text"
@@ -280,7 +280,7 @@ if [ "$links_only" -eq 0 ]; then
 					ANCHORS[$target]="$(anchors_of "$target")"
 				fi
 				want="$(printf '%s\n' "$heading" | squash)"
-				if ! grep -q -- "^[0-9]*$want" <<<"${ANCHORS[$target]}"; then
+				if [ -z "$want" ] || ! grep -q -- "^[0-9]*$want" <<<"${ANCHORS[$target]}"; then
 					echo "$f:$lineno: \"$heading\": no such heading in $target"
 					named_problems=$((named_problems + 1))
 				fi

@@ -538,7 +538,8 @@ fn key_at(text: &str, at: usize) -> Option<String> {
     let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
     let line = text[start..].lines().next().unwrap_or("");
     let header = |l: &str| {
-        let l = l.trim();
+        // `[store]  # comment` is a header too.
+        let l = l.split('#').next().unwrap_or("").trim();
         (l.starts_with('[') && l.ends_with(']'))
             .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
     };
@@ -631,6 +632,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
     let mut config = raw.validate(path)?;
     config.config_version = version;
+    // The file's warnings first, then those of its values.
+    warnings.append(&mut config.warnings);
     config.warnings = warnings;
     Ok(config)
 }
@@ -732,6 +735,8 @@ impl RawConfig {
             problem,
             file: file.to_path_buf(),
         };
+        // Values used other than written (above a bound), said at start.
+        let mut warnings = Vec::new();
         let tz_name = self
             .restaurant
             .timezone
@@ -815,7 +820,14 @@ impl RawConfig {
         )
         .map_err(|m| err("zenchef.base_url", m))?;
         let poll = z.poll_interval_s.unwrap_or(DEFAULT_POLL_INTERVAL_S);
-        in_range(&err, "zenchef.poll_interval_s", poll, 1, 3600)?;
+        let poll = bounded(
+            &err,
+            &mut warnings,
+            "zenchef.poll_interval_s",
+            poll,
+            1,
+            3600,
+        )?;
         let sync_days = z.sync_days.unwrap_or(DEFAULT_SYNC_DAYS);
         if !(1..=14).contains(&sync_days) {
             return Err(err(
@@ -902,9 +914,16 @@ impl RawConfig {
             .store
             .retention_interval_s
             .unwrap_or(DEFAULT_RETENTION_INTERVAL_S);
-        in_range(&err, "store.retention_interval_s", interval_s, 1, 86_400)?;
+        let interval_s = bounded(
+            &err,
+            &mut warnings,
+            "store.retention_interval_s",
+            interval_s,
+            1,
+            86_400,
+        )?;
         let quiet_min = self.store.quiet_min.unwrap_or(DEFAULT_QUIET_MIN);
-        in_range(&err, "store.quiet_min", quiet_min, 1, 1440)?;
+        let quiet_min = bounded(&err, &mut warnings, "store.quiet_min", quiet_min, 1, 1440)?;
         let retention = RetentionConfig {
             keep_days,
             interval: Duration::from_secs(interval_s),
@@ -957,8 +976,9 @@ impl RawConfig {
         let check_interval_s = u
             .check_interval_s
             .unwrap_or(DEFAULT_UPDATE_CHECK_INTERVAL_S);
-        in_range(
+        let check_interval_s = bounded(
             &err,
+            &mut warnings,
             "update.check_interval_s",
             check_interval_s,
             1,
@@ -1019,11 +1039,32 @@ impl RawConfig {
             ));
         }
         let retry_max_s = d.retry_max_s.unwrap_or(DEFAULT_RETRY_MAX_S);
-        in_range(&err, "delivery.retry_max_s", retry_max_s, 1, 3600)?;
+        let retry_max_s = bounded(
+            &err,
+            &mut warnings,
+            "delivery.retry_max_s",
+            retry_max_s,
+            1,
+            3600,
+        )?;
         let cred_s = d.credentials_retry_s.unwrap_or(DEFAULT_CREDENTIALS_RETRY_S);
-        in_range(&err, "delivery.credentials_retry_s", cred_s, 1, 86_400)?;
+        let cred_s = bounded(
+            &err,
+            &mut warnings,
+            "delivery.credentials_retry_s",
+            cred_s,
+            1,
+            86_400,
+        )?;
         let timeout_s = d.http_timeout_s.unwrap_or(DEFAULT_HTTP_TIMEOUT_S);
-        in_range(&err, "delivery.http_timeout_s", timeout_s, 1, 600)?;
+        let timeout_s = bounded(
+            &err,
+            &mut warnings,
+            "delivery.http_timeout_s",
+            timeout_s,
+            1,
+            600,
+        )?;
         let delivery = DeliveryConfig {
             concurrency,
             retry_max: Duration::from_secs(retry_max_s),
@@ -1046,28 +1087,35 @@ impl RawConfig {
             delivery,
             log_filter: self.log.filter.unwrap_or_else(|| "info".into()),
             config_version: self.config_version.unwrap_or(1),
-            warnings: Vec::new(),
+            warnings,
         })
     }
 }
 
-/// Checks that a whole number of seconds or minutes lies in `lo..=hi`: an
+/// A whole number of seconds or minutes, at least `lo`, at most `hi`: the
 /// upper bound keeps every duration far from overflowing the clocks it is
-/// added to (`quiet_min * 60`, `Instant + interval`).
+/// added to (`quiet_min * 60`, `Instant + interval`). A value above it is
+/// used as `hi`, with a warning in `warnings`, not refused: these keys only
+/// had a lower bound before, and a file a box already runs with must not
+/// stop the agent after an update (exit 78 is not restarted).
 ///
-/// Errors: "`value` is outside lo..=hi" for `key`.
-fn in_range(
+/// Errors: "must be ≥ lo" for `key`.
+fn bounded(
     err: &dyn Fn(&str, String) -> ConfigError,
+    warnings: &mut Vec<String>,
     key: &str,
     value: u64,
     lo: u64,
     hi: u64,
-) -> Result<(), ConfigError> {
-    if (lo..=hi).contains(&value) {
-        Ok(())
-    } else {
-        Err(err(key, format!("{value} is outside {lo}..={hi}")))
+) -> Result<u64, ConfigError> {
+    if value < lo {
+        return Err(err(key, format!("must be ≥ {lo}")));
     }
+    if value > hi {
+        warnings.push(format!("{key}: {value} is above {hi}; {hi} is used"));
+        return Ok(hi);
+    }
+    Ok(value)
 }
 
 fn required_secret(
@@ -1664,14 +1712,19 @@ token = "zc-secret"
         assert!(e.key == "(syntax)" || e.key == "cashpad", "{e}");
         assert_eq!(key_at("a = 1\n[x.y]\n b = 2\n", 16), Some("x.y.b".into()));
         assert_eq!(key_at("[t]\n", 1), Some("t".into()));
+        assert_eq!(
+            key_at("[a]\n[store]  # retention\nquiet_min = \"x\"\n", 30),
+            Some("store.quiet_min".into())
+        );
         assert_eq!(key_at("not a key line\n", 3), None);
     }
 
-    /// Every duration key has an upper bound: a huge value is a
-    /// configuration error naming the key, never an overflow (a panic in a
-    /// debug build, a wrapped few seconds in a release build).
+    /// Every duration key has an upper bound: a huge value is used as the
+    /// bound, with a warning naming the key, never an overflow (a panic in
+    /// a debug build, a wrapped few seconds in a release build) and never a
+    /// refusal of a file that an earlier release accepted.
     #[test]
-    fn huge_durations_are_refused_by_name() {
+    fn huge_durations_are_bounded_with_a_warning() {
         let huge = i64::MAX;
         for (section, key, full, hi) in [
             ("store", "quiet_min", "store.quiet_min", 1440u64),
@@ -1697,18 +1750,23 @@ token = "zc-secret"
             ("delivery", "http_timeout_s", "delivery.http_timeout_s", 600),
         ] {
             let text = format!("config_version = 2\n{MINIMAL}[{section}]\n{key} = {huge}\n");
-            let e = p(&text).unwrap_err();
-            assert_eq!(e.key, full, "{e}");
-            assert!(
-                e.to_string()
-                    .contains(&format!("{huge} is outside 1..={hi}")),
-                "{e}"
+            let c = p(&text).unwrap();
+            assert_eq!(
+                c.warnings,
+                vec![format!("{full}: {huge} is above {hi}; {hi} is used")]
             );
             let ok = format!("config_version = 2\n{MINIMAL}[{section}]\n{key} = {hi}\n");
-            assert!(p(&ok).is_ok(), "{key} = {hi}");
+            assert!(p(&ok).unwrap().warnings.is_empty(), "{key} = {hi}");
+            let zero = format!("config_version = 2\n{MINIMAL}[{section}]\n{key} = 0\n");
+            assert_eq!(p(&zero).unwrap_err().key, full);
         }
-        let e = p(&format!("{MINIMAL}poll_interval_s = {huge}\n")).unwrap_err();
-        assert_eq!(e.key, "zenchef.poll_interval_s");
+        let c = p(&format!(
+            "config_version = 2\n{MINIMAL}[store]\nquiet_min = {huge}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.retention.quiet, Duration::from_secs(1440 * 60));
+        let c = p(&format!("{MINIMAL}poll_interval_s = {huge}\n")).unwrap();
+        assert_eq!(c.zenchef.poll_interval, Duration::from_secs(3600));
     }
 
     /// The previous release after a rollback reads the next release's

@@ -367,6 +367,17 @@ fn status_json_in_every_state_of_the_store() {
         "{s}"
     );
 
+    // Another program's database (tables, schema 0): not the agent's.
+    std::fs::remove_file(&store).unwrap();
+    rusqlite::Connection::open(&store)
+        .unwrap()
+        .execute_batch("CREATE TABLE recipes (name TEXT);")
+        .unwrap();
+    let (code, out, err) = run_as(None, &config, &["status", "--json"]);
+    assert_eq!(code, 74, "{err}");
+    let s = json(&out);
+    assert_eq!(s["store_state"], "unreadable", "{s}");
+
     // An invalid configuration: still one JSON object, and 78.
     std::fs::write(&config, "[zenchef]\n").unwrap();
     let (code, out, err) = run_as(None, &config, &["status", "--json"]);

@@ -283,7 +283,14 @@ pub fn read_at(config: &Config, now: DateTime<Utc>) -> Status {
 fn not_usable(conn: &Connection) -> Option<(&'static str, String)> {
     let known = crate::outbox::migrations::KNOWN;
     let s = crate::outbox::migrations::schema_of(conn).ok()?;
-    if s.applied == 0 {
+    let no_table = || {
+        conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .is_ok_and(|n| n == 0)
+    };
+    // Schema 0 with tables: another program's database (unreadable, below).
+    if s.applied == 0 && no_table() {
         return Some((
             "missing",
             "is empty (no table yet): the agent creates its tables at its first start (has it \

@@ -126,7 +126,7 @@ pub fn order_truth(conn: &Connection, order_id: &str) -> Result<OrderTruth, Stor
 
 /// Event types that restate an order's whole state and so clear the doubt a
 /// quarantined event of the order left (rule 9).
-const CLEARING: &str = "('order.items_sent', 'bill.paid', 'order.voided')";
+pub(crate) const CLEARING: &str = "('order.items_sent', 'bill.paid', 'order.voided')";
 
 /// Why an order needs attention (rule 9): the reason of its latest
 /// quarantined event not yet followed (higher `seq`) by a valid event that

@@ -109,10 +109,10 @@ impl PaymentState {
 /// yet answered: the `pending` of rule 6's "due". (An adopted payment is
 /// not counted: it may have been refunded by the box that had it, and it
 /// would then refuse other guests' payments for nothing.)
-const PENDING: &str = "('settle', 'command_sent')";
+pub(crate) const PENDING: &str = "('settle', 'command_sent')";
 /// States of a payment still waiting for the POS: a closing event without
 /// its reference decides them (refused).
-const WAITING: &str = "('settle', 'command_sent', 'adopted')";
+pub(crate) const WAITING: &str = "('settle', 'command_sent', 'adopted')";
 
 /// What became of a listed payment.
 #[derive(Debug, Clone, PartialEq, Eq)]

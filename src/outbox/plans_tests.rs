@@ -16,30 +16,29 @@
 
 use rusqlite::Connection;
 
-/// The files whose statements run while the daemon serves.
-const HOT: &[(&str, &str)] = &[
-    ("src/outbox/mod.rs", include_str!("mod.rs")),
-    ("src/outbox/queue.rs", include_str!("queue.rs")),
-    ("src/outbox/orders.rs", include_str!("orders.rs")),
-    ("src/outbox/payments.rs", include_str!("payments.rs")),
-    ("src/outbox/retention.rs", include_str!("retention.rs")),
-    ("src/links.rs", include_str!("../links.rs")),
+/// The files whose statements run while the daemon serves, each with the
+/// number of statements it holds today: fewer planned means the literal
+/// reader lost some (raise the number when a statement is added). The
+/// delivery lanes and the payments task hold no SQL of their own: they
+/// call these.
+const HOT: &[(&str, &str, usize)] = &[
+    ("src/outbox/mod.rs", include_str!("mod.rs"), 21),
+    ("src/outbox/queue.rs", include_str!("queue.rs"), 12),
+    ("src/outbox/orders.rs", include_str!("orders.rs"), 9),
+    ("src/outbox/payments.rs", include_str!("payments.rs"), 21),
+    ("src/outbox/retention.rs", include_str!("retention.rs"), 18),
+    ("src/links.rs", include_str!("../links.rs"), 8),
     (
         "src/zenchef/poller.rs",
         include_str!("../zenchef/poller.rs"),
-    ),
-    ("src/update/daemon.rs", include_str!("../update/daemon.rs")),
-    ("src/cli/status.rs", include_str!("../cli/status.rs")),
-    ("src/pay/mod.rs", include_str!("../pay/mod.rs")),
-    ("src/delivery/mod.rs", include_str!("../delivery/mod.rs")),
-    (
-        "src/delivery/zenchef_lane.rs",
-        include_str!("../delivery/zenchef_lane.rs"),
+        4,
     ),
     (
-        "src/delivery/pay_lane.rs",
-        include_str!("../delivery/pay_lane.rs"),
+        "src/update/daemon.rs",
+        include_str!("../update/daemon.rs"),
+        3,
     ),
+    ("src/cli/status.rs", include_str!("../cli/status.rs"), 3),
 ];
 
 /// Tables that grow with the years (kept 90 days by retention, but a store
@@ -80,7 +79,13 @@ const ALLOWED: &[(&str, &str)] = &[
 /// The SQL string literals of `src` (`"…"` and `r#"…"#`), outside its
 /// `#[cfg(test)]` module, with Rust line continuations folded.
 fn sql_literals(src: &str) -> Vec<(usize, String)> {
-    let src = src.split("#[cfg(test)]\nmod tests").next().unwrap_or(src);
+    let src = src
+        .split("#[cfg(test)]\nmod tests")
+        .next()
+        .unwrap_or(src)
+        .split("#[cfg(test)]\npub(crate) mod tests")
+        .next()
+        .unwrap_or(src);
     let bytes = src.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -89,7 +94,11 @@ fn sql_literals(src: &str) -> Vec<(usize, String)> {
         // so that `i` may sit inside one.
         let (start, end_pat) = if bytes[i..].starts_with(b"r#\"") {
             (i + 3, "\"#")
-        } else if bytes[i] == b'"' && (i == 0 || bytes[i - 1] != b'\'') {
+        } else if bytes[i..].starts_with(b"'\"'") || bytes[i..].starts_with(b"'\\\"'") {
+            // A char literal holding a quote: not a string.
+            i += if bytes[i + 1] == b'"' { 3 } else { 4 };
+            continue;
+        } else if bytes[i] == b'"' {
             (i + 1, "\"")
         } else if bytes[i..].starts_with(b"//") {
             // A comment: skip to the end of the line.
@@ -146,12 +155,9 @@ fn sql_literals(src: &str) -> Vec<(usize, String)> {
 /// that SQLite can plan it.
 fn plannable(sql: &str) -> String {
     let sql = sql
-        .replace("{PENDING}", "('settle', 'command_sent')")
-        .replace("{WAITING}", "('settle', 'command_sent', 'adopted')")
-        .replace(
-            "{CLEARING}",
-            "('order.items_sent', 'bill.paid', 'order.voided')",
-        );
+        .replace("{PENDING}", super::payments::PENDING)
+        .replace("{WAITING}", super::payments::WAITING)
+        .replace("{CLEARING}", super::orders::CLEARING);
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
@@ -177,16 +183,17 @@ fn store() -> (tempfile::TempDir, Connection) {
 #[test]
 fn no_hot_statement_scans_a_table_that_grows_with_the_years() {
     let (_dir, conn) = store();
-    let mut planned = 0;
     let mut problems = Vec::new();
-    for (file, src) in HOT {
+    let mut short = Vec::new();
+    for (file, src, expected) in HOT {
+        let mut planned = 0;
         for (line, sql) in sql_literals(src) {
-            if sql.contains('{') {
+            let q = plannable(&sql);
+            if q.contains('{') {
                 // A statement built at run time beyond the known constants
                 // (table names, column lists): not planned here.
                 continue;
             }
-            let q = plannable(&sql);
             let plan: Vec<String> =
                 match conn
                     .prepare(&format!("EXPLAIN QUERY PLAN {q}"))
@@ -203,6 +210,11 @@ fn no_hot_statement_scans_a_table_that_grows_with_the_years() {
             if ALLOWED.iter().any(|(needle, _)| sql.contains(needle)) {
                 continue;
             }
+            // `FROM outbox o` and `FROM outbox AS o` both alias it.
+            let words: Vec<&str> = sql
+                .split_whitespace()
+                .filter(|w| !w.eq_ignore_ascii_case("AS"))
+                .collect();
             for step in &plan {
                 let Some(rest) = step.strip_prefix("SCAN ") else {
                     continue;
@@ -212,9 +224,7 @@ fn no_hot_statement_scans_a_table_that_grows_with_the_years() {
                     .split_once("INDEX ")
                     .map(|(_, i)| i.split_whitespace().next().unwrap_or(""));
                 let growing = GROWING.contains(&table)
-                    || sql
-                        .split_whitespace()
-                        .collect::<Vec<_>>()
+                    || words
                         .windows(2)
                         .any(|w| GROWING.contains(&w[0]) && w[1].trim_end_matches(',') == table);
                 if growing && !index.is_some_and(|i| PARTIAL.contains(&i)) {
@@ -222,10 +232,16 @@ fn no_hot_statement_scans_a_table_that_grows_with_the_years() {
                 }
             }
         }
+        if planned < *expected {
+            short.push(format!(
+                "{file}: {planned} statements planned, {expected} expected"
+            ));
+        }
     }
     assert!(
-        planned > 60,
-        "only {planned} statements planned: the literal reader is broken"
+        short.is_empty(),
+        "the literal reader lost statements:\n{}",
+        short.join("\n")
     );
     assert!(
         problems.is_empty(),
@@ -234,8 +250,9 @@ fn no_hot_statement_scans_a_table_that_grows_with_the_years() {
     );
 }
 
-/// The guard fails where it must: the query the long-life bench caught,
-/// and a scan through an index that is not partial.
+/// The guard fails where it must: the query the long-life bench caught is
+/// a scan, the fixed one a search of the partial index; the literal reader
+/// folds continuations and steps over a quote in a char literal.
 #[test]
 fn the_guard_sees_the_scans_it_exists_for() {
     let (_dir, conn) = store();
@@ -262,10 +279,10 @@ fn the_guard_sees_the_scans_it_exists_for() {
         "{new:?}"
     );
     let lits = sql_literals(
-        "fn f() { c.execute(\"SELECT 1 FROM outbox WHERE \\\n  state = 'dead'\", []) }\n",
+        "const Q: char = '\"';\nfn f() { c.execute(\"SELECT 1 FROM outbox WHERE \\\n  state = 'dead'\", []) }\n",
     );
     assert_eq!(
         lits,
-        vec![(1, "SELECT 1 FROM outbox WHERE state = 'dead'".to_string())]
+        vec![(2, "SELECT 1 FROM outbox WHERE state = 'dead'".to_string())]
     );
 }
