@@ -2,78 +2,22 @@
 //! simulator answering settle commands, the Zenchef Pay fake. Every check
 //! version and every payment's fate is asserted (docs/protocol/sync-rules.md rules 6, 7).
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::Utc;
 use serde_json::{Value, json};
-use zenchef_sim::harness::{Rig, RigOptions};
-use zenchef_sim::pay::{PayConfig, PaymentState};
-use zenchef_sim::pos::{EventBuilder, Line, Payment, paris_winter};
-use zenchef_sim::util::wait_for;
-use zenchef_sim::zenchef::{Fault, ZenchefConfig};
+use zenchef_sim::harness::Rig;
+use zenchef_sim::pay::PaymentState;
+use zenchef_sim::pos::{EventBuilder, Line, Payment};
+use zenchef_sim::zenchef::Fault;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_zenchef-edge");
-const LONG: Duration = Duration::from_secs(40);
+use common::money::{LONG, now, open_table, options, pay, start, wait_fate};
 
+/// Tables 1–20, no bookings, Zenchef Pay on (the money suites' rig).
 async fn pay_rig(dir: &Path) -> Rig {
-    let mut opts = RigOptions::new(ZenchefConfig {
-        restaurant_id: "654321".into(),
-        token: "zc-token".into(),
-        tables: (1..=20)
-            .map(|i| (i, i.to_string(), "Salle".to_string()))
-            .collect(),
-        ..Default::default()
-    });
-    opts.pay = Some(PayConfig {
-        token: "pay-token-s3cret".into(),
-        ..Default::default()
-    });
-    let mut rig = Rig::start(opts, Path::new(AGENT), dir).await.unwrap();
-    rig.spawn_agent().unwrap();
-    rig.pos
-        .wait_until(Duration::from_secs(20), |s| s.status.is_some())
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(30)));
-    rig
-}
-
-/// A table opened with a bill of `total` cents sent to the kitchen.
-async fn open_table(
-    rig: &Rig,
-    eb: &mut EventBuilder,
-    order: &str,
-    table: &str,
-    total: i64,
-) -> Vec<Line> {
-    let now = Utc::now().with_timezone(&paris_winter());
-    let lines = vec![Line::new("L1", "Menu", 1, total)];
-    rig.pos
-        .publish_event(&eb.table_opened(order, table, 2, now))
-        .await
-        .unwrap();
-    rig.pos
-        .publish_event(&eb.items_sent(order, table, &lines, total))
-        .await
-        .unwrap();
-    lines
-}
-
-fn pay(rig: &Rig) -> &zenchef_sim::pay::PayFake {
-    rig.pay.as_ref().unwrap()
-}
-
-async fn wait_fate(rig: &Rig, payment_id: &str) -> PaymentState {
-    let p = pay(rig).clone();
-    let id = payment_id.to_string();
-    wait_for(&format!("the fate of {payment_id}"), LONG, || {
-        match p.payment_state(&id) {
-            PaymentState::Unacked => None,
-            s => Some(s),
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(40)))
+    start(options(Vec::new(), ""), dir).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +97,7 @@ async fn payments_that_cannot_be_settled_are_rejected_with_a_reason_and_never_se
             .unwrap();
     }
     // O-CASH is paid in cash at the POS; its check gets closed.
-    let now = Utc::now().with_timezone(&paris_winter());
+    let now = now();
     rig.pos
         .publish_event(&eb.bill_paid(
             "O-CASH",
@@ -255,7 +199,7 @@ async fn pay_down_while_items_are_sent_pushes_the_latest_check_after_recovery() 
     let rig = pay_rig(dir.path()).await;
     pay(&rig).set_fault(Fault::Down).await.unwrap();
     let mut eb = EventBuilder::new(4000);
-    let now = Utc::now().with_timezone(&paris_winter());
+    let now = now();
     rig.pos
         .publish_event(&eb.table_opened("O-3", "7", 2, now))
         .await

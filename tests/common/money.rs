@@ -1,5 +1,5 @@
-//! Helpers of the money suites (tests/money.rs, tests/review_money.rs): a
-//! rig with Zenchef Pay on, and short waits on what the fakes saw. Each
+//! Helpers of the money suites (tests/money.rs, tests/review_money.rs,
+//! tests/pay.rs): a rig with Zenchef Pay on, and short waits on what the fakes saw. Each
 //! wait fails with the agent's log tail.
 
 use std::path::Path;
