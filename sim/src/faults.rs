@@ -3,11 +3,12 @@
 //! connections drop), the whole-service faults ([`Fault`]), the latency and
 //! answer delay, the per-request failure script and the call log.
 //!
-//! Request pipeline, in order ([`pipeline`]): recorded as a [`CallRecord`] →
-//! latency → injected [`Fault`] → the fake's own gate ([`Api::admit`]:
+//! Request pipeline, in order (`pipeline`): recorded as a [`CallRecord`] →
+//! latency → injected [`Fault`] → the fake's own gate (`Api::admit`:
 //! credentials, headers, idempotent replay) → per-request injected failures
-//! ([`FaultLayer::fail_matching`]) → the endpoint ([`Api::answered`] sees its
-//! answer) → answer delay → the answer is recorded.
+//! (`fail_matching`) → the endpoint (`Api::answered` sees its answer) →
+//! answer delay → the answer is recorded. The fakes expose the controls
+//! with the same names and meaning (`fault_controls!`).
 //!
 //! Every error answer of the layer is `{"message": …}` like the fakes' own
 //! (docs/protocol/zenchef-api.md "Errors", docs/protocol/zenchef-pay.md
@@ -81,8 +82,8 @@ pub struct CallRecord {
     pub path: String,
     /// Raw query string (`""` when none).
     pub query: String,
-    /// The idempotency key header ([`Api::KEY_HEADER`]: Zenchef's
-    /// `PublisherModelId`), if the fake has one and the request carried it.
+    /// The idempotency key header (Zenchef's `PublisherModelId`; the Pay
+    /// fake has none), if the request carried it.
     pub publisher_model_id: Option<String>,
     /// HTTP status answered (0 while unanswered, e.g. under [`Fault::Timeout`]).
     pub status: u16,
@@ -173,7 +174,20 @@ impl FaultLayer {
         Ok((layer, listener))
     }
 
-    /// Serves `router` (which runs [`pipeline`]) on `listener`.
+    /// A fake's `routes` behind the layer: unknown paths answer 404
+    /// `{"message": "no such endpoint"}`, every request runs [`pipeline`]
+    /// with `api` as the gate, and handlers get `api` as their state.
+    pub(crate) fn mount<A: Api>(&self, routes: Router<Arc<A>>, api: Arc<A>) -> Router {
+        routes
+            .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such endpoint") })
+            .layer(axum::middleware::from_fn_with_state(
+                (self.clone(), api.clone()),
+                pipeline::<A>,
+            ))
+            .with_state(api)
+    }
+
+    /// Serves `router` (from [`FaultLayer::mount`]) on `listener`.
     pub(crate) async fn serve(&self, listener: TcpListener, router: Router) {
         *self.server.lock().await = Some(Listening::serve(listener, router));
     }
@@ -313,6 +327,88 @@ impl FaultLayer {
     }
 }
 
+/// The public fault-injection controls of a fake, the same on both: expands
+/// inside `impl Fake` where the fake has a `faults: FaultLayer` field and a
+/// `router(&self) -> Router` method (to listen again after
+/// [`Fault::Down`]).
+macro_rules! fault_controls {
+    () => {
+        /// The TCP port (stays the same across [`Fault::Down`]).
+        pub fn port(&self) -> u16 {
+            self.faults.port()
+        }
+
+        /// `127.0.0.1:<port>`.
+        pub fn addr(&self) -> std::net::SocketAddr {
+            std::net::SocketAddr::from((crate::util::LOOPBACK, self.port()))
+        }
+
+        /// Sets the fault applied to every request from now on. `Down` stops
+        /// listening (connection refused) and drops open connections; any
+        /// other value listens again on the same port, state kept, if the
+        /// fake was down. Errors: the port could not be bound again.
+        pub async fn set_fault(&self, fault: Fault) -> anyhow::Result<()> {
+            self.faults.set_fault(fault, || self.router()).await
+        }
+
+        /// The current fault.
+        pub fn fault(&self) -> Fault {
+            self.faults.fault()
+        }
+
+        /// Adds `latency` before every answer (also faults' answers).
+        pub fn set_latency(&self, latency: std::time::Duration) {
+            self.faults.set_latency(latency);
+        }
+
+        /// Every request whose `path?query` contains `needle` answers
+        /// `status` with `{"message": message}` until removed (persistent
+        /// poison). Returns an id for `clear_failure`.
+        pub fn fail_path_containing(&self, needle: &str, status: u16, message: &str) -> u64 {
+            self.faults.fail_path_containing(needle, status, message)
+        }
+
+        /// Every request for which `matcher(method, "path?query")` is true
+        /// answers `status` with `{"message": message}` until removed.
+        /// Returns an id for `clear_failure`.
+        pub fn fail_matching(
+            &self,
+            matcher: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+            status: u16,
+            message: &str,
+        ) -> u64 {
+            self.faults.fail_matching(matcher, status, message)
+        }
+
+        /// Removes one injected per-request failure.
+        pub fn clear_failure(&self, id: u64) {
+            self.faults.clear_failure(id);
+        }
+
+        /// Removes every injected per-request failure.
+        pub fn clear_failures(&self) {
+            self.faults.clear_failures();
+        }
+
+        /// Every request received so far, in arrival order.
+        pub fn calls(&self) -> Vec<CallRecord> {
+            self.faults.calls()
+        }
+
+        /// The requests received from the `first`-th on (0-based;
+        /// `calls_from(0)` is `calls()`): cheap polling of a long run.
+        pub fn calls_from(&self, first: usize) -> Vec<CallRecord> {
+            self.faults.calls_from(first)
+        }
+
+        /// Number of requests received so far.
+        pub fn call_count(&self) -> usize {
+            self.faults.call_count()
+        }
+    };
+}
+pub(crate) use fault_controls;
+
 /// `Wed, 21 Oct 2026 07:28:00 GMT`.
 fn http_date(t: SystemTime) -> String {
     let dt: DateTime<Utc> = t.into();
@@ -363,7 +459,7 @@ fn body_json(bytes: &[u8]) -> Value {
 /// The middleware running the layer in front of a fake's endpoints (see
 /// the module doc for the order); mount it with
 /// `middleware::from_fn_with_state((layer, api), pipeline::<A>)`.
-pub(crate) async fn pipeline<A: Api>(
+async fn pipeline<A: Api>(
     State((layer, api)): State<(FaultLayer, Arc<A>)>,
     req: Request,
     next: Next,

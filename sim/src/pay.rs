@@ -26,7 +26,6 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,17 +33,16 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Value, json};
 
-use crate::faults::{Admit, Api, FaultLayer, pipeline};
+use crate::faults::{Admit, Api, FaultLayer};
 pub use crate::faults::{CallRecord, Fault, RetryAfter};
 use crate::http_server::{header_str, json_error as err, parse_body, require_json, unprocessable};
 use crate::pos::{paris_winter, rfc3339};
-use crate::util::{LOOPBACK, random_hex};
+use crate::util::random_hex;
 
 /// Path prefix of every endpoint (the base URL ends with it).
 pub const BASE_PATH: &str = "/pos/v1";
@@ -186,7 +184,7 @@ impl PayFake {
     }
 
     fn router(&self) -> Router {
-        Router::new()
+        let routes = Router::new()
             .route(
                 "/pos/v1/installations/{iid}/checks/{order_id}",
                 put(put_check),
@@ -195,28 +193,13 @@ impl PayFake {
             .route(
                 "/pos/v1/installations/{iid}/payments/{payment_id}/ack",
                 post(ack_payment),
-            )
-            .fallback(|| async { err(StatusCode::NOT_FOUND, "no such endpoint") })
-            .layer(middleware::from_fn_with_state(
-                (self.faults.clone(), self.shared.clone()),
-                pipeline::<Shared>,
-            ))
-            .with_state(self.shared.clone())
+            );
+        self.faults.mount(routes, self.shared.clone())
     }
 
     /// `http://127.0.0.1:<port>/pos/v1` (the agent's `base_url`).
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}{BASE_PATH}", self.port())
-    }
-
-    /// The TCP port (stays the same across [`Fault::Down`]).
-    pub fn port(&self) -> u16 {
-        self.faults.port()
-    }
-
-    /// `127.0.0.1:<port>`.
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((LOOPBACK, self.port()))
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State_) -> T) -> T {
@@ -225,24 +208,7 @@ impl PayFake {
 
     // ---- fault injection -------------------------------------------------
 
-    /// Sets the fault applied to every request from now on. `Down` stops
-    /// listening (connection refused) and drops open connections; any other
-    /// value listens again on the same port, state kept, if the fake was
-    /// down.
-    /// Errors: the port could not be bound again.
-    pub async fn set_fault(&self, fault: Fault) -> anyhow::Result<()> {
-        self.faults.set_fault(fault, || self.router()).await
-    }
-
-    /// The current fault.
-    pub fn fault(&self) -> Fault {
-        self.faults.fault()
-    }
-
-    /// Adds `latency` before every answer (also faults' answers).
-    pub fn set_latency(&self, latency: Duration) {
-        self.faults.set_latency(latency);
-    }
+    crate::faults::fault_controls!();
 
     /// From now on only `token` is accepted as bearer token (401 otherwise).
     pub fn set_token(&self, token: &str) {
@@ -258,34 +224,6 @@ impl PayFake {
     /// wall clock at `+01:00`).
     pub fn set_clock(&self, at: Option<DateTime<FixedOffset>>) {
         self.with(|s| s.clock = at);
-    }
-
-    /// Every request whose `path?query` contains `needle` answers `status`
-    /// with `{"message": message}` until removed. Returns an id for
-    /// [`PayFake::clear_failure`].
-    pub fn fail_path_containing(&self, needle: &str, status: u16, message: &str) -> u64 {
-        self.faults.fail_path_containing(needle, status, message)
-    }
-
-    /// Every request for which `matcher(method, "path?query")` is true
-    /// answers `status` with `{"message": message}` until removed.
-    pub fn fail_matching(
-        &self,
-        matcher: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
-        status: u16,
-        message: &str,
-    ) -> u64 {
-        self.faults.fail_matching(matcher, status, message)
-    }
-
-    /// Removes one injected per-request failure.
-    pub fn clear_failure(&self, id: u64) {
-        self.faults.clear_failure(id);
-    }
-
-    /// Removes every injected per-request failure.
-    pub fn clear_failures(&self) {
-        self.faults.clear_failures();
     }
 
     /// The "same payment returned twice by the API" fault, armed once: the
@@ -460,11 +398,6 @@ impl PayFake {
                 })
                 .collect()
         })
-    }
-
-    /// Every request received so far, in arrival order.
-    pub fn calls(&self) -> Vec<CallRecord> {
-        self.faults.calls()
     }
 
     /// Waits until `order_id` has a check for which `condition` holds

@@ -25,7 +25,6 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,19 +32,17 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, put};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use serde_json::{Value, json};
 
-use crate::faults::{Admit, Api, FaultLayer, pipeline};
+use crate::faults::{Admit, Api, FaultLayer};
 pub use crate::faults::{CallRecord, Fault, RetryAfter};
 use crate::http_server::{
     header_str, is_write, json_error as err, parse_body, require_json, unprocessable,
 };
 use crate::pos::{paris_winter, rfc3339};
-use crate::util::LOOPBACK;
 
 /// Booking statuses Zenchef knows (public list).
 pub const STATUSES: &[&str] = &[
@@ -310,33 +307,18 @@ impl ZenchefFake {
     }
 
     fn router(&self) -> Router {
-        Router::new()
+        let routes = Router::new()
             .route("/api/v1/bookings", get(list_bookings).post(create_booking))
             .route("/api/v1/bookings/{id}", get(get_booking))
             .route("/api/v1/bookings/{id}/changeStatus", patch(change_status))
             .route("/api/v1/bookings/{id}/pos_ticket", put(pos_ticket))
-            .route("/api/v1/tables", get(list_tables))
-            .fallback(|| async { err(StatusCode::NOT_FOUND, "no such endpoint") })
-            .layer(middleware::from_fn_with_state(
-                (self.faults.clone(), self.shared.clone()),
-                pipeline::<Shared>,
-            ))
-            .with_state(self.shared.clone())
+            .route("/api/v1/tables", get(list_tables));
+        self.faults.mount(routes, self.shared.clone())
     }
 
     /// `http://127.0.0.1:<port>/api/v1`.
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}/api/v1", self.port())
-    }
-
-    /// The TCP port (stays the same across [`Fault::Down`]).
-    pub fn port(&self) -> u16 {
-        self.faults.port()
-    }
-
-    /// `127.0.0.1:<port>`.
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((LOOPBACK, self.port()))
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State_) -> T) -> T {
@@ -345,23 +327,7 @@ impl ZenchefFake {
 
     // ---- fault injection -------------------------------------------------
 
-    /// Sets the fault applied to every request from now on. `Down` stops
-    /// listening and drops open connections; any other value listens again
-    /// (same port, state kept) if the fake was down.
-    /// Errors: the port could not be bound again.
-    pub async fn set_fault(&self, fault: Fault) -> anyhow::Result<()> {
-        self.faults.set_fault(fault, || self.router()).await
-    }
-
-    /// The current fault.
-    pub fn fault(&self) -> Fault {
-        self.faults.fault()
-    }
-
-    /// Adds `latency` before every answer (also faults' answers).
-    pub fn set_latency(&self, latency: Duration) {
-        self.faults.set_latency(latency);
-    }
+    crate::faults::fault_controls!();
 
     /// Delays every answer by `delay` **after** the request has acted (the
     /// booking is created, the status changed…): a client that gives up or
@@ -382,13 +348,6 @@ impl ZenchefFake {
         self.with(|s| s.restaurant_id = restaurant_id.to_string());
     }
 
-    /// Every request whose `path?query` contains `needle` answers `status`
-    /// with `{"message": message}` until removed (persistent poison).
-    /// Returns an id for [`ZenchefFake::clear_failure`].
-    pub fn fail_path_containing(&self, needle: &str, status: u16, message: &str) -> u64 {
-        self.faults.fail_path_containing(needle, status, message)
-    }
-
     /// Every write (PATCH/PUT/POST) on booking `booking_id` answers `status`
     /// with `{"message": message}` until removed.
     pub fn fail_booking(&self, booking_id: i64, status: u16, message: &str) -> u64 {
@@ -398,27 +357,6 @@ impl ZenchefFake {
             status,
             message,
         )
-    }
-
-    /// Every request for which `matcher(method, "path?query")` is true
-    /// answers `status` with `{"message": message}` until removed.
-    pub fn fail_matching(
-        &self,
-        matcher: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
-        status: u16,
-        message: &str,
-    ) -> u64 {
-        self.faults.fail_matching(matcher, status, message)
-    }
-
-    /// Removes one injected per-request failure.
-    pub fn clear_failure(&self, id: u64) {
-        self.faults.clear_failure(id);
-    }
-
-    /// Removes every injected per-request failure.
-    pub fn clear_failures(&self) {
-        self.faults.clear_failures();
     }
 
     // ---- observability ---------------------------------------------------
@@ -455,22 +393,6 @@ impl ZenchefFake {
     /// Attached POS tickets: `ticket_id → (booking_id, body as sent)`.
     pub fn tickets(&self) -> BTreeMap<String, (i64, Value)> {
         self.with(|s| s.tickets.clone())
-    }
-
-    /// Every request received so far, in arrival order.
-    pub fn calls(&self) -> Vec<CallRecord> {
-        self.faults.calls()
-    }
-
-    /// The requests received from the `first`-th on (0-based; `calls_from(0)`
-    /// is [`ZenchefFake::calls`]): cheap polling of a long run.
-    pub fn calls_from(&self, first: usize) -> Vec<CallRecord> {
-        self.faults.calls_from(first)
-    }
-
-    /// Number of requests received so far.
-    pub fn call_count(&self) -> usize {
-        self.faults.call_count()
     }
 
     /// Number of writes answered from the idempotency memory (acted once).
