@@ -66,7 +66,7 @@ fn api(fake: &ZenchefFake) -> Target {
             ("Accept", "application/json".into()),
         ],
         write_headers: vec![("PublisherName", "zenchef-edge".into())],
-        key_header: "PublisherModelId",
+        key_header: Some("PublisherModelId"),
     }
 }
 
@@ -204,7 +204,7 @@ async fn change_status_and_idempotency() {
     let fake = fake_with(2, 100).await;
     let api = api(&fake);
     let before = fake.booking(1).unwrap()["updated_at"].clone();
-    let (v, _) = check(
+    let (_, v, _) = check(
         &api,
         change(1, "seated", "ev-1:seat")
             .answers(200)
@@ -253,7 +253,7 @@ async fn walkin_creation_validates_and_is_idempotent() {
                       "lastname": "Walk-in", "status": "seated", "reservation_type": "walkin",
                       "tables": ["14"], "country": "fr"});
     let create = |body: Value, key: &str| Case::write(Method::POST, "/bookings?force=1", body, key);
-    let (v, _) = check(
+    let (_, v, _) = check(
         &api,
         create(body.clone(), "ev-9")
             .answers(201)
@@ -402,7 +402,7 @@ async fn faults_down_status_ratelimit_timeout_latency_and_poison() {
     let mut retry_after = None;
     for (fault, case) in fault_cases {
         fake.set_fault(fault).await.unwrap();
-        retry_after = check(&api, case).await.1.get("retry-after").cloned();
+        retry_after = check(&api, case).await.2.get("retry-after").cloned();
     }
     let v = retry_after.unwrap();
     let v = v.to_str().unwrap();

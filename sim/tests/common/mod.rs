@@ -29,8 +29,8 @@ pub struct Target {
     /// Headers added to a request with a body.
     pub write_headers: Vec<(&'static str, String)>,
     /// The header carrying a case's idempotency key (Zenchef's
-    /// `PublisherModelId`).
-    pub key_header: &'static str,
+    /// `PublisherModelId`; `None` for an API without one).
+    pub key_header: Option<&'static str>,
 }
 
 /// One request and what its answer must hold.
@@ -38,6 +38,8 @@ pub struct Case {
     method: Method,
     path: String,
     body: Option<Value>,
+    /// A body sent as is, without `Content-Type`.
+    raw: Option<String>,
     key: Option<String>,
     /// `(name, Some(value))` replaces a header, `(name, None)` drops it.
     header_changes: Vec<(&'static str, Option<String>)>,
@@ -82,6 +84,7 @@ impl Case {
             method,
             path: path.into(),
             body,
+            raw: None,
             key,
             header_changes: Vec::new(),
             status: None,
@@ -89,6 +92,13 @@ impl Case {
             message: Vec::new(),
             answer_headers: Vec::new(),
         }
+    }
+
+    /// `method path` with `text` as the body and no `Content-Type`.
+    pub fn raw(method: Method, path: impl Into<String>, text: String) -> Case {
+        let mut case = Case::request(method, path, None, None);
+        case.raw = Some(text);
+        case
     }
 
     /// Sends header `name: value` instead of the target's.
@@ -147,21 +157,21 @@ fn set_header(headers: &mut HeaderMap, name: &str, value: &str) {
     );
 }
 
-/// Sends `case` to `target` and asserts what it expects; answers the body
-/// (`null` when not JSON) and the headers.
-pub async fn check(target: &Target, case: Case) -> (Value, HeaderMap) {
+/// Sends `case` to `target` and asserts what it expects; answers the HTTP
+/// status, the body (`null` when not JSON) and the headers.
+pub async fn check(target: &Target, case: Case) -> (u16, Value, HeaderMap) {
     let label = format!("{} {}", case.method, case.path);
     let mut headers = HeaderMap::new();
     for (name, value) in &target.headers {
         set_header(&mut headers, name, value);
     }
-    if case.body.is_some() {
+    if case.body.is_some() || case.raw.is_some() {
         for (name, value) in &target.write_headers {
             set_header(&mut headers, name, value);
         }
     }
-    if let Some(key) = &case.key {
-        set_header(&mut headers, target.key_header, key);
+    if let (Some(key), Some(name)) = (&case.key, target.key_header) {
+        set_header(&mut headers, name, key);
     }
     for (name, value) in &case.header_changes {
         match value {
@@ -176,6 +186,9 @@ pub async fn check(target: &Target, case: Case) -> (Value, HeaderMap) {
         .headers(headers);
     if let Some(body) = &case.body {
         rb = rb.json(body);
+    }
+    if let Some(text) = &case.raw {
+        rb = rb.body(text.clone());
     }
     let r = rb.send().await.unwrap();
     let status = r.status().as_u16();
@@ -201,14 +214,14 @@ pub async fn check(target: &Target, case: Case) -> (Value, HeaderMap) {
     for (name, want) in &case.answer_headers {
         assert_eq!(headers[*name], want.as_str(), "{label}: header {name}");
     }
-    (v, headers)
+    (status, v, headers)
 }
 
 /// Sends every case in order, asserting each; answers their bodies.
 pub async fn check_all(target: &Target, cases: Vec<Case>) -> Vec<Value> {
     let mut bodies = Vec::with_capacity(cases.len());
     for case in cases {
-        bodies.push(check(target, case).await.0);
+        bodies.push(check(target, case).await.1);
     }
     bodies
 }
