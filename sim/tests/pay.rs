@@ -1010,19 +1010,7 @@ impl RefAgent {
         let (table, covers, lines, total, paid, status) = &self.orders[order];
         let body = json!({"table": table, "covers": covers, "currency": "EUR", "status": status,
             "lines": lines, "total_cents": total, "paid_cents": paid, "version": version});
-        let r = self
-            .http
-            .put(format!(
-                "{}/installations/{IID}/checks/{order}",
-                self.fake.base_url()
-            ))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let code = r.status().as_u16();
-        let v: Value = r.json().await.unwrap();
+        let (code, v, _) = check(&api(&self.fake), put(order, body)).await;
         assert!(
             (200..300).contains(&code)
                 || (code == 409 && v["stored_version"].as_u64() >= Some(version)),
@@ -1031,18 +1019,7 @@ impl RefAgent {
     }
 
     async fn ack(&self, payment_id: &str, body: Value) {
-        let r = self
-            .http
-            .post(format!(
-                "{}/installations/{IID}/payments/{payment_id}/ack",
-                self.fake.base_url()
-            ))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{payment_id}");
+        check(&api(&self.fake), ack(payment_id, body).answers(200)).await;
     }
 
     async fn on_event(&mut self, e: Value) {
