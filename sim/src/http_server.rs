@@ -2,12 +2,16 @@
 //! Pay fake, update server): an axum router served over HTTP/1.1 on a
 //! loopback listener, one task per connection, that can stop listening and
 //! drop its open connections (an outage: connection refused, connections
-//! reset) and later listen again on the same port.
+//! reset) and later listen again on the same port; and the JSON error
+//! answers and request checks the two fakes share.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
@@ -73,5 +77,60 @@ pub async fn rebind(port: u16) -> anyhow::Result<TcpListener> {
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// An error answer `status` with the body `{"message": message}` (both
+/// fakes' error shape: docs/protocol/zenchef-api.md, docs/protocol/zenchef-pay.md).
+pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"message": message.into()}))).into_response()
+}
+
+/// A 422 whose message names the bad field first: `"{field}: {problem}"`.
+pub(crate) fn unprocessable(field: &str, problem: &str) -> Response {
+    json_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        format!("{field}: {problem}"),
+    )
+}
+
+/// Whether `m` writes (`POST`, `PUT`, `PATCH`, `DELETE`).
+pub(crate) fn is_write(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+}
+
+/// Header `name` as text (`None` when absent or not visible ASCII).
+pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The 400 a write without `Content-Type: application/json` gets; `None`
+/// for a read or a JSON write.
+pub(crate) fn require_json(method: &Method, headers: &HeaderMap) -> Option<Response> {
+    let ct = header_str(headers, "content-type").unwrap_or("");
+    (is_write(method) && !ct.to_ascii_lowercase().starts_with("application/json")).then(|| {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            "Content-Type must be application/json",
+        )
+    })
+}
+
+/// A request body that must be a JSON object. Errors: a 400 answer (not
+/// JSON, or JSON but not an object).
+pub(crate) fn parse_body(bytes: &[u8]) -> Result<Map<String, Value>, Response> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(json_error(
+            StatusCode::BAD_REQUEST,
+            "body must be a JSON object",
+        )),
+        Err(e) => Err(json_error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON body: {e}"),
+        )),
     }
 }

@@ -12,6 +12,8 @@
 //! - [`mosquitto`]: a real mosquitto process, for broker restarts.
 //! - [`pos`]: the Cashpad POS as an MQTT client: publishes events and the
 //!   floor plan, records what the agent sends back.
+//! - [`faults`]: the fault-injection layer both HTTP fakes run their
+//!   requests through (outage, faults, latency, failure script, call log).
 //! - [`zenchef`]: the Zenchef partner API fake (axum) with fault injection.
 //! - [`pay`]: the Zenchef Pay POS-connector fake (axum): checks, guest
 //!   payments, acks, with the same fault injection.
@@ -24,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod faults;
 pub mod harness;
 pub mod http_server;
 pub mod mdns;

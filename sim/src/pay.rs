@@ -10,8 +10,8 @@
 //! - `POST /installations/{iid}/payments/{payment_id}/ack`: `settled` or
 //!   `rejected` (with a `reason`; Zenchef Pay then refunds the guest).
 //!
-//! Request pipeline, in order: recorded as a [`CallRecord`] → latency →
-//! injected [`Fault`] → `Authorization: Bearer <token>` (401) → the
+//! Request pipeline ([`crate::faults`]), in order: recorded as a
+//! [`CallRecord`] → latency → injected [`Fault`] → `Authorization: Bearer <token>` (401) → the
 //! installation id of the path (404) → `Content-Type: application/json` on
 //! writes (400) → per-request injected failures → the endpoint.
 //!
@@ -26,25 +26,23 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
-use crate::http_server::Listening;
+use crate::faults::{Admit, Api, FaultLayer};
+pub use crate::faults::{CallRecord, Fault, RetryAfter};
+use crate::http_server::{header_str, json_error as err, parse_body, require_json, unprocessable};
 use crate::pos::{paris_winter, rfc3339};
-use crate::util::{LOOPBACK, random_hex};
-pub use crate::zenchef::{Fault, RetryAfter};
+use crate::util::random_hex;
 
 /// Path prefix of every endpoint (the base URL ends with it).
 pub const BASE_PATH: &str = "/pos/v1";
@@ -82,28 +80,6 @@ impl Default for PayConfig {
     }
 }
 
-/// One HTTP request the fake received (also those refused by a fault).
-#[derive(Debug, Clone)]
-pub struct CallRecord {
-    /// 1-based arrival number.
-    pub n: u64,
-    /// Arrival time.
-    pub at: Instant,
-    /// HTTP method, e.g. `PUT`.
-    pub method: String,
-    /// Path, e.g. `/pos/v1/installations/CP-4F2A91/checks/O-881`.
-    pub path: String,
-    /// Raw query string (`""` when none).
-    pub query: String,
-    /// HTTP status answered (0 while unanswered, e.g. under [`Fault::Timeout`]).
-    pub status: u16,
-    /// The request body parsed as JSON (`Null` when empty, a string when not
-    /// JSON).
-    pub body: Value,
-    /// The answer's body parsed as JSON (`Null` when none).
-    pub response: Value,
-}
-
 /// What became of a payment, from its acks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentState {
@@ -118,16 +94,6 @@ pub enum PaymentState {
     },
 }
 
-/// `(method, "path?query") → matches`.
-type Matcher = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
-
-struct PathFailure {
-    id: u64,
-    matcher: Matcher,
-    status: u16,
-    message: String,
-}
-
 struct State_ {
     iid: String,
     token: String,
@@ -138,11 +104,6 @@ struct State_ {
     states: HashMap<String, PaymentState>,
     duplicate_next: bool,
     clock: Option<DateTime<FixedOffset>>,
-    calls: Vec<CallRecord>,
-    fault: Fault,
-    latency: Duration,
-    failures: Vec<PathFailure>,
-    next_failure_id: u64,
     page_size_cap: u32,
 }
 
@@ -154,25 +115,15 @@ struct Shared {
 #[derive(Clone)]
 pub struct PayFake {
     shared: Arc<Shared>,
-    port: u16,
-    server: Arc<tokio::sync::Mutex<Option<Listening>>>,
+    faults: FaultLayer,
 }
 
 impl std::fmt::Debug for PayFake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PayFake").field("port", &self.port).finish()
+        f.debug_struct("PayFake")
+            .field("port", &self.port())
+            .finish()
     }
-}
-
-fn err(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"message": message.into()}))).into_response()
-}
-
-fn unprocessable(field: &str, problem: &str) -> Response {
-    err(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        format!("{field}: {problem}"),
-    )
 }
 
 /// The cursor naming position `position` of the payment log (the number of
@@ -219,29 +170,21 @@ impl PayFake {
             states: HashMap::new(),
             duplicate_next: false,
             clock: None,
-            calls: Vec::new(),
-            fault: Fault::None,
-            latency: Duration::ZERO,
-            failures: Vec::new(),
-            next_failure_id: 1,
             page_size_cap: config.page_size_cap.max(1),
         };
-        let listener = TcpListener::bind((LOOPBACK, config.port)).await?;
-        let port = listener.local_addr()?.port();
+        let (faults, listener) = FaultLayer::bind(config.port).await?;
         let fake = PayFake {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
             }),
-            port,
-            server: Arc::new(tokio::sync::Mutex::new(None)),
+            faults,
         };
-        let server = Listening::serve(listener, fake.router());
-        *fake.server.lock().await = Some(server);
+        fake.faults.serve(listener, fake.router()).await;
         Ok(fake)
     }
 
     fn router(&self) -> Router {
-        Router::new()
+        let routes = Router::new()
             .route(
                 "/pos/v1/installations/{iid}/checks/{order_id}",
                 put(put_check),
@@ -250,28 +193,13 @@ impl PayFake {
             .route(
                 "/pos/v1/installations/{iid}/payments/{payment_id}/ack",
                 post(ack_payment),
-            )
-            .fallback(|| async { err(StatusCode::NOT_FOUND, "no such endpoint") })
-            .layer(middleware::from_fn_with_state(
-                self.shared.clone(),
-                pipeline,
-            ))
-            .with_state(self.shared.clone())
+            );
+        self.faults.mount(routes, self.shared.clone())
     }
 
     /// `http://127.0.0.1:<port>/pos/v1` (the agent's `base_url`).
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}{BASE_PATH}", self.port)
-    }
-
-    /// The TCP port (stays the same across [`Fault::Down`]).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// `127.0.0.1:<port>`.
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((LOOPBACK, self.port))
+        format!("http://127.0.0.1:{}{BASE_PATH}", self.port())
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State_) -> T) -> T {
@@ -280,32 +208,7 @@ impl PayFake {
 
     // ---- fault injection -------------------------------------------------
 
-    /// Sets the fault applied to every request from now on. `Down` stops
-    /// listening (connection refused) and drops open connections; any other
-    /// value listens again on the same port, state kept, if the fake was
-    /// down.
-    pub async fn set_fault(&self, fault: Fault) -> anyhow::Result<()> {
-        let mut server = self.server.lock().await;
-        if fault == Fault::Down {
-            // Dropping it stops listening and drops open connections.
-            server.take();
-        } else if server.is_none() {
-            let listener = crate::http_server::rebind(self.port).await?;
-            *server = Some(Listening::serve(listener, self.router()));
-        }
-        self.with(|s| s.fault = fault);
-        Ok(())
-    }
-
-    /// The current fault.
-    pub fn fault(&self) -> Fault {
-        self.with(|s| s.fault.clone())
-    }
-
-    /// Adds `latency` before every answer (also faults' answers).
-    pub fn set_latency(&self, latency: Duration) {
-        self.with(|s| s.latency = latency);
-    }
+    crate::faults::fault_controls!();
 
     /// From now on only `token` is accepted as bearer token (401 otherwise).
     pub fn set_token(&self, token: &str) {
@@ -321,45 +224,6 @@ impl PayFake {
     /// wall clock at `+01:00`).
     pub fn set_clock(&self, at: Option<DateTime<FixedOffset>>) {
         self.with(|s| s.clock = at);
-    }
-
-    /// Every request whose `path?query` contains `needle` answers `status`
-    /// with `{"message": message}` until removed. Returns an id for
-    /// [`PayFake::clear_failure`].
-    pub fn fail_path_containing(&self, needle: &str, status: u16, message: &str) -> u64 {
-        let needle = needle.to_string();
-        self.fail_matching(move |_, p| p.contains(&needle), status, message)
-    }
-
-    /// Every request for which `matcher(method, "path?query")` is true
-    /// answers `status` with `{"message": message}` until removed.
-    pub fn fail_matching(
-        &self,
-        matcher: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
-        status: u16,
-        message: &str,
-    ) -> u64 {
-        self.with(|s| {
-            let id = s.next_failure_id;
-            s.next_failure_id += 1;
-            s.failures.push(PathFailure {
-                id,
-                matcher: Arc::new(matcher),
-                status,
-                message: message.to_string(),
-            });
-            id
-        })
-    }
-
-    /// Removes one injected per-request failure.
-    pub fn clear_failure(&self, id: u64) {
-        self.with(|s| s.failures.retain(|f| f.id != id));
-    }
-
-    /// Removes every injected per-request failure.
-    pub fn clear_failures(&self) {
-        self.with(|s| s.failures.clear());
     }
 
     /// The "same payment returned twice by the API" fault, armed once: the
@@ -536,11 +400,6 @@ impl PayFake {
         })
     }
 
-    /// Every request received so far, in arrival order.
-    pub fn calls(&self) -> Vec<CallRecord> {
-        self.with(|s| s.calls.clone())
-    }
-
     /// Waits until `order_id` has a check for which `condition` holds
     /// (polled every 20 ms); answers it, or fails after `timeout` naming the
     /// last check seen.
@@ -570,22 +429,6 @@ impl PayFake {
 
 // ---- request pipeline ----------------------------------------------------
 
-fn is_write(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    )
-}
-
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn http_date(t: std::time::SystemTime) -> String {
-    let dt: DateTime<Utc> = t.into();
-    dt.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
-}
-
 /// The `{iid}` segment of `/pos/v1/installations/{iid}/…`.
 fn path_iid(path: &str) -> Option<&str> {
     let rest = path
@@ -594,143 +437,36 @@ fn path_iid(path: &str) -> Option<&str> {
     Some(rest.split('/').next().unwrap_or(rest))
 }
 
-async fn pipeline(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 * 1024 * 1024)
-        .await
-        .unwrap_or_default();
-    let method = parts.method.clone();
-    let path = parts.uri.path().to_string();
-    let query = parts.uri.query().unwrap_or("").to_string();
-    let body_json = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-    };
-    let (n, latency, fault) = {
-        let mut s = shared.state.lock().unwrap();
-        let n = s.calls.len() as u64 + 1;
-        s.calls.push(CallRecord {
-            n,
-            at: Instant::now(),
-            method: method.to_string(),
-            path: path.clone(),
-            query: query.clone(),
-            status: 0,
-            body: body_json,
-            response: Value::Null,
-        });
-        (n, s.latency, s.fault.clone())
-    };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let resp = 'outcome: {
-        // 1. injected faults (the network / infrastructure in front).
-        match fault {
-            Fault::None => {}
-            Fault::Down => {
-                // Raced with a shutdown: behave like a dead server.
-                break 'outcome err(StatusCode::SERVICE_UNAVAILABLE, "server going down");
-            }
-            Fault::Timeout => {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                break 'outcome err(StatusCode::GATEWAY_TIMEOUT, "timeout");
-            }
-            Fault::Status(code) => {
-                let code = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                break 'outcome err(code, format!("injected fault {code}"));
-            }
-            Fault::RateLimit { retry_after } => {
-                let value = match retry_after {
-                    RetryAfter::Seconds(n) => n.to_string(),
-                    RetryAfter::HttpDate(t) => http_date(t),
-                };
-                let mut resp = err(StatusCode::TOO_MANY_REQUESTS, "rate limited");
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, value.parse().expect("ascii"));
-                break 'outcome resp;
-            }
-        }
-        // 2. credentials.
+/// Zenchef Pay's gate in the shared pipeline: the bearer token, the
+/// installation of the path, JSON writes.
+impl Api for Shared {
+    fn admit(&self, method: &Method, headers: &HeaderMap, path: &str) -> Admit {
         let (token, iid) = {
-            let s = shared.state.lock().unwrap();
+            let s = self.state.lock().unwrap();
             (s.token.clone(), s.iid.clone())
         };
-        let bearer = header_str(&parts.headers, "authorization")
+        let bearer = header_str(headers, "authorization")
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         if bearer != Some(token.as_str()) {
-            break 'outcome err(StatusCode::UNAUTHORIZED, "invalid bearer token");
+            return Admit::Refuse(err(StatusCode::UNAUTHORIZED, "invalid bearer token"));
         }
-        // 3. the installation.
-        if let Some(got) = path_iid(&path)
+        if let Some(got) = path_iid(path)
             && got != iid
         {
-            break 'outcome err(
+            return Admit::Refuse(err(
                 StatusCode::NOT_FOUND,
                 format!("unknown installation {got:?}"),
-            );
+            ));
         }
-        // 4. write headers.
-        if is_write(&method) {
-            let ct = header_str(&parts.headers, "content-type").unwrap_or("");
-            if !ct.to_ascii_lowercase().starts_with("application/json") {
-                break 'outcome err(
-                    StatusCode::BAD_REQUEST,
-                    "Content-Type must be application/json",
-                );
-            }
-        }
-        // 5. injected per-request failures.
-        let target = if query.is_empty() {
-            path.clone()
-        } else {
-            format!("{path}?{query}")
-        };
-        let failure = {
-            let s = shared.state.lock().unwrap();
-            s.failures
-                .iter()
-                .find(|f| (f.matcher)(method.as_str(), &target))
-                .map(|f| (f.status, f.message.clone()))
-        };
-        if let Some((status, message)) = failure {
-            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-            break 'outcome err(code, message);
-        }
-        // 6. the endpoint.
-        next.run(Request::from_parts(parts, Body::from(bytes)))
-            .await
-    };
-    let (rparts, rbody) = resp.into_parts();
-    let rbytes = axum::body::to_bytes(rbody, 64 * 1024 * 1024)
-        .await
-        .unwrap_or_default();
-    let rjson: Value = serde_json::from_slice(&rbytes).unwrap_or(Value::Null);
-    {
-        let mut s = shared.state.lock().unwrap();
-        if let Some(c) = s.calls.get_mut(n as usize - 1) {
-            c.status = rparts.status.as_u16();
-            c.response = rjson;
+        match require_json(method, headers) {
+            Some(refusal) => Admit::Refuse(refusal),
+            None => Admit::Pass,
         }
     }
-    Response::from_parts(rparts, Body::from(rbytes))
 }
 
 // ---- endpoints -------------------------------------------------------------
-
-fn parse_body(bytes: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(err(StatusCode::BAD_REQUEST, "body must be a JSON object")),
-        Err(e) => Err(err(
-            StatusCode::BAD_REQUEST,
-            format!("invalid JSON body: {e}"),
-        )),
-    }
-}
 
 /// Validates a check body (docs/protocol/zenchef-pay.md "Checks"); the error names
 /// the first bad field.

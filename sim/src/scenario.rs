@@ -1144,36 +1144,36 @@ impl Scenario {
         sc.steps
             .sort_by(|a, b| a.at().cmp(&b.at()).then(a.rank().cmp(&b.rank())));
         for st in &sc.steps {
-            match st {
-                Step::GuestPays {
-                    order_id,
-                    amount_cents,
-                    tip_cents,
-                    method,
-                    ..
-                } => sc.expected.payments.push(ExpectedPayment {
-                    order_id: order_id.clone(),
-                    amount_cents: *amount_cents,
-                    tip_cents: *tip_cents,
-                    method: method.clone(),
-                    fate: PaymentFate::Settled,
-                }),
-                Step::InjectPayment {
-                    order_id,
-                    amount_cents,
-                    tip_cents,
-                    method,
-                    ..
-                } => sc.expected.payments.push(ExpectedPayment {
-                    order_id: order_id.clone(),
-                    amount_cents: *amount_cents,
-                    tip_cents: *tip_cents,
-                    method: method.clone(),
-                    fate: PaymentFate::Rejected {
+            if let Step::GuestPays {
+                order_id,
+                amount_cents,
+                tip_cents,
+                method,
+                ..
+            }
+            | Step::InjectPayment {
+                order_id,
+                amount_cents,
+                tip_cents,
+                method,
+                ..
+            } = st
+            {
+                // Guests pay open checks; an injected payment is for a table
+                // already paid in cash.
+                let fate = match st {
+                    Step::GuestPays { .. } => PaymentFate::Settled,
+                    _ => PaymentFate::Rejected {
                         reason_contains: "already paid".into(),
                     },
-                }),
-                _ => {}
+                };
+                sc.expected.payments.push(ExpectedPayment {
+                    order_id: order_id.clone(),
+                    amount_cents: *amount_cents,
+                    tip_cents: *tip_cents,
+                    method: method.clone(),
+                    fate,
+                });
             }
         }
         sc.pay_orders = pay_orders;

@@ -5,8 +5,9 @@
 //! `PATCH /bookings/{id}/changeStatus`, `POST /bookings?force=1` (walk-in),
 //! `PUT /bookings/{id}/pos_ticket` and `GET /tables`.
 //!
-//! Request pipeline, in order: recorded as a [`CallRecord`] → latency →
-//! injected [`Fault`] → `auth-token` (401) and `restaurantId` (403) →
+//! Request pipeline ([`crate::faults`]), in order: recorded as a
+//! [`CallRecord`] → latency → injected [`Fault`] → `auth-token` (401) and
+//! `restaurantId` (403) →
 //! `Content-Type: application/json` on writes (400) → `PublisherName` and
 //! `PublisherModelId` on writes (400) → idempotency replay (a write whose
 //! `PublisherModelId` already produced a 2xx answer gets that answer again and
@@ -24,24 +25,24 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, put};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
-use crate::http_server::Listening;
+use crate::faults::{Admit, Api, FaultLayer};
+pub use crate::faults::{CallRecord, Fault, RetryAfter};
+use crate::http_server::{
+    header_str, is_write, json_error as err, parse_body, require_json, unprocessable,
+};
 use crate::pos::{paris_winter, rfc3339};
-use crate::util::LOOPBACK;
 
 /// Booking statuses Zenchef knows (public list).
 pub const STATUSES: &[&str] = &[
@@ -97,78 +98,6 @@ impl Default for ZenchefConfig {
     }
 }
 
-/// The `Retry-After` header of an injected 429.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RetryAfter {
-    /// `Retry-After: <n>` (delay in seconds).
-    Seconds(u64),
-    /// `Retry-After: <IMF-fixdate>`, e.g. `Wed, 21 Oct 2026 07:28:00 GMT`.
-    HttpDate(SystemTime),
-}
-
-/// An injected fault, applied to every request until cleared.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
-    /// Normal service.
-    None,
-    /// The port stops listening (connection refused) and open connections
-    /// are dropped; clearing the fault listens on the same port again, with
-    /// all state kept.
-    Down,
-    /// Every request answers this HTTP status with `{"message":…}`.
-    Status(u16),
-    /// Every request answers 429 with a `Retry-After` header.
-    RateLimit {
-        /// The header's value.
-        retry_after: RetryAfter,
-    },
-    /// Requests are accepted and never answered (the handler sleeps an hour).
-    Timeout,
-}
-
-/// One HTTP request the fake received (also those refused by a fault).
-#[derive(Debug, Clone)]
-pub struct CallRecord {
-    /// 1-based arrival number.
-    pub n: u64,
-    /// Arrival time.
-    pub at: Instant,
-    /// When the answer was ready (`None` while unanswered). With
-    /// [`CallRecord::at`] it gives the call's time in flight at the fake,
-    /// e.g. to measure how many calls the agent had running at once.
-    pub answered_at: Option<Instant>,
-    /// When the answer was handed to the connection (`None` while
-    /// unanswered); `done_at − at` includes the injected latency.
-    pub done_at: Option<Instant>,
-    /// HTTP method, e.g. `PATCH`.
-    pub method: String,
-    /// Path, e.g. `/api/v1/bookings/42/changeStatus`.
-    pub path: String,
-    /// Raw query string (`""` when none).
-    pub query: String,
-    /// The `PublisherModelId` header, if any.
-    pub publisher_model_id: Option<String>,
-    /// HTTP status answered (0 while unanswered, e.g. under [`Fault::Timeout`]).
-    pub status: u16,
-    /// `true` when this was an idempotent replay of an earlier write.
-    pub duplicate: bool,
-    /// The request body parsed as JSON (`Null` when empty, a string when not
-    /// JSON).
-    pub body: Value,
-    /// The answer's body parsed as JSON (`Null` when none).
-    pub response: Value,
-}
-
-/// `(method, "path?query") → matches`.
-type Matcher = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
-
-struct PathFailure {
-    id: u64,
-    matcher: Matcher,
-    status: u16,
-    message: String,
-}
-
 struct State_ {
     restaurant_id: String,
     token: String,
@@ -183,12 +112,6 @@ struct State_ {
     sheet_base: HashMap<i64, (i64, i64)>,
     idempotency: HashMap<String, (u16, Value)>,
     duplicates: u64,
-    calls: Vec<CallRecord>,
-    fault: Fault,
-    latency: Duration,
-    answer_delay: Duration,
-    failures: Vec<PathFailure>,
-    next_failure_id: u64,
     page_size_cap: u32,
 }
 
@@ -200,20 +123,15 @@ struct Shared {
 #[derive(Clone)]
 pub struct ZenchefFake {
     shared: Arc<Shared>,
-    port: u16,
-    server: Arc<tokio::sync::Mutex<Option<Listening>>>,
+    faults: FaultLayer,
 }
 
 impl std::fmt::Debug for ZenchefFake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZenchefFake")
-            .field("port", &self.port)
+            .field("port", &self.port())
             .finish()
     }
-}
-
-fn err(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"message": message.into()}))).into_response()
 }
 
 fn now_paris() -> DateTime<FixedOffset> {
@@ -371,60 +289,36 @@ impl ZenchefFake {
             sheet_base: HashMap::new(),
             idempotency: HashMap::new(),
             duplicates: 0,
-            calls: Vec::new(),
-            fault: Fault::None,
-            latency: Duration::ZERO,
-            answer_delay: Duration::ZERO,
-            failures: Vec::new(),
-            next_failure_id: 1,
             page_size_cap: config.page_size_cap.max(1),
         };
         for b in config.bookings {
             anyhow::ensure!(b.is_object(), "seed booking is not an object: {b}");
             state.insert_booking(b);
         }
-        let listener = TcpListener::bind((LOOPBACK, config.port)).await?;
-        let port = listener.local_addr()?.port();
+        let (faults, listener) = FaultLayer::bind(config.port).await?;
         let fake = ZenchefFake {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
             }),
-            port,
-            server: Arc::new(tokio::sync::Mutex::new(None)),
+            faults,
         };
-        let server = Listening::serve(listener, fake.router());
-        *fake.server.lock().await = Some(server);
+        fake.faults.serve(listener, fake.router()).await;
         Ok(fake)
     }
 
     fn router(&self) -> Router {
-        Router::new()
+        let routes = Router::new()
             .route("/api/v1/bookings", get(list_bookings).post(create_booking))
             .route("/api/v1/bookings/{id}", get(get_booking))
             .route("/api/v1/bookings/{id}/changeStatus", patch(change_status))
             .route("/api/v1/bookings/{id}/pos_ticket", put(pos_ticket))
-            .route("/api/v1/tables", get(list_tables))
-            .fallback(|| async { err(StatusCode::NOT_FOUND, "no such endpoint") })
-            .layer(middleware::from_fn_with_state(
-                self.shared.clone(),
-                pipeline,
-            ))
-            .with_state(self.shared.clone())
+            .route("/api/v1/tables", get(list_tables));
+        self.faults.mount(routes, self.shared.clone())
     }
 
     /// `http://127.0.0.1:<port>/api/v1`.
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}/api/v1", self.port)
-    }
-
-    /// The TCP port (stays the same across [`Fault::Down`]).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// `127.0.0.1:<port>`.
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((LOOPBACK, self.port))
+        format!("http://127.0.0.1:{}/api/v1", self.port())
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State_) -> T) -> T {
@@ -433,38 +327,14 @@ impl ZenchefFake {
 
     // ---- fault injection -------------------------------------------------
 
-    /// Sets the fault applied to every request from now on. `Down` stops
-    /// listening and drops open connections; any other value listens again
-    /// (same port, state kept) if the fake was down.
-    pub async fn set_fault(&self, fault: Fault) -> anyhow::Result<()> {
-        let mut server = self.server.lock().await;
-        if fault == Fault::Down {
-            // Dropping it stops listening and drops open connections.
-            server.take();
-        } else if server.is_none() {
-            let listener = crate::http_server::rebind(self.port).await?;
-            *server = Some(Listening::serve(listener, self.router()));
-        }
-        self.with(|s| s.fault = fault);
-        Ok(())
-    }
-
-    /// The current fault.
-    pub fn fault(&self) -> Fault {
-        self.with(|s| s.fault.clone())
-    }
-
-    /// Adds `latency` before every answer (also faults' answers).
-    pub fn set_latency(&self, latency: Duration) {
-        self.with(|s| s.latency = latency);
-    }
+    crate::faults::fault_controls!();
 
     /// Delays every answer by `delay` **after** the request has acted (the
     /// booking is created, the status changed…): a client that gives up or
     /// dies meanwhile never learns that its call succeeded — the case
     /// idempotency keys exist for.
     pub fn set_answer_delay(&self, delay: Duration) {
-        self.with(|s| s.answer_delay = delay);
+        self.faults.set_answer_delay(delay);
     }
 
     /// Makes the configured token invalid: from now on only `token` is
@@ -478,14 +348,6 @@ impl ZenchefFake {
         self.with(|s| s.restaurant_id = restaurant_id.to_string());
     }
 
-    /// Every request whose `path?query` contains `needle` answers `status`
-    /// with `{"message": message}` until removed (persistent poison).
-    /// Returns an id for [`ZenchefFake::clear_failure`].
-    pub fn fail_path_containing(&self, needle: &str, status: u16, message: &str) -> u64 {
-        let needle = needle.to_string();
-        self.fail_matching(move |_, p| p.contains(&needle), status, message)
-    }
-
     /// Every write (PATCH/PUT/POST) on booking `booking_id` answers `status`
     /// with `{"message": message}` until removed.
     pub fn fail_booking(&self, booking_id: i64, status: u16, message: &str) -> u64 {
@@ -495,37 +357,6 @@ impl ZenchefFake {
             status,
             message,
         )
-    }
-
-    /// Every request for which `matcher(method, "path?query")` is true
-    /// answers `status` with `{"message": message}` until removed.
-    pub fn fail_matching(
-        &self,
-        matcher: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
-        status: u16,
-        message: &str,
-    ) -> u64 {
-        self.with(|s| {
-            let id = s.next_failure_id;
-            s.next_failure_id += 1;
-            s.failures.push(PathFailure {
-                id,
-                matcher: Arc::new(matcher),
-                status,
-                message: message.to_string(),
-            });
-            id
-        })
-    }
-
-    /// Removes one injected per-request failure.
-    pub fn clear_failure(&self, id: u64) {
-        self.with(|s| s.failures.retain(|f| f.id != id));
-    }
-
-    /// Removes every injected per-request failure.
-    pub fn clear_failures(&self) {
-        self.with(|s| s.failures.clear());
     }
 
     // ---- observability ---------------------------------------------------
@@ -562,22 +393,6 @@ impl ZenchefFake {
     /// Attached POS tickets: `ticket_id → (booking_id, body as sent)`.
     pub fn tickets(&self) -> BTreeMap<String, (i64, Value)> {
         self.with(|s| s.tickets.clone())
-    }
-
-    /// Every request received so far, in arrival order.
-    pub fn calls(&self) -> Vec<CallRecord> {
-        self.with(|s| s.calls.clone())
-    }
-
-    /// The requests received from the `first`-th on (0-based; `calls_from(0)`
-    /// is [`ZenchefFake::calls`]): cheap polling of a long run.
-    pub fn calls_from(&self, first: usize) -> Vec<CallRecord> {
-        self.with(|s| s.calls.get(first..).map(<[_]>::to_vec).unwrap_or_default())
-    }
-
-    /// Number of requests received so far.
-    pub fn call_count(&self) -> usize {
-        self.with(|s| s.calls.len())
     }
 
     /// Number of writes answered from the idempotency memory (acted once).
@@ -640,207 +455,59 @@ pub fn max_in_flight(calls: &[CallRecord]) -> usize {
 
 // ---- request pipeline ----------------------------------------------------
 
-fn is_write(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    )
-}
+/// Zenchef's gate in the shared pipeline: credentials, write headers and the
+/// idempotency memory (`PublisherModelId`).
+impl Api for Shared {
+    const KEY_HEADER: Option<&'static str> = Some("PublisherModelId");
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn http_date(t: SystemTime) -> String {
-    let dt: DateTime<Utc> = t.into();
-    dt.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
-}
-
-async fn pipeline(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 * 1024 * 1024)
-        .await
-        .unwrap_or_default();
-    let method = parts.method.clone();
-    let path = parts.uri.path().to_string();
-    let query = parts.uri.query().unwrap_or("").to_string();
-    let pmid = header_str(&parts.headers, "PublisherModelId").map(str::to_string);
-    let body_json = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-    };
-    let (n, latency, fault) = {
-        let mut s = shared.state.lock().unwrap();
-        let n = s.calls.len() as u64 + 1;
-        s.calls.push(CallRecord {
-            n,
-            at: Instant::now(),
-            answered_at: None,
-            done_at: None,
-            method: method.to_string(),
-            path: path.clone(),
-            query: query.clone(),
-            publisher_model_id: pmid.clone(),
-            status: 0,
-            duplicate: false,
-            body: body_json,
-            response: Value::Null,
-        });
-        (n, s.latency, s.fault.clone())
-    };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let finish = |resp: Response, duplicate: bool| async move {
-        let (rparts, rbody) = resp.into_parts();
-        let rbytes = axum::body::to_bytes(rbody, 64 * 1024 * 1024)
-            .await
-            .unwrap_or_default();
-        let rjson: Value = serde_json::from_slice(&rbytes).unwrap_or(Value::Null);
-        (rparts, rbytes, rjson, duplicate)
-    };
-
-    let outcome = 'outcome: {
-        // 1. injected faults (the network / infrastructure in front).
-        match fault {
-            Fault::None => {}
-            Fault::Down => {
-                // Raced with a shutdown: behave like a dead server.
-                break 'outcome finish(
-                    err(StatusCode::SERVICE_UNAVAILABLE, "server going down"),
-                    false,
-                )
-                .await;
-            }
-            Fault::Timeout => {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                break 'outcome finish(err(StatusCode::GATEWAY_TIMEOUT, "timeout"), false).await;
-            }
-            Fault::Status(code) => {
-                let code = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                break 'outcome finish(err(code, format!("injected fault {code}")), false).await;
-            }
-            Fault::RateLimit { retry_after } => {
-                let value = match retry_after {
-                    RetryAfter::Seconds(n) => n.to_string(),
-                    RetryAfter::HttpDate(t) => http_date(t),
-                };
-                let mut resp = err(StatusCode::TOO_MANY_REQUESTS, "rate limited");
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, value.parse().expect("ascii"));
-                break 'outcome finish(resp, false).await;
-            }
+    fn admit(&self, method: &Method, headers: &HeaderMap, _path: &str) -> Admit {
+        let mut s = self.state.lock().unwrap();
+        if header_str(headers, "auth-token") != Some(s.token.as_str()) {
+            return Admit::Refuse(err(StatusCode::UNAUTHORIZED, "invalid auth-token"));
         }
-        // 2. credentials.
-        let (token, rid) = {
-            let s = shared.state.lock().unwrap();
-            (s.token.clone(), s.restaurant_id.clone())
+        if header_str(headers, "restaurantId") != Some(s.restaurant_id.as_str()) {
+            return Admit::Refuse(err(
+                StatusCode::FORBIDDEN,
+                "restaurantId not allowed for this token",
+            ));
+        }
+        if !is_write(method) {
+            return Admit::Pass;
+        }
+        if let Some(refusal) = require_json(method, headers) {
+            return Admit::Refuse(refusal);
+        }
+        if header_str(headers, "PublisherName").is_none_or(str::is_empty) {
+            return Admit::Refuse(err(StatusCode::BAD_REQUEST, "missing header PublisherName"));
+        }
+        let Some(key) = header_str(headers, "PublisherModelId").filter(|k| !k.is_empty()) else {
+            return Admit::Refuse(err(
+                StatusCode::BAD_REQUEST,
+                "missing header PublisherModelId",
+            ));
         };
-        if header_str(&parts.headers, "auth-token") != Some(token.as_str()) {
-            break 'outcome finish(err(StatusCode::UNAUTHORIZED, "invalid auth-token"), false)
-                .await;
-        }
-        if header_str(&parts.headers, "restaurantId") != Some(rid.as_str()) {
-            break 'outcome finish(
-                err(
-                    StatusCode::FORBIDDEN,
-                    "restaurantId not allowed for this token",
-                ),
-                false,
-            )
-            .await;
-        }
-        // 3. write headers.
-        if is_write(&method) {
-            let ct = header_str(&parts.headers, "content-type").unwrap_or("");
-            if !ct.to_ascii_lowercase().starts_with("application/json") {
-                break 'outcome finish(
-                    err(
-                        StatusCode::BAD_REQUEST,
-                        "Content-Type must be application/json",
-                    ),
-                    false,
-                )
-                .await;
-            }
-            if header_str(&parts.headers, "PublisherName").is_none_or(str::is_empty) {
-                break 'outcome finish(
-                    err(StatusCode::BAD_REQUEST, "missing header PublisherName"),
-                    false,
-                )
-                .await;
-            }
-            let Some(key) = pmid.clone().filter(|k| !k.is_empty()) else {
-                break 'outcome finish(
-                    err(StatusCode::BAD_REQUEST, "missing header PublisherModelId"),
-                    false,
-                )
-                .await;
-            };
-            // 4. idempotency replay.
-            let replay = {
-                let mut s = shared.state.lock().unwrap();
-                let r = s.idempotency.get(&key).cloned();
-                if r.is_some() {
-                    s.duplicates += 1;
-                }
-                r
-            };
-            if let Some((status, body)) = replay {
+        match s.idempotency.get(key).cloned() {
+            Some((status, body)) => {
+                s.duplicates += 1;
                 let code = StatusCode::from_u16(status).expect("stored status");
-                break 'outcome finish((code, axum::Json(body)).into_response(), true).await;
+                Admit::Replay((code, axum::Json(body)).into_response())
             }
+            None => Admit::Pass,
         }
-        // 5. injected per-request failures.
-        let target = if query.is_empty() {
-            path.clone()
-        } else {
-            format!("{path}?{query}")
-        };
-        let failure = {
-            let s = shared.state.lock().unwrap();
-            s.failures
-                .iter()
-                .find(|f| (f.matcher)(method.as_str(), &target))
-                .map(|f| (f.status, f.message.clone()))
-        };
-        if let Some((status, message)) = failure {
-            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-            break 'outcome finish(err(code, message), false).await;
-        }
-        // 6. the endpoint.
-        let req = Request::from_parts(parts, Body::from(bytes));
-        let resp = next.run(req).await;
-        let out = finish(resp, false).await;
-        if is_write(&method)
-            && out.0.status.is_success()
-            && let Some(key) = pmid.clone()
+    }
+
+    /// Remembers a write's 2xx answer under its `PublisherModelId`.
+    fn answered(&self, method: &Method, headers: &HeaderMap, status: StatusCode, body: &Value) {
+        if is_write(method)
+            && status.is_success()
+            && let Some(key) = header_str(headers, "PublisherModelId")
         {
-            let mut s = shared.state.lock().unwrap();
+            let mut s = self.state.lock().unwrap();
             s.idempotency
-                .entry(key)
-                .or_insert((out.0.status.as_u16(), out.2.clone()));
-        }
-        out
-    };
-    let (rparts, rbytes, rjson, duplicate) = outcome;
-    let answer_delay = shared.state.lock().unwrap().answer_delay;
-    if !answer_delay.is_zero() {
-        tokio::time::sleep(answer_delay).await;
-    }
-    {
-        let mut s = shared.state.lock().unwrap();
-        if let Some(c) = s.calls.get_mut(n as usize - 1) {
-            c.status = rparts.status.as_u16();
-            c.answered_at = Some(Instant::now());
-            c.done_at = c.answered_at;
-            c.duplicate = duplicate;
-            c.response = rjson;
+                .entry(key.to_string())
+                .or_insert((status.as_u16(), body.clone()));
         }
     }
-    Response::from_parts(rparts, Body::from(rbytes))
 }
 
 // ---- endpoints -------------------------------------------------------------
@@ -1022,15 +689,21 @@ async fn get_booking(State(shared): State<Arc<Shared>>, Path(id): Path<String>) 
     }
 }
 
-fn parse_body(bytes: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(err(StatusCode::BAD_REQUEST, "body must be a JSON object")),
-        Err(e) => Err(err(
-            StatusCode::BAD_REQUEST,
-            format!("invalid JSON body: {e}"),
-        )),
+/// The target of a write on `/bookings/{id}/…`: the booking id, which
+/// must exist (404), and the body, a JSON object (400).
+fn booking_write(
+    s: &State_,
+    id: &str,
+    body: &Bytes,
+) -> Result<(i64, serde_json::Map<String, Value>), Response> {
+    let id = parse_id(id)?;
+    if !s.bookings.contains_key(&id) {
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            format!("booking {id} not found"),
+        ));
     }
+    Ok((id, parse_body(body)?))
 }
 
 async fn change_status(
@@ -1038,16 +711,9 @@ async fn change_status(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
     let mut s = shared.state.lock().unwrap();
-    if !s.bookings.contains_key(&id) {
-        return err(StatusCode::NOT_FOUND, format!("booking {id} not found"));
-    }
-    let m = match parse_body(&body) {
-        Ok(m) => m,
+    let (id, m) = match booking_write(&s, &id, &body) {
+        Ok(target) => target,
         Err(r) => return r,
     };
     let Some(status) = m.get("status").and_then(Value::as_str) else {
@@ -1071,13 +737,6 @@ async fn change_status(
             .push(status.to_string());
     }
     axum::Json(json!({"data": s.bookings[&id]})).into_response()
-}
-
-fn unprocessable(field: &str, problem: &str) -> Response {
-    err(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        format!("{field}: {problem}"),
-    )
 }
 
 async fn create_booking(State(shared): State<Arc<Shared>>, req: Request) -> Response {
@@ -1252,16 +911,9 @@ async fn pos_ticket(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
     let mut s = shared.state.lock().unwrap();
-    if !s.bookings.contains_key(&id) {
-        return err(StatusCode::NOT_FOUND, format!("booking {id} not found"));
-    }
-    let m = match parse_body(&body) {
-        Ok(m) => m,
+    let (id, m) = match booking_write(&s, &id, &body) {
+        Ok(target) => target,
         Err(r) => return r,
     };
     if let Err(r) = validate_ticket(&m) {

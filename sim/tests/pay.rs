@@ -1,13 +1,17 @@
 //! The Zenchef Pay fake over real HTTP (auth, checks and their version rule,
 //! guest payments, cursor paging, the duplicate-payment fault, acks, faults),
 //! the POS's settle handling over the real broker, and the Zenchef Pay
-//! scenario played by a reference agent against both.
+//! scenario played by a reference agent against both. The HTTP checks are
+//! tables of cases (request → expected status and body, see `common`).
+
+mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, NaiveDate};
-use reqwest::{Client, Method, StatusCode};
+use common::{Case, Target, check, check_all, client};
+use reqwest::{Client, Method};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -34,97 +38,91 @@ async fn fake() -> PayFake {
     fake_with_cap(100).await
 }
 
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
-
-/// A request to `<base_url>/installations/<IID><path>` with the right token.
-async fn call(
-    fake: &PayFake,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-    let url = format!("{}/installations/{IID}{path}", fake.base_url());
-    let mut rb = client().request(method, url).bearer_auth(TOKEN);
-    if let Some(b) = body {
-        rb = rb.json(&b);
+/// `<base_url>/installations/<installation>` with the right token.
+fn api_of(fake: &PayFake, installation: &str) -> Target {
+    Target {
+        base: format!("{}/installations/{installation}", fake.base_url()),
+        headers: vec![("Authorization", format!("Bearer {TOKEN}"))],
+        write_headers: Vec::new(),
+        key_header: None,
     }
-    let r = rb.send().await.unwrap();
-    let status = r.status();
-    let headers = r.headers().clone();
-    (status, r.json().await.unwrap_or(Value::Null), headers)
 }
 
-fn check(status: &str, total: i64, paid: i64, version: u64) -> Value {
+/// The fake's installation with the right token.
+fn api(fake: &PayFake) -> Target {
+    api_of(fake, IID)
+}
+
+fn check_body(status: &str, total: i64, paid: i64, version: u64) -> Value {
     json!({"table": "12", "covers": 4, "currency": "EUR", "status": status,
            "lines": [{"line_id": "L1", "name": "Entrecôte", "quantity": 2,
                       "unit_price_cents": 2450, "total_cents": 4900}],
            "total_cents": total, "paid_cents": paid, "version": version})
 }
 
-async fn put_check(fake: &PayFake, order: &str, body: Value) -> (StatusCode, Value) {
-    let (s, v, _) = call(fake, Method::PUT, &format!("/checks/{order}"), Some(body)).await;
-    (s, v)
+/// `PUT /checks/{order}` with `body`.
+fn put(order: &str, body: Value) -> Case {
+    Case::send(Method::PUT, format!("/checks/{order}"), body)
+}
+
+/// `POST /payments/{id}/ack` with `body`.
+fn ack(id: &str, body: Value) -> Case {
+    Case::send(Method::POST, format!("/payments/{id}/ack"), body)
+}
+
+/// Puts `order`'s check, whatever the answer.
+async fn put_check(fake: &PayFake, order: &str, body: Value) {
+    check(&api(fake), put(order, body)).await;
+}
+
+/// The body of `GET path`.
+async fn get(fake: &PayFake, path: &str) -> Value {
+    check(&api(fake), Case::get(path)).await.1
 }
 
 #[tokio::test]
 async fn auth_installation_and_content_type() {
     let fake = fake().await;
     assert!(fake.base_url().ends_with("/pos/v1"));
-    let url = format!("{}/installations/{IID}/payments", fake.base_url());
+    let api = api(&fake);
+    let payments = || Case::get("/payments");
     // No token, wrong token, wrong scheme: 401.
-    let r = client().get(&url).send().await.unwrap();
-    assert_eq!(r.status(), 401);
-    let r = client().get(&url).bearer_auth("nope").send().await.unwrap();
-    assert_eq!(r.status(), 401);
-    let r = client()
-        .get(&url)
-        .header("Authorization", TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = client().get(&url).bearer_auth(TOKEN).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    check_all(
+        &api,
+        vec![
+            payments().without("Authorization").answers(401),
+            payments()
+                .header("Authorization", "Bearer nope")
+                .answers(401),
+            payments().header("Authorization", TOKEN).answers(401),
+            payments().answers(200),
+        ],
+    )
+    .await;
     // A rotated token: the old one is refused.
     fake.set_token("new-tok");
-    let r = client().get(&url).bearer_auth(TOKEN).send().await.unwrap();
-    assert_eq!(r.status(), 401);
+    check(&api, payments().answers(401)).await;
     fake.set_token(TOKEN);
     // Unknown installation: 404 on every path, nothing stored.
-    for (m, p) in [
-        (Method::GET, "/payments".to_string()),
-        (Method::PUT, "/checks/O-1".to_string()),
-        (Method::POST, "/payments/pay_1/ack".to_string()),
-    ] {
-        let r = client()
-            .request(m, format!("{}/installations/CP-OTHER{p}", fake.base_url()))
-            .bearer_auth(TOKEN)
-            .json(&check("open", 4900, 0, 1))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 404, "{p}");
-        let v: Value = r.json().await.unwrap();
-        assert!(v["message"].as_str().unwrap().contains("CP-OTHER"));
-    }
+    let unknown = [
+        (Method::GET, "/payments"),
+        (Method::PUT, "/checks/O-1"),
+        (Method::POST, "/payments/pay_1/ack"),
+    ]
+    .map(|(m, p)| {
+        Case::send(m, p, check_body("open", 4900, 0, 1))
+            .answers(404)
+            .message_has("CP-OTHER")
+    });
+    check_all(&api_of(&fake, "CP-OTHER"), unknown.into()).await;
     assert!(fake.checks().is_empty());
     // A write without Content-Type: application/json is 400.
-    let r = client()
-        .put(format!(
-            "{}/installations/{IID}/checks/O-1",
-            fake.base_url()
-        ))
-        .bearer_auth(TOKEN)
-        .body(check("open", 4900, 0, 1).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let text = check_body("open", 4900, 0, 1).to_string();
+    check(
+        &api,
+        Case::raw(Method::PUT, "/checks/O-1", text).answers(400),
+    )
+    .await;
     assert!(fake.checks().is_empty());
     // Every request was recorded with its answer.
     let calls = fake.calls();
@@ -140,7 +138,8 @@ type Mutate = Box<dyn Fn(&mut Value)>;
 #[tokio::test]
 async fn check_validation_names_the_field() {
     let fake = fake().await;
-    let cases: Vec<(&str, Mutate)> = vec![
+    let api = api(&fake);
+    let broken: Vec<(&str, Mutate)> = vec![
         ("table", Box::new(|c| c["table"] = json!(""))),
         ("table", Box::new(|c| c["table"] = json!(12))),
         ("covers", Box::new(|c| c["covers"] = json!(0))),
@@ -174,51 +173,60 @@ async fn check_validation_names_the_field() {
         ("version", Box::new(|c| c["version"] = json!(7.5))),
         ("version", Box::new(|c| c["version"] = json!("7"))),
     ];
-    for (field, mutate) in cases {
-        let mut body = check("open", 4900, 0, 7);
-        mutate(&mut body);
-        let (s, v) = put_check(&fake, "O-1", body.clone()).await;
-        assert_eq!(s, 422, "{field}: {body}");
-        let msg = v["message"].as_str().unwrap();
-        assert!(msg.starts_with(&format!("{field}:")), "{field}: {msg}");
-    }
+    let mut cases: Vec<Case> = broken
+        .into_iter()
+        .map(|(field, mutate)| {
+            let mut body = check_body("open", 4900, 0, 7);
+            mutate(&mut body);
+            put("O-1", body)
+                .answers(422)
+                .message_starts(&format!("{field}:"))
+        })
+        .collect();
     // Not a JSON object: 400.
-    let (s, _, _) = call(&fake, Method::PUT, "/checks/O-1", Some(json!([1]))).await;
-    assert_eq!(s, 400);
+    cases.push(put("O-1", json!([1])).answers(400));
+    check_all(&api, cases).await;
     assert!(fake.checks().is_empty());
     assert!(fake.check_history("O-1").is_empty());
     // Every status is accepted, version 0 too.
-    for (i, st) in ["open", "closed", "voided"].iter().enumerate() {
-        let (s, _) = put_check(&fake, &format!("O-{st}"), check(st, 4900, 0, i as u64)).await;
-        assert_eq!(s, 201, "{st}");
-    }
+    let statuses = ["open", "closed", "voided"].iter().enumerate();
+    let cases = statuses
+        .map(|(i, st)| put(&format!("O-{st}"), check_body(st, 4900, 0, i as u64)).answers(201));
+    check_all(&api, cases.collect()).await;
 }
 
 #[tokio::test]
 async fn version_rule_409_with_stored_version_and_history() {
     let fake = fake().await;
-    let (s, v) = put_check(&fake, "O-881", check("open", 4900, 0, 7)).await;
-    assert_eq!(s, 201);
-    assert_eq!(v["version"], 7);
+    let api = api(&fake);
+    let o881 = |status, paid, version| put("O-881", check_body(status, 4900, paid, version));
+    check(
+        &api,
+        o881("open", 0, 7).answers(201).field("/version", json!(7)),
+    )
+    .await;
     // Same version, lower version: 409 with the stored one, no change.
     for (version, paid) in [(7, 1000), (3, 2000), (0, 4900)] {
-        let (s, v) = put_check(&fake, "O-881", check("closed", 4900, paid, version)).await;
-        assert_eq!(s, 409, "version {version}");
-        assert_eq!(v["stored_version"], 7);
-        assert!(v["message"].as_str().unwrap().contains("version"));
+        let case = o881("closed", paid, version)
+            .answers(409)
+            .field("/stored_version", json!(7))
+            .message_has("version");
+        check(&api, case).await;
         assert_eq!(fake.check("O-881").unwrap()["status"], "open");
         assert_eq!(fake.check("O-881").unwrap()["paid_cents"], 0);
     }
-    // Greater: accepted (200 on update), also with a gap.
-    let (s, _) = put_check(&fake, "O-881", check("open", 4900, 2000, 8)).await;
-    assert_eq!(s, 200);
-    let (s, _) = put_check(&fake, "O-881", check("closed", 4900, 4900, 1042)).await;
-    assert_eq!(s, 200);
-    let (s, v) = put_check(&fake, "O-881", check("open", 4900, 0, 1000)).await;
-    assert_eq!(
-        (s.as_u16(), v["stored_version"].as_u64()),
-        (409, Some(1042))
-    );
+    check_all(
+        &api,
+        vec![
+            // Greater: accepted (200 on update), also with a gap.
+            o881("open", 2000, 8).answers(200),
+            o881("closed", 4900, 1042).answers(200),
+            o881("open", 0, 1000)
+                .answers(409)
+                .field("/stored_version", json!(1042)),
+        ],
+    )
+    .await;
     let history: Vec<(u64, String)> = fake
         .check_history("O-881")
         .iter()
@@ -239,11 +247,14 @@ async fn version_rule_409_with_stored_version_and_history() {
     );
     assert_eq!(
         fake.check("O-881").unwrap(),
-        check("closed", 4900, 4900, 1042)
+        check_body("closed", 4900, 4900, 1042)
     );
     // Checks are per order: another order starts its own versions.
-    let (s, _) = put_check(&fake, "O-882", check("open", 100, 0, 1)).await;
-    assert_eq!(s, 201);
+    check(
+        &api,
+        put("O-882", check_body("open", 100, 0, 1)).answers(201),
+    )
+    .await;
     assert_eq!(fake.checks().len(), 2);
 }
 
@@ -253,7 +264,7 @@ async fn guests_can_only_pay_an_open_check_and_never_more_than_due() {
     // Unknown order.
     let e = fake.guest_pays("O-1", 1000, 0, "card").unwrap_err();
     assert!(e.contains("O-1"), "{e}");
-    put_check(&fake, "O-1", check("open", 4900, 1000, 1)).await;
+    put_check(&fake, "O-1", check_body("open", 4900, 1000, 1)).await;
     // More than due (4900 − 1000), nonsense amounts.
     let e = fake.guest_pays("O-1", 3901, 0, "card").unwrap_err();
     assert!(e.contains("exceeds"), "{e}");
@@ -275,7 +286,7 @@ async fn guests_can_only_pay_an_open_check_and_never_more_than_due() {
     );
     // The wall clock, at +01:00.
     fake.set_clock(None);
-    put_check(&fake, "O-2", check("open", 4900, 0, 1)).await;
+    put_check(&fake, "O-2", check_body("open", 4900, 0, 1)).await;
     let id2 = fake.guest_pays("O-2", 100, 0, "apple_pay").unwrap();
     let paid_at = fake.payment(&id2).unwrap()["paid_at"]
         .as_str()
@@ -284,8 +295,8 @@ async fn guests_can_only_pay_an_open_check_and_never_more_than_due() {
     assert!(paid_at.ends_with("+01:00"), "{paid_at}");
     assert!(DateTime::parse_from_rfc3339(&paid_at).is_ok());
     // Closed and voided checks can no longer be paid.
-    put_check(&fake, "O-1", check("closed", 4900, 4900, 2)).await;
-    put_check(&fake, "O-2", check("voided", 4900, 0, 2)).await;
+    put_check(&fake, "O-1", check_body("closed", 4900, 4900, 2)).await;
+    put_check(&fake, "O-2", check_body("voided", 4900, 0, 2)).await;
     for o in ["O-1", "O-2"] {
         let e = fake.guest_pays(o, 1, 0, "card").unwrap_err();
         assert!(e.contains("can no longer be paid"), "{e}");
@@ -324,10 +335,15 @@ fn ids(v: &Value) -> Vec<String> {
 #[tokio::test]
 async fn payments_page_by_cursor_durably() {
     let fake = fake_with_cap(2).await;
+    let api = api(&fake);
     // Empty log: an empty page and the start cursor.
-    let (s, v, _) = call(&fake, Method::GET, "/payments", None).await;
-    assert_eq!(s, 200);
-    assert_eq!(v, json!({"payments": [], "next_cursor": "c_000000"}));
+    check(
+        &api,
+        Case::get("/payments")
+            .answers(200)
+            .field("", json!({"payments": [], "next_cursor": "c_000000"})),
+    )
+    .await;
     let all: Vec<String> = (0..5)
         .map(|i| {
             fake.inject_payment(
@@ -346,8 +362,7 @@ async fn payments_page_by_cursor_durably() {
             Some(c) => format!("/payments?after={c}&limit=100"),
             None => "/payments?limit=100".into(),
         };
-        let (s, v, _) = call(&fake, Method::GET, &q, None).await;
-        assert_eq!(s, 200);
+        let (_, v, _) = check(&api, Case::get(q).answers(200)).await;
         got.extend(ids(&v));
         after = Some(v["next_cursor"].as_str().unwrap().to_string());
         cursors.push(after.clone().unwrap());
@@ -355,21 +370,21 @@ async fn payments_page_by_cursor_durably() {
     assert_eq!(got, all);
     assert_eq!(cursors, ["c_000002", "c_000004", "c_000005", "c_000005"]);
     // limit is honoured below the cap.
-    let (_, v, _) = call(&fake, Method::GET, "/payments?after=c_000001&limit=1", None).await;
+    let v = get(&fake, "/payments?after=c_000001&limit=1").await;
     assert_eq!(ids(&v), vec![all[1].clone()]);
     assert_eq!(v["next_cursor"], "c_000002");
     // Durability: a cursor kept across a restart gives the same page again
     // (neither skips nor repeats), and new payments come after it.
-    let (_, v, _) = call(&fake, Method::GET, "/payments?after=c_000004", None).await;
+    let v = get(&fake, "/payments?after=c_000004").await;
     assert_eq!(ids(&v), vec![all[4].clone()]);
     let late = fake.inject_payment(
         json!({"order_id": "O-9", "amount_cents": 1, "tip_cents": 0, "method": "card"}),
     );
-    let (_, v, _) = call(&fake, Method::GET, "/payments?after=c_000005", None).await;
+    let v = get(&fake, "/payments?after=c_000005").await;
     assert_eq!(ids(&v), vec![late]);
     assert_eq!(v["next_cursor"], cursor(6));
     // Garbage or unknown cursors and bad limits: 400.
-    for q in [
+    let bad = [
         "/payments?after=c_000007",
         "/payments?after=garbage",
         "/payments?after=c_",
@@ -378,11 +393,9 @@ async fn payments_page_by_cursor_durably() {
         "/payments?limit=0",
         "/payments?limit=-1",
         "/payments?limit=ten",
-    ] {
-        let (s, v, _) = call(&fake, Method::GET, q, None).await;
-        assert_eq!(s, 400, "{q}");
-        assert!(v["message"].is_string(), "{q}");
-    }
+    ]
+    .map(|q| Case::get(q).answers(400).message());
+    check_all(&api, bad.into()).await;
 }
 
 #[tokio::test]
@@ -396,50 +409,40 @@ async fn duplicate_payment_fault_repeats_the_last_payment_once() {
     );
     fake.duplicate_next_payment();
     // Read from the beginning: nothing to repeat, the fault stays armed.
-    let (_, v, _) = call(&fake, Method::GET, "/payments", None).await;
+    let v = get(&fake, "/payments").await;
     assert_eq!(ids(&v), vec![a.clone(), b.clone()]);
     assert!(fake.duplicate_pending());
     let c = fake.inject_payment(
         json!({"order_id": "O-3", "amount_cents": 3, "tip_cents": 0, "method": "card"}),
     );
     // The next page repeats the last payment of the previous one.
-    let (_, v, _) = call(&fake, Method::GET, "/payments?after=c_000002", None).await;
+    let v = get(&fake, "/payments?after=c_000002").await;
     assert_eq!(ids(&v), vec![b.clone(), c.clone()]);
     assert_eq!(v["next_cursor"], "c_000003");
     assert!(!fake.duplicate_pending());
     // Once only.
-    let (_, v, _) = call(&fake, Method::GET, "/payments?after=c_000002", None).await;
+    let v = get(&fake, "/payments?after=c_000002").await;
     assert_eq!(ids(&v), vec![c.clone()]);
     // Also on an otherwise empty page.
     fake.duplicate_next_payment();
-    let (_, v, _) = call(&fake, Method::GET, "/payments?after=c_000003", None).await;
+    let v = get(&fake, "/payments?after=c_000003").await;
     assert_eq!(ids(&v), vec![c]);
     assert_eq!(v["next_cursor"], "c_000003");
-}
-
-async fn ack(fake: &PayFake, id: &str, body: Value) -> (StatusCode, Value) {
-    let (s, v, _) = call(
-        fake,
-        Method::POST,
-        &format!("/payments/{id}/ack"),
-        Some(body),
-    )
-    .await;
-    (s, v)
 }
 
 #[tokio::test]
 async fn acks_are_recorded_idempotent_and_never_contradicted() {
     let fake = fake().await;
+    let api = api(&fake);
     let p1 = fake.inject_payment(
         json!({"order_id": "O-1", "amount_cents": 100, "tip_cents": 0, "method": "card"}),
     );
     let p2 = fake.inject_payment(
         json!({"order_id": "O-2", "amount_cents": 200, "tip_cents": 0, "method": "card"}),
     );
+    let settled = || json!({"status": "settled"});
     // Unknown payment, bad bodies.
-    let (s, _) = ack(&fake, "pay_nope", json!({"status": "settled"})).await;
-    assert_eq!(s, 404);
+    let mut cases = vec![ack("pay_nope", settled()).answers(404)];
     for (body, field) in [
         (json!({"status": "done"}), "status"),
         (json!({}), "status"),
@@ -447,26 +450,29 @@ async fn acks_are_recorded_idempotent_and_never_contradicted() {
         (json!({"status": "rejected", "reason": "  "}), "reason"),
         (json!({"status": "rejected", "reason": 5}), "reason"),
     ] {
-        let (s, v) = ack(&fake, &p1, body.clone()).await;
-        assert_eq!(s, 422, "{body}");
-        assert!(v["message"].as_str().unwrap().starts_with(field), "{v}");
+        cases.push(ack(&p1, body).answers(422).message_starts(field));
     }
+    check_all(&api, cases).await;
     assert!(fake.all_acks().is_empty());
     assert_eq!(fake.payment_state(&p1), PaymentState::Unacked);
     // Settled, then the same again (idempotent, recorded as a duplicate),
     // then a contradiction (409, recorded, no change).
-    let (s, _) = ack(&fake, &p1, json!({"status": "settled"})).await;
-    assert_eq!(s, 200);
-    let (s, v) = ack(&fake, &p1, json!({"status": "settled"})).await;
-    assert_eq!((s.as_u16(), &v["duplicate"]), (200, &json!(true)));
-    let (s, v) = ack(
-        &fake,
-        &p1,
-        json!({"status": "rejected", "reason": "order O-1 already paid"}),
+    check_all(
+        &api,
+        vec![
+            ack(&p1, settled()).answers(200),
+            ack(&p1, settled())
+                .answers(200)
+                .field("/duplicate", json!(true)),
+            ack(
+                &p1,
+                json!({"status": "rejected", "reason": "order O-1 already paid"}),
+            )
+            .answers(409)
+            .field("/status", json!("settled")),
+        ],
     )
     .await;
-    assert_eq!(s, 409);
-    assert_eq!(v["status"], "settled");
     assert_eq!(fake.payment_state(&p1), PaymentState::Settled);
     let flags: Vec<(bool, bool, u64)> = fake
         .acks(&p1)
@@ -485,12 +491,15 @@ async fn acks_are_recorded_idempotent_and_never_contradicted() {
     );
     // Rejected: refunded with its reason; settled afterwards is a 409.
     let reason = "order O-2 already paid in the POS";
-    let (s, _) = ack(&fake, &p2, json!({"status": "rejected", "reason": reason})).await;
-    assert_eq!(s, 200);
-    let (s, _) = ack(&fake, &p2, json!({"status": "rejected", "reason": "again"})).await;
-    assert_eq!(s, 200);
-    let (s, _) = ack(&fake, &p2, json!({"status": "settled"})).await;
-    assert_eq!(s, 409);
+    check_all(
+        &api,
+        vec![
+            ack(&p2, json!({"status": "rejected", "reason": reason})).answers(200),
+            ack(&p2, json!({"status": "rejected", "reason": "again"})).answers(200),
+            ack(&p2, settled()).answers(409),
+        ],
+    )
+    .await;
     assert_eq!(
         fake.payment_state(&p2),
         PaymentState::Rejected {
@@ -508,7 +517,8 @@ async fn acks_are_recorded_idempotent_and_never_contradicted() {
 #[tokio::test]
 async fn faults_down_status_ratelimit_timeout_latency_and_poison() {
     let fake = fake().await;
-    put_check(&fake, "O-1", check("open", 4900, 0, 1)).await;
+    let api = api(&fake);
+    put_check(&fake, "O-1", check_body("open", 4900, 0, 1)).await;
     // Down: the port really refuses connections; back on the same port with
     // the state kept.
     fake.set_fault(Fault::Down).await.unwrap();
@@ -522,36 +532,49 @@ async fn faults_down_status_ratelimit_timeout_latency_and_poison() {
     // Guests still pay while the box cannot reach Zenchef Pay.
     let id = fake.guest_pays("O-1", 4900, 0, "card").unwrap();
     fake.set_fault(Fault::None).await.unwrap();
-    let (s, v, _) = call(&fake, Method::GET, "/payments", None).await;
-    assert_eq!(s, 200);
+    let (_, v, _) = check(&api, Case::get("/payments").answers(200)).await;
     assert_eq!(ids(&v), vec![id]);
     assert_eq!(fake.check("O-1").unwrap()["version"], 1);
 
     fake.set_fault(Fault::Status(503)).await.unwrap();
-    let (s, _, _) = call(&fake, Method::GET, "/payments", None).await;
-    assert_eq!(s, 503);
-    let (s, _) = put_check(&fake, "O-1", check("open", 4900, 0, 2)).await;
-    assert_eq!(s, 503);
+    check_all(
+        &api,
+        vec![
+            Case::get("/payments").answers(503),
+            put("O-1", check_body("open", 4900, 0, 2)).answers(503),
+        ],
+    )
+    .await;
     assert_eq!(fake.check_history("O-1").len(), 1);
 
-    fake.set_fault(Fault::RateLimit {
-        retry_after: RetryAfter::Seconds(7),
-    })
-    .await
-    .unwrap();
-    let (s, _, h) = call(&fake, Method::GET, "/payments", None).await;
-    assert_eq!(s, 429);
-    assert_eq!(h["retry-after"], "7");
+    // Each row: the fault set, then a request and its answer.
     let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-    fake.set_fault(Fault::RateLimit {
-        retry_after: RetryAfter::HttpDate(when),
-    })
-    .await
-    .unwrap();
-    let (_, _, h) = call(&fake, Method::GET, "/payments", None).await;
-    let v = h["retry-after"].to_str().unwrap();
+    let fault_cases = [
+        (
+            Fault::RateLimit {
+                retry_after: RetryAfter::Seconds(7),
+            },
+            Case::get("/payments")
+                .answers(429)
+                .answer_header("retry-after", "7"),
+        ),
+        (
+            Fault::RateLimit {
+                retry_after: RetryAfter::HttpDate(when),
+            },
+            Case::get("/payments"),
+        ),
+    ];
+    let mut retry_after = None;
+    for (fault, case) in fault_cases {
+        fake.set_fault(fault).await.unwrap();
+        retry_after = check(&api, case).await.2.get("retry-after").cloned();
+    }
+    let v = retry_after.unwrap();
     assert_eq!(
-        chrono::DateTime::parse_from_rfc2822(v).unwrap().timestamp(),
+        chrono::DateTime::parse_from_rfc2822(v.to_str().unwrap())
+            .unwrap()
+            .timestamp(),
         1_795_000_000
     );
 
@@ -570,19 +593,25 @@ async fn faults_down_status_ratelimit_timeout_latency_and_poison() {
     fake.set_fault(Fault::None).await.unwrap();
     fake.set_latency(Duration::from_millis(200));
     let t = std::time::Instant::now();
-    call(&fake, Method::GET, "/payments", None).await;
+    check(&api, Case::get("/payments")).await;
     assert!(t.elapsed() >= Duration::from_millis(200));
     fake.set_latency(Duration::ZERO);
 
     // Persistent poison on one order's check.
     let f = fake.fail_path_containing("/checks/O-1", 500, "boom");
-    let (s, v) = put_check(&fake, "O-1", check("open", 4900, 0, 3)).await;
-    assert_eq!((s.as_u16(), v["message"].as_str()), (500, Some("boom")));
-    let (s, _) = put_check(&fake, "O-2", check("open", 4900, 0, 3)).await;
-    assert_eq!(s, 201);
+    let v3 = || check_body("open", 4900, 0, 3);
+    check_all(
+        &api,
+        vec![
+            put("O-1", v3())
+                .answers(500)
+                .field("/message", json!("boom")),
+            put("O-2", v3()).answers(201),
+        ],
+    )
+    .await;
     fake.clear_failure(f);
-    let (s, _) = put_check(&fake, "O-1", check("open", 4900, 0, 3)).await;
-    assert_eq!(s, 200);
+    check(&api, put("O-1", v3()).answers(200)).await;
     let statuses: Vec<u16> = fake.calls().iter().map(|c| c.status).collect();
     assert!(statuses.contains(&429) && statuses.contains(&503) && statuses.contains(&0));
 }
@@ -981,19 +1010,7 @@ impl RefAgent {
         let (table, covers, lines, total, paid, status) = &self.orders[order];
         let body = json!({"table": table, "covers": covers, "currency": "EUR", "status": status,
             "lines": lines, "total_cents": total, "paid_cents": paid, "version": version});
-        let r = self
-            .http
-            .put(format!(
-                "{}/installations/{IID}/checks/{order}",
-                self.fake.base_url()
-            ))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let code = r.status().as_u16();
-        let v: Value = r.json().await.unwrap();
+        let (code, v, _) = check(&api(&self.fake), put(order, body)).await;
         assert!(
             (200..300).contains(&code)
                 || (code == 409 && v["stored_version"].as_u64() >= Some(version)),
@@ -1002,18 +1019,7 @@ impl RefAgent {
     }
 
     async fn ack(&self, payment_id: &str, body: Value) {
-        let r = self
-            .http
-            .post(format!(
-                "{}/installations/{IID}/payments/{payment_id}/ack",
-                self.fake.base_url()
-            ))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{payment_id}");
+        check(&api(&self.fake), ack(payment_id, body).answers(200)).await;
     }
 
     async fn on_event(&mut self, e: Value) {
@@ -1138,18 +1144,7 @@ impl RefAgent {
 async fn reference_agent_reaches_the_pay_scenario_outcome() {
     let s = Scenario::generate_pay(11, day());
     let fake = fake().await;
-    let broker = start_broker(BrokerOptions {
-        port: 0,
-        users: vec![
-            ("zenchef-edge".into(), "secret".into()),
-            ("cashpad-pos".into(), "pos-pass".into()),
-        ],
-    })
-    .unwrap();
-    let pos = Pos::connect(broker.port, IID, "cashpad-pos", "pos-pass")
-        .await
-        .unwrap();
-    let (mqtt, mut rx) = agent_client(broker.port).await;
+    let (pos, mqtt, mut rx, _) = pos_rig().await;
     let mut agent = RefAgent {
         fake: fake.clone(),
         http: client(),
@@ -1258,7 +1253,7 @@ async fn reference_agent_reaches_the_pay_scenario_outcome() {
         .as_str()
         .unwrap()
         .to_string();
-    let (code, _) = ack(&fake, &pid, json!({"status": "rejected", "reason": "x"})).await;
-    assert_eq!(code, 409);
+    let contradiction = ack(&pid, json!({"status": "rejected", "reason": "x"}));
+    check(&api(&fake), contradiction.answers(409)).await;
     assert_eq!(s.pay_problems(&fake, &pos).len(), 1);
 }

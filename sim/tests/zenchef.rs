@@ -1,9 +1,13 @@
 //! The Zenchef API fake over real HTTP: filters, pagination, headers,
-//! idempotency, walk-ins, tickets and every fault.
+//! idempotency, walk-ins, tickets and every fault, as tables of cases
+//! (request → expected status and body, see `common`).
+
+mod common;
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::{Client, Method, StatusCode};
+use common::{Case, Target, check, check_all, client};
+use reqwest::{Client, Method};
 use serde_json::{Value, json};
 use zenchef_sim::zenchef::{Fault, RetryAfter, ZenchefConfig, ZenchefFake};
 
@@ -51,36 +55,19 @@ async fn fake_with(n: i64, cap: u32) -> ZenchefFake {
     .unwrap()
 }
 
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
-
-async fn call(
-    fake: &ZenchefFake,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-    key: Option<&str>,
-) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-    let mut rb = client()
-        .request(method, format!("{}{path}", fake.base_url()))
-        .header("auth-token", TOKEN)
-        .header("restaurantId", RID)
-        .header("Accept", "application/json");
-    if let Some(b) = body {
-        rb = rb.json(&b).header("PublisherName", "zenchef-edge");
+/// The fake's API with the right credentials; writes carry `PublisherName`,
+/// a case's key goes in `PublisherModelId`.
+fn api(fake: &ZenchefFake) -> Target {
+    Target {
+        base: fake.base_url(),
+        headers: vec![
+            ("auth-token", TOKEN.into()),
+            ("restaurantId", RID.into()),
+            ("Accept", "application/json".into()),
+        ],
+        write_headers: vec![("PublisherName", "zenchef-edge".into())],
+        key_header: Some("PublisherModelId"),
     }
-    if let Some(k) = key {
-        rb = rb.header("PublisherModelId", k);
-    }
-    let r = rb.send().await.unwrap();
-    let status = r.status();
-    let headers = r.headers().clone();
-    let v = r.json::<Value>().await.unwrap_or(Value::Null);
-    (status, v, headers)
 }
 
 fn day_query(day: &str, limit: u32, page: u32) -> String {
@@ -89,74 +76,51 @@ fn day_query(day: &str, limit: u32, page: u32) -> String {
     )
 }
 
+fn ids(page: &Value) -> Vec<i64> {
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_i64().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn list_filters_by_day_and_paginates() {
     let fake = fake_with(45, 20).await;
     // 45 + booking 2000 on the 29th = 46; limit 100 capped to 20.
-    let (s, v, _) = call(
-        &fake,
-        Method::GET,
-        &day_query("2026-11-29", 100, 1),
-        None,
-        None,
+    let day29 = |page| Case::get(day_query("2026-11-29", 100, page));
+    let answers = check_all(
+        &api(&fake),
+        vec![
+            day29(1).answers(200).field(
+                "/paginator",
+                json!({"total": 46, "count": 20, "limit": 20, "current_page": 1, "total_pages": 3,
+                       "next_page": 2, "previous_page": null}),
+            ),
+            day29(1),
+            day29(2),
+            day29(3)
+                .field("/paginator/count", json!(6))
+                .field("/paginator/next_page", Value::Null)
+                .field("/paginator/previous_page", json!(2)),
+            // URL-encoded brackets work the same.
+            Case::get("/bookings?filters%5B0%5D%5Bfield%5D=day&filters%5B0%5D%5Boperator%5D=%3D&filters%5B0%5D%5Bvalue%5D=2026-11-30&limit=5&page=1")
+                .answers(200)
+                .field("/data/0/id", json!(1000))
+                .field("/paginator/total_pages", json!(1)),
+            // Empty day: one empty page.
+            Case::get(day_query("2026-12-25", 10, 1))
+                .field("/paginator/total", json!(0))
+                .field("/paginator/total_pages", json!(1)),
+            Case::get("/bookings/1").field("/data/restaurant_id", json!(654321)),
+        ],
     )
     .await;
-    assert_eq!(s, 200);
-    assert_eq!(
-        v["paginator"],
-        json!({"total": 46, "count": 20, "limit": 20, "current_page": 1, "total_pages": 3,
-               "next_page": 2, "previous_page": null})
-    );
-    let mut ids = Vec::new();
-    for page in 1..=3 {
-        let (_, v, _) = call(
-            &fake,
-            Method::GET,
-            &day_query("2026-11-29", 100, page),
-            None,
-            None,
-        )
-        .await;
-        ids.extend(
-            v["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|b| b["id"].as_i64().unwrap()),
-        );
-        if page == 3 {
-            assert_eq!(v["paginator"]["count"], 6);
-            assert_eq!(v["paginator"]["next_page"], Value::Null);
-            assert_eq!(v["paginator"]["previous_page"], 2);
-        }
-    }
-    assert_eq!(ids.len(), 46);
-    assert!(!ids.contains(&1000));
-    // URL-encoded brackets work the same.
-    let (s, v, _) = call(
-        &fake,
-        Method::GET,
-        "/bookings?filters%5B0%5D%5Bfield%5D=day&filters%5B0%5D%5Boperator%5D=%3D&filters%5B0%5D%5Bvalue%5D=2026-11-30&limit=5&page=1",
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(s, 200);
-    assert_eq!(v["data"][0]["id"], 1000);
-    assert_eq!(v["paginator"]["total_pages"], 1);
-    // Empty day: one empty page.
-    let (_, v, _) = call(
-        &fake,
-        Method::GET,
-        &day_query("2026-12-25", 10, 1),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(v["paginator"]["total"], 0);
-    assert_eq!(v["paginator"]["total_pages"], 1);
+    let all: Vec<i64> = answers[1..4].iter().flat_map(ids).collect();
+    assert_eq!(all.len(), 46);
+    assert!(!all.contains(&1000));
     // Every field of the booking object is present.
-    let (_, v, _) = call(&fake, Method::GET, "/bookings/1", None, None).await;
     for k in [
         "id",
         "restaurant_id",
@@ -177,108 +141,84 @@ async fn list_filters_by_day_and_paginates() {
         "created_at",
         "updated_at",
     ] {
-        assert!(v["data"].get(k).is_some(), "missing {k}");
+        assert!(answers[6]["data"].get(k).is_some(), "missing {k}");
     }
-    assert_eq!(v["data"]["restaurant_id"], 654321);
 }
 
 #[tokio::test]
 async fn bad_filters_are_400() {
     let fake = fake_with(1, 100).await;
-    for q in [
+    let cases = [
         "/bookings?limit=10",
         "/bookings?filters[0][field]=time&filters[0][operator]==&filters[0][value]=20:00",
         "/bookings?filters[0][field]=day&filters[0][operator]=>&filters[0][value]=2026-11-29",
         "/bookings?filters[0][field]=day&filters[0][operator]==&filters[0][value]=29/11/2026",
         "/bookings?filters[0][field]=day&filters[0][value]=2026-11-29",
         "/bookings?filters[0][field]=day&filters[0][operator]==&filters[0][value]=2026-11-29&limit=0",
-    ] {
-        let (s, v, _) = call(&fake, Method::GET, q, None, None).await;
-        assert_eq!(s, 400, "{q}");
-        assert!(v["message"].is_string());
-    }
+    ]
+    .map(|q| Case::get(q).answers(400).message());
+    check_all(&api(&fake), cases.into()).await;
 }
 
 #[tokio::test]
 async fn credentials_and_write_headers() {
     let fake = fake_with(1, 100).await;
-    let url = format!("{}/tables", fake.base_url());
-    let r = client()
-        .get(&url)
-        .header("auth-token", "bad")
-        .header("restaurantId", RID)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = client()
-        .get(&url)
-        .header("auth-token", TOKEN)
-        .header("restaurantId", "1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let (s, v, _) = call(&fake, Method::GET, "/tables", None, None).await;
-    assert_eq!(s, 200);
-    assert_eq!(
-        v,
-        json!({"data": [{"id": 17, "name": "12", "room": "Salle"}, {"id": 18, "name": "14", "room": "Salle"}]})
-    );
-    // Write without PublisherModelId / PublisherName.
-    let (s, v, _) = call(
-        &fake,
-        Method::PATCH,
-        "/bookings/1/changeStatus",
-        Some(json!({"status": "seated"})),
-        None,
+    let seat = || json!({"status": "seated"});
+    check_all(
+        &api(&fake),
+        vec![
+            Case::get("/tables").header("auth-token", "bad").answers(401),
+            Case::get("/tables").header("restaurantId", "1").answers(403),
+            Case::get("/tables").answers(200).field(
+                "",
+                json!({"data": [{"id": 17, "name": "12", "room": "Salle"}, {"id": 18, "name": "14", "room": "Salle"}]}),
+            ),
+            // Write without PublisherModelId / PublisherName.
+            Case::send(Method::PATCH, "/bookings/1/changeStatus", seat())
+                .answers(400)
+                .message_has("PublisherModelId"),
+            Case::write(Method::PATCH, "/bookings/1/changeStatus", seat(), "k")
+                .without("PublisherName")
+                .answers(400),
+        ],
     )
     .await;
-    assert_eq!(s, 400);
-    assert!(v["message"].as_str().unwrap().contains("PublisherModelId"));
-    let r = client()
-        .patch(format!("{}/bookings/1/changeStatus", fake.base_url()))
-        .header("auth-token", TOKEN)
-        .header("restaurantId", RID)
-        .header("PublisherModelId", "k")
-        .json(&json!({"status": "seated"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
     // Token revoked mid-service.
     fake.set_token("new");
-    let (s, _, _) = call(&fake, Method::GET, "/tables", None, None).await;
-    assert_eq!(s, 401);
+    check(&api(&fake), Case::get("/tables").answers(401)).await;
     assert_eq!(fake.booking(1).unwrap()["status"], "confirmed");
+}
+
+/// `PATCH /bookings/{id}/changeStatus` to `status` with key `key`.
+fn change(id: i64, status: &str, key: &str) -> Case {
+    Case::write(
+        Method::PATCH,
+        format!("/bookings/{id}/changeStatus"),
+        json!({"status": status}),
+        key,
+    )
 }
 
 #[tokio::test]
 async fn change_status_and_idempotency() {
     let fake = fake_with(2, 100).await;
+    let api = api(&fake);
     let before = fake.booking(1).unwrap()["updated_at"].clone();
-    let (s, v, _) = call(
-        &fake,
-        Method::PATCH,
-        "/bookings/1/changeStatus",
-        Some(json!({"status": "seated"})),
-        Some("ev-1:seat"),
+    let (_, v, _) = check(
+        &api,
+        change(1, "seated", "ev-1:seat")
+            .answers(200)
+            .field("/data/status", json!("seated")),
     )
     .await;
-    assert_eq!(s, 200);
-    assert_eq!(v["data"]["status"], "seated");
     assert_ne!(v["data"]["updated_at"], before);
     // Same key again: same answer, no second action.
     fake.update_booking(1, |b| b["status"] = json!("confirmed"));
-    let (s2, v2, _) = call(
-        &fake,
-        Method::PATCH,
-        "/bookings/1/changeStatus",
-        Some(json!({"status": "seated"})),
-        Some("ev-1:seat"),
+    check(
+        &api,
+        change(1, "seated", "ev-1:seat").answers(200).field("", v),
     )
     .await;
-    assert_eq!((s2, &v2), (s, &v));
     assert_eq!(fake.booking(1).unwrap()["status"], "confirmed");
     assert_eq!(fake.duplicates_suppressed(), 1);
     assert_eq!(fake.status_history(1), vec!["seated"]);
@@ -287,85 +227,47 @@ async fn change_status_and_idempotency() {
     assert!(last.duplicate);
     assert_eq!(last.publisher_model_id.as_deref(), Some("ev-1:seat"));
     assert_eq!(last.body, json!({"status": "seated"}));
-    // Errors.
-    let (s, v, _) = call(
-        &fake,
-        Method::PATCH,
-        "/bookings/1/changeStatus",
-        Some(json!({"status": "eaten"})),
-        Some("k2"),
+    check_all(
+        &api,
+        vec![
+            // Errors.
+            change(1, "eaten", "k2").answers(422).message_has("eaten"),
+            change(77, "over", "k3").answers(404),
+            Case::get("/bookings/77").answers(404),
+            // A rejected write is not remembered: the same key may succeed later.
+            change(2, "over", "k2").answers(200),
+        ],
     )
     .await;
-    assert_eq!(s, 422);
-    assert!(v["message"].as_str().unwrap().contains("eaten"));
-    let (s, _, _) = call(
-        &fake,
-        Method::PATCH,
-        "/bookings/77/changeStatus",
-        Some(json!({"status": "over"})),
-        Some("k3"),
-    )
-    .await;
-    assert_eq!(s, 404);
-    let (s, _, _) = call(&fake, Method::GET, "/bookings/77", None, None).await;
-    assert_eq!(s, 404);
-    // A rejected write is not remembered: the same key may succeed later.
-    let (s, _, _) = call(
-        &fake,
-        Method::PATCH,
-        "/bookings/2/changeStatus",
-        Some(json!({"status": "over"})),
-        Some("k2"),
-    )
-    .await;
-    assert_eq!(s, 200);
     assert_eq!(fake.status_history(2), vec!["over"]);
     // Repeating the current status is not a change.
-    let (s, _, _) = call(
-        &fake,
-        Method::PATCH,
-        "/bookings/2/changeStatus",
-        Some(json!({"status": "over"})),
-        Some("k4"),
-    )
-    .await;
-    assert_eq!(s, 200);
+    check(&api, change(2, "over", "k4").answers(200)).await;
     assert_eq!(fake.status_history(2), vec!["over"]);
 }
 
 #[tokio::test]
 async fn walkin_creation_validates_and_is_idempotent() {
     let fake = fake_with(1, 100).await;
+    let api = api(&fake);
     let body = json!({"day": "2026-11-29", "time": "20:15", "nb_guests": 3, "firstname": null,
                       "lastname": "Walk-in", "status": "seated", "reservation_type": "walkin",
                       "tables": ["14"], "country": "fr"});
-    let (s, v, _) = call(
-        &fake,
-        Method::POST,
-        "/bookings?force=1",
-        Some(body.clone()),
-        Some("ev-9"),
+    let create = |body: Value, key: &str| Case::write(Method::POST, "/bookings?force=1", body, key);
+    let (_, v, _) = check(
+        &api,
+        create(body.clone(), "ev-9")
+            .answers(201)
+            .field("/data/tables", json!([{"id": 18, "name": "14"}]))
+            .field("/data/customersheet", Value::Null)
+            .field("/data/reservation_type", json!("walkin"))
+            .field("/data/nb_guests", json!(3)),
     )
     .await;
-    assert_eq!(s, 201, "{v}");
-    let b = &v["data"];
-    assert_eq!(b["tables"], json!([{"id": 18, "name": "14"}]));
-    assert_eq!(b["customersheet"], Value::Null);
-    assert_eq!(b["reservation_type"], "walkin");
-    assert_eq!(b["nb_guests"], 3);
-    let id = b["id"].as_i64().unwrap();
-    let (s2, v2, _) = call(
-        &fake,
-        Method::POST,
-        "/bookings?force=1",
-        Some(body.clone()),
-        Some("ev-9"),
-    )
-    .await;
-    assert_eq!((s2, &v2), (s, &v));
+    let id = v["data"]["id"].as_i64().unwrap();
+    check(&api, create(body.clone(), "ev-9").answers(201).field("", v)).await;
     assert_eq!(fake.walkins().len(), 1);
     assert_eq!(fake.status_history(id), vec!["seated"]);
-    for (field, bad) in [
+    let bad_fields = [
         ("day", json!("29/11/2026")),
         ("time", json!("8pm")),
         ("nb_guests", json!(0)),
@@ -373,29 +275,19 @@ async fn walkin_creation_validates_and_is_idempotent() {
         ("status", json!("happy")),
         ("tables", json!(["99"])),
         ("tables", json!([])),
-    ] {
-        let mut b = body.clone();
-        b[field] = bad;
-        let (s, v, _) = call(
-            &fake,
-            Method::POST,
-            "/bookings?force=1",
-            Some(b),
-            Some(&format!("bad-{field}-{}", v2["data"]["id"])),
-        )
-        .await;
-        assert_eq!(s, 422, "{field}");
-        assert!(v["message"].as_str().unwrap().starts_with(field), "{v}");
-    }
-    let (s, _, _) = call(
-        &fake,
-        Method::POST,
-        "/bookings",
-        Some(body),
-        Some("noforce"),
-    )
-    .await;
-    assert_eq!(s, 400);
+    ];
+    let mut cases: Vec<Case> = bad_fields
+        .into_iter()
+        .map(|(field, bad)| {
+            let mut b = body.clone();
+            b[field] = bad;
+            create(b, &format!("bad-{field}-{id}"))
+                .answers(422)
+                .message_starts(field)
+        })
+        .collect();
+    cases.push(Case::write(Method::POST, "/bookings", body, "noforce").answers(400));
+    check_all(&api, cases).await;
     assert_eq!(fake.walkins().len(), 1);
 }
 
@@ -406,120 +298,78 @@ fn ticket(id: &str, total: i64) -> Value {
            "payments": [{"method": "card", "amount_cents": total + 300}]})
 }
 
+/// `PUT /bookings/{booking}/pos_ticket` with `body` and key `key`.
+fn attach(booking: i64, body: Value, key: &str) -> Case {
+    Case::write(
+        Method::PUT,
+        format!("/bookings/{booking}/pos_ticket"),
+        body,
+        key,
+    )
+}
+
 #[tokio::test]
 async fn pos_ticket_replaces_and_recomputes_average_spend() {
     let fake = fake_with(1, 100).await;
-    // Sheet 998: visits 3, average 6150 → +1 ticket of 10000:
-    // (6150*3 + 10000) / 4 = 7112.5 → 7113 (half up).
-    let (s, v, _) = call(
-        &fake,
-        Method::PUT,
-        "/bookings/2000/pos_ticket",
-        Some(ticket("O-1", 10000)),
-        Some("t1"),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    let sheet = &fake.booking(2000).unwrap()["customersheet"];
-    assert_eq!(
+    let api = api(&fake);
+    // Sheet 998: visits 3, average 6150. Each row: the ticket attached to
+    // booking 2000, then (visits, average spend) and the tickets kept.
+    let sheet_cases = [
+        // +1 ticket of 10000: (6150*3 + 10000) / 4 = 7112.5 → 7113 (half up).
         (
-            sheet["visits"].as_i64(),
-            sheet["average_spend_cents"].as_i64()
+            attach(2000, ticket("O-1", 10000), "t1").answers(200),
+            (4, 7113),
+            1,
         ),
-        (Some(4), Some(7113))
-    );
-    // Same ticket_id with a new total replaces: (18450 + 8000) / 4 = 6612.5 → 6613.
-    call(
-        &fake,
-        Method::PUT,
-        "/bookings/2000/pos_ticket",
-        Some(ticket("O-1", 8000)),
-        Some("t2"),
-    )
-    .await;
-    let sheet = &fake.booking(2000).unwrap()["customersheet"];
-    assert_eq!(
-        (
-            sheet["visits"].as_i64(),
-            sheet["average_spend_cents"].as_i64()
-        ),
-        (Some(4), Some(6613))
-    );
-    assert_eq!(fake.tickets().len(), 1);
-    assert_eq!(fake.tickets()["O-1"].0, 2000);
-    // A second ticket: (18450 + 8000 + 5001) / 5 = 6290.2 → 6290.
-    call(
-        &fake,
-        Method::PUT,
-        "/bookings/2000/pos_ticket",
-        Some(ticket("O-2", 5001)),
-        Some("t3"),
-    )
-    .await;
-    let sheet = &fake.booking(2000).unwrap()["customersheet"];
-    assert_eq!(
-        (
-            sheet["visits"].as_i64(),
-            sheet["average_spend_cents"].as_i64()
-        ),
-        (Some(5), Some(6290))
-    );
+        // Same ticket_id with a new total replaces: (18450 + 8000) / 4 = 6612.5 → 6613.
+        (attach(2000, ticket("O-1", 8000), "t2"), (4, 6613), 1),
+        // A second ticket: (18450 + 8000 + 5001) / 5 = 6290.2 → 6290.
+        (attach(2000, ticket("O-2", 5001), "t3"), (5, 6290), 2),
+    ];
+    for (case, (visits, average), kept) in sheet_cases {
+        check(&api, case).await;
+        let sheet = &fake.booking(2000).unwrap()["customersheet"];
+        assert_eq!(
+            (
+                sheet["visits"].as_i64(),
+                sheet["average_spend_cents"].as_i64()
+            ),
+            (Some(visits), Some(average))
+        );
+        assert_eq!(fake.tickets().len(), kept);
+        assert_eq!(fake.tickets()["O-1"].0, 2000);
+    }
     // Without a customersheet the ticket is kept, no average.
-    let (s, _, _) = call(
-        &fake,
-        Method::PUT,
-        "/bookings/1/pos_ticket",
-        Some(ticket("O-3", 4200)),
-        Some("t4"),
-    )
-    .await;
-    assert_eq!(s, 200);
+    check(&api, attach(1, ticket("O-3", 4200), "t4").answers(200)).await;
     assert_eq!(fake.tickets()["O-3"].0, 1);
     assert_eq!(fake.booking(1).unwrap()["customersheet"], Value::Null);
     // Validation and 404.
-    let mut bad = ticket("O-4", 100);
-    bad["currency"] = json!("euro");
-    let (s, v, _) = call(
-        &fake,
-        Method::PUT,
-        "/bookings/1/pos_ticket",
-        Some(bad),
-        Some("t5"),
+    let mut bad_currency = ticket("O-4", 100);
+    bad_currency["currency"] = json!("euro");
+    let mut no_quantity = ticket("O-4", 100);
+    no_quantity["lines"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("quantity");
+    check_all(
+        &api,
+        vec![
+            attach(1, bad_currency, "t5")
+                .answers(422)
+                .message_starts("currency"),
+            attach(1, no_quantity, "t6")
+                .answers(422)
+                .message_starts("lines[0].quantity"),
+            attach(5, ticket("O-5", 100), "t7").answers(404),
+        ],
     )
     .await;
-    assert_eq!(s, 422);
-    assert!(v["message"].as_str().unwrap().starts_with("currency"));
-    let mut bad = ticket("O-4", 100);
-    bad["lines"][0].as_object_mut().unwrap().remove("quantity");
-    let (s, v, _) = call(
-        &fake,
-        Method::PUT,
-        "/bookings/1/pos_ticket",
-        Some(bad),
-        Some("t6"),
-    )
-    .await;
-    assert_eq!(s, 422);
-    assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("lines[0].quantity")
-    );
-    let (s, _, _) = call(
-        &fake,
-        Method::PUT,
-        "/bookings/5/pos_ticket",
-        Some(ticket("O-5", 100)),
-        Some("t7"),
-    )
-    .await;
-    assert_eq!(s, 404);
 }
 
 #[tokio::test]
 async fn faults_down_status_ratelimit_timeout_latency_and_poison() {
     let fake = fake_with(1, 100).await;
+    let api = api(&fake);
     // Down: the port really refuses connections, state is kept.
     fake.set_fault(Fault::Down).await.unwrap();
     let e = client()
@@ -529,30 +379,33 @@ async fn faults_down_status_ratelimit_timeout_latency_and_poison() {
         .unwrap_err();
     assert!(e.is_connect(), "{e:?}");
     assert!(std::net::TcpStream::connect(fake.addr()).is_err());
-    fake.set_fault(Fault::None).await.unwrap();
-    let (s, _, _) = call(&fake, Method::GET, "/bookings/1", None, None).await;
-    assert_eq!(s, 200);
-
-    fake.set_fault(Fault::Status(503)).await.unwrap();
-    let (s, _, _) = call(&fake, Method::GET, "/tables", None, None).await;
-    assert_eq!(s, 503);
-
-    fake.set_fault(Fault::RateLimit {
-        retry_after: RetryAfter::Seconds(7),
-    })
-    .await
-    .unwrap();
-    let (s, _, h) = call(&fake, Method::GET, "/tables", None, None).await;
-    assert_eq!(s, 429);
-    assert_eq!(h["retry-after"], "7");
+    // Each row: the fault set, then a request and its answer.
     let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-    fake.set_fault(Fault::RateLimit {
-        retry_after: RetryAfter::HttpDate(when),
-    })
-    .await
-    .unwrap();
-    let (_, _, h) = call(&fake, Method::GET, "/tables", None, None).await;
-    let v = h["retry-after"].to_str().unwrap();
+    let fault_cases = [
+        (Fault::None, Case::get("/bookings/1").answers(200)),
+        (Fault::Status(503), Case::get("/tables").answers(503)),
+        (
+            Fault::RateLimit {
+                retry_after: RetryAfter::Seconds(7),
+            },
+            Case::get("/tables")
+                .answers(429)
+                .answer_header("retry-after", "7"),
+        ),
+        (
+            Fault::RateLimit {
+                retry_after: RetryAfter::HttpDate(when),
+            },
+            Case::get("/tables"),
+        ),
+    ];
+    let mut retry_after = None;
+    for (fault, case) in fault_cases {
+        fake.set_fault(fault).await.unwrap();
+        retry_after = check(&api, case).await.2.get("retry-after").cloned();
+    }
+    let v = retry_after.unwrap();
+    let v = v.to_str().unwrap();
     assert!(v.ends_with(" GMT") && v.len() == 29, "{v}");
     let parsed = chrono::DateTime::parse_from_rfc2822(v).unwrap();
     assert_eq!(parsed.timestamp(), 1_795_000_000);
@@ -573,39 +426,26 @@ async fn faults_down_status_ratelimit_timeout_latency_and_poison() {
     fake.set_fault(Fault::None).await.unwrap();
     fake.set_latency(Duration::from_millis(200));
     let t = std::time::Instant::now();
-    call(&fake, Method::GET, "/tables", None, None).await;
+    check(&api, Case::get("/tables")).await;
     assert!(t.elapsed() >= Duration::from_millis(200));
     fake.set_latency(Duration::ZERO);
 
     // Persistent poison on one booking's writes.
     let id = fake.fail_booking(1, 422, "booking locked");
-    let (s, v, _) = call(
-        &fake,
-        Method::PATCH,
-        "/bookings/1/changeStatus",
-        Some(json!({"status": "seated"})),
-        Some("p1"),
+    check_all(
+        &api,
+        vec![
+            change(1, "seated", "p1")
+                .answers(422)
+                .field("/message", json!("booking locked")),
+            Case::get("/bookings/1").answers(200),
+        ],
     )
     .await;
-    assert_eq!(
-        (s.as_u16(), v["message"].as_str()),
-        (422, Some("booking locked"))
-    );
-    let (s, _, _) = call(&fake, Method::GET, "/bookings/1", None, None).await;
-    assert_eq!(s, 200);
     fake.clear_failure(id);
-    let (s, _, _) = call(
-        &fake,
-        Method::PATCH,
-        "/bookings/1/changeStatus",
-        Some(json!({"status": "seated"})),
-        Some("p1"),
-    )
-    .await;
-    assert_eq!(s, 200);
+    check(&api, change(1, "seated", "p1").answers(200)).await;
     fake.fail_path_containing("/tables", 500, "boom");
-    let (s, _, _) = call(&fake, Method::GET, "/tables", None, None).await;
-    assert_eq!(s, 500);
+    check(&api, Case::get("/tables").answers(500)).await;
     // Every request was recorded, with its answer.
     let statuses: Vec<u16> = fake.calls().iter().map(|c| c.status).collect();
     assert!(statuses.contains(&429) && statuses.contains(&503) && statuses.contains(&0));
