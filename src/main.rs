@@ -225,7 +225,7 @@ fn run_daemon(cfg: config::Config) -> anyhow::Result<i32> {
             tracing::info!("stop requested");
             trigger.cancel();
         });
-        match zenchef_edge::run(cfg, shutdown).await {
+        match zenchef_edge::daemon::Daemon::new(cfg, shutdown).run().await {
             Ok(()) if update::restart_requested() => Ok(update::EX_RESTART),
             Ok(()) => Ok(0),
             // A newer release's store this binary may not use: 78, which

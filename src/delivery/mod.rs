@@ -137,7 +137,7 @@ pub async fn run(
             cap: d.cfg.retry_max,
             credentials_retry: d.cfg.credentials_retry,
         },
-        scheduler::random_jitter,
+        crate::retry::random_jitter,
     );
     let mut workers: JoinSet<(Lane, String, Ended)> = JoinSet::new();
     let mut next_rescan = Instant::now();

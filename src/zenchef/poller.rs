@@ -150,111 +150,137 @@ pub fn diff(mirror: &BTreeMap<i64, MirrorRow>, fetched: &[Booking]) -> Vec<(i64,
     changes
 }
 
-/// Runs the poller until `cancel`.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    client: ZenchefClient,
-    store: Store,
-    link: PosLink,
-    tz: chrono_tz::Tz,
-    every: Duration,
-    sync_days: u32,
-    health: Health,
-    nudge: Arc<Notify>,
-    mut replay: mpsc::UnboundedReceiver<()>,
-    cancel: CancellationToken,
-) {
-    let mut mirror = match store.read(load_mirror).await {
-        Ok(m) => m,
-        Err(e) => {
-            warn!("cannot read the reservation mirror ({e}); starting from an empty one");
-            BTreeMap::new()
-        }
-    };
-    let mut failures = 0u32;
-    let mut tables_read: Option<tokio::time::Instant> = None;
-    let mut pending = Pending::new();
-    loop {
-        match sync_once(
-            &client,
-            &store,
-            &link,
+/// The reservation poller's context (spawned by `crate::daemon`).
+pub struct Poller {
+    /// The Zenchef API client.
+    pub client: ZenchefClient,
+    /// The reservation mirror and the order links.
+    pub store: Store,
+    /// The session reservations are published on.
+    pub link: PosLink,
+    /// The restaurant's time zone (the days polled are local days).
+    pub tz: chrono_tz::Tz,
+    /// `[zenchef] poll_interval_s`.
+    pub every: Duration,
+    /// `[zenchef] sync_days`: today and the next `sync_days − 1` days.
+    pub sync_days: u32,
+    /// The daemon's view of Zenchef.
+    pub health: Health,
+    /// Poll now (a webhook, a delivered change).
+    pub nudge: Arc<Notify>,
+    /// Replay the whole mirror (after a reconnect to the POS).
+    pub replay: mpsc::UnboundedReceiver<()>,
+}
+
+impl Poller {
+    /// Runs the poller until `cancel`.
+    pub async fn run(self, cancel: CancellationToken) {
+        let Poller {
+            client,
+            store,
+            link,
             tz,
+            every,
             sync_days,
-            &mut mirror,
-            &mut pending,
-        )
-        .await
-        {
-            Ok(n) => {
-                if failures > 0 {
-                    info!("reservation sync works again");
-                }
-                failures = 0;
-                health.zenchef_ok();
-                health.update(|s| s.last_reservation_sync = Some(now_utc()));
-                if n > 0 {
-                    info!("{n} reservation change(s) sent to the POS");
-                }
-                // Zenchef's tables for the page's name check (cli/tables.rs).
-                if tables_read.is_none_or(|t| t.elapsed() >= crate::cli::tables::REFRESH_EVERY) {
-                    match crate::cli::tables::refresh_zenchef_tables(&client, &store).await {
-                        Ok(_) => tables_read = Some(tokio::time::Instant::now()),
-                        Err(e) => debug!("cannot read Zenchef's tables: {e}"),
-                    }
-                }
-                let start = window_start(tz).to_string();
-                match store.write(move |c| prune_mirror(c, &start)).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        debug!("{n} confirmed withdrawal(s) of past days dropped from the mirror")
-                    }
-                    Err(e) => debug!("cannot prune the reservation mirror: {e}"),
-                }
-            }
+            health,
+            nudge,
+            mut replay,
+        } = self;
+        let mut mirror = match store.read(load_mirror).await {
+            Ok(m) => m,
             Err(e) => {
-                failures += 1;
-                let refused =
-                    matches!(&e, SyncError::Zenchef(c) if c.class == ErrorClass::Credentials);
-                if let SyncError::Zenchef(c) = &e {
-                    let outage = matches!(c.class, ErrorClass::Retry { .. });
-                    health.zenchef_error(&c.to_string(), refused, outage);
+                warn!("cannot read the reservation mirror ({e}); starting from an empty one");
+                BTreeMap::new()
+            }
+        };
+        let mut failures = 0u32;
+        let mut tables_read: Option<tokio::time::Instant> = None;
+        let mut pending = Pending::new();
+        loop {
+            match sync_once(
+                &client,
+                &store,
+                &link,
+                tz,
+                sync_days,
+                &mut mirror,
+                &mut pending,
+            )
+            .await
+            {
+                Ok(n) => {
+                    if failures > 0 {
+                        info!("reservation sync works again");
+                    }
+                    failures = 0;
+                    health.zenchef_ok();
+                    health.update(|s| s.last_reservation_sync = Some(now_utc()));
+                    if n > 0 {
+                        info!("{n} reservation change(s) sent to the POS");
+                    }
+                    // Zenchef's tables for the page's name check (cli/tables.rs).
+                    if tables_read.is_none_or(|t| t.elapsed() >= crate::cli::tables::REFRESH_EVERY)
+                    {
+                        match crate::cli::tables::refresh_zenchef_tables(&client, &store).await {
+                            Ok(_) => tables_read = Some(tokio::time::Instant::now()),
+                            Err(e) => debug!("cannot read Zenchef's tables: {e}"),
+                        }
+                    }
+                    let start = window_start(tz).to_string();
+                    match store.write(move |c| prune_mirror(c, &start)).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            debug!(
+                                "{n} confirmed withdrawal(s) of past days dropped from the mirror"
+                            )
+                        }
+                        Err(e) => debug!("cannot prune the reservation mirror: {e}"),
+                    }
                 }
-                if failures == 1 || failures.is_multiple_of(10) {
-                    if refused {
-                        let rid = client.restaurant_id();
-                        error!(
-                            restaurant_id = rid,
-                            "Zenchef refused the token for restaurant {rid} ({e}): check \
+                Err(e) => {
+                    failures += 1;
+                    let refused =
+                        matches!(&e, SyncError::Zenchef(c) if c.class == ErrorClass::Credentials);
+                    if let SyncError::Zenchef(c) = &e {
+                        let outage = matches!(c.class, ErrorClass::Retry { .. });
+                        health.zenchef_error(&c.to_string(), refused, outage);
+                    }
+                    if failures == 1 || failures.is_multiple_of(10) {
+                        if refused {
+                            let rid = client.restaurant_id();
+                            error!(
+                                restaurant_id = rid,
+                                "Zenchef refused the token for restaurant {rid} ({e}): check \
                              zenchef.token and zenchef.restaurant_id; reservations on the POS are \
                              not updated until then ({failures} refusal(s) in a row)"
-                        );
-                    } else {
-                        warn!("reservation sync failed ({failures} in a row): {e}");
+                            );
+                        } else {
+                            warn!("reservation sync failed ({failures} in a row): {e}");
+                        }
                     }
                 }
             }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-            _ = nudge.notified() => {
-                // Coalesce a burst of nudges (one per forwarded event).
-                tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+                _ = nudge.notified() => {
+                    // Coalesce a burst of nudges (one per forwarded event).
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                r = replay.recv() => {
+                    if r.is_none() { return; }
+                    let t = tokio::time::Instant::now();
+                    let (published, withdrawn) = replay_all(&link, &mirror, &mut pending).await;
+                    info!(
+                        "replayed {} reservation(s) to the POS after connecting ({published} \
+                         published, {withdrawn} withdrawal(s) not yet confirmed) in {} ms",
+                        published + withdrawn,
+                        t.elapsed().as_millis()
+                    );
+                }
             }
-            r = replay.recv() => {
-                if r.is_none() { return; }
-                let t = tokio::time::Instant::now();
-                let (published, withdrawn) = replay_all(&link, &mirror, &mut pending).await;
-                info!(
-                    "replayed {} reservation(s) to the POS after connecting ({published} \
-                     published, {withdrawn} withdrawal(s) not yet confirmed) in {} ms",
-                    published + withdrawn,
-                    t.elapsed().as_millis()
-                );
-            }
+            confirm(&store, &link, &mut mirror, &mut pending).await;
         }
-        confirm(&store, &link, &mut mirror, &mut pending).await;
     }
 }
 
