@@ -404,7 +404,9 @@ pub fn classify(e: &ConnectionError, connected: bool) -> MqttFailure {
         K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => {
             MqttFailure::ClosedDuringLogin
         }
-        // getaddrinfo failures have no kind of their own.
+        // getaddrinfo failures have no kind of their own (std files them
+        // under the unstable `Uncategorized`), so their text is the only
+        // sign: the one error matched by its text, and only to word a hint.
         _ if io.to_string().contains("lookup") => MqttFailure::Unreachable,
         _ if connected => MqttFailure::Lost,
         _ => MqttFailure::Other,
