@@ -118,12 +118,12 @@ fn code_of(line: &str, in_raw: &mut Option<String>) -> String {
                 i += 3;
                 continue;
             }
-            if b.get(i + 1) == Some(&'\\') {
-                if let Some(k) = (i + 2..b.len()).find(|&k| b[k] == '\'') {
-                    out.push_str("' '");
-                    i = k + 1;
-                    continue;
-                }
+            if b.get(i + 1) == Some(&'\\')
+                && let Some(k) = (i + 2..b.len()).find(|&k| b[k] == '\'')
+            {
+                out.push_str("' '");
+                i = k + 1;
+                continue;
             }
         }
         out.push(c);
