@@ -49,23 +49,14 @@ pub fn main() -> ExitCode {
         ssh_home,
     } = cli.command
     {
-        logging::init("info");
-        let p = zenchef_edge::provision::Provision {
+        return provision(zenchef_edge::provision::Provision {
             boot_dirs,
             config_path: path,
             state_dir,
             service_user,
             ssh_user,
             ssh_home,
-        };
-        return match p.run() {
-            Ok(r) if r.refused.is_some() => ExitCode::from(1),
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!("{e}");
-                ExitCode::from(1)
-            }
-        };
+        });
     }
     let cfg = match config::load(&path) {
         Ok(c) => c,
@@ -82,29 +73,61 @@ pub fn main() -> ExitCode {
     // What doctor reports about the file, read while still root (the
     // configuration directory is root-only).
     let config_stat = std::fs::metadata(&cfg.file);
-    let state_dir = update::Paths::new(PathBuf::new(), &cfg.store_path).state_dir;
-    if let Some(owner) = privileges::owner_to_become(&state_dir) {
-        if let Command::Update {
-            action: UpdateCmd::Apply { force, no_restart },
-        } = cli.command
-        {
-            return ExitCode::from(apply_as(owner, &cfg, force, no_restart) as u8);
-        }
-        if let Err(e) = privileges::drop_to(owner) {
-            eprintln!(
-                "error: cannot become {} (uid {}), the owner of {}: {e}; refusing to run as root, \
-                 which would leave root-owned files there",
-                owner.user_name(),
-                owner.uid,
-                state_dir.display()
-            );
-            return ExitCode::from(exit::NOPERM as u8);
+    if let Some(code) = become_owner(&cfg, &cli.command) {
+        return ExitCode::from(code as u8);
+    }
+    ExitCode::from(exit_code(dispatch(cli.command, &cfg, config_stat)) as u8)
+}
+
+/// `provision`: installs a configuration dropped on the boot partition
+/// (exit 1 when one was found and refused).
+fn provision(p: zenchef_edge::provision::Provision) -> ExitCode {
+    logging::init("info");
+    match p.run() {
+        Ok(r) if r.refused.is_some() => ExitCode::from(1),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(1)
         }
     }
-    let code = match cli.command {
-        Command::Provision { .. } => unreachable!("handled above"),
-        Command::Run => run_daemon(cfg),
-        Command::Status { json } => cli::status::run(&cfg, json),
+}
+
+/// Run as root, becomes the owner of the state directory before anything
+/// is touched (`update apply` does it in a child, then restarts the
+/// service as root). `Some(code)`: the command ended here.
+fn become_owner(cfg: &config::Config, command: &Command) -> Option<i32> {
+    let state_dir = update::Paths::new(PathBuf::new(), &cfg.store_path).state_dir;
+    let owner = privileges::owner_to_become(&state_dir)?;
+    if let Command::Update {
+        action: UpdateCmd::Apply { force, no_restart },
+    } = command
+    {
+        return Some(apply_as(owner, cfg, *force, *no_restart));
+    }
+    if let Err(e) = privileges::drop_to(owner) {
+        eprintln!(
+            "error: cannot become {} (uid {}), the owner of {}: {e}; refusing to run as root, \
+             which would leave root-owned files there",
+            owner.user_name(),
+            owner.uid,
+            state_dir.display()
+        );
+        return Some(exit::NOPERM);
+    }
+    None
+}
+
+/// Runs a command that needs the configuration.
+fn dispatch(
+    command: Command,
+    cfg: &config::Config,
+    config_stat: std::io::Result<std::fs::Metadata>,
+) -> anyhow::Result<i32> {
+    match command {
+        Command::Provision { .. } => unreachable!("handled in main"),
+        Command::Run => run_daemon(cfg.clone()),
+        Command::Status { json } => cli::status::run(cfg, json),
         Command::Outbox {
             action: OutboxCmd::List { dead },
         } => cli::outbox::run_list(&cfg.store_path, dead),
@@ -115,31 +138,31 @@ pub fn main() -> ExitCode {
                     all_dead: _,
                 },
         } => cli::outbox::run_retry(&cfg.store_path, event_id.as_deref()),
-        Command::Doctor { json } => block_on(cli::doctor::run(&cfg, json, config_stat)),
+        Command::Doctor { json } => block_on(cli::doctor::run(cfg, json, config_stat)),
         Command::Link {
             order_id,
             booking_id,
-        } => cli::link::run(&cfg, &order_id, Some(booking_id)),
-        Command::Unlink { order_id } => cli::link::run(&cfg, &order_id, None),
-        Command::Tables { json } => block_on(cli::tables::run(&cfg, json)),
-        Command::PaySettings => cli::pay_settings::run(&cfg),
-        Command::Orders { json, action: None } => cli::orders::run_list(&cfg, json),
+        } => cli::link::run(cfg, &order_id, Some(booking_id)),
+        Command::Unlink { order_id } => cli::link::run(cfg, &order_id, None),
+        Command::Tables { json } => block_on(cli::tables::run(cfg, json)),
+        Command::PaySettings => cli::pay_settings::run(cfg),
+        Command::Orders { json, action: None } => cli::orders::run_list(cfg, json),
         Command::Orders {
             action: Some(OrdersCmd::Handled { order_id }),
             ..
         } => cli::orders::run_handled(&cfg.store_path, &order_id),
-        Command::Payments { json, action: None } => cli::payments::run_list(&cfg, json),
+        Command::Payments { json, action: None } => cli::payments::run_list(cfg, json),
         Command::Payments {
             action: Some(PaymentsCmd::Handled { payment_id }),
             ..
         } => cli::payments::run_handled(&cfg.store_path, &payment_id),
         Command::Update {
             action: UpdateCmd::Check,
-        } => cli::update::check(&cfg),
+        } => cli::update::check(cfg),
         Command::Update {
             action: UpdateCmd::Apply { force, no_restart },
         } => cli::update::apply(
-            &cfg,
+            cfg,
             force,
             if no_restart {
                 cli::update::Restart::No
@@ -149,11 +172,10 @@ pub fn main() -> ExitCode {
         ),
         Command::Update {
             action: UpdateCmd::BootCheck,
-        } => cli::update::boot_check(&cfg),
+        } => cli::update::boot_check(cfg),
         // Handled above, before the configuration is read.
         Command::SelfTest { store } => cli::self_test::run(store.as_deref()).map_err(Into::into),
-    };
-    ExitCode::from(exit_code(code) as u8)
+    }
 }
 
 /// The code of a command's result; an error is printed first.
@@ -225,7 +247,7 @@ fn run_daemon(cfg: config::Config) -> anyhow::Result<i32> {
             tracing::info!("stop requested");
             trigger.cancel();
         });
-        match zenchef_edge::run(cfg, shutdown).await {
+        match zenchef_edge::daemon::Daemon::new(cfg, shutdown).run().await {
             Ok(()) if update::restart_requested() => Ok(update::EX_RESTART),
             Ok(()) => Ok(0),
             // A newer release's store this binary may not use: 78, which

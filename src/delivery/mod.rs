@@ -130,141 +130,196 @@ pub async fn run(
     mut touched: mpsc::UnboundedReceiver<String>,
     cancel: CancellationToken,
 ) {
-    let mut sched = Scheduler::new(
-        Tuning {
-            concurrency: d.cfg.concurrency,
-            base: BACKOFF_BASE,
-            cap: d.cfg.retry_max,
-            credentials_retry: d.cfg.credentials_retry,
-        },
-        scheduler::random_jitter,
-    );
-    let mut workers: JoinSet<(Lane, String, Ended)> = JoinSet::new();
-    let mut next_rescan = Instant::now();
-    let mut next_full_rescan = Instant::now();
-    // `PRAGMA data_version` at the last scan (`None`: never scanned).
-    let mut scanned_version: Option<i64> = None;
-    let mut store_answers = false;
-    let mut store_failures: u64 = 0;
-    let mut store_warned: Option<Instant> = None;
-
+    let mut dispatcher = Dispatcher::new(d);
     loop {
         let now = Instant::now();
-        if now >= next_rescan {
-            let (last, full) = (scanned_version, now >= next_full_rescan);
-            let scan = d.store.read(move |c| {
-                let version: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-                let orders = if full || last != Some(version) {
-                    Some((
-                        queue::ready_orders(c, Lane::Zenchef)?,
-                        queue::ready_orders(c, Lane::Pay)?,
-                    ))
-                } else {
-                    None
-                };
-                Ok((version, orders))
-            });
-            match scan.await {
-                Ok((version, orders)) => {
-                    scanned_version = Some(version);
-                    store_answers = true;
-                    if let Some((zenchef, pay)) = orders {
-                        debug!(
-                            "outbox rescanned: {} order(s) ready for Zenchef, {} for Zenchef Pay",
-                            zenchef.len(),
-                            pay.len()
-                        );
-                        for o in &zenchef {
-                            sched.touch(Lane::Zenchef, o);
-                        }
-                        for o in &pay {
-                            sched.touch(Lane::Pay, o);
-                        }
-                        next_full_rescan = now + FULL_RESCAN_EVERY;
-                    }
-                }
-                Err(e) => {
-                    warn!("cannot scan the outbox: {e}");
-                    store_answers = false;
-                }
-            }
-            next_rescan = now + RESCAN_EVERY;
+        if now >= dispatcher.next_rescan {
+            dispatcher.rescan(now).await;
         }
         // systemd watchdog: this loop wakes at least every RESCAN_EVERY, even
         // when the POS is quiet, and its rescan is a round trip through the
         // store thread's transaction. A ping here therefore proves that the
         // delivery loop turns and the store commits; a wedged store (or
         // loop) stops the pings and systemd restarts the agent.
-        if store_answers {
+        if dispatcher.store_answers {
             crate::watchdog_ping();
         }
-        for (lane, order) in sched.start(now) {
-            let d2 = d.clone();
+        dispatcher.start_ready(now);
+        let wake = dispatcher
+            .sched
+            .next_wake(now)
+            .map_or(dispatcher.next_rescan, |w| w.min(dispatcher.next_rescan));
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            Some(joined) = dispatcher.workers.join_next(), if !dispatcher.workers.is_empty() => {
+                match joined {
+                    Ok((lane, order, ended)) => dispatcher.finished(lane, &order, ended),
+                    Err(e) => error!("a delivery task failed: {e}"),
+                }
+            }
+            Some(o) = touched.recv() => {
+                dispatcher.touch(&o);
+                while let Ok(o) = touched.try_recv() {
+                    dispatcher.touch(&o);
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+    dispatcher.drain().await;
+    info!("delivery stopped");
+}
+
+/// The dispatcher's state between two turns of [`run`]'s loop.
+struct Dispatcher {
+    d: Deliverer,
+    sched: Scheduler,
+    /// One task per order and lane in flight.
+    workers: JoinSet<(Lane, String, Ended)>,
+    next_rescan: Instant,
+    next_full_rescan: Instant,
+    /// `PRAGMA data_version` at the last scan (`None`: never scanned).
+    scanned_version: Option<i64>,
+    /// The last rescan went through the store (the watchdog is fed).
+    store_answers: bool,
+    /// Store failures since the last report, and when that was.
+    store_failures: u64,
+    store_warned: Option<Instant>,
+}
+
+impl Dispatcher {
+    fn new(d: Deliverer) -> Dispatcher {
+        let sched = Scheduler::new(
+            Tuning {
+                concurrency: d.cfg.concurrency,
+                base: BACKOFF_BASE,
+                cap: d.cfg.retry_max,
+                credentials_retry: d.cfg.credentials_retry,
+            },
+            crate::retry::random_jitter,
+        );
+        Dispatcher {
+            d,
+            sched,
+            workers: JoinSet::new(),
+            next_rescan: Instant::now(),
+            next_full_rescan: Instant::now(),
+            scanned_version: None,
+            store_answers: false,
+            store_failures: 0,
+            store_warned: None,
+        }
+    }
+
+    /// Both lanes of `order` may have something to deliver.
+    fn touch(&mut self, order: &str) {
+        self.sched.touch(Lane::Zenchef, order);
+        self.sched.touch(Lane::Pay, order);
+    }
+
+    /// Looks the ready orders up in the store when it changed since the
+    /// last scan (`PRAGMA data_version`), or every [`FULL_RESCAN_EVERY`]
+    /// anyway, and touches them.
+    async fn rescan(&mut self, now: Instant) {
+        let (last, full) = (self.scanned_version, now >= self.next_full_rescan);
+        let scan = self.d.store.read(move |c| {
+            let version: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+            let orders = if full || last != Some(version) {
+                Some((
+                    queue::ready_orders(c, Lane::Zenchef)?,
+                    queue::ready_orders(c, Lane::Pay)?,
+                ))
+            } else {
+                None
+            };
+            Ok((version, orders))
+        });
+        match scan.await {
+            Ok((version, orders)) => {
+                self.scanned_version = Some(version);
+                self.store_answers = true;
+                if let Some((zenchef, pay)) = orders {
+                    debug!(
+                        "outbox rescanned: {} order(s) ready for Zenchef, {} for Zenchef Pay",
+                        zenchef.len(),
+                        pay.len()
+                    );
+                    for o in &zenchef {
+                        self.sched.touch(Lane::Zenchef, o);
+                    }
+                    for o in &pay {
+                        self.sched.touch(Lane::Pay, o);
+                    }
+                    self.next_full_rescan = now + FULL_RESCAN_EVERY;
+                }
+            }
+            Err(e) => {
+                warn!("cannot scan the outbox: {e}");
+                self.store_answers = false;
+            }
+        }
+        self.next_rescan = now + RESCAN_EVERY;
+    }
+
+    /// Starts a worker for every order and lane the scheduler lets go.
+    fn start_ready(&mut self, now: Instant) {
+        for (lane, order) in self.sched.start(now) {
+            let d = self.d.clone();
             let span = info_span!("order", order_id = %order, lane = lane.name());
-            workers.spawn(
+            self.workers.spawn(
                 async move {
                     let ended = match lane {
-                        Lane::Zenchef => zenchef_lane::work_order(&d2, &order).await,
-                        Lane::Pay => pay_lane::work_order(&d2, &order).await,
+                        Lane::Zenchef => zenchef_lane::work_order(&d, &order).await,
+                        Lane::Pay => pay_lane::work_order(&d, &order).await,
                     };
                     (lane, order, ended)
                 }
                 .instrument(span),
             );
         }
-        let wake = sched
-            .next_wake(now)
-            .map_or(next_rescan, |w| w.min(next_rescan));
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => break,
-            Some(joined) = workers.join_next(), if !workers.is_empty() => {
-                let (lane, order, ended) = match joined {
-                    Ok(x) => x,
-                    Err(e) => {
-                        error!("a delivery task failed: {e}");
-                        continue;
-                    }
-                };
-                if ended.outcome == Outcome::Store {
-                    store_failures += 1;
-                    if store_warned.is_none_or(|t| t.elapsed() >= STORE_WARN_EVERY) {
-                        warn!(
-                            "cannot read or write the store during delivery; {store_failures} \
-                             failed tr(ies) since the last report; deliveries wait and are \
-                             retried (next report in a minute at most)"
-                        );
-                        store_warned = Some(Instant::now());
-                        store_failures = 0;
-                    }
-                }
-                sched.finish(lane, &order, ended.calls_ok, ended.outcome, Instant::now());
+    }
+
+    /// A worker ended: tell the scheduler; store failures are reported at
+    /// most once a minute ([`STORE_WARN_EVERY`]).
+    fn finished(&mut self, lane: Lane, order: &str, ended: Ended) {
+        if ended.outcome == Outcome::Store {
+            self.store_failures += 1;
+            if self
+                .store_warned
+                .is_none_or(|t| t.elapsed() >= STORE_WARN_EVERY)
+            {
+                warn!(
+                    "cannot read or write the store during delivery; {} \
+                     failed tr(ies) since the last report; deliveries wait and are \
+                     retried (next report in a minute at most)",
+                    self.store_failures
+                );
+                self.store_warned = Some(Instant::now());
+                self.store_failures = 0;
             }
-            Some(o) = touched.recv() => {
-                sched.touch(Lane::Zenchef, &o);
-                sched.touch(Lane::Pay, &o);
-                while let Ok(o) = touched.try_recv() {
-                    sched.touch(Lane::Zenchef, &o);
-                    sched.touch(Lane::Pay, &o);
+        }
+        self.sched
+            .finish(lane, order, ended.calls_ok, ended.outcome, Instant::now());
+    }
+
+    /// Shutdown: lets in-flight calls finish, bounded by
+    /// [`SHUTDOWN_GRACE`]; what is still running then is abandoned (and
+    /// retried at the next start).
+    async fn drain(&mut self) {
+        let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+        tokio::pin!(grace);
+        while !self.workers.is_empty() {
+            tokio::select! {
+                _ = &mut grace => {
+                    warn!("{} delivery task(s) still running at shutdown: abandoned (they are retried at next start)", self.workers.len());
+                    self.workers.abort_all();
+                    break;
                 }
+                _ = self.workers.join_next() => {}
             }
-            _ = tokio::time::sleep_until(wake) => {}
         }
     }
-    // Shutdown: let in-flight calls finish, bounded.
-    let grace = tokio::time::sleep(SHUTDOWN_GRACE);
-    tokio::pin!(grace);
-    while !workers.is_empty() {
-        tokio::select! {
-            _ = &mut grace => {
-                warn!("{} delivery task(s) still running at shutdown: abandoned (they are retried at next start)", workers.len());
-                workers.abort_all();
-                break;
-            }
-            _ = workers.join_next() => {}
-        }
-    }
-    info!("delivery stopped");
 }
 
 /// Records a failed call in the health record, logs it, and says how the

@@ -14,7 +14,7 @@
 //!   between probes;
 //! - a store error backs off only its order (the service is not to blame).
 //!
-//! Backoff: `base · 2^(n−1)`, capped, ±20 % jitter (the jitter function is
+//! Backoff (`crate::retry`): `base · 2^(n−1)`, capped, ±20 % jitter (the jitter function is
 //! given, so tests can make it exact).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::outbox::Lane;
+use crate::retry::{self, Backoff};
 
 /// The scheduler's settings.
 #[derive(Debug, Clone, Copy)]
@@ -106,21 +107,9 @@ fn idx(lane: Lane) -> usize {
     }
 }
 
-/// ±20 % jitter from the thread's random generator.
-pub fn random_jitter() -> f64 {
-    use rand::RngExt;
-    rand::rng().random_range(0.8..1.2)
-}
-
-/// `base · 2^(n−1)` capped at `cap`, times `jitter` (then capped again).
-pub fn backoff(base: Duration, n: u32, cap: Duration, jitter: f64) -> Duration {
-    let exp = base.saturating_mul(1u32 << n.saturating_sub(1).min(16));
-    exp.min(cap).mul_f64(jitter).min(cap)
-}
-
 impl Scheduler {
     /// A scheduler with nothing to do. `jitter` gives the factor applied to
-    /// each backoff ([`random_jitter`] in the daemon).
+    /// each backoff ([`retry::random_jitter`] in the daemon).
     pub fn new(tuning: Tuning, jitter: fn() -> f64) -> Scheduler {
         Scheduler {
             lanes: [LaneSched::default(), LaneSched::default()],
@@ -180,11 +169,8 @@ impl Scheduler {
         outcome: Outcome,
         now: Instant,
     ) {
-        let (base, cap, cred) = (
-            self.tuning.base,
-            self.tuning.cap,
-            self.tuning.credentials_retry,
-        );
+        let curve = Backoff::new(self.tuning.base, self.tuning.cap);
+        let cred = self.tuning.credentials_retry;
         let jitter = (self.jitter)();
         let l = &mut self.lanes[idx(lane)];
         l.inflight.remove(order);
@@ -193,7 +179,7 @@ impl Scheduler {
         }
         let order_backoff = |l: &mut LaneSched, after: Option<Duration>| {
             let n = l.backoff.get(order).map_or(0, |(_, n)| *n) + 1;
-            let wait = after.unwrap_or_else(|| backoff(base, n, cap, jitter));
+            let wait = curve.wait(n, jitter, after);
             l.backoff.insert(order.to_string(), (now + wait, n));
             l.candidates.insert(order.to_string());
         };
@@ -204,13 +190,13 @@ impl Scheduler {
             Outcome::Retry { after } => {
                 // A zero `Retry-After` falls back to the growing backoff
                 // (never an immediate retry: no hot loop).
-                let after = after.filter(|a| !a.is_zero());
+                let after = retry::retry_after(after);
                 order_backoff(l, after);
                 let g = match l.pause {
                     Some(Pause::Outage { failures, .. }) => failures + 1,
                     _ => 1,
                 };
-                let wait = after.unwrap_or_else(|| backoff(base, g, cap, jitter));
+                let wait = curve.wait(g, jitter, after);
                 l.pause = Some(Pause::Outage {
                     probe_at: now + wait,
                     failures: g,
@@ -281,51 +267,6 @@ mod tests {
 
     fn names(v: &[(Lane, String)]) -> Vec<(Lane, &str)> {
         v.iter().map(|(l, o)| (*l, o.as_str())).collect()
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let cap = Duration::from_secs(60);
-        let b = Duration::from_millis(500);
-        assert_eq!(backoff(b, 1, cap, 1.0), Duration::from_millis(500));
-        assert_eq!(backoff(b, 5, cap, 1.0), Duration::from_secs(8));
-        for n in [10, 20, 40, 1000] {
-            assert_eq!(backoff(b, n, cap, 1.2), cap);
-        }
-        for _ in 0..100 {
-            let d = backoff(b, 1, cap, random_jitter());
-            assert!(d >= Duration::from_millis(400) && d <= Duration::from_millis(600));
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn each_lane_has_its_own_concurrency_and_an_order_one_worker_per_lane() {
-        let mut s = sched();
-        for o in ["A", "B", "C"] {
-            s.touch(Lane::Zenchef, o);
-            s.touch(Lane::Pay, o);
-        }
-        let now = Instant::now();
-        let started = s.start(now);
-        assert_eq!(
-            names(&started),
-            vec![
-                (Lane::Zenchef, "A"),
-                (Lane::Zenchef, "B"),
-                (Lane::Pay, "A"),
-                (Lane::Pay, "B")
-            ]
-        );
-        // Touched again while in flight: not started twice.
-        s.touch(Lane::Zenchef, "A");
-        assert!(s.start(now).is_empty());
-        s.finish(Lane::Zenchef, "A", 1, Outcome::Idle, now);
-        assert_eq!(
-            names(&s.start(now)),
-            vec![(Lane::Zenchef, "A")],
-            "A was touched while in flight, lower than C"
-        );
-        assert_eq!(s.inflight(), 4);
     }
 
     /// Sync rule 5: a Zenchef outage pauses only the Zenchef lane.

@@ -40,6 +40,7 @@ use crate::health::Health;
 use crate::outbox::payments::{self, Fate, PaymentState, Todo, Unreadable};
 use crate::outbox::{Store, StoreError, kv_get, now_utc, order_truth};
 use crate::pos::session::PosLink;
+use crate::retry::Backoff;
 use crate::sync;
 use crate::zenchef::client::{CallError, ErrorClass};
 use client::PayClient;
@@ -176,8 +177,7 @@ fn poll_failed(p: &Payments, pace: &mut Pace, e: &CallError) {
         ErrorClass::Retry { after } => after.filter(|a| !a.is_zero()),
         _ => None,
     };
-    let wait = after
-        .unwrap_or_else(|| crate::delivery::scheduler::backoff(POLL_BACKOFF, n, POLL_IDLE, 1.0));
+    let wait = Backoff::new(POLL_BACKOFF, POLL_IDLE).wait(n, 1.0, after);
     pace.poll_at = Some(Instant::now() + wait);
     let creds = e.class == ErrorClass::Credentials;
     if creds {
@@ -323,9 +323,7 @@ async fn act(p: &Payments, iid: &str, pace: &mut Pace) -> Option<Instant> {
                     ErrorClass::Retry { after } => after.filter(|a| !a.is_zero()),
                     _ => None,
                 };
-                let wait = after.unwrap_or_else(|| {
-                    crate::delivery::scheduler::backoff(ACK_BACKOFF, n, POLL_IDLE, 1.0)
-                });
+                let wait = Backoff::new(ACK_BACKOFF, POLL_IDLE).wait(n, 1.0, after);
                 let at = Instant::now() + wait;
                 pace.ack_backoff.insert(t.payment_id.clone(), (at, n));
                 next = earliest(next, at);

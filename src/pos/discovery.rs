@@ -240,15 +240,47 @@ pub fn start(
     let daemon = mdns_daemon(cfg)?;
     let events = daemon.browse(SERVICE_TYPE)?;
     let (tx, rx) = watch::channel(None);
-    let (min, iid) = (cfg.min_version, cfg.installation_id.clone());
     info!(
         "looking for the POS by mDNS ({SERVICE_TYPE}, port {})",
         cfg.mdns_port
     );
+    let browser = Browser {
+        min: cfg.min_version,
+        iid: cfg.installation_id.clone(),
+        health,
+        tx,
+        seen: BTreeMap::new(),
+        logged: Default::default(),
+        last_problem: None,
+    };
     tokio::spawn(async move {
-        let mut seen: BTreeMap<String, Announced> = BTreeMap::new();
-        let mut logged: std::collections::HashSet<String> = Default::default();
-        let mut last_problem: Option<String> = None;
+        browser.run(&events, cancel).await;
+        let _ = daemon.shutdown();
+    });
+    Ok(rx)
+}
+
+/// The browsing task's state: what is announced, what was said.
+struct Browser {
+    /// `[cashpad] min_version`.
+    min: Version,
+    /// `[cashpad] installation_id`, when pinned.
+    iid: Option<String>,
+    health: Health,
+    /// The chosen POS, for the session.
+    tx: watch::Sender<Option<PosTarget>>,
+    /// Every POS announced now, by mDNS full name.
+    seen: BTreeMap<String, Announced>,
+    /// Incompatibilities already said (once each).
+    logged: std::collections::HashSet<String>,
+    /// The last problem said (said again only when it changes).
+    last_problem: Option<String>,
+}
+
+impl Browser {
+    /// Follows the announcements until `cancel`; decides [`SETTLE`] after
+    /// the first change of a burst.
+    async fn run(mut self, events: &mdns_sd::Receiver<ServiceEvent>, cancel: CancellationToken) {
         let mut decide_at: Option<tokio::time::Instant> = None;
         loop {
             let timer = async {
@@ -261,63 +293,79 @@ pub fn start(
                 _ = cancel.cancelled() => break,
                 ev = events.recv_async() => {
                     let Ok(ev) = ev else { break };
-                    match ev {
-                        ServiceEvent::ServiceResolved(s) => {
-                            let Some(a) = announced(&s) else { continue };
-                            if let Some(why) = incompatibility(&a, min)
-                                && logged.insert(why.clone())
-                            {
-                                error!("{why}; the agent keeps watching and connects as soon as a compatible POS is announced");
-                            }
-                            if seen.get(s.get_fullname()) != Some(&a) {
-                                seen.insert(s.get_fullname().to_string(), a);
-                                decide_at.get_or_insert(tokio::time::Instant::now() + SETTLE);
-                            }
-                        }
-                        ServiceEvent::ServiceRemoved(_, fullname)
-                            if seen.remove(&fullname).is_some() =>
-                        {
-                            info!("POS \"{fullname}\" left the network");
-                            decide_at.get_or_insert(tokio::time::Instant::now() + SETTLE);
-                        }
-                        _ => {}
+                    if self.heard(ev) {
+                        decide_at.get_or_insert(tokio::time::Instant::now() + SETTLE);
                     }
                 }
                 _ = timer => {
                     decide_at = None;
-                    let all: Vec<Announced> = seen.values().cloned().collect();
-                    let decision = select(&all, iid.as_deref(), min);
-                    let (target, problem) = match decision {
-                        Ok(t) => (t, None),
-                        Err(p) => (None, Some(p)),
-                    };
-                    if problem != last_problem {
-                        if let Some(p) = &problem {
-                            error!("{p}");
-                        }
-                        last_problem = problem.clone();
-                    }
-                    if *tx.borrow() != target {
-                        match &target {
-                            Some(t) => info!(
-                                "POS chosen: \"{}\" at {}:{} (Cashpad {}, installation {}, server {})",
-                                t.instance, t.host, t.port,
-                                t.app.as_deref().unwrap_or("?"), t.iid,
-                                t.server.as_deref().unwrap_or("?")
-                            ),
-                            None => warn!("no usable POS at the moment"),
-                        }
-                        set_health(&health, target.as_ref(), problem.clone());
-                        let _ = tx.send(target);
-                    } else if problem.is_some() {
-                        set_health(&health, None, problem);
-                    }
+                    self.decide();
                 }
             }
         }
-        let _ = daemon.shutdown();
-    });
-    Ok(rx)
+    }
+
+    /// An mDNS event; `true` when what is announced changed.
+    fn heard(&mut self, ev: ServiceEvent) -> bool {
+        match ev {
+            ServiceEvent::ServiceResolved(s) => {
+                let Some(a) = announced(&s) else {
+                    return false;
+                };
+                if let Some(why) = incompatibility(&a, self.min)
+                    && self.logged.insert(why.clone())
+                {
+                    error!(
+                        "{why}; the agent keeps watching and connects as soon as a compatible POS is announced"
+                    );
+                }
+                if self.seen.get(s.get_fullname()) != Some(&a) {
+                    self.seen.insert(s.get_fullname().to_string(), a);
+                    return true;
+                }
+                false
+            }
+            ServiceEvent::ServiceRemoved(_, fullname) if self.seen.remove(&fullname).is_some() => {
+                info!("POS \"{fullname}\" left the network");
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Chooses among what is announced (the TXT rules of
+    /// [`select`]), says a new problem, and tells the session a new choice.
+    fn decide(&mut self) {
+        let all: Vec<Announced> = self.seen.values().cloned().collect();
+        let (target, problem) = match select(&all, self.iid.as_deref(), self.min) {
+            Ok(t) => (t, None),
+            Err(p) => (None, Some(p)),
+        };
+        if problem != self.last_problem {
+            if let Some(p) = &problem {
+                error!("{p}");
+            }
+            self.last_problem = problem.clone();
+        }
+        if *self.tx.borrow() != target {
+            match &target {
+                Some(t) => info!(
+                    "POS chosen: \"{}\" at {}:{} (Cashpad {}, installation {}, server {})",
+                    t.instance,
+                    t.host,
+                    t.port,
+                    t.app.as_deref().unwrap_or("?"),
+                    t.iid,
+                    t.server.as_deref().unwrap_or("?")
+                ),
+                None => warn!("no usable POS at the moment"),
+            }
+            set_health(&self.health, target.as_ref(), problem.clone());
+            let _ = self.tx.send(target);
+        } else if problem.is_some() {
+            set_health(&self.health, None, problem);
+        }
+    }
 }
 
 fn set_health(health: &Health, t: Option<&PosTarget>, problem: Option<String>) {

@@ -27,11 +27,15 @@ use tracing::{debug, error, info, warn};
 use super::event::{self, EventData};
 use super::session::{Incoming, PosLink};
 use crate::outbox::{self, IntakeItem, IntakeOutcome, PaymentChange, Store};
+use crate::retry::Backoff;
 
 /// Most messages committed in one transaction.
 pub const MAX_BATCH: usize = 512;
 /// Minimum time between two ERROR lines about a failing commit.
 const ERROR_EVERY: Duration = Duration::from_secs(60);
+/// The pace of retries of a failed commit: 0.4 s after the first failure,
+/// doubling up to 5 s (nothing is acknowledged meanwhile).
+const COMMIT_RETRY: Backoff = Backoff::new(Duration::from_millis(400), Duration::from_secs(5));
 
 /// Turns one MQTT message into what the store keeps. `root` is
 /// `cashpad/<iid>`.
@@ -93,103 +97,123 @@ fn rejected(topic: &str, event_id: Option<String>, reason: String, payload: &[u8
     }
 }
 
-/// Runs intake until `cancel`; the batch being committed when `cancel`
-/// fires is finished and acknowledged first. `pay`: Zenchef Pay is enabled
-/// (rows join its lane); `wake_pay` is told when a stored event decided a
-/// Zenchef Pay payment (its ack is then sent at once).
-pub async fn run(
-    store: Store,
-    mut rx: mpsc::Receiver<Incoming>,
-    link: PosLink,
-    touched: mpsc::UnboundedSender<String>,
-    pay: bool,
-    wake_pay: Arc<tokio::sync::Notify>,
-    cancel: CancellationToken,
-) {
-    let mut unknown_types: HashSet<String> = HashSet::new();
-    loop {
-        let first = tokio::select! {
-            _ = cancel.cancelled() => break,
-            m = rx.recv() => match m { Some(m) => m, None => break },
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
+/// The intake task's context (spawned by `crate::daemon`).
+pub struct Intake {
+    /// Where every message is stored before it is acknowledged.
+    pub store: Store,
+    /// POS messages with their ack handles, from the MQTT session.
+    pub rx: mpsc::Receiver<Incoming>,
+    /// The session the acks go out on (only on the connection a message
+    /// came on).
+    pub link: PosLink,
+    /// The orders a commit touched, to delivery.
+    pub touched: mpsc::UnboundedSender<String>,
+    /// Zenchef Pay is enabled: rows join its lane.
+    pub pay: bool,
+    /// Told when a stored event decided a Zenchef Pay payment (its ack is
+    /// then sent at once).
+    pub wake_pay: Arc<tokio::sync::Notify>,
+}
+
+impl Intake {
+    /// Runs intake until `cancel`; the batch being committed when `cancel`
+    /// fires is finished and acknowledged first.
+    pub async fn run(self, cancel: CancellationToken) {
+        let Intake {
+            store,
+            mut rx,
+            link,
+            touched,
+            pay,
+            wake_pay,
+        } = self;
+        let mut unknown_types: HashSet<String> = HashSet::new();
+        loop {
+            let first = tokio::select! {
+                _ = cancel.cancelled() => break,
+                m = rx.recv() => match m { Some(m) => m, None => break },
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
             }
-        }
-        let root = link.root().unwrap_or_default();
-        let items: Vec<IntakeItem> = batch
-            .iter()
-            .map(|m| classify(&root, &m.publish.topic, &m.publish.payload))
-            .collect();
-        for item in &items {
-            match item {
-                IntakeItem::Rejected {
-                    event_id,
-                    reason,
-                    topic,
-                    payload,
-                    ..
-                } => warn!(
-                    event_id = event_id.as_deref().unwrap_or(""),
-                    "quarantined a {}-byte payload from {topic}: {reason}. The POS sent something \
+            let root = link.root().unwrap_or_default();
+            let items: Vec<IntakeItem> = batch
+                .iter()
+                .map(|m| classify(&root, &m.publish.topic, &m.publish.payload))
+                .collect();
+            for item in &items {
+                match item {
+                    IntakeItem::Rejected {
+                        event_id,
+                        reason,
+                        topic,
+                        payload,
+                        ..
+                    } => warn!(
+                        event_id = event_id.as_deref().unwrap_or(""),
+                        "quarantined a {}-byte payload from {topic}: {reason}. The POS sent something \
                      this agent cannot read; it is kept in the store (`rejected`, counted by \
                      `status`) and acknowledged so it does not come back",
-                    payload.len()
-                ),
-                IntakeItem::Event { event, .. }
-                    if event.data == EventData::Unknown
-                        && unknown_types.insert(event.event_type.clone()) =>
-                {
-                    warn!(
-                        event_id = %event.event_id,
-                        "unknown event type \"{}\": stored and skipped (logged once per type)",
-                        event.event_type
-                    );
-                }
-                _ => {}
-            }
-        }
-        let Some(outcomes) = commit(&store, items, pay, &cancel).await else {
-            // Stopping with an uncommitted batch: not acknowledged, the
-            // broker redelivers it to the next run.
-            return;
-        };
-        let mut payments_decided = false;
-        for (m, outcome) in batch.iter().zip(&outcomes) {
-            link.ack(m.generation, &m.publish).await;
-            match outcome {
-                IntakeOutcome::Stored {
-                    order: Some(order),
-                    payments,
-                } => {
-                    let _ = touched.send(order.clone());
-                    payments_decided |= !payments.is_empty();
-                    for change in payments {
-                        log_payment_change(order, change);
+                        payload.len()
+                    ),
+                    IntakeItem::Event { event, .. }
+                        if event.data == EventData::Unknown
+                            && unknown_types.insert(event.event_type.clone()) =>
+                    {
+                        warn!(
+                            event_id = %event.event_id,
+                            "unknown event type \"{}\": stored and skipped (logged once per type)",
+                            event.event_type
+                        );
                     }
+                    _ => {}
                 }
-                IntakeOutcome::Quarantined {
-                    attention: Some(order),
-                } => error!(
-                    order_id = %order,
-                    "order {order} NEEDS ATTENTION: one of its events could not be read (see the \
-                     line above); no Zenchef Pay payment is settled on it until the POS sends its \
-                     bill again (items sent, paid or voided)"
-                ),
-                IntakeOutcome::Duplicate => debug!("duplicate event acknowledged, nothing changed"),
-                IntakeOutcome::Floorplan => info!("floor plan received from the POS"),
-                _ => {}
             }
+            let Some(outcomes) = commit(&store, items, pay, &cancel).await else {
+                // Stopping with an uncommitted batch: not acknowledged, the
+                // broker redelivers it to the next run.
+                return;
+            };
+            let mut payments_decided = false;
+            for (m, outcome) in batch.iter().zip(&outcomes) {
+                link.ack(m.generation, &m.publish).await;
+                match outcome {
+                    IntakeOutcome::Stored {
+                        order: Some(order),
+                        payments,
+                    } => {
+                        let _ = touched.send(order.clone());
+                        payments_decided |= !payments.is_empty();
+                        for change in payments {
+                            log_payment_change(order, change);
+                        }
+                    }
+                    IntakeOutcome::Quarantined {
+                        attention: Some(order),
+                    } => error!(
+                        order_id = %order,
+                        "order {order} NEEDS ATTENTION: one of its events could not be read (see the \
+                         line above); no Zenchef Pay payment is settled on it until the POS sends its \
+                         bill again (items sent, paid or voided)"
+                    ),
+                    IntakeOutcome::Duplicate => {
+                        debug!("duplicate event acknowledged, nothing changed")
+                    }
+                    IntakeOutcome::Floorplan => info!("floor plan received from the POS"),
+                    _ => {}
+                }
+            }
+            if payments_decided {
+                wake_pay.notify_one();
+            }
+            crate::watchdog_ping();
         }
-        if payments_decided {
-            wake_pay.notify_one();
-        }
-        crate::watchdog_ping();
+        info!("intake stopped");
     }
-    info!("intake stopped");
 }
 
 /// The journal line of a Zenchef Pay payment decided by a POS event.
@@ -267,8 +291,7 @@ async fn commit(
                     );
                     last_error = Some(tokio::time::Instant::now());
                 }
-                let wait = Duration::from_millis(200 * 2u64.pow(failures.min(5)))
-                    .min(Duration::from_secs(5));
+                let wait = COMMIT_RETRY.delay(failures);
                 tokio::select! {
                     _ = cancel.cancelled() => return None,
                     _ = tokio::time::sleep(wait) => {}

@@ -30,6 +30,7 @@ use super::discovery::PosTarget;
 use crate::config::CashpadConfig;
 use crate::health::Health;
 use crate::outbox::{Store, now_utc};
+use crate::retry::Backoff;
 
 /// MQTT username (cashpad §2).
 pub const USERNAME: &str = "zenchef-edge";
@@ -37,6 +38,9 @@ pub const USERNAME: &str = "zenchef-edge";
 /// largest event intake accepts, so an oversized event is received and
 /// quarantined instead of breaking the connection in a redelivery loop.
 pub const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
+/// The pace of reconnects to the POS broker: 0.5 s after the first
+/// failure, doubling up to 5 s.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
 
 /// A message from the broker, with the connection generation it came on.
 #[derive(Debug)]
@@ -155,29 +159,69 @@ impl PosLink {
     }
 }
 
-/// Runs the session until `cancel`: connects to the target of the watch,
-/// follows its changes, feeds intake.
-pub async fn run(
-    cfg: CashpadConfig,
-    mut targets: watch::Receiver<Option<PosTarget>>,
-    link: PosLink,
-    intake: mpsc::Sender<Incoming>,
-    events: mpsc::UnboundedSender<SessionEvent>,
-    health: Health,
-    cancel: CancellationToken,
-) {
-    loop {
-        // Wait for a POS.
-        let target = loop {
-            if let Some(t) = targets.borrow_and_update().clone() {
-                break t;
+/// The MQTT session task's context (spawned by `crate::daemon`).
+pub struct Session {
+    /// `[cashpad]`: the token, the static address or discovery rules.
+    pub cfg: CashpadConfig,
+    /// The POS to talk to, from discovery (`None`: not found yet).
+    pub targets: watch::Receiver<Option<PosTarget>>,
+    /// The shared link this session fills (publish, acknowledge).
+    pub link: PosLink,
+    /// POS messages, with their ack handles, to intake.
+    pub intake: mpsc::Sender<Incoming>,
+    /// Connects, to the status loop.
+    pub events: mpsc::UnboundedSender<SessionEvent>,
+    /// The daemon's view of the POS link.
+    pub health: Health,
+}
+
+/// How one connection to a POS target ended.
+enum Ended {
+    /// Stopped (cancelled, or intake is gone): the task ends.
+    Stop,
+    /// The POS changed address or identity: connect to the new one.
+    Retarget,
+}
+
+/// One connection's failures in a row, for the messages and the pace.
+#[derive(Default)]
+struct Failures {
+    count: u32,
+    ever_connected: bool,
+}
+
+impl Session {
+    /// Runs the session until `cancel`: connects to the target of the
+    /// watch, follows its changes, feeds intake.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            let Some(target) = self.wait_for_target(&cancel).await else {
+                return;
+            };
+            match self.connected_to(&target, &cancel).await {
+                Ended::Stop => return,
+                Ended::Retarget => {}
+            }
+        }
+    }
+
+    /// Waits until discovery names a POS; `None` when stopped first.
+    async fn wait_for_target(&mut self, cancel: &CancellationToken) -> Option<PosTarget> {
+        loop {
+            if let Some(t) = self.targets.borrow_and_update().clone() {
+                return Some(t);
             }
             tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = targets.changed() => if r.is_err() { return },
+                _ = cancel.cancelled() => return None,
+                r = self.targets.changed() => if r.is_err() { return None },
             }
-        };
-        let root = format!("cashpad/{}", target.iid);
+        }
+    }
+
+    /// The client options for `target`: persistent session, manual acks,
+    /// the token, the retained `online:false` last will, TLS when
+    /// announced.
+    fn options(&self, target: &PosTarget, root: &str) -> MqttOptions {
         let mut opts = MqttOptions::new(
             format!("zenchef-edge-{}", target.iid),
             target.host.clone(),
@@ -186,7 +230,7 @@ pub async fn run(
         opts.set_keep_alive(Duration::from_secs(30))
             .set_clean_session(false)
             .set_manual_acks(true)
-            .set_credentials(USERNAME, cfg.token.expose())
+            .set_credentials(USERNAME, self.cfg.token.expose())
             .set_max_packet_size(MAX_INCOMING_PACKET, 1024 * 1024)
             .set_last_will(LastWill::new(
                 format!("{root}/zenchef/status"),
@@ -197,90 +241,115 @@ pub async fn run(
         if target.tls {
             opts.set_transport(Transport::tls_with_default_config());
         }
-        let (client, mut eventloop) = AsyncClient::new(opts, 256);
-        *link.0.client.lock().unwrap_or_else(|p| p.into_inner()) =
+        opts
+    }
+
+    /// Talks to `target` until it changes or the session stops, connecting
+    /// again after each failure at the [`RECONNECT`] pace.
+    async fn connected_to(&mut self, target: &PosTarget, cancel: &CancellationToken) -> Ended {
+        let root = format!("cashpad/{}", target.iid);
+        let (client, mut eventloop) = AsyncClient::new(self.options(target, &root), 256);
+        *self.link.0.client.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((client.clone(), root.clone()));
         info!(
             "connecting to the POS broker at {}:{}",
             target.host, target.port
         );
-        let mut failures: u32 = 0;
-        let mut ever_connected = false;
+        let mut failures = Failures::default();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
-                    goodbye(&link, &client, &mut eventloop).await;
-                    return;
+                    goodbye(&self.link, &client, &mut eventloop).await;
+                    return Ended::Stop;
                 }
-                r = targets.changed() => {
-                    let next = if r.is_ok() { targets.borrow().clone() } else { None };
-                    if next.as_ref() != Some(&target) {
+                r = self.targets.changed() => {
+                    let next = if r.is_ok() { self.targets.borrow().clone() } else { None };
+                    if next.as_ref() != Some(target) {
                         info!("the POS changed address or identity: reconnecting");
-                        link.0.connected.store(false, Ordering::SeqCst);
-                        link.0.generation.fetch_add(1, Ordering::SeqCst);
+                        self.link.0.connected.store(false, Ordering::SeqCst);
+                        self.link.0.generation.fetch_add(1, Ordering::SeqCst);
                         let _ = client.try_disconnect();
-                        health.update(|s| s.pos.mqtt_connected = false);
-                        break;
+                        self.health.update(|s| s.pos.mqtt_connected = false);
+                        return Ended::Retarget;
                     }
                 }
                 ev = eventloop.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                        link.0.generation.fetch_add(1, Ordering::SeqCst);
-                        link.0.connected.store(true, Ordering::SeqCst);
-                        failures = 0;
-                        ever_connected = true;
-                        info!(session_present = ack.session_present, "MQTT session up with the POS");
-                        health.update(|s| {
-                            s.pos.mqtt_connected = true;
-                            s.pos.connected_since = Some(now_utc());
-                        });
-                        let _ = events.send(SessionEvent::Connected { session_present: ack.session_present });
+                        self.on_connack(ack.session_present, &mut failures);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let generation = link.generation();
-                        if intake.send(Incoming { generation, publish: p }).await.is_err() {
-                            return;
+                        let generation = self.link.generation();
+                        if self.intake.send(Incoming { generation, publish: p }).await.is_err() {
+                            return Ended::Stop;
                         }
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        let was = link.0.connected.swap(false, Ordering::SeqCst);
-                        link.0.generation.fetch_add(1, Ordering::SeqCst);
-                        failures += 1;
-                        let kind = classify(&e, was);
-                        let addr = format!("{}:{}", target.host, target.port);
-                        let (mut msg, hint) = explain(&e, kind, &addr);
-                        if kind == MqttFailure::ClosedDuringLogin && !ever_connected && failures >= 3 {
-                            // Some brokers (rumqttd) close the connection
-                            // after a bad login instead of answering
-                            // CONNACK 4/5: repeated, that is a refusal.
-                            msg = format!(
-                                "the POS broker at {addr} closed the connection right after the \
-                                 MQTT login {failures} times in a row: it most likely refuses the \
-                                 token"
-                            );
-                        }
-                        let msg = format!("{msg}: {hint}");
-                        if was || failures == 1 || failures.is_multiple_of(20) {
-                            match kind {
-                                MqttFailure::LoginRefused | MqttFailure::Tls => error!("{msg}"),
-                                _ => warn!("MQTT connection to the POS lost or refused ({msg}); retrying"),
-                            }
-                        }
-                        health.update(|s| {
-                            s.pos.mqtt_connected = false;
-                            s.pos.problem = Some(msg);
-                        });
-                        let wait = Duration::from_millis(250 * 2u64.pow(failures.min(5)))
-                            .min(Duration::from_secs(5));
+                        let wait = self.on_error(&e, target, &mut failures);
                         tokio::select! {
-                            _ = cancel.cancelled() => return,
+                            _ = cancel.cancelled() => return Ended::Stop,
                             _ = tokio::time::sleep(wait) => {}
                         }
                     }
                 }
             }
         }
+    }
+
+    /// The broker accepted the session: say so (journal, health, the
+    /// status loop).
+    fn on_connack(&self, session_present: bool, failures: &mut Failures) {
+        self.link.0.generation.fetch_add(1, Ordering::SeqCst);
+        self.link.0.connected.store(true, Ordering::SeqCst);
+        failures.count = 0;
+        failures.ever_connected = true;
+        info!(session_present, "MQTT session up with the POS");
+        self.health.update(|s| {
+            s.pos.mqtt_connected = true;
+            s.pos.connected_since = Some(now_utc());
+        });
+        let _ = self
+            .events
+            .send(SessionEvent::Connected { session_present });
+    }
+
+    /// A connection failed or broke: says why (an ERROR for what a
+    /// technician must fix, a WARN otherwise; the 1st, then every 20th),
+    /// records it in health, and gives the wait before the next attempt.
+    fn on_error(
+        &self,
+        e: &ConnectionError,
+        target: &PosTarget,
+        failures: &mut Failures,
+    ) -> Duration {
+        let was = self.link.0.connected.swap(false, Ordering::SeqCst);
+        self.link.0.generation.fetch_add(1, Ordering::SeqCst);
+        failures.count += 1;
+        let n = failures.count;
+        let kind = classify(e, was);
+        let addr = format!("{}:{}", target.host, target.port);
+        let (mut msg, hint) = explain(e, kind, &addr);
+        if kind == MqttFailure::ClosedDuringLogin && !failures.ever_connected && n >= 3 {
+            // Some brokers (rumqttd) close the connection after a bad
+            // login instead of answering CONNACK 4/5: repeated, that is a
+            // refusal.
+            msg = format!(
+                "the POS broker at {addr} closed the connection right after the MQTT login {n} \
+                 times in a row: it most likely refuses the token"
+            );
+        }
+        let msg = format!("{msg}: {hint}");
+        if was || n == 1 || n.is_multiple_of(20) {
+            match kind {
+                MqttFailure::LoginRefused | MqttFailure::Tls => error!("{msg}"),
+                _ => warn!("MQTT connection to the POS lost or refused ({msg}); retrying"),
+            }
+        }
+        self.health.update(|s| {
+            s.pos.mqtt_connected = false;
+            s.pos.problem = Some(msg);
+        });
+        RECONNECT.delay(n)
     }
 }
 
@@ -335,7 +404,9 @@ pub fn classify(e: &ConnectionError, connected: bool) -> MqttFailure {
         K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => {
             MqttFailure::ClosedDuringLogin
         }
-        // getaddrinfo failures have no kind of their own.
+        // getaddrinfo failures have no kind of their own (std files them
+        // under the unstable `Uncategorized`), so their text is the only
+        // sign: the one error matched by its text, and only to word a hint.
         _ if io.to_string().contains("lookup") => MqttFailure::Unreachable,
         _ if connected => MqttFailure::Lost,
         _ => MqttFailure::Other,
@@ -447,33 +518,49 @@ async fn goodbye(link: &PosLink, client: &AsyncClient, eventloop: &mut rumqttc::
     info!("MQTT session closed");
 }
 
-/// Reacts to [`SessionEvent`]s and keeps the retained status current:
-/// after each connect, subscribe, publish `{"online":true,...}` and ask the
-/// reservation poller to replay its mirror; then refresh the status every
-/// `every` (its `pending` count — queued outbox rows — changes).
-pub async fn status_loop(
-    link: PosLink,
-    store: Store,
-    mut events: mpsc::UnboundedReceiver<SessionEvent>,
-    replay: mpsc::UnboundedSender<()>,
-    every: Duration,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            ev = events.recv() => match ev {
-                Some(SessionEvent::Connected { .. }) => {
-                    if !link.subscribe_all().await {
-                        warn!("cannot subscribe to the POS topics");
+/// The status task's context (spawned by `crate::daemon`).
+pub struct StatusLoop {
+    /// The session the status is published on.
+    pub link: PosLink,
+    /// Read for the `pending` count.
+    pub store: Store,
+    /// Connects, from the session.
+    pub events: mpsc::UnboundedReceiver<SessionEvent>,
+    /// Asks the reservation poller to replay its mirror after a connect.
+    pub replay: mpsc::UnboundedSender<()>,
+    /// How often the status is refreshed.
+    pub every: Duration,
+}
+
+impl StatusLoop {
+    /// Reacts to [`SessionEvent`]s and keeps the retained status current:
+    /// after each connect, subscribe, publish `{"online":true,...}` and ask
+    /// the reservation poller to replay its mirror; then refresh the status
+    /// every `every` (its `pending` count — queued outbox rows — changes).
+    pub async fn run(self, cancel: CancellationToken) {
+        let StatusLoop {
+            link,
+            store,
+            mut events,
+            replay,
+            every,
+        } = self;
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                ev = events.recv() => match ev {
+                    Some(SessionEvent::Connected { .. }) => {
+                        if !link.subscribe_all().await {
+                            warn!("cannot subscribe to the POS topics");
+                        }
+                        publish_status(&link, &store).await;
+                        let _ = replay.send(());
                     }
-                    publish_status(&link, &store).await;
-                    let _ = replay.send(());
-                }
-                None => return,
-            },
-            _ = tick.tick() => publish_status(&link, &store).await,
+                    None => return,
+                },
+                _ = tick.tick() => publish_status(&link, &store).await,
+            }
         }
     }
 }

@@ -468,6 +468,8 @@ mod tests {
         }
     }
 
+    // One table of cases, one per rule of the window (long by design: a
+    // case a line group, each named).
     #[test]
     fn when_an_install_may_happen() {
         type Case = (&'static str, fn(&mut Facts), Overrides, Result<(), Wait>);

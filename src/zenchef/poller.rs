@@ -150,112 +150,155 @@ pub fn diff(mirror: &BTreeMap<i64, MirrorRow>, fetched: &[Booking]) -> Vec<(i64,
     changes
 }
 
-/// Runs the poller until `cancel`.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    client: ZenchefClient,
-    store: Store,
-    link: PosLink,
-    tz: chrono_tz::Tz,
-    every: Duration,
-    sync_days: u32,
-    health: Health,
-    nudge: Arc<Notify>,
-    mut replay: mpsc::UnboundedReceiver<()>,
-    cancel: CancellationToken,
-) {
-    let mut mirror = match store.read(load_mirror).await {
-        Ok(m) => m,
-        Err(e) => {
-            warn!("cannot read the reservation mirror ({e}); starting from an empty one");
-            BTreeMap::new()
-        }
-    };
-    let mut failures = 0u32;
-    let mut tables_read: Option<tokio::time::Instant> = None;
-    let mut pending = Pending::new();
-    loop {
-        match sync_once(
-            &client,
-            &store,
-            &link,
-            tz,
-            sync_days,
-            &mut mirror,
-            &mut pending,
-        )
-        .await
-        {
-            Ok(n) => {
-                if failures > 0 {
-                    info!("reservation sync works again");
-                }
-                failures = 0;
-                health.zenchef_ok();
-                health.update(|s| s.last_reservation_sync = Some(now_utc()));
-                if n > 0 {
-                    info!("{n} reservation change(s) sent to the POS");
-                }
-                // Zenchef's tables for the page's name check (cli/tables.rs).
-                if tables_read.is_none_or(|t| t.elapsed() >= crate::cli::tables::REFRESH_EVERY) {
-                    match crate::cli::tables::refresh_zenchef_tables(&client, &store).await {
-                        Ok(_) => tables_read = Some(tokio::time::Instant::now()),
-                        Err(e) => debug!("cannot read Zenchef's tables: {e}"),
-                    }
-                }
-                let start = window_start(tz).to_string();
-                match store.write(move |c| prune_mirror(c, &start)).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        debug!("{n} confirmed withdrawal(s) of past days dropped from the mirror")
-                    }
-                    Err(e) => debug!("cannot prune the reservation mirror: {e}"),
-                }
-            }
+/// The reservation poller's context (spawned by `crate::daemon`).
+pub struct Poller {
+    /// The Zenchef API client.
+    pub client: ZenchefClient,
+    /// The reservation mirror and the order links.
+    pub store: Store,
+    /// The session reservations are published on.
+    pub link: PosLink,
+    /// The restaurant's time zone (the days polled are local days).
+    pub tz: chrono_tz::Tz,
+    /// `[zenchef] poll_interval_s`.
+    pub every: Duration,
+    /// `[zenchef] sync_days`: today and the next `sync_days − 1` days.
+    pub sync_days: u32,
+    /// The daemon's view of Zenchef.
+    pub health: Health,
+    /// Poll now (a webhook, a delivered change).
+    pub nudge: Arc<Notify>,
+    /// Replay the whole mirror (after a reconnect to the POS).
+    pub replay: mpsc::UnboundedReceiver<()>,
+}
+
+impl Poller {
+    /// Runs the poller until `cancel`: a sync every `every` (or when
+    /// nudged), the whole mirror replayed after each connect to the POS,
+    /// withdrawals confirmed once their session outlived them.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mirror = match self.store.read(load_mirror).await {
+            Ok(m) => m,
             Err(e) => {
-                failures += 1;
-                let refused =
-                    matches!(&e, SyncError::Zenchef(c) if c.class == ErrorClass::Credentials);
-                if let SyncError::Zenchef(c) = &e {
-                    let outage = matches!(c.class, ErrorClass::Retry { .. });
-                    health.zenchef_error(&c.to_string(), refused, outage);
+                warn!("cannot read the reservation mirror ({e}); starting from an empty one");
+                BTreeMap::new()
+            }
+        };
+        let mut st = PollState {
+            mirror,
+            failures: 0,
+            tables_read: None,
+            pending: Pending::new(),
+        };
+        loop {
+            let synced = sync_once(
+                &self.client,
+                &self.store,
+                &self.link,
+                self.tz,
+                self.sync_days,
+                &mut st.mirror,
+                &mut st.pending,
+            )
+            .await;
+            match synced {
+                Ok(n) => self.synced(n, &mut st).await,
+                Err(e) => self.failed(&e, &mut st),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(self.every) => {}
+                _ = self.nudge.notified() => {
+                    // Coalesce a burst of nudges (one per forwarded event).
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                if failures == 1 || failures.is_multiple_of(10) {
-                    if refused {
-                        let rid = client.restaurant_id();
-                        error!(
-                            restaurant_id = rid,
-                            "Zenchef refused the token for restaurant {rid} ({e}): check \
-                             zenchef.token and zenchef.restaurant_id; reservations on the POS are \
-                             not updated until then ({failures} refusal(s) in a row)"
-                        );
-                    } else {
-                        warn!("reservation sync failed ({failures} in a row): {e}");
-                    }
+                r = self.replay.recv() => {
+                    if r.is_none() { return; }
+                    let t = tokio::time::Instant::now();
+                    let (published, withdrawn) =
+                        replay_all(&self.link, &st.mirror, &mut st.pending).await;
+                    info!(
+                        "replayed {} reservation(s) to the POS after connecting ({published} \
+                         published, {withdrawn} withdrawal(s) not yet confirmed) in {} ms",
+                        published + withdrawn,
+                        t.elapsed().as_millis()
+                    );
                 }
             }
+            confirm(&self.store, &self.link, &mut st.mirror, &mut st.pending).await;
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-            _ = nudge.notified() => {
-                // Coalesce a burst of nudges (one per forwarded event).
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            r = replay.recv() => {
-                if r.is_none() { return; }
-                let t = tokio::time::Instant::now();
-                let (published, withdrawn) = replay_all(&link, &mirror, &mut pending).await;
-                info!(
-                    "replayed {} reservation(s) to the POS after connecting ({published} \
-                     published, {withdrawn} withdrawal(s) not yet confirmed) in {} ms",
-                    published + withdrawn,
-                    t.elapsed().as_millis()
-                );
-            }
-        }
-        confirm(&store, &link, &mut mirror, &mut pending).await;
     }
+
+    /// A sync went through (`n` changes sent to the POS): health, then
+    /// Zenchef's tables for the page's name check (at most every
+    /// `REFRESH_EVERY`), then past days' confirmed withdrawals pruned.
+    async fn synced(&self, n: usize, st: &mut PollState) {
+        if st.failures > 0 {
+            info!("reservation sync works again");
+        }
+        st.failures = 0;
+        self.health.zenchef_ok();
+        self.health
+            .update(|s| s.last_reservation_sync = Some(now_utc()));
+        if n > 0 {
+            info!("{n} reservation change(s) sent to the POS");
+        }
+        // Zenchef's tables for the page's name check (cli/tables.rs).
+        if st
+            .tables_read
+            .is_none_or(|t| t.elapsed() >= crate::cli::tables::REFRESH_EVERY)
+        {
+            match crate::cli::tables::refresh_zenchef_tables(&self.client, &self.store).await {
+                Ok(_) => st.tables_read = Some(tokio::time::Instant::now()),
+                Err(e) => debug!("cannot read Zenchef's tables: {e}"),
+            }
+        }
+        let start = window_start(self.tz).to_string();
+        match self.store.write(move |c| prune_mirror(c, &start)).await {
+            Ok(0) => {}
+            Ok(n) => {
+                debug!("{n} confirmed withdrawal(s) of past days dropped from the mirror")
+            }
+            Err(e) => debug!("cannot prune the reservation mirror: {e}"),
+        }
+    }
+
+    /// A sync failed: health (a refused token, an outage), and a line the
+    /// 1st time and every 10th.
+    fn failed(&self, e: &SyncError, st: &mut PollState) {
+        st.failures += 1;
+        let failures = st.failures;
+        let refused = matches!(e, SyncError::Zenchef(c) if c.class == ErrorClass::Credentials);
+        if let SyncError::Zenchef(c) = e {
+            let outage = matches!(c.class, ErrorClass::Retry { .. });
+            self.health.zenchef_error(&c.to_string(), refused, outage);
+        }
+        if failures == 1 || failures.is_multiple_of(10) {
+            if refused {
+                let rid = self.client.restaurant_id();
+                error!(
+                    restaurant_id = rid,
+                    "Zenchef refused the token for restaurant {rid} ({e}): check \
+                     zenchef.token and zenchef.restaurant_id; reservations on the POS are \
+                     not updated until then ({failures} refusal(s) in a row)"
+                );
+            } else {
+                warn!("reservation sync failed ({failures} in a row): {e}");
+            }
+        }
+    }
+}
+
+/// What the poller keeps between two syncs.
+struct PollState {
+    /// What the POS holds (published, or withdrawn and not yet confirmed).
+    mirror: BTreeMap<i64, MirrorRow>,
+    /// Failed syncs in a row.
+    failures: u32,
+    /// When Zenchef's tables were last read.
+    tables_read: Option<tokio::time::Instant>,
+    /// Withdrawals published in this session, waiting for confirmation.
+    pending: Pending,
 }
 
 /// The first day of the sync window (today, restaurant time).

@@ -1,0 +1,296 @@
+//! The layout rules of docs/architecture.md ("Rooms"), read from the
+//! source so that they cannot drift:
+//! - every SQL call (`execute`, `prepare`, `query_row`, …) is under
+//!   `src/outbox/` — the one room with SQL;
+//! - nothing outside `src/cli/` and `src/main.rs` uses the CLI (the daemon
+//!   and the HTTP server share `src/status/`, not the commands);
+//! - no function is over 100 lines without a reason written in a comment
+//!   right above it that says why it is long (the word "long").
+//!
+//! Each rule is checked against a made-up source first, so a scanner that
+//! stopped seeing anything fails instead of passing.
+
+use std::path::{Path, PathBuf};
+
+/// The rusqlite calls that run SQL.
+const SQL_CALLS: &[&str] = &[
+    ".execute(",
+    ".execute_batch(",
+    ".prepare(",
+    ".prepare_cached(",
+    ".query_row(",
+    ".query_map(",
+    ".pragma_update(",
+    ".pragma_query_value(",
+];
+
+/// The longest function without a written reason, in lines.
+const LONG_FN: usize = 100;
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+fn src_files() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    assert!(files.len() > 20, "the scan found the sources");
+    files
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            (rel, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect()
+}
+
+/// The line with its comment, string and char literals blanked, so that
+/// braces and calls are only counted in code. `in_raw`: inside a raw
+/// string `r#"…"#` carried over from the previous line (its closing).
+fn code_of(line: &str, in_raw: &mut Option<String>) -> String {
+    let b: Vec<char> = line.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if let Some(close) = in_raw.as_ref() {
+            let rest: String = b[i..].iter().collect();
+            match rest.find(close.as_str()) {
+                Some(k) => {
+                    i += rest[..k].chars().count() + close.chars().count();
+                    *in_raw = None;
+                    out.push_str("\"\"");
+                    continue;
+                }
+                None => return out,
+            }
+        }
+        let c = b[i];
+        if c == '/' && b.get(i + 1) == Some(&'/') {
+            break;
+        }
+        if c == 'r' && (b.get(i + 1) == Some(&'"') || b.get(i + 1) == Some(&'#')) {
+            let mut j = i + 1;
+            let mut hashes = 0;
+            while b.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if b.get(j) == Some(&'"') && (i == 0 || !b[i - 1].is_alphanumeric()) {
+                *in_raw = Some(format!("\"{}", "#".repeat(hashes)));
+                i = j + 1;
+                continue;
+            }
+        }
+        if c == '"' {
+            let mut j = i + 1;
+            while j < b.len() && b[j] != '"' {
+                if b[j] == '\\' {
+                    j += 1;
+                }
+                j += 1;
+            }
+            if j >= b.len() {
+                // A string going on to the next line: treated as a raw one
+                // closing at the next unescaped quote (good enough here).
+                *in_raw = Some("\"".into());
+                return out;
+            }
+            out.push_str("\"\"");
+            i = j + 1;
+            continue;
+        }
+        if c == '\'' {
+            // A char literal ('x', '\n', '\u{..}'), not a lifetime.
+            if b.get(i + 2) == Some(&'\'') {
+                out.push_str("' '");
+                i += 3;
+                continue;
+            }
+            if b.get(i + 1) == Some(&'\\')
+                && let Some(k) = (i + 2..b.len()).find(|&k| b[k] == '\'')
+            {
+                out.push_str("' '");
+                i = k + 1;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// `(name, first line (1-based), length in lines, has a written reason)`
+/// of every `fn` with a body.
+fn functions(text: &str) -> Vec<(String, usize, usize, bool)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut raw = None;
+    let code: Vec<String> = lines.iter().map(|l| code_of(l, &mut raw)).collect();
+    let mut found = Vec::new();
+    for (i, c) in code.iter().enumerate() {
+        let t = c.trim_start();
+        let Some(pos) = t.find("fn ") else { continue };
+        let head = &t[..pos];
+        let is_fn = head.split_whitespace().all(|w| {
+            [
+                "pub",
+                "pub(crate)",
+                "pub(super)",
+                "async",
+                "const",
+                "unsafe",
+                "extern",
+            ]
+            .contains(&w)
+        });
+        if !is_fn {
+            continue;
+        }
+        let name: String = t[pos + 3..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let (mut depth, mut started, mut end) = (0i32, false, None);
+        'scan: for (j, cj) in code.iter().enumerate().skip(i) {
+            for ch in cj.chars() {
+                match ch {
+                    '{' => {
+                        depth += 1;
+                        started = true;
+                    }
+                    '}' => depth -= 1,
+                    ';' if !started => break 'scan,
+                    _ => {}
+                }
+                if started && depth == 0 {
+                    end = Some(j);
+                    break 'scan;
+                }
+            }
+        }
+        let Some(end) = end else { continue };
+        // The comments and attributes right above the function.
+        let mut k = i;
+        let mut reason = false;
+        while k > 0 {
+            let above = lines[k - 1].trim_start();
+            if above.starts_with("//") || above.starts_with("#[") {
+                reason |= above.starts_with("//") && above.to_lowercase().contains("long");
+                k -= 1;
+            } else {
+                break;
+            }
+        }
+        found.push((name, i + 1, end - i + 1, reason));
+    }
+    found
+}
+
+fn sql_calls(text: &str) -> Vec<(usize, String)> {
+    let mut raw = None;
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let c = code_of(l, &mut raw);
+            SQL_CALLS
+                .iter()
+                .any(|call| c.contains(call))
+                .then(|| (i + 1, l.trim().to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_scanners_see_what_they_look_for() {
+    let made_up = format!(
+        "fn short() {{\n    let s = \"{{ not a brace\";\n    c.execute(\"DELETE\", [])?;\n}}\n\n// Long: a table.\nfn tabled() {{\n{}}}\n\nfn long_one() {{\n{}}}\n",
+        "    x();\n".repeat(120),
+        "    let c = '{';\n    y(r#\"}}\"#);\n".repeat(60)
+    );
+    let f = functions(&made_up);
+    let names: Vec<(&str, usize, bool)> = f
+        .iter()
+        .map(|(n, _, len, r)| (n.as_str(), *len, *r))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("short", 4, false),
+            ("tabled", 122, true),
+            ("long_one", 122, false)
+        ]
+    );
+    assert_eq!(sql_calls(&made_up).len(), 1);
+    assert_eq!(
+        sql_calls("// c.execute(\"x\")\nlet s = \".prepare(\";\n").len(),
+        0
+    );
+}
+
+#[test]
+fn every_sql_statement_is_in_the_outbox() {
+    let mut outside = Vec::new();
+    for (path, text) in src_files() {
+        if path.starts_with("src/outbox/") {
+            continue;
+        }
+        for (line, code) in sql_calls(&text) {
+            outside.push(format!("{path}:{line}: {code}"));
+        }
+    }
+    assert!(
+        outside.is_empty(),
+        "SQL outside src/outbox/ (move it into a typed function there):\n{}",
+        outside.join("\n")
+    );
+}
+
+#[test]
+fn only_the_command_line_uses_the_cli() {
+    let mut users = Vec::new();
+    for (path, text) in src_files() {
+        if path.starts_with("src/cli/") || path == "src/main.rs" {
+            continue;
+        }
+        let mut raw = None;
+        for (i, l) in text.lines().enumerate() {
+            if code_of(l, &mut raw).contains("crate::cli") {
+                users.push(format!("{path}:{}: {}", i + 1, l.trim()));
+            }
+        }
+    }
+    assert!(
+        users.is_empty(),
+        "the daemon's modules must not depend on the commands:\n{}",
+        users.join("\n")
+    );
+}
+
+#[test]
+fn long_functions_say_why() {
+    let mut unexplained = Vec::new();
+    for (path, text) in src_files() {
+        for (name, line, len, reason) in functions(&text) {
+            if len > LONG_FN && !reason {
+                unexplained.push(format!("{path}:{line}: fn {name} is {len} lines"));
+            }
+        }
+    }
+    assert!(
+        unexplained.is_empty(),
+        "functions over {LONG_FN} lines without a comment above saying why they are long:\n{}",
+        unexplained.join("\n")
+    );
+}
