@@ -66,13 +66,16 @@ impl Checker<'_> {
         ConfigError::new(key, problem, self.file)
     }
 
-    /// `value` if within `range`, else "`value` is outside lo..=hi".
+    /// `value` (`default` when absent) if within `range`, else "`value` is
+    /// outside lo..=hi".
     fn within<T: PartialOrd + Display>(
         &self,
         key: &str,
-        value: T,
+        value: Option<T>,
+        default: T,
         range: RangeInclusive<T>,
     ) -> Result<T, ConfigError> {
+        let value = value.unwrap_or(default);
         if range.contains(&value) {
             return Ok(value);
         }
@@ -82,30 +85,40 @@ impl Checker<'_> {
         ))
     }
 
-    /// `value` if at most `hi`, else "`value` is above hi".
+    /// `value` (`default` when absent) if at most `hi`, else "`value` is
+    /// above hi".
     fn at_most<T: PartialOrd + Display>(
         &self,
         key: &str,
-        value: T,
+        value: Option<T>,
+        default: T,
         hi: T,
     ) -> Result<T, ConfigError> {
+        let value = value.unwrap_or(default);
         if value > hi {
             return Err(self.err(key, format!("{value} is above {hi}")));
         }
         Ok(value)
     }
 
-    /// A whole number of seconds or minutes, at least `lo`, at most `hi`:
-    /// the upper bound keeps every duration far from overflowing the clocks
+    /// A whole number of seconds or minutes (`default` when absent), at
+    /// least 1, at most `hi`: the upper bound keeps every duration far from overflowing the clocks
     /// it is added to (`quiet_min * 60`, `Instant + interval`). A value above
     /// it is used as `hi`, with a warning, not refused: these keys only had a
     /// lower bound before, and a file a box already runs with must not stop
     /// the agent after an update (exit 78 is not restarted).
     ///
-    /// Errors: "must be ≥ lo" for `key`.
-    fn bounded(&mut self, key: &str, value: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
-        if value < lo {
-            return Err(self.err(key, format!("must be ≥ {lo}")));
+    /// Errors: "must be ≥ 1" for `key`.
+    fn bounded(
+        &mut self,
+        key: &str,
+        value: Option<u64>,
+        default: u64,
+        hi: u64,
+    ) -> Result<u64, ConfigError> {
+        let value = value.unwrap_or(default);
+        if value < 1 {
+            return Err(self.err(key, "must be ≥ 1"));
         }
         if value > hi {
             self.warnings
@@ -223,14 +236,25 @@ fn zenchef(z: RawZenchef, ck: &mut Checker) -> Result<ZenchefConfig, ConfigError
             .unwrap_or_else(|| DEFAULT_ZENCHEF_BASE_URL.to_string()),
     )
     .map_err(|e| ck.err("zenchef.base_url", e.to_string()))?;
-    let poll = z.poll_interval_s.unwrap_or(DEFAULT_POLL_INTERVAL_S);
-    let poll = ck.bounded("zenchef.poll_interval_s", poll, 1, 3600)?;
-    let sync_days = z.sync_days.unwrap_or(DEFAULT_SYNC_DAYS);
-    let sync_days = ck.within("zenchef.sync_days", sync_days, 1..=14)?;
-    let before = z.match_before_min.unwrap_or(DEFAULT_MATCH_BEFORE_MIN);
-    let after = z.match_after_min.unwrap_or(DEFAULT_MATCH_AFTER_MIN);
-    let before = ck.within("zenchef.match_before_min", before, 0..=720)?;
-    let after = ck.within("zenchef.match_after_min", after, 0..=720)?;
+    let poll = ck.bounded(
+        "zenchef.poll_interval_s",
+        z.poll_interval_s,
+        DEFAULT_POLL_INTERVAL_S,
+        3600,
+    )?;
+    let sync_days = ck.within("zenchef.sync_days", z.sync_days, DEFAULT_SYNC_DAYS, 1..=14)?;
+    let before = ck.within(
+        "zenchef.match_before_min",
+        z.match_before_min,
+        DEFAULT_MATCH_BEFORE_MIN,
+        0..=720,
+    )?;
+    let after = ck.within(
+        "zenchef.match_after_min",
+        z.match_after_min,
+        DEFAULT_MATCH_AFTER_MIN,
+        0..=720,
+    )?;
     let publisher_name = z
         .publisher_name
         .unwrap_or_else(|| DEFAULT_PUBLISHER_NAME.to_string());
@@ -257,10 +281,18 @@ fn zenchef_pay(p: RawPay, ck: &Checker) -> Result<Option<PayConfig>, ConfigError
     if !p.enabled.unwrap_or(false) {
         return Ok(None);
     }
-    let resend_s = p.settle_resend_s.unwrap_or(DEFAULT_SETTLE_RESEND_S);
-    let resend_s = ck.within("zenchef_pay.settle_resend_s", resend_s, 1..=3600)?;
-    let resends = p.settle_resends.unwrap_or(DEFAULT_SETTLE_RESENDS);
-    let resends = ck.at_most("zenchef_pay.settle_resends", resends, 100)?;
+    let resend_s = ck.within(
+        "zenchef_pay.settle_resend_s",
+        p.settle_resend_s,
+        DEFAULT_SETTLE_RESEND_S,
+        1..=3600,
+    )?;
+    let resends = ck.at_most(
+        "zenchef_pay.settle_resends",
+        p.settle_resends,
+        DEFAULT_SETTLE_RESENDS,
+        100,
+    )?;
     Ok(Some(PayConfig {
         base_url,
         token: ck.secret("zenchef_pay.token", p.token)?,
@@ -275,14 +307,14 @@ fn store(s: RawStore, ck: &mut Checker) -> Result<(PathBuf, RetentionConfig), Co
     if path.as_os_str().is_empty() {
         return Err(ck.err("store.path", "empty"));
     }
-    let keep_days = s.keep_days.unwrap_or(DEFAULT_KEEP_DAYS);
-    let keep_days = ck.within("store.keep_days", keep_days, 7..=3650)?;
-    let interval_s = s
-        .retention_interval_s
-        .unwrap_or(DEFAULT_RETENTION_INTERVAL_S);
-    let interval_s = ck.bounded("store.retention_interval_s", interval_s, 1, 86_400)?;
-    let quiet_min = s.quiet_min.unwrap_or(DEFAULT_QUIET_MIN);
-    let quiet_min = ck.bounded("store.quiet_min", quiet_min, 1, 1440)?;
+    let keep_days = ck.within("store.keep_days", s.keep_days, DEFAULT_KEEP_DAYS, 7..=3650)?;
+    let interval_s = ck.bounded(
+        "store.retention_interval_s",
+        s.retention_interval_s,
+        DEFAULT_RETENTION_INTERVAL_S,
+        86_400,
+    )?;
+    let quiet_min = ck.bounded("store.quiet_min", s.quiet_min, DEFAULT_QUIET_MIN, 1440)?;
     let retention = RetentionConfig {
         keep_days,
         interval: Duration::from_secs(interval_s),
@@ -296,8 +328,7 @@ fn store(s: RawStore, ck: &mut Checker) -> Result<(PathBuf, RetentionConfig), Co
 fn update(u: RawUpdate, ck: &mut Checker) -> Result<UpdateConfig, ConfigError> {
     let window_s = u.window.unwrap_or_else(|| DEFAULT_UPDATE_WINDOW.into());
     let window = parse_window(&window_s).map_err(|e| ck.err("update.window", e.to_string()))?;
-    let rollout_percent = u.rollout_percent.unwrap_or(100);
-    let rollout_percent = ck.at_most("update.rollout_percent", rollout_percent, 100)?;
+    let rollout_percent = ck.at_most("update.rollout_percent", u.rollout_percent, 100, 100)?;
     let channel = built_in_channel();
     let manifest_url = match u.manifest_url {
         Some(m) if !m.trim().is_empty() => {
@@ -323,15 +354,25 @@ fn update(u: RawUpdate, ck: &mut Checker) -> Result<UpdateConfig, ConfigError> {
             (keys, from)
         }
     };
-    let open_order_max_h = u.open_order_max_h.unwrap_or(DEFAULT_OPEN_ORDER_MAX_H);
-    let open_order_max_h = ck.within("update.open_order_max_h", open_order_max_h, 1..=720)?;
-    let check_interval_s = u
-        .check_interval_s
-        .unwrap_or(DEFAULT_UPDATE_CHECK_INTERVAL_S);
-    let check_interval_s = ck.bounded("update.check_interval_s", check_interval_s, 1, 604_800)?;
-    let confirm_after_s = u.confirm_after_s.unwrap_or(DEFAULT_UPDATE_CONFIRM_AFTER_S);
+    let open_order_max_h = ck.within(
+        "update.open_order_max_h",
+        u.open_order_max_h,
+        DEFAULT_OPEN_ORDER_MAX_H,
+        1..=720,
+    )?;
+    let check_interval_s = ck.bounded(
+        "update.check_interval_s",
+        u.check_interval_s,
+        DEFAULT_UPDATE_CHECK_INTERVAL_S,
+        604_800,
+    )?;
     let confirm_after_s = ck
-        .within("update.confirm_after_s", confirm_after_s, 1..=100)
+        .within(
+            "update.confirm_after_s",
+            u.confirm_after_s,
+            DEFAULT_UPDATE_CONFIRM_AFTER_S,
+            1..=100,
+        )
         .map_err(|mut e| {
             e.problem.push_str(" (the rollback deadline is 120 s)");
             e
@@ -352,8 +393,12 @@ fn update(u: RawUpdate, ck: &mut Checker) -> Result<UpdateConfig, ConfigError> {
 /// `[http]`: the listen address (`""`: off) and the history sample period.
 fn http(h: RawHttp, ck: &Checker) -> Result<(Option<SocketAddr>, Duration), ConfigError> {
     let listen = h.listen.unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into());
-    let sample_s = h.history_sample_s.unwrap_or(DEFAULT_HISTORY_SAMPLE_S);
-    let sample_s = ck.within("http.history_sample_s", sample_s, 1..=3600)?;
+    let sample_s = ck.within(
+        "http.history_sample_s",
+        h.history_sample_s,
+        DEFAULT_HISTORY_SAMPLE_S,
+        1..=3600,
+    )?;
     let http_listen = if listen.trim().is_empty() {
         None
     } else {
@@ -370,14 +415,30 @@ fn http(h: RawHttp, ck: &Checker) -> Result<(Option<SocketAddr>, Duration), Conf
 /// `[delivery]`: outbox concurrency, retry backoff cap, credentials retry,
 /// HTTP timeout.
 fn delivery(d: RawDelivery, ck: &mut Checker) -> Result<DeliveryConfig, ConfigError> {
-    let concurrency = d.concurrency.unwrap_or(DEFAULT_DELIVERY_CONCURRENCY);
-    let concurrency = ck.within("delivery.concurrency", concurrency, 1..=256)?;
-    let retry_max_s = d.retry_max_s.unwrap_or(DEFAULT_RETRY_MAX_S);
-    let retry_max_s = ck.bounded("delivery.retry_max_s", retry_max_s, 1, 3600)?;
-    let cred_s = d.credentials_retry_s.unwrap_or(DEFAULT_CREDENTIALS_RETRY_S);
-    let cred_s = ck.bounded("delivery.credentials_retry_s", cred_s, 1, 86_400)?;
-    let timeout_s = d.http_timeout_s.unwrap_or(DEFAULT_HTTP_TIMEOUT_S);
-    let timeout_s = ck.bounded("delivery.http_timeout_s", timeout_s, 1, 600)?;
+    let concurrency = ck.within(
+        "delivery.concurrency",
+        d.concurrency,
+        DEFAULT_DELIVERY_CONCURRENCY,
+        1..=256,
+    )?;
+    let retry_max_s = ck.bounded(
+        "delivery.retry_max_s",
+        d.retry_max_s,
+        DEFAULT_RETRY_MAX_S,
+        3600,
+    )?;
+    let cred_s = ck.bounded(
+        "delivery.credentials_retry_s",
+        d.credentials_retry_s,
+        DEFAULT_CREDENTIALS_RETRY_S,
+        86_400,
+    )?;
+    let timeout_s = ck.bounded(
+        "delivery.http_timeout_s",
+        d.http_timeout_s,
+        DEFAULT_HTTP_TIMEOUT_S,
+        600,
+    )?;
     Ok(DeliveryConfig {
         concurrency,
         retry_max: Duration::from_secs(retry_max_s),
