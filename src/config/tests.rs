@@ -81,6 +81,7 @@ fn unknown_key_is_refused_with_its_name() {
 
 /// Tricky URLs and what the check makes of them: `Ok(normalised)` or
 /// `Err(part of the message)`.
+// Long by design: one table, a URL a row.
 #[test]
 fn urls_are_parsed_like_reqwest_parses_them() {
     let cases: &[(&str, Result<&str, &str>)] = &[
