@@ -1398,3 +1398,7 @@ pub(crate) mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "../status/golden_tests.rs"]
+mod golden_tests;
