@@ -281,3 +281,35 @@ fn chart_renderings_did_not_move() {
         );
     }
 }
+
+/// The facts read from a fresh store holding a daemon record and an
+/// updater state (`read_conn`), as JSON.
+#[test]
+fn facts_read_from_a_store_did_not_move() {
+    let config = crate::config::parse(
+        "[cashpad]\ntoken = \"cp-secret\"\n[zenchef]\nrestaurant_id = \"654321\"\ntoken = \"zc-secret\"\n",
+        std::path::Path::new("/etc/zenchef-edge/agent.toml"),
+    )
+    .unwrap();
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    crate::outbox::migrations::migrate(&conn).unwrap();
+    let mut d = crate::health::HealthState {
+        version: "0.1.0".into(),
+        pid: 4_999_999,
+        started_at: at(7300),
+        updated_at: at(1),
+        last_reservation_sync: Some(at(20)),
+        ..Default::default()
+    };
+    d.pos.found = true;
+    d.pos.address = Some("192.168.100.200:18830".into());
+    d.pos.connected_since = Some(at(600));
+    d.zenchef.outage = true;
+    d.zenchef.last_error = Some(format!("{} GET /bookings: timed out", at(10)));
+    let kv = |k: &str, v: &str| crate::outbox::kv_set(&conn, k, v).unwrap();
+    kv(crate::health::KV_KEY, &serde_json::to_string(&d).unwrap());
+    kv(status::UPDATE_STATE_KEY, "checking");
+    kv(crate::health::MOVED_ASIDE_KEY, "/nonexistent/agent.db.old");
+    let s = status::read_conn(&conn, &config, now()).unwrap();
+    check("read.json", &serde_json::to_string_pretty(&s).unwrap());
+}
