@@ -53,6 +53,7 @@ pub mod pay;
 pub mod pos;
 pub mod provision;
 pub mod sd_status;
+pub mod status;
 pub mod sync;
 pub mod update;
 pub mod zenchef;

@@ -30,11 +30,12 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Transport};
 use serde::Serialize;
 
-use crate::cli::{status, tables};
+use crate::cli::tables;
 use crate::config::Config;
 use crate::outbox::{migrations, store};
 use crate::pos::discovery::{self, Announced, PosTarget};
 use crate::pos::session::{self, MqttFailure, USERNAME};
+use crate::status;
 use crate::zenchef::client::{ErrorClass, ZenchefClient, transport_message};
 
 /// How long the POS is looked for on mDNS.

@@ -7,12 +7,13 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
-use crate::cli::chart::render_chart;
-use crate::cli::page::{self, Lang};
-use crate::cli::status::tests::sample;
-use crate::cli::status::{self, ApiSummary, Problem, Status, render_text};
 use crate::cli::tables::{TablesCheck, compare};
 use crate::health::{History, Sample};
+use crate::status::chart::render_chart;
+use crate::status::page::{self, Lang};
+use crate::status::tests::sample;
+use crate::status::text::render_text;
+use crate::status::{self, ApiSummary, Problem, Status};
 
 const TZ: chrono_tz::Tz = chrono_tz::Europe::Paris;
 
@@ -33,7 +34,10 @@ fn check(name: &str, got: &str) {
         return;
     }
     let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(want == got, "{name} moved:\n--- want\n{want}\n--- got\n{got}");
+    assert!(
+        want == got,
+        "{name} moved:\n--- want\n{want}\n--- got\n{got}"
+    );
 }
 
 fn names(xs: &[&str]) -> Vec<String> {
@@ -44,7 +48,11 @@ fn history(n: i64, sample_s: u64) -> History {
     let samples = (0..n)
         .map(|i| Sample {
             at: at((n - 1 - i) * sample_s as i64),
-            queued: if (20..30).contains(&i) { (i - 19) * 3 } else { 0 },
+            queued: if (20..30).contains(&i) {
+                (i - 19) * 3
+            } else {
+                0
+            },
             delivered: if (20..30).contains(&i) { 0 } else { i % 7 },
             zenchef_outage: (20..30).contains(&i),
             pay_outage: (40..43).contains(&i),
@@ -61,7 +69,10 @@ fn with_tables() -> Status {
         pos_count: 3,
         zenchef_count: 3,
         clean: false,
-        diff: compare(&names(&["1", "7a", "Bar <b>"]), &names(&["1", "7A", "Terrasse"])),
+        diff: compare(
+            &names(&["1", "7a", "Bar <b>"]),
+            &names(&["1", "7A", "Terrasse"]),
+        ),
     });
     s.problems.insert(2, Problem::TableNamesDiffer);
     s.history = Some(history(60, 60));
@@ -155,7 +166,8 @@ fn stopped() -> Status {
         ..Default::default()
     };
     s.payments_needing_person.clear();
-    s.update_state = serde_json::json!({"failed_versions": ["0.1.1", "0.1.2"], "last_event": "rolled back"});
+    s.update_state =
+        serde_json::json!({"failed_versions": ["0.1.1", "0.1.2"], "last_event": "rolled back"});
     s.tables = Some(TablesCheck {
         zenchef_fetched_at: s.checked_at.clone(),
         pos_count: 1,
@@ -224,9 +236,15 @@ fn cases() -> Vec<(&'static str, Status)> {
         ("tables", with_tables()),
         ("troubled", troubled()),
         ("stopped", stopped()),
-        ("unreadable", no_store("unreadable", serde_json::json!({"state": "idle"}))),
+        (
+            "unreadable",
+            no_store("unreadable", serde_json::json!({"state": "idle"})),
+        ),
         ("missing", no_store("missing", serde_json::json!(3))),
-        ("incompatible", no_store("incompatible", serde_json::json!({}))),
+        (
+            "incompatible",
+            no_store("incompatible", serde_json::json!({})),
+        ),
     ]
 }
 
@@ -234,13 +252,22 @@ fn cases() -> Vec<(&'static str, Status)> {
 fn text_json_and_page_renderings_did_not_move() {
     for (name, s) in cases() {
         check(&format!("{name}.txt"), &render_text(&s, TZ, now(), false));
-        check(&format!("{name}.color.txt"), &render_text(&s, TZ, now(), true));
+        check(
+            &format!("{name}.color.txt"),
+            &render_text(&s, TZ, now(), true),
+        );
         check(
             &format!("{name}.json"),
             &serde_json::to_string_pretty(&s).unwrap(),
         );
-        check(&format!("{name}.fr.html"), &page::render(&s, TZ, now(), Lang::Fr));
-        check(&format!("{name}.en.html"), &page::render(&s, TZ, now(), Lang::En));
+        check(
+            &format!("{name}.fr.html"),
+            &page::render(&s, TZ, now(), Lang::Fr),
+        );
+        check(
+            &format!("{name}.en.html"),
+            &page::render(&s, TZ, now(), Lang::En),
+        );
     }
 }
 
