@@ -484,10 +484,13 @@ fn legend(svg: &mut String, lang: Lang, sample_s: u64, pay: bool) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn history(now: DateTime<Utc>, n: i64, sample_s: u64) -> History {
+    /// `n` samples of `sample_s` ending at `now`: a Zenchef outage over
+    /// samples 20..30 (the queue growing, nothing delivered), a Pay outage
+    /// over 40..43.
+    pub(crate) fn history(now: DateTime<Utc>, n: i64, sample_s: u64) -> History {
         let samples = (0..n)
             .map(|i| {
                 let at = now - chrono::Duration::seconds((n - 1 - i) * sample_s as i64);

@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
 use crate::cli::tables::{TablesCheck, compare};
-use crate::health::{History, Sample};
+use crate::health::History;
 use crate::status::chart::render_chart;
 use crate::status::page::{self, Lang};
 use crate::status::tests::sample;
@@ -45,20 +45,7 @@ fn names(xs: &[&str]) -> Vec<String> {
 }
 
 fn history(n: i64, sample_s: u64) -> History {
-    let samples = (0..n)
-        .map(|i| Sample {
-            at: at((n - 1 - i) * sample_s as i64),
-            queued: if (20..30).contains(&i) {
-                (i - 19) * 3
-            } else {
-                0
-            },
-            delivered: if (20..30).contains(&i) { 0 } else { i % 7 },
-            zenchef_outage: (20..30).contains(&i),
-            pay_outage: (40..43).contains(&i),
-        })
-        .collect();
-    History { sample_s, samples }
+    crate::status::chart::tests::history(now(), n, sample_s)
 }
 
 /// The sample with table names that differ and an hour of history.
