@@ -1,7 +1,7 @@
 //! The local HTTP port (`[http] listen`, default `127.0.0.1:8780`; `""`
 //! disables it), served with hyper (HTTP/1.1 only):
 //!
-//! - `GET /` — the status page for a manager (`cli/page.rs`), French or
+//! - `GET /` — the status page for a manager (`src/status/page.rs`), French or
 //!   English by `Accept-Language`;
 //! - `GET /status.json` — the same object as `zenchef-edge status --json`;
 //! - `POST /zenchef/webhook` — Zenchef's "a reservation changed" call: it
@@ -31,8 +31,8 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::cli::{page, status};
 use crate::config::Config;
+use crate::status::{self, json, page};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -149,11 +149,7 @@ async fn handle(
             }
         }
         (&Method::GET, "/status.json") => match read_status(state.config.clone()).await {
-            Ok(s) => reply(
-                StatusCode::OK,
-                JSON,
-                serde_json::to_string_pretty(&s).unwrap_or_default(),
-            ),
+            Ok(s) => reply(StatusCode::OK, JSON, json::render(&s).unwrap_or_default()),
             Err(e) => reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 JSON,

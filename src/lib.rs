@@ -59,6 +59,7 @@ pub mod pos;
 pub mod provision;
 pub mod retry;
 pub mod sd_status;
+pub mod status;
 pub mod sync;
 pub mod time;
 pub mod tls;

@@ -30,11 +30,12 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Transport};
 use serde::Serialize;
 
-use crate::cli::{status, tables};
+use crate::cli::tables;
 use crate::config::Config;
 use crate::outbox::{migrations, store};
 use crate::pos::discovery::{self, Announced, PosTarget};
 use crate::pos::session::{self, MqttFailure, USERNAME};
+use crate::status;
 use crate::zenchef::client::{ErrorClass, ZenchefClient, transport_message};
 
 /// How long the POS is looked for on mDNS.
@@ -532,18 +533,17 @@ async fn check_pos(r: &mut Report, config: &Config) -> Option<PosTarget> {
     let seen = match browse(config).await {
         Ok(s) => s,
         Err(e) => {
-            r.fail(
-                "pos found",
+            return no_pos(
+                r,
                 format!("cannot start mDNS on port {}: {e}", c.mdns_port),
                 "another program may hold the mDNS port; check cashpad.interfaces",
+                "not checked: no POS",
             );
-            r.skip("pos version", "not checked: no POS");
-            return None;
         }
     };
     if seen.is_empty() {
-        r.fail(
-            "pos found",
+        return no_pos(
+            r,
             format!(
                 "no Cashpad POS answered on mDNS ({} on port {}) within {} s",
                 discovery::SERVICE_TYPE,
@@ -552,26 +552,29 @@ async fn check_pos(r: &mut Report, config: &Config) -> Option<PosTarget> {
             ),
             "is the Cashpad server on and on this network? If multicast is blocked, set \
              cashpad.host (and cashpad.port) to its address",
+            "not checked: no POS",
         );
-        r.skip("pos version", "not checked: no POS");
-        return None;
     }
-    let describe = |a: &Announced| {
-        format!(
-            "\"{}\" at {}:{}, Installation ID {}, Server {}",
-            a.instance,
-            a.host,
-            a.port,
-            a.iid
-                .as_deref()
-                .map(|i| match crate::config::check_iid(i) {
-                    Ok(()) => i.to_string(),
-                    Err(_) => crate::config::escaped(i),
-                })
-                .unwrap_or_else(|| "?".into()),
-            a.server.as_deref().unwrap_or("?")
-        )
-    };
+    choose_pos(r, config, &seen)
+}
+
+/// `pos found` failed (`detail`, `hint`), `pos version` skipped (`skip`):
+/// no target.
+fn no_pos(
+    r: &mut Report,
+    detail: impl Into<String>,
+    hint: impl Into<String>,
+    skip: &str,
+) -> Option<PosTarget> {
+    r.fail("pos found", detail, hint);
+    r.skip("pos version", skip.to_string());
+    None
+}
+
+/// Picks the POS among those `seen` answering on mDNS like the daemon
+/// does, and says which and why not.
+fn choose_pos(r: &mut Report, config: &Config, seen: &[Announced]) -> Option<PosTarget> {
+    let c = &config.cashpad;
     let relevant: Vec<&Announced> = match &c.installation_id {
         Some(iid) => seen
             .iter()
@@ -579,12 +582,12 @@ async fn check_pos(r: &mut Report, config: &Config) -> Option<PosTarget> {
             .collect(),
         None => seen.iter().collect(),
     };
-    match discovery::select(&seen, c.installation_id.as_deref(), c.min_version) {
+    match discovery::select(seen, c.installation_id.as_deref(), c.min_version) {
         Ok(Some(t)) => {
             let a = seen
                 .iter()
                 .find(|a| a.iid.as_deref() == Some(&t.iid))
-                .map(describe)
+                .map(describe_announced)
                 .unwrap_or_default();
             r.ok("pos found", a);
             r.ok(
@@ -603,48 +606,67 @@ async fn check_pos(r: &mut Report, config: &Config) -> Option<PosTarget> {
                 .iter()
                 .all(|a| discovery::incompatibility(a, c.min_version).is_some()) =>
         {
-            let a = relevant[0];
-            r.ok("pos found", describe(a));
-            let why = discovery::incompatibility(a, c.min_version).unwrap_or_default();
-            let bad_iid = a
-                .iid
-                .as_deref()
-                .is_some_and(|i| crate::config::check_iid(i).is_err());
-            let hint = if bad_iid {
-                format!(
-                    "the Installation ID goes into MQTT topics and Zenchef Pay URLs and must match \
-                     {}: have Cashpad support check the POS's announcement",
-                    crate::config::IID_CHARSET
-                )
-            } else {
-                format!(
-                    "update Cashpad on the POS to {} or later (the integration requires it); the \
-                     agent connects by itself once it is",
-                    c.min_version
-                )
-            };
-            r.fail("pos version", why, hint);
+            pos_unusable(r, config, relevant[0]);
             None
         }
-        Ok(None) => {
-            r.fail(
-                "pos found",
-                "no usable POS among those answering",
-                "see `zenchef-edge status`",
-            );
-            r.skip("pos version", "not checked: no POS");
-            None
-        }
-        Err(msg) => {
-            r.fail(
-                "pos found",
-                msg,
-                "set cashpad.installation_id to the Installation ID of this restaurant's POS",
-            );
-            r.skip("pos version", "not checked: no POS chosen");
-            None
-        }
+        Ok(None) => no_pos(
+            r,
+            "no usable POS among those answering",
+            "see `zenchef-edge status`",
+            "not checked: no POS",
+        ),
+        Err(msg) => no_pos(
+            r,
+            msg,
+            "set cashpad.installation_id to the Installation ID of this restaurant's POS",
+            "not checked: no POS chosen",
+        ),
     }
+}
+
+/// A POS `a` that answers but cannot be used: found, and why its version
+/// (or its Installation ID) fails, with what to do.
+fn pos_unusable(r: &mut Report, config: &Config, a: &Announced) {
+    let c = &config.cashpad;
+    r.ok("pos found", describe_announced(a));
+    let why = discovery::incompatibility(a, c.min_version).unwrap_or_default();
+    let bad_iid = a
+        .iid
+        .as_deref()
+        .is_some_and(|i| crate::config::check_iid(i).is_err());
+    let hint = if bad_iid {
+        format!(
+            "the Installation ID goes into MQTT topics and Zenchef Pay URLs and must match \
+             {}: have Cashpad support check the POS's announcement",
+            crate::config::IID_CHARSET
+        )
+    } else {
+        format!(
+            "update Cashpad on the POS to {} or later (the integration requires it); the \
+             agent connects by itself once it is",
+            c.min_version
+        )
+    };
+    r.fail("pos version", why, hint);
+}
+
+/// An announced POS in one line: name, address, Installation ID (escaped
+/// when it is not one), Server.
+fn describe_announced(a: &Announced) -> String {
+    format!(
+        "\"{}\" at {}:{}, Installation ID {}, Server {}",
+        a.instance,
+        a.host,
+        a.port,
+        a.iid
+            .as_deref()
+            .map(|i| match crate::config::check_iid(i) {
+                Ok(()) => i.to_string(),
+                Err(_) => crate::config::escaped(i),
+            })
+            .unwrap_or_else(|| "?".into()),
+        a.server.as_deref().unwrap_or("?")
+    )
 }
 
 /// Browses `_cashpad._tcp` for [`BROWSE_FOR`] with the daemon's settings.

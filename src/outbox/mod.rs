@@ -11,6 +11,7 @@ pub mod orders;
 pub mod payments;
 pub mod queue;
 pub mod retention;
+pub mod status;
 pub mod store;
 
 use rusqlite::{Connection, OptionalExtension, params};

@@ -38,7 +38,7 @@ const HOT: &[(&str, &str, usize)] = &[
         include_str!("../update/daemon.rs"),
         3,
     ),
-    ("src/cli/status.rs", include_str!("../cli/status.rs"), 3),
+    ("src/outbox/status.rs", include_str!("status.rs"), 4),
 ];
 
 /// Tables that grow with the years (kept 90 days by retention, but a store

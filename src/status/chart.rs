@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Offset, TimeZone, Utc};
 
-use super::page::{Lang, esc};
+use super::page::{Lang, esc, t};
 use crate::health::{History, Sample};
 
 /// Width of the drawing (SVG user units; the page scales it to its width).
@@ -45,13 +45,6 @@ const PAY_BAND: &str = "#f0a030";
 const QUEUE_LINE: &str = "#2060c0";
 const QUEUE_AREA: &str = "#cfe0f7";
 const DELIVERED_BAR: &str = "#3a9a4a";
-
-fn t(lang: Lang, fr: &'static str, en: &'static str) -> &'static str {
-    match lang {
-        Lang::Fr => fr,
-        Lang::En => en,
-    }
-}
 
 /// A duration for the chart's words: `6 h`, `1 h 30`, `6 min`, `45 s`.
 pub fn span_text(s: i64) -> String {
@@ -139,67 +132,132 @@ pub fn render_chart(
         })
         .collect();
     if periods.is_empty() {
+        let every = span_text(sample_s);
         return format!(
             "<p id=\"history-empty\" class=\"muted\">{}</p>",
             esc(&match lang {
                 Lang::Fr => format!(
-                    "Pas encore d'historique : le boîtier prend une mesure toutes les {}.",
-                    span_text(sample_s)
+                    "Pas encore d'historique : le boîtier prend une mesure toutes les {every}."
                 ),
-                Lang::En => format!(
-                    "No history yet: the box takes one sample every {}.",
-                    span_text(sample_s)
-                ),
+                Lang::En => format!("No history yet: the box takes one sample every {every}."),
             })
         );
     }
-    // The time axis: from the oldest sample (at most the whole history)
-    // to now, at least MIN_SPAN_SAMPLES wide.
-    let end = now.timestamp().max(periods.last().map_or(0, |p| p.to));
-    let full = sample_s * crate::health::HISTORY_SAMPLES as i64;
-    let first = periods.first().map_or(end, |p| p.from);
-    let start = first.max(end - full).min(end - sample_s * MIN_SPAN_SAMPLES);
-    let span = (end - start).max(1) as f64;
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let x = |ts: i64| LEFT + ((ts - start).clamp(0, end - start) as f64) / span * plot_w;
-    let visible: Vec<&Period> = periods.iter().filter(|p| p.to > start).collect();
+    let c = Chart::new(&periods, sample_s, tz, now);
+    let zc_runs = runs(&c.visible, sample_s, |s| s.zenchef_outage);
+    let pay_runs = runs(&c.visible, sample_s, |s| s.pay_outage);
+    let mut svg = c.head(lang, &zc_runs, &pay_runs);
+    c.bands(&mut svg, &zc_runs, &pay_runs);
+    c.axes(&mut svg, lang);
+    c.ticks(&mut svg);
+    c.queue(&mut svg);
+    c.bars(&mut svg);
+    legend(&mut svg, lang, h.sample_s, pay || !pay_runs.is_empty());
+    svg
+}
 
-    let q_max = nice_ceiling(visible.iter().map(|p| p.s.queued).max().unwrap_or(0));
-    let d_max = nice_ceiling(visible.iter().map(|p| p.s.delivered).max().unwrap_or(0));
-    let qy = |v: i64| QUEUE_TOP + QUEUE_H - (v.clamp(0, q_max) as f64) / q_max as f64 * QUEUE_H;
-    let dy = |v: i64| {
-        DELIVERED_TOP + DELIVERED_H - (v.clamp(0, d_max) as f64) / d_max as f64 * DELIVERED_H
-    };
+/// The time axis and the scales of one chart, with the periods it shows.
+struct Chart<'a> {
+    /// The time axis, UTC seconds: from the oldest sample (at most the
+    /// whole history) to now, at least [`MIN_SPAN_SAMPLES`] wide.
+    start: i64,
+    end: i64,
+    sample_s: i64,
+    tz: chrono_tz::Tz,
+    /// The top of the queue's scale and of the deliveries' scale.
+    q_max: i64,
+    d_max: i64,
+    /// The periods that end after `start`.
+    visible: Vec<&'a Period<'a>>,
+}
 
-    let mut svg = String::new();
-    let span_s = end - start;
-    let title = match lang {
-        Lang::Fr => format!(
-            "Historique sur {} : file d'attente, envois et coupures",
-            span_text(span_s)
-        ),
-        Lang::En => format!(
-            "The last {}: queue, deliveries and outages",
-            span_text(span_s)
-        ),
-    };
-    let zc_runs = runs(&visible, sample_s, |s| s.zenchef_outage);
-    let pay_runs = runs(&visible, sample_s, |s| s.pay_outage);
-    let clock = |ts: i64| {
-        tz.from_utc_datetime(
-            &DateTime::<Utc>::from_timestamp(ts, 0)
-                .unwrap_or_default()
-                .naive_utc(),
+impl<'a> Chart<'a> {
+    fn new(
+        periods: &'a [Period<'a>],
+        sample_s: i64,
+        tz: chrono_tz::Tz,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let end = now.timestamp().max(periods.last().map_or(0, |p| p.to));
+        let full = sample_s * crate::health::HISTORY_SAMPLES as i64;
+        let first = periods.first().map_or(end, |p| p.from);
+        let start = first.max(end - full).min(end - sample_s * MIN_SPAN_SAMPLES);
+        let visible: Vec<&Period> = periods.iter().filter(|p| p.to > start).collect();
+        Chart {
+            start,
+            end,
+            sample_s,
+            tz,
+            q_max: nice_ceiling(visible.iter().map(|p| p.s.queued).max().unwrap_or(0)),
+            d_max: nice_ceiling(visible.iter().map(|p| p.s.delivered).max().unwrap_or(0)),
+            visible,
+        }
+    }
+
+    /// The x of time `ts` (UTC seconds), clamped to the axis.
+    fn x(&self, ts: i64) -> f64 {
+        let span = (self.end - self.start).max(1) as f64;
+        let plot_w = WIDTH - LEFT - RIGHT;
+        LEFT + ((ts - self.start).clamp(0, self.end - self.start) as f64) / span * plot_w
+    }
+
+    /// The y of `v` events waiting.
+    fn qy(&self, v: i64) -> f64 {
+        QUEUE_TOP + QUEUE_H - (v.clamp(0, self.q_max) as f64) / self.q_max as f64 * QUEUE_H
+    }
+
+    /// The y of `v` deliveries in a period.
+    fn dy(&self, v: i64) -> f64 {
+        DELIVERED_TOP + DELIVERED_H
+            - (v.clamp(0, self.d_max) as f64) / self.d_max as f64 * DELIVERED_H
+    }
+
+    /// Time `ts` (UTC seconds) on the restaurant's clock, with the seconds
+    /// when a sample is shorter than a minute.
+    fn clock(&self, ts: i64) -> String {
+        self.tz
+            .from_utc_datetime(
+                &DateTime::<Utc>::from_timestamp(ts, 0)
+                    .unwrap_or_default()
+                    .naive_utc(),
+            )
+            .format(if self.sample_s < 60 {
+                "%H:%M:%S"
+            } else {
+                "%H:%M"
+            })
+            .to_string()
+    }
+
+    /// The `<svg>` element opened, with its `<title>`, its `<desc>` and the
+    /// visible title.
+    fn head(&self, lang: Lang, zc_runs: &[(i64, i64)], pay_runs: &[(i64, i64)]) -> String {
+        let span = span_text(self.end - self.start);
+        let title = match lang {
+            Lang::Fr => format!("Historique sur {span} : file d'attente, envois et coupures"),
+            Lang::En => format!("The last {span}: queue, deliveries and outages"),
+        };
+        format!(
+            "<svg id=\"history-chart\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" \
+             aria-labelledby=\"history-title history-desc\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
+             width=\"100%\" font-family=\"sans-serif\" font-size=\"11\">\n\
+             <title id=\"history-title\">{}</title>\n<desc id=\"history-desc\">{}</desc>\n\
+             <text x=\"0\" y=\"{TITLE}\" font-size=\"13\" font-weight=\"bold\" fill=\"#222\" \
+             aria-hidden=\"true\">{}</text>\n",
+            esc(&title),
+            esc(&self.desc(lang, zc_runs, pay_runs)),
+            esc(&title)
         )
-        .format(if sample_s < 60 { "%H:%M:%S" } else { "%H:%M" })
-        .to_string()
-    };
-    let desc = {
-        let delivered: i64 = visible.iter().map(|p| p.s.delivered).sum();
-        let most = visible.iter().map(|p| p.s.queued).max().unwrap_or(0);
+    }
+
+    /// The one-sentence summary for screen readers: the most waiting, the
+    /// deliveries, the outages.
+    fn desc(&self, lang: Lang, zc_runs: &[(i64, i64)], pay_runs: &[(i64, i64)]) -> String {
+        let delivered: i64 = self.visible.iter().map(|p| p.s.delivered).sum();
+        let most = self.visible.iter().map(|p| p.s.queued).max().unwrap_or(0);
         let bands = |r: &[(i64, i64)]| {
             r.iter()
-                .map(|(a, b)| format!("{}–{}", clock(*a), clock(*b)))
+                .map(|(a, b)| format!("{}–{}", self.clock(*a), self.clock(*b)))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -207,7 +265,7 @@ pub fn render_chart(
             Lang::Fr => format!("Au plus {most} événement(s) en attente ; {delivered} envoyé(s)."),
             Lang::En => format!("At most {most} event(s) waiting; {delivered} delivered."),
         };
-        for (name, r) in [("Zenchef", &zc_runs), ("Zenchef Pay", &pay_runs)] {
+        for (name, r) in [("Zenchef", zc_runs), ("Zenchef Pay", pay_runs)] {
             if !r.is_empty() {
                 d.push_str(&match lang {
                     Lang::Fr => format!(" {name} injoignable : {}.", bands(r)),
@@ -219,153 +277,169 @@ pub fn render_chart(
             d.push_str(t(lang, " Aucune coupure.", " No outage."));
         }
         d
-    };
-    svg.push_str(&format!(
-        "<svg id=\"history-chart\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" \
-         aria-labelledby=\"history-title history-desc\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
-         width=\"100%\" font-family=\"sans-serif\" font-size=\"11\">\n\
-         <title id=\"history-title\">{}</title>\n<desc id=\"history-desc\">{}</desc>\n\
-         <text x=\"0\" y=\"{TITLE}\" font-size=\"13\" font-weight=\"bold\" fill=\"#222\" \
-         aria-hidden=\"true\">{}</text>\n",
-        esc(&title),
-        esc(&desc),
-        esc(&title)
-    ));
-    // Outage bands, behind everything.
-    let band_top = QUEUE_TOP;
-    let band_h = DELIVERED_TOP + DELIVERED_H - QUEUE_TOP;
-    for (class, color, opacity, r) in [
-        ("outage-zenchef", ZENCHEF_BAND, 0.22, &zc_runs),
-        ("outage-pay", PAY_BAND, 0.28, &pay_runs),
-    ] {
-        for (a, b) in r {
+    }
+
+    /// Outage bands across both panels, behind everything.
+    fn bands(&self, svg: &mut String, zc_runs: &[(i64, i64)], pay_runs: &[(i64, i64)]) {
+        let band_top = QUEUE_TOP;
+        let band_h = DELIVERED_TOP + DELIVERED_H - QUEUE_TOP;
+        for (class, color, opacity, r) in [
+            ("outage-zenchef", ZENCHEF_BAND, 0.22, zc_runs),
+            ("outage-pay", PAY_BAND, 0.28, pay_runs),
+        ] {
+            for (a, b) in r {
+                svg.push_str(&format!(
+                    "<rect class=\"{class}\" data-from=\"{}\" data-to=\"{}\" x=\"{:.1}\" y=\"{band_top:.1}\" \
+                     width=\"{:.1}\" height=\"{band_h:.1}\" fill=\"{color}\" fill-opacity=\"{opacity}\"/>\n",
+                    utc(*a),
+                    utc(*b),
+                    self.x(*a),
+                    (self.x(*b) - self.x(*a)).max(1.0)
+                ));
+            }
+        }
+    }
+
+    /// The axes of both panels, with their scales and names.
+    fn axes(&self, svg: &mut String, lang: Lang) {
+        for (top, h, max, label) in [
+            (
+                QUEUE_TOP,
+                QUEUE_H,
+                self.q_max,
+                t(lang, "en attente", "waiting"),
+            ),
+            (
+                DELIVERED_TOP,
+                DELIVERED_H,
+                self.d_max,
+                t(lang, "envoyés", "delivered"),
+            ),
+        ] {
+            let bottom = top + h;
             svg.push_str(&format!(
-                "<rect class=\"{class}\" data-from=\"{}\" data-to=\"{}\" x=\"{:.1}\" y=\"{band_top:.1}\" \
-                 width=\"{:.1}\" height=\"{band_h:.1}\" fill=\"{color}\" fill-opacity=\"{opacity}\"/>\n",
-                utc(*a),
-                utc(*b),
-                x(*a),
-                (x(*b) - x(*a)).max(1.0)
+                "<line x1=\"{LEFT}\" y1=\"{bottom:.1}\" x2=\"{:.1}\" y2=\"{bottom:.1}\" stroke=\"#888\"/>\n\
+                 <line x1=\"{LEFT}\" y1=\"{top:.1}\" x2=\"{LEFT}\" y2=\"{bottom:.1}\" stroke=\"#888\"/>\n\
+                 <line x1=\"{LEFT}\" y1=\"{top:.1}\" x2=\"{:.1}\" y2=\"{top:.1}\" stroke=\"#ddd\" stroke-dasharray=\"3 3\"/>\n\
+                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{max}</text>\n\
+                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">0</text>\n\
+                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#777\" font-size=\"10\">{}</text>\n",
+                WIDTH - RIGHT,
+                WIDTH - RIGHT,
+                LEFT - 4.0,
+                top + 4.0,
+                LEFT - 4.0,
+                bottom,
+                LEFT + 4.0,
+                top - 4.0,
+                esc(label),
             ));
         }
     }
-    // Axes and scales.
-    for (top, h, max, label) in [
-        (QUEUE_TOP, QUEUE_H, q_max, t(lang, "en attente", "waiting")),
-        (
-            DELIVERED_TOP,
-            DELIVERED_H,
-            d_max,
-            t(lang, "envoyés", "delivered"),
-        ),
-    ] {
-        let bottom = top + h;
-        svg.push_str(&format!(
-            "<line x1=\"{LEFT}\" y1=\"{bottom:.1}\" x2=\"{:.1}\" y2=\"{bottom:.1}\" stroke=\"#888\"/>\n\
-             <line x1=\"{LEFT}\" y1=\"{top:.1}\" x2=\"{LEFT}\" y2=\"{bottom:.1}\" stroke=\"#888\"/>\n\
-             <line x1=\"{LEFT}\" y1=\"{top:.1}\" x2=\"{:.1}\" y2=\"{top:.1}\" stroke=\"#ddd\" stroke-dasharray=\"3 3\"/>\n\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{max}</text>\n\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">0</text>\n\
-             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#777\" font-size=\"10\">{}</text>\n",
-            WIDTH - RIGHT,
-            WIDTH - RIGHT,
-            LEFT - 4.0,
-            top + 4.0,
-            LEFT - 4.0,
-            bottom,
-            LEFT + 4.0,
-            top - 4.0,
-            esc(label),
-        ));
-    }
-    // Time ticks: a round step giving at most 6 of them, on round local
-    // times.
-    let step = [
-        1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
-    ]
-    .into_iter()
-    .find(|s| span_s / s <= 6)
-    .unwrap_or(21600);
-    let offset = tz
-        .offset_from_utc_datetime(
-            &DateTime::<Utc>::from_timestamp(start, 0)
-                .unwrap_or_default()
-                .naive_utc(),
-        )
-        .fix()
-        .local_minus_utc() as i64;
-    let mut tick = ((start + offset).div_euclid(step) + 1) * step - offset;
-    while tick <= end {
-        let tx = x(tick);
-        svg.push_str(&format!(
-            "<line x1=\"{tx:.1}\" y1=\"{:.1}\" x2=\"{tx:.1}\" y2=\"{:.1}\" stroke=\"#888\"/>\n",
-            DELIVERED_TOP + DELIVERED_H,
-            DELIVERED_TOP + DELIVERED_H + 4.0,
-        ));
-        // A label cut by an edge is left out (its tick stays).
-        let half = if sample_s < 60 { 24.0 } else { 16.0 };
-        if tx - half >= 0.0 && tx + half <= WIDTH {
+
+    /// Time ticks: a round step giving at most 6 of them, on round local
+    /// times; a label cut by an edge is left out (its tick stays).
+    fn ticks(&self, svg: &mut String) {
+        let (start, end) = (self.start, self.end);
+        let step = [
+            1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
+        ]
+        .into_iter()
+        .find(|s| (end - start) / s <= 6)
+        .unwrap_or(21600);
+        let offset = self
+            .tz
+            .offset_from_utc_datetime(
+                &DateTime::<Utc>::from_timestamp(start, 0)
+                    .unwrap_or_default()
+                    .naive_utc(),
+            )
+            .fix()
+            .local_minus_utc() as i64;
+        let mut tick = ((start + offset).div_euclid(step) + 1) * step - offset;
+        while tick <= end {
+            let tx = self.x(tick);
             svg.push_str(&format!(
-                "<text class=\"time\" x=\"{tx:.1}\" y=\"{TIME_LABELS}\" text-anchor=\"middle\" \
-                 fill=\"#555\">{}</text>\n",
-                clock(tick)
+                "<line x1=\"{tx:.1}\" y1=\"{:.1}\" x2=\"{tx:.1}\" y2=\"{:.1}\" stroke=\"#888\"/>\n",
+                DELIVERED_TOP + DELIVERED_H,
+                DELIVERED_TOP + DELIVERED_H + 4.0,
             ));
+            let half = if self.sample_s < 60 { 24.0 } else { 16.0 };
+            if tx - half >= 0.0 && tx + half <= WIDTH {
+                svg.push_str(&format!(
+                    "<text class=\"time\" x=\"{tx:.1}\" y=\"{TIME_LABELS}\" text-anchor=\"middle\" \
+                     fill=\"#555\">{}</text>\n",
+                    self.clock(tick)
+                ));
+            }
+            tick += step;
         }
-        tick += step;
     }
-    // The queue: a step line over an area, one path per run of contiguous
-    // samples (a gap is a time the daemon did not run).
-    let queue_runs = {
-        let mut out: Vec<Vec<&Period>> = Vec::new();
-        for p in &visible {
-            match out.last_mut() {
-                Some(run) if run.last().is_some_and(|l| p.from - l.to <= sample_s / 2) => {
+
+    /// The queue: a step line over an area, one path per run of contiguous
+    /// samples (a gap is a time the daemon did not run).
+    fn queue(&self, svg: &mut String) {
+        let mut queue_runs: Vec<Vec<&Period>> = Vec::new();
+        for p in &self.visible {
+            match queue_runs.last_mut() {
+                Some(run)
+                    if run
+                        .last()
+                        .is_some_and(|l| p.from - l.to <= self.sample_s / 2) =>
+                {
                     run.push(p)
                 }
-                _ => out.push(vec![p]),
+                _ => queue_runs.push(vec![p]),
             }
         }
-        out
-    };
-    let base = qy(0);
-    for run in &queue_runs {
-        let mut line = String::new();
-        for (i, p) in run.iter().enumerate() {
-            let (a, b, y) = (x(p.from.max(start)), x(p.to), qy(p.s.queued));
-            if i == 0 {
-                line.push_str(&format!("M{a:.1} {y:.1}"));
-            } else {
-                line.push_str(&format!(" L{a:.1} {y:.1}"));
+        let start = self.start;
+        let base = self.qy(0);
+        for run in &queue_runs {
+            let mut line = String::new();
+            for (i, p) in run.iter().enumerate() {
+                let (a, b, y) = (self.x(p.from.max(start)), self.x(p.to), self.qy(p.s.queued));
+                if i == 0 {
+                    line.push_str(&format!("M{a:.1} {y:.1}"));
+                } else {
+                    line.push_str(&format!(" L{a:.1} {y:.1}"));
+                }
+                line.push_str(&format!(" L{b:.1} {y:.1}"));
             }
-            line.push_str(&format!(" L{b:.1} {y:.1}"));
+            let (first_x, last_x) = (
+                self.x(run[0].from.max(start)),
+                self.x(run.last().map_or(start, |p| p.to)),
+            );
+            svg.push_str(&format!(
+                "<path class=\"queue-area\" d=\"{line} L{last_x:.1} {base:.1} L{first_x:.1} {base:.1} Z\" \
+                 fill=\"{QUEUE_AREA}\" fill-opacity=\"0.7\"/>\n\
+                 <path class=\"queue\" d=\"{line}\" fill=\"none\" stroke=\"{QUEUE_LINE}\" stroke-width=\"1.6\"/>\n"
+            ));
         }
-        let (first_x, last_x) = (
-            x(run[0].from.max(start)),
-            x(run.last().map_or(start, |p| p.to)),
-        );
-        svg.push_str(&format!(
-            "<path class=\"queue-area\" d=\"{line} L{last_x:.1} {base:.1} L{first_x:.1} {base:.1} Z\" \
-             fill=\"{QUEUE_AREA}\" fill-opacity=\"0.7\"/>\n\
-             <path class=\"queue\" d=\"{line}\" fill=\"none\" stroke=\"{QUEUE_LINE}\" stroke-width=\"1.6\"/>\n"
-        ));
     }
-    // Deliveries: one bar per sample.
-    for p in &visible {
-        if p.s.delivered <= 0 {
-            continue;
+
+    /// Deliveries: one bar per sample that delivered something.
+    fn bars(&self, svg: &mut String) {
+        for p in &self.visible {
+            if p.s.delivered <= 0 {
+                continue;
+            }
+            let (a, b) = (self.x(p.from.max(self.start)), self.x(p.to));
+            let gap = if b - a > 3.0 { 0.5 } else { 0.0 };
+            let y = self.dy(p.s.delivered);
+            svg.push_str(&format!(
+                "<rect class=\"delivered\" x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" \
+                 fill=\"{DELIVERED_BAR}\"/>\n",
+                a + gap,
+                (b - a - 2.0 * gap).max(0.6),
+                (DELIVERED_TOP + DELIVERED_H - y).max(0.0)
+            ));
         }
-        let (a, b) = (x(p.from.max(start)), x(p.to));
-        let gap = if b - a > 3.0 { 0.5 } else { 0.0 };
-        let y = dy(p.s.delivered);
-        svg.push_str(&format!(
-            "<rect class=\"delivered\" x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" \
-             fill=\"{DELIVERED_BAR}\"/>\n",
-            a + gap,
-            (b - a - 2.0 * gap).max(0.6),
-            (DELIVERED_TOP + DELIVERED_H - y).max(0.0)
-        ));
     }
-    // Legend.
+}
+
+/// The legend (the Zenchef Pay band only when `pay`), then the end of the
+/// `<svg>`.
+fn legend(svg: &mut String, lang: Lang, sample_s: u64, pay: bool) {
     let mut items: Vec<(String, &str, bool)> = vec![
         (
             t(lang, "En attente d'envoi", "Waiting to be sent").to_string(),
@@ -374,8 +448,8 @@ pub fn render_chart(
         ),
         (
             match lang {
-                Lang::Fr => format!("Envoyés par {}", per(h.sample_s, lang)),
-                Lang::En => format!("Delivered per {}", per(h.sample_s, lang)),
+                Lang::Fr => format!("Envoyés par {}", per(sample_s, lang)),
+                Lang::En => format!("Delivered per {}", per(sample_s, lang)),
             },
             DELIVERED_BAR,
             false,
@@ -386,7 +460,7 @@ pub fn render_chart(
             true,
         ),
     ];
-    if pay || !pay_runs.is_empty() {
+    if pay {
         items.push((
             t(lang, "Zenchef Pay injoignable", "Zenchef Pay unreachable").to_string(),
             PAY_BAND,
@@ -407,14 +481,16 @@ pub fn render_chart(
         lx += 15.0 + label.chars().count() as f64 * 6.0 + 16.0;
     }
     svg.push_str("</g>\n</svg>");
-    svg
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn history(now: DateTime<Utc>, n: i64, sample_s: u64) -> History {
+    /// `n` samples of `sample_s` ending at `now`: a Zenchef outage over
+    /// samples 20..30 (the queue growing, nothing delivered), a Pay outage
+    /// over 40..43.
+    pub(crate) fn history(now: DateTime<Utc>, n: i64, sample_s: u64) -> History {
         let samples = (0..n)
             .map(|i| {
                 let at = now - chrono::Duration::seconds((n - 1 - i) * sample_s as i64);
