@@ -110,13 +110,29 @@ pub fn check_base_url(url: String) -> Result<String, UrlError> {
     checked_url(&url, true)
 }
 
+/// A URL the parser refused, as shown in a message: as written, but with
+/// anything before an `@` of its authority masked (`http://***@host:0x50/`),
+/// since that may be a user name or a password. The parser gave no parts,
+/// so the authority is found by its delimiters (the only place a URL is
+/// read by hand: to hide, never to connect).
+fn unparsed_shown(raw: &str) -> String {
+    let start = raw.find("://").map_or(0, |i| i + 3);
+    let authority_end = raw[start..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |i| start + i);
+    match raw[start..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &raw[..start], &raw[start + at..]),
+        None => raw.to_string(),
+    }
+}
+
 fn checked_url(raw: &str, base: bool) -> Result<String, UrlError> {
     let raw = raw.trim();
     let mut u = url::Url::parse(raw).map_err(|e| match e {
-        url::ParseError::EmptyHost => UrlError::NoHost(raw.to_string()),
-        url::ParseError::RelativeUrlWithoutBase => UrlError::NotAUrl(raw.to_string()),
+        url::ParseError::EmptyHost => UrlError::NoHost(unparsed_shown(raw)),
+        url::ParseError::RelativeUrlWithoutBase => UrlError::NotAUrl(unparsed_shown(raw)),
         source => UrlError::Invalid {
-            url: raw.to_string(),
+            url: unparsed_shown(raw),
             source,
         },
     })?;
