@@ -56,6 +56,7 @@ pub mod message_ids;
 pub mod outbox;
 pub mod pay;
 pub mod pos;
+pub mod privileges;
 pub mod provision;
 pub mod retry;
 pub mod sd_status;

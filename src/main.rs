@@ -6,15 +6,16 @@
 //!
 //! Run as root, every command but `provision` and `self-test` reads the
 //! configuration, then becomes the owner of the state directory before it
-//! touches anything ([`cli::privileges`]).
+//! touches anything ([`zenchef_edge::privileges`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use zenchef_edge::cli::{exit, privileges};
+use zenchef_edge::cli::exit;
 use zenchef_edge::config::{self, EX_CONFIG};
+use zenchef_edge::privileges;
 use zenchef_edge::{cli, logging, long_version, update};
 
 mod args;

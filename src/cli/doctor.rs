@@ -846,7 +846,7 @@ fn check_state_dir(r: &mut Report, config: &Config) {
                 if let Ok(m) = e.path().symlink_metadata()
                     && m.uid() != owner
                 {
-                    let who = crate::cli::privileges::user_name(m.uid())
+                    let who = crate::privileges::user_name(m.uid())
                         .unwrap_or_else(|| m.uid().to_string());
                     foreign.push(format!("{} ({who})", e.file_name().to_string_lossy()));
                 }
@@ -855,7 +855,7 @@ fn check_state_dir(r: &mut Report, config: &Config) {
     };
     look(&dir);
     look(&dir.join("update-download"));
-    let name = crate::cli::privileges::user_name(owner).unwrap_or_else(|| owner.to_string());
+    let name = crate::privileges::user_name(owner).unwrap_or_else(|| owner.to_string());
     if foreign.is_empty() {
         r.ok(
             "state files",

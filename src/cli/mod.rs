@@ -11,7 +11,6 @@ pub mod orders;
 pub mod outbox;
 pub mod pay_settings;
 pub mod payments;
-pub mod privileges;
 pub mod self_test;
 pub mod status;
 pub mod tables;

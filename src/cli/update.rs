@@ -122,7 +122,7 @@ pub enum Restart {
     Now,
     /// Nobody: `--no-restart` (the line saying how to is printed).
     No,
-    /// The root parent process of [`crate::cli::privileges::run_as`],
+    /// The root parent process of [`crate::privileges::run_as`],
     /// after this one (running as the state directory's owner) exits.
     ByParent,
 }

@@ -666,7 +666,7 @@ fn failure_text(e: &UpdateError, paths: &Paths) -> String {
         if source.kind() == std::io::ErrorKind::PermissionDenied);
     if denied {
         let dir = paths.state_dir.display();
-        let me = crate::cli::privileges::user_name(crate::cli::privileges::euid())
+        let me = crate::privileges::user_name(crate::privileges::euid())
             .unwrap_or_else(|| "zenchef-edge".into());
         format!(
             "{text} (a file in {dir} is not the agent's, e.g. left by a command run as root: \
