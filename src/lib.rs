@@ -47,6 +47,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod delivery;
+pub mod exit;
 pub mod health;
 pub mod http;
 pub mod identity;

@@ -1,6 +1,6 @@
 //! `zenchef-edge`: builds the runtime, sets up logging, handles signals and
 //! dispatches the command line (docs/protocol/agent-interface.md § Command line).
-//! Exit codes: [`cli::exit`] (0 success, 1 a check failed or a request was
+//! Exit codes: [`zenchef_edge::exit`] (0 success, 1 a check failed or a request was
 //! refused, 64 usage, 66 no store, 74 I/O, 75 temporary, 77 permission, 78
 //! configuration; docs/README-cli.md).
 //!
@@ -13,8 +13,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use zenchef_edge::cli::exit;
 use zenchef_edge::config::{self, EX_CONFIG};
+use zenchef_edge::exit;
 use zenchef_edge::privileges;
 use zenchef_edge::{cli, logging, long_version, update};
 

@@ -114,7 +114,7 @@ fn threads() -> Option<usize> {
 /// while one thread runs, before any runtime is built.
 ///
 /// Errors: more than one thread runs, `fork` or `waitpid` fails. A failed
-/// privilege drop in the child is its exit code [`super::exit::NOPERM`].
+/// privilege drop in the child is its exit code [`crate::exit::NOPERM`].
 pub fn run_as(owner: Owner, f: impl FnOnce() -> i32) -> std::io::Result<i32> {
     use std::io::Write;
     if threads() != Some(1) {
@@ -138,7 +138,7 @@ pub fn run_as(owner: Owner, f: impl FnOnce() -> i32) -> std::io::Result<i32> {
                     "cannot become {} (the owner of the state directory): {e}",
                     owner.user_name()
                 );
-                super::exit::NOPERM
+                crate::exit::NOPERM
             }
         };
         let _ = std::io::stdout().flush();

@@ -275,8 +275,8 @@ fn check_config(r: &mut Report, config: &Config, stat: std::io::Result<std::fs::
 
 fn check_store(r: &mut Report, config: &Config) -> bool {
     let path = config.store_path.display();
-    match crate::cli::exit::store_access(&config.store_path) {
-        crate::cli::exit::StoreAccess::Missing => {
+    match crate::exit::store_access(&config.store_path) {
+        crate::exit::StoreAccess::Missing => {
             r.fail(
                 "store",
                 format!("{path} does not exist"),
@@ -285,7 +285,7 @@ fn check_store(r: &mut Report, config: &Config) -> bool {
             r.skip("agent", "not checked: no store");
             return false;
         }
-        crate::cli::exit::StoreAccess::PermissionDenied(e) => {
+        crate::exit::StoreAccess::PermissionDenied(e) => {
             r.fail(
                 "store",
                 format!("cannot open {path}: {e}"),

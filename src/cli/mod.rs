@@ -5,7 +5,6 @@
 //! renderings (also served by `http.rs`) are in `src/status/`.
 
 pub mod doctor;
-pub mod exit;
 pub mod link;
 pub mod orders;
 pub mod outbox;

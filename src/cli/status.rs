@@ -6,8 +6,8 @@ use std::io::IsTerminal;
 
 use chrono::Utc;
 
-use crate::cli::exit::{self, StoreAccess};
 use crate::config::Config;
+use crate::exit::{self, StoreAccess};
 use crate::status::{json, read, text};
 
 // Other commands reach these through `cli::status` (they moved to

@@ -17,8 +17,8 @@
 //! - `boot-check` (hidden) is the start bookkeeping run from the unit's
 //!   `ExecStartPre=` by the previous binary; always exits 0.
 
-use crate::cli::exit;
 use crate::config::Config;
+use crate::exit;
 use crate::update::daemon::{Activity, Outcome, Updater};
 use crate::update::policy::{Kind, Overrides, Refusal};
 use crate::update::{self, Paths, TARGET};

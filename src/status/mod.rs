@@ -17,9 +17,9 @@ use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::exit::{self, StoreAccess};
 use crate::cli::tables::TablesCheck;
 use crate::config::Config;
+use crate::exit::{self, StoreAccess};
 use crate::health::{self, ApiHealth, HealthState, History};
 use crate::outbox::{self, AttentionOrder, Counts, NeedsPerson, store};
 
