@@ -197,6 +197,17 @@ mod tests {
     }
 
     #[test]
+    fn the_settle_command_is_the_one_earlier_releases_published() {
+        let cmd = crate::pay::settle_command("pay_8f2c", "O-881", "12", 5400, 300);
+        let old = json!({
+            "command_id": "zp-pay_8f2c", "type": "settle", "order_id": "O-881", "table": "12",
+            "amount_cents": 5400, "tip_cents": 300, "method": "zenchef_pay",
+            "payment_id": "pay_8f2c",
+        });
+        assert_eq!(cmd.to_json(), old.to_string());
+    }
+
+    #[test]
     fn answers_read_leniently() {
         let c: CheckConflict = serde_json::from_value(json!({"version": 9})).unwrap();
         assert_eq!(c.held(), Some(9));
