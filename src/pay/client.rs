@@ -214,7 +214,15 @@ impl PayClient {
                 let message = format!("the request body cannot be written: {e}");
                 let class = ErrorClass::Dead;
                 let (status, what) = (None, what.clone());
-                (CallError { class, status, what, message }, None)
+                (
+                    CallError {
+                        class,
+                        status,
+                        what,
+                        message,
+                    },
+                    None,
+                )
             })?;
             req = req.body(text);
         }

@@ -541,7 +541,10 @@ fn typed_bodies_are_byte_identical_to_the_earlier_json_ones() {
         "lines": old_lines(&d.lines), "total_cents": 3900, "paid_cents": 3900, "version": 9,
     });
     let mut check = check_body(&t, &ctx()).unwrap();
-    assert_eq!(serde_json::to_string(&check).unwrap(), old_check.to_string());
+    assert_eq!(
+        serde_json::to_string(&check).unwrap(),
+        old_check.to_string()
+    );
     let mut old_unversioned = old_check.clone();
     old_unversioned.as_object_mut().unwrap().remove("version");
     check.version = None;

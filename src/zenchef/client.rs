@@ -1,5 +1,6 @@
 //! The Zenchef partner API client (docs/protocol/zenchef-api.md): the one module that
-//! knows Zenchef's URLs, headers, JSON shapes and error answers.
+//! knows Zenchef's URLs, headers and error answers; the JSON bodies it sends
+//! and reads are typed in [`super::wire`].
 //!
 //! Every failure is a [`CallError`] whose [`ErrorClass`] tells the outbox
 //! what to do (§ "Errors and what the agent does"): retry later (with the
@@ -297,9 +298,8 @@ impl ZenchefClient {
 
     /// `GET /tables`.
     pub async fn tables(&self) -> Result<Vec<ZenchefTable>, CallError> {
-        let d: Data<Vec<ZenchefTable>> = self
-            .call(Method::GET, "/tables", None::<&()>, None)
-            .await?;
+        let d: Data<Vec<ZenchefTable>> =
+            self.call(Method::GET, "/tables", None::<&()>, None).await?;
         Ok(d.data)
     }
 

@@ -46,6 +46,19 @@ pub enum BookingStatus {
 }
 
 impl BookingStatus {
+    /// The statuses of the public list, every one but [`BookingStatus::Other`].
+    pub const KNOWN: [BookingStatus; 9] = [
+        BookingStatus::Waiting,
+        BookingStatus::WaitingCustomer,
+        BookingStatus::Confirmed,
+        BookingStatus::Canceled,
+        BookingStatus::Refused,
+        BookingStatus::Arrived,
+        BookingStatus::Seated,
+        BookingStatus::Over,
+        BookingStatus::NoShown,
+    ];
+
     /// The wire word (`seated`, `no_shown`, or the unknown word itself).
     pub fn as_str(&self) -> &str {
         match self {
@@ -75,18 +88,10 @@ impl BookingStatus {
 
 impl From<&str> for BookingStatus {
     fn from(s: &str) -> Self {
-        match s {
-            "waiting" => BookingStatus::Waiting,
-            "waiting_customer" => BookingStatus::WaitingCustomer,
-            "confirmed" => BookingStatus::Confirmed,
-            "canceled" => BookingStatus::Canceled,
-            "refused" => BookingStatus::Refused,
-            "arrived" => BookingStatus::Arrived,
-            "seated" => BookingStatus::Seated,
-            "over" => BookingStatus::Over,
-            "no_shown" => BookingStatus::NoShown,
-            other => BookingStatus::Other(other.to_string()),
-        }
+        BookingStatus::KNOWN
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .unwrap_or_else(|| BookingStatus::Other(s.to_string()))
     }
 }
 
@@ -261,21 +266,14 @@ mod tests {
 
     #[test]
     fn statuses_keep_their_wire_words_and_unknown_ones_stay_readable() {
-        for w in [
-            "waiting",
-            "waiting_customer",
-            "confirmed",
-            "canceled",
-            "refused",
-            "arrived",
-            "seated",
-            "over",
-            "no_shown",
-            "archived",
-        ] {
+        let words = BookingStatus::KNOWN.map(|k| k.as_str().to_string());
+        assert_eq!(words[1], "waiting_customer");
+        assert_eq!(words[8], "no_shown");
+        for w in words.iter().map(String::as_str).chain(["archived"]) {
             let s: BookingStatus = serde_json::from_value(json!(w)).unwrap();
             assert_eq!(s.as_str(), w);
             assert_eq!(serde_json::to_value(&s).unwrap(), json!(w));
+            assert_eq!(s == BookingStatus::Other(w.into()), w == "archived");
         }
         assert_eq!(
             BookingStatus::from("archived"),
