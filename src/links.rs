@@ -33,6 +33,7 @@ use tracing::{error, info, warn};
 use crate::outbox::{self, Store, StoreError, now_utc};
 use crate::sync::{Link, OrderState, OrderStatus};
 use crate::zenchef::client::{Booking, CallError, ErrorClass, ZenchefClient};
+use crate::zenchef::wire::BookingStatus;
 
 /// How often the daemon looks for requests.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -445,7 +446,7 @@ async fn process(
     let mut words = None;
     if let Some(b) = r.booking_id {
         match zenchef.booking(b).await {
-            Ok(bk) if bk.status == "over" => {
+            Ok(bk) if bk.status == BookingStatus::Over => {
                 return finish(
                     store,
                     r,
@@ -538,7 +539,7 @@ async fn cancel_walkin(
         return finish(store, r, "done", base).await;
     };
     match zenchef
-        .change_status(w, "canceled", &format!("link-{}", r.id))
+        .change_status(w, &BookingStatus::Canceled, &format!("link-{}", r.id))
         .await
     {
         Ok(_) => {

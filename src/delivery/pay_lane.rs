@@ -121,10 +121,17 @@ async fn push(d: &Deliverer, order: &str, look: &Look) -> Result<Option<u64>, Fa
         debug!("no items sent yet: no check to push");
         return Ok(None);
     };
-    if let Some(map) = body.as_object_mut() {
-        map.remove("version");
-    }
-    let content = body.to_string();
+    // What `pay_checks` keeps to see whether Zenchef Pay holds the same
+    // check: the body without its version.
+    body.version = None;
+    let content = serde_json::to_string(&body).map_err(|e| {
+        Failure::Pay(CallError {
+            class: ErrorClass::Dead,
+            status: None,
+            what: "Zenchef Pay check".into(),
+            message: format!("the check cannot be written: {e}"),
+        })
+    })?;
     let truth_version = look.truth.last_seq;
     let version = match &look.check {
         None => truth_version,
@@ -154,7 +161,7 @@ async fn push(d: &Deliverer, order: &str, look: &Look) -> Result<Option<u64>, Fa
             }
         }
     };
-    body["version"] = serde_json::json!(version);
+    body.version = Some(version);
     let (pay, iid) = pay_target(d).map_err(Failure::Pay)?;
     pay.put_check(&iid, order, &body)
         .await
@@ -181,8 +188,8 @@ async fn push(d: &Deliverer, order: &str, look: &Look) -> Result<Option<u64>, Fa
     info!(
         "Zenchef Pay check {} (version {version}, total {} cents, paid {} cents)",
         look.truth.status.check_status(),
-        body["total_cents"],
-        body["paid_cents"]
+        body.total_cents,
+        body.paid_cents
     );
     if look.truth.status == sync::OrderStatus::Open {
         d.wake_pay.notify_one();

@@ -11,10 +11,7 @@ use crate::outbox::{self, OutboxItem, RowState, queue};
 use crate::pos::event::{self, EventData, PosEvent};
 use crate::sync::{self, OrderState, Plan, Step, matching};
 use crate::zenchef::client::{CallError, ErrorClass};
-
-/// Statuses that take a matched booking out of the candidates for good:
-/// a `table.opened` whose seat call was not made is then matched again.
-const GONE: [&str; 3] = ["canceled", "refused", "no_shown"];
+use crate::zenchef::wire::BookingStatus;
 
 /// Walks the order's Zenchef lane until it is empty, dead or a call fails.
 pub async fn work_order(d: &Deliverer, order: &str) -> Ended {
@@ -71,7 +68,9 @@ async fn deliver(
                     .read(move |c| outbox::orders::mirrored_status(c, b))
                     .await
                     .map_err(|e| fail_store(d, e))?
-                    .is_some_and(|s| GONE.contains(&s.as_str())),
+                    // Withdrawn statuses take a matched booking out of the
+                    // candidates for good: the table.opened is matched again.
+                    .is_some_and(|s| BookingStatus::from(s.as_str()).is_withdrawn()),
                 _ => false,
             };
             if sync::must_redecide(&p, order.as_ref(), item.replan, matched_gone) {

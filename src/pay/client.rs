@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use super::wire::{AckBody, CheckBody, CheckConflict, PaymentsAnswer};
 use crate::config::{PayConfig, Secret};
 use crate::zenchef::client::{CallError, ErrorClass, answer_message, classify, transport_message};
 
@@ -91,20 +92,19 @@ impl PayClient {
         &self,
         iid: &str,
         order_id: &str,
-        body: &Value,
+        body: &CheckBody,
     ) -> Result<(), CallError> {
         let url = self.url(&["installations", iid, "checks", order_id], &[])?;
         match self.call(Method::PUT, url, Some(body)).await {
             Ok(_) => Ok(()),
             Err((e, Some(answer))) if e.status == Some(409) => {
                 let ours = body
-                    .get("version")
-                    .and_then(Value::as_i64)
+                    .version
+                    .and_then(|v| i64::try_from(v).ok())
                     .unwrap_or(i64::MAX);
-                let stored = answer
-                    .get("stored_version")
-                    .or_else(|| answer.get("version"))
-                    .and_then(Value::as_i64);
+                let stored = serde_json::from_value::<CheckConflict>(answer)
+                    .unwrap_or_default()
+                    .held();
                 match stored {
                     Some(v) if v >= ours => Ok(()),
                     _ => Err(CallError {
@@ -129,23 +129,17 @@ impl PayClient {
         }
         let url = self.url(&["installations", iid, "payments"], &query)?;
         let v = self
-            .call(Method::GET, url, None)
+            .call(Method::GET, url, None::<&()>)
             .await
             .map_err(|(e, _)| e)?;
+        // Not an object (or no JSON at all): no payments, no cursor.
+        let answer = serde_json::from_value::<PaymentsAnswer>(v).unwrap_or_default();
         let mut page = PaymentsPage {
             payments: vec![],
             unreadable: vec![],
-            next_cursor: v
-                .get("next_cursor")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            next_cursor: answer.next_cursor,
         };
-        for raw in v
-            .get("payments")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-        {
+        for raw in answer.payments {
             match serde_json::from_value::<GuestPayment>(raw.clone()) {
                 Ok(p) => match unusable(&p) {
                     None => page.payments.push((p, raw)),
@@ -165,10 +159,7 @@ impl PayClient {
         payment_id: &str,
         rejected: Option<&str>,
     ) -> Result<(), CallError> {
-        let body = match rejected {
-            None => json!({"status": "settled"}),
-            Some(reason) => json!({"status": "rejected", "reason": reason}),
-        };
+        let body = AckBody::new(rejected);
         let url = self.url(&["installations", iid, "payments", payment_id, "ack"], &[])?;
         self.call(Method::POST, url, Some(&body))
             .await
@@ -197,12 +188,14 @@ impl PayClient {
         })
     }
 
-    /// One call; on an error answer also gives its JSON body (for 409).
-    async fn call(
+    /// One call, `body` (a typed request body, [`super::wire`]) sent as
+    /// JSON; answers the answer's JSON (`null` when it has none), and on an
+    /// error answer also its JSON body (for 409).
+    async fn call<B: Serialize>(
         &self,
         method: Method,
         url: reqwest::Url,
-        body: Option<&Value>,
+        body: Option<&B>,
     ) -> Result<Value, (CallError, Option<Value>)> {
         let what = format!(
             "Zenchef Pay {method} {}",
@@ -217,7 +210,21 @@ impl PayClient {
             .header("Accept", "application/json")
             .header("Content-Type", "application/json");
         if let Some(b) = body {
-            req = req.body(b.to_string());
+            let text = serde_json::to_string(b).map_err(|e| {
+                let message = format!("the request body cannot be written: {e}");
+                let class = ErrorClass::Dead;
+                let (status, what) = (None, what.clone());
+                (
+                    CallError {
+                        class,
+                        status,
+                        what,
+                        message,
+                    },
+                    None,
+                )
+            })?;
+            req = req.body(text);
         }
         let retry = |message: String, status: Option<u16>| CallError {
             class: ErrorClass::Retry { after: None },

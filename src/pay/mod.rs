@@ -25,12 +25,12 @@
 //! in the POS without this payment"), so a guest never pays twice.
 
 pub mod client;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -85,17 +85,17 @@ pub fn settle_command(
     table: &str,
     amount_cents: i64,
     tip_cents: i64,
-) -> serde_json::Value {
-    json!({
-        "command_id": format!("zp-{payment_id}"),
-        "type": "settle",
-        "order_id": order_id,
-        "table": table,
-        "amount_cents": amount_cents,
-        "tip_cents": tip_cents,
-        "method": "zenchef_pay",
-        "payment_id": payment_id,
-    })
+) -> wire::SettleCommand {
+    wire::SettleCommand {
+        amount_cents,
+        command_id: format!("zp-{payment_id}"),
+        method: "zenchef_pay",
+        order_id: order_id.to_string(),
+        payment_id: payment_id.to_string(),
+        table: table.to_string(),
+        tip_cents,
+        kind: "settle",
+    }
 }
 
 /// What the payments task keeps between turns (this run's monotonic clock).
@@ -454,7 +454,7 @@ async fn send_settle(p: &Payments, t: &Todo, resend: bool) -> Result<bool, CallE
         t.tip_cents,
     );
     if p.link
-        .publish("zenchef/commands", cmd.to_string().into_bytes(), false)
+        .publish("zenchef/commands", cmd.to_json().into_bytes(), false)
         .await
     {
         if resend {

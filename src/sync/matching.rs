@@ -18,6 +18,8 @@
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 
+use crate::zenchef::wire::BookingStatus;
+
 /// What matching needs of a booking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -28,7 +30,7 @@ pub struct Candidate {
     /// Booking time, restaurant local.
     pub time: NaiveTime,
     /// Zenchef status.
-    pub status: String,
+    pub status: BookingStatus,
     /// Table names assigned in Zenchef.
     pub tables: Vec<String>,
 }
@@ -56,11 +58,11 @@ pub struct MatchOutcome {
     pub near_misses: Vec<(i64, String)>,
 }
 
-fn preference(status: &str) -> Option<u8> {
+fn preference(status: &BookingStatus) -> Option<u8> {
     match status {
-        "arrived" => Some(0),
-        "confirmed" => Some(1),
-        "waiting" => Some(2),
+        BookingStatus::Arrived => Some(0),
+        BookingStatus::Confirmed => Some(1),
+        BookingStatus::Waiting => Some(2),
         _ => None,
     }
 }

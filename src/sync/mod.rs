@@ -30,7 +30,9 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::pay::wire::{CheckBody, CheckStatus};
 use crate::pos::event::{BillPaid, EventData, Method, PosEvent};
+use crate::zenchef::wire::{BookingStatus, PlanBody, PosTicketBody, TicketPayment, WalkinBody};
 
 /// What the Zenchef lane has applied of an order (table `orders`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,10 +92,10 @@ impl OrderStatus {
     }
     /// The Zenchef Pay check status of an order in this state.
     pub fn check_status(self) -> &'static str {
-        match self {
-            OrderStatus::Open => "open",
-            OrderStatus::Paid => "closed",
-            OrderStatus::Voided => "voided",
+        match CheckStatus::from(self) {
+            CheckStatus::Open => "open",
+            CheckStatus::Closed => "closed",
+            CheckStatus::Voided => "voided",
         }
     }
 }
@@ -149,14 +151,14 @@ pub enum Step {
         /// The booking.
         booking: BookingRef,
         /// New status (`seated`, `over`).
-        status: String,
+        status: BookingStatus,
         /// `PublisherModelId`.
         key: String,
     },
     /// `POST /bookings?force=1` with a walk-in body.
     CreateWalkin {
         /// The request body.
-        body: serde_json::Value,
+        body: PlanBody<WalkinBody>,
         /// `PublisherModelId`.
         key: String,
     },
@@ -165,7 +167,7 @@ pub enum Step {
         /// The booking.
         booking: BookingRef,
         /// The ticket body.
-        body: serde_json::Value,
+        body: PlanBody<PosTicketBody>,
         /// `PublisherModelId`.
         key: String,
     },
@@ -317,7 +319,7 @@ pub fn plan(
                 Plan {
                     steps: vec![Step::ChangeStatus {
                         booking: BookingRef::Id(id),
-                        status: "seated".into(),
+                        status: BookingStatus::Seated,
                         key: key("seated"),
                     }],
                     ..Plan::default()
@@ -330,7 +332,7 @@ pub fn plan(
                 Some(id) => Plan {
                     steps: vec![Step::ChangeStatus {
                         booking: BookingRef::Id(id),
-                        status: "seated".into(),
+                        status: BookingStatus::Seated,
                         key: key("seated"),
                     }],
                     link: Some(Link::Matched),
@@ -339,7 +341,7 @@ pub fn plan(
                 },
                 None => Plan {
                     steps: vec![Step::CreateWalkin {
-                        body: walkin_body(&d.table, d.covers.0, d.opened_at.0, ctx),
+                        body: walkin_body(&d.table, d.covers.0, d.opened_at.0, ctx).into(),
                         key: key("walkin"),
                     }],
                     link: Some(Link::Walkin),
@@ -354,7 +356,7 @@ pub fn plan(
                     steps: vec![
                         Step::ChangeStatus {
                             booking: BookingRef::Id(id),
-                            status: "over".into(),
+                            status: BookingStatus::Over,
                             key: key("over"),
                         },
                         Step::PosTicket {
@@ -371,12 +373,12 @@ pub fn plan(
                 None => Plan {
                     steps: vec![
                         Step::CreateWalkin {
-                            body: walkin_body(&d.table, d.covers.0, d.paid_at.0, ctx),
+                            body: walkin_body(&d.table, d.covers.0, d.paid_at.0, ctx).into(),
                             key: key("walkin"),
                         },
                         Step::ChangeStatus {
                             booking: BookingRef::Created,
-                            status: "over".into(),
+                            status: BookingStatus::Over,
                             key: key("over"),
                         },
                         Step::PosTicket {
@@ -531,16 +533,19 @@ fn bill_paid_cents(d: &BillPaid) -> i64 {
 
 /// A line of a Zenchef Pay check or a Zenchef ticket: the POS line without
 /// its id, prices as the POS sent them (negative for a discount or comp).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Fields in the sorted order the bodies have always had on the wire
+/// ([`crate::zenchef::wire`], module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CheckLine {
     /// Item name.
     pub name: String,
     /// Quantity, as the POS sent it.
     pub quantity: u32,
-    /// Unit price, cents (may be negative).
-    pub unit_price_cents: i64,
     /// Line total, cents (may be negative).
     pub total_cents: i64,
+    /// Unit price, cents (may be negative).
+    pub unit_price_cents: i64,
 }
 
 fn check_lines(lines: &[crate::pos::event::Line]) -> Vec<CheckLine> {
@@ -666,18 +671,16 @@ pub fn truth(order_id: &str, events: &[PosEvent]) -> OrderTruth {
 /// checks): the POS's own lines and totals from its truth, never
 /// recomputed; `version` = the highest stored `seq` of the order. `None`
 /// while no items were sent (no check exists).
-pub fn check_body(t: &OrderTruth, ctx: &Ctx) -> Option<serde_json::Value> {
-    t.has_bill.then(|| {
-        json!({
-            "table": t.table.clone().unwrap_or_default(),
-            "covers": t.covers.unwrap_or(1),
-            "currency": ctx.currency,
-            "status": t.status.check_status(),
-            "lines": t.lines,
-            "total_cents": t.total_cents.unwrap_or(0),
-            "paid_cents": t.paid_cents,
-            "version": t.last_seq,
-        })
+pub fn check_body(t: &OrderTruth, ctx: &Ctx) -> Option<CheckBody> {
+    t.has_bill.then(|| CheckBody {
+        covers: t.covers.unwrap_or(1),
+        currency: ctx.currency.clone(),
+        lines: t.lines.clone(),
+        paid_cents: t.paid_cents,
+        status: t.status.into(),
+        table: t.table.clone().unwrap_or_default(),
+        total_cents: t.total_cents.unwrap_or(0),
+        version: Some(t.last_seq),
     })
 }
 
@@ -773,41 +776,40 @@ pub fn judge_payment(
 
 /// Walk-in creation body (docs/protocol/zenchef-api.md, `POST
 /// /bookings?force=1`): day and time are the restaurant's local time of `at`.
-pub fn walkin_body(
-    table: &str,
-    covers: u32,
-    at: DateTime<FixedOffset>,
-    ctx: &Ctx,
-) -> serde_json::Value {
+pub fn walkin_body(table: &str, covers: u32, at: DateTime<FixedOffset>, ctx: &Ctx) -> WalkinBody {
     let local = at.with_timezone(&ctx.tz);
-    json!({
-        "day": local.format("%Y-%m-%d").to_string(),
-        "time": local.format("%H:%M").to_string(),
-        "nb_guests": covers,
-        "firstname": "Walk-in",
-        "lastname": format!("Table {table}"),
-        "status": "seated",
-        "reservation_type": "walkin",
-        "tables": [table],
-        "country": "fr",
-    })
+    WalkinBody {
+        country: "fr".into(),
+        day: local.format("%Y-%m-%d").to_string(),
+        firstname: "Walk-in".into(),
+        lastname: format!("Table {table}"),
+        nb_guests: covers,
+        reservation_type: "walkin".into(),
+        status: BookingStatus::Seated,
+        tables: vec![table.to_string()],
+        time: local.format("%H:%M").to_string(),
+    }
 }
 
 /// `pos_ticket` body (docs/protocol/zenchef-api.md): the POS's own lines
-/// (discounts and comps as negative lines) and totals.
-pub fn ticket_body(d: &BillPaid, ctx: &Ctx) -> serde_json::Value {
-    json!({
-        "ticket_id": d.order_id.0,
-        "currency": ctx.currency,
-        "covers": d.covers.0,
-        "total_cents": d.total_cents.0,
-        "tip_cents": d.tip_cents.0,
-        "paid_at": d.paid_at.0.to_rfc3339(),
-        "lines": check_lines(&d.lines),
-        "payments": d.payments.iter().map(|p| json!({
-            "method": p.method,
-            "amount_cents": p.amount_cents.0,
-        })).collect::<Vec<_>>(),
+/// (discounts and comps as negative lines) and totals, as a plan stores it.
+pub fn ticket_body(d: &BillPaid, ctx: &Ctx) -> PlanBody<PosTicketBody> {
+    PlanBody::Typed(PosTicketBody {
+        covers: d.covers.0,
+        currency: ctx.currency.clone(),
+        lines: check_lines(&d.lines),
+        paid_at: d.paid_at.0.to_rfc3339(),
+        payments: d
+            .payments
+            .iter()
+            .map(|p| TicketPayment {
+                amount_cents: p.amount_cents.0,
+                method: p.method,
+            })
+            .collect(),
+        ticket_id: d.order_id.0.clone(),
+        tip_cents: d.tip_cents.0,
+        total_cents: d.total_cents.0,
     })
 }
 

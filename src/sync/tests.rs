@@ -106,6 +106,8 @@ fn opened_without_a_match_creates_a_walkin_in_local_time() {
         panic!()
     };
     assert_eq!(key, "e1:walkin");
+    // The body as it goes on the wire.
+    let body = serde_json::to_value(body).unwrap();
     // 19:42:05Z is 20:42 in Paris (UTC+1 in November).
     assert_eq!(body["day"], "2026-11-29");
     assert_eq!(body["time"], "20:42");
@@ -132,6 +134,8 @@ fn bill_paid_finishes_and_attaches_the_pos_totals_with_discount_lines() {
         panic!()
     };
     assert_eq!(key, "e9:ticket");
+    // The body as it goes on the wire.
+    let body = serde_json::to_value(body).unwrap();
     assert_eq!(body["ticket_id"], "O-1");
     assert_eq!(
         body["total_cents"], 3900,
@@ -345,7 +349,8 @@ fn the_truth_is_every_stored_event_in_seq_order() {
     assert_eq!(t.total_cents, Some(3900));
     assert_eq!(t.paid_cents, 3900);
     assert_eq!(t.last_seq, 9);
-    let body = check_body(&t, &ctx()).unwrap();
+    // The body as it goes on the wire.
+    let body = serde_json::to_value(check_body(&t, &ctx()).unwrap()).unwrap();
     assert_eq!(
         body["status"], "closed",
         "a late items_sent never reopens it"
@@ -378,7 +383,8 @@ fn the_truth_is_every_stored_event_in_seq_order() {
         (OrderStatus::Open, 2000, 5)
     );
     assert!(t.references.contains("pay_1"));
-    let body = check_body(&t, &ctx()).unwrap();
+    // The body as it goes on the wire.
+    let body = serde_json::to_value(check_body(&t, &ctx()).unwrap()).unwrap();
     assert_eq!(
         (
             body["status"].clone(),
@@ -487,4 +493,83 @@ fn payments_are_judged_against_the_stored_pos_bill() {
         judge_payment("d", 1, &t, None, 10000),
         Verdict::Refuse(Refusal::Exceeds { .. })
     ));
+}
+
+/// The typed bodies write the bytes the `json!` builders of earlier
+/// releases wrote (sorted keys, same omissions), and a stored plan of an
+/// earlier release reads back and writes the same text.
+#[test]
+fn typed_bodies_are_byte_identical_to_the_earlier_json_ones() {
+    let EventData::BillPaid(d) = &paid().data else {
+        unreachable!()
+    };
+    let old_lines = |lines: &[crate::pos::event::Line]| {
+        lines
+            .iter()
+            .map(|l| {
+                json!({"name": l.name, "quantity": l.quantity,
+                    "unit_price_cents": l.unit_price_cents.0, "total_cents": l.total_cents.0})
+            })
+            .collect::<Vec<_>>()
+    };
+    let old_ticket = json!({
+        "ticket_id": d.order_id.0, "currency": "EUR", "covers": d.covers.0,
+        "total_cents": d.total_cents.0, "tip_cents": d.tip_cents.0,
+        "paid_at": d.paid_at.0.to_rfc3339(), "lines": old_lines(&d.lines),
+        "payments": d.payments.iter().map(|p| json!({
+            "method": p.method, "amount_cents": p.amount_cents.0,
+        })).collect::<Vec<_>>(),
+    });
+    let new_ticket = ticket_body(d, &ctx());
+    assert_eq!(
+        serde_json::to_string(&new_ticket).unwrap(),
+        old_ticket.to_string()
+    );
+    let old_walkin = json!({
+        "day": "2026-11-29", "time": "22:31", "nb_guests": 4, "firstname": "Walk-in",
+        "lastname": "Table 12", "status": "seated", "reservation_type": "walkin",
+        "tables": ["12"], "country": "fr",
+    });
+    let new_walkin = walkin_body("12", 4, d.paid_at.0, &ctx());
+    assert_eq!(
+        serde_json::to_string(&new_walkin).unwrap(),
+        old_walkin.to_string()
+    );
+    let t = truth("O-1", &[opened(), items(3, 3900), paid()]);
+    let old_check = json!({
+        "table": "12", "covers": 4, "currency": "EUR", "status": "closed",
+        "lines": old_lines(&d.lines), "total_cents": 3900, "paid_cents": 3900, "version": 9,
+    });
+    let mut check = check_body(&t, &ctx()).unwrap();
+    assert_eq!(
+        serde_json::to_string(&check).unwrap(),
+        old_check.to_string()
+    );
+    let mut old_unversioned = old_check.clone();
+    old_unversioned.as_object_mut().unwrap().remove("version");
+    check.version = None;
+    assert_eq!(
+        serde_json::to_string(&check).unwrap(),
+        old_unversioned.to_string()
+    );
+    // A plan as the current release stores it (bodies built with json!).
+    let stored = format!(
+        r#"{{"steps":[{{"call":"create_walkin","body":{old_walkin},"key":"e9:walkin"}},{{"call":"change_status","booking":"created","status":"over","key":"e9:over"}},{{"call":"pos_ticket","booking":"created","body":{old_ticket},"key":"e9:ticket"}}],"done":1,"created_booking":5000,"link":"walkin","matched_booking":null,"basis":{{"booking_id":null,"link":null}},"revision":0}}"#
+    );
+    let p = Plan::from_stored(&stored).unwrap();
+    assert!(matches!(
+        &p.steps[0],
+        Step::CreateWalkin {
+            body: PlanBody::Typed(_),
+            ..
+        }
+    ));
+    assert!(matches!(
+        &p.steps[2],
+        Step::PosTicket {
+            body: PlanBody::Typed(_),
+            ..
+        }
+    ));
+    assert_eq!(serde_json::to_string(&p).unwrap(), stored);
 }

@@ -1,5 +1,6 @@
 //! The Zenchef partner API client (docs/protocol/zenchef-api.md): the one module that
-//! knows Zenchef's URLs, headers, JSON shapes and error answers.
+//! knows Zenchef's URLs, headers and error answers; the JSON bodies it sends
+//! and reads are typed in [`super::wire`].
 //!
 //! Every failure is a [`CallError`] whose [`ErrorClass`] tells the outbox
 //! what to do (§ "Errors and what the agent does"): retry later (with the
@@ -18,9 +19,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{NaiveDate, NaiveTime};
 use reqwest::{Method, StatusCode, header::HeaderMap};
-use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::wire::{
+    BookingStatus, BookingsPage, ChangeStatusBody, CreatedBooking, Data, PlanBody, PosTicketBody,
+    WalkinBody,
+};
 use crate::config::{Secret, ZenchefConfig};
 
 /// What the outbox must do about a failed call.
@@ -87,8 +93,9 @@ pub struct Booking {
     /// Allergies shown to the POS.
     #[serde(default)]
     pub allergies: Option<String>,
-    /// Zenchef status (`confirmed`, `seated`, `over`, …).
-    pub status: String,
+    /// Zenchef status (`confirmed`, `seated`, `over`, …; an unknown one
+    /// is kept as it was sent).
+    pub status: BookingStatus,
     /// Assigned tables.
     #[serde(default)]
     pub tables: Vec<BookingTable>,
@@ -159,23 +166,6 @@ pub struct ZenchefTable {
     pub room: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct DataOne<T> {
-    data: T,
-}
-
-#[derive(Deserialize)]
-struct Page {
-    data: Vec<Value>,
-    paginator: Paginator,
-}
-
-#[derive(Deserialize)]
-struct Paginator {
-    current_page: u64,
-    total_pages: u64,
-}
-
 /// Most pages followed for one day (guards against a paginator that never ends).
 const MAX_PAGES: u64 = 100;
 /// Longest `Retry-After` honoured: a longer one (or a date far ahead) is
@@ -227,7 +217,7 @@ impl ZenchefClient {
             let path = format!(
                 "/bookings?filters[0][field]=day&filters[0][operator]==&filters[0][value]={day}&limit=100&page={page}"
             );
-            let v: Page = self.call(Method::GET, &path, None, None).await?;
+            let v: BookingsPage = self.call(Method::GET, &path, None::<&()>, None).await?;
             for raw in v.data {
                 match serde_json::from_value::<Booking>(raw.clone()) {
                     Ok(b) => out.push(b),
@@ -246,36 +236,41 @@ impl ZenchefClient {
 
     /// `GET /bookings/{id}`.
     pub async fn booking(&self, id: i64) -> Result<Booking, CallError> {
-        let d: DataOne<Booking> = self
-            .call(Method::GET, &format!("/bookings/{id}"), None, None)
+        let d: Data<Booking> = self
+            .call(Method::GET, &format!("/bookings/{id}"), None::<&()>, None)
             .await?;
         Ok(d.data)
     }
 
     /// `PATCH /bookings/{id}/changeStatus` with `PublisherModelId = key`.
+    /// The answer's booking (`{"data":booking}`) is not read.
     pub async fn change_status(
         &self,
         id: i64,
-        status: &str,
+        status: &BookingStatus,
         key: &str,
-    ) -> Result<Value, CallError> {
-        let d: DataOne<Value> = self
+    ) -> Result<(), CallError> {
+        let _: Data<IgnoredAny> = self
             .call(
                 Method::PATCH,
                 &format!("/bookings/{id}/changeStatus"),
-                Some(&serde_json::json!({ "status": status })),
+                Some(&ChangeStatusBody { status }),
                 Some(key),
             )
             .await?;
-        Ok(d.data)
+        Ok(())
     }
 
     /// `POST /bookings?force=1` (walk-in); answers the created booking's id.
-    pub async fn create_walkin(&self, body: &Value, key: &str) -> Result<i64, CallError> {
-        let d: DataOne<Value> = self
+    pub async fn create_walkin(
+        &self,
+        body: &PlanBody<WalkinBody>,
+        key: &str,
+    ) -> Result<i64, CallError> {
+        let d: Data<CreatedBooking> = self
             .call(Method::POST, "/bookings?force=1", Some(body), Some(key))
             .await?;
-        d.data.get("id").and_then(Value::as_i64).ok_or(CallError {
+        d.data.id().ok_or(CallError {
             class: ErrorClass::Retry { after: None },
             status: None,
             what: "POST /bookings".into(),
@@ -284,8 +279,13 @@ impl ZenchefClient {
     }
 
     /// `PUT /bookings/{id}/pos_ticket`.
-    pub async fn put_pos_ticket(&self, id: i64, body: &Value, key: &str) -> Result<(), CallError> {
-        let _: Value = self
+    pub async fn put_pos_ticket(
+        &self,
+        id: i64,
+        body: &PlanBody<PosTicketBody>,
+        key: &str,
+    ) -> Result<(), CallError> {
+        let _: IgnoredAny = self
             .call(
                 Method::PUT,
                 &format!("/bookings/{id}/pos_ticket"),
@@ -298,15 +298,18 @@ impl ZenchefClient {
 
     /// `GET /tables`.
     pub async fn tables(&self) -> Result<Vec<ZenchefTable>, CallError> {
-        let d: DataOne<Vec<ZenchefTable>> = self.call(Method::GET, "/tables", None, None).await?;
+        let d: Data<Vec<ZenchefTable>> =
+            self.call(Method::GET, "/tables", None::<&()>, None).await?;
         Ok(d.data)
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
+    /// One call: `body` (a typed request body, [`super::wire`]) sent as
+    /// JSON, the answer read as `T`.
+    async fn call<T: serde::de::DeserializeOwned, B: Serialize>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&B>,
         model_id: Option<&str>,
     ) -> Result<T, CallError> {
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
@@ -334,7 +337,12 @@ impl ZenchefClient {
                 .header("PublisherModelId", key);
         }
         if let Some(b) = body {
-            req = req.body(b.to_string());
+            req = req.body(serde_json::to_string(b).map_err(|e| CallError {
+                class: ErrorClass::Dead,
+                status: None,
+                what: what.clone(),
+                message: format!("the request body cannot be written: {e}"),
+            })?);
         }
         let resp = req.send().await.map_err(|e| CallError {
             class: ErrorClass::Retry { after: None },

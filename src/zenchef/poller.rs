@@ -45,8 +45,6 @@ use crate::health::Health;
 use crate::outbox::{Store, StoreError, now_utc};
 use crate::pos::session::PosLink;
 
-/// Statuses whose reservation is withdrawn from the POS (rule 2).
-pub const WITHDRAWN: &[&str] = &["canceled", "refused", "no_shown"];
 /// A withdrawal counts as confirmed when the session it was published on
 /// is still the same and connected this long after (two keep-alives of
 /// 30 s: a dead connection would have been noticed).
@@ -117,14 +115,15 @@ pub fn diff(mirror: &BTreeMap<i64, MirrorRow>, fetched: &[Booking]) -> Vec<(i64,
     let mut seen = HashSet::new();
     for b in fetched {
         seen.insert(b.id);
-        let body = if WITHDRAWN.contains(&b.status.as_str()) {
+        // Rule 2: a withdrawn reservation leaves the POS.
+        let body = if b.status.is_withdrawn() {
             None
         } else {
             Some(pos_reservation(b).to_string())
         };
         let row = MirrorRow {
             day: b.day.clone(),
-            status: b.status.clone(),
+            status: b.status.to_string(),
             body,
         };
         match mirror.get(&b.id) {

@@ -1,0 +1,221 @@
+//! The JSON bodies of the Zenchef Pay POS connector (docs/protocol/zenchef-pay.md)
+//! and of the settle command the agent publishes to the POS on
+//! `zenchef/commands` (docs/protocol/cashpad-local.md §7).
+//!
+//! Field order: as in [`crate::zenchef::wire`], the structs declare their
+//! fields in the sorted order `serde_json::json!` wrote, so the bytes sent
+//! (and the check bodies kept in `pay_checks`) are those of earlier
+//! releases.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::sync::{CheckLine, OrderStatus};
+
+/// A check's `status` (§ Checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// The guests can pay it.
+    Open,
+    /// Paid in full, wherever that happened.
+    Closed,
+    /// The order was cancelled.
+    Voided,
+}
+
+impl From<OrderStatus> for CheckStatus {
+    fn from(s: OrderStatus) -> Self {
+        match s {
+            OrderStatus::Open => CheckStatus::Open,
+            OrderStatus::Paid => CheckStatus::Closed,
+            OrderStatus::Voided => CheckStatus::Voided,
+        }
+    }
+}
+
+/// `PUT /installations/{iid}/checks/{order_id}` body (§ Checks): the POS's
+/// own lines and totals, integer cents in `currency`. Fields in sorted
+/// order (module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckBody {
+    /// Guests (1 when unknown).
+    pub covers: u32,
+    /// ISO 4217 code (`EUR`).
+    pub currency: String,
+    /// The whole bill, as the POS last sent it.
+    pub lines: Vec<CheckLine>,
+    /// What the POS reports as paid, cents, tips excluded.
+    pub paid_cents: i64,
+    /// Open, closed or voided.
+    pub status: CheckStatus,
+    /// Table name.
+    pub table: String,
+    /// The POS bill total, cents.
+    pub total_cents: i64,
+    /// The check's version (the POS `seq` it was made from); `None` writes
+    /// the body without it, as the agent keeps it to see whether Zenchef
+    /// Pay already holds the same check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+}
+
+/// The answer to a check push refused with 409 (§ Checks): the version
+/// Zenchef Pay holds, under `stored_version` or `version` (the contract
+/// does not say which). A field that is not an integer reads as absent.
+#[derive(Debug, Default, Deserialize)]
+pub struct CheckConflict {
+    /// The version held.
+    #[serde(default, deserialize_with = "integer_or_none")]
+    pub stored_version: Option<i64>,
+    /// The version held, other name.
+    #[serde(default, deserialize_with = "integer_or_none")]
+    pub version: Option<i64>,
+}
+
+impl CheckConflict {
+    /// The version Zenchef Pay holds, if the answer says.
+    pub fn held(&self) -> Option<i64> {
+        self.stored_version.or(self.version)
+    }
+}
+
+/// `GET /installations/{iid}/payments` answer (§ Payments made by guests).
+/// The payments stay raw JSON: each one is read alone (one the agent cannot
+/// read is reported with its JSON, never drops the page), and kept as
+/// received. A missing or malformed field reads as empty.
+#[derive(Debug, Default, Deserialize)]
+pub struct PaymentsAnswer {
+    /// The payments after the cursor.
+    #[serde(default, deserialize_with = "list_or_empty")]
+    pub payments: Vec<serde_json::Value>,
+    /// The cursor to send back as `after`.
+    #[serde(default, deserialize_with = "text_or_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /installations/{iid}/payments/{payment_id}/ack` body (§
+/// Acknowledging a payment): `{"status":"settled"}` or
+/// `{"reason":"…","status":"rejected"}`. Fields in sorted order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AckBody<'a> {
+    /// Why the payment is rejected (Zenchef Pay refunds the guest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    /// Settled or rejected.
+    pub status: AckStatus,
+}
+
+/// An ack's `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckStatus {
+    /// The POS reported the payment.
+    Settled,
+    /// The payment cannot be settled.
+    Rejected,
+}
+
+impl<'a> AckBody<'a> {
+    /// `settled`, or `rejected` with its reason.
+    pub fn new(rejected: Option<&'a str>) -> Self {
+        AckBody {
+            reason: rejected,
+            status: match rejected {
+                None => AckStatus::Settled,
+                Some(_) => AckStatus::Rejected,
+            },
+        }
+    }
+}
+
+/// The settle command published to the POS on `zenchef/commands`
+/// (docs/protocol/cashpad-local.md §7): one per Zenchef Pay payment,
+/// amounts in cents. Fields in sorted order (module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SettleCommand {
+    /// Amount toward the bill, cents.
+    pub amount_cents: i64,
+    /// `zp-<payment_id>`: the POS answers with it.
+    pub command_id: String,
+    /// Always `zenchef_pay`.
+    pub method: &'static str,
+    /// POS order id.
+    pub order_id: String,
+    /// Zenchef Pay payment id (the POS reports it as the payment's
+    /// `reference`).
+    pub payment_id: String,
+    /// Table name.
+    pub table: String,
+    /// Tip, cents.
+    pub tip_cents: i64,
+    /// Always `settle`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+impl SettleCommand {
+    /// The command as published (JSON text).
+    pub fn to_json(&self) -> String {
+        // Strings and integers only: serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+fn integer_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(serde_json::Value::deserialize(d)?.as_i64())
+}
+
+fn text_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(serde_json::Value::deserialize(d)?
+        .as_str()
+        .map(str::to_string))
+}
+
+fn list_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<serde_json::Value>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Array(a) => a,
+        _ => Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ack_bodies_are_the_contract_ones() {
+        assert_eq!(
+            serde_json::to_string(&AckBody::new(None)).unwrap(),
+            r#"{"status":"settled"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&AckBody::new(Some("order O-1 already paid in the POS")))
+                .unwrap(),
+            json!({"status":"rejected","reason":"order O-1 already paid in the POS"}).to_string()
+        );
+    }
+
+    #[test]
+    fn the_settle_command_is_the_one_earlier_releases_published() {
+        let cmd = crate::pay::settle_command("pay_8f2c", "O-881", "12", 5400, 300);
+        let old = json!({
+            "command_id": "zp-pay_8f2c", "type": "settle", "order_id": "O-881", "table": "12",
+            "amount_cents": 5400, "tip_cents": 300, "method": "zenchef_pay",
+            "payment_id": "pay_8f2c",
+        });
+        assert_eq!(cmd.to_json(), old.to_string());
+    }
+
+    #[test]
+    fn answers_read_leniently() {
+        let c: CheckConflict = serde_json::from_value(json!({"version": 9})).unwrap();
+        assert_eq!(c.held(), Some(9));
+        let c: CheckConflict =
+            serde_json::from_value(json!({"stored_version": 7, "version": 9})).unwrap();
+        assert_eq!(c.held(), Some(7));
+        let p: PaymentsAnswer =
+            serde_json::from_value(json!({"payments": {}, "next_cursor": 3})).unwrap();
+        assert!(p.payments.is_empty() && p.next_cursor.is_none());
+    }
+}
