@@ -62,19 +62,19 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// (a full disk fails every order's every try; intake reports it too).
 const STORE_WARN_EVERY: Duration = Duration::from_secs(60);
 
-/// Why a lane worker could not go on. The source is kept: the outbox row's
-/// `last_error` / `pay_error` and the journal show the whole chain.
+/// Why a lane worker could not go on. Each variant is its cause, shown as
+/// it (`transparent`: the cause is not repeated in an error chain).
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     /// A Zenchef call failed.
-    #[error("{0}")]
-    Zenchef(#[source] CallError),
+    #[error(transparent)]
+    Zenchef(CallError),
     /// A Zenchef Pay call failed.
-    #[error("{0}")]
-    Pay(#[source] CallError),
+    #[error(transparent)]
+    Pay(CallError),
     /// The store could not be read or written.
-    #[error("{0}")]
-    Store(#[source] StoreError),
+    #[error(transparent)]
+    Store(StoreError),
 }
 
 impl From<StoreError> for Failure {
