@@ -36,7 +36,9 @@ use crate::outbox::{migrations, store};
 use crate::pos::discovery::{self, Announced, PosTarget};
 use crate::pos::session::{self, MqttFailure, USERNAME};
 use crate::status;
-use crate::zenchef::client::{ErrorClass, ZenchefClient, transport_message};
+use crate::zenchef::client::{
+    ErrorClass, TransportFailure, ZenchefClient, transport_kind, transport_message,
+};
 
 /// How long the POS is looked for on mDNS.
 pub const BROWSE_FOR: Duration = Duration::from_secs(3);
@@ -437,7 +439,7 @@ async fn check_net(r: &mut Report, dns: &'static str, tls: &'static str, base: &
         }
         Err(e) => {
             let msg = transport_message(&e);
-            let hint = tls_hint(&msg, &host, port);
+            let hint = tls_hint(transport_kind(&e), &host, port);
             r.fail(tls, format!("{host}:{port}: {msg}"), hint);
             false
         }
@@ -449,17 +451,26 @@ fn dns_hint() -> &'static str {
 }
 
 /// What to do about a transport error towards `host`.
-pub fn tls_hint(msg: &str, host: &str, port: u16) -> String {
-    if msg.contains("clock") {
-        "the system clock is wrong (certificates look not yet valid): check `timedatectl` and \
-         that NTP can reach its servers"
-            .into()
-    } else if msg.contains("certificate") || msg.contains("Certificate") {
-        format!("{host} presents a certificate the box does not trust: a proxy may intercept HTTPS")
-    } else if msg.starts_with("timed out") {
-        format!("no answer from {host}:{port} within {NET_TIMEOUT:?}: internet down or very slow")
-    } else {
-        format!("cannot reach {host}:{port}: internet down, or a firewall blocks outgoing HTTPS")
+pub fn tls_hint(kind: TransportFailure, host: &str, port: u16) -> String {
+    match kind {
+        TransportFailure::CertNotYetValid | TransportFailure::CertExpired => {
+            "the system clock is wrong (certificates look not yet valid): check `timedatectl` and \
+             that NTP can reach its servers"
+                .into()
+        }
+        TransportFailure::CertRefused => format!(
+            "{host} presents a certificate the box does not trust: a proxy may intercept HTTPS"
+        ),
+        TransportFailure::Timeout => {
+            format!(
+                "no answer from {host}:{port} within {NET_TIMEOUT:?}: internet down or very slow"
+            )
+        }
+        TransportFailure::Connect | TransportFailure::Other => {
+            format!(
+                "cannot reach {host}:{port}: internet down, or a firewall blocks outgoing HTTPS"
+            )
+        }
     }
 }
 
@@ -989,12 +1000,12 @@ mod tests {
 
     #[test]
     fn a_not_yet_valid_certificate_names_the_clock() {
-        let msg = "request failed: invalid peer certificate: NotValidYet — the certificate is not \
-                   valid yet: the system clock is probably wrong";
-        assert!(tls_hint(msg, "api.zenchef.com", 443).contains("the system clock is wrong"));
         assert!(
-            tls_hint("cannot connect: Connection refused", "h", 1).contains("cannot reach h:1")
+            tls_hint(TransportFailure::CertNotYetValid, "api.zenchef.com", 443)
+                .contains("the system clock is wrong")
         );
-        assert!(tls_hint("timed out", "h", 1).starts_with("no answer from h:1"));
+        assert!(tls_hint(TransportFailure::Connect, "h", 1).contains("cannot reach h:1"));
+        assert!(tls_hint(TransportFailure::Timeout, "h", 1).starts_with("no answer from h:1"));
+        assert!(tls_hint(TransportFailure::CertRefused, "h", 1).contains("a proxy may intercept"));
     }
 }

@@ -458,6 +458,65 @@ pub fn answer_message(text: &str) -> String {
     }
 }
 
+/// What a transport failure was, read from the types of its causes (never
+/// from their text): what a technician does about it differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportFailure {
+    /// No answer in time.
+    Timeout,
+    /// The server's certificate is not valid yet: the box's clock is
+    /// probably behind (no RTC; NTP not reached yet).
+    CertNotYetValid,
+    /// The server's certificate has expired, or the clock is ahead.
+    CertExpired,
+    /// Another certificate refusal (unknown issuer, wrong name): a proxy
+    /// may intercept HTTPS.
+    CertRefused,
+    /// The connection could not be made (refused, unreachable, DNS).
+    Connect,
+    /// Anything else (the request failed after connecting).
+    Other,
+}
+
+/// The certificate refusal among `e`'s causes, if any. rustls' error sits
+/// inside an `io::Error` (itself inside another one, with hyper-rustls),
+/// whose `source()` skips what it wraps, so an I/O error is looked into
+/// instead.
+fn cert_problem(e: &(dyn std::error::Error + 'static)) -> Option<TransportFailure> {
+    use rustls::CertificateError as C;
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(rustls::Error::InvalidCertificate(c)) = s.downcast_ref::<rustls::Error>() {
+            return Some(match c {
+                C::NotValidYet | C::NotValidYetContext { .. } => TransportFailure::CertNotYetValid,
+                C::Expired | C::ExpiredContext { .. } => TransportFailure::CertExpired,
+                _ => TransportFailure::CertRefused,
+            });
+        }
+        src = match s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => s.source(),
+        };
+    }
+    None
+}
+
+/// What `e` was ([`TransportFailure`]).
+pub fn transport_kind(e: &reqwest::Error) -> TransportFailure {
+    if let Some(cert) = cert_problem(e) {
+        cert
+    } else if e.is_timeout() {
+        TransportFailure::Timeout
+    } else if e.is_connect() {
+        TransportFailure::Connect
+    } else {
+        TransportFailure::Other
+    }
+}
+
 /// A transport error as one sentence with its cause chain; a certificate
 /// "not yet valid" names the clock (the box has no RTC).
 pub fn transport_message(e: &reqwest::Error) -> String {
@@ -474,30 +533,22 @@ pub fn transport_message(e: &reqwest::Error) -> String {
         src = s.source();
     }
     let msg = parts.join(": ");
-    clock_hint(msg)
+    clock_hint(msg, transport_kind(e))
 }
 
 /// Adds the likely cause to a certificate-date error: the box has no RTC,
 /// so right after boot its clock may be far behind (every certificate "not
-/// valid yet") or ahead (every certificate "expired"). rustls 0.23 says
-/// "certificate not valid yet" / "certificate expired" (older versions
-/// `NotValidYet` / `Expired`): all are matched.
-fn clock_hint(msg: String) -> String {
-    let lower = msg.to_lowercase();
-    if lower.contains("notvalidyet")
-        || lower.contains("not valid yet")
-        || lower.contains("not yet valid")
-    {
-        format!(
+/// valid yet") or ahead (every certificate "expired").
+fn clock_hint(msg: String, kind: TransportFailure) -> String {
+    match kind {
+        TransportFailure::CertNotYetValid => format!(
             "{msg} — the certificate is not valid yet: the system clock is probably wrong (behind)"
-        )
-    } else if lower.contains("certificate expired") || lower.contains("certexpired") {
-        format!(
+        ),
+        TransportFailure::CertExpired => format!(
             "{msg} — the certificate has expired, or the system clock is wrong (ahead): check the \
              date on the box"
-        )
-    } else {
-        msg
+        ),
+        _ => msg,
     }
 }
 
@@ -560,24 +611,61 @@ mod tests {
         );
     }
 
-    /// Regression (wrong-clock suite): rustls 0.23 words it "certificate
-    /// not valid yet", which the old check ("not yet valid") missed, so
-    /// the hint naming the clock was never given.
+    /// Regression (wrong-clock suite): the hint naming the clock is given
+    /// for rustls' certificate-date errors, found by their type wherever
+    /// they sit among the causes (inside an `io::Error` too); the words
+    /// rustls uses do not matter.
     #[test]
     fn certificate_date_errors_name_the_clock() {
+        use rustls::CertificateError as C;
+        let wrapped = |c: C| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(c),
+            )
+        };
+        assert_eq!(
+            cert_problem(&wrapped(C::NotValidYet)),
+            Some(TransportFailure::CertNotYetValid)
+        );
+        assert_eq!(
+            cert_problem(&wrapped(C::Expired)),
+            Some(TransportFailure::CertExpired)
+        );
+        assert_eq!(
+            cert_problem(&wrapped(C::UnknownIssuer)),
+            Some(TransportFailure::CertRefused)
+        );
+        let twice = std::io::Error::other(wrapped(C::NotValidYet));
+        assert_eq!(
+            cert_problem(&twice),
+            Some(TransportFailure::CertNotYetValid)
+        );
+        assert_eq!(
+            cert_problem(&rustls::Error::InvalidCertificate(C::NotValidYet)),
+            Some(TransportFailure::CertNotYetValid)
+        );
+        assert_eq!(
+            cert_problem(&std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+            None
+        );
         let rustls_023 = "cannot connect: client error (Connect): invalid peer certificate: \
                           certificate not valid yet: verification time 1795969640 (UNIX), but \
                           certificate is not valid before 1830297600";
-        assert!(clock_hint(rustls_023.into()).ends_with(
-            "the certificate is not valid yet: the system clock is probably wrong (behind)"
-        ));
-        assert!(clock_hint("invalid peer certificate: NotValidYet".into()).contains("clock"));
         assert!(
-            clock_hint("invalid peer certificate: certificate expired: verification time".into())
-                .contains("the system clock is wrong (ahead)")
+            clock_hint(rustls_023.into(), TransportFailure::CertNotYetValid).ends_with(
+                "the certificate is not valid yet: the system clock is probably wrong (behind)"
+            )
+        );
+        assert!(
+            clock_hint(
+                "invalid peer certificate: certificate expired".into(),
+                TransportFailure::CertExpired
+            )
+            .contains("the system clock is wrong (ahead)")
         );
         assert_eq!(
-            clock_hint("connection refused".into()),
+            clock_hint("connection refused".into(), TransportFailure::Connect),
             "connection refused"
         );
     }
