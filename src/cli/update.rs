@@ -127,6 +127,15 @@ pub enum Restart {
     ByParent,
 }
 
+/// What `update apply` got to: nothing to do, or a check (and maybe an
+/// install).
+enum Tried {
+    /// Already up to date (the line to print).
+    UpToDate(String),
+    /// The updater's outcome.
+    Checked(Outcome),
+}
+
 /// `update apply [--force] [--no-restart]`.
 pub fn apply(config: &Config, force: bool, restart: Restart) -> anyhow::Result<i32> {
     // Before anything is fetched: without a key every release is refused.
@@ -148,20 +157,24 @@ pub fn apply(config: &Config, force: bool, restart: Restart) -> anyhow::Result<i
     let outcome = runtime()?.block_on(async {
         match u.plan(o).await {
             Ok(p) if matches!(p.release, Err(Refusal::UpToDate(_))) => {
-                Ok(Outcome::NotNow(format!("up to date ({})", p.current)))
+                Ok(Tried::UpToDate(format!("up to date ({})", p.current)))
             }
-            Ok(_) => u.check(o).await,
+            Ok(_) => u.check(o).await.map(Tried::Checked),
             Err(e) => Err(e),
         }
     });
+    let outcome = match outcome {
+        Ok(Tried::UpToDate(line)) => {
+            println!("{line}");
+            return Ok(0);
+        }
+        Ok(Tried::Checked(o)) => Ok(o),
+        Err(e) => Err(e),
+    };
     match outcome {
         Ok(Outcome::NotConfigured) => {
             eprintln!("update.manifest_url is not set: nothing to apply");
             Ok(1)
-        }
-        Ok(Outcome::NotNow(why)) if why.starts_with("up to date") => {
-            println!("{why}");
-            Ok(0)
         }
         Ok(Outcome::NotNow(why)) => {
             eprintln!("not installed: {why}");
