@@ -156,15 +156,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     #[cfg(feature = "test-next")]
     {
-        let _ = store
-            .write(|c| {
-                c.execute(
-                    "INSERT INTO next_marks(note, written_at) VALUES ('started', ?1)",
-                    [outbox::now_utc()],
-                )?;
-                Ok(())
-            })
-            .await;
+        let _ = store.write(outbox::kv::mark_next_started).await;
     }
     info!(
         "zenchef-edge {} started: store {}, restaurant {}",

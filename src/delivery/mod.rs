@@ -153,7 +153,7 @@ pub async fn run(
         if now >= next_rescan {
             let (last, full) = (scanned_version, now >= next_full_rescan);
             let scan = d.store.read(move |c| {
-                let version: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+                let version = crate::outbox::store::data_version(c)?;
                 let orders = if full || last != Some(version) {
                     Some((
                         queue::ready_orders(c, Lane::Zenchef)?,
