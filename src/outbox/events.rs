@@ -237,7 +237,14 @@ fn insert_event(
         "INSERT INTO outbox(event_id, order_id, seq, type, state, pay_state, updated_at)
          VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
     )?
-    .execute(params![event.event_id, order_id, event.seq as i64, event.event_type, pay_state, now])?;
+    .execute(params![
+        event.event_id,
+        order_id,
+        event.seq as i64,
+        event.event_type,
+        pay_state,
+        now
+    ])?;
     Ok(IntakeOutcome::Stored {
         order: Some(order_id.to_string()),
         payments: settle_from_event(conn, event)?,

@@ -39,9 +39,9 @@ pub use orders::{
     save_order,
 };
 pub use payments::{NeedsPerson, PaymentChange};
-pub use queue::{Lane, OutboxItem, State};
 /// The former name of [`State`] (the delivery lanes still use it).
 pub use queue::State as RowState;
+pub use queue::{Lane, OutboxItem, State};
 pub use store::{Store, StoreError};
 
 /// Box clock, UTC, RFC 3339 with milliseconds (`2026-11-29T18:42:05.123Z`):

@@ -487,3 +487,33 @@ pub fn order_pending(conn: &Connection, order_id: &str) -> Result<bool, StoreErr
         |r| r.get::<_, bool>(0),
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each state is stored under its old name and reads back as itself;
+    /// a name this binary does not know reads as queued (never lost).
+    #[test]
+    fn states_keep_their_stored_names() {
+        let c = Connection::open_in_memory().unwrap();
+        for (s, name) in [
+            (State::Queued, "queued"),
+            (State::Done, "done"),
+            (State::Dead, "dead"),
+        ] {
+            let (text, back): (String, State) = c
+                .query_row("SELECT ?1, ?1", [s], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap();
+            assert_eq!((text.as_str(), back), (name, s));
+        }
+        let later: State = c.query_row("SELECT 'later'", [], |r| r.get(0)).unwrap();
+        assert_eq!(later, State::Queued);
+        let lanes: (Lane, Lane) = c
+            .query_row("SELECT 'zenchef', 'pay'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(lanes, (Lane::Zenchef, Lane::Pay));
+    }
+}

@@ -41,8 +41,8 @@ use tracing::{debug, error, info, warn};
 
 use super::client::{Booking, CallError, ErrorClass, ZenchefClient};
 use crate::health::Health;
-use crate::outbox::mirror::{confirm_withdrawals, load_mirror, save_mirror};
 pub use crate::outbox::mirror::{MirrorRow, PRUNE_BATCH, prune_mirror};
+use crate::outbox::mirror::{confirm_withdrawals, load_mirror, save_mirror};
 use crate::outbox::{Store, StoreError, now_utc};
 use crate::pos::session::PosLink;
 
