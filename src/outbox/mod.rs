@@ -1,7 +1,7 @@
 //! The outbox: the SQLite store and all of its SQL. Nothing outside this
-//! module writes a statement: the rest of the agent calls the typed
-//! functions of one module per table family, plain functions on a
-//! `&Connection` that run inside the store thread's group transaction
+//! module writes a statement (tests aside): the rest of the agent calls
+//! the typed functions of one module per table family, plain functions on
+//! a `&Connection` that run inside the store thread's group transaction
 //! ([`store::Store::write`]):
 //! - [`store`]: the store thread, opening, group commit, [`StoreError`];
 //! - [`migrations`]: the schema and its versions;

@@ -243,24 +243,19 @@ pub fn open_orders(
     let max = chrono::Duration::from_std(max_open).unwrap_or(chrono::Duration::MAX);
     Ok(rows
         .into_iter()
-        .map(
-            |orders::OpenOrderRow {
-                 order_id,
-                 table,
-                 since,
-             }| {
-                let stale = since
-                    .as_deref()
-                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                    .is_some_and(|t| now - t.with_timezone(&Utc) > max);
-                OpenOrder {
-                    order_id,
-                    table,
-                    since,
-                    stale,
-                }
-            },
-        )
+        .map(|r| {
+            let stale = r
+                .since
+                .as_deref()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .is_some_and(|t| now - t.with_timezone(&Utc) > max);
+            OpenOrder {
+                order_id: r.order_id,
+                table: r.table,
+                since: r.since,
+                stale,
+            }
+        })
         .collect())
 }
 
