@@ -123,7 +123,7 @@ fn store_code(e: &StoreError) -> i32 {
         // configuration error, a restart does not help (not restarted).
         StoreError::Incompatible { .. } => CONFIG,
         StoreError::DiskFull(_) => IOERR,
-        StoreError::Query(q) => match q.sqlite_error_code() {
+        StoreError::Query(_) => match e.sqlite_code() {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
                 TEMPFAIL
             }
