@@ -30,7 +30,7 @@ const HOT: &[(&str, &str, usize)] = &[
     ("src/outbox/payments.rs", include_str!("payments.rs"), 21),
     ("src/outbox/links.rs", include_str!("links.rs"), 5),
     ("src/outbox/mirror.rs", include_str!("mirror.rs"), 5),
-    ("src/outbox/retention.rs", include_str!("retention.rs"), 18),
+    ("src/outbox/retention.rs", include_str!("retention.rs"), 16),
     ("src/cli/status.rs", include_str!("../cli/status.rs"), 3),
 ];
 
