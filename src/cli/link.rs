@@ -49,10 +49,11 @@ pub fn run(config: &Config, order_id: &str, booking: Option<i64>) -> anyhow::Res
     }
     let deadline = Instant::now() + WAIT;
     loop {
-        let Some((state, result, cancel)) = links::outcome(&conn, id)? else {
+        let Some(request) = links::get(&conn, id)? else {
             anyhow::bail!("request #{id} disappeared from the store");
         };
-        let result = result.unwrap_or_default();
+        let (state, cancel) = (request.state, request.cancel_booking);
+        let result = request.result.unwrap_or_default();
         match state.as_str() {
             "done" => {
                 println!("{result}");

@@ -48,15 +48,26 @@ pub fn request(c: &Connection, order_id: &str, booking_id: Option<i64>) -> Resul
     Ok(c.last_insert_rowid())
 }
 
-/// A request's `(state, result, cancel_booking)` (`None`: no such request).
-pub fn outcome(
-    c: &Connection,
-    id: i64,
-) -> Result<Option<(String, Option<String>, Option<i64>)>, StoreError> {
+/// Maps a row of `SELECT id, order_id, booking_id, state, result,
+/// cancel_booking FROM link_requests`.
+fn read_request(x: &rusqlite::Row<'_>) -> rusqlite::Result<LinkRequest> {
+    Ok(LinkRequest {
+        id: x.get(0)?,
+        order_id: x.get(1)?,
+        booking_id: x.get(2)?,
+        state: x.get(3)?,
+        result: x.get(4)?,
+        cancel_booking: x.get(5)?,
+    })
+}
+
+/// The request `id` (`None`: no such request).
+pub fn get(c: &Connection, id: i64) -> Result<Option<LinkRequest>, StoreError> {
     Ok(c.query_row(
-        "SELECT state, result, cancel_booking FROM link_requests WHERE id = ?1",
+        "SELECT id, order_id, booking_id, state, result, cancel_booking FROM link_requests
+         WHERE id = ?1",
         [id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        read_request,
     )
     .optional()?)
 }
@@ -67,16 +78,7 @@ pub fn open_requests(c: &Connection) -> Result<Vec<LinkRequest>, StoreError> {
         "SELECT id, order_id, booking_id, state, result, cancel_booking FROM link_requests
          WHERE state IN ('pending', 'cancelling') ORDER BY id",
     )?;
-    let rows = stmt.query_map([], |x| {
-        Ok(LinkRequest {
-            id: x.get(0)?,
-            order_id: x.get(1)?,
-            booking_id: x.get(2)?,
-            state: x.get(3)?,
-            result: x.get(4)?,
-            cancel_booking: x.get(5)?,
-        })
-    })?;
+    let rows = stmt.query_map([], read_request)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
