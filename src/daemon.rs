@@ -247,15 +247,7 @@ impl Daemon {
         }
         #[cfg(feature = "test-next")]
         {
-            let _ = store
-                .write(|c| {
-                    c.execute(
-                        "INSERT INTO next_marks(note, written_at) VALUES ('started', ?1)",
-                        [outbox::now_utc()],
-                    )?;
-                    Ok(())
-                })
-                .await;
+            let _ = store.write(outbox::kv::mark_next_started).await;
         }
         info!(
             "zenchef-edge {} started: store {}, restaurant {}",

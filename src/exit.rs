@@ -123,10 +123,17 @@ fn store_code(e: &StoreError) -> i32 {
         // configuration error, a restart does not help (not restarted).
         StoreError::Incompatible { .. } => CONFIG,
         StoreError::DiskFull(_) => IOERR,
-        StoreError::Commit(m) | StoreError::Query(m) if busy(m) => TEMPFAIL,
-        StoreError::Commit(m) | StoreError::Query(m) if m.contains("readonly") => NOPERM,
+        StoreError::Query(_) => match e.sqlite_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                TEMPFAIL
+            }
+            Some(rusqlite::ErrorCode::ReadOnly) => NOPERM,
+            _ => FAILURE,
+        },
+        StoreError::Commit(m) if busy(m) => TEMPFAIL,
+        StoreError::Commit(m) if m.contains("readonly") => NOPERM,
         StoreError::Commit(_) => IOERR,
-        StoreError::Query(_) | StoreError::Closed => FAILURE,
+        StoreError::Json(_) | StoreError::Closed => FAILURE,
     }
 }
 
@@ -180,8 +187,11 @@ mod tests {
             75
         );
         assert_eq!(
-            code_for(&anyhow::Error::from(StoreError::Query(
-                "database is locked".into()
+            code_for(&anyhow::Error::from(StoreError::from(
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some("database is locked".into())
+                )
             ))),
             75
         );

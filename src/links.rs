@@ -26,34 +26,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::outbox::{self, Store, StoreError, now_utc};
+pub use crate::outbox::links::{LinkRequest, open_requests, set_state};
+use crate::outbox::{self, State, Store, StoreError, events, orders, queue};
 use crate::sync::{Link, OrderState, OrderStatus};
 use crate::zenchef::client::{Booking, CallError, ErrorClass, ZenchefClient};
 use crate::zenchef::wire::BookingStatus;
 
 /// How often the daemon looks for requests.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
-
-/// One row of `link_requests`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkRequest {
-    /// Request id (also in the walk-in cancel's `PublisherModelId`).
-    pub id: i64,
-    /// The POS order.
-    pub order_id: String,
-    /// The booking to link; `None` = unlink.
-    pub booking_id: Option<i64>,
-    /// `pending`, `cancelling`, `done` or `refused`.
-    pub state: String,
-    /// The sentence shown by the CLI (also the reason of a wait).
-    pub result: Option<String>,
-    /// Walk-in still to cancel in Zenchef (state `cancelling`).
-    pub cancel_booking: Option<i64>,
-}
 
 /// Who already holds a booking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +63,8 @@ pub struct OrderFacts {
     pub order: Option<OrderState>,
     /// At least one event of the order was received.
     pub has_events: bool,
-    /// State of its earliest undelivered event (`queued` / `dead`).
-    pub head: Option<String>,
+    /// State of its earliest undelivered event (Zenchef lane).
+    pub head: Option<State>,
     /// Number of its undelivered events.
     pub pending: i64,
     /// Another order holding the requested booking.
@@ -133,7 +117,7 @@ pub fn decide(req: &LinkRequest, f: &OrderFacts) -> Decision {
             }
         }
     }
-    if f.head.as_deref() == Some("queued") {
+    if f.head == Some(State::Queued) {
         return Decision::Wait(format!(
             "order {o} has {} event(s) being delivered to Zenchef; the link is applied as soon \
              as they are (nothing to do: the agent retries by itself)",
@@ -184,53 +168,17 @@ pub fn decide(req: &LinkRequest, f: &OrderFacts) -> Decision {
 /// Reads the facts for a request (inside a store job).
 pub fn facts(c: &Connection, r: &LinkRequest) -> Result<OrderFacts, StoreError> {
     let order = outbox::load_order(c, &r.order_id)?;
-    let has_events: bool = c.query_row(
-        "SELECT EXISTS(SELECT 1 FROM events WHERE order_id = ?1)",
-        [&r.order_id],
-        |x| x.get(0),
-    )?;
-    let (pending, head): (i64, Option<String>) = c.query_row(
-        "SELECT COUNT(*),
-                (SELECT state FROM outbox WHERE order_id = ?1 AND state != 'done'
-                 ORDER BY seq, id LIMIT 1)
-         FROM outbox WHERE order_id = ?1 AND state != 'done'",
-        [&r.order_id],
-        |x| Ok((x.get(0)?, x.get(1)?)),
-    )?;
+    let has_events = events::has_events(c, &r.order_id)?;
+    let (pending, head) = queue::zenchef_undelivered(c, &r.order_id)?;
     let holder = match r.booking_id {
         None => None,
-        Some(b) => {
-            let by_order: Option<(String, String)> = c
-                .query_row(
-                    "SELECT order_id, table_name FROM orders
-                     WHERE booking_id = ?1 AND state = 'open' AND order_id != ?2 LIMIT 1",
-                    params![b, r.order_id],
-                    |x| Ok((x.get(0)?, x.get(1)?)),
-                )
-                .optional()?;
-            match by_order {
-                Some((order_id, table)) => Some(Holder::Order { order_id, table }),
-                None => c
-                    .query_row(
-                        "SELECT order_id FROM outbox
-                         WHERE state != 'done' AND plan IS NOT NULL AND order_id != ?2
-                           AND json_extract(plan, '$.matched_booking') = ?1 LIMIT 1",
-                        params![b, r.order_id],
-                        |x| x.get(0),
-                    )
-                    .optional()?
-                    .map(|order_id| Holder::Matching { order_id }),
-            }
-        }
+        Some(b) => match orders::open_holder(c, b, &r.order_id)? {
+            Some((order_id, table)) => Some(Holder::Order { order_id, table }),
+            None => queue::matching_order(c, b, &r.order_id)?
+                .map(|order_id| Holder::Matching { order_id }),
+        },
     };
-    let first_body: Option<String> = c
-        .query_row(
-            "SELECT body FROM events WHERE order_id = ?1 ORDER BY seq LIMIT 1",
-            [&r.order_id],
-            |x| x.get(0),
-        )
-        .optional()?;
-    let first_table = first_body
+    let first_table = events::first_body(c, &r.order_id)?
         .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
         .and_then(|v| {
             v["data"]["table"]
@@ -248,52 +196,12 @@ pub fn facts(c: &Connection, r: &LinkRequest) -> Result<OrderFacts, StoreError> 
     })
 }
 
-/// The unfinished requests, oldest first.
-pub fn open_requests(c: &Connection) -> Result<Vec<LinkRequest>, StoreError> {
-    let mut stmt = c.prepare(
-        "SELECT id, order_id, booking_id, state, result, cancel_booking FROM link_requests
-         WHERE state IN ('pending', 'cancelling') ORDER BY id",
-    )?;
-    let rows = stmt.query_map([], |x| {
-        Ok(LinkRequest {
-            id: x.get(0)?,
-            order_id: x.get(1)?,
-            booking_id: x.get(2)?,
-            state: x.get(3)?,
-            result: x.get(4)?,
-            cancel_booking: x.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Sets a request's state and sentence.
-pub fn set_state(
-    c: &Connection,
-    id: i64,
-    state: &str,
-    result: &str,
-    cancel_booking: Option<i64>,
-) -> Result<(), StoreError> {
-    c.execute(
-        "UPDATE link_requests SET state = ?2, result = ?3, cancel_booking = ?4, updated_at = ?5
-         WHERE id = ?1",
-        params![id, state, result, cancel_booking, now_utc()],
-    )?;
-    Ok(())
-}
-
 /// Writes the link (or clears it) on the order; creates the order row when
 /// only its (dead) first event is known.
 fn write_link(c: &Connection, r: &LinkRequest, f: &OrderFacts) -> Result<(), StoreError> {
     let link = r.booking_id.map(|_| Link::Manual);
     match &f.order {
-        Some(_) => {
-            c.execute(
-                "UPDATE orders SET booking_id = ?2, link = ?3 WHERE order_id = ?1",
-                params![r.order_id, r.booking_id, link.map(Link::as_str)],
-            )?;
-        }
+        Some(_) => orders::set_link(c, &r.order_id, r.booking_id, link)?,
         None => outbox::save_order(
             c,
             &OrderState {

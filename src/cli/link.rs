@@ -11,11 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use rusqlite::{OptionalExtension, params};
-
 use crate::cli::status;
 use crate::config::Config;
-use crate::outbox::{now_utc, store};
+use crate::outbox::{events, links, store};
 
 /// How long the command waits for the daemon's answer.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -25,37 +23,21 @@ pub fn run(config: &Config, order_id: &str, booking: Option<i64>) -> anyhow::Res
     let order_id = order_id.trim();
     anyhow::ensure!(!order_id.is_empty(), "the order id is empty");
     let conn = store::open_for_cli(&config.store_path)?;
-    let has_table: bool = conn.query_row(
-        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'link_requests')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_table {
+    if !links::has_table(&conn)? {
         eprintln!(
             "the store was written by an older agent: restart the agent \
              (systemctl restart zenchef-edge) so that it upgrades the store, then retry"
         );
         return Ok(1);
     }
-    let known: bool = conn.query_row(
-        "SELECT EXISTS(SELECT 1 FROM events WHERE order_id = ?1)
-             OR EXISTS(SELECT 1 FROM orders WHERE order_id = ?1)",
-        [order_id],
-        |r| r.get(0),
-    )?;
-    if !known {
+    if !events::order_known(&conn, order_id)? {
         eprintln!(
             "order {order_id} is unknown: no event of this order was received from the POS \
              (order ids appear in `zenchef-edge outbox list` and in the journal)"
         );
         return Ok(1);
     }
-    conn.execute(
-        "INSERT INTO link_requests(order_id, booking_id, requested_at, state, updated_at)
-         VALUES (?1, ?2, ?3, 'pending', ?3)",
-        params![order_id, booking, now_utc()],
-    )?;
-    let id = conn.last_insert_rowid();
+    let id = links::request(&conn, order_id, booking)?;
     let what = if booking.is_some() { "link" } else { "unlink" };
     let (_, running) = status::daemon_record(&conn, chrono::Utc::now());
     if !running {
@@ -67,17 +49,11 @@ pub fn run(config: &Config, order_id: &str, booking: Option<i64>) -> anyhow::Res
     }
     let deadline = Instant::now() + WAIT;
     loop {
-        let row: Option<(String, Option<String>, Option<i64>)> = conn
-            .query_row(
-                "SELECT state, result, cancel_booking FROM link_requests WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let Some((state, result, cancel)) = row else {
+        let Some(request) = links::get(&conn, id)? else {
             anyhow::bail!("request #{id} disappeared from the store");
         };
-        let result = result.unwrap_or_default();
+        let (state, cancel) = (request.state, request.cancel_booking);
+        let result = request.result.unwrap_or_default();
         match state.as_str() {
             "done" => {
                 println!("{result}");

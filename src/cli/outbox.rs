@@ -23,55 +23,13 @@
 
 use std::path::Path;
 
-use rusqlite::{OptionalExtension, params};
-
-use crate::outbox::{StoreError, store};
-
-/// One row of `outbox list`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Row {
-    /// Event id.
-    pub event_id: String,
-    /// Order id.
-    pub order_id: String,
-    /// POS seq.
-    pub seq: i64,
-    /// Event type.
-    pub event_type: String,
-    /// `zenchef` or `pay`.
-    pub lane: String,
-    /// queued / dead.
-    pub state: String,
-    /// Failed tries.
-    pub attempts: i64,
-    /// Last error message.
-    pub last_error: Option<String>,
-}
+use crate::outbox::queue::{self, State};
+use crate::outbox::{OutboxItem, StoreError, store};
 
 /// Queued (or dead) deliveries of both lanes, in delivery order.
-pub fn list(path: &Path, dead: bool) -> Result<Vec<Row>, StoreError> {
+pub fn list(path: &Path, dead: bool) -> Result<Vec<OutboxItem>, StoreError> {
     let conn = store::open_read_only(path)?;
-    let mut stmt = conn.prepare(
-        "SELECT event_id, order_id, seq, type, 'zenchef', state, attempts, last_error FROM outbox
-         WHERE state = ?1
-         UNION ALL
-         SELECT event_id, order_id, seq, type, 'pay', pay_state, pay_attempts, pay_error FROM outbox
-         WHERE pay_state = ?1
-         ORDER BY 2, 3, 5 DESC",
-    )?;
-    let rows = stmt.query_map([if dead { "dead" } else { "queued" }], |r| {
-        Ok(Row {
-            event_id: r.get(0)?,
-            order_id: r.get(1)?,
-            seq: r.get(2)?,
-            event_type: r.get(3)?,
-            lane: r.get(4)?,
-            state: r.get(5)?,
-            attempts: r.get(6)?,
-            last_error: r.get(7)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    queue::in_state(&conn, if dead { State::Dead } else { State::Queued })
 }
 
 /// Puts dead deliveries of either lane back in the queue (all of them when
@@ -79,18 +37,7 @@ pub fn list(path: &Path, dead: bool) -> Result<Vec<Row>, StoreError> {
 /// again (`replan`). Answers how many rows changed.
 pub fn retry(path: &Path, event_id: Option<&str>) -> Result<usize, StoreError> {
     let conn = store::open_for_cli(path)?;
-    let n = conn.execute(
-        "UPDATE outbox SET
-                replan = CASE WHEN state = 'dead' THEN 1 ELSE replan END,
-                attempts = CASE WHEN state = 'dead' THEN 0 ELSE attempts END,
-                state = CASE WHEN state = 'dead' THEN 'queued' ELSE state END,
-                pay_attempts = CASE WHEN pay_state = 'dead' THEN 0 ELSE pay_attempts END,
-                pay_state = CASE WHEN pay_state = 'dead' THEN 'queued' ELSE pay_state END,
-                updated_at = ?2
-         WHERE (state = 'dead' OR pay_state = 'dead') AND (?1 IS NULL OR event_id = ?1)",
-        params![event_id, crate::outbox::now_utc()],
-    )?;
-    Ok(n)
+    queue::retry_dead(&conn, event_id)
 }
 
 /// `outbox retry`: prints what happened. Exit 1 when the named event is
@@ -109,22 +56,20 @@ pub fn run_retry(path: &Path, event_id: Option<&str>) -> anyhow::Result<i32> {
         return Ok(0);
     };
     let conn = store::open_read_only(path)?;
-    let state: Option<(String, String, i64)> = conn
-        .query_row(
-            "SELECT CASE WHEN state = 'done' AND pay_state = 'done' THEN 'done' ELSE 'queued' END,
-                    order_id, attempts + pay_attempts
-             FROM outbox WHERE event_id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(StoreError::from)?;
-    match state {
+    match queue::event_deliveries(&conn, id)? {
         None => eprintln!("no event {id} in the outbox (see `zenchef-edge outbox list --dead`)"),
-        Some((s, order, _)) if s == "done" => {
+        Some(queue::EventDeliveries {
+            state: State::Done,
+            order_id: order,
+            ..
+        }) => {
             eprintln!("event {id} (order {order}) was already delivered: nothing to retry")
         }
-        Some((_, order, attempts)) => eprintln!(
+        Some(queue::EventDeliveries {
+            order_id: order,
+            attempts,
+            ..
+        }) => eprintln!(
             "event {id} (order {order}) is not dead but queued ({attempts} failed tries so far): \
              the agent keeps retrying it by itself"
         ),
@@ -150,7 +95,7 @@ pub fn run_list(path: &Path, dead: bool) -> anyhow::Result<i32> {
             r.order_id,
             r.seq,
             r.event_type,
-            r.lane,
+            r.lane.name(),
             r.attempts,
             r.last_error.unwrap_or_default()
         );

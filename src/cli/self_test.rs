@@ -142,10 +142,7 @@ pub fn check(path: &Path) -> Result<Report, SelfTestError> {
         expect(via_disk.as_deref(), &probe, "read-only connection")?;
 
         store
-            .write(|c| {
-                c.execute("DELETE FROM kv WHERE key = ?1", [PROBE_KEY])?;
-                Ok(())
-            })
+            .write(|c| outbox::kv::kv_delete(c, PROBE_KEY))
             .await
             .map_err(SelfTestError::Write)?;
         Ok(Report {

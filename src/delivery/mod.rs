@@ -224,7 +224,7 @@ impl Dispatcher {
     async fn rescan(&mut self, now: Instant) {
         let (last, full) = (self.scanned_version, now >= self.next_full_rescan);
         let scan = self.d.store.read(move |c| {
-            let version: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+            let version = crate::outbox::store::data_version(c)?;
             let orders = if full || last != Some(version) {
                 Some((
                     queue::ready_orders(c, Lane::Zenchef)?,

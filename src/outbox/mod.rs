@@ -1,12 +1,29 @@
-//! The outbox: the SQLite store and all of its SQL — received events, their
-//! per-order delivery queue with its two lanes ([`queue`]), orders and
-//! their stored truth ([`orders`]), Zenchef Pay payments and checks
-//! ([`payments`]), the reservation mirror, quarantined payloads and
-//! counters — as plain functions on a `&Connection` that run inside the
-//! store thread's group transaction ([`store::Store::write`]). Delivery
-//! itself (who calls what, when) is in `crate::delivery`.
+//! The outbox: the SQLite store and all of its SQL. Nothing outside this
+//! module writes a statement (tests aside): the rest of the agent calls
+//! the typed functions of one module per table family, plain functions on
+//! a `&Connection` that run inside the store thread's group transaction
+//! ([`store::Store::write`]):
+//! - [`store`]: the store thread, opening, group commit, [`StoreError`];
+//! - [`migrations`]: the schema and its versions;
+//! - [`events`]: received events, intake's batch, quarantined payloads;
+//! - [`queue`]: the per-order delivery queue with its two lanes and their
+//!   [`State`];
+//! - [`orders`]: what the Zenchef lane applied of each order and the
+//!   order's truth;
+//! - [`payments`]: Zenchef Pay payments ([`payments::PaymentState`]) and
+//!   checks;
+//! - [`links`]: manual link requests;
+//! - [`mirror`]: the reservation mirror;
+//! - [`kv`]: named counters and values;
+//! - [`retention`]: what is deleted after the retention window.
+//!
+//! Delivery itself (who calls what, when) is in `crate::delivery`.
 
+pub mod events;
+pub mod kv;
+pub mod links;
 pub mod migrations;
+pub mod mirror;
 pub mod orders;
 pub mod payments;
 pub mod queue;
@@ -14,275 +31,25 @@ pub mod retention;
 pub mod status;
 pub mod store;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
-use crate::pos::event::{EventData, Method, PosEvent};
+pub use events::{IntakeItem, IntakeOutcome, REJECTED_KEEP_BYTES, insert_batch};
+pub use kv::{bump, counter, kv_get, kv_set};
 pub use orders::{
     AttentionOrder, link_walkin, linked_open_bookings, load_order, order_attention, order_truth,
     save_order,
 };
 pub use payments::{NeedsPerson, PaymentChange};
-pub use queue::{Lane, OutboxItem, RowState};
+/// The former name of [`State`] (the delivery lanes still use it).
+pub use queue::State as RowState;
+pub use queue::{Lane, OutboxItem, State};
 pub use store::{Store, StoreError};
-
-/// Bytes of a quarantined payload kept in the `rejected` table.
-pub const REJECTED_KEEP_BYTES: usize = 64 * 1024;
-
-/// What intake hands to the store for one MQTT message.
-#[derive(Debug, Clone)]
-pub enum IntakeItem {
-    /// A valid event and its payload text as received.
-    Event {
-        /// The parsed event.
-        event: PosEvent,
-        /// The payload, stored verbatim.
-        body: String,
-    },
-    /// A payload that failed validation: quarantined with its reason.
-    Rejected {
-        /// MQTT topic.
-        topic: String,
-        /// The `event_id` if readable.
-        event_id: Option<String>,
-        /// `data.order_id` if readable: a known order then needs attention
-        /// (sync rule 9).
-        order_id: Option<String>,
-        /// `seq` if readable.
-        seq: Option<u64>,
-        /// Why (names the field).
-        reason: String,
-        /// The payload (cut to [`REJECTED_KEEP_BYTES`] when stored).
-        payload: Vec<u8>,
-    },
-    /// The retained floor plan (cashpad §5), stored as received.
-    Floorplan {
-        /// JSON text.
-        body: String,
-    },
-}
-
-/// What became of one [`IntakeItem`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IntakeOutcome {
-    /// New event stored.
-    Stored {
-        /// The order whose queue it joined (`None`: unknown type).
-        order: Option<String>,
-        /// Zenchef Pay payments whose fate the event decided (rule 7).
-        payments: Vec<PaymentChange>,
-    },
-    /// Same `event_id` already stored: nothing changed.
-    Duplicate,
-    /// Quarantined in `rejected`; `attention` names the known order that
-    /// now needs attention (rule 9).
-    Quarantined {
-        /// The known order the payload belonged to.
-        attention: Option<String>,
-    },
-    /// Floor plan stored.
-    Floorplan,
-}
 
 /// Box clock, UTC, RFC 3339 with milliseconds (`2026-11-29T18:42:05.123Z`):
 /// informational timestamps only (never ordering). Milliseconds let the
 /// benchmarks measure publish → stored latency from `events.received_at`.
 pub fn now_utc() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// The Zenchef Pay payments an event reports: `(payment_id, amount, tip)`
-/// of each `zenchef_pay` payment with a reference.
-fn reported_payments(event: &PosEvent) -> Vec<(String, i64, i64)> {
-    let reference = |m: Method, r: &Option<String>| {
-        (m == Method::ZenchefPay)
-            .then(|| r.clone().filter(|r| !r.is_empty()))
-            .flatten()
-    };
-    match &event.data {
-        EventData::PaymentRecorded(d) => reference(d.method, &d.reference)
-            .map(|r| vec![(r, d.amount_cents.0, d.tip_cents.0)])
-            .unwrap_or_default(),
-        EventData::BillPaid(d) => d
-            .payments
-            .iter()
-            .filter_map(|p| reference(p.method, &p.reference).map(|r| (r, p.amount_cents.0, 0)))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// What a newly stored event decides of the order's Zenchef Pay payments,
-/// in the same transaction (sync rule 7): each payment it reports is
-/// answered; a closing event refuses the ones still waiting without their
-/// reference.
-fn settle_from_event(
-    conn: &Connection,
-    event: &PosEvent,
-) -> Result<Vec<PaymentChange>, StoreError> {
-    let Some(order_id) = event.data.order_id() else {
-        return Ok(Vec::new());
-    };
-    let reported = reported_payments(event);
-    let partial = matches!(event.data, EventData::PaymentRecorded(_));
-    let mut changes = Vec::new();
-    for (payment_id, amount, tip) in &reported {
-        changes.extend(payments::reported(
-            conn, order_id, payment_id, *amount, *tip, partial,
-        )?);
-    }
-    let voided = matches!(event.data, EventData::OrderVoided(_));
-    if voided || matches!(event.data, EventData::BillPaid(_)) {
-        let refs: Vec<String> = reported.into_iter().map(|(r, _, _)| r).collect();
-        changes.extend(payments::close_pending(conn, order_id, &refs, voided)?);
-    }
-    Ok(changes)
-}
-
-/// Stores a batch of intake items (one job of the group commit). `pay`:
-/// Zenchef Pay is enabled, so rows that change a check join the Pay lane.
-///
-/// The hot path of intake: statements come from the connection's cache
-/// and the counters are bumped once per batch, not once per event.
-pub fn insert_batch(
-    conn: &Connection,
-    items: &[IntakeItem],
-    pay: bool,
-) -> Result<Vec<IntakeOutcome>, StoreError> {
-    let now = now_utc();
-    let mut out = Vec::with_capacity(items.len());
-    let (mut received, mut duplicates, mut unknown) = (0, 0, 0);
-    for item in items {
-        out.push(match item {
-            IntakeItem::Event { event, body } => {
-                let order_id = event.data.order_id();
-                let known = order_id.is_some();
-                let n = conn
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO events(event_id, seq, type, order_id, occurred_at, body, known, received_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )?
-                    .execute(params![
-                        event.event_id,
-                        event.seq as i64,
-                        event.event_type,
-                        order_id,
-                        event.occurred_at.to_rfc3339(),
-                        body,
-                        known,
-                        now
-                    ])?;
-                if n == 0 {
-                    duplicates += 1;
-                    IntakeOutcome::Duplicate
-                } else if let Some(order_id) = order_id {
-                    let pay_state = if pay && queue::needs_pay_lane(&event.event_type) {
-                        "queued"
-                    } else {
-                        "done"
-                    };
-                    conn.prepare_cached(
-                        "INSERT INTO outbox(event_id, order_id, seq, type, state, pay_state, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
-                    )?
-                    .execute(params![event.event_id, order_id, event.seq as i64, event.event_type, pay_state, now])?;
-                    received += 1;
-                    IntakeOutcome::Stored {
-                        order: Some(order_id.to_string()),
-                        payments: settle_from_event(conn, event)?,
-                    }
-                } else {
-                    received += 1;
-                    unknown += 1;
-                    IntakeOutcome::Stored {
-                        order: None,
-                        payments: Vec::new(),
-                    }
-                }
-            }
-            IntakeItem::Rejected {
-                topic,
-                event_id,
-                order_id,
-                seq,
-                reason,
-                payload,
-            } => {
-                let kept = &payload[..payload.len().min(REJECTED_KEEP_BYTES)];
-                let last_seq: Option<i64> = match (order_id, seq) {
-                    (Some(o), None) => conn
-                        .prepare_cached("SELECT MAX(seq) FROM events WHERE order_id = ?1")?
-                        .query_row([o], |r| r.get(0))?,
-                    _ => None,
-                };
-                let seq = seq.map(|s| s.min(i64::MAX as u64) as i64).or(last_seq);
-                conn.prepare_cached(
-                    "INSERT INTO rejected(received_at, topic, event_id, reason, payload, payload_len,
-                                          order_id, seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?
-                .execute(params![now, topic, event_id, reason, kept, payload.len() as i64, order_id, seq])?;
-                let attention = match order_id {
-                    Some(o) => conn
-                        .prepare_cached("SELECT 1 FROM events WHERE order_id = ?1 LIMIT 1")?
-                        .query_row([o], |_| Ok(()))
-                        .optional()?
-                        .map(|_| o.clone()),
-                    None => None,
-                };
-                IntakeOutcome::Quarantined { attention }
-            }
-            IntakeItem::Floorplan { body } => {
-                kv_set(conn, "floorplan", body)?;
-                IntakeOutcome::Floorplan
-            }
-        });
-    }
-    for (name, n) in [
-        ("received", received),
-        ("duplicates", duplicates),
-        ("unknown_type", unknown),
-    ] {
-        if n > 0 {
-            bump(conn, name, n)?;
-        }
-    }
-    Ok(out)
-}
-
-/// Adds `n` to a named counter.
-pub fn bump(conn: &Connection, name: &str, n: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO counters(name, value) VALUES (?1, ?2)
-         ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-    )?
-    .execute(params![name, n])?;
-    Ok(())
-}
-
-/// Reads a counter (0 when absent).
-pub fn counter(conn: &Connection, name: &str) -> Result<i64, StoreError> {
-    Ok(conn
-        .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
-            r.get(0)
-        })
-        .optional()?
-        .unwrap_or(0))
-}
-
-/// Sets a key of the `kv` table.
-pub fn kv_set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO kv(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![key, value],
-    )?;
-    Ok(())
-}
-
-/// Reads a key of the `kv` table.
-pub fn kv_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
-        .optional()?)
 }
 
 /// Counts shown by `status` (and the demo summary).

@@ -201,11 +201,67 @@ pub fn mark_attention_handled(conn: &Connection, order_id: &str) -> Result<usize
     )?)
 }
 
-/// The status a booking has in the reservation mirror (`None` when the
-/// mirror does not hold it).
-pub fn mirrored_status(conn: &Connection, booking_id: i64) -> Result<Option<String>, StoreError> {
+pub use super::mirror::mirrored_status;
+
+/// Sets (or clears, with `None`) the booking an order is linked to and how
+/// (a manual link, `zenchef-edge link`).
+pub fn set_link(
+    conn: &Connection,
+    order_id: &str,
+    booking_id: Option<i64>,
+    link: Option<Link>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE orders SET booking_id = ?2, link = ?3 WHERE order_id = ?1",
+        params![order_id, booking_id, link.map(Link::as_str)],
+    )?;
+    Ok(())
+}
+
+/// The open order other than `order_id` linked to booking `booking_id`:
+/// `(order_id, table)`.
+pub fn open_holder(
+    conn: &Connection,
+    booking_id: i64,
+    order_id: &str,
+) -> Result<Option<(String, String)>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT status FROM reservations WHERE booking_id = ?1")?
-        .query_row([booking_id], |r| r.get(0))
+        .query_row(
+            "SELECT order_id, table_name FROM orders
+                     WHERE booking_id = ?1 AND state = 'open' AND order_id != ?2 LIMIT 1",
+            params![booking_id, order_id],
+            |x| Ok((x.get(0)?, x.get(1)?)),
+        )
         .optional()?)
+}
+
+/// An open order and when the agent stored its first event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOrderRow {
+    /// POS order id.
+    pub order_id: String,
+    /// Its table (as the Zenchef lane last applied it).
+    pub table: String,
+    /// `MIN(events.received_at)` (box clock, UTC, RFC 3339); `None` when
+    /// no event of it is stored.
+    pub since: Option<String>,
+}
+
+/// The open orders, oldest first (those without a stored event last), at
+/// most `limit`.
+pub fn open_orders(conn: &Connection, limit: usize) -> Result<Vec<OpenOrderRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.order_id, o.table_name,
+                (SELECT MIN(e.received_at) FROM events e WHERE e.order_id = o.order_id) AS since
+           FROM orders o WHERE o.state = 'open'
+          ORDER BY since IS NULL, since, o.order_id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit as i64], |r| {
+        Ok(OpenOrderRow {
+            order_id: r.get(0)?,
+            table: r.get(1)?,
+            since: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }

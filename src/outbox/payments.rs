@@ -30,7 +30,8 @@
 //! event ([`reported`], [`close_pending`], called by intake): a crash never
 //! leaves a payment counted neither as pending nor as paid, nor as both.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use serde::Serialize;
 
 use super::{StoreError, kv_get, kv_set, now_utc, order_attention, order_truth};
@@ -102,6 +103,22 @@ impl PaymentState {
             "held" => PaymentState::Held,
             _ => return None,
         })
+    }
+}
+
+impl ToSql for PaymentState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+/// Errors on a name this binary does not know (read such a column as text
+/// and [`PaymentState::parse`] it to skip them instead).
+impl FromSql for PaymentState {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<PaymentState> {
+        let s = v.as_str()?;
+        PaymentState::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown payment state {s:?}").into()))
     }
 }
 
@@ -197,7 +214,7 @@ pub fn store_page(
             p.amount_cents,
             p.tip_cents,
             raw.to_string(),
-            state.as_str(),
+            state,
             reason,
             if catch_up { "catch_up" } else { "poll" },
             now
@@ -227,7 +244,7 @@ pub fn store_page(
                 id,
                 u.raw["order_id"].as_str().unwrap_or(""),
                 u.raw.to_string(),
-                state.as_str(),
+                state,
                 reason,
                 format!(
                     "Zenchef Pay listed a payment the agent cannot read ({}): check it in Zenchef Pay",
@@ -494,38 +511,21 @@ pub fn todo(c: &Connection) -> Result<Vec<Todo>, StoreError> {
          WHERE state IN ('settle', 'command_sent', 'answered', 'reject', 'adopted')
          ORDER BY rowid",
     )?;
+    // The states listed are all known: the row mapper reads them typed.
     let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, Option<String>>(5)?,
-            r.get::<_, i64>(6)?,
-            r.get::<_, bool>(7)?,
-            r.get::<_, String>(8)?,
-        ))
+        Ok(Todo {
+            payment_id: r.get(0)?,
+            order_id: r.get(1)?,
+            amount_cents: r.get(2)?,
+            tip_cents: r.get(3)?,
+            state: r.get(4)?,
+            reason: r.get(5)?,
+            resends: r.get(6)?,
+            attention: r.get(7)?,
+            received_at: r.get(8)?,
+        })
     })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (payment_id, order_id, amount_cents, tip_cents, state, reason, resends, attention, at) =
-            row?;
-        if let Some(state) = PaymentState::parse(&state) {
-            out.push(Todo {
-                payment_id,
-                order_id,
-                amount_cents,
-                tip_cents,
-                state,
-                reason,
-                resends,
-                attention,
-                received_at: at,
-            });
-        }
-    }
-    Ok(out)
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Moves a payment from one state to another; answers false when it was
@@ -545,14 +545,7 @@ pub fn transition(
                     command_sent_at = CASE WHEN ?6 THEN ?4 ELSE command_sent_at END
              WHERE payment_id = ?1 AND state = ?2",
         )?
-        .execute(params![
-            payment_id,
-            from.as_str(),
-            to.as_str(),
-            now_utc(),
-            reason,
-            sent
-        ])?;
+        .execute(params![payment_id, from, to, now_utc(), reason, sent])?;
     Ok(n == 1)
 }
 
@@ -746,4 +739,51 @@ pub fn any_open_check(c: &Connection) -> Result<bool, StoreError> {
             .optional()?
             .is_some(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SQL list `('a', 'b')` of stored names.
+    fn sql_list(states: &[PaymentState]) -> String {
+        let names: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        format!("({})", names.join(", "))
+    }
+
+    /// The states of `PENDING`.
+    const PENDING_STATES: [PaymentState; 2] = [PaymentState::Settle, PaymentState::CommandSent];
+    /// The states of `WAITING`.
+    const WAITING_STATES: [PaymentState; 3] = [
+        PaymentState::Settle,
+        PaymentState::CommandSent,
+        PaymentState::Adopted,
+    ];
+
+    /// The SQL lists spell the typed ones, and every state reads back as
+    /// itself from its stored name.
+    #[test]
+    fn the_sql_lists_and_names_are_the_typed_states() {
+        assert_eq!(PENDING, sql_list(&PENDING_STATES));
+        assert_eq!(WAITING, sql_list(&WAITING_STATES));
+        let c = Connection::open_in_memory().unwrap();
+        for s in [
+            PaymentState::Settle,
+            PaymentState::CommandSent,
+            PaymentState::Answered,
+            PaymentState::Settled,
+            PaymentState::Reject,
+            PaymentState::Rejected,
+            PaymentState::Adopted,
+            PaymentState::Inherited,
+            PaymentState::Held,
+        ] {
+            let back: PaymentState = c.query_row("SELECT ?1", [s], |r| r.get(0)).unwrap();
+            assert_eq!(back, s);
+            assert_eq!(PaymentState::parse(s.as_str()), Some(s));
+        }
+        let unknown: rusqlite::Result<PaymentState> =
+            c.query_row("SELECT 'later'", [], |r| r.get(0));
+        assert!(unknown.is_err());
+    }
 }

@@ -18,7 +18,8 @@
 //! holds back the later rows of the same order in that lane until a
 //! technician retries it).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
 use super::{StoreError, bump, now_utc};
 use crate::sync::{OrderState, Plan, Step};
@@ -45,9 +46,10 @@ impl Lane {
     }
 }
 
-/// A lane's delivery state of a row.
+/// A lane's delivery state of a row (columns `state`, `pay_state`; the
+/// stored names are `queued`, `done`, `dead`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowState {
+pub enum State {
     /// To deliver.
     Queued,
     /// Delivered, or nothing to do.
@@ -56,13 +58,52 @@ pub enum RowState {
     Dead,
 }
 
-impl RowState {
+impl State {
     /// From the stored name (anything unknown reads as queued: never lost).
-    pub fn parse(s: &str) -> RowState {
+    pub fn parse(s: &str) -> State {
         match s {
-            "done" => RowState::Done,
-            "dead" => RowState::Dead,
-            _ => RowState::Queued,
+            "done" => State::Done,
+            "dead" => State::Dead,
+            _ => State::Queued,
+        }
+    }
+
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Done => "done",
+            State::Dead => "dead",
+        }
+    }
+}
+
+impl From<&str> for State {
+    fn from(s: &str) -> State {
+        State::parse(s)
+    }
+}
+
+impl ToSql for State {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for State {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<State> {
+        v.as_str().map(State::parse)
+    }
+}
+
+impl FromSql for Lane {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Lane> {
+        match v.as_str()? {
+            "zenchef" => Ok(Lane::Zenchef),
+            "pay" => Ok(Lane::Pay),
+            other => Err(FromSqlError::Other(
+                format!("unknown delivery lane {other:?}").into(),
+            )),
         }
     }
 }
@@ -76,7 +117,8 @@ pub fn needs_pay_lane(event_type: &str) -> bool {
     )
 }
 
-/// An outbox row with its event, as one lane sees it.
+/// An outbox row with its event, as one lane sees it (the delivery
+/// lanes, `outbox list`).
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
     /// Row id.
@@ -89,16 +131,50 @@ pub struct OutboxItem {
     pub seq: i64,
     /// Event type.
     pub event_type: String,
+    /// The lane this view of the row is of.
+    pub lane: Lane,
     /// The lane's state of the row.
-    pub state: RowState,
+    pub state: State,
     /// Failed tries so far in this lane.
     pub attempts: i64,
+    /// The lane's last error message.
+    pub last_error: Option<String>,
     /// The stored Zenchef plan, once decided (Zenchef lane only).
     pub plan: Option<Plan>,
     /// A technician retried it: decide the steps not made again (rule 10).
     pub replan: bool,
     /// The payload as received.
     pub body: String,
+}
+
+/// Maps a row of the statements that read [`OutboxItem`]s; they all select
+/// `id, event_id, order_id, seq, type, <lane>, <state>, <attempts>,
+/// <error>, <plan>, <replan>, body` in this order. The plan comes back as
+/// stored: [`with_plan`] reads it.
+fn read_item(r: &Row<'_>) -> rusqlite::Result<(OutboxItem, Option<String>)> {
+    Ok((
+        OutboxItem {
+            id: r.get(0)?,
+            event_id: r.get(1)?,
+            order_id: r.get(2)?,
+            seq: r.get(3)?,
+            event_type: r.get(4)?,
+            lane: r.get(5)?,
+            state: r.get(6)?,
+            attempts: r.get(7)?,
+            last_error: r.get(8)?,
+            plan: None,
+            replan: r.get(10)?,
+            body: r.get(11)?,
+        },
+        r.get(9)?,
+    ))
+}
+
+/// The item with its stored plan read. Errors: [`StoreError::Json`].
+fn with_plan((mut item, plan): (OutboxItem, Option<String>)) -> Result<OutboxItem, StoreError> {
+    item.plan = plan.as_deref().map(Plan::from_stored).transpose()?;
+    Ok(item)
 }
 
 /// The next undelivered row of an order in `lane` (lowest `seq`): queued or
@@ -112,8 +188,8 @@ pub fn next_pending(
 ) -> Result<Option<OutboxItem>, StoreError> {
     let sql = match lane {
         Lane::Zenchef => {
-            "SELECT o.id, o.event_id, o.order_id, o.seq, o.type, o.state, o.attempts, o.plan,
-                    o.replan, e.body
+            "SELECT o.id, o.event_id, o.order_id, o.seq, o.type, 'zenchef', o.state, o.attempts,
+                    o.last_error, o.plan, o.replan, e.body
              FROM outbox o JOIN events e ON e.event_id = o.event_id
              WHERE o.order_id = ?1 AND o.state != 'done'
              ORDER BY o.seq, o.id LIMIT 1"
@@ -122,50 +198,146 @@ pub fn next_pending(
         // push carries the whole order (its truth), so waiting behind it
         // would protect nothing and could leave a paid bill payable.
         Lane::Pay => {
-            "SELECT o.id, o.event_id, o.order_id, o.seq, o.type, o.pay_state, o.pay_attempts,
-                    NULL, 0, e.body
+            "SELECT o.id, o.event_id, o.order_id, o.seq, o.type, 'pay', o.pay_state, o.pay_attempts,
+                    o.pay_error, NULL, 0, e.body
              FROM outbox o JOIN events e ON e.event_id = o.event_id
              WHERE o.order_id = ?1 AND o.pay_state != 'done' AND o.pay_state = 'queued'
              ORDER BY o.seq, o.id LIMIT 1"
         }
     };
-    let row = conn
-        .prepare_cached(sql)?
-        .query_row([order_id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, Option<String>>(7)?,
-                r.get::<_, bool>(8)?,
-                r.get::<_, String>(9)?,
-            ))
-        })
-        .optional()?;
-    let Some((id, event_id, order_id, seq, event_type, state, attempts, plan, replan, body)) = row
-    else {
-        return Ok(None);
-    };
-    let plan = match plan {
-        Some(p) => Some(Plan::from_stored(&p)?),
-        None => None,
-    };
-    Ok(Some(OutboxItem {
-        id,
-        event_id,
-        order_id,
-        seq,
-        event_type,
-        state: RowState::parse(&state),
-        attempts,
-        plan,
-        replan,
-        body,
-    }))
+    conn.prepare_cached(sql)?
+        .query_row([order_id], read_item)
+        .optional()?
+        .map(with_plan)
+        .transpose()
+}
+
+/// The rows of both lanes in `state` (`Queued` or `Dead`: a `Done` row is
+/// not listed), in delivery order (order, seq, the Zenchef lane first), for
+/// `outbox list`.
+pub fn in_state(conn: &Connection, state: State) -> Result<Vec<OutboxItem>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT o.id, o.event_id, o.order_id, o.seq, o.type, 'zenchef', o.state, o.attempts,
+                o.last_error, o.plan, o.replan, e.body
+         FROM outbox o JOIN events e ON e.event_id = o.event_id
+         WHERE o.state = ?1
+         UNION ALL
+         SELECT o.id, o.event_id, o.order_id, o.seq, o.type, 'pay', o.pay_state, o.pay_attempts,
+                o.pay_error, NULL, 0, e.body
+         FROM outbox o JOIN events e ON e.event_id = o.event_id
+         WHERE o.pay_state != 'done' AND o.pay_state = ?1
+         ORDER BY 3, 4, 6 DESC",
+    )?;
+    let rows = stmt.query_map([state], read_item)?;
+    rows.map(|r| with_plan(r?)).collect()
+}
+
+/// Puts dead deliveries of either lane back in the queue (all of them when
+/// `event_id` is `None`); a Zenchef one has its calls not made yet decided
+/// again (`replan`). Answers how many rows changed (`outbox retry`).
+pub fn retry_dead(conn: &Connection, event_id: Option<&str>) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE outbox SET
+                replan = CASE WHEN state = 'dead' THEN 1 ELSE replan END,
+                attempts = CASE WHEN state = 'dead' THEN 0 ELSE attempts END,
+                state = CASE WHEN state = 'dead' THEN 'queued' ELSE state END,
+                pay_attempts = CASE WHEN pay_state = 'dead' THEN 0 ELSE pay_attempts END,
+                pay_state = CASE WHEN pay_state = 'dead' THEN 'queued' ELSE pay_state END,
+                updated_at = ?2
+         WHERE (state = 'dead' OR pay_state = 'dead') AND (?1 IS NULL OR event_id = ?1)",
+        params![event_id, now_utc()],
+    )?)
+}
+
+/// Where an event's deliveries stand, both lanes together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventDeliveries {
+    /// Its order.
+    pub order_id: String,
+    /// `Done` when both lanes are done, `Queued` otherwise.
+    pub state: State,
+    /// Failed tries of both lanes.
+    pub attempts: i64,
+}
+
+/// Where the deliveries of event `event_id` stand (`None`: not in the
+/// outbox).
+pub fn event_deliveries(
+    conn: &Connection,
+    event_id: &str,
+) -> Result<Option<EventDeliveries>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT CASE WHEN state = 'done' AND pay_state = 'done' THEN 'done' ELSE 'queued' END,
+                    order_id, attempts + pay_attempts
+             FROM outbox WHERE event_id = ?1",
+            [event_id],
+            |r| {
+                Ok(EventDeliveries {
+                    state: r.get(0)?,
+                    order_id: r.get(1)?,
+                    attempts: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// An order's undelivered rows of the Zenchef lane: how many, and the
+/// state of the earliest (`None`: none).
+pub fn zenchef_undelivered(
+    conn: &Connection,
+    order_id: &str,
+) -> Result<(i64, Option<State>), StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*),
+                (SELECT state FROM outbox WHERE order_id = ?1 AND state != 'done'
+                 ORDER BY seq, id LIMIT 1)
+         FROM outbox WHERE order_id = ?1 AND state != 'done'",
+        [order_id],
+        |x| Ok((x.get(0)?, x.get(1)?)),
+    )?)
+}
+
+/// Another order (not `order_id`) whose undelivered plan chose booking
+/// `booking_id` (a `table.opened` being delivered).
+pub fn matching_order(
+    conn: &Connection,
+    booking_id: i64,
+    order_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT order_id FROM outbox
+                         WHERE state != 'done' AND plan IS NOT NULL AND order_id != ?2
+                           AND json_extract(plan, '$.matched_booking') = ?1 LIMIT 1",
+            params![booking_id, order_id],
+            |x| x.get(0),
+        )
+        .optional()?)
+}
+
+/// What still waits for a delivery, for the update policy: outbox rows
+/// `queued` in either lane (a row queued in both counts once), plus
+/// Zenchef Pay payments whose settle command or ack is not done.
+pub fn waiting_deliveries(conn: &Connection) -> Result<i64, StoreError> {
+    // `pay_state != 'done' AND …`: the partial index outbox_pay_pending
+    // answers it (`pay_state = 'queued'` alone scans the whole outbox).
+    Ok(conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'queued')
+              + (SELECT COUNT(*) FROM outbox
+                  WHERE pay_state != 'done' AND pay_state = 'queued' AND state != 'queued')
+              + (SELECT COUNT(*) FROM pay_payments
+                 WHERE state IN ('settle', 'command_sent', 'answered', 'reject'))",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// The newest `outbox.updated_at` (box clock, UTC, RFC 3339; `None`: an
+/// empty outbox).
+pub fn last_update(conn: &Connection) -> Result<Option<String>, StoreError> {
+    Ok(conn.query_row("SELECT MAX(updated_at) FROM outbox", [], |r| r.get(0))?)
 }
 
 /// Orders with something ready in `lane`: in the Zenchef lane, whose next
@@ -314,4 +486,34 @@ pub fn order_pending(conn: &Connection, order_id: &str) -> Result<bool, StoreErr
         [order_id],
         |r| r.get::<_, bool>(0),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each state is stored under its old name and reads back as itself;
+    /// a name this binary does not know reads as queued (never lost).
+    #[test]
+    fn states_keep_their_stored_names() {
+        let c = Connection::open_in_memory().unwrap();
+        for (s, name) in [
+            (State::Queued, "queued"),
+            (State::Done, "done"),
+            (State::Dead, "dead"),
+        ] {
+            let (text, back): (String, State) = c
+                .query_row("SELECT ?1, ?1", [s], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap();
+            assert_eq!((text.as_str(), back), (name, s));
+        }
+        let later: State = c.query_row("SELECT 'later'", [], |r| r.get(0)).unwrap();
+        assert_eq!(later, State::Queued);
+        let lanes: (Lane, Lane) = c
+            .query_row("SELECT 'zenchef', 'pay'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(lanes, (Lane::Zenchef, Lane::Pay));
+    }
 }

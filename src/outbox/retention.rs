@@ -685,7 +685,7 @@ impl Retention {
                 let _ = self
                     .store
                     .write(|c| {
-                        c.execute("DELETE FROM kv WHERE key = ?1", [VACUUM_STARTED_KEY])?;
+                        super::kv::kv_delete(c, VACUUM_STARTED_KEY)?;
                         let mut r = Record::read(c).unwrap_or_default();
                         r.vacuumed_at = Some(now_utc());
                         kv_set(c, RECORD_KEY, &serde_json::to_string(&r)?)
@@ -704,7 +704,7 @@ impl Retention {
                 let _ = self
                     .store
                     .write(|c| {
-                        c.execute("DELETE FROM kv WHERE key = ?1", [VACUUM_STARTED_KEY])?;
+                        super::kv::kv_delete(c, VACUUM_STARTED_KEY)?;
                         Ok(())
                     })
                     .await;

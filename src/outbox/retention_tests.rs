@@ -124,6 +124,8 @@ fn payment(c: &Connection, id: &str, order: &str, state: &str, extra: &str) {
 }
 
 /// Every rule of the module documentation, one order each.
+// Long on purpose: one store holds an order per rule, so that each rule is
+// seen to delete its order while sparing every other rule's.
 #[test]
 fn only_what_nothing_needs_any_more_is_deleted() {
     let dir = tempfile::tempdir().unwrap();

@@ -97,8 +97,13 @@ pub enum StoreError {
     #[error("cannot commit to the store: {0}")]
     Commit(String),
     /// A statement of this job failed; other jobs of the batch were kept.
+    /// Carries SQLite's error (shared: a batch's error answers every job).
     #[error("store query failed: {0}")]
-    Query(String),
+    Query(#[source] Arc<rusqlite::Error>),
+    /// A JSON value kept in the store (a plan, a payload) could not be
+    /// written or read back; other jobs of the batch were kept.
+    #[error("store query failed: stored JSON: {0}")]
+    Json(#[source] Arc<serde_json::Error>),
     /// The store thread has stopped (shutdown).
     #[error("the store is closed")]
     Closed,
@@ -160,14 +165,25 @@ impl From<rusqlite::Error> for StoreError {
         if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
             StoreError::DiskFull(e.to_string())
         } else {
-            StoreError::Query(e.to_string())
+            StoreError::Query(Arc::new(e))
         }
     }
 }
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
-        StoreError::Query(format!("stored JSON: {e}"))
+        StoreError::Json(Arc::new(e))
+    }
+}
+
+impl StoreError {
+    /// SQLite's primary code of a failed statement (`None` for the other
+    /// variants): lets callers sort errors without reading their text.
+    pub fn sqlite_code(&self) -> Option<ErrorCode> {
+        match self {
+            StoreError::Query(e) => e.sqlite_error_code(),
+            _ => None,
+        }
     }
 }
 
@@ -549,7 +565,7 @@ pub fn integrity_check(path: &Path) -> Result<Integrity, StoreError> {
         {
             Ok(Integrity::Corrupt(e.to_string()))
         }
-        Err(e) => Err(StoreError::Query(e.to_string())),
+        Err(e) => Err(StoreError::Query(Arc::new(e))),
     }
 }
 
@@ -717,6 +733,13 @@ fn run_batch(conn: &Connection, jobs: Vec<Job>) {
             reply(Some(err));
         }
     }
+}
+
+/// `PRAGMA data_version`: changes whenever another connection committed
+/// to the file since this connection last looked (a CLI's `outbox retry`):
+/// the dispatcher's quick rescans skip the queue when it did not change.
+pub fn data_version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
 }
 
 /// Opens the store read-only from another process (the CLI). Never creates

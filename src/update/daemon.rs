@@ -33,7 +33,7 @@ use super::state::{self, Boot, Lock, UpdateState};
 use super::verify::{self, PublicKey};
 use super::{Paths, UpdateError, running_version, running_version_str};
 use crate::config::{UpdateConfig, Version};
-use crate::outbox::{Store, StoreError};
+use crate::outbox::{Store, StoreError, orders, queue};
 
 /// A new version that has not confirmed its health this long after its
 /// start is rolled back.
@@ -239,33 +239,20 @@ pub fn open_orders(
     max_open: Duration,
     limit: usize,
 ) -> Result<Vec<OpenOrder>, StoreError> {
-    let mut stmt = c.prepare_cached(
-        "SELECT o.order_id, o.table_name,
-                (SELECT MIN(e.received_at) FROM events e WHERE e.order_id = o.order_id) AS since
-           FROM orders o WHERE o.state = 'open'
-          ORDER BY since IS NULL, since, o.order_id LIMIT ?1",
-    )?;
-    let rows = stmt
-        .query_map([limit as i64], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = orders::open_orders(c, limit)?;
     let max = chrono::Duration::from_std(max_open).unwrap_or(chrono::Duration::MAX);
     Ok(rows
         .into_iter()
-        .map(|(order_id, table, since)| {
-            let stale = since
+        .map(|r| {
+            let stale = r
+                .since
                 .as_deref()
                 .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                 .is_some_and(|t| now - t.with_timezone(&Utc) > max);
             OpenOrder {
-                order_id,
-                table,
-                since,
+                order_id: r.order_id,
+                table: r.table,
+                since: r.since,
                 stale,
             }
         })
@@ -297,20 +284,8 @@ fn read_activity(
     let open = open_orders(c, now, max_open, usize::MAX)?;
     let stale_orders = open.iter().filter(|o| o.stale).count() as i64;
     let open_orders = open.len() as i64 - stale_orders;
-    // `pay_state != 'done' AND …`: the partial index outbox_pay_pending
-    // answers it (`pay_state = 'queued'` alone scans the whole outbox).
-    let queued: i64 = c.query_row(
-        "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'queued')
-              + (SELECT COUNT(*) FROM outbox
-                  WHERE pay_state != 'done' AND pay_state = 'queued' AND state != 'queued')
-              + (SELECT COUNT(*) FROM pay_payments
-                 WHERE state IN ('settle', 'command_sent', 'answered', 'reject'))",
-        [],
-        |r| r.get(0),
-    )?;
-    let last: Option<String> =
-        c.query_row("SELECT MAX(updated_at) FROM outbox", [], |r| r.get(0))?;
-    let idle_for = last
+    let queued = queue::waiting_deliveries(c)?;
+    let idle_for = queue::last_update(c)?
         .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
         .map(|t| {
             (now - t.with_timezone(&Utc))

@@ -1,0 +1,99 @@
+//! Manual link requests (table `link_requests`, sync-rules 4b): the CLI
+//! queues one (`zenchef-edge link` / `unlink`), the daemon's link task
+//! (`crate::links`) applies it and writes its outcome.
+//!
+//! Request states: `pending` (to apply, or waiting: `result` says for
+//! what), `cancelling` (applied, the walk-in it replaced still to cancel in
+//! Zenchef), `done`, `refused`.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{StoreError, now_utc};
+
+/// One row of `link_requests`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRequest {
+    /// Request id (also in the walk-in cancel's `PublisherModelId`).
+    pub id: i64,
+    /// The POS order.
+    pub order_id: String,
+    /// The booking to link; `None` = unlink.
+    pub booking_id: Option<i64>,
+    /// `pending`, `cancelling`, `done` or `refused`.
+    pub state: String,
+    /// The sentence shown by the CLI (also the reason of a wait).
+    pub result: Option<String>,
+    /// Walk-in still to cancel in Zenchef (state `cancelling`).
+    pub cancel_booking: Option<i64>,
+}
+
+/// Has the store the `link_requests` table (a store an older agent wrote
+/// and the daemon has not migrated yet has not)?
+pub fn has_table(c: &Connection) -> Result<bool, StoreError> {
+    Ok(c.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'link_requests')",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Queues a link (`booking_id = Some`) or an unlink of `order_id`;
+/// answers the request id.
+pub fn request(c: &Connection, order_id: &str, booking_id: Option<i64>) -> Result<i64, StoreError> {
+    c.execute(
+        "INSERT INTO link_requests(order_id, booking_id, requested_at, state, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', ?3)",
+        params![order_id, booking_id, now_utc()],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+/// Maps a row of `SELECT id, order_id, booking_id, state, result,
+/// cancel_booking FROM link_requests`.
+fn read_request(x: &rusqlite::Row<'_>) -> rusqlite::Result<LinkRequest> {
+    Ok(LinkRequest {
+        id: x.get(0)?,
+        order_id: x.get(1)?,
+        booking_id: x.get(2)?,
+        state: x.get(3)?,
+        result: x.get(4)?,
+        cancel_booking: x.get(5)?,
+    })
+}
+
+/// The request `id` (`None`: no such request).
+pub fn get(c: &Connection, id: i64) -> Result<Option<LinkRequest>, StoreError> {
+    Ok(c.query_row(
+        "SELECT id, order_id, booking_id, state, result, cancel_booking FROM link_requests
+         WHERE id = ?1",
+        [id],
+        read_request,
+    )
+    .optional()?)
+}
+
+/// The unfinished requests, oldest first.
+pub fn open_requests(c: &Connection) -> Result<Vec<LinkRequest>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT id, order_id, booking_id, state, result, cancel_booking FROM link_requests
+         WHERE state IN ('pending', 'cancelling') ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], read_request)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Sets a request's state and sentence.
+pub fn set_state(
+    c: &Connection,
+    id: i64,
+    state: &str,
+    result: &str,
+    cancel_booking: Option<i64>,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE link_requests SET state = ?2, result = ?3, cancel_booking = ?4, updated_at = ?5
+         WHERE id = ?1",
+        params![id, state, result, cancel_booking, now_utc()],
+    )?;
+    Ok(())
+}
