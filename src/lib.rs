@@ -63,6 +63,7 @@ pub mod retry;
 pub mod sd_status;
 pub mod status;
 pub mod sync;
+pub mod tables;
 pub mod time;
 pub mod tls;
 pub mod update;

@@ -30,12 +30,12 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Transport};
 use serde::Serialize;
 
-use crate::cli::tables;
 use crate::config::Config;
 use crate::outbox::{migrations, store};
 use crate::pos::discovery::{self, Announced, PosTarget};
 use crate::pos::session::{self, MqttFailure, USERNAME};
 use crate::status;
+use crate::tables;
 use crate::zenchef::client::{
     ErrorClass, TransportFailure, ZenchefClient, transport_kind, transport_message,
 };

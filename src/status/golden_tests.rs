@@ -7,13 +7,13 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
-use crate::cli::tables::{TablesCheck, compare};
 use crate::health::History;
 use crate::status::chart::render_chart;
 use crate::status::page::{self, Lang};
 use crate::status::tests::sample;
 use crate::status::text::render_text;
 use crate::status::{self, ApiSummary, Problem, Status};
+use crate::tables::{TablesCheck, compare};
 
 const TZ: chrono_tz::Tz = chrono_tz::Europe::Paris;
 

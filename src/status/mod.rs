@@ -17,11 +17,11 @@ use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::tables::TablesCheck;
 use crate::config::Config;
 use crate::exit::{self, StoreAccess};
 use crate::health::{self, ApiHealth, HealthState, History};
 use crate::outbox::{self, AttentionOrder, Counts, NeedsPerson, store};
+use crate::tables::TablesCheck;
 
 pub mod chart;
 pub mod json;
@@ -107,7 +107,7 @@ pub struct Status {
     /// checks or more failed).
     pub update_problem: Option<String>,
     /// Table names of the POS floor plan against Zenchef's, as the daemon
-    /// last read Zenchef's (`cli/tables.rs`); `null` until both are known.
+    /// last read Zenchef's (`src/tables.rs`); `null` until both are known.
     pub tables: Option<TablesCheck>,
     /// The last hours, one sample per `history.sample_s` (queue, deliveries,
     /// outages; `health.rs`); `null` until the daemon took a first sample.
@@ -461,7 +461,7 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
         payments_needing_person: outbox::payments::needs_person(conn).unwrap_or_default(),
         orders_needing_attention: outbox::orders::attention_orders(conn).unwrap_or_default(),
         update_problem,
-        tables: crate::cli::tables::stored_check(conn),
+        tables: crate::tables::stored_check(conn),
         history: outbox::kv_get(conn, health::HISTORY_KEY)
             .ok()
             .flatten()

@@ -693,8 +693,8 @@ mod tests {
 
     #[test]
     fn the_page_shows_the_chart_and_the_table_names_to_fix_in_both_languages() {
-        use crate::cli::tables::{TablesCheck, compare};
         use crate::health::{History, Sample};
+        use crate::tables::{TablesCheck, compare};
         let now = Utc::now();
         let mut s = crate::status::tests::sample(now);
         let names = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();

@@ -457,7 +457,7 @@ fn bookings(o: &mut Out, s: &Status) {
             Some(("NAMES DIFFER", Tone::Bad)),
             &format!("POS {} table(s), Zenchef {}", t.pos_count, t.zenchef_count),
         );
-        for l in crate::cli::tables::describe(&t.diff) {
+        for l in crate::tables::describe(&t.diff) {
             o.line("", None, &l);
         }
     }
@@ -553,8 +553,8 @@ fn store(o: &mut Out, s: &Status) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::tables::TablesCheck;
     use crate::status::tests::sample;
+    use crate::tables::TablesCheck;
 
     #[test]
     fn human_output_fits_80_columns_and_has_no_colour_off_a_tty() {
@@ -585,7 +585,7 @@ mod tests {
         assert_eq!(money(5, "EUR"), "0.05 EUR");
         let mut with_tables = s.clone();
         let names = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let diff = crate::cli::tables::compare(&names(&["1", "7a"]), &names(&["1", "7A"]));
+        let diff = crate::tables::compare(&names(&["1", "7a"]), &names(&["1", "7A"]));
         with_tables.tables = Some(TablesCheck {
             zenchef_fetched_at: with_tables.checked_at.clone(),
             pos_count: 2,

@@ -229,12 +229,12 @@ impl Poller {
         if n > 0 {
             info!("{n} reservation change(s) sent to the POS");
         }
-        // Zenchef's tables for the page's name check (cli/tables.rs).
+        // Zenchef's tables for the page's name check (src/tables.rs).
         if st
             .tables_read
-            .is_none_or(|t| t.elapsed() >= crate::cli::tables::REFRESH_EVERY)
+            .is_none_or(|t| t.elapsed() >= crate::tables::REFRESH_EVERY)
         {
-            match crate::cli::tables::refresh_zenchef_tables(&self.client, &self.store).await {
+            match crate::tables::refresh_zenchef_tables(&self.client, &self.store).await {
                 Ok(_) => st.tables_read = Some(tokio::time::Instant::now()),
                 Err(e) => debug!("cannot read Zenchef's tables: {e}"),
             }
