@@ -18,14 +18,15 @@
 use tracing::{debug, error, info};
 
 use super::{Deliverer, Ended, Failure, Outcome, classify};
-use crate::outbox::{self, RowState, payments, queue};
+use crate::outbox::queue::{self, State};
+use crate::outbox::{self, payments};
 use crate::pay::client::PayClient;
 use crate::sync::{self, OrderTruth};
 use crate::zenchef::client::{CallError, ErrorClass};
 
 /// What one look at the order's Pay lane found.
 struct Look {
-    head: Option<(i64, RowState, i64)>,
+    head: Option<(i64, State, i64)>,
     truth: OrderTruth,
     check: Option<payments::CheckRecord>,
     ids: Vec<i64>,
@@ -42,7 +43,7 @@ pub async fn work_order(d: &Deliverer, order: &str) -> Ended {
             .read(move |c| {
                 let head = queue::next_pending(c, outbox::Lane::Pay, &o)?
                     .map(|i| (i.id, i.state, i.attempts));
-                if head.as_ref().is_none_or(|(_, s, _)| *s != RowState::Queued) {
+                if head.as_ref().is_none_or(|(_, s, _)| *s != State::Queued) {
                     return Ok(Look {
                         head,
                         truth: OrderTruth::default(),
@@ -65,7 +66,7 @@ pub async fn work_order(d: &Deliverer, order: &str) -> Ended {
         let Some((head_id, state, attempts)) = look.head else {
             return ended(calls_ok, Outcome::Idle);
         };
-        if state == RowState::Dead {
+        if state == State::Dead {
             return ended(calls_ok, Outcome::Dead);
         }
         match push(d, order, &look).await {

@@ -7,7 +7,8 @@ use chrono::{Duration as ChronoDuration, NaiveDate};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::{Deliverer, Ended, Failure, classify};
-use crate::outbox::{self, OutboxItem, RowState, queue};
+use crate::outbox::queue::{self, State};
+use crate::outbox::{self, OutboxItem};
 use crate::pos::event::{self, EventData, PosEvent};
 use crate::sync::{self, OrderState, Plan, Step, matching};
 use crate::zenchef::client::{CallError, ErrorClass};
@@ -27,7 +28,7 @@ pub async fn work_order(d: &Deliverer, order: &str) -> Ended {
             Ok(None) => return ended(calls_ok, super::Outcome::Idle),
             Err(e) => return ended(calls_ok, classify(d, &Failure::Store(e), 0)),
         };
-        if item.state == RowState::Dead {
+        if item.state == State::Dead {
             return ended(calls_ok, super::Outcome::Dead);
         }
         let span =
@@ -192,7 +193,47 @@ async fn decide(
     let EventData::TableOpened(opened) = &ev.data else {
         unreachable!("needs_match is only true for table.opened")
     };
-    // Bookings of every day the window touches (restaurant local time).
+    let candidates = candidates_around(d, item, old, opened, calls_ok).await?;
+    // Choose and store atomically (the store thread is serial), so two
+    // orders opened at once never take the same booking.
+    let (ctx, window, table, id) = (d.ctx.clone(), d.window, opened.table.to_string(), item.id);
+    let at = opened.opened_at.0;
+    let order2 = order.cloned();
+    let old2 = old.cloned();
+    let ev2 = ev.clone();
+    let (plan, outcome) = d
+        .store
+        .write(move |c| {
+            // This order's own earlier choice is no longer taken by it.
+            let mine = old2.as_ref().and_then(|p| p.matched_booking);
+            let linked: Vec<i64> = outbox::linked_open_bookings(c)?
+                .into_iter()
+                .filter(|b| Some(*b) != mine)
+                .collect();
+            let outcome = matching::choose(&candidates, &table, at, ctx.tz, window, &linked);
+            let plan = match &old2 {
+                Some(p) => sync::redecide(p, &ev2, order2.as_ref(), outcome.chosen, &ctx),
+                None => sync::plan(&ev2, order2.as_ref(), outcome.chosen, &ctx, 0),
+            };
+            queue::save_plan(c, id, &plan)?;
+            Ok((plan, outcome))
+        })
+        .await
+        .map_err(|e| fail_store(d, e))?;
+    say_match(&opened.table.to_string(), &outcome);
+    Ok(plan)
+}
+
+/// The bookings of every day the matching window around `opened` touches
+/// (restaurant local time), as matching candidates. Each day read counts
+/// as a call that went through.
+async fn candidates_around(
+    d: &Deliverer,
+    item: &OutboxItem,
+    old: Option<&Plan>,
+    opened: &event::TableOpened,
+    calls_ok: &mut usize,
+) -> Result<Vec<matching::Candidate>, super::Outcome> {
     let local = opened.opened_at.0.with_timezone(&d.ctx.tz).naive_local();
     let first = (local - ChronoDuration::minutes(d.window.before_min)).date();
     let last = (local + ChronoDuration::minutes(d.window.after_min)).date();
@@ -224,52 +265,31 @@ async fn decide(
             _ => break,
         }
     }
-    // Choose and store atomically (the store thread is serial), so two
-    // orders opened at once never take the same booking.
-    let (ctx, window, table, id) = (d.ctx.clone(), d.window, opened.table.to_string(), item.id);
-    let at = opened.opened_at.0;
-    let order2 = order.cloned();
-    let old2 = old.cloned();
-    let ev2 = ev.clone();
-    let (plan, outcome) = d
-        .store
-        .write(move |c| {
-            // This order's own earlier choice is no longer taken by it.
-            let mine = old2.as_ref().and_then(|p| p.matched_booking);
-            let linked: Vec<i64> = outbox::linked_open_bookings(c)?
-                .into_iter()
-                .filter(|b| Some(*b) != mine)
-                .collect();
-            let outcome = matching::choose(&candidates, &table, at, ctx.tz, window, &linked);
-            let plan = match &old2 {
-                Some(p) => sync::redecide(p, &ev2, order2.as_ref(), outcome.chosen, &ctx),
-                None => sync::plan(&ev2, order2.as_ref(), outcome.chosen, &ctx, 0),
-            };
-            queue::save_plan(c, id, &plan)?;
-            Ok((plan, outcome))
-        })
-        .await
-        .map_err(|e| fail_store(d, e))?;
+    Ok(candidates)
+}
+
+/// Says what matching chose for `table`, and each near-miss (a WARN: the
+/// names differ only by case or spaces, and are not matched).
+fn say_match(table: &str, outcome: &matching::MatchOutcome) {
     for (b, name) in &outcome.near_misses {
         warn!(
             booking_id = b,
             "booking {b} is on table \"{name}\", which differs from the POS table \"{}\" only by \
              case or spaces: NOT matched (table names must be identical in the POS and in Zenchef)",
-            opened.table
+            table
         );
     }
     match outcome.chosen {
         Some(b) if !outcome.others.is_empty() => info!(
             booking_id = b,
-            "table {} matched booking {b} (other candidates: {:?})", opened.table, outcome.others
+            "table {} matched booking {b} (other candidates: {:?})", table, outcome.others
         ),
-        Some(b) => info!(booking_id = b, "table {} matched booking {b}", opened.table),
+        Some(b) => info!(booking_id = b, "table {} matched booking {b}", table),
         None => info!(
             "no reservation matches table {}: a walk-in will be created",
-            opened.table
+            table
         ),
     }
-    Ok(plan)
 }
 
 /// Runs one call; answers the created booking id for a walk-in.

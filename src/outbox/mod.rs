@@ -40,8 +40,6 @@ pub use orders::{
     save_order,
 };
 pub use payments::{NeedsPerson, PaymentChange};
-/// The former name of [`State`] (the delivery lanes still use it).
-pub use queue::State as RowState;
 pub use queue::{Lane, OutboxItem, State};
 pub use store::{Store, StoreError};
 
