@@ -528,6 +528,7 @@ mod tests {
         }
     }
 
+    // Long by design: one table of named cases of rule 4b.
     #[test]
     fn decisions_follow_rule_4b() {
         use Decision::*;

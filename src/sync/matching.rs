@@ -167,6 +167,7 @@ mod tests {
     };
 
     /// (bookings, table, opened at, linked, expected chosen, expected others)
+    // Long by design: one table, a case a row group.
     #[test]
     #[allow(clippy::type_complexity)]
     fn matching_table() {

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::pay::wire::{CheckBody, CheckStatus};
-use crate::pos::event::{BillPaid, EventData, Method, PosEvent};
+use crate::pos::event::{BillPaid, EventData, Method, PosEvent, TableOpened};
 use crate::zenchef::wire::{BookingStatus, PlanBody, PosTicketBody, TicketPayment, WalkinBody};
 
 /// What the Zenchef lane has applied of an order (table `orders`).
@@ -307,91 +307,9 @@ pub fn plan(
         0 => format!("{}:{suffix}", event.event_id),
         r => format!("{}:{suffix}:r{r}", event.event_id),
     };
-    let linked = order.and_then(|o| o.booking_id);
     let mut p = match &event.data {
-        EventData::TableOpened(d) => match (linked, order.and_then(|o| o.link)) {
-            // Linked by hand before the table.opened was delivered (a
-            // dead one repaired with `link` then `outbox retry`): the
-            // guests are at the table, so the linked booking is seated.
-            (Some(id), Some(Link::Manual))
-                if order.is_some_and(|o| o.status == OrderStatus::Open) =>
-            {
-                Plan {
-                    steps: vec![Step::ChangeStatus {
-                        booking: BookingRef::Id(id),
-                        status: BookingStatus::Seated,
-                        key: key("seated"),
-                    }],
-                    ..Plan::default()
-                }
-            }
-            // Already linked otherwise (a late table.opened after its bill
-            // created the walk-in): nothing more, the order never goes back.
-            (Some(_), _) => Plan::default(),
-            (None, _) => match matched {
-                Some(id) => Plan {
-                    steps: vec![Step::ChangeStatus {
-                        booking: BookingRef::Id(id),
-                        status: BookingStatus::Seated,
-                        key: key("seated"),
-                    }],
-                    link: Some(Link::Matched),
-                    matched_booking: Some(id),
-                    ..Plan::default()
-                },
-                None => Plan {
-                    steps: vec![Step::CreateWalkin {
-                        body: walkin_body(&d.table, d.covers.0, d.opened_at.0, ctx).into(),
-                        key: key("walkin"),
-                    }],
-                    link: Some(Link::Walkin),
-                    ..Plan::default()
-                },
-            },
-        },
-        EventData::BillPaid(d) => {
-            let ticket = ticket_body(d, ctx);
-            match linked {
-                Some(id) => Plan {
-                    steps: vec![
-                        Step::ChangeStatus {
-                            booking: BookingRef::Id(id),
-                            status: BookingStatus::Over,
-                            key: key("over"),
-                        },
-                        Step::PosTicket {
-                            booking: BookingRef::Id(id),
-                            body: ticket,
-                            key: key("ticket"),
-                        },
-                    ],
-                    ..Plan::default()
-                },
-                // Never opened (or `table.opened` not ticked in the POS):
-                // recorded as a walk-in seated at payment time, then
-                // finished with its ticket (docs/decisions.md).
-                None => Plan {
-                    steps: vec![
-                        Step::CreateWalkin {
-                            body: walkin_body(&d.table, d.covers.0, d.paid_at.0, ctx).into(),
-                            key: key("walkin"),
-                        },
-                        Step::ChangeStatus {
-                            booking: BookingRef::Created,
-                            status: BookingStatus::Over,
-                            key: key("over"),
-                        },
-                        Step::PosTicket {
-                            booking: BookingRef::Created,
-                            body: ticket,
-                            key: key("ticket"),
-                        },
-                    ],
-                    link: Some(Link::Walkin),
-                    ..Plan::default()
-                },
-            }
-        }
+        EventData::TableOpened(d) => table_opened_plan(d, order, matched, ctx, &key),
+        EventData::BillPaid(d) => bill_paid_plan(d, order, ctx, &key),
         // Zenchef: nothing for these (sync rules, the event table).
         EventData::ItemsSent(_)
         | EventData::TableMoved(_)
@@ -402,6 +320,107 @@ pub fn plan(
     p.basis = Some(Basis::of(order));
     p.revision = revision;
     p
+}
+
+/// [`plan`] of a `table.opened`: seat the matched (or hand-linked)
+/// booking, or create a walk-in. `key` gives a step's idempotency key.
+fn table_opened_plan(
+    d: &TableOpened,
+    order: Option<&OrderState>,
+    matched: Option<i64>,
+    ctx: &Ctx,
+    key: &dyn Fn(&str) -> String,
+) -> Plan {
+    let linked = order.and_then(|o| o.booking_id);
+    match (linked, order.and_then(|o| o.link)) {
+        // Linked by hand before the table.opened was delivered (a dead one
+        // repaired with `link` then `outbox retry`): the guests are at the
+        // table, so the linked booking is seated.
+        (Some(id), Some(Link::Manual)) if order.is_some_and(|o| o.status == OrderStatus::Open) => {
+            Plan {
+                steps: vec![Step::ChangeStatus {
+                    booking: BookingRef::Id(id),
+                    status: BookingStatus::Seated,
+                    key: key("seated"),
+                }],
+                ..Plan::default()
+            }
+        }
+        // Already linked otherwise (a late table.opened after its bill
+        // created the walk-in): nothing more, the order never goes back.
+        (Some(_), _) => Plan::default(),
+        (None, _) => match matched {
+            Some(id) => Plan {
+                steps: vec![Step::ChangeStatus {
+                    booking: BookingRef::Id(id),
+                    status: BookingStatus::Seated,
+                    key: key("seated"),
+                }],
+                link: Some(Link::Matched),
+                matched_booking: Some(id),
+                ..Plan::default()
+            },
+            None => Plan {
+                steps: vec![Step::CreateWalkin {
+                    body: walkin_body(&d.table, d.covers.0, d.opened_at.0, ctx).into(),
+                    key: key("walkin"),
+                }],
+                link: Some(Link::Walkin),
+                ..Plan::default()
+            },
+        },
+    }
+}
+
+/// [`plan`] of a `bill.paid`: the linked booking is over and gets its
+/// ticket; without one, a walk-in seated at payment time is created first.
+fn bill_paid_plan(
+    d: &BillPaid,
+    order: Option<&OrderState>,
+    ctx: &Ctx,
+    key: &dyn Fn(&str) -> String,
+) -> Plan {
+    let ticket = ticket_body(d, ctx);
+    match order.and_then(|o| o.booking_id) {
+        Some(id) => Plan {
+            steps: vec![
+                Step::ChangeStatus {
+                    booking: BookingRef::Id(id),
+                    status: BookingStatus::Over,
+                    key: key("over"),
+                },
+                Step::PosTicket {
+                    booking: BookingRef::Id(id),
+                    body: ticket,
+                    key: key("ticket"),
+                },
+            ],
+            ..Plan::default()
+        },
+        // Never opened (or `table.opened` not ticked in the POS): recorded
+        // as a walk-in seated at payment time, then finished with its
+        // ticket (docs/decisions.md).
+        None => Plan {
+            steps: vec![
+                Step::CreateWalkin {
+                    body: walkin_body(&d.table, d.covers.0, d.paid_at.0, ctx).into(),
+                    key: key("walkin"),
+                },
+                Step::ChangeStatus {
+                    booking: BookingRef::Created,
+                    status: BookingStatus::Over,
+                    key: key("over"),
+                },
+                Step::PosTicket {
+                    booking: BookingRef::Created,
+                    body: ticket,
+                    key: key("ticket"),
+                },
+            ],
+            link: Some(Link::Walkin),
+            ..Plan::default()
+        },
+    }
 }
 
 /// Decides again the steps of `old` not yet made (rule 10), from the
