@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{self, Store, now_utc};
+use crate::outbox::{self, Store};
+use crate::time::now_utc;
 
 /// `kv` key holding the JSON of [`HealthState`].
 pub const KV_KEY: &str = "daemon_state";

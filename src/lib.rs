@@ -69,9 +69,6 @@ pub mod tls;
 pub mod update;
 pub mod zenchef;
 
-pub use sd_status::watchdog_ping;
-pub use tls::install_crypto;
-
 /// Version, git commit and target triple (`--version`).
 pub const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),

@@ -176,7 +176,7 @@ impl Provision {
         let _ = fs::create_dir_all(&self.state_dir);
         let _ = fs::write(
             self.state_dir.join(PROVISIONED_MARKER),
-            crate::outbox::now_utc(),
+            crate::time::now_utc(),
         );
         info!(
             "provisioned: {} installed as {} (mode 0600); the copy on the boot partition was scrubbed",
@@ -196,7 +196,7 @@ impl Provision {
         let note = format!(
             "zenchef-edge could not use {} (checked {}):\n\n{why}\n\nFix the file and put the card back: it is checked at every boot.\n",
             drop.display(),
-            crate::outbox::now_utc()
+            crate::time::now_utc()
         );
         let _ = fs::write(drop.with_file_name(ERROR_NAME), note);
         report.refused = Some((drop.to_path_buf(), why));
@@ -362,7 +362,7 @@ fn scrub(drop: &Path, installed_as: &Path) -> std::io::Result<()> {
     let note = format!(
         "{CONSUMED_MARK} on {} and installed as {}.\n\
          # Its tokens were removed from this card. To provision again, replace this file.\n",
-        crate::outbox::now_utc(),
+        crate::time::now_utc(),
         installed_as.display()
     );
     f.write_all(note.as_bytes())?;

@@ -93,7 +93,7 @@ pub async fn refresh_zenchef_tables(
         .collect();
     let n = names.len();
     let json = serde_json::to_string(&ZenchefTables {
-        fetched_at: outbox::now_utc(),
+        fetched_at: crate::time::now_utc(),
         names,
     })
     .unwrap_or_default();

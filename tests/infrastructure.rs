@@ -551,7 +551,7 @@ async fn a_wrong_box_clock_changes_neither_order_nor_rate_limit_waits() {
 /// `not_before_year`-01-01; answers nothing (the handshake is what
 /// matters).
 async fn tls_server_not_yet_valid(not_before_year: i32) -> u16 {
-    zenchef_edge::install_crypto();
+    zenchef_edge::tls::install_crypto();
     let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
     params.not_before = rcgen::date_time_ymd(not_before_year, 1, 1);
     params.not_after = rcgen::date_time_ymd(not_before_year + 2, 1, 1);

@@ -171,7 +171,7 @@ pub async fn run(
     json: bool,
     config_stat: std::io::Result<std::fs::Metadata>,
 ) -> anyhow::Result<i32> {
-    crate::install_crypto();
+    crate::tls::install_crypto();
     let mut r = Report {
         color: !json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         json,

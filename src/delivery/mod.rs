@@ -142,7 +142,7 @@ pub async fn run(
         // delivery loop turns and the store commits; a wedged store (or
         // loop) stops the pings and systemd restarts the agent.
         if dispatcher.store_answers {
-            crate::watchdog_ping();
+            crate::sd_status::watchdog_ping();
         }
         dispatcher.start_ready(now);
         let wake = dispatcher
@@ -337,7 +337,7 @@ pub(crate) fn classify(d: &Deliverer, failure: &Failure, attempt: i64) -> Outcom
         ErrorClass::Retry { after } => {
             d.health.update(|s| {
                 let h = if is_pay { &mut s.pay } else { &mut s.zenchef };
-                h.last_error = Some(format!("{} {msg}", crate::outbox::now_utc()));
+                h.last_error = Some(format!("{} {msg}", crate::time::now_utc()));
                 h.outage = true;
             });
             warn!(attempt, "{api} call failed, will retry: {msg}");
@@ -346,7 +346,7 @@ pub(crate) fn classify(d: &Deliverer, failure: &Failure, attempt: i64) -> Outcom
         ErrorClass::Credentials => {
             d.health.update(|s| {
                 let h = if is_pay { &mut s.pay } else { &mut s.zenchef };
-                h.last_error = Some(format!("{} {msg}", crate::outbox::now_utc()));
+                h.last_error = Some(format!("{} {msg}", crate::time::now_utc()));
                 h.credentials_refused = true;
             });
             if is_pay {

@@ -168,7 +168,7 @@ async fn push(d: &Deliverer, order: &str, look: &Look) -> Result<Option<u64>, Fa
         .await
         .map_err(Failure::Pay)?;
     d.health.update(|s| {
-        s.pay.last_success = Some(outbox::now_utc());
+        s.pay.last_success = Some(crate::time::now_utc());
         s.pay.credentials_refused = false;
         s.pay.outage = false;
     });

@@ -5,11 +5,12 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::StoreError;
 use super::kv::{bump, kv_set};
 use super::payments::{self, PaymentChange};
 use super::queue::{self, State};
-use super::{StoreError, now_utc};
 use crate::pos::event::{EventData, Method, PosEvent};
+use crate::time::now_utc;
 
 /// Bytes of a quarantined payload kept in the `rejected` table.
 pub const REJECTED_KEEP_BYTES: usize = 64 * 1024;

@@ -53,7 +53,7 @@ pub fn kv_delete(conn: &Connection, key: &str) -> Result<(), StoreError> {
 pub fn mark_next_started(conn: &Connection) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO next_marks(note, written_at) VALUES ('started', ?1)",
-        [super::now_utc()],
+        [crate::time::now_utc()],
     )?;
     Ok(())
 }

@@ -8,7 +8,8 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{StoreError, now_utc};
+use super::StoreError;
+use crate::time::now_utc;
 
 /// One row of `link_requests`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{StoreError, now_utc};
+use super::StoreError;
+use crate::time::now_utc;
 
 /// Confirmed withdrawals of days before the window deleted after each
 /// successful poll, at most.

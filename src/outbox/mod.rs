@@ -43,13 +43,6 @@ pub use payments::{NeedsPerson, PaymentChange};
 pub use queue::{Lane, OutboxItem, State};
 pub use store::{Store, StoreError};
 
-/// Box clock, UTC, RFC 3339 with milliseconds (`2026-11-29T18:42:05.123Z`):
-/// informational timestamps only (never ordering). Milliseconds let the
-/// benchmarks measure publish → stored latency from `events.received_at`.
-pub fn now_utc() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// Counts shown by `status` (and the demo summary).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Counts {

@@ -197,7 +197,7 @@ pub fn attention_orders(conn: &Connection) -> Result<Vec<AttentionOrder>, StoreE
 pub fn mark_attention_handled(conn: &Connection, order_id: &str) -> Result<usize, StoreError> {
     Ok(conn.execute(
         "UPDATE rejected SET handled_at = ?2 WHERE order_id = ?1 AND handled_at IS NULL",
-        rusqlite::params![order_id, super::now_utc()],
+        rusqlite::params![order_id, crate::time::now_utc()],
     )?)
 }
 

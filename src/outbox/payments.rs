@@ -34,9 +34,10 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRe
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use serde::Serialize;
 
-use super::{StoreError, kv_get, kv_set, now_utc, order_attention, order_truth};
+use super::{StoreError, kv_get, kv_set, order_attention, order_truth};
 use crate::pay::client::GuestPayment;
 use crate::sync::{self, OrderStatus, Refusal, Verdict};
+use crate::time::now_utc;
 
 /// `kv` key of the durable payments cursor.
 pub const CURSOR_KEY: &str = "pay_cursor";

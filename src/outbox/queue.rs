@@ -21,8 +21,9 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
-use super::{StoreError, bump, now_utc};
+use super::{StoreError, bump};
 use crate::sync::{OrderState, Plan, Step};
+use crate::time::now_utc;
 
 /// A delivery lane of an order (sync rule 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -59,8 +59,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{Store, StoreError, kv_get, kv_set, now_utc, order_attention};
+use super::{Store, StoreError, kv_get, kv_set, order_attention};
 use crate::config::RetentionConfig;
+use crate::time::now_utc;
 
 /// Most rows one batch deletes (one store job).
 pub const BATCH_ROWS: usize = 500;
@@ -670,7 +671,7 @@ impl Retention {
             return;
         }
         let t = std::time::Instant::now();
-        crate::watchdog_ping();
+        crate::sd_status::watchdog_ping();
         let r = self
             .store
             .maintenance(|c| {
@@ -679,7 +680,7 @@ impl Retention {
                 Ok(())
             })
             .await;
-        crate::watchdog_ping();
+        crate::sd_status::watchdog_ping();
         match r {
             Ok(()) => {
                 let _ = self

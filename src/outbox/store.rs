@@ -591,7 +591,7 @@ pub fn mark_corrupt(path: &Path, why: &str) -> std::io::Result<()> {
         "reason": why,
         "dev": dev,
         "ino": ino,
-        "at": super::now_utc(),
+        "at": crate::time::now_utc(),
     });
     crate::update::state::write_atomic(&marker_path(path), body.to_string().as_bytes(), 0o600)
 }

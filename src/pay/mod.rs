@@ -38,10 +38,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::health::Health;
 use crate::outbox::payments::{self, Fate, PaymentState, Todo, Unreadable};
-use crate::outbox::{Store, StoreError, kv_get, now_utc, order_truth};
+use crate::outbox::{Store, StoreError, kv_get, order_truth};
 use crate::pos::session::PosLink;
 use crate::retry::Backoff;
 use crate::sync;
+use crate::time::now_utc;
 use crate::zenchef::client::{CallError, ErrorClass};
 use client::PayClient;
 

@@ -210,7 +210,7 @@ impl Intake {
             if payments_decided {
                 wake_pay.notify_one();
             }
-            crate::watchdog_ping();
+            crate::sd_status::watchdog_ping();
         }
         info!("intake stopped");
     }

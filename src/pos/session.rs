@@ -29,8 +29,9 @@ use tracing::{debug, error, info, warn};
 use super::discovery::PosTarget;
 use crate::config::CashpadConfig;
 use crate::health::Health;
-use crate::outbox::{Store, now_utc};
+use crate::outbox::Store;
 use crate::retry::Backoff;
+use crate::time::now_utc;
 
 /// MQTT username (cashpad §2).
 pub const USERNAME: &str = "zenchef-edge";

@@ -404,7 +404,7 @@ impl Updater {
         paths: Paths,
         activity: Activity,
     ) -> Result<Updater, UpdateError> {
-        crate::install_crypto();
+        crate::tls::install_crypto();
         let client = reqwest::Client::builder()
             .user_agent(concat!("zenchef-edge-update/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
@@ -666,7 +666,7 @@ async fn record_check(
             None if f.consecutive == 0 => return,
             None => *f = CheckFailures::default(),
             Some(e) => {
-                let now = crate::outbox::now_utc();
+                let now = crate::time::now_utc();
                 if f.consecutive == 0 {
                     f.since = Some(now.clone());
                 }
@@ -780,7 +780,7 @@ async fn confirm_health(t: &Task, version: &str) -> bool {
     loop {
         let probe = t
             .store
-            .write(|c| crate::outbox::kv_set(c, "update_health_probe", &crate::outbox::now_utc()));
+            .write(|c| crate::outbox::kv_set(c, "update_health_probe", &crate::time::now_utc()));
         let healthy = matches!(
             tokio::time::timeout(Duration::from_secs(10), probe).await,
             Ok(Ok(()))
@@ -792,7 +792,7 @@ async fn confirm_health(t: &Task, version: &str) -> bool {
             warn!("update: test-next build: the health check fails by design");
         }
         if healthy {
-            crate::watchdog_ping();
+            crate::sd_status::watchdog_ping();
             match install::confirm(&t.updater.paths.state_file(), version) {
                 Ok(_) => {
                     info!("update: {version} confirmed healthy");

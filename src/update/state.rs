@@ -121,7 +121,7 @@ impl UpdateState {
 
     /// Sets [`UpdateState::last_event`] with the current UTC time.
     pub fn event(&mut self, text: impl AsRef<str>) {
-        self.last_event = Some(format!("{} {}", crate::outbox::now_utc(), text.as_ref()));
+        self.last_event = Some(format!("{} {}", crate::time::now_utc(), text.as_ref()));
     }
 
     /// Forgets the pending install (confirmed, or did not take).

@@ -43,8 +43,9 @@ use super::client::{Booking, CallError, ErrorClass, ZenchefClient};
 use crate::health::Health;
 pub use crate::outbox::mirror::{MirrorRow, PRUNE_BATCH, prune_mirror};
 use crate::outbox::mirror::{confirm_withdrawals, load_mirror, save_mirror};
-use crate::outbox::{Store, StoreError, now_utc};
+use crate::outbox::{Store, StoreError};
 use crate::pos::session::PosLink;
+use crate::time::now_utc;
 
 /// A withdrawal counts as confirmed when the session it was published on
 /// is still the same and connected this long after (two keep-alives of
