@@ -11,9 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cli::status;
 use crate::config::Config;
 use crate::outbox::{events, links, store};
+use crate::status;
 
 /// How long the command waits for the daemon's answer.
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -6,9 +6,9 @@
 //!
 //! Exit code 1 when they are not known yet.
 
-use crate::cli::status;
 use crate::config::Config;
 use crate::outbox::store;
+use crate::status;
 
 /// Where to enter them, in English and as the French interface reads.
 pub const WHERE_EN: &str = "In Zenchef: Settings → Pay at table → POS software: choose Cashpad, \

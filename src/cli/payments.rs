@@ -11,9 +11,9 @@
 
 use std::path::Path;
 
-use crate::cli::status::money;
 use crate::config::Config;
 use crate::outbox::{payments, store};
+use crate::status::money;
 
 /// Lists the payments that need a person.
 pub fn run_list(config: &Config, json: bool) -> anyhow::Result<i32> {

@@ -10,10 +10,6 @@ use crate::config::Config;
 use crate::exit::{self, StoreAccess};
 use crate::status::{json, read, text};
 
-// Other commands reach these through `cli::status` (they moved to
-// `src/status/mod.rs`).
-pub use crate::status::{daemon_record, money};
-
 /// `status --json` with an invalid configuration: the same keys, with
 /// `config_state` `invalid`, the error, and nothing else known.
 pub fn print_config_error(e: &crate::config::ConfigError) {
