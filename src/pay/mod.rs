@@ -314,11 +314,14 @@ async fn act(p: &Payments, iid: &str, pace: &mut Pace) -> Option<Instant> {
             Ok(()) => {
                 pace.ack_backoff.remove(&t.payment_id);
             }
-            Err(e) if e.what == "store" => {
-                warn!("cannot record a Zenchef Pay payment's progress: {e}; tried again shortly");
+            Err(StepError::Store(e)) => {
+                warn!(
+                    "cannot record a Zenchef Pay payment's progress: {}; tried again shortly",
+                    store_err(e)
+                );
                 return earliest(next, Instant::now() + POLL_BACKOFF);
             }
-            Err(e) => {
+            Err(StepError::Pay(e)) => {
                 let n = pace.ack_backoff.get(&t.payment_id).map_or(0, |(_, n)| *n) + 1;
                 let after = match e.class {
                     ErrorClass::Retry { after } => after.filter(|a| !a.is_zero()),
@@ -350,7 +353,7 @@ async fn act_one(
     pace: &mut Pace,
     t: &Todo,
     next: &mut Option<Instant>,
-) -> Result<(), CallError> {
+) -> Result<(), StepError> {
     let now = Instant::now();
     match t.state {
         PaymentState::Settle => {
@@ -399,7 +402,7 @@ async fn act_one(
 /// it `command_sent` first (or counts a resend), then publishes. Answers
 /// whether the command was handed to the MQTT client; one that was not is
 /// put back to be sent when the POS is back.
-async fn send_settle(p: &Payments, t: &Todo, resend: bool) -> Result<bool, CallError> {
+async fn send_settle(p: &Payments, t: &Todo, resend: bool) -> Result<bool, StepError> {
     let (id, order) = (t.payment_id.clone(), t.order_id.clone());
     let decided = p
         .store
@@ -434,8 +437,7 @@ async fn send_settle(p: &Payments, t: &Todo, resend: bool) -> Result<bool, CallE
             }
             Ok(Ok(order_truth(c, &order)?.table.unwrap_or_default()))
         })
-        .await
-        .map_err(store_err)?;
+        .await?;
     let table = match decided {
         Ok(table) => table,
         Err(None) => return Ok(false), // decided meanwhile (answered, closed)
@@ -479,8 +481,7 @@ async fn send_settle(p: &Payments, t: &Todo, resend: bool) -> Result<bool, CallE
                     None,
                 )
             })
-            .await
-            .map_err(store_err)?;
+            .await?;
     }
     warn!(payment_id = %t.payment_id, "settle command not sent (POS session down); it is sent when the POS is back");
     Ok(false)
@@ -488,7 +489,7 @@ async fn send_settle(p: &Payments, t: &Todo, resend: bool) -> Result<bool, CallE
 
 /// The POS did not answer a settle command after every resend, and the
 /// order is still open: a person must look (status, page, ERROR).
-async fn needs_person(p: &Payments, t: &Todo) -> Result<(), CallError> {
+async fn needs_person(p: &Payments, t: &Todo) -> Result<(), StepError> {
     let (id, order) = (t.payment_id.clone(), t.order_id.clone());
     let (amount, tip, sends) = (t.amount_cents, t.tip_cents, t.resends + 1);
     let table = p
@@ -506,8 +507,7 @@ async fn needs_person(p: &Payments, t: &Todo) -> Result<(), CallError> {
             )?;
             Ok(flagged.then_some(table))
         })
-        .await
-        .map_err(store_err)?;
+        .await?;
     let Some(table) = table else {
         return Ok(()); // answered or closed meanwhile
     };
@@ -521,7 +521,7 @@ async fn needs_person(p: &Payments, t: &Todo) -> Result<(), CallError> {
 }
 
 /// Sends a `settled` (`reason = None`) or `rejected` ack and records it.
-async fn ack(p: &Payments, iid: &str, t: &Todo, reason: Option<&str>) -> Result<(), CallError> {
+async fn ack(p: &Payments, iid: &str, t: &Todo, reason: Option<&str>) -> Result<(), StepError> {
     let (from, to) = match reason {
         None => (PaymentState::Answered, PaymentState::Settled),
         Some(_) => (PaymentState::Reject, PaymentState::Rejected),
@@ -529,7 +529,7 @@ async fn ack(p: &Payments, iid: &str, t: &Todo, reason: Option<&str>) -> Result<
     let refused = match p.client.ack(iid, &t.payment_id, reason).await {
         Ok(()) => None,
         Err(e) if e.class == ErrorClass::Dead => Some(e.to_string()),
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let id = t.payment_id.clone();
     let note = refused.clone();
@@ -545,7 +545,7 @@ async fn ack(p: &Payments, iid: &str, t: &Todo, reason: Option<&str>) -> Result<
             payments::transition(c, &id, from, to, None)
         })
         .await
-        .map_err(store_err)?;
+        ?;
     match (reason, refused) {
         (_, Some(why)) => error!(payment_id = %t.payment_id, order_id = %t.order_id,
             message_id = crate::message_ids::PAYMENT_NEEDS_PERSON,
@@ -564,7 +564,7 @@ async fn ack(p: &Payments, iid: &str, t: &Todo, reason: Option<&str>) -> Result<
 /// box that had it may have refunded it, and only the POS knows whether it
 /// recorded it. One the POS has not mentioned for [`ADOPTED_FOR`] is left to
 /// that box (`inherited`).
-async fn reconsider_adopted(p: &Payments, t: &Todo) -> Result<(), CallError> {
+async fn reconsider_adopted(p: &Payments, t: &Todo) -> Result<(), StepError> {
     let old = chrono::DateTime::parse_from_rfc3339(&t.received_at)
         .is_ok_and(|at| chrono::Utc::now() - at.with_timezone(&chrono::Utc) > ADOPTED_FOR);
     if !old {
@@ -582,8 +582,7 @@ async fn reconsider_adopted(p: &Payments, t: &Todo) -> Result<(), CallError> {
                 Some("the POS never mentioned it to this store: left to the previous box"),
             )
         })
-        .await
-        .map_err(store_err)?;
+        .await?;
     if moved {
         warn!(payment_id = %t.payment_id, order_id = %t.order_id,
             "adopted payment {} was never mentioned by the POS in a day: left to the previous box",
@@ -592,6 +591,20 @@ async fn reconsider_adopted(p: &Payments, t: &Todo) -> Result<(), CallError> {
     Ok(())
 }
 
+/// Why one payment's step (settle, ack, needs a person) stopped: its call
+/// failed (backed off alone, other payments go on), or the store did (the
+/// whole pass waits a little).
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    /// A Zenchef Pay call failed.
+    #[error(transparent)]
+    Pay(#[from] CallError),
+    /// The store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A store failure where the poll reports a [`CallError`] (retried).
 fn store_err(e: StoreError) -> CallError {
     CallError {
         class: ErrorClass::Retry { after: None },
