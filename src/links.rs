@@ -30,7 +30,7 @@ use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-pub use crate::outbox::links::{LinkRequest, open_requests, set_state};
+pub use crate::outbox::links::{LinkRequest, LinkState, open_requests, set_state};
 use crate::outbox::{self, State, Store, StoreError, events, orders, queue};
 use crate::sync::{Link, OrderState, OrderStatus};
 use crate::zenchef::client::{Booking, CallError, ErrorClass, ZenchefClient};
@@ -302,7 +302,7 @@ async fn wait(
     if r.result.as_deref() != Some(why.as_str()) {
         let id = r.id;
         store
-            .write(move |c| set_state(c, id, "pending", &why, None))
+            .write(move |c| set_state(c, id, LinkState::Pending, &why, None))
             .await?;
     }
     Ok(())
@@ -311,11 +311,11 @@ async fn wait(
 async fn finish(
     store: &Store,
     r: &LinkRequest,
-    state: &'static str,
+    state: LinkState,
     sentence: String,
 ) -> Result<(), StoreError> {
     match state {
-        "refused" => warn!(
+        LinkState::Refused => warn!(
             order_id = %r.order_id, booking_id = r.booking_id,
             "manual link request #{} refused: {sentence}", r.id
         ),
@@ -336,7 +336,7 @@ async fn process(
     r: &LinkRequest,
     waits: &mut HashMap<i64, String>,
 ) -> Result<(), StoreError> {
-    if r.state == "cancelling" {
+    if r.state == LinkState::Cancelling {
         return cancel_walkin(store, zenchef, r, waits).await;
     }
     // 1. A first look, to refuse or wait without calling Zenchef.
@@ -345,8 +345,8 @@ async fn process(
         .read(move |c| Ok(decide(&r2, &facts(c, &r2)?)))
         .await?;
     match first {
-        Decision::Refuse(m) => return finish(store, r, "refused", m).await,
-        Decision::Nothing(m) => return finish(store, r, "done", m).await,
+        Decision::Refuse(m) => return finish(store, r, LinkState::Refused, m).await,
+        Decision::Nothing(m) => return finish(store, r, LinkState::Done, m).await,
         Decision::Wait(m) => return wait(store, r, m, waits).await,
         Decision::Apply { .. } => {}
     }
@@ -358,7 +358,7 @@ async fn process(
                 return finish(
                     store,
                     r,
-                    "refused",
+                    LinkState::Refused,
                     format!("booking {b} is already finished (over) in Zenchef: choose the guests' current booking"),
                 )
                 .await;
@@ -368,7 +368,7 @@ async fn process(
                 return finish(
                     store,
                     r,
-                    "refused",
+                    LinkState::Refused,
                     format!(
                         "booking {b} does not exist in Zenchef for restaurant {} ({})",
                         zenchef.restaurant_id(),
@@ -391,9 +391,9 @@ async fn process(
                 write_link(c, &r2, &f)?;
                 let sentence = applied_sentence(&r2, *previous, words2.as_deref());
                 let state = if cancel.is_some() {
-                    "cancelling"
+                    LinkState::Cancelling
                 } else {
-                    "done"
+                    LinkState::Done
                 };
                 set_state(c, r2.id, state, &sentence, *cancel)?;
             }
@@ -409,7 +409,7 @@ async fn process(
             );
             if let Some(w) = cancel {
                 let mut next = r.clone();
-                next.state = "cancelling".into();
+                next.state = LinkState::Cancelling;
                 next.result = Some(sentence);
                 next.cancel_booking = Some(w);
                 cancel_walkin(store, zenchef, &next, waits).await?;
@@ -417,8 +417,8 @@ async fn process(
             Ok(())
         }
         // Something changed between the two looks.
-        Decision::Refuse(m) => finish(store, r, "refused", m).await,
-        Decision::Nothing(m) => finish(store, r, "done", m).await,
+        Decision::Refuse(m) => finish(store, r, LinkState::Refused, m).await,
+        Decision::Nothing(m) => finish(store, r, LinkState::Done, m).await,
         Decision::Wait(m) => wait(store, r, m, waits).await,
     }
 }
@@ -444,7 +444,7 @@ async fn cancel_walkin(
 ) -> Result<(), StoreError> {
     let base = r.result.clone().unwrap_or_default();
     let Some(w) = r.cancel_booking else {
-        return finish(store, r, "done", base).await;
+        return finish(store, r, LinkState::Done, base).await;
     };
     match zenchef
         .change_status(w, &BookingStatus::Canceled, &format!("link-{}", r.id))
@@ -454,7 +454,7 @@ async fn cancel_walkin(
             finish(
                 store,
                 r,
-                "done",
+                LinkState::Done,
                 format!("{base}; the walk-in {w} created for this order was cancelled in Zenchef"),
             )
             .await
@@ -468,7 +468,7 @@ async fn cancel_walkin(
             finish(
                 store,
                 r,
-                "done",
+                LinkState::Done,
                 format!(
                     "{base}; the walk-in {w} could NOT be cancelled in Zenchef ({}): cancel it by hand",
                     e.message
@@ -499,7 +499,7 @@ mod tests {
             id: 7,
             order_id: "O-1".into(),
             booking_id: booking,
-            state: "pending".into(),
+            state: LinkState::Pending,
             result: None,
             cancel_booking: None,
         }

@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::outbox::links::LinkState;
 use crate::outbox::{events, links, store};
 use crate::status;
 
@@ -54,18 +55,18 @@ pub fn run(config: &Config, order_id: &str, booking: Option<i64>) -> anyhow::Res
         };
         let (state, cancel) = (request.state, request.cancel_booking);
         let result = request.result.unwrap_or_default();
-        match state.as_str() {
-            "done" => {
+        match state {
+            LinkState::Done => {
                 println!("{result}");
                 return Ok(0);
             }
-            "refused" => {
+            LinkState::Refused => {
                 eprintln!("{what} refused: {result}");
                 return Ok(1);
             }
             _ if Instant::now() >= deadline => {
-                match (state.as_str(), cancel) {
-                    ("cancelling", Some(w)) => println!(
+                match (state, cancel) {
+                    (LinkState::Cancelling, Some(w)) => println!(
                         "{result}; the walk-in {w} is still being cancelled in Zenchef (retried \
                          automatically)"
                     ),

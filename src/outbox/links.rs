@@ -11,6 +11,59 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::StoreError;
 use crate::time::now_utc;
 
+/// The state of a link request, stored as its name (`pending`,
+/// `cancelling`, `done`, `refused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// To apply, or waiting (`result` says for what).
+    Pending,
+    /// Applied; the walk-in it replaced is still to cancel in Zenchef.
+    Cancelling,
+    /// Applied (or nothing to do).
+    Done,
+    /// Refused (`result` says why).
+    Refused,
+}
+
+impl LinkState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Pending => "pending",
+            LinkState::Cancelling => "cancelling",
+            LinkState::Done => "done",
+            LinkState::Refused => "refused",
+        }
+    }
+
+    /// The state a stored name names; `None` for a name no release wrote.
+    pub fn parse(s: &str) -> Option<LinkState> {
+        [
+            LinkState::Pending,
+            LinkState::Cancelling,
+            LinkState::Done,
+            LinkState::Refused,
+        ]
+        .into_iter()
+        .find(|l| l.as_str() == s)
+    }
+}
+
+impl rusqlite::ToSql for LinkState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for LinkState {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = v.as_str()?;
+        LinkState::parse(s).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown link request state `{s}`").into())
+        })
+    }
+}
+
 /// One row of `link_requests`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkRequest {
@@ -20,8 +73,8 @@ pub struct LinkRequest {
     pub order_id: String,
     /// The booking to link; `None` = unlink.
     pub booking_id: Option<i64>,
-    /// `pending`, `cancelling`, `done` or `refused`.
-    pub state: String,
+    /// Where the request is.
+    pub state: LinkState,
     /// The sentence shown by the CLI (also the reason of a wait).
     pub result: Option<String>,
     /// Walk-in still to cancel in Zenchef (state `cancelling`).
@@ -87,7 +140,7 @@ pub fn open_requests(c: &Connection) -> Result<Vec<LinkRequest>, StoreError> {
 pub fn set_state(
     c: &Connection,
     id: i64,
-    state: &str,
+    state: LinkState,
     result: &str,
     cancel_booking: Option<i64>,
 ) -> Result<(), StoreError> {
@@ -97,4 +150,26 @@ pub fn set_state(
         params![id, state, result, cancel_booking, now_utc()],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored names are the ones every release wrote (a store keeps
+    /// them across updates).
+    #[test]
+    fn link_states_keep_their_stored_names() {
+        let all = [
+            (LinkState::Pending, "pending"),
+            (LinkState::Cancelling, "cancelling"),
+            (LinkState::Done, "done"),
+            (LinkState::Refused, "refused"),
+        ];
+        for (state, name) in all {
+            assert_eq!(state.as_str(), name);
+            assert_eq!(LinkState::parse(name), Some(state));
+        }
+        assert_eq!(LinkState::parse("applied"), None);
+    }
 }
