@@ -51,7 +51,7 @@ pub const CLOSED_WITHOUT: &str = "bill closed in the POS without this payment";
 pub const VOIDED_WITHOUT: &str = "order voided in the POS without this payment";
 
 /// A payment's state (see the module documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentState {
     /// Accepted, settle command to send.
@@ -611,8 +611,8 @@ pub struct NeedsPerson {
     pub amount_cents: i64,
     /// Tip, cents.
     pub tip_cents: i64,
-    /// The payment's state.
-    pub state: String,
+    /// The payment's state (its stored name in JSON).
+    pub state: PaymentState,
     /// What to check.
     pub what: String,
     /// Since when (box clock, UTC).
@@ -782,6 +782,8 @@ mod tests {
             let back: PaymentState = c.query_row("SELECT ?1", [s], |r| r.get(0)).unwrap();
             assert_eq!(back, s);
             assert_eq!(PaymentState::parse(s.as_str()), Some(s));
+            // `status --json` shows the same name.
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
         let unknown: rusqlite::Result<PaymentState> =
             c.query_row("SELECT 'later'", [], |r| r.get(0));
