@@ -1,5 +1,5 @@
 //! Golden renderings: fixed facts rendered at a fixed time, compared byte
-//! for byte with `src/status/golden/*` (text, JSON, page, chart). They were
+//! for byte with `tests/golden/status/*` (text, JSON, page, chart). They were
 //! written by the code before the status refactor (issue 15) and prove the
 //! renderings did not move. `UPDATE_GOLDEN=1 cargo test --lib golden`
 //! rewrites them (only for a wanted change of output).
@@ -27,7 +27,7 @@ fn at(s: i64) -> String {
 
 fn check(name: &str, got: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/status/golden")
+        .join("tests/golden/status")
         .join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, got).unwrap();
