@@ -13,14 +13,17 @@
 //!   (MQTT), [`pos::event`] (envelope and types), [`pos::intake`] (store
 //!   then ack).
 //! - [`outbox`]: the SQLite store ([`outbox::store`], group commit on its
-//!   own thread), migrations, and all the SQL: the queue and its two lanes,
-//!   orders and their stored truth, Zenchef Pay payments and checks.
+//!   own thread), migrations, and all the SQL, a typed module per table
+//!   family: events, the queue and its two lanes, orders and their stored
+//!   truth, Zenchef Pay payments and checks, link requests, the
+//!   reservation mirror, counters and `kv`.
 //! - [`delivery`]: the two lanes of each order (Zenchef, Zenchef Pay), in
 //!   `seq` order and independent of each other; the pure scheduler
 //!   (backoff, outage probes, pauses); retries and dead letters.
 //! - [`sync`]: the sync rules (docs/protocol/sync-rules.md) as pure
 //!   functions (matching, plans, order truth, payment verdicts).
-//! - [`zenchef`]: the Zenchef API client and the reservation poller.
+//! - [`zenchef`]: the Zenchef API client, its typed wire bodies, and the
+//!   reservation poller.
 //! - [`health`]: the daemon's view of its links, for `status`.
 //! - [`sd_status`]: the same, as the one-line `STATUS=` of `systemctl
 //!   status`, and the journal lines of outages starting and ending.
@@ -28,16 +31,23 @@
 //! - [`identity`]: the device id and the box's own mDNS advertisement.
 //! - [`provision`]: zero-touch provisioning from the boot partition.
 //! - [`pay`]: Zenchef Pay payments (polling, settle commands and their
-//!   life, acks; checks are pushed by the Pay lane of [`delivery`]).
+//!   life, acks; checks are pushed by the Pay lane of [`delivery`]) and
+//!   the connector's typed wire bodies.
 //! - [`links`]: applies the manual links queued by `link` / `unlink`
 //!   (sync-rules 4b).
+//! - [`status`]: the facts `status`, the page and `status.json` show,
+//!   read once, and their renderings (text, JSON, page, chart).
+//! - [`tables`]: the table-name check of sync rule 4 (POS floor plan
+//!   against Zenchef's tables).
 //! - [`http`]: the local status page, `status.json` and the webhook nudge.
 //! - [`update`]: signed self-update in the maintenance window, with
 //!   automatic rollback (docs/README-update.md).
-//! - [`cli`]: the technician commands.
-//!
+//! - [`cli`]: the technician commands; [`exit`]: their exit codes;
+//!   [`privileges`]: becoming the state directory's owner when run as root.
 //! - [`retry`]: the one backoff every retrying loop uses; [`time`]: the
 //!   box's clock (never used for ordering); [`tls`]: the crypto provider.
+//!
+//! The rooms and the path of one event: docs/architecture.md.
 //!
 //! [`daemon::Daemon`] is the daemon (its task graph and shutdown order);
 //! `main.rs` only builds the runtime, sets up logging, handles signals and
