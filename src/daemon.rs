@@ -3,7 +3,7 @@
 //! [`Daemon::run`] boots in this order — update bookkeeping (a version that
 //! never confirmed its health is rolled back before anything else runs),
 //! the store (waited for when the box is at fault), `READY=1` — then spawns
-//! every task into one of four [`Stage`]s, and on shutdown stops the
+//! every task into one of four stages (`Stage`), and on shutdown stops the
 //! stages one after the other, each finishing what it holds
 //! (docs/architecture.md, "Shutdown order"):
 //!
@@ -15,7 +15,7 @@
 //! | rest | mDNS, the reservation poller, the page, health, `STATUS=`, retention, the advert, the updater |
 //!
 //! Tasks get their handles from [`Shared`] and their channels by name
-//! ([`Wires`]), never by position.
+//! (`Wires`), never by position.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
