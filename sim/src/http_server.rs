@@ -121,6 +121,8 @@ pub(crate) fn require_json(method: &Method, headers: &HeaderMap) -> Option<Respo
 
 /// A request body that must be a JSON object. Errors: a 400 answer (not
 /// JSON, or JSON but not an object).
+// The error is the answer a handler returns as is (axum's `Response`).
+#[allow(clippy::result_large_err)]
 pub(crate) fn parse_body(bytes: &[u8]) -> Result<Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),
