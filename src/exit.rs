@@ -104,12 +104,10 @@ pub fn io_code(e: &std::io::Error) -> i32 {
 
 fn store_code(e: &StoreError) -> i32 {
     match e {
-        StoreError::Open { path, message } => match store_access(path) {
+        StoreError::Open { path, code, .. } => match store_access(path) {
             StoreAccess::Missing => NOINPUT,
             StoreAccess::PermissionDenied(_) => NOPERM,
-            _ if busy(message) => TEMPFAIL,
-            _ if message.contains("readonly") || message.contains("read-only") => NOPERM,
-            _ => IOERR,
+            _ => sqlite_code_or(*code, IOERR),
         },
         StoreError::Unavailable { cause, .. } => match cause {
             crate::outbox::store::Unavailable::PermissionDenied
@@ -130,25 +128,25 @@ fn store_code(e: &StoreError) -> i32 {
             Some(rusqlite::ErrorCode::ReadOnly) => NOPERM,
             _ => FAILURE,
         },
-        StoreError::Commit(m) if busy(m) => TEMPFAIL,
-        StoreError::Commit(m) if m.contains("readonly") => NOPERM,
-        StoreError::Commit(_) => IOERR,
+        StoreError::Commit { code, .. } => sqlite_code_or(*code, IOERR),
         StoreError::Json(_) | StoreError::Closed => FAILURE,
     }
 }
 
-fn busy(message: &str) -> bool {
-    message.contains("database is locked") || message.contains("database is busy")
+fn sqlite_code(e: &rusqlite::Error) -> i32 {
+    sqlite_code_or(e.sqlite_error_code(), FAILURE)
 }
 
-fn sqlite_code(e: &rusqlite::Error) -> i32 {
+/// The code SQLite's error code calls for; `otherwise` for another code or
+/// none.
+fn sqlite_code_or(code: Option<rusqlite::ErrorCode>, otherwise: i32) -> i32 {
     use rusqlite::ErrorCode as C;
-    match e.sqlite_error_code() {
+    match code {
         Some(C::DatabaseBusy | C::DatabaseLocked) => TEMPFAIL,
         Some(C::PermissionDenied | C::ReadOnly) => NOPERM,
         Some(C::CannotOpen) => IOERR,
         Some(C::NotADatabase | C::DatabaseCorrupt | C::SystemIoFailure | C::DiskFull) => IOERR,
-        _ => FAILURE,
+        _ => otherwise,
     }
 }
 

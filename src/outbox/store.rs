@@ -57,6 +57,9 @@ pub enum StoreError {
         path: PathBuf,
         /// SQLite's message.
         message: String,
+        /// SQLite's error code, when SQLite refused (what a caller decides
+        /// on, e.g. the exit code: busy, read-only).
+        code: Option<rusqlite::ErrorCode>,
     },
     /// The file cannot be opened for a reason of the box (permissions, a
     /// read-only or full filesystem, I/O errors of the card, another
@@ -94,8 +97,13 @@ pub enum StoreError {
     #[error("the store's disk is full: {0}")]
     DiskFull(String),
     /// The commit failed for another reason; nothing of the transaction was kept.
-    #[error("cannot commit to the store: {0}")]
-    Commit(String),
+    #[error("cannot commit to the store: {message}")]
+    Commit {
+        /// What failed.
+        message: String,
+        /// SQLite's error code, when SQLite refused the commit.
+        code: Option<rusqlite::ErrorCode>,
+    },
     /// A statement of this job failed; other jobs of the batch were kept.
     /// Carries SQLite's error (shared: a batch's error answers every job).
     #[error("store query failed: {0}")]
@@ -249,6 +257,7 @@ impl Store {
                     None => StoreError::Open {
                         path: path.to_path_buf(),
                         message,
+                        code: None,
                     },
                 }
             })?;
@@ -284,6 +293,7 @@ impl Store {
             .map_err(|e| StoreError::Open {
                 path: path.to_path_buf(),
                 message: format!("cannot start the store thread: {e}"),
+                code: None,
             })?;
         Ok((
             Store {
@@ -310,7 +320,10 @@ impl Store {
         let job: Job = Box::new(move |conn| {
             let result = match conn {
                 Some(conn) => f(conn),
-                None => Err(StoreError::Commit("the transaction could not begin".into())),
+                None => Err(StoreError::Commit {
+                    message: "the transaction could not begin".into(),
+                    code: None,
+                }),
             };
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |commit_err| {
@@ -373,9 +386,11 @@ impl OpenFail {
     fn into_error(self, path: &Path) -> StoreError {
         let path = path.to_path_buf();
         match self {
-            OpenFail::Corrupt(message) | OpenFail::Other(message) => {
-                StoreError::Open { path, message }
-            }
+            OpenFail::Corrupt(message) | OpenFail::Other(message) => StoreError::Open {
+                path,
+                message,
+                code: None,
+            },
             OpenFail::Unavailable(cause, message) => StoreError::Unavailable {
                 path,
                 cause,
@@ -625,6 +640,7 @@ fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
     std::fs::rename(path, &aside).map_err(|e| StoreError::Open {
         path: path.to_path_buf(),
         message: format!("corrupt, and cannot move it aside: {e}"),
+        code: None,
     })?;
     for ext in ["-wal", "-shm"] {
         let side = PathBuf::from(format!("{}{ext}", path.display()));
@@ -704,19 +720,24 @@ fn run_batch(conn: &Connection, jobs: Vec<Job>) {
         }
     }
     let commit_err = if rolled_back {
-        Some(StoreError::Commit(
-            "the transaction was rolled back after a job's error (disk full or I/O error); \
-             nothing of it was kept"
+        Some(StoreError::Commit {
+            message: "the transaction was rolled back after a job's error (disk full or I/O \
+                      error); nothing of it was kept"
                 .into(),
-        ))
+            code: None,
+        })
     } else {
         match conn.execute_batch("COMMIT") {
             Ok(()) => None,
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
+                let code = e.sqlite_error_code();
                 Some(match StoreError::from(e) {
                     StoreError::DiskFull(m) => StoreError::DiskFull(m),
-                    other => StoreError::Commit(other.to_string()),
+                    other => StoreError::Commit {
+                        message: other.to_string(),
+                        code,
+                    },
                 })
             }
         }
@@ -742,6 +763,15 @@ pub fn data_version(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
 }
 
+/// SQLite refused to open `path`: its message and its code.
+fn open_error(path: &Path, e: &rusqlite::Error) -> StoreError {
+    StoreError::Open {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+        code: e.sqlite_error_code(),
+    }
+}
+
 /// Opens the store read-only from another process (the CLI). Never creates
 /// the file, never migrates.
 ///
@@ -752,15 +782,9 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| StoreError::Open {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    .map_err(|e| open_error(path, &e))?;
     conn.busy_timeout(Duration::from_secs(5))
-        .map_err(|e| StoreError::Open {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| open_error(path, &e))?;
     Ok(conn)
 }
 
@@ -772,12 +796,10 @@ pub fn open_for_cli(path: &Path) -> Result<Connection, StoreError> {
         return Err(StoreError::Open {
             path: path.to_path_buf(),
             message: "no such file (has the agent ever run with this configuration?)".into(),
+            code: None,
         });
     }
-    let conn = Connection::open(path).map_err(|e| StoreError::Open {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let conn = Connection::open(path).map_err(|e| open_error(path, &e))?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(StoreError::from)?;
     conn.execute_batch("PRAGMA synchronous=FULL;")
