@@ -611,8 +611,10 @@ pub struct NeedsPerson {
     pub amount_cents: i64,
     /// Tip, cents.
     pub tip_cents: i64,
-    /// The payment's state (its stored name in JSON).
-    pub state: PaymentState,
+    /// The payment's state, as stored (kept as text: a row whose state
+    /// this binary does not know — a newer release's, after a rollback —
+    /// must still be shown, never hide the others).
+    pub state: String,
     /// What to check.
     pub what: String,
     /// Since when (box clock, UTC).

@@ -102,9 +102,12 @@ impl PayClient {
                     .version
                     .and_then(|v| i64::try_from(v).ok())
                     .unwrap_or(i64::MAX);
-                let stored = serde_json::from_value::<CheckConflict>(answer)
-                    .unwrap_or_default()
-                    .held();
+                // Only an object says which version is held.
+                let stored = answer
+                    .is_object()
+                    .then(|| serde_json::from_value::<CheckConflict>(answer).ok())
+                    .flatten()
+                    .and_then(|c| c.held());
                 match stored {
                     Some(v) if v >= ours => Ok(()),
                     _ => Err(CallError {

@@ -61,21 +61,27 @@ pub struct CheckBody {
 
 /// The answer to a check push refused with 409 (§ Checks): the version
 /// Zenchef Pay holds, under `stored_version` or `version` (the contract
-/// does not say which). A field that is not an integer reads as absent.
+/// does not say which). A `stored_version` that is there but not an
+/// integer means "not said" (`version` is not looked at then), as the
+/// first release read it.
 #[derive(Debug, Default, Deserialize)]
 pub struct CheckConflict {
-    /// The version held.
-    #[serde(default, deserialize_with = "integer_or_none")]
-    pub stored_version: Option<i64>,
+    /// The version held, as answered (`Some(null)` when the key is there
+    /// with null).
+    #[serde(default, deserialize_with = "present")]
+    pub stored_version: Option<serde_json::Value>,
     /// The version held, other name.
-    #[serde(default, deserialize_with = "integer_or_none")]
-    pub version: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
+    pub version: Option<serde_json::Value>,
 }
 
 impl CheckConflict {
     /// The version Zenchef Pay holds, if the answer says.
     pub fn held(&self) -> Option<i64> {
-        self.stored_version.or(self.version)
+        match &self.stored_version {
+            Some(v) => v.as_i64(),
+            None => self.version.as_ref().and_then(serde_json::Value::as_i64),
+        }
     }
 }
 
@@ -161,8 +167,9 @@ impl SettleCommand {
     }
 }
 
-fn integer_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    Ok(serde_json::Value::deserialize(d)?.as_i64())
+/// A key that is there, whatever its value (null included).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 fn text_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -214,6 +221,10 @@ mod tests {
         let c: CheckConflict =
             serde_json::from_value(json!({"stored_version": 7, "version": 9})).unwrap();
         assert_eq!(c.held(), Some(7));
+        // A stored_version that says nothing is not replaced by version.
+        let c: CheckConflict =
+            serde_json::from_value(json!({"stored_version": null, "version": 9})).unwrap();
+        assert_eq!(c.held(), None);
         let p: PaymentsAnswer =
             serde_json::from_value(json!({"payments": {}, "next_cursor": 3})).unwrap();
         assert!(p.payments.is_empty() && p.next_cursor.is_none());

@@ -741,7 +741,7 @@ pub(crate) mod tests {
                 table: Some("Terrasse 12".into()),
                 amount_cents: 5400,
                 tip_cents: 300,
-                state: crate::outbox::payments::PaymentState::CommandSent,
+                state: "command_sent".into(),
                 what: "the POS did not answer the settle command (sent 4 times): the guest paid \
                        5400 cents (+300 tip) through Zenchef Pay; check table Terrasse 12 in the POS"
                     .into(),

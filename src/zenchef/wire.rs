@@ -11,7 +11,6 @@
 
 use std::fmt;
 
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::pos::event::Method;
@@ -236,26 +235,25 @@ pub struct Paginator {
 
 /// The `data` of a walk-in creation answer: the created booking, of which
 /// the agent reads the id. Anything else (no id, an id that is not an
-/// integer, a `data` that is `null` or a scalar) is [`CreatedBooking::NoId`].
+/// integer, a `data` that is not an object) has no id.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum CreatedBooking {
-    /// The booking and its id.
-    WithId {
-        /// Booking id.
-        id: i64,
-    },
-    /// An answer without a usable id.
-    NoId(IgnoredAny),
+#[serde(from = "serde_json::Value")]
+pub struct CreatedBooking {
+    id: Option<i64>,
+}
+
+impl From<serde_json::Value> for CreatedBooking {
+    fn from(v: serde_json::Value) -> Self {
+        CreatedBooking {
+            id: v.get("id").and_then(serde_json::Value::as_i64),
+        }
+    }
 }
 
 impl CreatedBooking {
     /// The created booking's id, if the answer has one.
     pub fn id(&self) -> Option<i64> {
-        match self {
-            CreatedBooking::WithId { id } => Some(*id),
-            CreatedBooking::NoId(_) => None,
-        }
+        self.id
     }
 }
 
@@ -289,6 +287,7 @@ mod tests {
         assert_eq!(id(json!({"id": "5000"})), None);
         assert_eq!(id(json!(null)), None);
         assert_eq!(id(json!("created")), None);
+        assert_eq!(id(json!([5000])), None, "not an object: no id");
     }
 
     #[test]
