@@ -12,7 +12,10 @@
 //! | input | intake (store, then acknowledge) |
 //! | session | the MQTT session with the POS, the retained status |
 //! | delivery | the two delivery lanes, manual links, Zenchef Pay payments |
-//! | rest | mDNS, the reservation poller, the page, health, `STATUS=`, retention, the advert, the updater |
+//! | rest | mDNS, the reservation poller (it also ends with the session: the replay channel closes), the page, health, `STATUS=`, retention, the advert, the updater |
+//!
+//! The store's integrity check and the first-start summary run detached:
+//! they hold nothing to finish.
 //!
 //! Tasks get their handles from [`Shared`] and their channels by name
 //! (`Wires`), never by position.

@@ -1,7 +1,8 @@
-//! One retry pace for every loop of the agent: the delivery lanes' per-order
-//! backoff and outage probes (`delivery/scheduler.rs`), the MQTT session's
-//! reconnects (`pos/session.rs`), intake's failed commits
-//! (`pos/intake.rs`), and the Zenchef Pay poll and acks (`pay/mod.rs`).
+//! One retry pace for every wait that grows with failures in a row: the
+//! delivery lanes' per-order backoff and outage probes
+//! (`delivery/scheduler.rs`), the MQTT session's reconnects
+//! (`pos/session.rs`), intake's failed commits (`pos/intake.rs`), and the
+//! Zenchef Pay poll and acks (`pay/mod.rs`).
 //!
 //! The pace after the n-th failure in a row is `base · 2^(n−1)`, capped at
 //! `cap`, times a jitter factor (then capped again). A server's

@@ -27,7 +27,7 @@ use tracing::{debug, error, info, warn};
 use super::event::{self, EventData};
 use super::session::{Incoming, PosLink};
 use crate::outbox::{self, IntakeItem, IntakeOutcome, PaymentChange, Store};
-use crate::retry::Backoff;
+use crate::retry::{Backoff, Retry};
 
 /// Most messages committed in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -262,7 +262,7 @@ async fn commit(
     cancel: &CancellationToken,
 ) -> Option<Vec<IntakeOutcome>> {
     let items = Arc::new(items);
-    let mut failures: u32 = 0;
+    let mut retry = Retry::new(COMMIT_RETRY);
     let mut last_error: Option<tokio::time::Instant> = None;
     loop {
         let job = Arc::clone(&items);
@@ -274,6 +274,7 @@ async fn commit(
         });
         match stored.await {
             Ok(outcomes) => {
+                let failures = retry.failures();
                 if failures > 0 {
                     info!(
                         "the store accepts writes again after {failures} failed commit(s); acknowledging"
@@ -282,7 +283,7 @@ async fn commit(
                 return Some(outcomes);
             }
             Err(e) => {
-                failures += 1;
+                let wait = retry.failed(None);
                 if last_error.is_none_or(|t| t.elapsed() >= ERROR_EVERY) {
                     error!(
                         "cannot store {} POS message(s): {e}. Nothing is acknowledged, so the POS \
@@ -291,7 +292,6 @@ async fn commit(
                     );
                     last_error = Some(tokio::time::Instant::now());
                 }
-                let wait = COMMIT_RETRY.delay(failures);
                 tokio::select! {
                     _ = cancel.cancelled() => return None,
                     _ = tokio::time::sleep(wait) => {}

@@ -30,7 +30,7 @@ use super::discovery::PosTarget;
 use crate::config::CashpadConfig;
 use crate::health::Health;
 use crate::outbox::Store;
-use crate::retry::Backoff;
+use crate::retry::{Backoff, Retry};
 use crate::time::now_utc;
 
 /// MQTT username (cashpad §2).
@@ -185,9 +185,8 @@ enum Ended {
 }
 
 /// One connection's failures in a row, for the messages and the pace.
-#[derive(Default)]
 struct Failures {
-    count: u32,
+    retry: Retry,
     ever_connected: bool,
 }
 
@@ -256,7 +255,10 @@ impl Session {
             "connecting to the POS broker at {}:{}",
             target.host, target.port
         );
-        let mut failures = Failures::default();
+        let mut failures = Failures {
+            retry: Retry::new(RECONNECT),
+            ever_connected: false,
+        };
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
@@ -302,7 +304,7 @@ impl Session {
     fn on_connack(&self, session_present: bool, failures: &mut Failures) {
         self.link.0.generation.fetch_add(1, Ordering::SeqCst);
         self.link.0.connected.store(true, Ordering::SeqCst);
-        failures.count = 0;
+        failures.retry.reset();
         failures.ever_connected = true;
         info!(session_present, "MQTT session up with the POS");
         self.health.update(|s| {
@@ -325,8 +327,8 @@ impl Session {
     ) -> Duration {
         let was = self.link.0.connected.swap(false, Ordering::SeqCst);
         self.link.0.generation.fetch_add(1, Ordering::SeqCst);
-        failures.count += 1;
-        let n = failures.count;
+        let wait = failures.retry.failed(None);
+        let n = failures.retry.failures();
         let kind = classify(e, was);
         let addr = format!("{}:{}", target.host, target.port);
         let (mut msg, hint) = explain(e, kind, &addr);
@@ -350,7 +352,7 @@ impl Session {
             s.pos.mqtt_connected = false;
             s.pos.problem = Some(msg);
         });
-        RECONNECT.delay(n)
+        wait
     }
 }
 
