@@ -5,8 +5,11 @@
 //! - [`session`]: the rumqttc client and its event-loop task.
 //! - [`event`]: the event envelope and types, parsed and validated.
 //! - [`intake`]: validated events → store → PUBACK.
+//! - [`wire`]: what the agent publishes to the POS (reservations, its
+//!   status), typed.
 
 pub mod discovery;
 pub mod event;
 pub mod intake;
 pub mod session;
+pub mod wire;

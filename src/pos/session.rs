@@ -30,6 +30,7 @@ use super::discovery::PosTarget;
 use crate::config::CashpadConfig;
 use crate::health::Health;
 use crate::outbox::Store;
+use crate::pos::wire::AgentStatus;
 use crate::retry::{Backoff, Retry};
 use crate::time::now_utc;
 
@@ -573,11 +574,11 @@ async fn publish_status(link: &PosLink, store: &Store) {
         .read(|c| Ok(crate::outbox::counts(c)?.queued))
         .await
         .unwrap_or(0);
-    let body = serde_json::json!({
-        "online": true,
-        "version": env!("CARGO_PKG_VERSION"),
-        "pending": pending,
-    });
-    link.publish("zenchef/status", body.to_string().into_bytes(), true)
+    let body = AgentStatus {
+        online: true,
+        pending,
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    link.publish("zenchef/status", body.to_json().into_bytes(), true)
         .await;
 }

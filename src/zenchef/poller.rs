@@ -34,7 +34,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
-use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -45,6 +44,7 @@ pub use crate::outbox::mirror::{MirrorRow, PRUNE_BATCH, prune_mirror};
 use crate::outbox::mirror::{confirm_withdrawals, load_mirror, save_mirror};
 use crate::outbox::{Store, StoreError};
 use crate::pos::session::PosLink;
+use crate::pos::wire::Reservation;
 use crate::time::now_utc;
 
 /// A withdrawal counts as confirmed when the session it was published on
@@ -67,34 +67,9 @@ pub enum SyncError {
     Store(#[from] StoreError),
 }
 
-/// The §6 reservation for a booking (customer fields from the booking, or
-/// from its `customersheet` when the booking lacks them — rule 3).
-pub fn pos_reservation(b: &Booking) -> Value {
-    let sheet = b.customersheet.as_ref();
-    let pick = |own: &Option<String>, theirs: Option<&Option<String>>| -> Value {
-        own.clone()
-            .filter(|s| !s.is_empty())
-            .or_else(|| theirs.and_then(|t| t.clone()).filter(|s| !s.is_empty()))
-            .map(Value::String)
-            .unwrap_or(Value::Null)
-    };
-    json!({
-        "booking_id": b.id,
-        "day": b.day,
-        "time": b.time,
-        "nb_guests": b.nb_guests,
-        "status": b.status,
-        "tables": b.tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
-        "comment": b.comment,
-        "allergies": b.allergies,
-        "customer": {
-            "firstname": pick(&b.firstname, sheet.map(|s| &s.firstname)),
-            "lastname": pick(&b.lastname, sheet.map(|s| &s.lastname)),
-            "phone": pick(&b.phone_number, sheet.map(|s| &s.phone)),
-            "email": pick(&b.email, sheet.map(|s| &s.email)),
-        },
-        "updated_at": b.updated_at,
-    })
+/// The §6 reservation for a booking ([`Reservation::of`]).
+pub fn pos_reservation(b: &Booking) -> Reservation {
+    Reservation::of(b)
 }
 
 /// The change to make for one booking, given the mirror (pure).
@@ -107,7 +82,7 @@ pub fn diff(mirror: &BTreeMap<i64, MirrorRow>, fetched: &[Booking]) -> Vec<(i64,
         let body = if b.status.is_withdrawn() {
             None
         } else {
-            Some(pos_reservation(b).to_string())
+            Some(pos_reservation(b).to_json())
         };
         let row = MirrorRow {
             day: b.day.clone(),
@@ -413,6 +388,7 @@ async fn replay_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn booking(id: i64, status: &str, comment: Option<&str>) -> Booking {
         serde_json::from_value(json!({
@@ -429,7 +405,12 @@ mod tests {
 
     #[test]
     fn customer_fields_fall_back_to_the_customersheet() {
-        let r = pos_reservation(&booking(1, "confirmed", Some("Anniversaire")));
+        let r = serde_json::to_value(pos_reservation(&booking(
+            1,
+            "confirmed",
+            Some("Anniversaire"),
+        )))
+        .unwrap();
         assert_eq!(
             r["customer"],
             json!({"firstname":"Camille","lastname":"Martin","phone":"+33600000000","email":"c@example.com"})
