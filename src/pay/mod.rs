@@ -175,7 +175,7 @@ fn poll_failed(p: &Payments, pace: &mut Pace, e: &CallError) {
     pace.poll_failures += 1;
     let n = pace.poll_failures;
     let after = match e.class {
-        ErrorClass::Retry { after } => after.filter(|a| !a.is_zero()),
+        ErrorClass::Retry { after } => after,
         _ => None,
     };
     let wait = Backoff::new(POLL_BACKOFF, POLL_IDLE).wait(n, 1.0, after);
@@ -324,7 +324,7 @@ async fn act(p: &Payments, iid: &str, pace: &mut Pace) -> Option<Instant> {
             Err(StepError::Pay(e)) => {
                 let n = pace.ack_backoff.get(&t.payment_id).map_or(0, |(_, n)| *n) + 1;
                 let after = match e.class {
-                    ErrorClass::Retry { after } => after.filter(|a| !a.is_zero()),
+                    ErrorClass::Retry { after } => after,
                     _ => None,
                 };
                 let wait = Backoff::new(ACK_BACKOFF, POLL_IDLE).wait(n, 1.0, after);

@@ -67,11 +67,6 @@ pub enum SyncError {
     Store(#[from] StoreError),
 }
 
-/// The §6 reservation for a booking ([`Reservation::of`]).
-pub fn pos_reservation(b: &Booking) -> Reservation {
-    Reservation::of(b)
-}
-
 /// The change to make for one booking, given the mirror (pure).
 pub fn diff(mirror: &BTreeMap<i64, MirrorRow>, fetched: &[Booking]) -> Vec<(i64, MirrorRow)> {
     let mut changes = Vec::new();
@@ -82,7 +77,7 @@ pub fn diff(mirror: &BTreeMap<i64, MirrorRow>, fetched: &[Booking]) -> Vec<(i64,
         let body = if b.status.is_withdrawn() {
             None
         } else {
-            Some(pos_reservation(b).to_json())
+            Some(Reservation::of(b).to_json())
         };
         let row = MirrorRow {
             day: b.day.clone(),
@@ -405,7 +400,7 @@ mod tests {
 
     #[test]
     fn customer_fields_fall_back_to_the_customersheet() {
-        let r = serde_json::to_value(pos_reservation(&booking(
+        let r = serde_json::to_value(Reservation::of(&booking(
             1,
             "confirmed",
             Some("Anniversaire"),
