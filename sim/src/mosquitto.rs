@@ -1,13 +1,24 @@
 //! A real mosquitto broker as a child process, for the tests that must stop
 //! and restart the POS broker (the in-process rumqttd of [`crate::broker`]
-//! cannot be stopped).
+//! cannot be stopped), and for the fleet broker (TLS with client
+//! certificates, an ACL).
 //!
 //! Started with its own configuration file in a test directory: listeners
-//! on `127.0.0.1` only (one or more ports), password authentication
-//! (`mosquitto_passwd -b`), `allow_anonymous false`, persistence on (so a
-//! restart keeps the persistent sessions and their queued QoS 1 messages),
-//! no limit on queued messages. Never the system service: the process is
-//! the test's own and dies with the handle.
+//! on `127.0.0.1` only, never the system service: the process is the test's
+//! own and dies with the handle. [`Mosquitto::start`] is the POS broker of
+//! the infrastructure tests: plain listeners (one or more ports), password
+//! authentication, `allow_anonymous false`, persistence on (so a restart
+//! keeps the persistent sessions and their queued QoS 1 messages), no limit
+//! on queued messages. [`Mosquitto::start_with`] takes [`MosquittoOptions`]:
+//! TLS listeners as well (CA, server certificate, client certificates
+//! required or not, the certificate's CN as the username), an ACL file, and
+//! persistence off.
+//!
+//! One set of settings serves every listener (`per_listener_settings
+//! false`): the password file is what plain listeners check, a TLS listener
+//! with `use_identity_as_username` takes the username from the client
+//! certificate instead (mosquitto then checks no password), and the ACL
+//! applies to both kinds of usernames alike.
 //!
 //! Needs the `mosquitto` package (`.ci/run` installs it); [`available`]
 //! tells whether it is there.
@@ -28,11 +39,85 @@ pub fn available() -> bool {
     Path::new(MOSQUITTO_BIN).exists() && Path::new(MOSQUITTO_PASSWD_BIN).exists()
 }
 
+/// A TLS listener of [`MosquittoOptions`].
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    /// PEM file of the CA(s) client certificates must chain to (`cafile`).
+    pub cafile: PathBuf,
+    /// The broker's certificate, PEM (`certfile`).
+    pub certfile: PathBuf,
+    /// Its key, PEM (`keyfile`).
+    pub keyfile: PathBuf,
+    /// Refuse clients without a certificate signed by `cafile`
+    /// (`require_certificate`).
+    pub require_certificate: bool,
+    /// The client certificate's CN is the username (`use_identity_as_username`):
+    /// no password is checked, the ACL sees the CN.
+    pub use_identity_as_username: bool,
+    /// `tls_version` (e.g. `tlsv1.2`); `None`: mosquitto's default (TLS 1.2
+    /// and 1.3).
+    pub tls_version: Option<String>,
+}
+
+impl TlsListener {
+    /// A listener requiring a client certificate signed by `cafile`, whose
+    /// CN is the username.
+    pub fn mutual(cafile: &Path, certfile: &Path, keyfile: &Path) -> TlsListener {
+        TlsListener {
+            cafile: cafile.to_path_buf(),
+            certfile: certfile.to_path_buf(),
+            keyfile: keyfile.to_path_buf(),
+            require_certificate: true,
+            use_identity_as_username: true,
+            tls_version: None,
+        }
+    }
+}
+
+/// How [`Mosquitto::start_with`] configures the broker.
+#[derive(Debug, Clone)]
+pub struct MosquittoOptions {
+    /// Password users `(username, password)` of the plain listeners.
+    pub users: Vec<(String, String)>,
+    /// How many plain (password) listeners, on free ports: [`Mosquitto::ports`].
+    pub plain_listeners: usize,
+    /// TLS listeners, on free ports: [`Mosquitto::tls_ports`], in this order.
+    pub tls_listeners: Vec<TlsListener>,
+    /// The text of an ACL file (`acl_file`), e.g.
+    /// `pattern write fleet/%u/status`; `None`: every authenticated client
+    /// may read and write every topic.
+    pub acl: Option<String>,
+    /// Keep retained messages and sessions across a restart (`persistence`).
+    /// Off, a restarted broker holds nothing: a retained message seen after
+    /// it was published again.
+    pub persistence: bool,
+    /// Log every packet too (`log_type debug`), e.g. the `Denied PUBLISH`
+    /// lines of the ACL.
+    pub log_debug: bool,
+}
+
+impl Default for MosquittoOptions {
+    /// One plain listener, no user, no TLS, no ACL, persistence on.
+    fn default() -> Self {
+        MosquittoOptions {
+            users: Vec::new(),
+            plain_listeners: 1,
+            tls_listeners: Vec::new(),
+            acl: None,
+            persistence: true,
+            log_debug: false,
+        }
+    }
+}
+
 /// A mosquitto process the test owns.
 #[derive(Debug)]
 pub struct Mosquitto {
-    /// Its listener ports on `127.0.0.1`, first one first.
+    /// Its plain listener ports on `127.0.0.1`, first one first.
     pub ports: Vec<u16>,
+    /// Its TLS listener ports on `127.0.0.1`, in the order of
+    /// [`MosquittoOptions::tls_listeners`].
+    pub tls_ports: Vec<u16>,
     dir: PathBuf,
     child: Option<Child>,
     /// How many times it was started.
@@ -41,37 +126,65 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     /// Writes the password file and the configuration into `dir` and starts
-    /// the broker with `listeners` listeners on free ports; returns once the
-    /// first port accepts TCP connections.
+    /// the broker with `listeners` plain listeners on free ports, password
+    /// users `users`, persistence on; returns once every port accepts TCP
+    /// connections.
     pub fn start(
         dir: &Path,
         users: &[(String, String)],
         listeners: usize,
     ) -> anyhow::Result<Mosquitto> {
+        Mosquitto::start_with(
+            dir,
+            &MosquittoOptions {
+                users: users.to_vec(),
+                plain_listeners: listeners.max(1),
+                ..MosquittoOptions::default()
+            },
+        )
+    }
+
+    /// Writes the password file, the ACL and the configuration of `opts`
+    /// into `dir` and starts the broker; returns once every port accepts
+    /// TCP connections.
+    pub fn start_with(dir: &Path, opts: &MosquittoOptions) -> anyhow::Result<Mosquitto> {
         anyhow::ensure!(available(), "mosquitto is not installed");
+        anyhow::ensure!(
+            opts.plain_listeners + opts.tls_listeners.len() > 0,
+            "mosquitto needs at least one listener"
+        );
         std::fs::create_dir_all(dir)?;
         let passwd = dir.join("passwd");
-        let _ = std::fs::remove_file(&passwd);
-        std::fs::write(&passwd, b"")?;
-        for (user, pass) in users {
+        // Plain text first, then hashed in place in one run (`-U`).
+        let mut plain = String::new();
+        for (user, pass) in &opts.users {
+            anyhow::ensure!(
+                !user.contains(':') && !user.contains('\n') && !pass.contains('\n'),
+                "mosquitto password file: bad user {user:?}"
+            );
+            plain.push_str(&format!("{user}:{pass}\n"));
+        }
+        std::fs::write(&passwd, plain)?;
+        if !opts.users.is_empty() {
             let st = Command::new(MOSQUITTO_PASSWD_BIN)
-                .arg("-b")
+                .arg("-U")
                 .arg(&passwd)
-                .arg(user)
-                .arg(pass)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()?;
-            anyhow::ensure!(st.success(), "mosquitto_passwd failed for {user}");
+            anyhow::ensure!(st.success(), "mosquitto_passwd -U failed");
         }
-        let ports = (0..listeners.max(1))
+        let ports = (0..opts.plain_listeners)
+            .map(|_| free_port())
+            .collect::<anyhow::Result<Vec<u16>>>()?;
+        let tls_ports = (0..opts.tls_listeners.len())
             .map(|_| free_port())
             .collect::<anyhow::Result<Vec<u16>>>()?;
         let mut conf = format!(
             "per_listener_settings false\n\
              allow_anonymous false\n\
              password_file {passwd}\n\
-             persistence true\n\
+             persistence {persistence}\n\
              persistence_location {dir}/\n\
              autosave_interval 1\n\
              max_queued_messages 0\n\
@@ -81,13 +194,46 @@ impl Mosquitto {
              log_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
             passwd = passwd.display(),
             dir = dir.display(),
+            persistence = opts.persistence,
         );
+        if opts.log_debug {
+            conf.push_str("log_type debug\n");
+        }
+        if let Some(acl) = &opts.acl {
+            let path = dir.join("acl");
+            std::fs::write(&path, acl)?;
+            conf.push_str(&format!("acl_file {}\n", path.display()));
+        }
+        // A broker without persistence must not find the file of an earlier
+        // run with it.
+        if !opts.persistence {
+            let _ = std::fs::remove_file(dir.join("mosquitto.db"));
+        }
         for p in &ports {
             conf.push_str(&format!("listener {p} 127.0.0.1\n"));
+        }
+        for (p, t) in tls_ports.iter().zip(&opts.tls_listeners) {
+            conf.push_str(&format!(
+                "listener {p} 127.0.0.1\n\
+                 cafile {}\n\
+                 certfile {}\n\
+                 keyfile {}\n\
+                 require_certificate {}\n\
+                 use_identity_as_username {}\n",
+                t.cafile.display(),
+                t.certfile.display(),
+                t.keyfile.display(),
+                t.require_certificate,
+                t.use_identity_as_username,
+            ));
+            if let Some(v) = &t.tls_version {
+                conf.push_str(&format!("tls_version {v}\n"));
+            }
         }
         std::fs::write(dir.join("mosquitto.conf"), conf)?;
         let mut m = Mosquitto {
             ports,
+            tls_ports,
             dir: dir.to_path_buf(),
             child: None,
             starts: 0,
@@ -96,9 +242,21 @@ impl Mosquitto {
         Ok(m)
     }
 
-    /// The first listener's port.
+    /// The first plain listener's port (panics without one).
     pub fn port(&self) -> u16 {
         self.ports[0]
+    }
+
+    /// The first TLS listener's port (panics without one).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_ports[0]
+    }
+
+    /// Is the broker process running (started and not exited)?
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
@@ -111,7 +269,7 @@ impl Mosquitto {
             .spawn()?;
         self.child = Some(child);
         self.starts += 1;
-        for p in &self.ports {
+        for p in self.ports.iter().chain(&self.tls_ports) {
             wait_for_tcp(*p, Duration::from_secs(10))?;
         }
         Ok(())
