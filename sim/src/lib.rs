@@ -9,7 +9,13 @@
 //! # Layout
 //! - [`broker`]: the Cashpad MQTT broker (rumqttd, in process).
 //! - [`mdns`]: the Cashpad DNS-SD advert (`_cashpad._tcp.local.`).
-//! - [`mosquitto`]: a real mosquitto process, for broker restarts.
+//! - [`mosquitto`]: a real mosquitto process, for broker restarts and the
+//!   fleet broker (TLS listeners, client certificates, an ACL).
+//! - [`certs`]: a test certificate authority (CA, server and client
+//!   certificates as PEM files).
+//! - [`fleet`]: the fleet side of the agent: simulated boxes publishing
+//!   their schema-1 status, a subscriber collecting them, a broker that
+//!   never answers.
 //! - [`pos`]: the Cashpad POS as an MQTT client: publishes events and the
 //!   floor plan, records what the agent sends back.
 //! - [`faults`]: the fault-injection layer both HTTP fakes run their
@@ -26,7 +32,9 @@
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod certs;
 pub mod faults;
+pub mod fleet;
 pub mod harness;
 pub mod http_server;
 pub mod mdns;
