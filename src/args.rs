@@ -113,6 +113,34 @@ pub enum Command {
         #[command(subcommand)]
         action: UpdateCmd,
     },
+    /// List the boxes of a fleet from their reports on the group's broker
+    /// (no configuration file needed; the password in ZENCHEF_FLEET_TOKEN).
+    FleetView {
+        /// The broker: mqtts://host[:port] (default port 8883).
+        #[arg(long)]
+        broker: String,
+        /// The boxes' [fleet] topic_prefix.
+        #[arg(long, default_value = "zenchef-edge")]
+        prefix: String,
+        /// PEM CA file the broker's certificate must chain to [default: the system's].
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Client certificate (PEM), with --key-file.
+        #[arg(long)]
+        cert_file: Option<PathBuf>,
+        /// Its private key (PEM).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// MQTT username (its password in the environment variable ZENCHEF_FLEET_TOKEN).
+        #[arg(long)]
+        username: Option<String>,
+        /// Seconds to collect reports after subscribing.
+        #[arg(long, default_value_t = 3)]
+        wait_s: u64,
+        /// Machine-readable output: a JSON array of {device_id, message}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `update …`.

@@ -478,10 +478,11 @@ fn spawn_rest(sh: &Shared, stages: &mut Stages, wires: &mut Wires) {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    match identity::device_id(&state_dir) {
+    let device = identity::device_id(&state_dir);
+    match &device {
         Ok(device) => stages.rest.spawn(identity::advertise(
             config.cashpad.clone(),
-            device,
+            device.clone(),
             config.http_listen.map(|a| a.port()).unwrap_or(0),
             sh.link.clone(),
             stop.clone(),
@@ -491,6 +492,7 @@ fn spawn_rest(sh: &Shared, stages: &mut Stages, wires: &mut Wires) {
             state_dir.display()
         ),
     }
+    spawn_fleet(sh, stages, device.ok());
     let marker = state_dir.join(provision::PROVISIONED_MARKER);
     if marker.exists() {
         tokio::spawn(first_start_summary(sh.health.clone(), marker, stop.clone()));
@@ -517,6 +519,32 @@ fn spawn_rest(sh: &Shared, stages: &mut Stages, wires: &mut Wires) {
     stages
         .rest
         .spawn(outbox::retention::run(retention, stop).instrument(info_span!("retention")));
+}
+
+/// The fleet report (`[fleet]`, docs/fleet.md), when configured: its own
+/// task in the last stage, sharing nothing with the POS session. Without
+/// a `[fleet] device_id` it needs the box's device id.
+fn spawn_fleet(sh: &Shared, stages: &mut Stages, device: Option<String>) {
+    let Some(fleet) = sh.config.fleet.clone() else {
+        return;
+    };
+    let Some(device_id) = fleet.device_id.clone().or(device) else {
+        warn!(
+            "fleet: no device id (see above): the box does not report to {}",
+            fleet.broker
+        );
+        return;
+    };
+    let task = crate::fleet::session::Fleet {
+        config: sh.config.clone(),
+        fleet,
+        device_id,
+        health: sh.health.clone(),
+    };
+    let stop = stages.rest.stop.clone();
+    stages
+        .rest
+        .spawn(task.run(stop).instrument(info_span!("fleet")));
 }
 
 /// A store moved aside is said in `status` until a technician removes the

@@ -25,6 +25,9 @@ pub const FAILURE: i32 = 1;
 pub const USAGE: i32 = 64;
 /// `EX_NOINPUT`: the store does not exist.
 pub const NOINPUT: i32 = 66;
+/// `EX_UNAVAILABLE`: a service the command needs cannot be reached
+/// (`fleet-view`: the fleet broker).
+pub const UNAVAILABLE: i32 = 69;
 /// `EX_IOERR`: a read or write failed.
 pub const IOERR: i32 = 74;
 /// `EX_TEMPFAIL`: temporary; try again later.

@@ -44,6 +44,10 @@ pub struct HealthState {
     /// Stays shown until the file is dealt with (kv key [`MOVED_ASIDE_KEY`]).
     #[serde(default)]
     pub store_moved_aside: Option<String>,
+    /// The fleet session (`[fleet]`, docs/fleet.md); left out when the
+    /// daemon runs none.
+    #[serde(default, skip_serializing_if = "crate::fleet::FleetHealth::is_default")]
+    pub fleet: crate::fleet::FleetHealth,
     /// The outages seen since the history's last sample, however short
     /// (kept in memory only: not in the store, not in `status`).
     #[serde(skip)]

@@ -58,6 +58,7 @@ pub mod config;
 pub mod daemon;
 pub mod delivery;
 pub mod exit;
+pub mod fleet;
 pub mod health;
 pub mod http;
 pub mod identity;

@@ -40,6 +40,29 @@ pub fn main() -> ExitCode {
             }
         };
     }
+    // A support command: no configuration file, any machine.
+    if let Command::FleetView {
+        broker,
+        prefix,
+        ca_file,
+        cert_file,
+        key_file,
+        username,
+        wait_s,
+        json,
+    } = cli.command
+    {
+        return ExitCode::from(cli::fleet_view::run(cli::fleet_view::ViewArgs {
+            broker,
+            prefix,
+            ca_file,
+            cert_file,
+            key_file,
+            username,
+            wait: std::time::Duration::from_secs(wait_s.min(3600)),
+            json,
+        }) as u8);
+    }
     let path = config::resolve_path(cli.config.as_deref());
     // Provisioning runs before a configuration exists.
     if let Command::Provision {
@@ -126,7 +149,7 @@ fn dispatch(
     config_stat: std::io::Result<std::fs::Metadata>,
 ) -> anyhow::Result<i32> {
     match command {
-        Command::Provision { .. } => unreachable!("handled in main"),
+        Command::Provision { .. } | Command::FleetView { .. } => unreachable!("handled in main"),
         Command::Run => run_daemon(cfg.clone()),
         Command::Status { json } => cli::status::run(cfg, json),
         Command::Outbox {

@@ -1,7 +1,7 @@
 //! Rollback onto a store the next release migrated, with a real next
 //! release: `zenchef-edge-next`, built from this tree with the test-only
 //! feature `test-next` (one more, additive, migration — schema 7; one more
-//! configuration key — `config_version = 3`; a health check that fails by
+//! configuration key — `config_version = 4`; a health check that fails by
 //! design), installed by the real update machinery from the release
 //! server simulator, then rolled back by the previous binary's
 //! `update boot-check` as the systemd unit runs it.
@@ -194,7 +194,7 @@ impl BoxDir {
 fn config_text(rig: &Rig, b: &BoxDir, server: &UpdateServer, key: &Keypair, next: bool) -> String {
     let o = &rig.opts;
     let (head, store_extra) = if next {
-        ("config_version = 3\n", "test_next_key = \"on\"\n")
+        ("config_version = 4\n", "test_next_key = \"on\"\n")
     } else {
         ("", "")
     };

@@ -15,7 +15,8 @@
 //! Then the state directory (every file belongs to its owner: a command
 //! once run as root may have left one the agent cannot write) and the
 //! updates (a usable signing key when they are enabled; the daemon's
-//! checks not failing in a row).
+//! checks not failing in a row), and the fleet broker when `[fleet]` is
+//! configured (a login of its own).
 //!
 //! `--json` prints one object instead (docs/README-cli.md): `checks`, an
 //! array of `{name, outcome, ok, detail, hint}` in the order above, and the
@@ -221,6 +222,7 @@ pub async fn run(
     }
     // Tables.
     check_tables(&mut r, config, store_ok, zenchef_tables.as_deref());
+    check_fleet(&mut r, config).await;
     let count = |o: Outcome| r.checks.iter().filter(|c| c.outcome == o).count();
     let (ok, failed, skipped) = (
         count(Outcome::Ok),
@@ -766,6 +768,88 @@ async fn check_mqtt(r: &mut Report, config: &Config, t: &PosTarget) {
             "mqtt login",
             format!("no answer from the POS broker at {addr} within {NET_TIMEOUT:?}"),
             "is the Cashpad server running? Is its MQTT port reachable from the box?",
+        ),
+    }
+}
+
+/// The fleet report (`[fleet]`, docs/fleet.md): one connection of its own
+/// (client id `zenchef-edge-<device>-doctor`, so the daemon's session is
+/// not kicked out; no will, nothing published). The daemon's own session
+/// is in `status` (the Fleet line).
+async fn check_fleet(r: &mut Report, config: &Config) {
+    use crate::fleet::connect::{self, FailureKind};
+    let Some(fleet) = &config.fleet else {
+        r.skip("fleet", "fleet reporting is off (no [fleet] broker)");
+        return;
+    };
+    let state_dir = config
+        .store_path
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    let device = fleet.device_id.clone().or_else(|| {
+        std::fs::read_to_string(state_dir.join(crate::identity::DEVICE_ID_FILE))
+            .ok()
+            .map(|d| d.trim().to_string())
+    });
+    let device = device.unwrap_or_else(|| "unknown".into());
+    let broker = fleet.broker.to_string();
+    let opts = match connect::options(fleet, &format!("zenchef-edge-{device}-doctor")) {
+        Ok(o) => o,
+        Err(e) => {
+            return r.fail(
+                "fleet",
+                e.to_string(),
+                "fix the [fleet] file keys: the files must be readable by the agent's user",
+            );
+        }
+    };
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    let outcome = tokio::time::timeout(NET_TIMEOUT, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    let topic = format!("{}/{device}/status", fleet.topic_prefix);
+    match outcome {
+        Ok(Ok(())) => {
+            let _ = client.try_disconnect();
+            let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+            r.ok(
+                "fleet",
+                format!("{broker} accepts the box; it reports on {topic}"),
+            );
+        }
+        Ok(Err(e)) => {
+            let kind = connect::classify(&e);
+            let hint = match kind {
+                FailureKind::Refused => {
+                    "the broker refuses the box: check fleet.username and fleet.token, or that \
+                     fleet.cert_file is signed by the CA the broker trusts"
+                }
+                FailureKind::TlsError => {
+                    "the box does not trust the broker's certificate: check fleet.ca_file (the \
+                     group CA) and the broker's host name, and the box's clock"
+                }
+                FailureKind::Unreachable => {
+                    "is the broker's host and port right, and reachable from the box \
+                     (firewall, DNS)?"
+                }
+            };
+            r.fail(
+                "fleet",
+                format!("{broker} ({}): {}", kind.state(), connect::describe(&e)),
+                hint,
+            );
+        }
+        Err(_) => r.fail(
+            "fleet",
+            format!("no answer from {broker} within {NET_TIMEOUT:?}"),
+            "is the broker's host and port right, and reachable from the box (firewall, DNS)?",
         ),
     }
 }

@@ -5,6 +5,7 @@
 //! renderings (also served by `http.rs`) are in `src/status/`.
 
 pub mod doctor;
+pub mod fleet_view;
 pub mod link;
 pub mod orders;
 pub mod outbox;

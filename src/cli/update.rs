@@ -176,7 +176,7 @@ pub fn apply(config: &Config, force: bool, restart: Restart) -> anyhow::Result<i
             eprintln!("update.manifest_url is not set: nothing to apply");
             Ok(1)
         }
-        Ok(Outcome::NotNow(why)) => {
+        Ok(Outcome::NotNow { why, .. }) => {
             eprintln!("not installed: {why}");
             Ok(exit::FAILURE)
         }

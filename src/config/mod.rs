@@ -55,8 +55,8 @@ mod validate;
 mod values;
 
 pub use values::{
-    IID_CHARSET, IID_MAX_LEN, IidError, UrlError, Version, VersionError, WindowError,
-    check_base_url, check_iid, check_url, escaped, parse_window,
+    BrokerError, IID_CHARSET, IID_MAX_LEN, IidError, UrlError, Version, VersionError, WindowError,
+    check_base_url, check_broker, check_iid, check_topic_prefix, check_url, escaped, parse_window,
 };
 
 /// Exit code for any configuration error (sysexits `EX_CONFIG`); the systemd
@@ -121,7 +121,7 @@ pub const DEFAULT_QUIET_MIN: u64 = 30;
 pub const DEFAULT_OPEN_ORDER_MAX_H: u64 = 16;
 
 /// The version of the configuration format this binary reads.
-pub const CONFIG_VERSION: i64 = if cfg!(feature = "test-next") { 3 } else { 2 };
+pub const CONFIG_VERSION: i64 = if cfg!(feature = "test-next") { 4 } else { 3 };
 
 /// Keys added after `config_version` 1 and the version that introduced
 /// each: a file using one must say `config_version` ≥ it.
@@ -131,8 +131,9 @@ pub const INTRODUCED: &[(&str, i64)] = &[
     ("store.quiet_min", 2),
     ("update.public_keys", 2),
     ("update.open_order_max_h", 2),
+    ("fleet", 3),
     #[cfg(feature = "test-next")]
-    ("store.test_next_key", 3),
+    ("store.test_next_key", 4),
 ];
 
 /// The release channel built into the binary: `packaging/channel.toml`.
@@ -247,6 +248,9 @@ pub struct RawConfig {
     /// `[log]` (project extension)
     #[serde(default)]
     pub log: RawLog,
+    /// `[fleet]` (project extension, config_version 3: docs/fleet.md)
+    #[serde(default)]
+    pub fleet: RawFleet,
 }
 
 /// `[restaurant]` as written.
@@ -356,6 +360,23 @@ pub struct RawLog {
     pub filter: Option<String>,
 }
 
+/// `[fleet]` as written.
+#[allow(missing_docs)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    pub enabled: Option<bool>,
+    pub broker: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub token: Option<Secret>,
+    pub topic_prefix: Option<String>,
+    pub device_id: Option<String>,
+    pub interval_s: Option<u64>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -384,6 +405,9 @@ pub struct Config {
     pub history_sample: Duration,
     /// Outbox delivery tuning.
     pub delivery: DeliveryConfig,
+    /// Fleet reporting (`None` when `[fleet]` has no `broker`, or
+    /// `enabled = false`).
+    pub fleet: Option<FleetConfig>,
     /// `RUST_LOG`-style filter (the `RUST_LOG` environment variable wins).
     pub log_filter: String,
     /// `config_version` of the file (1 when absent).
@@ -504,6 +528,61 @@ pub struct UpdateConfig {
     /// first event, box clock) no longer holds updates back
     /// (`open_order_max_h`, 1–720 h, default 16 h: a service day).
     pub open_order_max: Duration,
+}
+
+/// Default `[fleet] topic_prefix`.
+pub const DEFAULT_FLEET_PREFIX: &str = "zenchef-edge";
+/// Default `[fleet] interval_s`: a report at least every 5 minutes.
+pub const DEFAULT_FLEET_INTERVAL_S: u64 = 300;
+
+/// `[fleet]`, validated (docs/fleet.md): where and how the box reports its
+/// state to the group's MQTT broker. The files are only named here: the
+/// fleet session reads them when it connects, so that a certificate that
+/// cannot be read stops the fleet report (said in `status` and `doctor`),
+/// never the agent.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// The broker: `mqtts://host[:port]` (port 8883 by default), or
+    /// `mqtt://` to a loopback host (1883 by default).
+    pub broker: FleetBroker,
+    /// PEM certificates the broker's must chain to (`ca_file`); `None`: the
+    /// box's CA store.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate and its key, PEM (`cert_file`, `key_file`).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// The MQTT login (`username`, `token`; the token is a [`Secret`]).
+    pub login: Option<(String, Secret)>,
+    /// Topic prefix (`topic_prefix`, default [`DEFAULT_FLEET_PREFIX`]).
+    pub topic_prefix: String,
+    /// `device_id`; `None`: the box's own device id (`device-id` beside the
+    /// store).
+    pub device_id: Option<String>,
+    /// A report is sent at least this often (`interval_s`, 30 s to 24 h,
+    /// default [`DEFAULT_FLEET_INTERVAL_S`]).
+    pub interval: Duration,
+}
+
+/// The fleet broker's address, checked (`[fleet] broker`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetBroker {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// `mqtts://` (TLS); `false` only for a loopback host.
+    pub tls: bool,
+}
+
+impl fmt::Display for FleetBroker {
+    /// `mqtts://host:port` (never a credential: none is accepted in it).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
 }
 
 /// `[delivery]`, validated.

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{
-    CONFIG_VERSION, ConfigError, INTRODUCED, RawCashpad, RawConfig, RawDelivery, RawHttp, RawLog,
-    RawPay, RawRestaurant, RawStore, RawUpdate, RawZenchef,
+    CONFIG_VERSION, ConfigError, INTRODUCED, RawCashpad, RawConfig, RawDelivery, RawFleet, RawHttp,
+    RawLog, RawPay, RawRestaurant, RawStore, RawUpdate, RawZenchef,
 };
 
 /// The file as read, before its values are checked.
@@ -176,6 +176,7 @@ pub(super) fn section_fields(section: &str) -> Option<&'static [&'static str]> {
         "http" => fields_of::<RawHttp>(),
         "delivery" => fields_of::<RawDelivery>(),
         "log" => fields_of::<RawLog>(),
+        "fleet" => fields_of::<RawFleet>(),
         _ => return None,
     })
 }

@@ -10,7 +10,10 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::values::{Version, check_base_url, check_iid, check_url, parse_window};
+use super::values::{
+    Version, check_base_url, check_broker, check_iid, check_topic_level, check_topic_prefix,
+    check_url, parse_window,
+};
 use super::*;
 
 impl RawConfig {
@@ -32,6 +35,7 @@ impl RawConfig {
         let update = update(self.update, &mut ck)?;
         let (http_listen, history_sample) = http(self.http, &ck)?;
         let delivery = delivery(self.delivery, &mut ck)?;
+        let fleet = fleet(self.fleet, &ck)?;
         Ok(Config {
             file: file.to_path_buf(),
             timezone,
@@ -45,6 +49,7 @@ impl RawConfig {
             http_listen,
             history_sample,
             delivery,
+            fleet,
             log_filter: self.log.filter.unwrap_or_else(|| "info".into()),
             config_version: self.config_version.unwrap_or(1),
             warnings: ck.warnings,
@@ -445,4 +450,77 @@ fn delivery(d: RawDelivery, ck: &mut Checker) -> Result<DeliveryConfig, ConfigEr
         credentials_retry: Duration::from_secs(cred_s),
         http_timeout: Duration::from_secs(timeout_s),
     })
+}
+
+/// `[fleet]`: `None` unless `broker` is set and `enabled` is not false.
+/// Either a client certificate (`cert_file` and `key_file`) or a login
+/// (`username` and `token`) is needed, or both; the files are not read
+/// here (see [`FleetConfig`]).
+///
+/// Errors: the first bad key, in the order of the file's documentation.
+fn fleet(f: RawFleet, ck: &Checker) -> Result<Option<FleetConfig>, ConfigError> {
+    let Some(broker) = f.broker.filter(|b| !b.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if f.enabled == Some(false) {
+        return Ok(None);
+    }
+    let broker = check_broker(&broker).map_err(|e| ck.err("fleet.broker", e.to_string()))?;
+    let path = |key: &str, p: Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
+        match p {
+            Some(p) if p.as_os_str().is_empty() => Err(ck.err(key, "empty")),
+            Some(p) if p.is_relative() => Err(ck.err(
+                key,
+                format!("{} is relative: give the file's absolute path", p.display()),
+            )),
+            p => Ok(p),
+        }
+    };
+    let ca_file = path("fleet.ca_file", f.ca_file)?;
+    let cert = path("fleet.cert_file", f.cert_file)?;
+    let key = path("fleet.key_file", f.key_file)?;
+    let client_cert = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => return Err(ck.err("fleet.key_file", "missing (cert_file is set)")),
+        (None, Some(_)) => return Err(ck.err("fleet.cert_file", "missing (key_file is set)")),
+    };
+    let login = match (f.username, f.token) {
+        (Some(u), Some(t)) => {
+            let u = ck.required("fleet.username", Some(u), |u| u.trim().is_empty())?;
+            Some((u, ck.secret("fleet.token", Some(t))?))
+        }
+        (None, None) => None,
+        (Some(_), None) => return Err(ck.err("fleet.token", "missing (username is set)")),
+        (None, Some(_)) => return Err(ck.err("fleet.username", "missing (token is set)")),
+    };
+    if client_cert.is_none() && login.is_none() {
+        return Err(ck.err(
+            "fleet.cert_file",
+            "missing: the broker needs a client certificate (cert_file and key_file) or a \
+             username and token",
+        ));
+    }
+    let topic_prefix = f
+        .topic_prefix
+        .unwrap_or_else(|| DEFAULT_FLEET_PREFIX.into());
+    check_topic_prefix(&topic_prefix).map_err(|e| ck.err("fleet.topic_prefix", e))?;
+    if let Some(d) = &f.device_id {
+        check_topic_level(d).map_err(|e| ck.err("fleet.device_id", e))?;
+    }
+    let interval_s = ck.within(
+        "fleet.interval_s",
+        f.interval_s,
+        DEFAULT_FLEET_INTERVAL_S,
+        30..=86_400,
+    )?;
+    Ok(Some(FleetConfig {
+        broker,
+        ca_file,
+        client_cert,
+        login,
+        topic_prefix,
+        device_id: f.device_id,
+        interval: Duration::from_secs(interval_s),
+    }))
 }

@@ -277,3 +277,129 @@ pub fn parse_window(s: &str) -> Result<(u32, u32), WindowError> {
     }
     Ok((start, end))
 }
+
+/// A `[fleet] broker` value that cannot be used ([`check_broker`]); URLs
+/// are shown with anything before an `@` masked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    /// Not a URL the parser reads.
+    #[error("`{0}` is not an mqtts:// URL such as mqtts://fleet.example.net:8883")]
+    NotAUrl(String),
+    /// A scheme other than `mqtts` (and `mqtt` to a loopback host).
+    #[error("`{url}`: scheme `{scheme}` is not mqtts (the fleet broker is reached over TLS)")]
+    Scheme {
+        /// The URL, masked.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// `mqtt://` (no TLS) towards a host that is not a loopback one.
+    #[error("`{0}`: mqtt:// is only accepted for a loopback host; use mqtts://")]
+    Plain(String),
+    /// No host.
+    #[error("`{0}` has no host")]
+    NoHost(String),
+    /// A user name or password in the URL.
+    #[error(
+        "`{0}`: a user name or password in the URL is not accepted (use fleet.username and \
+         fleet.token)"
+    )]
+    Credentials(String),
+    /// A path, query or fragment: an MQTT broker is a host and a port.
+    #[error("`{0}`: the broker is a host and a port; remove the path, query or fragment")]
+    Extra(String),
+}
+
+/// Checks a fleet broker URL: `mqtts://host[:port]` (default port 8883),
+/// or `mqtt://` towards a loopback host (`127.0.0.0/8`, `::1`,
+/// `localhost`; default port 1883) for tests. Parsed by the `url` crate.
+///
+/// Errors: [`BrokerError`].
+pub fn check_broker(raw: &str) -> Result<crate::config::FleetBroker, BrokerError> {
+    let raw = raw.trim();
+    let u = url::Url::parse(raw).map_err(|_| BrokerError::NotAUrl(unparsed_shown(raw)))?;
+    let shown = || {
+        let mut m = u.clone();
+        if !m.username().is_empty() {
+            let _ = m.set_username("***");
+        }
+        if m.password().is_some() {
+            let _ = m.set_password(Some("***"));
+        }
+        m.to_string()
+    };
+    let tls = match u.scheme() {
+        "mqtts" => true,
+        "mqtt" => false,
+        other => {
+            return Err(BrokerError::Scheme {
+                url: shown(),
+                scheme: other.to_string(),
+            });
+        }
+    };
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(BrokerError::Credentials(shown()));
+    }
+    // mqtt(s) is not a "special" scheme to the URL standard: an IPv4 host
+    // is an opaque name here, an IPv6 one is parsed.
+    let (host, loopback) = match u.host() {
+        Some(url::Host::Domain(d)) if !d.is_empty() => {
+            let loopback = d.eq_ignore_ascii_case("localhost")
+                || d.parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            (d.to_string(), loopback)
+        }
+        Some(url::Host::Ipv4(ip)) => (ip.to_string(), ip.is_loopback()),
+        Some(url::Host::Ipv6(ip)) => (ip.to_string(), ip.is_loopback()),
+        _ => return Err(BrokerError::NoHost(shown())),
+    };
+    if !matches!(u.path(), "" | "/") || u.query().is_some() || u.fragment().is_some() {
+        return Err(BrokerError::Extra(shown()));
+    }
+    if !tls && !loopback {
+        return Err(BrokerError::Plain(shown()));
+    }
+    Ok(crate::config::FleetBroker {
+        host,
+        port: u.port().unwrap_or(if tls { 8883 } else { 1883 }),
+        tls,
+    })
+}
+
+/// Checks a topic level the agent writes in (`[fleet] device_id`): the
+/// characters of [`IID_CHARSET`], not `.` or `..`.
+///
+/// Errors: the message, naming the value escaped.
+pub fn check_topic_level(value: &str) -> Result<(), String> {
+    check_iid(value).map_err(|_| {
+        format!(
+            "{} cannot be a topic level: it must match {IID_CHARSET} (and not be `.` or `..`)",
+            escaped(value)
+        )
+    })
+}
+
+/// Checks `[fleet] topic_prefix`: one or more topic levels separated by
+/// `/`, none empty, without the wildcards `+` and `#`, NUL or control
+/// characters, at most 128 bytes.
+///
+/// Errors: the message, naming the value escaped.
+pub fn check_topic_prefix(value: &str) -> Result<(), String> {
+    let bad = value.is_empty()
+        || value.len() > 128
+        || value.split('/').any(str::is_empty)
+        || value
+            .chars()
+            .any(|c| matches!(c, '+' | '#') || c.is_control());
+    if bad {
+        Err(format!(
+            "{} is not a topic prefix: one or more `/`-separated levels, none empty, without \
+             `+`, `#` or control characters, at most 128 bytes (e.g. zenchef-edge or \
+             groups/bistrot-paris)",
+            escaped(value)
+        ))
+    } else {
+        Ok(())
+    }
+}

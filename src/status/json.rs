@@ -44,6 +44,8 @@ pub fn config_error(e: &crate::config::ConfigError, now: DateTime<Utc>) -> Strin
         "store_usage": null,
         "store_moved_aside": null,
         "update_held_by": [],
+        "update_last_check": null,
+        "fleet": crate::fleet::FleetHealth { state: "unknown".into(), ..Default::default() },
         "problems": [],
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()

@@ -124,6 +124,14 @@ pub struct Status {
     /// 20), each with since when; orders open for longer than
     /// `update.open_order_max_h` no longer do and are not listed.
     pub update_held_by: Vec<crate::update::daemon::OpenOrder>,
+    /// The daemon's last update check (when, its result, the release
+    /// waiting for its time), `null` before the first.
+    pub update_last_check: Option<crate::update::daemon::LastCheck>,
+    /// The fleet report (`[fleet]`, docs/fleet.md): `state` `disabled`
+    /// when not configured, `unknown` without a fresh daemon record, else
+    /// the daemon's session state. Never a `problem`: it does not concern
+    /// the restaurant.
+    pub fleet: crate::fleet::FleetHealth,
     /// What needs attention, most important first; empty when all is well.
     pub problems: Vec<Problem>,
 }
@@ -366,6 +374,8 @@ impl Status {
             store_usage: None,
             store_moved_aside: None,
             update_held_by: Vec::new(),
+            update_last_check: None,
+            fleet: fleet_summary(config, None, false),
             problems,
         }
     }
@@ -432,6 +442,8 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
         }
     };
     let (update_problem, update_kind) = update_problem(conn, config);
+    let s_daemon_fleet = daemon.as_ref().map(|d| &d.fleet);
+    let fleet = fleet_summary(config, s_daemon_fleet, daemon_running);
     let mut s = Status {
         version: crate::update::running_version_str().into(),
         currency: config.currency.clone(),
@@ -485,10 +497,36 @@ pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyh
             20,
         )
         .unwrap_or_default(),
+        update_last_check: crate::update::daemon::LastCheck::read(conn),
+        fleet,
         problems: Vec::new(),
     };
     s.problems = problems(&s, update_kind);
     Ok(s)
+}
+
+/// The `fleet` object of the status: `disabled` without `[fleet]`,
+/// `unknown` when no daemon runs (or its record has no fleet session yet),
+/// else the daemon's record.
+fn fleet_summary(
+    config: &Config,
+    daemon: Option<&crate::fleet::FleetHealth>,
+    running: bool,
+) -> crate::fleet::FleetHealth {
+    let Some(f) = &config.fleet else {
+        return crate::fleet::FleetHealth {
+            state: "disabled".into(),
+            ..Default::default()
+        };
+    };
+    match daemon.filter(|d| running && !d.state.is_empty()) {
+        Some(d) => d.clone(),
+        None => crate::fleet::FleetHealth {
+            state: "unknown".into(),
+            broker: Some(f.broker.to_string()),
+            ..Default::default()
+        },
+    }
 }
 
 /// The updater's state: `update-state.json` beside the store (written
@@ -735,6 +773,8 @@ pub(crate) mod tests {
             store_usage: None,
             store_moved_aside: None,
             update_held_by: Vec::new(),
+            update_last_check: None,
+            fleet: crate::fleet::FleetHealth { state: "disabled".into(), ..Default::default() },
             payments_needing_person: vec![NeedsPerson {
                 payment_id: "pay_8f2c0a1b2c3d".into(),
                 order_id: "O-881".into(),

@@ -207,6 +207,7 @@ pub fn render_text(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, color: boo
     headline(&mut o, s);
     pos(&mut o, s);
     apis(&mut o, s);
+    fleet(&mut o, s);
     queue(&mut o, s);
     orders(&mut o, s);
     payments(&mut o, s);
@@ -332,6 +333,38 @@ fn apis(o: &mut Out, s: &Status) {
             let at = o.when(api.last_error_at.as_deref());
             o.line("", None, &format!("last error {at}: {e}"));
         }
+    }
+}
+
+/// The fleet report, only when `[fleet]` is configured: the session's
+/// state, where it reports, its last report and last error. Never red:
+/// it does not concern the restaurant.
+fn fleet(o: &mut Out, s: &Status) {
+    let f = &s.fleet;
+    let (tag, tone) = match f.state.as_str() {
+        "disabled" => return,
+        "connected" => ("reporting", Tone::Good),
+        "connecting" => ("connecting", Tone::Plain),
+        "refused" => ("REFUSED", Tone::Warn),
+        "tls_error" => ("TLS ERROR", Tone::Warn),
+        "unreachable" => ("UNREACHABLE", Tone::Warn),
+        "misconfigured" => ("MISCONFIGURED", Tone::Warn),
+        _ => ("unknown", Tone::Warn),
+    };
+    let broker = f.broker.as_deref().unwrap_or("?");
+    let rest = match &f.topic {
+        Some(topic) => format!(
+            "{broker} on {topic}, last report {}",
+            o.when(f.last_published_at.as_deref())
+        ),
+        None => broker.to_string(),
+    };
+    o.line("Fleet", Some((tag, tone)), &rest);
+    if let Some(e) = &f.last_error
+        && f.state != "connected"
+    {
+        let at = o.when(f.last_error_at.as_deref());
+        o.line("", None, &format!("last error {at}: {e}"));
     }
 }
 

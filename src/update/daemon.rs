@@ -373,7 +373,13 @@ pub enum Outcome {
     /// Nothing configured to check.
     NotConfigured,
     /// Checked; nothing installed, and why.
-    NotNow(String),
+    NotNow {
+        /// Why nothing was installed.
+        why: String,
+        /// The release this box would install when allowed (a newer
+        /// version, or the rollback of a withdrawn one), `None` when none.
+        available: Option<String>,
+    },
     /// Installed; restart to run it.
     Installed(Installed),
 }
@@ -491,11 +497,19 @@ impl Updater {
             return Ok(Outcome::NotConfigured);
         }
         let plan = self.plan(o).await?;
+        let available = plan
+            .release
+            .as_ref()
+            .ok()
+            .map(|(e, _)| e.claims.version.to_string());
         if let Some(why) = plan.why_not() {
-            return Ok(Outcome::NotNow(why));
+            return Ok(Outcome::NotNow { why, available });
         }
         let (Ok((entry, _)), Ok(key)) = (plan.release, plan.key) else {
-            return Ok(Outcome::NotNow("no release".into()));
+            return Ok(Outcome::NotNow {
+                why: "no release".into(),
+                available,
+            });
         };
         let _lock = Lock::try_take(&self.paths.lock_file()).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -526,9 +540,10 @@ impl Updater {
                 .read((self.clock)(), self.cfg.open_order_max)
                 .await?;
             if act.open_orders > 0 {
-                return Ok(Outcome::NotNow(
-                    Wait::OrdersOpen(act.open_orders).to_string(),
-                ));
+                return Ok(Outcome::NotNow {
+                    why: Wait::OrdersOpen(act.open_orders).to_string(),
+                    available: Some(entry.claims.version.to_string()),
+                });
             }
         }
         let paths = self.paths.clone();
@@ -692,6 +707,61 @@ async fn record_check(
     }
 }
 
+/// `kv` key of the daemon's last update check ([`LastCheck`], JSON).
+pub const LAST_CHECK_KV_KEY: &str = "update_last_check";
+
+/// The daemon's last update check, for `status` and the fleet report:
+/// when, its result, and the release waiting for its time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastCheck {
+    /// When it ran (box clock, UTC, RFC 3339).
+    pub at: String,
+    /// `installed`, `not_now` (checked; nothing installed now) or
+    /// `failed` (see `update_problem` after a few in a row).
+    pub result: String,
+    /// The release the box would install when allowed; `None` when the
+    /// box runs the newest it may.
+    pub available: Option<String>,
+}
+
+impl LastCheck {
+    /// Reads the record from the store (`None`: no record or unreadable).
+    pub fn read(conn: &Connection) -> Option<LastCheck> {
+        crate::outbox::kv_get(conn, LAST_CHECK_KV_KEY)
+            .ok()
+            .flatten()
+            .and_then(|s| serde_json::from_str(&s).ok())
+    }
+}
+
+/// Records the check's outcome ([`LastCheck`]); a failure keeps the
+/// release known from the check before.
+async fn record_last_check(store: &Store, result: &Result<Outcome, UpdateError>) {
+    let (outcome, available) = match result {
+        Ok(Outcome::Installed(i)) => ("installed", Some(i.version.to_string())),
+        Ok(Outcome::NotNow { available, .. }) => ("not_now", available.clone()),
+        Ok(Outcome::NotConfigured) => return,
+        Err(_) => ("failed", None),
+    };
+    let failed = result.is_err();
+    let at = crate::time::now_utc();
+    let r = store
+        .write(move |c| {
+            let before = LastCheck::read(c).and_then(|l| l.available);
+            let last = LastCheck {
+                at,
+                result: outcome.into(),
+                available: if failed { before } else { available },
+            };
+            let json = serde_json::to_string(&last).unwrap_or_default();
+            crate::outbox::kv_set(c, LAST_CHECK_KV_KEY, &json)
+        })
+        .await;
+    if let Err(e) = r {
+        warn!("update: cannot record the check's result: {e}");
+    }
+}
+
 /// Runs the update task until `stop`.
 pub async fn run(t: Task) {
     if let Some(p) = super::signing_key_problem(&t.updater.cfg) {
@@ -740,6 +810,7 @@ pub async fn run(t: Task) {
                     .err()
                     .map(|e| failure_text(e, &updater.paths));
                 record_check(&store, &failures, error).await;
+                record_last_check(&store, &result).await;
                 match result {
                     Ok(Outcome::Installed(i)) => {
                         info!(
@@ -752,7 +823,7 @@ pub async fn run(t: Task) {
                         shutdown.cancel();
                         ControlFlow::Break(())
                     }
-                    Ok(Outcome::NotNow(why)) => {
+                    Ok(Outcome::NotNow { why, .. }) => {
                         info!("update: not installing: {why}");
                         ControlFlow::Continue(())
                     }

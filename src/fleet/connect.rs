@@ -1,0 +1,213 @@
+//! One connection to the fleet broker: the MQTT options (TLS from the
+//! `[fleet]` files, the login), and what a failure means
+//! ([`FailureKind`]). The daemon's session, `doctor` and `fleet-view` all
+//! connect through [`options`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{
+    ConnectReturnCode, ConnectionError, MqttOptions, StateError, TlsConfiguration, Transport,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::FleetConfig;
+
+/// Why a fleet connection cannot even be tried: a file of `[fleet]`.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A file cannot be read.
+    #[error("cannot read fleet.{key} {}: {source}", path.display())]
+    Read {
+        /// `ca_file`, `cert_file` or `key_file`.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file holds nothing usable.
+    #[error("fleet.{key} {}: {what}", path.display())]
+    Content {
+        /// `ca_file`, `cert_file` or `key_file`.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (e.g. `no PEM certificate in it`).
+        what: String,
+    },
+    /// rustls refuses the certificate and key as a pair, or the TLS setup.
+    #[error("fleet TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The options of a connection to the broker of `cfg` as `client_id`:
+/// keep-alive 30 s, a clean session, TLS when `mqtts://` (the broker's
+/// certificate checked against `ca_file`, else the box's CA store; the
+/// client certificate when configured), the login when configured.
+///
+/// Errors: [`SetupError`] (a file of `[fleet]`).
+pub fn options(cfg: &FleetConfig, client_id: &str) -> Result<MqttOptions, SetupError> {
+    let mut opts = MqttOptions::new(client_id, cfg.broker.host.clone(), cfg.broker.port);
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(true)
+        // Reports are small; what comes back is a CONNACK, SUBACKs and,
+        // for fleet-view, the boxes' reports.
+        .set_max_packet_size(256 * 1024, 256 * 1024)
+        // A few reports at most in flight: a broker that stops
+        // acknowledging costs no more than that.
+        .set_inflight(4);
+    if let Some((user, token)) = &cfg.login {
+        opts.set_credentials(user.clone(), token.expose());
+    }
+    if cfg.broker.tls {
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(tls_config(cfg)?),
+        )));
+    }
+    Ok(opts)
+}
+
+fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, SetupError> {
+    std::fs::read(path).map_err(|source| SetupError::Read {
+        key,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn content(key: &'static str, path: &Path, what: impl Into<String>) -> SetupError {
+    SetupError::Content {
+        key,
+        path: path.to_path_buf(),
+        what: what.into(),
+    }
+}
+
+fn certificates(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, SetupError> {
+    let pem = read(key, path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| content(key, path, format!("not a PEM file: {e}")))?;
+    if certs.is_empty() {
+        return Err(content(key, path, "no PEM certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// The rustls client configuration of `cfg` (ring, TLS 1.2 and 1.3).
+fn tls_config(cfg: &FleetConfig) -> Result<rustls::ClientConfig, SetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.ca_file {
+        Some(path) => {
+            for c in certificates("ca_file", path)? {
+                roots
+                    .add(c)
+                    .map_err(|e| content("ca_file", path, format!("unusable certificate: {e}")))?;
+            }
+        }
+        None => {
+            // Unreadable entries of the box's store are skipped, as
+            // rumqttc and reqwest do.
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    Ok(match &cfg.client_cert {
+        Some((cert, key)) => {
+            let chain = certificates("cert_file", cert)?;
+            let pem = read("key_file", key)?;
+            let key_der = PrivateKeyDer::from_pem_slice(&pem)
+                .map_err(|e| content("key_file", key, format!("no PEM private key in it ({e})")))?;
+            builder.with_client_auth_cert(chain, key_der)?
+        }
+        None => builder.with_no_client_auth(),
+    })
+}
+
+/// What a failed connection means for a technician (the `fleet.state` of
+/// `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The broker refused the login (CONNACK "bad user name or password",
+    /// "not authorised") or the box's certificate (a TLS alert).
+    Refused,
+    /// The broker's certificate is not trusted by the box, or another TLS
+    /// failure.
+    TlsError,
+    /// DNS, TCP, a timeout, a session lost.
+    Unreachable,
+}
+
+impl FailureKind {
+    /// The name in `status` (`refused`, `tls_error`, `unreachable`).
+    pub fn state(self) -> &'static str {
+        match self {
+            FailureKind::Refused => "refused",
+            FailureKind::TlsError => "tls_error",
+            FailureKind::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// The TLS error inside an I/O error, if any (tokio-rustls wraps rustls'
+/// errors in `io::Error`s; a certificate refused by the broker under TLS
+/// 1.3 arrives as an alert at the first read after the handshake).
+fn tls_inside(io: &std::io::Error) -> Option<&rustls::Error> {
+    io.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+fn by_tls(e: &rustls::Error) -> FailureKind {
+    use rustls::AlertDescription as A;
+    match e {
+        rustls::Error::AlertReceived(
+            A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateRequired
+            | A::CertificateUnknown
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::UnsupportedCertificate
+            | A::AccessDenied,
+        ) => FailureKind::Refused,
+        _ => FailureKind::TlsError,
+    }
+}
+
+/// Classifies a failed connection.
+pub fn classify(e: &ConnectionError) -> FailureKind {
+    let by_io = |io: &std::io::Error| tls_inside(io).map_or(FailureKind::Unreachable, by_tls);
+    match e {
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+        ) => FailureKind::Refused,
+        ConnectionError::Tls(rumqttc::TlsError::TLS(t)) => by_tls(t),
+        ConnectionError::Tls(rumqttc::TlsError::Io(io)) => {
+            tls_inside(io).map_or(FailureKind::TlsError, by_tls)
+        }
+        ConnectionError::Tls(_) => FailureKind::TlsError,
+        ConnectionError::Io(io) | ConnectionError::MqttState(StateError::Io(io)) => by_io(io),
+        _ => FailureKind::Unreachable,
+    }
+}
+
+/// A failed connection in words (rumqttc's, which never holds the token).
+pub fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => {
+            format!("the broker refused the connection: {code:?}")
+        }
+        e => e.to_string(),
+    }
+}
