@@ -545,10 +545,15 @@ pub struct Seen {
     pub json: Option<Value>,
     /// Delivered as a retained message (on subscribing), not live.
     pub retained: bool,
+    /// The QoS it was delivered with (the lower of the publisher's and the
+    /// subscription's, which is 1).
+    pub qos: u8,
     /// When it arrived.
     pub at: Instant,
-    /// How many connections the watcher had made when it arrived (1 on the
-    /// first).
+    /// The connection whose subscription delivered it (1 = the first).
+    /// Counted by SUBACK, not CONNACK: rumqttc hands over packets read
+    /// before a connection broke only after the next CONNACK, and a clean
+    /// session delivers nothing before its SUBACK.
     pub connection: u32,
 }
 
@@ -563,6 +568,8 @@ pub struct WatchState {
     pub subscribed: bool,
     /// Connections made (CONNACK received).
     pub connections: u32,
+    /// The connection of the last SUBACK (what [`Seen::connection`] says).
+    pub subscribed_on: u32,
     /// The return codes of the last SUBACK.
     pub suback: Vec<String>,
     /// The last connection error, if any.
@@ -650,6 +657,7 @@ impl FleetWatcher {
                     Ok(Event::Incoming(Packet::SubAck(ack))) => {
                         task_inner.update(|s| {
                             s.subscribed = true;
+                            s.subscribed_on = s.connections;
                             s.suback = ack.return_codes.iter().map(|c| format!("{c:?}")).collect();
                         });
                         if let Some(tx) = ready.take() {
@@ -665,8 +673,9 @@ impl FleetWatcher {
                                 payload,
                                 json,
                                 retained: p.retain,
+                                qos: p.qos as u8,
                                 at: Instant::now(),
-                                connection: s.connections,
+                                connection: s.subscribed_on,
                             };
                             s.latest.insert(p.topic.clone(), seen.clone());
                             s.all.push(seen);
@@ -795,7 +804,7 @@ impl WatcherInner {
 /// waits forever). The connections close when it is dropped.
 pub struct SilentListener {
     port: u16,
-    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    accepted: Arc<Mutex<Vec<Instant>>>,
     task: AbortOnDrop,
 }
 
@@ -813,12 +822,12 @@ impl SilentListener {
     pub async fn bind(port: u16) -> anyhow::Result<SilentListener> {
         let listener = tokio::net::TcpListener::bind((LOOPBACK, port)).await?;
         let port = listener.local_addr()?.port();
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = accepted.clone();
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let log = accepted.clone();
         let task = tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((stream, _)) = listener.accept().await {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                log.lock().unwrap().push(Instant::now());
                 held.push(stream);
             }
         });
@@ -836,7 +845,12 @@ impl SilentListener {
 
     /// How many connections it has accepted.
     pub fn accepted(&self) -> usize {
-        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+        self.accepted.lock().unwrap().len()
+    }
+
+    /// When it accepted each connection.
+    pub fn accepted_at(&self) -> Vec<Instant> {
+        self.accepted.lock().unwrap().clone()
     }
 
     /// Stops listening and closes every held connection.
