@@ -38,6 +38,10 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(5);
 pub const DEBOUNCE: Duration = Duration::from_secs(10);
 /// Reconnect backoff: 1 s doubling to 60 s, with jitter.
 pub const RECONNECT: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+/// The first connection waits this long after the start, so that the
+/// first report reads the daemon record of this start (written every 2 s),
+/// not the last one of the process before.
+pub const FIRST_AFTER: Duration = Duration::from_secs(3);
 /// The files of `[fleet]` are read again this often while they cannot be
 /// used.
 pub const SETUP_RETRY: Duration = Duration::from_secs(60);
@@ -105,6 +109,10 @@ impl Fleet {
                 ..Default::default()
             }
         });
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(FIRST_AFTER) => {}
+        }
         let client_id = format!("zenchef-edge-{}", self.device_id);
         let mut opts = loop {
             match connect::options(&self.fleet, &client_id) {
