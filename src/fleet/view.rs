@@ -240,8 +240,8 @@ mod tests {
             order,
             [
                 "money",
-                "garbage",
                 "offline",
+                "garbage",
                 "creds",
                 "outage",
                 "healthy-b",
