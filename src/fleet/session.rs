@@ -3,8 +3,9 @@
 //! the POS session — its own client, event loop, task and backoff.
 //!
 //! - On every CONNACK it publishes the latest report, `online: true`.
-//! - Every [`CHECK_EVERY`] it builds a report from the store (read-only,
-//!   on a blocking thread: intake and delivery never wait for it) and
+//! - Every [`CHECK_EVERY`] (more when the store is slow to read:
+//!   `check_pause`) it builds a report from the store (read-only, on a
+//!   blocking thread: intake and delivery never wait for it) and
 //!   publishes it when something material changed, at most once per
 //!   [`DEBOUNCE`], and at least every `[fleet] interval_s`.
 //! - Disconnected, it keeps only the latest report: nothing is queued,
@@ -56,6 +57,13 @@ pub struct Fleet {
     pub device_id: String,
     /// The daemon record, where the session's state is kept.
     pub health: Health,
+}
+
+/// The pause after a check that took `took`: [`CHECK_EVERY`], or ten
+/// times the check on a store slow to read (an SD card, years of orders),
+/// so that the report never takes more than a tenth of a core.
+fn check_pause(took: Duration) -> Duration {
+    CHECK_EVERY.max(took.saturating_mul(10))
 }
 
 /// What the loop knows about what it sent.
@@ -145,13 +153,14 @@ impl Fleet {
         let mut connected = false;
         let mut retry = Retry::new(RECONNECT);
         let mut last_kind: Option<FailureKind> = None;
-        let mut tick = tokio::time::interval(CHECK_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_check = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tick.tick() => {
+                _ = tokio::time::sleep_until(next_check) => {
+                    let started = Instant::now();
                     sent.latest = self.build().await.or(sent.latest.take());
+                    next_check = Instant::now() + check_pause(started.elapsed());
                     if connected && sent.due(Instant::now(), self.fleet.interval) {
                         self.publish(&client, &topic, &mut sent);
                     }
@@ -287,6 +296,12 @@ mod tests {
         r.queue.queued = queued;
         r.reported_at = at.into();
         r
+    }
+
+    #[test]
+    fn a_slow_check_spaces_the_checks() {
+        assert_eq!(check_pause(Duration::from_millis(20)), CHECK_EVERY);
+        assert_eq!(check_pause(Duration::from_secs(2)), Duration::from_secs(20));
     }
 
     #[tokio::test(start_paused = true)]
