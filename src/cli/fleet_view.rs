@@ -200,9 +200,10 @@ async fn collect(
     }
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+    let now = chrono::Utc::now();
     Ok(latest
         .iter()
-        .map(|(d, payload)| Row::from_message(d, payload))
+        .map(|(d, payload)| Row::from_message(d, payload, now))
         .collect())
 }
 

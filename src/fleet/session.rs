@@ -140,13 +140,8 @@ impl Fleet {
             }
         };
         let restaurant = self.config.zenchef.restaurant_id.clone();
-        let will = Will::new(&self.device_id, &restaurant, Utc::now());
-        opts.set_last_will(LastWill::new(
-            topic.clone(),
-            will.to_json(),
-            QoS::AtLeastOnce,
-            true,
-        ));
+        let mut will = Will::new(&self.device_id, &restaurant, Utc::now());
+        opts.set_last_will(last_will(&topic, &will));
         info!("fleet: reporting to {broker} on {topic}");
         let (client, mut eventloop) = AsyncClient::new(opts, 4);
         let mut sent = Sent::default();
@@ -215,6 +210,9 @@ impl Fleet {
                             _ = stop.cancelled() => break,
                             _ = tokio::time::sleep(wait) => {}
                         }
+                        // The next session's will says when it starts.
+                        will = Will::new(&self.device_id, &restaurant, Utc::now());
+                        eventloop.mqtt_options.set_last_will(last_will(&topic, &will));
                     }
                 }
             }
@@ -239,10 +237,13 @@ impl Fleet {
     async fn build(&self) -> Option<Report> {
         let config = self.config.clone();
         let device = self.device_id.clone();
+        let interval_s = self.fleet.interval.as_secs();
         tokio::task::spawn_blocking(move || {
             let now = Utc::now();
             let status = crate::status::read_at(&config, now);
-            Report::from_status(&status, &device, &config.zenchef.restaurant_id, now)
+            let mut r = Report::from_status(&status, &device, &config.zenchef.restaurant_id, now);
+            r.interval_s = interval_s;
+            r
         })
         .await
         .ok()
@@ -263,6 +264,11 @@ impl Fleet {
             Err(e) => debug!("fleet: report not handed over now: {e}"),
         }
     }
+}
+
+/// The will of a session, retained, QoS 1.
+fn last_will(topic: &str, will: &Will) -> LastWill {
+    LastWill::new(topic, will.to_json(), QoS::AtLeastOnce, true)
 }
 
 /// A clean stop: the offline message (a DISCONNECT means the broker does

@@ -357,8 +357,9 @@ fn fleet(o: &mut Out, s: &Status) {
         f.broker.as_deref().unwrap_or("?"),
     );
     if let Some(topic) = &f.topic {
+        o.line("", None, &format!("on {topic}"));
         let last = o.when(f.last_published_at.as_deref());
-        o.line("", None, &format!("on {topic}, last report {last}"));
+        o.line("", None, &format!("last report {last}"));
     }
     if let Some(e) = &f.last_error
         && f.state != "connected"
