@@ -122,22 +122,8 @@ impl Fleet {
             _ = tokio::time::sleep(FIRST_AFTER) => {}
         }
         let client_id = format!("zenchef-edge-{}", self.device_id);
-        let mut opts = loop {
-            match connect::options(&self.fleet, &client_id) {
-                Ok(o) => break o,
-                Err(e) => {
-                    warn!(
-                        "fleet: cannot report to {broker}: {e}; the restaurant is not affected \
-                         (read again every {} s)",
-                        SETUP_RETRY.as_secs()
-                    );
-                    self.failed("misconfigured", e.to_string());
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(SETUP_RETRY) => {}
-                    }
-                }
-            }
+        let Some(mut opts) = self.readable_options(&client_id, &broker, &stop).await else {
+            return;
         };
         let restaurant = self.config.zenchef.restaurant_id.clone();
         let mut will = Will::new(&self.device_id, &restaurant, Utc::now());
@@ -191,19 +177,7 @@ impl Fleet {
                         // Latest state only: what rumqttc kept to resend
                         // is stale by the next connection.
                         eventloop.pending.clear();
-                        let kind = connect::classify(&e);
-                        let text = connect::describe(&e);
-                        if last_kind != Some(kind) {
-                            warn!(
-                                "fleet: cannot report to {broker} ({}): {text}; the restaurant \
-                                 is not affected, retrying",
-                                kind.state()
-                            );
-                        } else {
-                            debug!("fleet: {text}");
-                        }
-                        last_kind = Some(kind);
-                        self.failed(kind.state(), text);
+                        self.said(&e, &mut last_kind, &broker);
                         let wait = retry.failed(None).mul_f64(crate::retry::random_jitter())
                             .min(RECONNECT.cap);
                         tokio::select! {
@@ -220,6 +194,56 @@ impl Fleet {
         if connected {
             goodbye(&client, &mut eventloop, &topic, &will).await;
         }
+    }
+
+    /// The connection's options once the `[fleet]` files can be used
+    /// (read again every [`SETUP_RETRY`] until then); `None` at `stop`.
+    async fn readable_options(
+        &self,
+        client_id: &str,
+        broker: &str,
+        stop: &CancellationToken,
+    ) -> Option<rumqttc::MqttOptions> {
+        loop {
+            match connect::options(&self.fleet, client_id) {
+                Ok(o) => return Some(o),
+                Err(e) => {
+                    warn!(
+                        "fleet: cannot report to {broker}: {e}; the restaurant is not affected \
+                         (read again every {} s)",
+                        SETUP_RETRY.as_secs()
+                    );
+                    self.failed("misconfigured", e.to_string());
+                    tokio::select! {
+                        _ = stop.cancelled() => return None,
+                        _ = tokio::time::sleep(SETUP_RETRY) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a failed connection, and logs it once per kind of failure
+    /// in a row (then at debug).
+    fn said(
+        &self,
+        e: &rumqttc::ConnectionError,
+        last_kind: &mut Option<FailureKind>,
+        broker: &str,
+    ) {
+        let kind = connect::classify(e);
+        let text = connect::describe(e);
+        if *last_kind != Some(kind) {
+            warn!(
+                "fleet: cannot report to {broker} ({}): {text}; the restaurant is not affected, \
+                 retrying",
+                kind.state()
+            );
+        } else {
+            debug!("fleet: {text}");
+        }
+        *last_kind = Some(kind);
+        self.failed(kind.state(), text);
     }
 
     fn failed(&self, state: &str, text: String) {
