@@ -126,6 +126,19 @@ fn unparsed_shown(raw: &str) -> String {
     }
 }
 
+/// A parsed URL as shown in a message: its user name and password, if
+/// any, written `***`.
+fn masked(u: &url::Url) -> String {
+    let mut m = u.clone();
+    if !m.username().is_empty() {
+        let _ = m.set_username("***");
+    }
+    if m.password().is_some() {
+        let _ = m.set_password(Some("***"));
+    }
+    m.to_string()
+}
+
 fn checked_url(raw: &str, base: bool) -> Result<String, UrlError> {
     let raw = raw.trim();
     let mut u = url::Url::parse(raw).map_err(|e| match e {
@@ -137,16 +150,7 @@ fn checked_url(raw: &str, base: bool) -> Result<String, UrlError> {
         },
     })?;
     // A user name may be a token too: neither is ever shown.
-    let shown = || {
-        let mut m = u.clone();
-        if !m.username().is_empty() {
-            let _ = m.set_username("***");
-        }
-        if m.password().is_some() {
-            let _ = m.set_password(Some("***"));
-        }
-        m.to_string()
-    };
+    let shown = || masked(&u);
     let scheme = u.scheme().to_string();
     if scheme != "http" && scheme != "https" {
         return Err(UrlError::Scheme {
@@ -318,16 +322,7 @@ pub enum BrokerError {
 pub fn check_broker(raw: &str) -> Result<crate::config::FleetBroker, BrokerError> {
     let raw = raw.trim();
     let u = url::Url::parse(raw).map_err(|_| BrokerError::NotAUrl(unparsed_shown(raw)))?;
-    let shown = || {
-        let mut m = u.clone();
-        if !m.username().is_empty() {
-            let _ = m.set_username("***");
-        }
-        if m.password().is_some() {
-            let _ = m.set_password(Some("***"));
-        }
-        m.to_string()
-    };
+    let shown = || masked(&u);
     let tls = match u.scheme() {
         "mqtts" => true,
         "mqtt" => false,
