@@ -92,11 +92,27 @@ fn certificates(
     let pem = read(key, path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| content(key, path, format!("not a PEM file: {e}")))?;
+        .map_err(|e| content(key, path, format!("not a PEM file ({})", pem_problem(&e))))?;
     if certs.is_empty() {
         return Err(content(key, path, "no PEM certificate in it"));
     }
     Ok(certs)
+}
+
+/// What is wrong with a PEM file, without its content: the parser's own
+/// message quotes the faulty line or section label, which for a key
+/// written on one line (a paste that lost its newlines) is the key itself
+/// — and the message goes to the journal, `status` and the status page.
+fn pem_problem(e: &rustls::pki_types::pem::Error) -> &'static str {
+    use rustls::pki_types::pem::Error as E;
+    match e {
+        E::MissingSectionEnd { .. } => "a BEGIN line without its END line: one item per line?",
+        E::IllegalSectionStart { .. } => "a malformed BEGIN line: one item per line?",
+        E::Base64Decode(_) => "its base64 does not decode",
+        E::NoItemsFound => "no item of the expected kind",
+        E::SectionTooLarge => "a section too large",
+        _ => "unreadable PEM",
+    }
 }
 
 /// The rustls client configuration of `cfg` (ring, TLS 1.2 and 1.3).
@@ -127,7 +143,13 @@ fn tls_config(cfg: &FleetConfig) -> Result<rustls::ClientConfig, SetupError> {
             let chain = certificates("cert_file", cert)?;
             let pem = read("key_file", key)?;
             let key_der = PrivateKeyDer::from_pem_slice(&pem)
-                .map_err(|e| content("key_file", key, format!("no PEM private key in it ({e})")))?;
+                .map_err(|e| {
+                    content(
+                        "key_file",
+                        key,
+                        format!("no PEM private key in it ({})", pem_problem(&e)),
+                    )
+                })?;
             builder.with_client_auth_cert(chain, key_der)?
         }
         None => builder.with_no_client_auth(),

@@ -88,7 +88,7 @@ impl Row {
         };
         let queue = match (count("queued"), count("pay_queued")) {
             (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
         };
         let mut problems = Vec::new();
         if !readable {
@@ -100,8 +100,10 @@ impl Row {
                 .get("interval_s")
                 .and_then(Value::as_i64)
                 .unwrap_or(300);
-            let late = chrono::Duration::seconds(interval.saturating_mul(2).saturating_add(60));
-            if last_seen.is_some_and(|t| t + late < now) {
+            // Any number may come from the broker: no overflow, no panic.
+            let late = chrono::Duration::try_seconds(interval.saturating_mul(2).saturating_add(60));
+            let due = last_seen.zip(late).and_then(|(t, l)| t.checked_add_signed(l));
+            if due.is_some_and(|d| d < now) {
                 problems.push("stale".to_string());
             }
         }
