@@ -309,6 +309,9 @@ pub enum BrokerError {
          fleet.token)"
     )]
     Credentials(String),
+    /// Port 0.
+    #[error("`{0}`: port 0 is not a port to connect to")]
+    PortZero(String),
     /// A path, query or fragment: an MQTT broker is a host and a port.
     #[error("`{0}`: the broker is a host and a port; remove the path, query or fragment")]
     Extra(String),
@@ -355,6 +358,9 @@ pub fn check_broker(raw: &str) -> Result<crate::config::FleetBroker, BrokerError
     if !tls && !loopback {
         return Err(BrokerError::Plain(shown()));
     }
+    if u.port() == Some(0) {
+        return Err(BrokerError::PortZero(shown()));
+    }
     Ok(crate::config::FleetBroker {
         host,
         port: u.port().unwrap_or(if tls { 8883 } else { 1883 }),
@@ -384,14 +390,15 @@ pub fn check_topic_prefix(value: &str) -> Result<(), String> {
     let bad = value.is_empty()
         || value.len() > 128
         || value.split('/').any(str::is_empty)
+        || value.starts_with('$')
         || value
             .chars()
             .any(|c| matches!(c, '+' | '#') || c.is_control());
     if bad {
         Err(format!(
             "{} is not a topic prefix: one or more `/`-separated levels, none empty, without \
-             `+`, `#` or control characters, at most 128 bytes (e.g. zenchef-edge or \
-             groups/bistrot-paris)",
+             `+`, `#` or control characters, not starting with `$` (the broker's own topics), \
+             at most 128 bytes (e.g. zenchef-edge or groups/bistrot-paris)",
             escaped(value)
         ))
     } else {

@@ -142,14 +142,13 @@ fn tls_config(cfg: &FleetConfig) -> Result<rustls::ClientConfig, SetupError> {
         Some((cert, key)) => {
             let chain = certificates("cert_file", cert)?;
             let pem = read("key_file", key)?;
-            let key_der = PrivateKeyDer::from_pem_slice(&pem)
-                .map_err(|e| {
-                    content(
-                        "key_file",
-                        key,
-                        format!("no PEM private key in it ({})", pem_problem(&e)),
-                    )
-                })?;
+            let key_der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+                content(
+                    "key_file",
+                    key,
+                    format!("no PEM private key in it ({})", pem_problem(&e)),
+                )
+            })?;
             builder.with_client_auth_cert(chain, key_der)?
         }
         None => builder.with_no_client_auth(),

@@ -138,7 +138,11 @@ impl Fleet {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep_until(next_check) => {
+                // Only while connected: a connection attempt inside
+                // poll() must never be cut by a check (dropping poll()
+                // mid-handshake loses the attempt); the report is built
+                // afresh at each CONNACK anyway.
+                _ = tokio::time::sleep_until(next_check), if connected => {
                     let started = Instant::now();
                     sent.latest = self.build().await.or(sent.latest.take());
                     next_check = Instant::now() + check_pause(started.elapsed());
@@ -158,9 +162,8 @@ impl Fleet {
                             f.state = "connected".into();
                             f.connected_since = Some(now);
                         });
-                        if sent.latest.is_none() {
-                            sent.latest = self.build().await;
-                        }
+                        sent.latest = self.build().await.or(sent.latest.take());
+                        next_check = Instant::now() + CHECK_EVERY;
                         sent.at = None;
                         self.publish(&client, &topic, &mut sent);
                     }
@@ -184,6 +187,13 @@ impl Fleet {
                             _ = stop.cancelled() => break,
                             _ = tokio::time::sleep(wait) => {}
                         }
+                        // A refusal or a TLS failure may be fixed by new
+                        // files (a renewed certificate): read them again.
+                        if matches!(last_kind, Some(FailureKind::Refused | FailureKind::TlsError))
+                            && let Some(fresh) = self.options_now(&client_id).await
+                        {
+                            eventloop.mqtt_options = fresh;
+                        }
                         // The next session's will says when it starts.
                         will = Will::new(&self.device_id, &restaurant, Utc::now());
                         eventloop.mqtt_options.set_last_will(last_will(&topic, &will));
@@ -205,7 +215,7 @@ impl Fleet {
         stop: &CancellationToken,
     ) -> Option<rumqttc::MqttOptions> {
         loop {
-            match connect::options(&self.fleet, client_id) {
+            match self.options_result(client_id).await {
                 Ok(o) => return Some(o),
                 Err(e) => {
                     warn!(
@@ -213,12 +223,35 @@ impl Fleet {
                          (read again every {} s)",
                         SETUP_RETRY.as_secs()
                     );
-                    self.failed("misconfigured", e.to_string());
+                    self.failed("misconfigured", e);
                     tokio::select! {
                         _ = stop.cancelled() => return None,
                         _ = tokio::time::sleep(SETUP_RETRY) => {}
                     }
                 }
+            }
+        }
+    }
+
+    /// [`connect::options`] on a blocking thread (it reads files: a slow
+    /// mount must not hold a runtime worker).
+    async fn options_result(&self, client_id: &str) -> Result<rumqttc::MqttOptions, String> {
+        let fleet = self.fleet.clone();
+        let id = client_id.to_string();
+        match tokio::task::spawn_blocking(move || connect::options(&fleet, &id)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("reading the [fleet] files: {e}")),
+        }
+    }
+
+    /// The options with the files as they are now; `None` (the old ones
+    /// stay) when they cannot be used, said in the log.
+    async fn options_now(&self, client_id: &str) -> Option<rumqttc::MqttOptions> {
+        match self.options_result(client_id).await {
+            Ok(o) => Some(o),
+            Err(e) => {
+                warn!("fleet: the [fleet] files cannot be used now: {e}");
+                None
             }
         }
     }

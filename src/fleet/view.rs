@@ -102,7 +102,9 @@ impl Row {
                 .unwrap_or(300);
             // Any number may come from the broker: no overflow, no panic.
             let late = chrono::Duration::try_seconds(interval.saturating_mul(2).saturating_add(60));
-            let due = last_seen.zip(late).and_then(|(t, l)| t.checked_add_signed(l));
+            let due = last_seen
+                .zip(late)
+                .and_then(|(t, l)| t.checked_add_signed(l));
             if due.is_some_and(|d| d < now) {
                 problems.push("stale".to_string());
             }
@@ -157,6 +159,26 @@ pub fn sort(rows: &mut [Row]) {
     });
 }
 
+/// A cell as printed: control characters (an escape sequence from
+/// whoever may publish under the prefix would move the cursor, erase
+/// another box's row or write the clipboard) written as Rust escapes, and
+/// cut after 64 characters.
+fn shown(cell: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in cell.chars().enumerate() {
+        if i == 64 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The table, one line per row (columns sized to their content) and the
 /// summary line, each line ending with `\n`.
 pub fn render(rows: &[Row]) -> String {
@@ -187,6 +209,7 @@ pub fn render(rows: &[Row]) -> String {
                     r.problems.join(",")
                 },
             ]
+            .map(|c| shown(&c))
         })
         .collect();
     let mut width = head.map(str::len);
@@ -293,6 +316,20 @@ mod tests {
             ["stale"],
             "2 × 5 min + 1 min"
         );
+    }
+
+    #[test]
+    fn control_characters_from_the_broker_never_reach_the_terminal() {
+        let m = serde_json::json!({"schema": 1, "online": true,
+            "restaurant_id": "r\u{1b}[2J", "version": "0.1\u{1b}]52;c;eA==\u{7}"});
+        let rows = [Row::from_message(
+            "b\u{1b}[1A",
+            m.to_string().as_bytes(),
+            now(),
+        )];
+        let t = render(&rows);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(t.contains(r"r\u{1b}[2J"), "{t}");
     }
 
     #[test]
