@@ -535,6 +535,14 @@ fn spawn_fleet(sh: &Shared, stages: &mut Stages, device: Option<String>) {
         );
         return;
     };
+    // The file may have been edited by hand: it becomes a topic level.
+    if let Err(e) = crate::config::check_topic_level(&device_id) {
+        warn!(
+            "fleet: the device id {e}: the box does not report to {}; set [fleet] device_id",
+            fleet.broker
+        );
+        return;
+    }
     let task = crate::fleet::session::Fleet {
         config: sh.config.clone(),
         fleet,

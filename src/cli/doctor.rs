@@ -717,16 +717,7 @@ async fn check_mqtt(r: &mut Report, config: &Config, t: &PosTarget) {
         opts.set_transport(Transport::tls_with_default_config());
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 10);
-    let outcome = tokio::time::timeout(NET_TIMEOUT, async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    })
-    .await;
+    let outcome = tokio::time::timeout(NET_TIMEOUT, connack(&mut eventloop)).await;
     let addr = format!("{}:{}", t.host, t.port);
     match outcome {
         Ok(Ok(())) => {
@@ -772,14 +763,26 @@ async fn check_mqtt(r: &mut Report, config: &Config, t: &PosTarget) {
     }
 }
 
+/// Polls `eventloop` until the broker accepts the connection (CONNACK)
+/// or the first error.
+async fn connack(eventloop: &mut rumqttc::EventLoop) -> Result<(), rumqttc::ConnectionError> {
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The fleet report (`[fleet]`, docs/fleet.md): one connection of its own
 /// (client id `zenchef-edge-<device>-doctor`, so the daemon's session is
 /// not kicked out; no will, nothing published). The daemon's own session
 /// is in `status` (the Fleet line).
 async fn check_fleet(r: &mut Report, config: &Config) {
     use crate::fleet::connect::{self, FailureKind};
+    // No line at all without `[fleet]`: most boxes report to no fleet.
     let Some(fleet) = &config.fleet else {
-        r.skip("fleet", "fleet reporting is off (no [fleet] broker)");
         return;
     };
     let state_dir = config
@@ -804,16 +807,7 @@ async fn check_fleet(r: &mut Report, config: &Config) {
         }
     };
     let (client, mut eventloop) = AsyncClient::new(opts, 10);
-    let outcome = tokio::time::timeout(NET_TIMEOUT, async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    })
-    .await;
+    let outcome = tokio::time::timeout(NET_TIMEOUT, connack(&mut eventloop)).await;
     let topic = format!("{}/{device}/status", fleet.topic_prefix);
     match outcome {
         Ok(Ok(())) => {

@@ -24,6 +24,8 @@ use crate::fleet::view::{self, Row};
 
 /// Environment variable holding the MQTT password of `--username`.
 pub const TOKEN_ENV: &str = "ZENCHEF_FLEET_TOKEN";
+/// The largest message `fleet-view` takes, bytes (16 MiB).
+pub const FLEET_VIEW_MAX_PACKET: usize = 16 * 1024 * 1024;
 /// How long the broker has to accept the connection and the subscription.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -140,7 +142,10 @@ async fn collect(
 ) -> Result<Vec<Row>, (i32, String)> {
     let broker = cfg.broker.to_string();
     let client_id = format!("zenchef-fleet-view-{:08x}", rand::random::<u32>());
-    let opts = connect::options(cfg, &client_id).map_err(|e| (exit::USAGE, e.to_string()))?;
+    let mut opts = connect::options(cfg, &client_id).map_err(|e| (exit::USAGE, e.to_string()))?;
+    // Reports are a few KiB; an odd large one must be a row, not the end
+    // of the listing (rumqttc drops the connection on a larger packet).
+    opts.set_max_packet_size(FLEET_VIEW_MAX_PACKET, 256 * 1024);
     let (client, mut eventloop) = AsyncClient::new(opts, 10);
     let filter = format!("{prefix}/+/status");
     let mut latest: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -200,9 +205,10 @@ async fn collect(
     }
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+    let now = chrono::Utc::now();
     Ok(latest
         .iter()
-        .map(|(d, payload)| Row::from_message(d, payload))
+        .map(|(d, payload)| Row::from_message(d, payload, now))
         .collect())
 }
 

@@ -56,7 +56,8 @@ mod values;
 
 pub use values::{
     BrokerError, IID_CHARSET, IID_MAX_LEN, IidError, UrlError, Version, VersionError, WindowError,
-    check_base_url, check_broker, check_iid, check_topic_prefix, check_url, escaped, parse_window,
+    check_base_url, check_broker, check_iid, check_topic_level, check_topic_prefix, check_url,
+    escaped, parse_window,
 };
 
 /// Exit code for any configuration error (sysexits `EX_CONFIG`); the systemd

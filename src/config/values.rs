@@ -126,6 +126,19 @@ fn unparsed_shown(raw: &str) -> String {
     }
 }
 
+/// A parsed URL as shown in a message: its user name and password, if
+/// any, written `***`.
+fn masked(u: &url::Url) -> String {
+    let mut m = u.clone();
+    if !m.username().is_empty() {
+        let _ = m.set_username("***");
+    }
+    if m.password().is_some() {
+        let _ = m.set_password(Some("***"));
+    }
+    m.to_string()
+}
+
 fn checked_url(raw: &str, base: bool) -> Result<String, UrlError> {
     let raw = raw.trim();
     let mut u = url::Url::parse(raw).map_err(|e| match e {
@@ -137,16 +150,7 @@ fn checked_url(raw: &str, base: bool) -> Result<String, UrlError> {
         },
     })?;
     // A user name may be a token too: neither is ever shown.
-    let shown = || {
-        let mut m = u.clone();
-        if !m.username().is_empty() {
-            let _ = m.set_username("***");
-        }
-        if m.password().is_some() {
-            let _ = m.set_password(Some("***"));
-        }
-        m.to_string()
-    };
+    let shown = || masked(&u);
     let scheme = u.scheme().to_string();
     if scheme != "http" && scheme != "https" {
         return Err(UrlError::Scheme {
@@ -305,6 +309,9 @@ pub enum BrokerError {
          fleet.token)"
     )]
     Credentials(String),
+    /// Port 0.
+    #[error("`{0}`: port 0 is not a port to connect to")]
+    PortZero(String),
     /// A path, query or fragment: an MQTT broker is a host and a port.
     #[error("`{0}`: the broker is a host and a port; remove the path, query or fragment")]
     Extra(String),
@@ -318,16 +325,7 @@ pub enum BrokerError {
 pub fn check_broker(raw: &str) -> Result<crate::config::FleetBroker, BrokerError> {
     let raw = raw.trim();
     let u = url::Url::parse(raw).map_err(|_| BrokerError::NotAUrl(unparsed_shown(raw)))?;
-    let shown = || {
-        let mut m = u.clone();
-        if !m.username().is_empty() {
-            let _ = m.set_username("***");
-        }
-        if m.password().is_some() {
-            let _ = m.set_password(Some("***"));
-        }
-        m.to_string()
-    };
+    let shown = || masked(&u);
     let tls = match u.scheme() {
         "mqtts" => true,
         "mqtt" => false,
@@ -360,6 +358,9 @@ pub fn check_broker(raw: &str) -> Result<crate::config::FleetBroker, BrokerError
     if !tls && !loopback {
         return Err(BrokerError::Plain(shown()));
     }
+    if u.port() == Some(0) {
+        return Err(BrokerError::PortZero(shown()));
+    }
     Ok(crate::config::FleetBroker {
         host,
         port: u.port().unwrap_or(if tls { 8883 } else { 1883 }),
@@ -389,14 +390,15 @@ pub fn check_topic_prefix(value: &str) -> Result<(), String> {
     let bad = value.is_empty()
         || value.len() > 128
         || value.split('/').any(str::is_empty)
+        || value.starts_with('$')
         || value
             .chars()
             .any(|c| matches!(c, '+' | '#') || c.is_control());
     if bad {
         Err(format!(
             "{} is not a topic prefix: one or more `/`-separated levels, none empty, without \
-             `+`, `#` or control characters, at most 128 bytes (e.g. zenchef-edge or \
-             groups/bistrot-paris)",
+             `+`, `#` or control characters, not starting with `$` (the broker's own topics), \
+             at most 128 bytes (e.g. zenchef-edge or groups/bistrot-paris)",
             escaped(value)
         ))
     } else {

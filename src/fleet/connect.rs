@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{
-    ConnectReturnCode, ConnectionError, MqttOptions, StateError, TlsConfiguration, Transport,
-};
+use rumqttc::{ConnectReturnCode, ConnectionError, MqttOptions, TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -94,11 +92,27 @@ fn certificates(
     let pem = read(key, path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| content(key, path, format!("not a PEM file: {e}")))?;
+        .map_err(|e| content(key, path, format!("not a PEM file ({})", pem_problem(&e))))?;
     if certs.is_empty() {
         return Err(content(key, path, "no PEM certificate in it"));
     }
     Ok(certs)
+}
+
+/// What is wrong with a PEM file, without its content: the parser's own
+/// message quotes the faulty line or section label, which for a key
+/// written on one line (a paste that lost its newlines) is the key itself
+/// — and the message goes to the journal, `status` and the status page.
+fn pem_problem(e: &rustls::pki_types::pem::Error) -> &'static str {
+    use rustls::pki_types::pem::Error as E;
+    match e {
+        E::MissingSectionEnd { .. } => "a BEGIN line without its END line: one item per line?",
+        E::IllegalSectionStart { .. } => "a malformed BEGIN line: one item per line?",
+        E::Base64Decode(_) => "its base64 does not decode",
+        E::NoItemsFound => "no item of the expected kind",
+        E::SectionTooLarge => "a section too large",
+        _ => "unreadable PEM",
+    }
 }
 
 /// The rustls client configuration of `cfg` (ring, TLS 1.2 and 1.3).
@@ -128,8 +142,13 @@ fn tls_config(cfg: &FleetConfig) -> Result<rustls::ClientConfig, SetupError> {
         Some((cert, key)) => {
             let chain = certificates("cert_file", cert)?;
             let pem = read("key_file", key)?;
-            let key_der = PrivateKeyDer::from_pem_slice(&pem)
-                .map_err(|e| content("key_file", key, format!("no PEM private key in it ({e})")))?;
+            let key_der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+                content(
+                    "key_file",
+                    key,
+                    format!("no PEM private key in it ({})", pem_problem(&e)),
+                )
+            })?;
             builder.with_client_auth_cert(chain, key_der)?
         }
         None => builder.with_no_client_auth(),
@@ -185,19 +204,34 @@ fn by_tls(e: &rustls::Error) -> FailureKind {
     }
 }
 
+/// The first TLS error among the causes of `e`: rustls' own, or one an
+/// `io::Error` wraps (whose `source()` skips what it wraps, so each one
+/// met is looked into) — whether it came through the TLS setup, the first
+/// read after the handshake (`MqttState(Deserialization(Io))`) or a write.
+fn tls_cause(e: &ConnectionError) -> Option<&rustls::Error> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        if let Some(t) = err.downcast_ref::<std::io::Error>().and_then(tls_inside) {
+            return Some(t);
+        }
+        next = err.source();
+    }
+    None
+}
+
 /// Classifies a failed connection.
 pub fn classify(e: &ConnectionError) -> FailureKind {
-    let by_io = |io: &std::io::Error| tls_inside(io).map_or(FailureKind::Unreachable, by_tls);
+    if let Some(t) = tls_cause(e) {
+        return by_tls(t);
+    }
     match e {
         ConnectionError::ConnectionRefused(
             ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
         ) => FailureKind::Refused,
-        ConnectionError::Tls(rumqttc::TlsError::TLS(t)) => by_tls(t),
-        ConnectionError::Tls(rumqttc::TlsError::Io(io)) => {
-            tls_inside(io).map_or(FailureKind::TlsError, by_tls)
-        }
         ConnectionError::Tls(_) => FailureKind::TlsError,
-        ConnectionError::Io(io) | ConnectionError::MqttState(StateError::Io(io)) => by_io(io),
         _ => FailureKind::Unreachable,
     }
 }
@@ -209,5 +243,36 @@ pub fn describe(e: &ConnectionError) -> String {
             format!("the broker refused the connection: {code:?}")
         }
         e => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wrapped(t: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, t)
+    }
+
+    #[test]
+    fn a_certificate_refused_after_the_handshake_is_refused_not_unreachable() {
+        use rumqttc::StateError;
+        use rumqttc::mqttbytes::Error as Bytes;
+        let alert = || rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA);
+        // TLS 1.3: the alert comes at the first read, as MQTT bytes.
+        let read =
+            ConnectionError::MqttState(StateError::Deserialization(Bytes::Io(wrapped(alert()))));
+        assert_eq!(classify(&read), FailureKind::Refused);
+        let io = ConnectionError::Io(wrapped(alert()));
+        assert_eq!(classify(&io), FailureKind::Refused);
+        let handshake = ConnectionError::Tls(rumqttc::TlsError::Io(wrapped(
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        )));
+        assert_eq!(classify(&handshake), FailureKind::TlsError);
+        let login = ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized);
+        assert_eq!(classify(&login), FailureKind::Refused);
+        let closed =
+            ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(classify(&closed), FailureKind::Unreachable);
     }
 }

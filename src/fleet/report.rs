@@ -33,6 +33,10 @@ pub struct Report {
     pub started_at: Option<String>,
     /// Seconds since then.
     pub uptime_s: Option<i64>,
+    /// The box sends a report at least this often (`[fleet] interval_s`,
+    /// seconds): an `online` report much older than that is stale (a
+    /// bridge or the box's link is down and the broker has not noticed).
+    pub interval_s: u64,
     /// The POS.
     pub pos: Pos,
     /// Zenchef.
@@ -159,6 +163,7 @@ impl Report {
             reported_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             started_at,
             uptime_s,
+            interval_s: crate::config::DEFAULT_FLEET_INTERVAL_S,
             pos: Pos {
                 state: s.pos.state.into(),
                 app_version: s.pos.app_version.clone(),
@@ -189,7 +194,7 @@ impl Report {
                     .update_last_check
                     .as_ref()
                     .and_then(|l| l.available.clone()),
-                last_result: text("last_event"),
+                last_result: text("last_event").map(|t| without_detail(&t)),
                 rolled_back,
             },
             problems: s
@@ -223,6 +228,16 @@ impl Report {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// An updater event without the error it may end with (`… install of
+/// 0.2.0 failed: <error>` → `… install of 0.2.0 failed`): the step and the
+/// versions go to the fleet, the error's text stays on the box.
+fn without_detail(event: &str) -> String {
+    event
+        .split_once(": ")
+        .map_or(event, |(head, _)| head)
+        .to_string()
 }
 
 impl Api {
@@ -327,6 +342,18 @@ mod tests {
                 "{t:?} reached the report: {json}"
             );
         }
+    }
+
+    #[test]
+    fn an_update_error_stays_on_the_box() {
+        assert_eq!(
+            without_detail("2026-12-02T03:00:00Z install of 0.2.0 failed: /var/lib/x: denied"),
+            "2026-12-02T03:00:00Z install of 0.2.0 failed"
+        );
+        assert_eq!(
+            without_detail("2026-12-02T03:00:00Z 0.2.0 confirmed healthy (replaced 0.1.0)"),
+            "2026-12-02T03:00:00Z 0.2.0 confirmed healthy (replaced 0.1.0)"
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! the POS session — its own client, event loop, task and backoff.
 //!
 //! - On every CONNACK it publishes the latest report, `online: true`.
-//! - Every [`CHECK_EVERY`] it builds a report from the store (read-only,
-//!   on a blocking thread: intake and delivery never wait for it) and
+//! - Every [`CHECK_EVERY`] (more when the store is slow to read:
+//!   `check_pause`) it builds a report from the store (read-only, on a
+//!   blocking thread: intake and delivery never wait for it) and
 //!   publishes it when something material changed, at most once per
 //!   [`DEBOUNCE`], and at least every `[fleet] interval_s`.
 //! - Disconnected, it keeps only the latest report: nothing is queued,
@@ -38,6 +39,10 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(5);
 pub const DEBOUNCE: Duration = Duration::from_secs(10);
 /// Reconnect backoff: 1 s doubling to 60 s, with jitter.
 pub const RECONNECT: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+/// The first connection waits this long after the start, so that the
+/// first report reads the daemon record of this start (written every 2 s),
+/// not the last one of the process before.
+pub const FIRST_AFTER: Duration = Duration::from_secs(3);
 /// The files of `[fleet]` are read again this often while they cannot be
 /// used.
 pub const SETUP_RETRY: Duration = Duration::from_secs(60);
@@ -52,6 +57,13 @@ pub struct Fleet {
     pub device_id: String,
     /// The daemon record, where the session's state is kept.
     pub health: Health,
+}
+
+/// The pause after a check that took `took`: [`CHECK_EVERY`], or ten
+/// times the check on a store slow to read (an SD card, years of orders),
+/// so that the report never takes more than a tenth of a core.
+fn check_pause(took: Duration) -> Duration {
+    CHECK_EVERY.max(took.saturating_mul(10))
 }
 
 /// What the loop knows about what it sent.
@@ -105,45 +117,35 @@ impl Fleet {
                 ..Default::default()
             }
         });
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(FIRST_AFTER) => {}
+        }
         let client_id = format!("zenchef-edge-{}", self.device_id);
-        let mut opts = loop {
-            match connect::options(&self.fleet, &client_id) {
-                Ok(o) => break o,
-                Err(e) => {
-                    warn!(
-                        "fleet: cannot report to {broker}: {e}; the restaurant is not affected \
-                         (read again every {} s)",
-                        SETUP_RETRY.as_secs()
-                    );
-                    self.failed("misconfigured", e.to_string());
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(SETUP_RETRY) => {}
-                    }
-                }
-            }
+        let Some(mut opts) = self.readable_options(&client_id, &broker, &stop).await else {
+            return;
         };
         let restaurant = self.config.zenchef.restaurant_id.clone();
-        let will = Will::new(&self.device_id, &restaurant, Utc::now());
-        opts.set_last_will(LastWill::new(
-            topic.clone(),
-            will.to_json(),
-            QoS::AtLeastOnce,
-            true,
-        ));
+        let mut will = Will::new(&self.device_id, &restaurant, Utc::now());
+        opts.set_last_will(last_will(&topic, &will));
         info!("fleet: reporting to {broker} on {topic}");
         let (client, mut eventloop) = AsyncClient::new(opts, 4);
         let mut sent = Sent::default();
         let mut connected = false;
         let mut retry = Retry::new(RECONNECT);
         let mut last_kind: Option<FailureKind> = None;
-        let mut tick = tokio::time::interval(CHECK_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_check = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tick.tick() => {
+                // Only while connected: a connection attempt inside
+                // poll() must never be cut by a check (dropping poll()
+                // mid-handshake loses the attempt); the report is built
+                // afresh at each CONNACK anyway.
+                _ = tokio::time::sleep_until(next_check), if connected => {
+                    let started = Instant::now();
                     sent.latest = self.build().await.or(sent.latest.take());
+                    next_check = Instant::now() + check_pause(started.elapsed());
                     if connected && sent.due(Instant::now(), self.fleet.interval) {
                         self.publish(&client, &topic, &mut sent);
                     }
@@ -160,9 +162,8 @@ impl Fleet {
                             f.state = "connected".into();
                             f.connected_since = Some(now);
                         });
-                        if sent.latest.is_none() {
-                            sent.latest = self.build().await;
-                        }
+                        sent.latest = self.build().await.or(sent.latest.take());
+                        next_check = Instant::now() + CHECK_EVERY;
                         sent.at = None;
                         self.publish(&client, &topic, &mut sent);
                     }
@@ -179,25 +180,23 @@ impl Fleet {
                         // Latest state only: what rumqttc kept to resend
                         // is stale by the next connection.
                         eventloop.pending.clear();
-                        let kind = connect::classify(&e);
-                        let text = connect::describe(&e);
-                        if last_kind != Some(kind) {
-                            warn!(
-                                "fleet: cannot report to {broker} ({}): {text}; the restaurant \
-                                 is not affected, retrying",
-                                kind.state()
-                            );
-                        } else {
-                            debug!("fleet: {text}");
-                        }
-                        last_kind = Some(kind);
-                        self.failed(kind.state(), text);
+                        self.said(&e, &mut last_kind, &broker);
                         let wait = retry.failed(None).mul_f64(crate::retry::random_jitter())
                             .min(RECONNECT.cap);
                         tokio::select! {
                             _ = stop.cancelled() => break,
                             _ = tokio::time::sleep(wait) => {}
                         }
+                        // A refusal or a TLS failure may be fixed by new
+                        // files (a renewed certificate): read them again.
+                        if matches!(last_kind, Some(FailureKind::Refused | FailureKind::TlsError))
+                            && let Some(fresh) = self.options_now(&client_id).await
+                        {
+                            eventloop.mqtt_options = fresh;
+                        }
+                        // The next session's will says when it starts.
+                        will = Will::new(&self.device_id, &restaurant, Utc::now());
+                        eventloop.mqtt_options.set_last_will(last_will(&topic, &will));
                     }
                 }
             }
@@ -205,6 +204,79 @@ impl Fleet {
         if connected {
             goodbye(&client, &mut eventloop, &topic, &will).await;
         }
+    }
+
+    /// The connection's options once the `[fleet]` files can be used
+    /// (read again every [`SETUP_RETRY`] until then); `None` at `stop`.
+    async fn readable_options(
+        &self,
+        client_id: &str,
+        broker: &str,
+        stop: &CancellationToken,
+    ) -> Option<rumqttc::MqttOptions> {
+        loop {
+            match self.options_result(client_id).await {
+                Ok(o) => return Some(o),
+                Err(e) => {
+                    warn!(
+                        "fleet: cannot report to {broker}: {e}; the restaurant is not affected \
+                         (read again every {} s)",
+                        SETUP_RETRY.as_secs()
+                    );
+                    self.failed("misconfigured", e);
+                    tokio::select! {
+                        _ = stop.cancelled() => return None,
+                        _ = tokio::time::sleep(SETUP_RETRY) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`connect::options`] on a blocking thread (it reads files: a slow
+    /// mount must not hold a runtime worker).
+    async fn options_result(&self, client_id: &str) -> Result<rumqttc::MqttOptions, String> {
+        let fleet = self.fleet.clone();
+        let id = client_id.to_string();
+        match tokio::task::spawn_blocking(move || connect::options(&fleet, &id)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("reading the [fleet] files: {e}")),
+        }
+    }
+
+    /// The options with the files as they are now; `None` (the old ones
+    /// stay) when they cannot be used, said in the log.
+    async fn options_now(&self, client_id: &str) -> Option<rumqttc::MqttOptions> {
+        match self.options_result(client_id).await {
+            Ok(o) => Some(o),
+            Err(e) => {
+                warn!("fleet: the [fleet] files cannot be used now: {e}");
+                None
+            }
+        }
+    }
+
+    /// Records a failed connection, and logs it once per kind of failure
+    /// in a row (then at debug).
+    fn said(
+        &self,
+        e: &rumqttc::ConnectionError,
+        last_kind: &mut Option<FailureKind>,
+        broker: &str,
+    ) {
+        let kind = connect::classify(e);
+        let text = connect::describe(e);
+        if *last_kind != Some(kind) {
+            warn!(
+                "fleet: cannot report to {broker} ({}): {text}; the restaurant is not affected, \
+                 retrying",
+                kind.state()
+            );
+        } else {
+            debug!("fleet: {text}");
+        }
+        *last_kind = Some(kind);
+        self.failed(kind.state(), text);
     }
 
     fn failed(&self, state: &str, text: String) {
@@ -222,10 +294,13 @@ impl Fleet {
     async fn build(&self) -> Option<Report> {
         let config = self.config.clone();
         let device = self.device_id.clone();
+        let interval_s = self.fleet.interval.as_secs();
         tokio::task::spawn_blocking(move || {
             let now = Utc::now();
             let status = crate::status::read_at(&config, now);
-            Report::from_status(&status, &device, &config.zenchef.restaurant_id, now)
+            let mut r = Report::from_status(&status, &device, &config.zenchef.restaurant_id, now);
+            r.interval_s = interval_s;
+            r
         })
         .await
         .ok()
@@ -246,6 +321,11 @@ impl Fleet {
             Err(e) => debug!("fleet: report not handed over now: {e}"),
         }
     }
+}
+
+/// The will of a session, retained, QoS 1.
+fn last_will(topic: &str, will: &Will) -> LastWill {
+    LastWill::new(topic, will.to_json(), QoS::AtLeastOnce, true)
 }
 
 /// A clean stop: the offline message (a DISCONNECT means the broker does
@@ -279,6 +359,12 @@ mod tests {
         r.queue.queued = queued;
         r.reported_at = at.into();
         r
+    }
+
+    #[test]
+    fn a_slow_check_spaces_the_checks() {
+        assert_eq!(check_pause(Duration::from_millis(20)), CHECK_EVERY);
+        assert_eq!(check_pause(Duration::from_secs(2)), Duration::from_secs(20));
     }
 
     #[tokio::test(start_paused = true)]

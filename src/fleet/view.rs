@@ -51,15 +51,19 @@ pub struct Row {
     pub last_seen: Option<DateTime<Utc>>,
     /// `queue.queued + queue.pay_queued`, `None` when unknown.
     pub queue: Option<i64>,
-    /// `offline` first for an offline box, then the box's problems;
-    /// `unreadable message` for a message that is not schema-1 JSON.
+    /// `offline` first for an offline box (`stale` for an online one
+    /// whose report is older than twice its `interval_s` and a minute:
+    /// its link or a bridge is down and the broker has not noticed), then
+    /// the box's problems; `unreadable message` for a message that is not
+    /// schema-1 JSON.
     pub problems: Vec<String>,
 }
 
 impl Row {
     /// The row of the message `payload` retained on the topic of box
-    /// `device_id`.
-    pub fn from_message(device_id: &str, payload: &[u8]) -> Row {
+    /// `device_id`, read at `now` (this machine's clock; a box's clock
+    /// may be wrong too, so `stale` is a hint).
+    pub fn from_message(device_id: &str, payload: &[u8], now: DateTime<Utc>) -> Row {
         let message: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
         let text = |k: &str| message.get(k).and_then(Value::as_str).map(str::to_string);
         let readable = message.get("schema").and_then(Value::as_u64).is_some()
@@ -84,13 +88,26 @@ impl Row {
         };
         let queue = match (count("queued"), count("pay_queued")) {
             (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
         };
         let mut problems = Vec::new();
         if !readable {
             problems.push("unreadable message".to_string());
         } else if !online {
             problems.push("offline".to_string());
+        } else {
+            let interval = message
+                .get("interval_s")
+                .and_then(Value::as_i64)
+                .unwrap_or(300);
+            // Any number may come from the broker: no overflow, no panic.
+            let late = chrono::Duration::try_seconds(interval.saturating_mul(2).saturating_add(60));
+            let due = last_seen
+                .zip(late)
+                .and_then(|(t, l)| t.checked_add_signed(l));
+            if due.is_some_and(|d| d < now) {
+                problems.push("stale".to_string());
+            }
         }
         if let Some(list) = message.get("problems").and_then(Value::as_array) {
             problems.extend(list.iter().filter_map(Value::as_str).map(str::to_string));
@@ -114,7 +131,7 @@ impl Row {
         let rank = |p: &str| {
             if MONEY.contains(&p) {
                 0
-            } else if p == "offline" || p == "unreadable message" {
+            } else if matches!(p, "offline" | "stale" | "unreadable message") {
                 1
             } else {
                 OTHERS
@@ -140,6 +157,26 @@ pub fn sort(rows: &mut [Row]) {
             .then(b.queue.unwrap_or(0).cmp(&a.queue.unwrap_or(0)))
             .then(a.device_id.cmp(&b.device_id))
     });
+}
+
+/// A cell as printed: control characters (an escape sequence from
+/// whoever may publish under the prefix would move the cursor, erase
+/// another box's row or write the clipboard) written as Rust escapes, and
+/// cut after 64 characters.
+fn shown(cell: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in cell.chars().enumerate() {
+        if i == 64 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The table, one line per row (columns sized to their content) and the
@@ -172,6 +209,7 @@ pub fn render(rows: &[Row]) -> String {
                     r.problems.join(",")
                 },
             ]
+            .map(|c| shown(&c))
         })
         .collect();
     let mut width = head.map(str::len);
@@ -209,6 +247,10 @@ pub fn render(rows: &[Row]) -> String {
 mod tests {
     use super::*;
 
+    fn now() -> DateTime<Utc> {
+        "2026-12-02T09:01:00Z".parse().unwrap()
+    }
+
     fn msg(online: bool, queued: i64, problems: &[&str]) -> Vec<u8> {
         serde_json::json!({
             "schema": 1, "online": online, "device_id": "x", "restaurant_id": "r1",
@@ -223,16 +265,17 @@ mod tests {
     #[test]
     fn trouble_comes_first_money_before_offline_before_the_rest() {
         let mut rows = vec![
-            Row::from_message("healthy-a", &msg(true, 0, &[])),
-            Row::from_message("outage", &msg(true, 5, &["zenchef_outage"])),
-            Row::from_message("offline", &msg(false, 0, &[])),
+            Row::from_message("healthy-a", &msg(true, 0, &[]), now()),
+            Row::from_message("outage", &msg(true, 5, &["zenchef_outage"]), now()),
+            Row::from_message("offline", &msg(false, 0, &[]), now()),
             Row::from_message(
                 "money",
                 &msg(true, 0, &["pos_disconnected", "payments_need_person"]),
+                now(),
             ),
-            Row::from_message("garbage", b"not json"),
-            Row::from_message("healthy-b", &msg(true, 3, &[])),
-            Row::from_message("creds", &msg(true, 0, &["agent_not_running"])),
+            Row::from_message("garbage", b"not json", now()),
+            Row::from_message("healthy-b", &msg(true, 3, &[]), now()),
+            Row::from_message("creds", &msg(true, 0, &["agent_not_running"]), now()),
         ];
         sort(&mut rows);
         let order: Vec<&str> = rows.iter().map(|r| r.device_id.as_str()).collect();
@@ -240,8 +283,8 @@ mod tests {
             order,
             [
                 "money",
-                "garbage",
                 "offline",
+                "garbage",
                 "creds",
                 "outage",
                 "healthy-b",
@@ -259,10 +302,41 @@ mod tests {
     }
 
     #[test]
+    fn an_online_report_far_older_than_its_interval_is_stale() {
+        let mut m: Value = serde_json::from_slice(&msg(true, 0, &[])).unwrap();
+        m["interval_s"] = 300.into();
+        let bytes = m.to_string().into_bytes();
+        let at = |t: &str| Row::from_message("b", &bytes, t.parse().unwrap());
+        assert!(
+            at("2026-12-02T09:10:00Z").problems.is_empty(),
+            "10 min: not yet"
+        );
+        assert_eq!(
+            at("2026-12-02T09:11:01Z").problems,
+            ["stale"],
+            "2 × 5 min + 1 min"
+        );
+    }
+
+    #[test]
+    fn control_characters_from_the_broker_never_reach_the_terminal() {
+        let m = serde_json::json!({"schema": 1, "online": true,
+            "restaurant_id": "r\u{1b}[2J", "version": "0.1\u{1b}]52;c;eA==\u{7}"});
+        let rows = [Row::from_message(
+            "b\u{1b}[1A",
+            m.to_string().as_bytes(),
+            now(),
+        )];
+        let t = render(&rows);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(t.contains(r"r\u{1b}[2J"), "{t}");
+    }
+
+    #[test]
     fn the_table_has_the_columns_and_a_summary() {
         let rows = vec![
-            Row::from_message("box-1", &msg(true, 2, &["zenchef_outage"])),
-            Row::from_message("box-2", &msg(false, 0, &[])),
+            Row::from_message("box-1", &msg(true, 2, &["zenchef_outage"]), now()),
+            Row::from_message("box-2", &msg(false, 0, &[]), now()),
         ];
         let t = render(&rows);
         let lines: Vec<&str> = t.lines().collect();

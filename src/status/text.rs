@@ -351,15 +351,16 @@ fn fleet(o: &mut Out, s: &Status) {
         "misconfigured" => ("MISCONFIGURED", Tone::Warn),
         _ => ("unknown", Tone::Warn),
     };
-    let broker = f.broker.as_deref().unwrap_or("?");
-    let rest = match &f.topic {
-        Some(topic) => format!(
-            "{broker} on {topic}, last report {}",
-            o.when(f.last_published_at.as_deref())
-        ),
-        None => broker.to_string(),
-    };
-    o.line("Fleet", Some((tag, tone)), &rest);
+    o.line(
+        "Fleet",
+        Some((tag, tone)),
+        f.broker.as_deref().unwrap_or("?"),
+    );
+    if let Some(topic) = &f.topic {
+        o.line("", None, &format!("on {topic}"));
+        let last = o.when(f.last_published_at.as_deref());
+        o.line("", None, &format!("last report {last}"));
+    }
     if let Some(e) = &f.last_error
         && f.state != "connected"
     {
