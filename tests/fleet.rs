@@ -147,6 +147,18 @@ impl FleetBroker {
         )
     }
 
+    /// A support client on the plain listener (user `support-pw`)
+    /// subscribed to `PREFIX/+/status`.
+    async fn support_plain(&self, client_id: &str) -> FleetWatcher {
+        FleetWatcher::connect(
+            &FleetEndpoint::plain(self.mq.port(), "support-pw", "support-pw-secret"),
+            client_id,
+            &format!("{}/+/status", self.prefix),
+        )
+        .await
+        .unwrap()
+    }
+
     /// A support client (certificate CN `support`) subscribed to
     /// `PREFIX/+/status`.
     async fn support(&self, client_id: &str) -> FleetWatcher {
@@ -188,31 +200,39 @@ fn keys(v: &Value) -> Vec<&str> {
     k
 }
 
+/// The keys of the schema-1 report.
+const REPORT_KEYS: [&str; 17] = [
+    "device_id",
+    "online",
+    "orders_needing_attention",
+    "pay",
+    "payments_needing_person",
+    "pos",
+    "problems",
+    "queue",
+    "reported_at",
+    "restaurant_id",
+    "schema",
+    "started_at",
+    "store",
+    "update",
+    "uptime_s",
+    "version",
+    "zenchef",
+];
+
 /// Every key of the schema-1 report is there, with the types of the
-/// contract; answers nothing, panics naming the key.
-fn check_schema(m: &Value) {
-    assert_eq!(
-        keys(m),
-        [
-            "device_id",
-            "online",
-            "orders_needing_attention",
-            "pay",
-            "payments_needing_person",
-            "pos",
-            "problems",
-            "queue",
-            "reported_at",
-            "restaurant_id",
-            "schema",
-            "started_at",
-            "store",
-            "update",
-            "uptime_s",
-            "version",
-            "zenchef",
-        ],
-        "{m}"
+/// contract (panics naming the key); a key the contract does not list is
+/// a mismatch.
+fn check_schema(m: &Value, defects: &mut Defects) {
+    let have = keys(m);
+    for k in REPORT_KEYS {
+        assert!(have.contains(&k), "no {k} in {m}");
+    }
+    let extra: Vec<&&str> = have.iter().filter(|k| !REPORT_KEYS.contains(k)).collect();
+    defects.check(
+        extra.is_empty(),
+        format!("keys that schema 1 does not have: {extra:?}"),
     );
     assert_eq!(m["schema"], json!(1));
     assert_eq!(keys(&m["pos"]), ["app_version", "installation_id", "state"]);
@@ -305,7 +325,7 @@ struct Defects(Vec<String>);
 
 impl Defects {
     fn check(&mut self, ok: bool, what: String) {
-        if !ok {
+        if !ok && !self.0.contains(&what) {
             eprintln!("MISMATCH {what}");
             self.0.push(what);
         }
@@ -377,7 +397,7 @@ async fn a_box_reports_its_state_over_tls_and_no_box_writes_another_ones_topic()
         })
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(40)));
-    check_schema(&m);
+    check_schema(&m, &mut defects);
     assert_eq!(m["device_id"], json!(device));
     assert_eq!(m["restaurant_id"], json!(w.zenchef_config().restaurant_id));
     assert_eq!(m["version"], json!(version));
@@ -405,7 +425,7 @@ async fn a_box_reports_its_state_over_tls_and_no_box_writes_another_ones_topic()
         })
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(40)));
-    check_schema(&m);
+    check_schema(&m, &mut defects);
     assert!(
         m["problems"]
             .as_array()
@@ -433,7 +453,7 @@ async fn a_box_reports_its_state_over_tls_and_no_box_writes_another_ones_topic()
         })
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(40)));
-    check_schema(&m);
+    check_schema(&m, &mut defects);
     assert_eq!(m["problems"], json!([]), "{m}");
     assert_eq!(m["queue"]["oldest_queued_age_s"], Value::Null, "{m}");
     assert_eq!(m["queue"]["rejected"], json!(0));
@@ -641,8 +661,11 @@ async fn expect_fleet_failure(
         block.to_lowercase().contains(wanted) && block.contains(broker),
         format!("the Fleet line does not say {state} by {broker}: {block}"),
     );
+    // The error follows (the text cuts long lines at the terminal's width,
+    // `status --json` has it whole).
+    let start: String = error.chars().take(20).collect();
     defects.check(
-        block.contains(error),
+        block.contains(&format!(": {start}")),
         format!("the Fleet line lacks the error {error:?}: {block}"),
     );
     let (c, all) = doctor_fleet(rig);
@@ -894,7 +917,7 @@ async fn after_a_broker_restart_the_box_publishes_again_and_its_will_tells_its_d
         .json
         .clone()
         .unwrap();
-    check_schema(&m);
+    check_schema(&m, &mut defects);
     assert_eq!(m["online"], json!(true), "{m}");
     assert!(
         parse_time(&m["reported_at"]) >= stopped_at - chrono::Duration::seconds(1),
@@ -1688,7 +1711,8 @@ async fn ten_minutes_without_the_broker_change_nothing_for_the_restaurant_and_le
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let mut fb = FleetBroker::start(&dir.path().join("fleet"), "groups/d", &[], "");
-    let watch = fb.support("support-d").await;
+    // On the plain listener: only the box knocks at the hanging TLS port.
+    let watch = fb.support_plain("support-d").await;
     let device = format!("box-d-{}", zenchef_sim::util::random_hex(8));
     let cert = fb.cert(&device);
     let topic = fb.topic(&device);
@@ -1761,7 +1785,7 @@ async fn ten_minutes_without_the_broker_change_nothing_for_the_restaurant_and_le
     let median = gaps.get(gaps.len() / 2).copied().unwrap_or(f64::INFINITY);
     let mut defects = Defects::default();
     defects.check(
-        median >= 20.0 && tries <= 20,
+        median >= 25.0 && tries <= 15,
         format!(
             "{tries} connections to the hanging broker in five minutes of the box's clock, \
              median gap {median:.1} s (box clock): the backoff does not grow"
@@ -1824,7 +1848,7 @@ async fn ten_minutes_without_the_broker_change_nothing_for_the_restaurant_and_le
             .collect::<Vec<_>>()
     );
     let m = after[0].json.clone().unwrap();
-    check_schema(&m);
+    check_schema(&m, &mut defects);
     assert_eq!(m["online"], json!(true), "{m}");
     for k in [
         "queued",
