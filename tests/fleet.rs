@@ -1453,15 +1453,16 @@ async fn fleet_view_lists_every_box_with_the_trouble_first() {
     }
 
     let mut defects = Defects::default();
+    let support = fb.cert("support");
     let args: Vec<String> = [
         "--broker",
         &fb.url(),
         "--ca-file",
         &fb.ca_file.display().to_string(),
         "--cert-file",
-        &fb.cert("support").cert.display().to_string(),
+        &support.cert.display().to_string(),
         "--key-file",
-        &fb.dir.join("certs/support.key").display().to_string(),
+        &support.key.display().to_string(),
         "--prefix",
         prefix,
         "--wait-s",
@@ -1476,19 +1477,39 @@ async fn fleet_view_lists_every_box_with_the_trouble_first() {
     let (rows, summary) = parse_view(&out);
     assert_eq!(rows.len(), 202, "{out}");
 
-    // The order of the contract, from the messages as published.
-    let messages: BTreeMap<String, Value> = state
-        .latest
+    // Each row's message: the one its box published (a real box may have
+    // published again meanwhile: the one whose time the row shows).
+    let history = watch.state();
+    let published = |device: &str| -> Vec<Value> {
+        history
+            .on(&fb.topic(device))
+            .iter()
+            .filter_map(|m| m.json.clone())
+            .collect()
+    };
+    let messages: BTreeMap<String, Value> = rows
         .iter()
-        .map(|(t, s)| {
-            let device = t
-                .strip_prefix(&format!("{prefix}/"))
-                .and_then(|t| t.strip_suffix("/status"))
-                .unwrap()
-                .to_string();
-            (device, s.json.clone().unwrap())
+        .map(|r| {
+            let all = published(&r.device);
+            let shown = all.iter().rev().find(|m| {
+                let t = if m["online"] == json!(true) {
+                    &m["reported_at"]
+                } else {
+                    &m["session_started_at"]
+                };
+                t.is_string() && seen_at(t) == r.last_seen
+            });
+            let m = shown
+                .or(all.last())
+                .unwrap_or_else(|| panic!("{r:?} not published"));
+            (r.device.clone(), m.clone())
         })
         .collect();
+    assert_eq!(messages.len(), 202, "a device twice in the table:\n{out}");
+    let sim: BTreeMap<&str, &SimBox> = boxes.iter().map(|b| (b.device_id.as_str(), b)).collect();
+    for (device, b) in &sim {
+        assert_eq!(messages[*device], b.retained(), "{device}'s row");
+    }
     let order = |split: bool| {
         let mut o: Vec<&String> = messages.keys().collect();
         o.sort_by_key(|d| trouble_key(d, &messages[*d], split));
@@ -1584,7 +1605,15 @@ async fn fleet_view_lists_every_box_with_the_trouble_first() {
     for (r, j) in rows.iter().zip(&arr) {
         assert_eq!(keys(j), ["device_id", "message"], "{j}");
         assert_eq!(j["device_id"], json!(r.device));
-        assert_eq!(j["message"], messages[&r.device], "{}", r.device);
+        match sim.get(r.device.as_str()) {
+            Some(b) => assert_eq!(j["message"], b.retained(), "{}", r.device),
+            None => assert!(
+                published(&r.device).contains(&j["message"]),
+                "{}: --json gives a message it never published: {}",
+                r.device,
+                j["message"]
+            ),
+        }
     }
 
     // A support login by username and token (from the environment), and
