@@ -1074,6 +1074,15 @@ async fn no_report_holds_personal_data_free_text_or_a_token() {
         "the POS got the guests' contacts"
     );
 
+    // The box reports before the service, and again after it.
+    let topic = fb.topic(&device);
+    watch
+        .wait_message(&topic, Duration::from_secs(30), |m| {
+            m["online"] == json!(true) && m["pos"]["state"] == json!("connected")
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(30)));
+
     // A Zenchef error with free text on a booking the service seats, and
     // an unreadable POS event naming a guest.
     let free_text = "Refus: Mme Hortense Clairval-Secret, tel +33 6 12 34 56 78";
@@ -1120,7 +1129,6 @@ async fn no_report_holds_personal_data_free_text_or_a_token() {
         dead.contains("Hortense Clairval-Secret"),
         "the box has the free-text error: {dead}"
     );
-    let topic = fb.topic(&device);
     let last = watch
         .wait_message(&topic, Duration::from_secs(60), |m| {
             m["queue"]["rejected"] == json!(1)
@@ -1216,6 +1224,7 @@ async fn no_report_holds_personal_data_free_text_or_a_token() {
         "last_error",
     ];
     let seen = watch.messages(&topic);
+    // The reports before and after the service, and the will.
     assert!(seen.len() >= 3, "{} reports", seen.len());
     let mut leaks = Vec::new();
     for m in &seen {
