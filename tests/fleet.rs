@@ -201,8 +201,9 @@ fn keys(v: &Value) -> Vec<&str> {
 }
 
 /// The keys of the schema-1 report.
-const REPORT_KEYS: [&str; 17] = [
+const REPORT_KEYS: [&str; 18] = [
     "device_id",
+    "interval_s",
     "online",
     "orders_needing_attention",
     "pay",
@@ -287,6 +288,12 @@ fn check_schema(m: &Value, defects: &mut Defects) {
     for p in m["problems"].as_array().unwrap() {
         assert!(PROBLEMS.contains(&p.as_str().unwrap()), "problem {p}");
     }
+    assert!(
+        m["interval_s"]
+            .as_u64()
+            .is_some_and(|i| (30..=86_400).contains(&i)),
+        "interval_s: {m}"
+    );
     let reported = parse_time(&m["reported_at"]);
     let started = parse_time(&m["started_at"]);
     let uptime = m["uptime_s"].as_i64().unwrap();
