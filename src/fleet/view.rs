@@ -11,7 +11,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-/// Problems about money: before everything else, offline boxes included.
+/// Problems about money, in this order: before everything else, offline
+/// boxes included.
 const MONEY: &[&str] = &["payments_need_person", "orders_need_attention"];
 /// The other problems, most important first (the order of `status`).
 const OTHERS: &[&str] = &[
@@ -124,20 +125,22 @@ impl Row {
         }
     }
 
-    /// How much trouble, lower first: 0 a money problem, 1 offline or
-    /// unreadable, then each other problem by its rank, unknown problem
-    /// names after the known ones, healthy boxes last.
+    /// How much trouble, lower first: payments needing a person, then
+    /// orders needing attention (money), then offline, stale or unreadable,
+    /// then each other problem by its rank, unknown problem names after
+    /// the known ones, healthy boxes last.
     fn trouble(&self) -> usize {
         let rank = |p: &str| {
-            if MONEY.contains(&p) {
-                0
+            if let Some(i) = MONEY.iter().position(|m| *m == p) {
+                i
             } else if matches!(p, "offline" | "stale" | "unreadable message") {
-                1
+                MONEY.len()
             } else {
+                let others = MONEY.len() + 1;
                 OTHERS
                     .iter()
                     .position(|o| *o == p)
-                    .map_or(2 + OTHERS.len(), |i| 2 + i)
+                    .map_or(others + OTHERS.len(), |i| others + i)
             }
         };
         self.problems
@@ -266,6 +269,7 @@ mod tests {
     fn trouble_comes_first_money_before_offline_before_the_rest() {
         let mut rows = vec![
             Row::from_message("healthy-a", &msg(true, 0, &[]), now()),
+            Row::from_message("orders", &msg(true, 9, &["orders_need_attention"]), now()),
             Row::from_message("outage", &msg(true, 5, &["zenchef_outage"]), now()),
             Row::from_message("offline", &msg(false, 0, &[]), now()),
             Row::from_message(
@@ -283,6 +287,7 @@ mod tests {
             order,
             [
                 "money",
+                "orders",
                 "offline",
                 "garbage",
                 "creds",
@@ -298,7 +303,7 @@ mod tests {
             "2026-12-01T08:00:00+00:00",
             "an offline box: when its last session started"
         );
-        assert_eq!(rows[5].queue, Some(4), "queued + pay_queued");
+        assert_eq!(rows[6].queue, Some(4), "queued + pay_queued");
     }
 
     #[test]
