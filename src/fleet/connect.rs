@@ -236,12 +236,27 @@ pub fn classify(e: &ConnectionError) -> FailureKind {
     }
 }
 
-/// A failed connection in words (rumqttc's, which never holds the token).
+/// A failed connection in words for a technician (never the token: no
+/// error of rumqttc holds it): the TLS refusal or distrust by name, the
+/// login refusal by its CONNACK code, else rumqttc's text.
 pub fn describe(e: &ConnectionError) -> String {
+    if let Some(t) = tls_cause(e) {
+        return match t {
+            rustls::Error::AlertReceived(a) if by_tls(t) == FailureKind::Refused => {
+                format!("the broker refused the box's certificate (TLS alert {a:?})")
+            }
+            rustls::Error::InvalidCertificate(c) => {
+                format!("the broker's certificate is not trusted ({c:?})")
+            }
+            t => format!("TLS: {t}"),
+        };
+    }
     match e {
         ConnectionError::ConnectionRefused(code) => {
-            format!("the broker refused the connection: {code:?}")
+            format!("the broker refused the login ({code:?})")
         }
+        ConnectionError::NetworkTimeout => "no answer from the broker in time".into(),
+        ConnectionError::Io(io) => io.to_string(),
         e => e.to_string(),
     }
 }
