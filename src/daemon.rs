@@ -302,9 +302,13 @@ impl Daemon {
     /// Errors: the mDNS daemon cannot start.
     fn spawn_pos(&self, sh: &Shared, stages: &mut Stages, wires: &mut Wires) -> anyhow::Result<()> {
         let config = &sh.config;
-        let targets =
-            pos::discovery::start(&config.cashpad, sh.health.clone(), stages.rest.stop.clone())
-                .context("starting mDNS discovery")?;
+        let targets = pos::discovery::start(
+            &config.cashpad,
+            sh.health.clone(),
+            sh.link.clone(),
+            stages.rest.stop.clone(),
+        )
+        .context("starting mDNS discovery")?;
         let session = pos::session::Session {
             cfg: config.cashpad.clone(),
             targets,

@@ -4,6 +4,13 @@
 //!
 //! The result is a `watch` of `Option<PosTarget>`: `pos::session` connects
 //! to whatever it holds and reconnects when it changes.
+//!
+//! A record that expires (its TTL ran out during a network cut) never
+//! withdraws the POS chosen: the watch keeps its last known address, which
+//! the session goes on trying with its backoff, and while the session has
+//! no connection the browser asks mDNS again every [`REQUERY`] (a fresh
+//! browse), so a switch that comes back without a re-announcement costs
+//! one retry interval, not the POS's next announcement.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,8 +18,9 @@ use std::time::Duration;
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
+use super::session::PosLink;
 use crate::config::{CashpadConfig, Version};
 use crate::health::Health;
 
@@ -23,6 +31,11 @@ pub const PROTO: &str = "1";
 /// Quiet time after an announcement before choosing (lets every POS on the
 /// LAN answer, so "exactly one" is judged on the whole picture).
 const SETTLE: Duration = Duration::from_millis(1500);
+/// While the MQTT session has no connection, mDNS is asked again this
+/// often (cashpad-local §1: at least every 30 s). mdns-sd's own browse
+/// queries space out (1 s, 2 s, 4 s … up to an hour), so after a long cut
+/// the next one could be many minutes away.
+pub const REQUERY: Duration = Duration::from_secs(30);
 
 /// The POS to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,12 +223,14 @@ pub fn announced(s: &mdns_sd::ResolvedService) -> Option<Announced> {
 }
 
 /// Starts discovery (or publishes the static target) and answers the
-/// watch that `pos::session` follows.
+/// watch that `pos::session` follows. `link` tells whether the session is
+/// connected: while it is not, mDNS is asked again every [`REQUERY`].
 ///
 /// Errors: the mDNS daemon cannot start (socket/port problem).
 pub fn start(
     cfg: &CashpadConfig,
     health: Health,
+    link: PosLink,
     cancel: CancellationToken,
 ) -> Result<watch::Receiver<Option<PosTarget>>, mdns_sd::Error> {
     if let Some((host, port)) = &cfg.static_addr {
@@ -254,7 +269,7 @@ pub fn start(
         last_problem: None,
     };
     tokio::spawn(async move {
-        browser.run(&events, cancel).await;
+        browser.run(&daemon, events, &link, cancel).await;
         let _ = daemon.shutdown();
     });
     Ok(rx)
@@ -279,9 +294,19 @@ struct Browser {
 
 impl Browser {
     /// Follows the announcements until `cancel`; decides [`SETTLE`] after
-    /// the first change of a burst.
-    async fn run(mut self, events: &mdns_sd::Receiver<ServiceEvent>, cancel: CancellationToken) {
+    /// the first change of a burst; browses again every [`REQUERY`] while
+    /// `link` has no connection (a new browse replaces the previous one's
+    /// channel and starts mdns-sd's query sequence again at once).
+    async fn run(
+        mut self,
+        daemon: &ServiceDaemon,
+        mut events: mdns_sd::Receiver<ServiceEvent>,
+        link: &PosLink,
+        cancel: CancellationToken,
+    ) {
         let mut decide_at: Option<tokio::time::Instant> = None;
+        let mut requery = tokio::time::interval_at(tokio::time::Instant::now() + REQUERY, REQUERY);
+        requery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let timer = async {
                 match decide_at {
@@ -301,6 +326,15 @@ impl Browser {
                     decide_at = None;
                     self.decide();
                 }
+                _ = requery.tick() => if !link.connected() {
+                    match daemon.browse(SERVICE_TYPE) {
+                        Ok(fresh) => {
+                            debug!("no MQTT connection: asking mDNS for the POS again");
+                            events = fresh;
+                        }
+                        Err(e) => warn!("cannot ask mDNS for the POS again: {e}"),
+                    }
+                },
             }
         }
     }
@@ -325,8 +359,22 @@ impl Browser {
                 }
                 false
             }
-            ServiceEvent::ServiceRemoved(_, fullname) if self.seen.remove(&fullname).is_some() => {
-                info!("POS \"{fullname}\" left the network");
+            ServiceEvent::ServiceRemoved(_, fullname) => {
+                let Some(gone) = self.seen.remove(&fullname) else {
+                    return false;
+                };
+                match self.tx.borrow().as_ref() {
+                    Some(t) if t.instance == gone.instance => info!(
+                        "the mDNS record of POS \"{}\" expired (no answer within its TTL); the \
+                         agent keeps trying its last known address {}:{} and asks mDNS again \
+                         every {} s while it has no connection",
+                        gone.instance,
+                        t.host,
+                        t.port,
+                        REQUERY.as_secs()
+                    ),
+                    _ => info!("POS \"{}\" left the network", gone.instance),
+                }
                 true
             }
             _ => false,
@@ -335,12 +383,19 @@ impl Browser {
 
     /// Chooses among what is announced (the TXT rules of
     /// [`select`]), says a new problem, and tells the session a new choice.
+    /// A POS chosen before whose record is gone (expired, not replaced by
+    /// an incompatible one) stays chosen until the rules choose another:
+    /// its last known address is all the agent has (cashpad-local §1).
     fn decide(&mut self) {
         let all: Vec<Announced> = self.seen.values().cloned().collect();
-        let (target, problem) = match select(&all, self.iid.as_deref(), self.min) {
+        let (mut target, problem) = match select(&all, self.iid.as_deref(), self.min) {
             Ok(t) => (t, None),
             Err(p) => (None, Some(p)),
         };
+        if target.is_none() {
+            let current = self.tx.borrow().clone();
+            target = current.filter(|c| !self.seen.values().any(|a| a.instance == c.instance));
+        }
         if problem != self.last_problem {
             if let Some(p) = &problem {
                 error!("{p}");
@@ -442,5 +497,76 @@ mod tests {
                 .unwrap_err()
                 .contains("CP-Z")
         );
+    }
+
+    fn browser(iid: Option<&str>) -> (Browser, watch::Receiver<Option<PosTarget>>) {
+        let (tx, rx) = watch::channel(None);
+        let b = Browser {
+            min: MIN,
+            iid: iid.map(str::to_string),
+            health: Health::default(),
+            tx,
+            seen: BTreeMap::new(),
+            logged: Default::default(),
+            last_problem: None,
+        };
+        (b, rx)
+    }
+
+    fn at(mut a: Announced, host: &str) -> Announced {
+        a.host = host.into();
+        a
+    }
+
+    fn fullname(a: &Announced) -> String {
+        format!("{}.{SERVICE_TYPE}", a.instance)
+    }
+
+    fn chosen(rx: &watch::Receiver<Option<PosTarget>>) -> Option<(String, String)> {
+        rx.borrow()
+            .as_ref()
+            .map(|t| (t.instance.clone(), t.host.clone()))
+    }
+
+    #[test]
+    fn an_expired_record_keeps_the_last_address_until_the_rules_choose_again() {
+        for iid in [None, Some("CP-A")] {
+            let (mut b, rx) = browser(iid);
+            let a = at(pos("A", "CP-A", "2.0.18", "1"), "10.0.0.5");
+            b.seen.insert(fullname(&a), a.clone());
+            b.decide();
+            let want = Some(("A".to_string(), "10.0.0.5".to_string()));
+            assert_eq!(chosen(&rx), want);
+            // The TTL runs out during a cut: still chosen, same address.
+            let removed = ServiceEvent::ServiceRemoved(SERVICE_TYPE.into(), fullname(&a));
+            assert!(b.heard(removed));
+            b.decide();
+            assert_eq!(chosen(&rx), want, "iid {iid:?}");
+            // Another POS alone, with the installation id pinned to A: A is
+            // still the one tried (with none pinned, the rules take B).
+            let other = at(pos("B", "CP-B", "2.0.18", "1"), "10.0.0.9");
+            b.seen.insert(fullname(&other), other.clone());
+            b.decide();
+            let expect_b = Some(("B".to_string(), "10.0.0.9".to_string()));
+            assert_eq!(
+                chosen(&rx),
+                if iid.is_some() {
+                    want.clone()
+                } else {
+                    expect_b
+                }
+            );
+            b.seen.remove(&fullname(&other));
+            // A real change of address announced: followed at once.
+            let moved = at(a.clone(), "10.0.0.6");
+            b.seen.insert(fullname(&moved), moved);
+            b.decide();
+            assert_eq!(chosen(&rx), Some(("A".to_string(), "10.0.0.6".to_string())));
+            // A announced again but too old: refused, withdrawn as before.
+            let old = at(pos("A", "CP-A", "2.0.1", "1"), "10.0.0.6");
+            b.seen.insert(fullname(&old), old);
+            b.decide();
+            assert_eq!(chosen(&rx), None, "iid {iid:?}");
+        }
     }
 }
