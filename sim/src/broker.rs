@@ -51,6 +51,14 @@ impl Broker {
 /// Starts rumqttd on its own thread, listening on `127.0.0.1:opts.port`
 /// (or a free port), and returns once the port accepts TCP connections.
 pub fn start_broker(opts: BrokerOptions) -> anyhow::Result<Broker> {
+    start_broker_on(std::net::IpAddr::V4(LOOPBACK), opts)
+}
+
+/// Like [`start_broker`], listening on `ip` instead of `127.0.0.1`. Only
+/// for a network namespace the test created (`0.0.0.0` there is the POS's
+/// LAN address and its loopback, which must be up: readiness is checked on
+/// `127.0.0.1`); nothing else may listen beyond loopback.
+pub fn start_broker_on(ip: std::net::IpAddr, opts: BrokerOptions) -> anyhow::Result<Broker> {
     let port = if opts.port == 0 {
         free_port()?
     } else {
@@ -71,7 +79,7 @@ pub fn start_broker(opts: BrokerOptions) -> anyhow::Result<Broker> {
     };
     let server = ServerSettings {
         name: format!("v4-{port}"),
-        listen: SocketAddr::from((LOOPBACK, port)),
+        listen: SocketAddr::from((ip, port)),
         tls: None,
         next_connection_delay_ms: 1,
         connections,
