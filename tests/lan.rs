@@ -230,7 +230,13 @@ impl Drop for Agent {
     }
 }
 
-fn agent_config(dir: &Path, iid: &str, token: &str, mdns_port: u16, zenchef: &str) -> PathBuf {
+fn agent_config(
+    dir: &Path,
+    iid: &str,
+    token: &str,
+    (mdns_port, interface): (u16, &str),
+    zenchef: &str,
+) -> PathBuf {
     use std::os::unix::fs::OpenOptionsExt;
     let text = format!(
         r#"[restaurant]
@@ -241,7 +247,7 @@ currency = "EUR"
 token = "{token}"
 installation_id = "{iid}"
 mdns_port = {mdns_port}
-interfaces = ["eth0"]
+interfaces = ["{interface}"]
 
 [zenchef]
 restaurant_id = "654321"
@@ -254,6 +260,9 @@ path = "{store}"
 
 [update]
 enabled = false
+
+[http]
+listen = ""
 
 [delivery]
 retry_max_s = 1
@@ -357,7 +366,13 @@ async fn a_silent_cut_longer_than_the_ttl_costs_one_retry_interval() {
         .run(async move { ZenchefFake::start(zcfg).await })
         .await
         .expect("Zenchef fake in the box namespace");
-    let cfg = agent_config(dir.path(), &iid, &token, mdns_port, &fake.base_url());
+    let cfg = agent_config(
+        dir.path(),
+        &iid,
+        &token,
+        (mdns_port, "eth0"),
+        &fake.base_url(),
+    );
     let log = dir.path().join("agent.log");
     let out = File::create(&log).unwrap();
     let started = Instant::now();
@@ -447,6 +462,8 @@ async fn a_silent_cut_longer_than_the_ttl_costs_one_retry_interval() {
                 .flatten()
         ),
     ));
+    // Shown with --nocapture (and on failure): what the agent said.
+    eprintln!("{}", agent.tail(25));
     assert_eq!(
         arrived.len(),
         6,
@@ -484,6 +501,84 @@ fn first_received(store: &Path, events: &[Value]) -> Option<chrono::DateTime<chr
         .filter_map(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
         .map(|t| t.with_timezone(&chrono::Utc))
         .min()
+}
+
+/// While the agent has no MQTT connection it asks mDNS again at least
+/// every 30 s (cashpad-local §1), on loopback (no root needed): the POS is
+/// announced (TTL 75 min, so no cache refresh asks anything) at a port
+/// where nothing listens. mdns-sd alone asks at 0, 1, 3, 7, 15, 31, 63 s …
+/// after the browse starts: nothing between 31 s and 63 s. The agent's
+/// fresh browse at 30 s asks again at 30, 31, 33, 37, 45 s, and at 60 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_disconnected_the_agent_asks_mdns_again_every_30_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let iid = format!("CP-{}", zenchef_sim::util::random_hex(6).to_uppercase());
+    let mdns_port = zenchef_sim::util::free_port().unwrap();
+    let closed = zenchef_sim::util::free_port().unwrap();
+    let mut advert = PosAdvert::new(mdns_port, &iid, closed);
+    advert.instance = "Cashpad Server (Le Bistrot)".into();
+    let responder = LanResponder::start(&advert, Ipv4Addr::LOCALHOST, 4500).unwrap();
+    let fake = ZenchefFake::start(ZenchefConfig {
+        restaurant_id: "654321".into(),
+        token: "zc-token-s3cret".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let cfg = agent_config(
+        dir.path(),
+        &iid,
+        "cashpad-token-x",
+        (mdns_port, "lo"),
+        &fake.base_url(),
+    );
+    let log = dir.path().join("agent.log");
+    let out = File::create(&log).unwrap();
+    let child = Command::new(AGENT)
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("agent starts");
+    let agent = Agent { child, log };
+    let first = zenchef_sim::util::wait_for(
+        "the agent's first mDNS query",
+        Duration::from_secs(20),
+        || responder.queries().first().map(|q| q.0),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.tail(20)));
+    tokio::time::sleep(Duration::from_secs(58).saturating_sub(first.elapsed())).await;
+    let heard: Vec<u64> = responder
+        .queries()
+        .iter()
+        .map(|q| q.0.saturating_duration_since(first).as_millis() as u64)
+        .collect();
+    let late = heard
+        .iter()
+        .filter(|&&ms| (34_000..58_000).contains(&ms))
+        .count();
+    figures(&format!(
+        "lan requery: queries heard (ms after the first): {heard:?}"
+    ));
+    eprintln!("{}", agent.tail(15));
+    assert!(
+        late >= 2,
+        "no fresh mDNS query between 34 s and 58 s while disconnected: {heard:?}\n{}",
+        agent.tail(20)
+    );
+    assert!(
+        std::fs::read_to_string(&agent.log)
+            .unwrap_or_default()
+            .contains("nothing listens on the POS broker's port"),
+        "the agent was disconnected:\n{}",
+        agent.tail(20)
+    );
 }
 
 fn fmt_ms(d: Option<Duration>) -> String {
