@@ -312,6 +312,10 @@ fn arrivals(fake: &ZenchefFake, events: &[Value]) -> Vec<Option<Instant>> {
 /// of the link coming back. (Before the fix the agent withdrew the POS when
 /// its record expired, and its next mDNS query was a minute or more away:
 /// none arrived.)
+///
+/// Long (about 150 lines): one scenario told in order, set-up of the
+/// three namespaces' parts, normal service, the cut, the link back, the
+/// figures and the checks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_cut_longer_than_the_ttl_costs_one_retry_interval() {
     if !require_netns() {
