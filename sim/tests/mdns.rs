@@ -75,3 +75,53 @@ fn advert_is_browsed_back_with_txt_and_two_can_coexist_and_update() {
     a.stop().unwrap();
     b.stop().unwrap();
 }
+
+/// The LAN responder (a POS with its own TTL) is read by a standard mDNS
+/// stack: resolved with its TXT and port, and removed once its TTL has run
+/// out after it went silent.
+#[test]
+fn lan_responder_is_resolved_and_expires_after_its_ttl() {
+    use zenchef_sim::mdns::LanResponder;
+    let mdns_port = free_port().unwrap();
+    let advert = PosAdvert::new(mdns_port, "CP-77AA", 18833);
+    let responder = LanResponder::start(&advert, std::net::Ipv4Addr::LOCALHOST, 2).unwrap();
+    let d = loopback_daemon(mdns_port).unwrap();
+    let rx = d.browse(SERVICE_TYPE).unwrap();
+    let fullname = format!("{}.{SERVICE_TYPE}", advert.instance);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut resolved = None;
+    while resolved.is_none() && Instant::now() < deadline {
+        if let Ok(ServiceEvent::ServiceResolved(info)) = rx.recv_timeout(Duration::from_millis(200))
+        {
+            resolved = Some(info);
+        }
+    }
+    let info = resolved.expect("resolved within 10 s");
+    assert_eq!(info.get_fullname(), fullname);
+    assert_eq!(info.get_port(), 18833);
+    assert_eq!(info.get_property_val_str("iid"), Some("CP-77AA"));
+    assert_eq!(info.get_property_val_str("proto"), Some("1"));
+    assert!(
+        !responder.queries().is_empty(),
+        "the browse's query was heard"
+    );
+    // Silent from now on: the records (TTL 2 s) expire.
+    drop(responder);
+    let silent = Instant::now();
+    let deadline = silent + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "not removed within 10 s");
+        if let Ok(ServiceEvent::ServiceRemoved(_, name)) =
+            rx.recv_timeout(Duration::from_millis(200))
+        {
+            assert_eq!(name, fullname);
+            break;
+        }
+    }
+    assert!(
+        silent.elapsed() <= Duration::from_secs(4),
+        "{:?}",
+        silent.elapsed()
+    );
+    let _ = d.shutdown();
+}
