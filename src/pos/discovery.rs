@@ -330,7 +330,16 @@ impl Browser {
                     match daemon.browse(SERVICE_TYPE) {
                         Ok(fresh) => {
                             debug!("no MQTT connection: asking mDNS for the POS again");
-                            events = fresh;
+                            let old = std::mem::replace(&mut events, fresh);
+                            // What the previous browse still holds (a removal
+                            // not read yet); the daemon drops its sender as it
+                            // takes the new one, which ends this at once.
+                            let drain = Duration::from_millis(500);
+                            while let Ok(Ok(ev)) = tokio::time::timeout(drain, old.recv_async()).await {
+                                if self.heard(ev) {
+                                    decide_at.get_or_insert(tokio::time::Instant::now() + SETTLE);
+                                }
+                            }
                         }
                         Err(e) => warn!("cannot ask mDNS for the POS again: {e}"),
                     }
