@@ -414,6 +414,7 @@ async fn check_net(r: &mut Report, dns: &'static str, tls: &'static str, base: &
         .timeout(NET_TIMEOUT)
         .connect_timeout(NET_TIMEOUT)
         .user_agent(concat!("zenchef-edge-doctor/", env!("CARGO_PKG_VERSION")))
+        .redirect(crate::zenchef::client::no_redirects())
         .build()
     {
         Ok(c) => c,
@@ -510,6 +511,14 @@ async fn check_zenchef_auth(r: &mut Report, config: &Config) -> Option<Vec<Strin
                     "check zenchef.token and zenchef.restaurant_id in {}",
                     config.file.display()
                 ),
+            );
+            None
+        }
+        Err(e) if e.status.is_some_and(|s| (300..400).contains(&s)) => {
+            r.fail(
+                "zenchef auth",
+                format!("GET /tables failed: {e}"),
+                "check zenchef.base_url: the box follows no redirect (the token would go along)",
             );
             None
         }
@@ -857,7 +866,11 @@ async fn check_pay_auth(r: &mut Report, base: &str, token: &str, iid: Option<&st
         );
         return;
     };
-    let client = match reqwest::Client::builder().timeout(NET_TIMEOUT).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(NET_TIMEOUT)
+        .redirect(crate::zenchef::client::no_redirects())
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             r.fail(
@@ -899,6 +912,12 @@ async fn check_pay_auth(r: &mut Report, base: &str, token: &str, iid: Option<&st
             "pay auth",
             format!("Zenchef Pay does not know installation {iid} (HTTP 404)"),
             "enter the Server and Installation ID in Zenchef: see `zenchef-edge pay-settings`",
+        ),
+        Ok(resp) if resp.status().is_redirection() => r.fail(
+            "pay auth",
+            crate::zenchef::client::redirect_message(resp.status(), resp.headers(), resp.url())
+                .unwrap_or_default(),
+            "check zenchef_pay.base_url: the box follows no redirect (the token would go along)",
         ),
         Ok(resp) => r.fail(
             "pay auth",
