@@ -10,7 +10,9 @@
 //! daemon's selection rules (`discovery::select`), its version; an MQTT
 //! login with the Cashpad token (clean session and its own client id
 //! `zenchef-edge-doctor-<iid>`, so the daemon's persistent session is not
-//! disturbed); the table names on both sides.
+//! disturbed); whether the POS broker lets in a client without a password
+//! (`mqtt anonymous`: it must not, docs/pos-broker.md); the table names on
+//! both sides.
 //!
 //! Then the state directory (every file belongs to its owner: a command
 //! once run as root may have left one the agent cannot write) and the
@@ -199,8 +201,14 @@ pub async fn run(
     // POS.
     let target = check_pos(&mut r, config).await;
     match &target {
-        Some(t) => check_mqtt(&mut r, config, t).await,
-        None => r.skip("mqtt login", "not checked: no usable POS"),
+        Some(t) => {
+            check_mqtt(&mut r, config, t).await;
+            check_anonymous(&mut r, t).await;
+        }
+        None => {
+            r.skip("mqtt login", "not checked: no usable POS");
+            r.skip("mqtt anonymous", "not checked: no usable POS");
+        }
     }
     // Zenchef Pay.
     match &config.pay {
@@ -769,6 +777,25 @@ async fn check_mqtt(r: &mut Report, config: &Config, t: &PosTarget) {
             format!("no answer from the POS broker at {addr} within {NET_TIMEOUT:?}"),
             "is the Cashpad server running? Is its MQTT port reachable from the box?",
         ),
+    }
+}
+
+/// Whether the POS broker lets in a client without a password
+/// (`pos::anonymous`, docs/pos-broker.md): `fail` when it does, `skip`
+/// when no answer tells.
+async fn check_anonymous(r: &mut Report, t: &PosTarget) {
+    use crate::pos::anonymous::{AnonymousClients, probe};
+    let p = probe(t).await;
+    match p.found {
+        AnonymousClients::Refused => r.ok("mqtt anonymous", p.detail),
+        AnonymousClients::Accepted => r.fail(
+            "mqtt anonymous",
+            p.detail,
+            "the POS broker is the trust boundary: have the POS installer set \
+             `allow_anonymous false`, a password for each account and the access rules of \
+             docs/pos-broker.md",
+        ),
+        AnonymousClients::Unknown => r.skip("mqtt anonymous", format!("not known: {}", p.detail)),
     }
 }
 

@@ -178,6 +178,15 @@ fn stopped() -> Status {
     s
 }
 
+/// A POS broker that lets in a client without a password
+/// (docs/pos-broker.md).
+fn open_broker() -> Status {
+    let mut s = sample(now());
+    s.pos.anonymous_clients = Some(crate::pos::anonymous::AnonymousClients::Accepted);
+    s.problems.insert(2, Problem::PosBrokerAnonymous);
+    s
+}
+
 /// No store: the daemon unknown, every remaining problem.
 fn no_store(state: &'static str, update_state: Value) -> Status {
     let mut s = sample(now());
@@ -223,6 +232,7 @@ fn cases() -> Vec<(&'static str, Status)> {
         ("tables", with_tables()),
         ("troubled", troubled()),
         ("stopped", stopped()),
+        ("open-broker", open_broker()),
         (
             "unreadable",
             no_store("unreadable", serde_json::json!({"state": "idle"})),
