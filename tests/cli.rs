@@ -436,6 +436,7 @@ fn doctor_json_lists_every_check() {
             "pos found",
             "pos version",
             "mqtt login",
+            "mqtt anonymous",
             "pay",
             "tables"
         ]
@@ -462,16 +463,44 @@ fn doctor_json_lists_every_check() {
     );
     assert_eq!(by("agent")["outcome"], "skip");
     assert_eq!(by("agent")["ok"], true);
-    // No [update] section: the release channel built into the binary.
-    assert_eq!(by("updates")["outcome"], "ok");
-    assert!(
-        by("updates")["detail"]
-            .as_str()
-            .unwrap()
-            .contains("keys from built-in channel"),
-        "{}",
-        by("updates")
-    );
+    // No [update] section: the release channel built into the binary,
+    // whose key is the repository's placeholder until the real one
+    // replaces it: this box cannot update, and doctor says so.
+    if zenchef_edge::config::built_in_channel().placeholder {
+        assert_eq!(by("updates")["outcome"], "fail");
+        assert!(
+            by("updates")["detail"].as_str().unwrap().starts_with(
+                "this box cannot update: placeholder signing key (key id 101f509b8f60c87d, \
+                 built-in channel)"
+            ),
+            "{}",
+            by("updates")
+        );
+        let (_, status, _, _) = run_with(&config, &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert!(
+            status["problems"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::Value::from("updates_placeholder_key")),
+            "{status}"
+        );
+        let (_, text, _, _) = run_with(&config, &["status"]);
+        assert!(
+            text.contains("this box cannot update: placeholder signing key"),
+            "{text}"
+        );
+    } else {
+        assert_eq!(by("updates")["outcome"], "ok");
+        assert!(
+            by("updates")["detail"]
+                .as_str()
+                .unwrap()
+                .contains("keys from built-in channel"),
+            "{}",
+            by("updates")
+        );
+    }
     assert_eq!(by("mqtt login")["outcome"], "fail");
     assert_eq!(
         d["failed"].as_u64().unwrap() as usize,

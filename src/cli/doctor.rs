@@ -1028,6 +1028,16 @@ fn check_updates(r: &mut Report, config: &Config, store_ok: bool) {
         );
         return;
     }
+    if let Some(p) = crate::update::signing_key_problem(u).filter(|_| u.placeholder_key) {
+        r.fail(
+            "updates",
+            p,
+            "the binary carries the placeholder key of packaging/channel.toml: install a package \
+             built with the release channel's real key (or, for a private channel, set \
+             update.public_key), then systemctl restart zenchef-edge",
+        );
+        return;
+    }
     if let Some(p) = crate::update::signing_key_problem(u) {
         r.fail(
             "updates",

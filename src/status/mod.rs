@@ -245,6 +245,10 @@ pub enum Problem {
     /// Updates are enabled but no usable signing key is configured: every
     /// release is refused.
     UpdatesRefused,
+    /// The only signing key trusted is the repository's placeholder
+    /// (`placeholder = true` in `packaging/channel.toml`): this box cannot
+    /// update.
+    UpdatesPlaceholderKey,
     /// The daemon's update checks keep failing.
     UpdatesFailing,
 }
@@ -344,7 +348,7 @@ impl Status {
         }];
         let update_problem = crate::update::signing_key_problem(&config.update);
         if update_problem.is_some() {
-            problems.push(Problem::UpdatesRefused);
+            problems.push(refused_kind(config));
         }
         Status {
             version: crate::update::running_version_str().into(),
@@ -560,13 +564,23 @@ fn update_state(conn: &Connection, config: &Config) -> anyhow::Result<Value> {
 /// ([`Problem::UpdatesFailing`]); `(None, None)` when nothing stops it.
 fn update_problem(conn: &Connection, config: &Config) -> (Option<String>, Option<Problem>) {
     match crate::update::signing_key_problem(&config.update) {
-        Some(p) => (Some(p), Some(Problem::UpdatesRefused)),
+        Some(p) => (Some(p), Some(refused_kind(config))),
         None => {
             let failing =
                 crate::update::daemon::CheckFailures::read(conn).and_then(|f| f.problem());
             let kind = failing.as_ref().map(|_| Problem::UpdatesFailing);
             (failing, kind)
         }
+    }
+}
+
+/// Which problem a refused signing key is: the repository's placeholder,
+/// or no usable key.
+fn refused_kind(config: &Config) -> Problem {
+    if config.update.placeholder_key {
+        Problem::UpdatesPlaceholderKey
+    } else {
+        Problem::UpdatesRefused
     }
 }
 

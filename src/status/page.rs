@@ -199,6 +199,9 @@ fn problem_fr(p: Problem, s: &Status) -> String {
             "Les mises à jour du boîtier échouent depuis plusieurs essais : appelez le support."
                 .into()
         }
+        Problem::UpdatesPlaceholderKey => "Ce boîtier ne peut pas se mettre à jour : \
+             il a été construit avec une clé de signature provisoire. Appelez le support."
+            .into(),
     }
 }
 
@@ -273,6 +276,9 @@ fn problem_en(p: Problem, s: &Status) -> String {
         Problem::UpdatesFailing => {
             "The box's updates have failed several times in a row: call support.".into()
         }
+        Problem::UpdatesPlaceholderKey => "This box cannot update: it was built with a \
+             placeholder signing key. Call support."
+            .into(),
     }
 }
 

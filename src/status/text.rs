@@ -106,6 +106,9 @@ pub fn problem_en(p: Problem, s: &Status) -> String {
             "store replaced at a start: the old file is kept (see STORE)".into()
         }
         Problem::UpdatesRefused => "updates refused: no signing key (see Update below)".into(),
+        Problem::UpdatesPlaceholderKey => {
+            "this box cannot update: placeholder signing key (see Update below)".into()
+        }
         Problem::UpdatesFailing => "updates failing: the daemon's update checks keep failing \
              (see Update below)"
             .into(),
