@@ -54,20 +54,6 @@ semver='^[0-9]+\.[0-9]+\.[0-9]+$'
 [ -n "$out" ] || { echo "release.sh: --out DIR is required" >&2; exit 2; }
 [ ${#binaries[@]} -gt 0 ] || { echo "release.sh: at least one --binary TARGET=PATH is required" >&2; exit 2; }
 [ -z "$min_previous" ] || [[ "$min_previous" =~ $semver ]] || { echo "release.sh: bad --min-previous" >&2; exit 2; }
-command -v zipsign >/dev/null || { echo "release.sh: zipsign not found (cargo install zipsign)" >&2; exit 1; }
-[ -z "$pub" ] || [ -f "$pub" ] || { echo "release.sh: --pub $pub: no such file" >&2; exit 2; }
-# zipsign's private key file is 64 bytes: the secret key, then the public key.
-[ "$(wc -c < "$key")" -eq 64 ] || { echo "release.sh: $key is not a zipsign private key (64 bytes)" >&2; exit 2; }
-key_id() { sha256sum | cut -c1-16; }
-key_id="$(tail -c 32 "$key" | key_id)"
-if [ -n "$pub" ]; then
-    pub_id="$(key_id < "$pub")"
-    if [ "$pub_id" != "$key_id" ]; then
-        echo "release.sh: --pub $pub (key id $pub_id) is not the public half of --key $key (key id $key_id): nothing signed" >&2
-        exit 1
-    fi
-fi
-
 # A binary built while packaging/channel.toml still holds the repository's
 # placeholder key (its `placeholder = true` line is compiled into the binary)
 # could never install a real release after this one: refused, unless
@@ -83,6 +69,20 @@ for pair in "${binaries[@]}"; do
         fi
     fi
 done
+
+command -v zipsign >/dev/null || { echo "release.sh: zipsign not found (cargo install zipsign)" >&2; exit 1; }
+[ -z "$pub" ] || [ -f "$pub" ] || { echo "release.sh: --pub $pub: no such file" >&2; exit 2; }
+# zipsign's private key file is 64 bytes: the secret key, then the public key.
+[ "$(wc -c < "$key")" -eq 64 ] || { echo "release.sh: $key is not a zipsign private key (64 bytes)" >&2; exit 2; }
+key_id() { sha256sum | cut -c1-16; }
+key_id="$(tail -c 32 "$key" | key_id)"
+if [ -n "$pub" ]; then
+    pub_id="$(key_id < "$pub")"
+    if [ "$pub_id" != "$key_id" ]; then
+        echo "release.sh: --pub $pub (key id $pub_id) is not the public half of --key $key (key id $key_id): nothing signed" >&2
+        exit 1
+    fi
+fi
 
 json_opt() { if [ -n "$1" ]; then printf '"%s"' "$1"; else printf 'null'; fi; }
 rollback_json="[]"
