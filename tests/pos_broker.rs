@@ -12,7 +12,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    check_guarantees, heavy, in_ci, publish_all, seed, start_rig, wait_drained, Workload,
+    Workload, check_guarantees, heavy, in_ci, publish_all, seed, start_rig, wait_drained,
 };
 use serde_json::Value;
 use zenchef_sim::harness::{AGENT_USER, POS_PASSWORD, POS_USER, RigOptions};
@@ -23,7 +23,10 @@ fn have_mosquitto() -> bool {
     if mosquitto::available() {
         return true;
     }
-    assert!(!in_ci(), "mosquitto is missing in CI: .ci/run must install it");
+    assert!(
+        !in_ci(),
+        "mosquitto is missing in CI: .ci/run must install it"
+    );
     eprintln!("SKIPPED: mosquitto is not installed on this machine (CI installs it)");
     false
 }
@@ -33,7 +36,9 @@ fn have_mosquitto() -> bool {
 fn doc_block(after: &str) -> String {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/pos-broker.md"))
         .unwrap();
-    let start = doc.find(after).unwrap_or_else(|| panic!("{after} not in the doc"));
+    let start = doc
+        .find(after)
+        .unwrap_or_else(|| panic!("{after} not in the doc"));
     let rest = &doc[start..];
     let open = rest.find("```").unwrap();
     let body = &rest[open..];
@@ -57,7 +62,11 @@ fn doctor_anonymous(rig: &zenchef_sim::harness::Rig) -> Value {
 fn problems(s: &Value) -> Vec<String> {
     s["problems"]
         .as_array()
-        .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -115,7 +124,8 @@ async fn a_broker_that_lets_anyone_in_is_reported_by_status_and_doctor() {
         "{c}"
     );
     assert!(
-        rig.log().contains("the broker must refuse anonymous clients"),
+        rig.log()
+            .contains("the broker must refuse anonymous clients"),
         "{}",
         rig.log_tail(30)
     );

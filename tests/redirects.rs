@@ -138,7 +138,10 @@ fn doctor_and_update_check_follow_no_redirect_and_say_where_it_pointed() {
     let other = Server::recorder();
     let redirector = Server::redirecting_to(other.port);
     let cfg = config(dir.path(), redirector.port);
-    let moved = format!("redirected to http://127.0.0.1:{} (not followed)", other.port);
+    let moved = format!(
+        "redirected to http://127.0.0.1:{} (not followed)",
+        other.port
+    );
 
     let out = Command::new(AGENT)
         .args(["doctor", "--json", "--config"])
@@ -178,7 +181,10 @@ fn doctor_and_update_check_follow_no_redirect_and_say_where_it_pointed() {
     // The redirector was asked (with the tokens: it is the configured
     // server); the other server never was.
     let asked = redirector.heads().join("\n");
-    assert!(asked.contains(ZENCHEF_TOKEN) && asked.contains(PAY_TOKEN), "{asked}");
+    assert!(
+        asked.contains(ZENCHEF_TOKEN) && asked.contains(PAY_TOKEN),
+        "{asked}"
+    );
     assert!(asked.contains("GET /edge/manifest.json"), "{asked}");
     assert_eq!(other.heads(), Vec::<String>::new(), "followed a redirect");
 }
@@ -200,7 +206,10 @@ fn the_daemon_reports_a_redirect_in_status_without_following_it() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let moved = format!("redirected to http://127.0.0.1:{} (not followed)", other.port);
+    let moved = format!(
+        "redirected to http://127.0.0.1:{} (not followed)",
+        other.port
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         let out = Command::new(AGENT)

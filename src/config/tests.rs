@@ -368,7 +368,11 @@ fn the_placeholder_key_is_marked_and_a_box_trusting_only_it_cannot_update() {
     ] {
         let c = p(&format!("config_version = 2\n{MINIMAL}[update]\n{keys}\n")).unwrap();
         assert!(!c.update.placeholder_key, "{keys}");
-        assert_eq!(crate::update::signing_key_problem(&c.update), None, "{keys}");
+        assert_eq!(
+            crate::update::signing_key_problem(&c.update),
+            None,
+            "{keys}"
+        );
     }
     // Updates off: nothing to say.
     let off = p(&format!("{MINIMAL}[update]\nenabled = false\n")).unwrap();

@@ -187,11 +187,9 @@ pub async fn fetch(client: &reqwest::Client, url: &str) -> Result<Manifest, Upda
         .send()
         .await
         .map_err(|e| fail(format!("{e:#}")))?;
-    if let Some(moved) = crate::zenchef::client::redirect_message(
-        resp.status(),
-        resp.headers(),
-        resp.url(),
-    ) {
+    if let Some(moved) =
+        crate::zenchef::client::redirect_message(resp.status(), resp.headers(), resp.url())
+    {
         return Err(fail(moved));
     }
     if !resp.status().is_success() {

@@ -222,11 +222,9 @@ async fn fetch_to(
         .send()
         .await
         .map_err(|e| fail(format!("{e:#}")))?;
-    if let Some(moved) = crate::zenchef::client::redirect_message(
-        resp.status(),
-        resp.headers(),
-        resp.url(),
-    ) {
+    if let Some(moved) =
+        crate::zenchef::client::redirect_message(resp.status(), resp.headers(), resp.url())
+    {
         return Err(fail(moved));
     }
     if !resp.status().is_success() {

@@ -644,7 +644,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             "location",
-            "http://evil.example:8080/steal?token=abc#x".parse().unwrap(),
+            "http://evil.example:8080/steal?token=abc#x"
+                .parse()
+                .unwrap(),
         );
         let m = redirect_message(StatusCode::TEMPORARY_REDIRECT, &h, &from).unwrap();
         assert_eq!(
