@@ -441,7 +441,7 @@ fn doctor_json_lists_every_check() {
             "pos found",
             "pos version",
             "mqtt login",
-            "mqtt anonymous",
+            "pos anonymous",
             "pay",
             "tables"
         ]

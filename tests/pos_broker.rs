@@ -46,7 +46,7 @@ fn doc_block(after: &str) -> String {
     body[..body.find("```").unwrap()].to_string()
 }
 
-/// The `mqtt anonymous` check of `doctor --json`.
+/// The `pos anonymous` check of `doctor --json`.
 fn doctor_anonymous(rig: &zenchef_sim::harness::Rig) -> Value {
     let (_, out, err) = rig.cli(&["doctor", "--json"]).unwrap();
     let d: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
@@ -54,8 +54,8 @@ fn doctor_anonymous(rig: &zenchef_sim::harness::Rig) -> Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["name"] == "mqtt anonymous")
-        .unwrap_or_else(|| panic!("no mqtt anonymous check in {out}"))
+        .find(|c| c["name"] == "pos anonymous")
+        .unwrap_or_else(|| panic!("no pos anonymous check in {out}"))
         .clone()
 }
 

@@ -11,7 +11,7 @@
 //! login with the Cashpad token (clean session and its own client id
 //! `zenchef-edge-doctor-<iid>`, so the daemon's persistent session is not
 //! disturbed); whether the POS broker lets in a client without a password
-//! (`mqtt anonymous`: it must not, docs/pos-broker.md); the table names on
+//! (`pos anonymous`: it must not, docs/pos-broker.md); the table names on
 //! both sides.
 //!
 //! Then the state directory (every file belongs to its owner: a command
@@ -207,7 +207,7 @@ pub async fn run(
         }
         None => {
             r.skip("mqtt login", "not checked: no usable POS");
-            r.skip("mqtt anonymous", "not checked: no usable POS");
+            r.skip("pos anonymous", "not checked: no usable POS");
         }
     }
     // Zenchef Pay.
@@ -787,15 +787,15 @@ async fn check_anonymous(r: &mut Report, t: &PosTarget) {
     use crate::pos::anonymous::{AnonymousClients, probe};
     let p = probe(t).await;
     match p.found {
-        AnonymousClients::Refused => r.ok("mqtt anonymous", p.detail),
+        AnonymousClients::Refused => r.ok("pos anonymous", p.detail),
         AnonymousClients::Accepted => r.fail(
-            "mqtt anonymous",
+            "pos anonymous",
             p.detail,
             "the POS broker is the trust boundary: have the POS installer set \
              `allow_anonymous false`, a password for each account and the access rules of \
              docs/pos-broker.md",
         ),
-        AnonymousClients::Unknown => r.skip("mqtt anonymous", format!("not known: {}", p.detail)),
+        AnonymousClients::Unknown => r.skip("pos anonymous", format!("not known: {}", p.detail)),
     }
 }
 
@@ -942,8 +942,12 @@ async fn check_pay_auth(r: &mut Report, base: &str, token: &str, iid: Option<&st
         ),
         Ok(resp) if resp.status().is_redirection() => r.fail(
             "pay auth",
-            crate::zenchef::client::redirect_message(resp.status(), resp.headers(), resp.url())
-                .unwrap_or_default(),
+            format!(
+                "Zenchef Pay answered HTTP {}: {}",
+                resp.status().as_u16(),
+                crate::zenchef::client::redirect_message(resp.status(), resp.headers(), resp.url())
+                    .unwrap_or_default()
+            ),
             "check zenchef_pay.base_url: the box follows no redirect (the token would go along)",
         ),
         Ok(resp) => r.fail(

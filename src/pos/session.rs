@@ -377,9 +377,13 @@ async fn probe_anonymous(target: PosTarget, health: Health) {
         ),
         _ => debug!("anonymous-client probe: {}", p.detail),
     }
+    // A probe that could not tell keeps the last answer that did: a broker
+    // found open stays reported through a moment of doubt.
     health.update(|s| {
-        s.pos.anonymous_clients = Some(p.found);
-        s.pos.anonymous_checked_at = Some(now_utc());
+        if p.found != AnonymousClients::Unknown || s.pos.anonymous_clients.is_none() {
+            s.pos.anonymous_clients = Some(p.found);
+            s.pos.anonymous_checked_at = Some(now_utc());
+        }
     });
 }
 

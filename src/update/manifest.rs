@@ -190,7 +190,7 @@ pub async fn fetch(client: &reqwest::Client, url: &str) -> Result<Manifest, Upda
     if let Some(moved) =
         crate::zenchef::client::redirect_message(resp.status(), resp.headers(), resp.url())
     {
-        return Err(fail(moved));
+        return Err(fail(format!("HTTP {}: {moved}", resp.status().as_u16())));
     }
     if !resp.status().is_success() {
         return Err(fail(format!("HTTP {}", resp.status())));

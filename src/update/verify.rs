@@ -225,7 +225,7 @@ async fn fetch_to(
     if let Some(moved) =
         crate::zenchef::client::redirect_message(resp.status(), resp.headers(), resp.url())
     {
-        return Err(fail(moved));
+        return Err(fail(format!("HTTP {}: {moved}", resp.status().as_u16())));
     }
     if !resp.status().is_success() {
         return Err(fail(format!("HTTP {}", resp.status())));
