@@ -852,7 +852,7 @@ async fn doctor_and_tables_name_each_fault() {
         "{out}"
     );
     assert!(
-        out.contains("1 check(s) FAILED (11 ok, 2 skipped)"),
+        out.contains("1 check(s) FAILED (12 ok, 2 skipped)"),
         "{out}"
     );
     std::fs::write(out_dir.join("doctor-tables.txt"), &out).unwrap();
