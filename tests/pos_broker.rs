@@ -1,6 +1,8 @@
 //! The POS broker is the trust boundary (docs/protocol/cashpad-local.md
 //! §2a, docs/pos-broker.md): the agent says when it lets in a client
-//! without a password, and works as usual behind the documented rules.
+//! without a password, and works as usual behind the documented rules,
+//! which keep another account from reading what the agent publishes for
+//! the POS and from forging POS events.
 //!
 //! Real parts: mosquitto as a child process (its password file made by
 //! `mosquitto_passwd`; the ACL is the very text of docs/pos-broker.md), the
@@ -70,11 +72,66 @@ fn problems(s: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A device of the restaurant network with a password of its own (the
+/// broker knows it, the ACL grants it nothing).
+const INTRUDER: (&str, &str) = ("back-office-pc", "bo-secret");
+
 fn users(opts: &RigOptions) -> Vec<(String, String)> {
     vec![
         (AGENT_USER.into(), opts.cashpad_token.clone()),
         (POS_USER.into(), POS_PASSWORD.into()),
+        (INTRUDER.0.into(), INTRUDER.1.into()),
     ]
+}
+
+/// Logs in as [`INTRUDER`], subscribes to everything the agent publishes
+/// for the POS, publishes a forged `payment.recorded` on the POS's events
+/// topic, and answers the topics of the messages it received in 3 s.
+async fn intruder_reads_and_forges(port: u16, iid: &str) -> Vec<String> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut opts = MqttOptions::new("intruder", "127.0.0.1", port);
+    opts.set_credentials(INTRUDER.0, INTRUDER.1)
+        .set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    client
+        .subscribe(format!("cashpad/{iid}/zenchef/#"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    // Two seconds to receive what the broker would deliver (the agent's
+    // retained status first), then the forged event.
+    let mut seen = Vec::new();
+    let mut listen = async |seen: &mut Vec<String>, for_s: u64| {
+        let _ = tokio::time::timeout(Duration::from_secs(for_s), async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => seen.push(p.topic.clone()),
+                    Ok(_) => {}
+                    // mosquitto answers a denied QoS 1 PUBLISH with an MQTT 5
+                    // reason code that a 3.1.1 client cannot read: the end.
+                    Err(_) => return,
+                }
+            }
+        })
+        .await;
+    };
+    listen(&mut seen, 2).await;
+    let forged = serde_json::json!({
+        "event_id": "forged-payment-1", "seq": 999_999, "type": "payment.recorded",
+        "occurred_at": "2026-11-29T20:00:00+01:00",
+        "data": {"order_id": "O-00001", "amount_cents": 5000, "tip_cents": 0,
+                 "method": "zenchef_pay", "reference": "pay_forged"}
+    });
+    client
+        .publish(
+            format!("cashpad/{iid}/events"),
+            QoS::AtLeastOnce,
+            false,
+            forged.to_string(),
+        )
+        .await
+        .unwrap();
+    listen(&mut seen, 1).await;
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +239,23 @@ async fn behind_the_documented_rules_the_agent_works_and_nothing_is_reported() {
     );
     let c = doctor_anonymous(&rig);
     assert_eq!(c["outcome"], "ok", "{c}");
-    // The ACL denied nothing the agent or the POS does.
+    // Another account reads none of what the agent publishes for the POS
+    // (its retained status is there) and its forged payment never reaches
+    // the agent.
+    let received = rig.count("received");
+    let seen = intruder_reads_and_forges(mq.port(), &rig.opts.iid).await;
+    assert_eq!(
+        seen,
+        Vec::<String>::new(),
+        "the ACL let another account read"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(rig.count("received"), received, "a forged event was stored");
+    // The ACL denied the intruder, and nothing the agent or the POS does.
     let log = std::fs::read_to_string(dir.path().join("mosquitto/mosquitto.log")).unwrap();
-    assert!(!log.contains("Denied"), "{log}");
+    let denied: Vec<&str> = log.lines().filter(|l| l.contains("Denied")).collect();
+    assert!(
+        !denied.is_empty() && denied.iter().all(|l| l.contains("intruder")),
+        "{log}"
+    );
 }
