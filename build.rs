@@ -21,6 +21,7 @@ fn long_version() -> &'static str {
 
 fn main() {
     man_page();
+    placeholder_key_guard();
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
@@ -71,6 +72,38 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/args.rs");
+}
+
+/// Refuses a `release`-profile build (the binaries and packages boxes
+/// get) while `packaging/channel.toml` still holds the repository's
+/// placeholder signing key (its `placeholder = true` line): such a box
+/// could never install a real release. `ZENCHEF_ALLOW_PLACEHOLDER_KEY=1`
+/// lets it through (CI's packaging checks, benches; never for boxes).
+/// Other profiles (`dev`, `ci`) build as always; the binary itself says
+/// "this box cannot update: placeholder signing key" in `doctor` and
+/// `status`.
+fn placeholder_key_guard() {
+    println!("cargo:rerun-if-changed=packaging/channel.toml");
+    println!("cargo:rerun-if-env-changed=ZENCHEF_ALLOW_PLACEHOLDER_KEY");
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    // OUT_DIR is <target dir>/[<triple>/]<profile>/build/<package>-<hash>/out.
+    let profile = out
+        .ancestors()
+        .nth(3)
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let channel = std::fs::read_to_string("packaging/channel.toml").unwrap_or_default();
+    let placeholder = channel.lines().any(|l| l.trim() == "placeholder = true");
+    let allowed = std::env::var("ZENCHEF_ALLOW_PLACEHOLDER_KEY").as_deref() == Ok("1");
+    if profile == "release" && placeholder && !allowed {
+        panic!(
+            "packaging/channel.toml still holds the placeholder signing key (placeholder = \
+             true): a box running this release build could never update. Put the release \
+             channel's real public key there and delete that line; \
+             ZENCHEF_ALLOW_PLACEHOLDER_KEY=1 builds anyway (tests and CI only, never for boxes)"
+        );
+    }
 }
 
 /// `\-`-escapes a text for roff.

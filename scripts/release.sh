@@ -18,6 +18,10 @@
 # configured with another key says "signed by an unknown key (key id …)"
 # instead of "bad signature" (docs/README-update.md).
 #
+# A binary that carries the placeholder signing key (packaging/channel.toml
+# still says `placeholder = true`) is refused unless
+# ZENCHEF_ALLOW_PLACEHOLDER_KEY=1 (tests and CI only).
+#
 # Needs: bash, tar, gzip, sha256sum, and `zipsign` (cargo install zipsign).
 # The private key never leaves the signing machine; create it once with
 #   zipsign gen-key release.key release.pub
@@ -50,6 +54,22 @@ semver='^[0-9]+\.[0-9]+\.[0-9]+$'
 [ -n "$out" ] || { echo "release.sh: --out DIR is required" >&2; exit 2; }
 [ ${#binaries[@]} -gt 0 ] || { echo "release.sh: at least one --binary TARGET=PATH is required" >&2; exit 2; }
 [ -z "$min_previous" ] || [[ "$min_previous" =~ $semver ]] || { echo "release.sh: bad --min-previous" >&2; exit 2; }
+# A binary built while packaging/channel.toml still holds the repository's
+# placeholder key (its `placeholder = true` line is compiled into the binary)
+# could never install a real release after this one: refused, unless
+# ZENCHEF_ALLOW_PLACEHOLDER_KEY=1 (tests and CI only; never for boxes).
+for pair in "${binaries[@]}"; do
+    bin="${pair#*=}"
+    if [ -f "$bin" ] && grep -aqx 'placeholder = true' "$bin"; then
+        if [ "${ZENCHEF_ALLOW_PLACEHOLDER_KEY:-}" = 1 ]; then
+            echo "release.sh: WARNING: $bin carries the placeholder signing key (ZENCHEF_ALLOW_PLACEHOLDER_KEY=1): a test release, never for boxes" >&2
+        else
+            echo "release.sh: $bin was built with the placeholder signing key of packaging/channel.toml: a box running it could never update again. Put the channel's real public key there, delete its 'placeholder = true' line and rebuild (ZENCHEF_ALLOW_PLACEHOLDER_KEY=1 is for tests only)" >&2
+            exit 1
+        fi
+    fi
+done
+
 command -v zipsign >/dev/null || { echo "release.sh: zipsign not found (cargo install zipsign)" >&2; exit 1; }
 [ -z "$pub" ] || [ -f "$pub" ] || { echo "release.sh: --pub $pub: no such file" >&2; exit 2; }
 # zipsign's private key file is 64 bytes: the secret key, then the public key.

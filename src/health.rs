@@ -92,6 +92,11 @@ pub struct PosHealth {
     pub connected_since: Option<String>,
     /// Why no POS is used, or the last MQTT error.
     pub problem: Option<String>,
+    /// Whether the POS broker let in a client without a password at the
+    /// last probe (`crate::pos::anonymous`); `None` before the first.
+    pub anonymous_clients: Option<crate::pos::anonymous::AnonymousClients>,
+    /// When that probe answered (UTC).
+    pub anonymous_checked_at: Option<String>,
 }
 
 /// One remote API.

@@ -200,7 +200,12 @@ fn status_json_in_every_state_of_the_store() {
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
-        format!("{GOOD}\n[store]\npath = \"{}\"\n", store.display()),
+        // Updates off: the problems below are the store's alone, whatever
+        // the built-in channel's key (a placeholder until replaced).
+        format!(
+            "{GOOD}\n[store]\npath = \"{}\"\n[update]\nenabled = false\n",
+            store.display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -436,6 +441,7 @@ fn doctor_json_lists_every_check() {
             "pos found",
             "pos version",
             "mqtt login",
+            "pos anonymous",
             "pay",
             "tables"
         ]
@@ -462,13 +468,13 @@ fn doctor_json_lists_every_check() {
     );
     assert_eq!(by("agent")["outcome"], "skip");
     assert_eq!(by("agent")["ok"], true);
-    // No [update] section: the release channel built into the binary.
-    assert_eq!(by("updates")["outcome"], "ok");
+    // No [update] section: the release channel built into the binary (its
+    // placeholder key: a_box_built_with_the_placeholder_key_says_it_cannot_update).
     assert!(
         by("updates")["detail"]
             .as_str()
             .unwrap()
-            .contains("keys from built-in channel"),
+            .contains("built-in channel"),
         "{}",
         by("updates")
     );
@@ -498,4 +504,74 @@ fn doctor_json_lists_every_check() {
         "{d}"
     );
     assert_eq!(d["failed"], 1);
+}
+
+/// A box built from this repository while `packaging/channel.toml` holds
+/// the placeholder key (`placeholder = true`) can never update: `doctor`
+/// fails its `updates` check and `status` (text and JSON) says so, with the
+/// key id; the page's words are pinned by the golden files
+/// (tests/golden/status/missing.fr.html).
+#[test]
+fn a_box_built_with_the_placeholder_key_says_it_cannot_update() {
+    if !zenchef_edge::config::built_in_channel().placeholder {
+        eprintln!("SKIPPED: packaging/channel.toml holds a real key");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "{GOOD}base_url = \"http://127.0.0.1:{closed}/api/v1\"\n[store]\npath = \"{}\"\n",
+        dir.path().join("agent.db").display()
+    )
+    .replace(
+        "token = \"cp-secret-123\"",
+        &format!("token = \"cp-secret-123\"\nhost = \"127.0.0.1\"\nport = {closed}"),
+    );
+    let (_, out, err, _) = run_with(&config, &["doctor", "--json"]);
+    let d: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let updates = d["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "updates")
+        .unwrap()
+        .clone();
+    assert_eq!(updates["outcome"], "fail", "{updates}");
+    assert!(
+        updates["detail"].as_str().unwrap().starts_with(
+            "this box cannot update: placeholder signing key (key id 101f509b8f60c87d, \
+             built-in channel)"
+        ),
+        "{updates}"
+    );
+    assert!(
+        updates["hint"].as_str().unwrap().contains("real key"),
+        "{updates}"
+    );
+    let (_, status, _, _) = run_with(&config, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(
+        status["problems"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::Value::from("updates_placeholder_key")),
+        "{status}"
+    );
+    assert!(
+        status["update_problem"]
+            .as_str()
+            .unwrap()
+            .starts_with("this box cannot update: placeholder signing key"),
+        "{status}"
+    );
+    let (_, text, _, _) = run_with(&config, &["status"]);
+    assert!(
+        text.contains("this box cannot update: placeholder signing key"),
+        "{text}"
+    );
 }

@@ -101,6 +101,7 @@ impl FleetBroker {
                 )),
                 persistence: false,
                 log_debug: true,
+                ..MosquittoOptions::default()
             },
         )
         .unwrap();

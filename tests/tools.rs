@@ -711,11 +711,12 @@ async fn doctor_and_tables_name_each_fault() {
         "ok    pos found     \"Cashpad Server (Le Bistrot)\" at 127.0.0.1:",
         "ok    pos version   Cashpad 2.0.18 (the minimum is 2.0.16)",
         "ok    mqtt login    accepted by the POS broker",
+        "ok    pos anonymous the POS broker at 127.0.0.1:",
         "skip  pay           ",
         "ok    state files   every file in ",
         "skip  updates       automatic updates are off",
         "ok    tables        5 tables, the same names in the POS and in Zenchef",
-        "all checks passed (12 ok, 2 skipped)",
+        "all checks passed (13 ok, 2 skipped)",
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
@@ -851,7 +852,7 @@ async fn doctor_and_tables_name_each_fault() {
         "{out}"
     );
     assert!(
-        out.contains("1 check(s) FAILED (11 ok, 2 skipped)"),
+        out.contains("1 check(s) FAILED (12 ok, 2 skipped)"),
         "{out}"
     );
     std::fs::write(out_dir.join("doctor-tables.txt"), &out).unwrap();

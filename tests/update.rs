@@ -1064,21 +1064,39 @@ async fn the_release_script_output_is_accepted() {
     let new = next_version();
     fs::write(work.join("zenchef-edge"), agent_with_version(&new)).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/release.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .args(["--version", &new, "--key"])
-        .arg(work.join("release.key"))
-        .arg("--out")
-        .arg(work.join("dist"))
-        .arg("--binary")
-        .arg(format!(
-            "{}={}",
-            b.target,
-            work.join("zenchef-edge").display()
-        ))
-        .args(["--min-previous", CURRENT])
-        .output()
-        .unwrap();
+    let run = |allow: bool| {
+        let mut c = Command::new("bash");
+        c.arg(script)
+            .args(["--version", &new, "--key"])
+            .arg(work.join("release.key"))
+            .arg("--out")
+            .arg(work.join("dist"))
+            .arg("--binary")
+            .arg(format!(
+                "{}={}",
+                b.target,
+                work.join("zenchef-edge").display()
+            ))
+            .args(["--min-previous", CURRENT])
+            .env_remove("ZENCHEF_ALLOW_PLACEHOLDER_KEY");
+        if allow {
+            c.env("ZENCHEF_ALLOW_PLACEHOLDER_KEY", "1");
+        }
+        c.output().unwrap()
+    };
+    // Built from this repository, the binary carries the placeholder key
+    // of packaging/channel.toml: no release of it without the test flag.
+    if zenchef_edge::config::built_in_channel().placeholder {
+        let refused = run(false);
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{err}");
+        assert!(
+            err.contains("was built with the placeholder signing key of packaging/channel.toml"),
+            "{err}"
+        );
+        assert!(!work.join("dist/manifest.json").exists());
+    }
+    let out = run(true);
     assert!(
         out.status.success(),
         "{}",
@@ -1145,6 +1163,8 @@ fn release_script(
         .arg("umask 077 && exec bash \"$0\" \"$@\"")
         .arg(script)
         .args(&args)
+        // The binary under test carries the repository's placeholder key.
+        .env("ZENCHEF_ALLOW_PLACEHOLDER_KEY", "1")
         .output()
         .unwrap()
 }

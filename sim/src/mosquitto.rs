@@ -7,7 +7,7 @@
 //! on `127.0.0.1` only, never the system service: the process is the test's
 //! own and dies with the handle. [`Mosquitto::start`] is the POS broker of
 //! the infrastructure tests: plain listeners (one or more ports), password
-//! authentication, `allow_anonymous false`, persistence on (so a restart
+//! authentication, `allow_anonymous false` (unless asked), persistence on (so a restart
 //! keeps the persistent sessions and their queued QoS 1 messages), no limit
 //! on queued messages. [`Mosquitto::start_with`] takes [`MosquittoOptions`]:
 //! TLS listeners as well (CA, server certificate, client certificates
@@ -94,6 +94,12 @@ pub struct MosquittoOptions {
     /// Log every packet too (`log_type debug`), e.g. the `Denied PUBLISH`
     /// lines of the ACL.
     pub log_debug: bool,
+    /// Let in clients without a username (`allow_anonymous true`): a POS
+    /// broker set up wrong (docs/pos-broker.md).
+    pub allow_anonymous: bool,
+    /// More lines for the configuration file, e.g.
+    /// `message_size_limit 1048576`.
+    pub extra_conf: String,
 }
 
 impl Default for MosquittoOptions {
@@ -106,6 +112,8 @@ impl Default for MosquittoOptions {
             acl: None,
             persistence: true,
             log_debug: false,
+            allow_anonymous: false,
+            extra_conf: String::new(),
         }
     }
 }
@@ -182,7 +190,7 @@ impl Mosquitto {
             .collect::<anyhow::Result<Vec<u16>>>()?;
         let mut conf = format!(
             "per_listener_settings false\n\
-             allow_anonymous false\n\
+             allow_anonymous {anonymous}\n\
              password_file {passwd}\n\
              persistence {persistence}\n\
              persistence_location {dir}/\n\
@@ -195,7 +203,12 @@ impl Mosquitto {
             passwd = passwd.display(),
             dir = dir.display(),
             persistence = opts.persistence,
+            anonymous = opts.allow_anonymous,
         );
+        conf.push_str(&opts.extra_conf);
+        if !conf.ends_with('\n') {
+            conf.push('\n');
+        }
         if opts.log_debug {
             conf.push_str("log_type debug\n");
         }

@@ -60,6 +60,7 @@ fn broker(dir: &Path) -> Broker {
             acl: Some(acl),
             persistence: false,
             log_debug: true,
+            ..MosquittoOptions::default()
         },
     )
     .unwrap();

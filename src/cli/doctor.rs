@@ -10,7 +10,9 @@
 //! daemon's selection rules (`discovery::select`), its version; an MQTT
 //! login with the Cashpad token (clean session and its own client id
 //! `zenchef-edge-doctor-<iid>`, so the daemon's persistent session is not
-//! disturbed); the table names on both sides.
+//! disturbed); whether the POS broker lets in a client without a password
+//! (`pos anonymous`: it must not, docs/pos-broker.md); the table names on
+//! both sides.
 //!
 //! Then the state directory (every file belongs to its owner: a command
 //! once run as root may have left one the agent cannot write) and the
@@ -199,8 +201,14 @@ pub async fn run(
     // POS.
     let target = check_pos(&mut r, config).await;
     match &target {
-        Some(t) => check_mqtt(&mut r, config, t).await,
-        None => r.skip("mqtt login", "not checked: no usable POS"),
+        Some(t) => {
+            check_mqtt(&mut r, config, t).await;
+            check_anonymous(&mut r, t).await;
+        }
+        None => {
+            r.skip("mqtt login", "not checked: no usable POS");
+            r.skip("pos anonymous", "not checked: no usable POS");
+        }
     }
     // Zenchef Pay.
     match &config.pay {
@@ -414,6 +422,7 @@ async fn check_net(r: &mut Report, dns: &'static str, tls: &'static str, base: &
         .timeout(NET_TIMEOUT)
         .connect_timeout(NET_TIMEOUT)
         .user_agent(concat!("zenchef-edge-doctor/", env!("CARGO_PKG_VERSION")))
+        .redirect(crate::zenchef::client::no_redirects())
         .build()
     {
         Ok(c) => c,
@@ -510,6 +519,14 @@ async fn check_zenchef_auth(r: &mut Report, config: &Config) -> Option<Vec<Strin
                     "check zenchef.token and zenchef.restaurant_id in {}",
                     config.file.display()
                 ),
+            );
+            None
+        }
+        Err(e) if e.status.is_some_and(|s| (300..400).contains(&s)) => {
+            r.fail(
+                "zenchef auth",
+                format!("GET /tables failed: {e}"),
+                "check zenchef.base_url: the box follows no redirect (the token would go along)",
             );
             None
         }
@@ -763,6 +780,25 @@ async fn check_mqtt(r: &mut Report, config: &Config, t: &PosTarget) {
     }
 }
 
+/// Whether the POS broker lets in a client without a password
+/// (`pos::anonymous`, docs/pos-broker.md): `fail` when it does, `skip`
+/// when no answer tells.
+async fn check_anonymous(r: &mut Report, t: &PosTarget) {
+    use crate::pos::anonymous::{AnonymousClients, probe};
+    let p = probe(t).await;
+    match p.found {
+        AnonymousClients::Refused => r.ok("pos anonymous", p.detail),
+        AnonymousClients::Accepted => r.fail(
+            "pos anonymous",
+            p.detail,
+            "the POS broker is the trust boundary: have the POS installer set \
+             `allow_anonymous false`, a password for each account and the access rules of \
+             docs/pos-broker.md",
+        ),
+        AnonymousClients::Unknown => r.skip("pos anonymous", format!("not known: {}", p.detail)),
+    }
+}
+
 /// Polls `eventloop` until the broker accepts the connection (CONNACK)
 /// or the first error.
 async fn connack(eventloop: &mut rumqttc::EventLoop) -> Result<(), rumqttc::ConnectionError> {
@@ -857,7 +893,11 @@ async fn check_pay_auth(r: &mut Report, base: &str, token: &str, iid: Option<&st
         );
         return;
     };
-    let client = match reqwest::Client::builder().timeout(NET_TIMEOUT).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(NET_TIMEOUT)
+        .redirect(crate::zenchef::client::no_redirects())
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             r.fail(
@@ -899,6 +939,16 @@ async fn check_pay_auth(r: &mut Report, base: &str, token: &str, iid: Option<&st
             "pay auth",
             format!("Zenchef Pay does not know installation {iid} (HTTP 404)"),
             "enter the Server and Installation ID in Zenchef: see `zenchef-edge pay-settings`",
+        ),
+        Ok(resp) if resp.status().is_redirection() => r.fail(
+            "pay auth",
+            format!(
+                "Zenchef Pay answered HTTP {}: {}",
+                resp.status().as_u16(),
+                crate::zenchef::client::redirect_message(resp.status(), resp.headers(), resp.url())
+                    .unwrap_or_default()
+            ),
+            "check zenchef_pay.base_url: the box follows no redirect (the token would go along)",
         ),
         Ok(resp) => r.fail(
             "pay auth",
@@ -979,6 +1029,16 @@ fn check_updates(r: &mut Report, config: &Config, store_ok: bool) {
         r.skip(
             "updates",
             "automatic updates are off (update.enabled = false or no update.manifest_url)",
+        );
+        return;
+    }
+    if let Some(p) = crate::update::signing_key_problem(u).filter(|_| u.placeholder_key) {
+        r.fail(
+            "updates",
+            p,
+            "the binary carries the placeholder key of packaging/channel.toml: install a package \
+             built with the release channel's real key (or, for a private channel, set \
+             update.public_key), then systemctl restart zenchef-edge",
         );
         return;
     }

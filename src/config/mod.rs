@@ -148,6 +148,11 @@ pub struct Channel {
     pub manifest_url: String,
     /// Release signing keys (base64 ed25519): any of them may sign.
     pub public_keys: Vec<String>,
+    /// `placeholder = true`: [`Channel::public_keys`] are the repository's
+    /// placeholder, whose private half nobody has; a box trusting only
+    /// them can never update (`update::signing_key_problem`).
+    #[serde(default)]
+    pub placeholder: bool,
 }
 
 /// [`BUILT_IN_CHANNEL`], parsed (a unit test keeps it parseable).
@@ -155,6 +160,7 @@ pub fn built_in_channel() -> Channel {
     toml::from_str(BUILT_IN_CHANNEL).unwrap_or(Channel {
         manifest_url: String::new(),
         public_keys: Vec::new(),
+        placeholder: false,
     })
 }
 
@@ -514,6 +520,11 @@ pub struct UpdateConfig {
     /// Where [`UpdateConfig::public_keys`] come from: `update.public_key`,
     /// `update.public_keys` (the file), or `built-in channel`.
     pub keys_from: &'static str,
+    /// Every key of [`UpdateConfig::public_keys`] is a placeholder (a key
+    /// of a built-in channel marked `placeholder = true`, whether it came
+    /// from there or was copied into the file): no real release can
+    /// verify, the box cannot update.
+    pub placeholder_key: bool,
     /// Maintenance window, restaurant local time: (start, end) as minutes after midnight.
     pub window: (u32, u32),
     /// Staged rollout percentage, 0–100.

@@ -319,7 +319,64 @@ fn the_built_in_channel_is_usable() {
     );
     assert_eq!(c.update.public_keys, ch.public_keys);
     assert_eq!(c.update.keys_from, "built-in channel");
-    assert_eq!(crate::update::signing_key_problem(&c.update), None);
+    // Usable once its real key replaced the placeholder.
+    assert_eq!(c.update.placeholder_key, ch.placeholder);
+    assert_eq!(
+        crate::update::signing_key_problem(&c.update).is_some(),
+        ch.placeholder
+    );
+}
+
+/// The key id of the placeholder this repository was published with
+/// (`packaging/channel.toml`; its private half was not kept).
+const PLACEHOLDER_KEY_ID: &str = "101f509b8f60c87d";
+
+#[test]
+fn the_placeholder_key_is_marked_and_a_box_trusting_only_it_cannot_update() {
+    let ch = built_in_channel();
+    let ids = crate::update::verify::PublicKey::from_list(&ch.public_keys, "built-in channel")
+        .unwrap()
+        .key_id();
+    // Deleting `placeholder = true` without replacing the key is refused.
+    assert!(
+        ch.placeholder || !ids.contains(PLACEHOLDER_KEY_ID),
+        "packaging/channel.toml holds the placeholder key {PLACEHOLDER_KEY_ID} without \
+         `placeholder = true`"
+    );
+    if !ch.placeholder {
+        return;
+    }
+    let c = p(MINIMAL).unwrap();
+    assert!(c.update.placeholder_key);
+    let why = crate::update::signing_key_problem(&c.update).unwrap();
+    assert!(
+        why.starts_with("this box cannot update: placeholder signing key (key id "),
+        "{why}"
+    );
+    // The placeholder copied into the file is still the placeholder.
+    let copied = p(&format!(
+        "{MINIMAL}[update]\npublic_key = \"{}\"\n",
+        ch.public_keys[0]
+    ))
+    .unwrap();
+    assert!(copied.update.placeholder_key);
+    // Another key, or the placeholder beside a real one (a rotation): fine.
+    let real = "F+ooljIrKlmjQEgbOtXEO0cuPTtz7VRol1S2CCWdajQ=";
+    for keys in [
+        format!("public_key = \"{real}\""),
+        format!("public_keys = [\"{}\", \"{real}\"]", ch.public_keys[0]),
+    ] {
+        let c = p(&format!("config_version = 2\n{MINIMAL}[update]\n{keys}\n")).unwrap();
+        assert!(!c.update.placeholder_key, "{keys}");
+        assert_eq!(
+            crate::update::signing_key_problem(&c.update),
+            None,
+            "{keys}"
+        );
+    }
+    // Updates off: nothing to say.
+    let off = p(&format!("{MINIMAL}[update]\nenabled = false\n")).unwrap();
+    assert_eq!(crate::update::signing_key_problem(&off.update), None);
 }
 
 #[test]

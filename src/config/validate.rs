@@ -359,6 +359,11 @@ fn update(u: RawUpdate, ck: &mut Checker) -> Result<UpdateConfig, ConfigError> {
             (keys, from)
         }
     };
+    let placeholder_key = channel.placeholder
+        && !public_keys.is_empty()
+        && public_keys
+            .iter()
+            .all(|k| channel.public_keys.iter().any(|p| p.trim() == k.trim()));
     let open_order_max_h = ck.within(
         "update.open_order_max_h",
         u.open_order_max_h,
@@ -387,6 +392,7 @@ fn update(u: RawUpdate, ck: &mut Checker) -> Result<UpdateConfig, ConfigError> {
         manifest_url,
         public_keys,
         keys_from,
+        placeholder_key,
         window,
         rollout_percent,
         check_interval: Duration::from_secs(check_interval_s),

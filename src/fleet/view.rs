@@ -21,6 +21,7 @@ const OTHERS: &[&str] = &[
     "zenchef_outage",
     "pos_not_found",
     "pos_disconnected",
+    "pos_broker_anonymous",
     "table_names_differ",
     "dead_events",
     "store_replaced",
@@ -32,6 +33,7 @@ const OTHERS: &[&str] = &[
     "store_unreadable",
     "store_incompatible",
     "updates_refused",
+    "updates_placeholder_key",
     "updates_failing",
 ];
 

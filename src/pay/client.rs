@@ -1,7 +1,9 @@
 //! The Zenchef Pay POS-connector client (docs/protocol/zenchef-pay.md): checks,
 //! payments, acks. Same error classes as the Zenchef API
 //! ([`crate::zenchef::client::ErrorClass`]); the bearer token never appears
-//! in a message.
+//! in a message, and no redirect is followed (a 3xx is an error naming
+//! only where it pointed, retried like an outage), so the token never
+//! reaches another host.
 
 use std::time::Duration;
 
@@ -11,7 +13,10 @@ use serde_json::Value;
 
 use super::wire::{AckBody, CheckBody, CheckConflict, PaymentsAnswer};
 use crate::config::{PayConfig, Secret};
-use crate::zenchef::client::{CallError, ErrorClass, answer_message, classify, transport_message};
+use crate::zenchef::client::{
+    CallError, ErrorClass, answer_message, classify, no_redirects, redirect_message,
+    transport_message,
+};
 
 /// A payment made by a guest (docs/protocol/zenchef-pay.md § Payments).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -79,6 +84,7 @@ impl PayClient {
                 .timeout(timeout)
                 .connect_timeout(Duration::from_secs(5))
                 .user_agent(concat!("zenchef-edge/", env!("CARGO_PKG_VERSION")))
+                .redirect(no_redirects())
                 .build()?,
             base: cfg.base_url.clone(),
             token: cfg.token.clone(),
@@ -241,6 +247,18 @@ impl PayClient {
             .map_err(|e| (retry(transport_message(&e), None), None))?;
         let status = resp.status();
         let headers = resp.headers().clone();
+        if let Some(moved) = redirect_message(status, &headers, resp.url()) {
+            let message = format!("{moved}: check zenchef_pay.base_url");
+            return Err((
+                CallError {
+                    class: classify(status, &headers),
+                    status: Some(status.as_u16()),
+                    what: what.clone(),
+                    message,
+                },
+                None,
+            ));
+        }
         let text = resp
             .text()
             .await

@@ -260,6 +260,9 @@ impl Session {
             retry: Retry::new(RECONNECT),
             ever_connected: false,
         };
+        // The anonymous-client probe: at a (re)connection, at most once an
+        // hour per POS address.
+        let mut probed: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
@@ -280,6 +283,10 @@ impl Session {
                 ev = eventloop.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         self.on_connack(ack.session_present, &mut failures);
+                        if probed.is_none_or(|t| t.elapsed() >= super::anonymous::PROBE_EVERY) {
+                            probed = Some(tokio::time::Instant::now());
+                            tokio::spawn(probe_anonymous(target.clone(), self.health.clone()));
+                        }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let generation = self.link.generation();
@@ -355,6 +362,29 @@ impl Session {
         });
         wait
     }
+}
+
+/// Probes whether the broker of `target` lets in a client without a
+/// password (`super::anonymous`) and records the answer in `health`; a
+/// WARN when it does (every probe, so at most once an hour).
+async fn probe_anonymous(target: PosTarget, health: Health) {
+    use super::anonymous::{AnonymousClients, probe};
+    let p = probe(&target).await;
+    match p.found {
+        AnonymousClients::Accepted => warn!(
+            "{}: the broker must refuse anonymous clients (docs/pos-broker.md)",
+            p.detail
+        ),
+        _ => debug!("anonymous-client probe: {}", p.detail),
+    }
+    // A probe that could not tell keeps the last answer that did: a broker
+    // found open stays reported through a moment of doubt.
+    health.update(|s| {
+        if p.found != AnonymousClients::Unknown || s.pos.anonymous_clients.is_none() {
+            s.pos.anonymous_clients = Some(p.found);
+            s.pos.anonymous_checked_at = Some(now_utc());
+        }
+    });
 }
 
 /// Why an MQTT connection to the POS broker failed, by what a technician

@@ -178,6 +178,15 @@ fn stopped() -> Status {
     s
 }
 
+/// A POS broker that lets in a client without a password
+/// (docs/pos-broker.md).
+fn open_broker() -> Status {
+    let mut s = sample(now());
+    s.pos.anonymous_clients = Some(crate::pos::anonymous::AnonymousClients::Accepted);
+    s.problems.insert(2, Problem::PosBrokerAnonymous);
+    s
+}
+
 /// No store: the daemon unknown, every remaining problem.
 fn no_store(state: &'static str, update_state: Value) -> Status {
     let mut s = sample(now());
@@ -210,6 +219,7 @@ fn no_store(state: &'static str, update_state: Value) -> Status {
         Problem::StoreIncompatible,
         Problem::AgentNotRunning,
         Problem::TableNamesDiffer,
+        Problem::UpdatesPlaceholderKey,
     ];
     s
 }
@@ -223,6 +233,7 @@ fn cases() -> Vec<(&'static str, Status)> {
         ("tables", with_tables()),
         ("troubled", troubled()),
         ("stopped", stopped()),
+        ("open-broker", open_broker()),
         (
             "unreadable",
             no_store("unreadable", serde_json::json!({"state": "idle"})),
@@ -301,7 +312,9 @@ fn chart_renderings_did_not_move() {
 #[test]
 fn facts_read_from_a_store_did_not_move() {
     let config = crate::config::parse(
-        "[cashpad]\ntoken = \"cp-secret\"\n[zenchef]\nrestaurant_id = \"654321\"\ntoken = \"zc-secret\"\n",
+        // Updates off: the facts must not depend on the built-in
+        // channel's key (a placeholder until the real key replaces it).
+        "[cashpad]\ntoken = \"cp-secret\"\n[zenchef]\nrestaurant_id = \"654321\"\ntoken = \"zc-secret\"\n[update]\nenabled = false\n",
         std::path::Path::new("/etc/zenchef-edge/agent.toml"),
     )
     .unwrap();

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::exit::{self, StoreAccess};
 use crate::health::{self, ApiHealth, HealthState, History};
 use crate::outbox::{self, AttentionOrder, Counts, NeedsPerson, store};
+use crate::pos::anonymous::AnonymousClients;
 use crate::tables::TablesCheck;
 
 pub mod chart;
@@ -169,6 +170,13 @@ pub struct PosSummary {
     pub connected_since: Option<String>,
     /// Why no POS is used, or the last MQTT error.
     pub problem: Option<String>,
+    /// Whether the POS broker lets in a client without a password, as the
+    /// daemon's last probe found (`accepted`, `refused`, `unknown`; `null`
+    /// before the first probe): `accepted` is problem
+    /// `pos_broker_anonymous` (docs/pos-broker.md).
+    pub anonymous_clients: Option<AnonymousClients>,
+    /// When that probe answered (UTC).
+    pub anonymous_checked_at: Option<String>,
 }
 
 /// Reachability of one remote API.
@@ -204,6 +212,10 @@ pub enum Problem {
     PosNotFound,
     /// POS found but the MQTT session is down.
     PosDisconnected,
+    /// The POS broker lets in a client without a password: anyone on the
+    /// restaurant network can read the reservations and forge POS events
+    /// (docs/protocol/cashpad-local.md §2a, docs/pos-broker.md).
+    PosBrokerAnonymous,
     /// Table names differ between the POS floor plan and Zenchef: a
     /// reservation on such a table is not matched (`tables` says which).
     TableNamesDiffer,
@@ -233,6 +245,10 @@ pub enum Problem {
     /// Updates are enabled but no usable signing key is configured: every
     /// release is refused.
     UpdatesRefused,
+    /// The only signing key trusted is the repository's placeholder
+    /// (`placeholder = true` in `packaging/channel.toml`): this box cannot
+    /// update.
+    UpdatesPlaceholderKey,
     /// The daemon's update checks keep failing.
     UpdatesFailing,
 }
@@ -332,7 +348,7 @@ impl Status {
         }];
         let update_problem = crate::update::signing_key_problem(&config.update);
         if update_problem.is_some() {
-            problems.push(Problem::UpdatesRefused);
+            problems.push(refused_kind(config));
         }
         Status {
             version: crate::update::running_version_str().into(),
@@ -548,13 +564,23 @@ fn update_state(conn: &Connection, config: &Config) -> anyhow::Result<Value> {
 /// ([`Problem::UpdatesFailing`]); `(None, None)` when nothing stops it.
 fn update_problem(conn: &Connection, config: &Config) -> (Option<String>, Option<Problem>) {
     match crate::update::signing_key_problem(&config.update) {
-        Some(p) => (Some(p), Some(Problem::UpdatesRefused)),
+        Some(p) => (Some(p), Some(refused_kind(config))),
         None => {
             let failing =
                 crate::update::daemon::CheckFailures::read(conn).and_then(|f| f.problem());
             let kind = failing.as_ref().map(|_| Problem::UpdatesFailing);
             (failing, kind)
         }
+    }
+}
+
+/// Which problem a refused signing key is: the repository's placeholder,
+/// or no usable key.
+fn refused_kind(config: &Config) -> Problem {
+    if config.update.placeholder_key {
+        Problem::UpdatesPlaceholderKey
+    } else {
+        Problem::UpdatesRefused
     }
 }
 
@@ -585,6 +611,8 @@ fn pos_summary(daemon: Option<&HealthState>) -> PosSummary {
             .clone()
             .filter(|_| d.pos.mqtt_connected),
         problem: d.pos.problem.clone(),
+        anonymous_clients: d.pos.anonymous_clients,
+        anonymous_checked_at: d.pos.anonymous_checked_at.clone(),
     }
 }
 
@@ -615,6 +643,10 @@ fn problems(s: &Status, update: Option<Problem>) -> Vec<Problem> {
     add(s.zenchef.state == "outage", Problem::ZenchefOutage);
     add(s.pos.state == "not_found", Problem::PosNotFound);
     add(s.pos.state == "found", Problem::PosDisconnected);
+    add(
+        s.pos.anonymous_clients == Some(AnonymousClients::Accepted),
+        Problem::PosBrokerAnonymous,
+    );
     add(
         s.tables.as_ref().is_some_and(|t| !t.clean),
         Problem::TableNamesDiffer,
@@ -747,6 +779,8 @@ pub(crate) mod tests {
                 server: Some("eu-3".into()),
                 connected_since: d.pos.connected_since.clone(),
                 problem: None,
+                anonymous_clients: Some(AnonymousClients::Refused),
+                anonymous_checked_at: Some(t(590)),
             },
             zenchef: api_summary(Some(&d.zenchef)),
             pay: ApiSummary {

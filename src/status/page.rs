@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{ApiSummary, Problem, Status, human_age, money};
+use crate::pos::anonymous::AnonymousClients;
 
 /// Seconds between two automatic reloads.
 pub const REFRESH_S: u32 = 10;
@@ -142,6 +143,11 @@ fn problem_fr(p: Problem, s: &Status) -> String {
         Problem::PosDisconnected => {
             "La caisse est trouvée mais la connexion avec elle est coupée.".into()
         }
+        Problem::PosBrokerAnonymous => "La caisse accepte des connexions sans mot de \
+             passe : n'importe quel appareil du réseau du restaurant peut lire les réservations \
+             (noms, téléphones et e-mails des clients) et fausser des paiements. Appelez \
+             l'installateur de la caisse."
+            .into(),
         Problem::TableNamesDiffer => format!(
             "{} nom(s) de table diffèrent entre la caisse et Zenchef (voir ci-dessous) : les \
              réservations de ces tables ne sont pas reconnues quand la table est ouverte sur la \
@@ -193,6 +199,9 @@ fn problem_fr(p: Problem, s: &Status) -> String {
             "Les mises à jour du boîtier échouent depuis plusieurs essais : appelez le support."
                 .into()
         }
+        Problem::UpdatesPlaceholderKey => "Ce boîtier ne peut pas se mettre à jour : \
+             il a été construit avec une clé de signature provisoire. Appelez le support."
+            .into(),
     }
 }
 
@@ -217,6 +226,10 @@ fn problem_en(p: Problem, s: &Status) -> String {
              that the POS server is on and plugged in."
             .into(),
         Problem::PosDisconnected => "The POS is found but the connection to it is down.".into(),
+        Problem::PosBrokerAnonymous => "The POS accepts connections without a password: \
+             any device on the restaurant's network can read the reservations (guests' names, \
+             phones and e-mails) and forge payments. Call the POS installer."
+            .into(),
         Problem::TableNamesDiffer => format!(
             "{} table name(s) differ between the POS and Zenchef (see below): reservations on \
              these tables are not matched when the table is opened on the POS. Rename the table \
@@ -263,6 +276,9 @@ fn problem_en(p: Problem, s: &Status) -> String {
         Problem::UpdatesFailing => {
             "The box's updates have failed several times in a row: call support.".into()
         }
+        Problem::UpdatesPlaceholderKey => "This box cannot update: it was built with a \
+             placeholder signing key. Call support."
+            .into(),
     }
 }
 
@@ -392,6 +408,26 @@ impl Page<'_> {
             self.t("Connectée depuis", "Connected since"),
             &self.when(s.pos.connected_since.as_deref()),
             "",
+        );
+        let (anon, anon_class) = match s.pos.anonymous_clients {
+            Some(AnonymousClients::Accepted) => (
+                self.t(
+                    "ACCEPTÉES : la caisse n'est pas protégée",
+                    "ACCEPTED: the POS is not protected",
+                ),
+                "bad",
+            ),
+            Some(AnonymousClients::Refused) => (self.t("refusées", "refused"), "ok"),
+            Some(AnonymousClients::Unknown) | None => (self.t("inconnu", "unknown"), "warn"),
+        };
+        self.row(
+            "pos-anonymous",
+            self.t(
+                "Connexions sans mot de passe à la caisse",
+                "Connections without a password to the POS",
+            ),
+            anon,
+            anon_class,
         );
     }
 

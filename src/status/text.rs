@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{Problem, Status, age_s, human_age, money};
+use crate::pos::anonymous::AnonymousClients;
 
 /// Width of the human output.
 pub const WIDTH: usize = 80;
@@ -53,6 +54,9 @@ pub fn problem_en(p: Problem, s: &Status) -> String {
         ),
         Problem::PosNotFound => "no usable Cashpad POS on the network (see POS below)".into(),
         Problem::PosDisconnected => "the POS is found but the MQTT session is down".into(),
+        Problem::PosBrokerAnonymous => {
+            "the POS broker lets in clients WITHOUT A PASSWORD (see POS below)".into()
+        }
         Problem::TableNamesDiffer => {
             let n = s.tables.as_ref().map_or(0, |t| {
                 t.diff.near_misses.len() + t.diff.only_pos.len() + t.diff.only_zenchef.len()
@@ -102,6 +106,9 @@ pub fn problem_en(p: Problem, s: &Status) -> String {
             "store replaced at a start: the old file is kept (see STORE)".into()
         }
         Problem::UpdatesRefused => "updates refused: no signing key (see Update below)".into(),
+        Problem::UpdatesPlaceholderKey => {
+            "this box cannot update: placeholder signing key (see Update below)".into()
+        }
         Problem::UpdatesFailing => "updates failing: the daemon's update checks keep failing \
              (see Update below)"
             .into(),
@@ -310,6 +317,16 @@ fn pos(o: &mut Out, s: &Status) {
         && s.pos.state != "connected"
     {
         o.line("", None, p);
+    }
+    if s.pos.anonymous_clients == Some(AnonymousClients::Accepted) {
+        let at = o.when(s.pos.anonymous_checked_at.as_deref());
+        let t = o.paint("ACCEPTS CLIENTS WITHOUT A PASSWORD", Tone::Bad);
+        o.lines.push(format!("{:<LABEL$}broker {t}", ""));
+        o.wrapped(&format!(
+            "checked {at}: any device on the restaurant network can read the reservations \
+             (guests' names, phones, e-mails) and forge POS payments; the broker must refuse \
+             anonymous clients and keep an ACL (docs/pos-broker.md)"
+        ));
     }
 }
 

@@ -414,6 +414,10 @@ impl Updater {
         let client = reqwest::Client::builder()
             .user_agent(concat!("zenchef-edge-update/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
+            // The manifest and archive URLs passed the configuration's
+            // check (https, http only to loopback); a redirect could lead
+            // anywhere: never followed, reported with where it pointed.
+            .redirect(crate::zenchef::client::no_redirects())
             .build()
             .map_err(|e| UpdateError::io("building the HTTP client", std::io::Error::other(e)))?;
         Ok(Updater {

@@ -113,13 +113,32 @@ pub fn restart_requested() -> bool {
     RESTART.load(Ordering::SeqCst)
 }
 
+/// The start of [`signing_key_problem`]'s sentence when the box trusts
+/// only the repository's placeholder key (`placeholder = true` in
+/// `packaging/channel.toml`).
+pub const PLACEHOLDER_KEY_PROBLEM: &str = "this box cannot update: placeholder signing key";
+
 /// Why every release will be refused, when it will: updates are enabled
 /// with a manifest URL but `update.public_key` is missing, empty or not an
-/// ed25519 key. The sentence starts with `updates refused: no signing key`
-/// (what `status`, `doctor`, the page and the daemon's start WARN say).
+/// ed25519 key — the sentence starts with `updates refused: no signing
+/// key` —, or the only keys trusted are the repository's placeholder
+/// ([`crate::config::UpdateConfig::placeholder_key`]) — it starts with
+/// [`PLACEHOLDER_KEY_PROBLEM`]. What `status`, `doctor`, the page and the
+/// daemon's start WARN say.
 pub fn signing_key_problem(cfg: &crate::config::UpdateConfig) -> Option<String> {
     if !cfg.enabled || cfg.manifest_url.is_none() {
         return None;
+    }
+    if cfg.placeholder_key {
+        let id = verify::PublicKey::from_config(cfg)
+            .map(|k| k.key_id())
+            .unwrap_or_default();
+        return Some(format!(
+            "{PLACEHOLDER_KEY_PROBLEM} (key id {id}, {}): this binary was built with the \
+             repository's placeholder key, whose private half nobody has, so every real release \
+             is refused; install a package built with the release channel's real key",
+            cfg.keys_from
+        ));
     }
     match verify::PublicKey::from_config(cfg) {
         Ok(_) => None,

@@ -222,6 +222,11 @@ async fn fetch_to(
         .send()
         .await
         .map_err(|e| fail(format!("{e:#}")))?;
+    if let Some(moved) =
+        crate::zenchef::client::redirect_message(resp.status(), resp.headers(), resp.url())
+    {
+        return Err(fail(format!("HTTP {}: {moved}", resp.status().as_u16())));
+    }
     if !resp.status().is_success() {
         return Err(fail(format!("HTTP {}", resp.status())));
     }

@@ -13,6 +13,11 @@
 //! the network. An HTTP-date `Retry-After` is read against the answer's
 //! own `Date` header (the server's clock), never against the box clock,
 //! which may be years off right after boot (no RTC).
+//!
+//! No redirect is ever followed ([`no_redirects`]): a 3xx is an error that
+//! names only where it pointed ([`redirect_message`]), retried like an
+//! outage (docs/protocol/zenchef-api.md § "Errors and what the agent
+//! does"), so the `auth-token` header never reaches another host.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -191,6 +196,7 @@ impl ZenchefClient {
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("zenchef-edge/", env!("CARGO_PKG_VERSION")))
+            .redirect(no_redirects())
             .build()?;
         Ok(ZenchefClient {
             http,
@@ -352,6 +358,14 @@ impl ZenchefClient {
         })?;
         let status = resp.status();
         let headers = resp.headers().clone();
+        if let Some(moved) = redirect_message(status, &headers, resp.url()) {
+            return Err(CallError {
+                class: classify(status, &headers),
+                status: Some(status.as_u16()),
+                what,
+                message: format!("{moved}: check zenchef.base_url"),
+            });
+        }
         let text = resp.text().await.map_err(|e| CallError {
             class: ErrorClass::Retry { after: None },
             status: Some(status.as_u16()),
@@ -417,9 +431,55 @@ pub fn classify(status: StatusCode, headers: &HeaderMap) -> ErrorClass {
             }),
         },
         408 => ErrorClass::Retry { after: None },
+        // A redirect (never followed: [`no_redirects`]) concerns the
+        // address, not this request: retried like an outage, so nothing
+        // goes dead while a captive portal or a moved API answers, and
+        // everything flows once the base URL is right.
+        300..=399 => ErrorClass::Retry { after: None },
         400..=499 => ErrorClass::Dead,
         _ => ErrorClass::Retry { after: None },
     }
+}
+
+/// The redirect policy of every client that sends a secret (Zenchef,
+/// Zenchef Pay, the updater, `doctor`): none is followed. reqwest keeps
+/// custom headers such as `auth-token` across a redirect to another host
+/// (it strips only `Authorization` and cookies), and a followed redirect
+/// would take the box to an address its configuration refuses
+/// (docs/decisions.md, "No redirect is followed").
+pub fn no_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::none()
+}
+
+/// For a 3xx answer to a request for `from`: `redirected to
+/// <scheme>://<host>[:<port>] (not followed)` (the caller shows the
+/// status), naming only the scheme,
+/// host and port of its `Location` (resolved against `from` when
+/// relative): a path or a query may carry a secret. `None` for any other
+/// status.
+pub fn redirect_message(
+    status: StatusCode,
+    headers: &HeaderMap,
+    from: &reqwest::Url,
+) -> Option<String> {
+    if !status.is_redirection() {
+        return None;
+    }
+    let target = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| from.join(l.trim()).ok());
+    Some(match target {
+        Some(t) => {
+            let port = t.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!(
+                "redirected to {}://{}{port} (not followed)",
+                t.scheme(),
+                t.host_str().unwrap_or("?")
+            )
+        }
+        None => "a redirect without a usable Location (not followed)".into(),
+    })
 }
 
 /// `Retry-After` as seconds or as an HTTP date (RFC 9110 §10.2.3), relative
@@ -573,6 +633,35 @@ mod tests {
         ] {
             assert_eq!(classify(StatusCode::from_u16(s).unwrap(), &h), c, "{s}");
         }
+    }
+
+    #[test]
+    fn a_redirect_names_only_scheme_host_and_port() {
+        let from = reqwest::Url::parse("https://api.zenchef.com/api/v1/tables").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "location",
+            "http://evil.example:8080/steal?token=abc#x"
+                .parse()
+                .unwrap(),
+        );
+        let m = redirect_message(StatusCode::TEMPORARY_REDIRECT, &h, &from).unwrap();
+        assert_eq!(m, "redirected to http://evil.example:8080 (not followed)");
+        h.insert("location", "/elsewhere?k=v".parse().unwrap());
+        assert_eq!(
+            redirect_message(StatusCode::FOUND, &h, &from).unwrap(),
+            "redirected to https://api.zenchef.com (not followed)"
+        );
+        assert!(
+            redirect_message(StatusCode::MOVED_PERMANENTLY, &HeaderMap::new(), &from)
+                .unwrap()
+                .contains("without a usable Location")
+        );
+        assert_eq!(redirect_message(StatusCode::OK, &h, &from), None);
+        assert_eq!(
+            classify(StatusCode::TEMPORARY_REDIRECT, &h),
+            ErrorClass::Retry { after: None }
+        );
     }
 
     #[test]
