@@ -149,9 +149,18 @@ impl Checker<'_> {
         }
     }
 
-    /// [`Checker::required`] for a [`Secret`].
+    /// [`Checker::required`] for a [`Secret`], which must also be one
+    /// word: no space, no control character (it goes in an HTTP header or
+    /// an MQTT login, where a `\r\n` fails only at run time).
+    ///
+    /// Errors: "missing", "empty", or the flaw and its place (never the
+    /// value).
     fn secret(&self, key: &str, value: Option<Secret>) -> Result<Secret, ConfigError> {
-        self.required(key, value, Secret::is_blank)
+        let secret = self.required(key, value, Secret::is_blank)?;
+        match secret.flaw() {
+            Some(problem) => Err(self.err(key, problem)),
+            None => Ok(secret),
+        }
     }
 }
 
