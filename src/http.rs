@@ -46,6 +46,10 @@ pub struct PageState {
     pub config: Arc<Config>,
     /// Wakes the reservation poller.
     pub nudge: Arc<Notify>,
+    /// The daemon's record in memory, when the daemon serves the page: it
+    /// then says it runs even when its store cannot be written
+    /// ([`status::read_live`]). `None`: read like the CLI.
+    pub live: Option<crate::health::Health>,
 }
 
 /// Binds the listen address.
@@ -110,10 +114,15 @@ fn reply(
     r
 }
 
-async fn read_status(config: Arc<Config>) -> Result<status::Status, String> {
-    tokio::task::spawn_blocking(move || status::read(&config).map_err(|e| format!("{e:#}")))
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()))
+async fn read_status(state: &PageState) -> Result<status::Status, String> {
+    let config = state.config.clone();
+    let live = state.live.as_ref().map(|h| h.snapshot());
+    tokio::task::spawn_blocking(move || match live {
+        Some(live) => Ok(status::read_live(&config, chrono::Utc::now(), &live)),
+        None => status::read(&config).map_err(|e| format!("{e:#}")),
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()))
 }
 
 async fn handle(
@@ -132,7 +141,7 @@ async fn handle(
                     .get(ACCEPT_LANGUAGE)
                     .and_then(|v| v.to_str().ok()),
             );
-            match read_status(state.config.clone()).await {
+            match read_status(&state).await {
                 Ok(s) => reply(
                     StatusCode::OK,
                     HTML,
@@ -148,7 +157,7 @@ async fn handle(
                 }
             }
         }
-        (&Method::GET, "/status.json") => match read_status(state.config.clone()).await {
+        (&Method::GET, "/status.json") => match read_status(&state).await {
             Ok(s) => reply(StatusCode::OK, JSON, json::render(&s).unwrap_or_default()),
             Err(e) => reply(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -17,6 +17,7 @@ const MONEY: &[&str] = &["payments_need_person", "orders_need_attention"];
 /// The other problems, most important first (the order of `status`).
 const OTHERS: &[&str] = &[
     "agent_not_running",
+    "store_not_writable",
     "zenchef_credentials",
     "zenchef_outage",
     "pos_not_found",
