@@ -216,3 +216,47 @@ fn a_running_agent_with_a_full_disk_says_it_runs_and_cannot_write() {
     drop(d);
     drop(fs);
 }
+
+/// Issue 21 (a): 33 connections that send nothing made the page unusable
+/// (32 slots, each held for the 10 s header timeout). With 64 idle
+/// connections open, a real `GET /` is answered within a few seconds, and
+/// again after 64 more.
+#[test]
+fn idle_connections_never_lock_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let d = Daemon::start(
+        &config(dir.path(), &dir.path().join("agent.db"), port),
+        port,
+    );
+    let until = Instant::now() + Duration::from_secs(30);
+    while get(port, "/status.json", Duration::from_secs(2)).is_err() {
+        assert!(Instant::now() < until, "no page: {}", d.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut idle = Vec::new();
+    for round in 0..2 {
+        for _ in 0..64 {
+            idle.push(TcpStream::connect(("127.0.0.1", port)).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        let page = get(port, "/", Duration::from_secs(5));
+        let took = t.elapsed();
+        let page = page.unwrap_or_else(|e| {
+            panic!("round {round}: the page is not answered beside 64 idle connections: {e}")
+        });
+        assert!(page.contains("<html"), "{page}");
+        figure(&format!(
+            "page answered in {} ms beside {} idle connections",
+            took.as_millis(),
+            idle.len()
+        ));
+    }
+    drop(idle);
+}
+
+/// A figure for the report (stderr, shown with --nocapture).
+fn figure(line: &str) {
+    eprintln!("FIGURE {line}");
+}
