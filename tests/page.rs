@@ -260,3 +260,102 @@ fn idle_connections_never_lock_the_page() {
 fn figure(line: &str) {
     eprintln!("FIGURE {line}");
 }
+
+/// A booking of today (+01:00, the rig's zone) at the current time.
+fn booking(id: i64, lastname: &str) -> Value {
+    let n = chrono::Utc::now().with_timezone(&zenchef_sim::pos::paris_winter());
+    serde_json::json!({
+        "id": id, "day": n.format("%Y-%m-%d").to_string(), "time": n.format("%H:%M").to_string(),
+        "nb_guests": 2, "firstname": "Camille", "lastname": lastname, "status": "confirmed",
+        "tables": [{"id": 1, "name": "1"}],
+    })
+}
+
+/// Issue 21 (b): 97,000 webhook posts in 10 s cost 68 `GET /bookings`.
+/// Nudges coalesce: a flood of posts over 4 s costs a few polls (one per
+/// 2 s at most, plus the one pending), and a booking changed before the
+/// flood still reaches the POS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_webhook_posts_costs_a_few_polls() {
+    use zenchef_sim::harness::{Rig, RigOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let mut opts = RigOptions::new(zenchef_sim::zenchef::ZenchefConfig {
+        tables: vec![(1, "1".into(), "Salle".into())],
+        bookings: vec![booking(4001, "Avant")],
+        ..Default::default()
+    });
+    opts.http_listen = format!("127.0.0.1:{port}");
+    opts.poll_interval_s = 3600; // only nudges poll after the start
+    let mut rig = Rig::start(opts, Path::new(AGENT), dir.path())
+        .await
+        .unwrap();
+    rig.spawn_agent().unwrap();
+    rig.pos
+        .wait_until(Duration::from_secs(30), |s| {
+            s.reservations.contains_key(&4001)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(30)));
+    // Past the start's own polls.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    rig.zenchef
+        .update_booking(4001, |b| b["lastname"] = "Changé".into());
+    let first = rig.zenchef.call_count();
+    let start = Instant::now();
+    let flood = Duration::from_secs(4);
+    let mut posters = Vec::new();
+    for _ in 0..4 {
+        posters.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let url = format!("http://127.0.0.1:{port}/zenchef/webhook");
+            let mut n = 0u64;
+            while start.elapsed() < flood {
+                if let Ok(r) = client.post(&url).body("{}").send().await
+                    && r.status().as_u16() == 202
+                {
+                    n += 1;
+                }
+            }
+            n
+        }));
+    }
+    let mut posts = 0;
+    for p in posters {
+        posts += p.await.unwrap();
+    }
+    let flood_s = start.elapsed().as_secs_f64();
+    rig.pos
+        .wait_until(Duration::from_secs(10), |s| {
+            s.reservations
+                .get(&4001)
+                .is_some_and(|r| r.to_string().contains("Changé"))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(30)));
+    // The pending poll after the flood, if any.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // One poll reads each day of the sync window: count one day's reads.
+    let reads: Vec<String> = rig
+        .zenchef
+        .calls_from(first)
+        .iter()
+        .filter(|c| c.method == "GET" && c.path.ends_with("/bookings"))
+        .map(|c| c.query.clone())
+        .collect();
+    let polls = reads
+        .first()
+        .map_or(0, |day| reads.iter().filter(|q| *q == day).count());
+    figure(&format!(
+        "{posts} webhook posts in {flood_s:.1} s cost {polls} polls ({} GET /bookings)",
+        reads.len()
+    ));
+    assert!(posts > 100, "a flood: {posts} posts");
+    // One poll per 2 s of flood, the first at once, one pending at the end
+    // (and a second of slack).
+    assert!(
+        (1..=5).contains(&polls),
+        "{posts} posts in {flood_s:.1} s cost {polls} polls"
+    );
+    let _ = rig.stop_agent(Duration::from_secs(5));
+}
