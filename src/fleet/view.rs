@@ -126,6 +126,18 @@ impl Row {
         }
     }
 
+    /// The row of a message of `bytes` bytes, larger than `cap`: not read,
+    /// marked `unreadable message` (and its size), like any message that
+    /// is not a report.
+    pub fn too_large(device_id: &str, bytes: usize, cap: usize) -> Row {
+        let mut row = Row::from_message(device_id, b"", Utc::now());
+        row.problems.push(format!(
+            "larger than {} MiB ({bytes} bytes)",
+            cap / (1024 * 1024)
+        ));
+        row
+    }
+
     /// How much trouble, lower first: payments needing a person, then
     /// orders needing attention (money), then offline, stale or unreadable,
     /// then each other problem by its rank, unknown problem names after
