@@ -256,31 +256,39 @@ impl Health {
             } else {
                 store.write(move |c| outbox::kv_set(c, KV_KEY, &json)).await
             };
-            let was = self.snapshot().store_write_error;
-            match r {
-                Err(e) => {
-                    let why = e.to_string();
-                    if was.is_none() {
-                        tracing::warn!(
-                            "cannot write to the store ({why}): is its disk full or read-only? \
-                             df -h {}",
-                            store
-                                .path()
-                                .parent()
-                                .map_or_else(String::new, |d| d.display().to_string())
-                        );
-                    }
-                    self.update(|s| s.store_write_error = Some(why));
-                }
-                Ok(()) if was.is_some() => {
-                    tracing::info!("the store can be written again");
-                    self.update(|s| s.store_write_error = None);
-                }
-                Ok(()) => {}
-            }
+            self.note_store_write(r.map(drop), &store);
             if stopping {
                 return;
             }
+        }
+    }
+}
+
+impl Health {
+    /// Keeps the outcome of the record's last write to the store in
+    /// [`HealthState::store_write_error`]; a WARN when writes start
+    /// failing, an INFO when they work again.
+    fn note_store_write(&self, r: Result<(), outbox::StoreError>, store: &Store) {
+        let was = self.snapshot().store_write_error;
+        match r {
+            Err(e) => {
+                let why = e.to_string();
+                if was.is_none() {
+                    tracing::warn!(
+                        "cannot write to the store ({why}): is its disk full or read-only? df -h {}",
+                        store
+                            .path()
+                            .parent()
+                            .map_or_else(String::new, |d| d.display().to_string())
+                    );
+                }
+                self.update(|s| s.store_write_error = Some(why));
+            }
+            Ok(()) if was.is_some() => {
+                tracing::info!("the store can be written again");
+                self.update(|s| s.store_write_error = None);
+            }
+            Ok(()) => {}
         }
     }
 }

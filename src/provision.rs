@@ -294,32 +294,8 @@ impl Provision {
         }
         let ssh_dir = home.join(".ssh");
         let owner = owner_ids(self.ssh_user.as_deref()).map_err(err)?;
-        // `~/.ssh` belongs to the account: its mode and owner are set on a
-        // descriptor opened without following a link, and the keys already
-        // there are read the same way (a link is refused, never merged).
-        fs::create_dir_all(&ssh_dir).map_err(err)?;
-        let dir = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(&ssh_dir)
-            .map_err(err)?;
-        dir.set_permissions(fs::Permissions::from_mode(0o700))
-            .map_err(err)?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&dir, Some(uid), Some(gid)).map_err(err)?;
-        }
-        let existing = match files::read_capped(&target, MAX_AUTHORIZED_KEYS_BYTES) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(files::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                String::new()
-            }
-            Err(e) => {
-                return Err(err(std::io::Error::other(format!(
-                    "{}: {e}",
-                    target.display()
-                ))));
-            }
-        };
+        prepare_ssh_dir(&ssh_dir, owner).map_err(err)?;
+        let existing = read_existing_keys(&target).map_err(err)?;
         let mut merged = existing.clone();
         let mut added = 0;
         for k in &valid {
@@ -341,6 +317,39 @@ impl Provision {
         );
         report.keys_installed = Some((keys.to_path_buf(), added));
         Ok(())
+    }
+}
+
+/// Creates `~/.ssh` if needed, then sets its mode 0700 and its owner on
+/// a descriptor opened without following a link: the directory belongs
+/// to the account, which could have made it a link to, say, `/etc`.
+///
+/// Errors: I/O; `ELOOP` when `ssh_dir` is a link.
+fn prepare_ssh_dir(ssh_dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    fs::create_dir_all(ssh_dir)?;
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(ssh_dir)?;
+    dir.set_permissions(fs::Permissions::from_mode(0o700))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&dir, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+/// The keys already in `target` (empty when there is none), read without
+/// following a link (a link to `/etc/shadow` would copy it to the
+/// account) and at most [`MAX_AUTHORIZED_KEYS_BYTES`].
+///
+/// Errors: a link, not a file, too large, I/O.
+fn read_existing_keys(target: &Path) -> std::io::Result<String> {
+    match files::read_capped(target, MAX_AUTHORIZED_KEYS_BYTES) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(files::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(String::new())
+        }
+        Err(e) => Err(std::io::Error::other(format!("{}: {e}", target.display()))),
     }
 }
 
