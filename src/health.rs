@@ -266,15 +266,17 @@ impl Health {
 
 impl Health {
     /// Keeps the outcome of the record's last write to the store in
-    /// [`HealthState::store_write_error`]; a WARN when writes start
-    /// failing, an INFO when they work again.
+    /// [`HealthState::store_write_error`]; a line when writes start
+    /// failing, one when they work again.
     fn note_store_write(&self, r: Result<(), outbox::StoreError>, store: &Store) {
         let was = self.snapshot().store_write_error;
         match r {
             Err(e) => {
                 let why = e.to_string();
+                // INFO: intake's ERROR already says that events cannot be
+                // stored; this line says why the record goes stale.
                 if was.is_none() {
-                    tracing::warn!(
+                    tracing::info!(
                         "cannot write to the store ({why}): is its disk full or read-only? df -h {}",
                         store
                             .path()
