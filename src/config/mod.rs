@@ -237,6 +237,18 @@ impl Secret {
     fn is_blank(&self) -> bool {
         self.0.trim().is_empty()
     }
+    /// The first character of this secret outside ASCII and its place
+    /// (counted from 1), without the value: an HTTP header takes visible
+    /// ASCII only.
+    fn non_ascii(&self) -> Option<String> {
+        let (at, c) = self.0.chars().enumerate().find(|(_, c)| !c.is_ascii())?;
+        Some(format!(
+            "holds a character outside ASCII (U+{:04X}) at character {}: it goes in an HTTP \
+             header (the value is not shown)",
+            c as u32,
+            at + 1
+        ))
+    }
     /// What makes this secret unusable in an HTTP header or an MQTT
     /// login, without the value: the first space or control character
     /// (a pasted `\r\n`, a tab) and its place, counted in characters

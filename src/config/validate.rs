@@ -162,6 +162,19 @@ impl Checker<'_> {
             None => Ok(secret),
         }
     }
+
+    /// [`Checker::secret`] for a token sent in an HTTP header (Zenchef,
+    /// Zenchef Pay): ASCII only as well.
+    ///
+    /// Errors: as [`Checker::secret`]; the first character outside ASCII
+    /// and its place (never the value).
+    fn http_secret(&self, key: &str, value: Option<Secret>) -> Result<Secret, ConfigError> {
+        let secret = self.secret(key, value)?;
+        match secret.non_ascii() {
+            Some(problem) => Err(self.err(key, problem)),
+            None => Ok(secret),
+        }
+    }
 }
 
 /// `[restaurant]`: the time zone (default Europe/Paris) and the currency
@@ -244,7 +257,7 @@ fn zenchef(z: RawZenchef, ck: &mut Checker) -> Result<ZenchefConfig, ConfigError
     let restaurant_id = ck.required("zenchef.restaurant_id", z.restaurant_id, |s| {
         s.trim().is_empty()
     })?;
-    let token = ck.secret("zenchef.token", z.token)?;
+    let token = ck.http_secret("zenchef.token", z.token)?;
     let base_url = check_base_url(
         z.base_url
             .unwrap_or_else(|| DEFAULT_ZENCHEF_BASE_URL.to_string()),
@@ -309,7 +322,7 @@ fn zenchef_pay(p: RawPay, ck: &Checker) -> Result<Option<PayConfig>, ConfigError
     )?;
     Ok(Some(PayConfig {
         base_url,
-        token: ck.secret("zenchef_pay.token", p.token)?,
+        token: ck.http_secret("zenchef_pay.token", p.token)?,
         settle_resend: Duration::from_secs(resend_s),
         settle_resends: resends,
     }))
