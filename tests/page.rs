@@ -49,6 +49,7 @@ listen = "127.0.0.1:{port}"
 /// The daemon; killed when dropped.
 struct Daemon {
     child: Child,
+    config: PathBuf,
     log: PathBuf,
     port: u16,
 }
@@ -66,11 +67,26 @@ impl Daemon {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Daemon { child, log, port }
+        Daemon {
+            child,
+            config: config.to_path_buf(),
+            log,
+            port,
+        }
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `status --json` of the CLI, read beside the daemon.
+    fn cli_status(&self) -> Value {
+        let out = Command::new(AGENT)
+            .args(["status", "--json", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     }
 
     /// `GET path` on the page, in English; the body (empty on failure).
@@ -157,7 +173,7 @@ fn is_root() -> bool {
 /// Issue 21 (d): the page served by the running agent said "the agent is
 /// stopped" once its store's disk was full (its record in the store went
 /// stale). The agent serving the page runs: it says so, and says that it
-/// cannot write its store.
+/// cannot write its store; `status` beside it says the same.
 #[test]
 fn a_running_agent_with_a_full_disk_says_it_runs_and_cannot_write() {
     if !is_root() {
@@ -178,6 +194,11 @@ fn a_running_agent_with_a_full_disk_says_it_runs_and_cannot_write() {
         || d.get("/status.json", Duration::from_secs(2)).is_empty()
     {
         assert!(Instant::now() < until, "never running: {}", d.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The daemon's record is in the store (the CLI reads it there).
+    while d.cli_status()["daemon_running"] != true {
+        assert!(Instant::now() < until, "no record: {}", d.log());
         std::thread::sleep(Duration::from_millis(200));
     }
     fs.fill();
@@ -207,6 +228,19 @@ fn a_running_agent_with_a_full_disk_says_it_runs_and_cannot_write() {
             );
             seen += 1;
         }
+    }
+    // Past the record's freshness, the CLI beside it says the same.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = d.cli_status();
+        let p = problems(&s);
+        if p.contains(&"store_not_writable".to_string()) {
+            assert!(!p.contains(&"agent_not_running".to_string()), "{s}");
+            assert_eq!(s["daemon_alive"], true, "{s}");
+            break;
+        }
+        assert!(Instant::now() < until, "status never said it: {s}");
+        std::thread::sleep(Duration::from_millis(500));
     }
     assert!(
         d.log().contains("cannot write to the store"),
