@@ -40,6 +40,7 @@ use crate::util::LOOPBACK;
 /// `fleet-view` sorts by).
 pub const PROBLEMS: &[&str] = &[
     "agent_not_running",
+    "store_not_writable",
     "payments_need_person",
     "orders_need_attention",
     "zenchef_credentials",
