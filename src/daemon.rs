@@ -441,6 +441,7 @@ async fn spawn_page(sh: &Shared, stages: &mut Stages) {
             let state = http::PageState {
                 config: config.clone(),
                 nudge: sh.nudge.clone(),
+                live: Some(sh.health.clone()),
             };
             let stop = stages.rest.stop.clone();
             stages

@@ -44,6 +44,12 @@ pub struct HealthState {
     /// Stays shown until the file is dealt with (kv key [`MOVED_ASIDE_KEY`]).
     #[serde(default)]
     pub store_moved_aside: Option<String>,
+    /// Why the daemon's last write to its store failed (`database or disk
+    /// is full`, `attempt to write a readonly database`, …), `None` once
+    /// one succeeds. Only ever seen live (the page, the fleet report): a
+    /// store that cannot be written cannot hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_write_error: Option<String>,
     /// The fleet session (`[fleet]`, docs/fleet.md); left out when the
     /// daemon runs none.
     #[serde(default, skip_serializing_if = "crate::fleet::FleetHealth::is_default")]
@@ -255,12 +261,41 @@ impl Health {
             } else {
                 store.write(move |c| outbox::kv_set(c, KV_KEY, &json)).await
             };
-            if let Err(e) = r {
-                tracing::debug!("cannot write the daemon state: {e}");
-            }
+            self.note_store_write(r.map(drop), &store);
             if stopping {
                 return;
             }
+        }
+    }
+}
+
+impl Health {
+    /// Keeps the outcome of the record's last write to the store in
+    /// [`HealthState::store_write_error`]; a line when writes start
+    /// failing, one when they work again.
+    fn note_store_write(&self, r: Result<(), outbox::StoreError>, store: &Store) {
+        let was = self.snapshot().store_write_error;
+        match r {
+            Err(e) => {
+                let why = e.to_string();
+                // INFO: intake's ERROR already says that events cannot be
+                // stored; this line says why the record goes stale.
+                if was.is_none() {
+                    tracing::info!(
+                        "cannot write to the store ({why}): is its disk full or read-only? df -h {}",
+                        store
+                            .path()
+                            .parent()
+                            .map_or_else(String::new, |d| d.display().to_string())
+                    );
+                }
+                self.update(|s| s.store_write_error = Some(why));
+            }
+            Ok(()) if was.is_some() => {
+                tracing::info!("the store can be written again");
+                self.update(|s| s.store_write_error = None);
+            }
+            Ok(()) => {}
         }
     }
 }

@@ -10,13 +10,17 @@
 //!
 //! Anything else is 404 (405 for a known path with another method). The
 //! page reads the store read-only on a blocking thread, like the CLI. At
-//! most [`MAX_CONNECTIONS`] connections are served at once and a client has
+//! most [`MAX_CONNECTIONS`] connections are kept at once and a client has
 //! [`HEADER_TIMEOUT`] to send its headers, so a stray client on the LAN
-//! cannot tie the agent up.
+//! cannot tie the agent up; when every slot is taken, a new connection
+//! closes the oldest one that is not being answered (an idle or silent
+//! one), so that idle connections never lock a manager out of the page.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -27,7 +31,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -37,7 +41,7 @@ use crate::status::{self, json, page};
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 32;
 /// Time a client has to send its request headers.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -46,6 +50,10 @@ pub struct PageState {
     pub config: Arc<Config>,
     /// Wakes the reservation poller.
     pub nudge: Arc<Notify>,
+    /// The daemon's record in memory, when the daemon serves the page: it
+    /// then says it runs even when its store cannot be written
+    /// ([`status::read_live`]). `None`: read like the CLI.
+    pub live: Option<crate::health::Health>,
 }
 
 /// Binds the listen address.
@@ -60,7 +68,7 @@ pub async fn serve(listener: TcpListener, state: PageState, cancel: Cancellation
     if let Ok(a) = listener.local_addr() {
         info!("status page on http://{a}/ (webhook nudge: POST /zenchef/webhook)");
     }
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -73,15 +81,24 @@ pub async fn serve(listener: TcpListener, state: PageState, cancel: Cancellation
                 }
             },
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            debug!("too many connections to the status page: dropping {peer}");
+        let Some(slot) = slots.take() else {
+            debug!("all connections to the status page are being answered: dropping {peer}");
             continue;
         };
         let state = state.clone();
         let cancel = cancel.clone();
+        let slots = slots.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let service = service_fn(move |req| handle(req, state.clone()));
+            let busy = slot.busy.clone();
+            let service = service_fn(move |req| {
+                let (state, busy) = (state.clone(), busy.clone());
+                async move {
+                    busy.store(true, Ordering::SeqCst);
+                    let r = handle(req, state).await;
+                    busy.store(false, Ordering::SeqCst);
+                    r
+                }
+            });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -89,11 +106,61 @@ pub async fn serve(listener: TcpListener, state: PageState, cancel: Cancellation
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => if let Err(e) = r { debug!("status page connection from {peer}: {e}") },
+                _ = slot.evict.cancelled() => debug!("status page connection from {peer} closed for a new one"),
                 _ = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
             }
+            slots.free(slot.id);
         });
     }
     info!("status page stopped");
+}
+
+/// The connections kept, oldest first.
+#[derive(Clone, Default)]
+struct Slots(Arc<Mutex<SlotsInner>>);
+
+#[derive(Default)]
+struct SlotsInner {
+    next_id: u64,
+    open: VecDeque<Slot>,
+}
+
+/// One connection kept: `busy` while a request of it is being answered;
+/// `evict` closes it.
+#[derive(Clone)]
+struct Slot {
+    id: u64,
+    busy: Arc<AtomicBool>,
+    evict: CancellationToken,
+}
+
+impl Slots {
+    /// A slot for a new connection; when all [`MAX_CONNECTIONS`] are
+    /// taken, the oldest connection not being answered is closed for it.
+    /// `None` when every connection is being answered.
+    fn take(&self) -> Option<Slot> {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if g.open.len() >= MAX_CONNECTIONS {
+            let idle = g.open.iter().position(|s| !s.busy.load(Ordering::SeqCst))?;
+            if let Some(old) = g.open.remove(idle) {
+                old.evict.cancel();
+            }
+        }
+        g.next_id += 1;
+        let slot = Slot {
+            id: g.next_id,
+            busy: Arc::default(),
+            evict: CancellationToken::new(),
+        };
+        g.open.push_back(slot.clone());
+        Some(slot)
+    }
+
+    /// The connection `id` ended.
+    fn free(&self, id: u64) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.open.retain(|s| s.id != id);
+    }
 }
 
 fn reply(
@@ -110,10 +177,15 @@ fn reply(
     r
 }
 
-async fn read_status(config: Arc<Config>) -> Result<status::Status, String> {
-    tokio::task::spawn_blocking(move || status::read(&config).map_err(|e| format!("{e:#}")))
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()))
+async fn read_status(state: &PageState) -> Result<status::Status, String> {
+    let config = state.config.clone();
+    let live = state.live.as_ref().map(|h| h.snapshot());
+    tokio::task::spawn_blocking(move || match live {
+        Some(live) => Ok(status::read_live(&config, chrono::Utc::now(), &live)),
+        None => status::read(&config).map_err(|e| format!("{e:#}")),
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()))
 }
 
 async fn handle(
@@ -132,7 +204,7 @@ async fn handle(
                     .get(ACCEPT_LANGUAGE)
                     .and_then(|v| v.to_str().ok()),
             );
-            match read_status(state.config.clone()).await {
+            match read_status(&state).await {
                 Ok(s) => reply(
                     StatusCode::OK,
                     HTML,
@@ -148,7 +220,7 @@ async fn handle(
                 }
             }
         }
-        (&Method::GET, "/status.json") => match read_status(state.config.clone()).await {
+        (&Method::GET, "/status.json") => match read_status(&state).await {
             Ok(s) => reply(StatusCode::OK, JSON, json::render(&s).unwrap_or_default()),
             Err(e) => reply(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -44,6 +44,8 @@
 //!   automatic rollback (docs/README-update.md).
 //! - [`cli`]: the technician commands; [`exit`]: their exit codes;
 //!   [`privileges`]: becoming the state directory's owner when run as root.
+//! - [`files`]: atomic writes and capped reads that never follow a
+//!   planted symbolic link.
 //! - [`retry`]: the one backoff every retrying loop uses; [`time`]: the
 //!   box's clock (never used for ordering); [`tls`]: the crypto provider.
 //!
@@ -58,6 +60,7 @@ pub mod config;
 pub mod daemon;
 pub mod delivery;
 pub mod exit;
+pub mod files;
 pub mod fleet;
 pub mod health;
 pub mod http;

@@ -28,13 +28,20 @@
 //!    first start after provisioning logs a summary of its checks.
 //!
 //! A consumed note is recognised and never applied again.
+//!
+//! This runs as root on files others can plant things beside: every drop
+//! is read without following a link and at most [`MAX_DROP_BYTES`] /
+//! [`MAX_KEYS_BYTES`] ([`crate::files::read_capped`]), and every file is
+//! written by [`crate::files::write_atomic_owned`] (never through a link).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use tracing::{error, info, warn};
+
+use crate::files;
 
 /// Boot directories searched, in order (Raspberry Pi OS Bookworm mounts
 /// the FAT partition at `/boot/firmware`, older images at `/boot`).
@@ -61,6 +68,12 @@ pub const KEY_TYPES: &[&str] = &[
     "sk-ssh-ed25519@openssh.com",
     "sk-ecdsa-sha2-nistp256@openssh.com",
 ];
+/// Largest configuration drop read, in bytes (a real one is about 2 KiB).
+pub const MAX_DROP_BYTES: u64 = 64 * 1024;
+/// Largest SSH keys drop read, in bytes (about 150 keys).
+pub const MAX_KEYS_BYTES: u64 = 64 * 1024;
+/// Largest existing `authorized_keys` merged with the drop, in bytes.
+pub const MAX_AUTHORIZED_KEYS_BYTES: u64 = 1024 * 1024;
 /// First line of a consumed drop.
 pub const CONSUMED_MARK: &str = "# zenchef-edge: consumed";
 /// Marker left in the state directory after a successful provisioning.
@@ -143,15 +156,18 @@ impl Provision {
         self.boot_dirs
             .iter()
             .map(|d| d.join(name))
-            .find(|p| p.is_file())
+            // A link is found too, so that it is refused in words.
+            .find(|p| fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()))
     }
 
     fn config_drop(&self, drop: &Path, report: &mut Report) -> Result<(), ProvisionError> {
-        let text = match fs::read_to_string(drop) {
-            Ok(t) => t,
-            Err(e) => {
-                return self.refuse(drop, format!("cannot read {}: {e}", drop.display()), report);
+        let text = match files::read_capped(drop, MAX_DROP_BYTES).map(String::from_utf8) {
+            Ok(Ok(t)) => t,
+            Ok(Err(_)) => {
+                let why = format!("{} is not UTF-8 text: refused", drop.display());
+                return self.refuse(drop, why, report);
             }
+            Err(e) => return self.refuse(drop, format!("{}: {e}", drop.display()), report),
         };
         if text.starts_with(CONSUMED_MARK) {
             return Ok(());
@@ -159,24 +175,24 @@ impl Provision {
         if let Err(e) = crate::config::parse(&text, drop) {
             return self.refuse(drop, e.to_string(), report);
         }
-        write_private(
-            &self.config_path,
-            text.as_bytes(),
-            self.service_user.as_deref(),
-        )
-        .map_err(|source| ProvisionError::Install {
-            path: self.config_path.clone(),
-            source,
-        })?;
+        owner_ids(self.service_user.as_deref())
+            .and_then(|owner| {
+                files::write_atomic_owned(&self.config_path, text.as_bytes(), 0o600, owner)
+            })
+            .map_err(|source| ProvisionError::Install {
+                path: self.config_path.clone(),
+                source,
+            })?;
         scrub(drop, &self.config_path).map_err(|source| ProvisionError::Scrub {
             path: drop.to_path_buf(),
             source,
         })?;
         let _ = fs::remove_file(drop.with_file_name(ERROR_NAME));
         let _ = fs::create_dir_all(&self.state_dir);
-        let _ = fs::write(
-            self.state_dir.join(PROVISIONED_MARKER),
-            crate::time::now_utc(),
+        let _ = files::write_atomic(
+            &self.state_dir.join(PROVISIONED_MARKER),
+            crate::time::now_utc().as_bytes(),
+            0o644,
         );
         info!(
             "provisioned: {} installed as {} (mode 0600); the copy on the boot partition was scrubbed",
@@ -198,7 +214,13 @@ impl Provision {
             drop.display(),
             crate::time::now_utc()
         );
-        let _ = fs::write(drop.with_file_name(ERROR_NAME), note);
+        // Written beside the drop by a rename: a link planted at that name
+        // is replaced, never written through.
+        if let Err(e) =
+            files::write_atomic(&drop.with_file_name(ERROR_NAME), note.as_bytes(), 0o644)
+        {
+            warn!("cannot write {ERROR_NAME} beside {}: {e}", drop.display());
+        }
         report.refused = Some((drop.to_path_buf(), why));
         Ok(())
     }
@@ -231,7 +253,23 @@ impl Provision {
             path: target.clone(),
             source,
         };
-        let new = fs::read_to_string(keys).map_err(err)?;
+        let new = match files::read_capped(keys, MAX_KEYS_BYTES).map(String::from_utf8) {
+            Ok(Ok(t)) => t,
+            Ok(Err(_)) => {
+                error!(
+                    "{} is not UTF-8 text: left in place, the account's keys are unchanged",
+                    keys.display()
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                error!(
+                    "{}: {e}; left in place, the account's keys are unchanged",
+                    keys.display()
+                );
+                return Ok(());
+            }
+        };
         let valid: Vec<&str> = new
             .lines()
             .map(str::trim)
@@ -255,9 +293,9 @@ impl Provision {
             return Ok(());
         }
         let ssh_dir = home.join(".ssh");
-        fs::create_dir_all(&ssh_dir).map_err(err)?;
-        fs::set_permissions(&ssh_dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
-        let existing = fs::read_to_string(&target).unwrap_or_default();
+        let owner = owner_ids(self.ssh_user.as_deref()).map_err(err)?;
+        prepare_ssh_dir(&ssh_dir, owner).map_err(err)?;
+        let existing = read_existing_keys(&target).map_err(err)?;
         let mut merged = existing.clone();
         let mut added = 0;
         for k in &valid {
@@ -270,10 +308,7 @@ impl Provision {
                 added += 1;
             }
         }
-        write_private(&target, merged.as_bytes(), self.ssh_user.as_deref()).map_err(err)?;
-        if let Some(user) = &self.ssh_user {
-            chown(&ssh_dir, user).map_err(err)?;
-        }
+        files::write_atomic_owned(&target, merged.as_bytes(), 0o600, owner).map_err(err)?;
         fs::remove_file(keys).map_err(err)?;
         info!(
             "{added} SSH key(s) installed for the technician account ({}); {} removed from the boot partition",
@@ -282,6 +317,39 @@ impl Provision {
         );
         report.keys_installed = Some((keys.to_path_buf(), added));
         Ok(())
+    }
+}
+
+/// Creates `~/.ssh` if needed, then sets its mode 0700 and its owner on
+/// a descriptor opened without following a link: the directory belongs
+/// to the account, which could have made it a link to, say, `/etc`.
+///
+/// Errors: I/O; `ELOOP` when `ssh_dir` is a link.
+fn prepare_ssh_dir(ssh_dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    fs::create_dir_all(ssh_dir)?;
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(ssh_dir)?;
+    dir.set_permissions(fs::Permissions::from_mode(0o700))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&dir, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+/// The keys already in `target` (empty when there is none), read without
+/// following a link (a link to `/etc/shadow` would copy it to the
+/// account) and at most [`MAX_AUTHORIZED_KEYS_BYTES`].
+///
+/// Errors: a link, not a file, too large, I/O.
+fn read_existing_keys(target: &Path) -> std::io::Result<String> {
+    match files::read_capped(target, MAX_AUTHORIZED_KEYS_BYTES) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(files::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(String::new())
+        }
+        Err(e) => Err(std::io::Error::other(format!("{}: {e}", target.display()))),
     }
 }
 
@@ -317,43 +385,10 @@ pub fn is_public_key(line: &str) -> bool {
     })
 }
 
-/// Writes a file atomically with mode 0600: temp file in the same
-/// directory, fsync, rename, fsync of the directory; then `chown` to
-/// `owner` when given.
-pub fn write_private(path: &Path, bytes: &[u8], owner: Option<&str>) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
-    if let Some(user) = owner {
-        chown(&tmp, user)?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
 /// Overwrites the file's bytes with zeros in place (same blocks on FAT),
 /// then replaces its content with a note; fsync after each step.
 fn scrub(drop: &Path, installed_as: &Path) -> std::io::Result<()> {
-    let mut f = OpenOptions::new().write(true).open(drop)?;
+    let mut f = files::open_nofollow(drop, true)?;
     let len = f.metadata()?.len() as usize;
     f.write_all(&vec![0u8; len])?;
     f.sync_all()?;
@@ -370,8 +405,10 @@ fn scrub(drop: &Path, installed_as: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `chown user:user-primary-group` through `/etc/passwd` (no libc crate).
-fn chown(path: &Path, user: &str) -> std::io::Result<()> {
+/// The uid and primary gid of `user` (`None`: none asked), from
+/// `/etc/passwd`.
+fn owner_ids(user: Option<&str>) -> std::io::Result<Option<(u32, u32)>> {
+    let Some(user) = user else { return Ok(None) };
     let passwd = fs::read_to_string("/etc/passwd")?;
     let entry = passwd
         .lines()
@@ -386,7 +423,7 @@ fn chown(path: &Path, user: &str) -> std::io::Result<()> {
     let gid: u32 = entry[3]
         .parse()
         .map_err(|_| std::io::Error::other("bad gid"))?;
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+    Ok(Some((uid, gid)))
 }
 
 fn home_of(user: &str) -> Option<PathBuf> {

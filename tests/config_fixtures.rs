@@ -137,3 +137,33 @@ fn fixtures_hold_no_real_looking_secret() {
     }
     report(failures);
 }
+
+/// No refusal prints a token as written, whatever its type or syntax: a
+/// number (serde's message would quote it), a string with a line break,
+/// an unquoted word. Read from the text, so that files TOML refuses count.
+#[test]
+fn no_refusal_shows_a_token_as_written() {
+    let mut failures = Vec::new();
+    for path in fixtures("invalid") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let Err(e) = config::load(&path) else {
+            continue;
+        };
+        let e = e.to_string();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some(("token", value)) = line.split_once('=').map(|(k, v)| (k.trim(), v.trim()))
+            else {
+                continue;
+            };
+            let bare = value.trim_matches(|c| c == '"' || c == '\'');
+            // Long enough to be told from the words of a message.
+            if bare.len() >= 6 && e.contains(bare) {
+                failures.push(format!(
+                    "{}: the error shows the token: {e}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    report(failures);
+}

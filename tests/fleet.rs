@@ -1957,3 +1957,81 @@ async fn ten_minutes_without_the_broker_change_nothing_for_the_restaurant_and_le
     ));
     defects.assert_none();
 }
+
+/// Issue 21 (c): one retained message over 16 MiB made `fleet-view` fail
+/// for the whole fleet (rumqttc drops the connection on a packet over its
+/// limit, and the broker sends the same message again at the next). It is
+/// now a row marked unreadable, and every other box is listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_view_lists_every_box_beside_a_message_over_16_mib() {
+    if !require("mosquitto", mosquitto::available()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = "groups/big";
+    let mq = Mosquitto::start(
+        &dir.path().join("mosquitto"),
+        &[
+            ("boxes".into(), "boxes-pw".into()),
+            ("support-pw".into(), "support-pw-secret".into()),
+        ],
+        1,
+    )
+    .unwrap();
+    let ep = FleetEndpoint::plain(mq.port(), "boxes", "boxes-pw");
+    // Device ids on both sides of the big one in topic order.
+    let mut boxes = varied_fleet(4, 21, Utc::now());
+    for (b, id) in boxes.iter_mut().zip(["a-box", "b-box", "y-box", "z-box"]) {
+        b.device_id = id.into();
+        b.dead_box = false;
+    }
+    publish_fleet(&boxes, prefix, 4, |_| ep.clone())
+        .await
+        .unwrap();
+    let big = vec![b'{'; 17 * 1024 * 1024];
+    publish_retained(
+        &ep,
+        "m-box",
+        &status_topic(prefix, "m-box"),
+        &big,
+        None,
+        Leave::Disconnect,
+    )
+    .await
+    .unwrap();
+    let args: Vec<String> = [
+        "--broker",
+        &format!("mqtt://127.0.0.1:{}", mq.port()),
+        "--username",
+        "support-pw",
+        "--prefix",
+        prefix,
+        "--wait-s",
+        "2",
+    ]
+    .map(String::from)
+    .to_vec();
+    let env = [("ZENCHEF_FLEET_TOKEN", "support-pw-secret")];
+    let (code, out, err) = fleet_view(&args, &env);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (rows, _) = parse_view(&out);
+    let mut devices: Vec<&str> = rows.iter().map(|r| r.device.as_str()).collect();
+    devices.sort();
+    assert_eq!(
+        devices,
+        ["a-box", "b-box", "m-box", "y-box", "z-box"],
+        "{out}"
+    );
+    let line = out.lines().find(|l| l.starts_with("m-box ")).unwrap();
+    assert!(
+        line.ends_with(&format!(
+            " unreadable message,larger than 16 MiB ({} bytes)",
+            big.len()
+        )),
+        "{out}"
+    );
+    for b in &boxes {
+        let row = rows.iter().find(|r| r.device == b.device_id).unwrap();
+        assert_eq!(row.restaurant, b.restaurant_id, "{out}");
+    }
+}

@@ -341,3 +341,228 @@ async fn the_box_advertises_itself_by_mdns_with_its_device_id_and_the_pos_iid() 
     assert_eq!(device, stored.trim());
     let _ = browser.shutdown();
 }
+
+/// A file the test owns, with its bytes and mode, to point planted links
+/// at: it must come out of every attack as it went in.
+struct Victim {
+    path: std::path::PathBuf,
+    bytes: &'static str,
+}
+
+impl Victim {
+    fn new(dir: &Path, name: &str) -> Victim {
+        let v = Victim {
+            path: dir.join(name),
+            bytes: "the victim's own bytes\n",
+        };
+        std::fs::write(&v.path, v.bytes).unwrap();
+        std::fs::set_permissions(&v.path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        v
+    }
+
+    fn assert_untouched(&self, log: &str) {
+        assert_eq!(
+            std::fs::read_to_string(&self.path).unwrap(),
+            self.bytes,
+            "written through a planted link: {log}"
+        );
+        let mode = std::fs::metadata(&self.path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "chmod through a planted link: {log}");
+    }
+}
+
+/// `provision` run by a shell that first plants links at the names given
+/// (`$$` in a name is the agent's pid: the shell `exec`s the agent, which
+/// keeps it), the way someone reading `/proc` can for a process that
+/// runs as root.
+fn provision_with_links(
+    boot: &Path,
+    config: &Path,
+    state: &Path,
+    home: &Path,
+    links: &[(String, &Path)],
+) -> (i32, String) {
+    let mut script = String::new();
+    for (i, (at, _)) in links.iter().enumerate() {
+        script.push_str(&format!("ln -s \"$T{i}\" \"{at}\" || exit 99\n"));
+    }
+    script.push_str(
+        "exec \"$AGENT\" provision --boot-dir \"$BOOT\" --state-dir \"$STATE\" \
+         --config \"$CONFIG\" --ssh-home \"$HOME_DIR\"\n",
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .env("AGENT", AGENT)
+        .env("BOOT", boot)
+        .env("STATE", state)
+        .env("CONFIG", config)
+        .env("HOME_DIR", home);
+    for (i, (_, target)) in links.iter().enumerate() {
+        cmd.env(format!("T{i}"), target);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 21 (h): provisioning runs as root; links planted at the temp
+/// names of its atomic writes (`.<name>.tmp-<pid>`, guessable from
+/// `/proc`) and at the `provisioned` marker must not make it write or
+/// chmod the file they point to.
+#[test]
+fn links_planted_at_the_names_provisioning_writes_are_never_followed() {
+    let t = tempfile::tempdir().unwrap();
+    let (boot, etc, state, home) = (
+        t.path().join("boot"),
+        t.path().join("etc"),
+        t.path().join("state"),
+        t.path().join("home"),
+    );
+    for d in [&boot.join("zenchef"), &etc, &state, &home.join(".ssh")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let victim = Victim::new(t.path(), "victim");
+    std::fs::write(boot.join("zenchef-edge.toml"), drop_text()).unwrap();
+    let key = pubkey(3, "support@zenchef");
+    std::fs::write(boot.join("zenchef/authorized_keys"), format!("{key}\n")).unwrap();
+    let config = etc.join("agent.toml");
+    let links = [
+        (
+            format!("{}/.agent.toml.tmp-$$", etc.display()),
+            victim.path.as_path(),
+        ),
+        (
+            format!("{}/.ssh/.authorized_keys.tmp-$$", home.display()),
+            victim.path.as_path(),
+        ),
+        (
+            format!("{}/provisioned", state.display()),
+            victim.path.as_path(),
+        ),
+    ];
+    let (code, log) = provision_with_links(&boot, &config, &state, &home, &links);
+    assert_eq!(code, 0, "{log}");
+    victim.assert_untouched(&log);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), drop_text());
+    let keys = home.join(".ssh/authorized_keys");
+    assert!(std::fs::symlink_metadata(&keys).unwrap().is_file());
+    assert_eq!(std::fs::read_to_string(&keys).unwrap(), format!("{key}\n"));
+    assert!(
+        std::fs::symlink_metadata(state.join("provisioned"))
+            .unwrap()
+            .is_file()
+    );
+}
+
+/// Issue 21 (h): the error report written beside a refused drop replaces
+/// a link planted at its name, and never writes through it.
+#[test]
+fn a_link_planted_at_the_error_report_is_replaced_not_followed() {
+    let t = tempfile::tempdir().unwrap();
+    let (boot, state) = (t.path().join("boot"), t.path().join("state"));
+    std::fs::create_dir_all(&boot).unwrap();
+    let victim = Victim::new(t.path(), "victim");
+    let report = boot.join("zenchef-edge.provisioning-error.txt");
+    std::os::unix::fs::symlink(&victim.path, &report).unwrap();
+    let bad = drop_text().replace("restaurant_id = \"654321\"\n", "");
+    std::fs::write(boot.join("zenchef-edge.toml"), &bad).unwrap();
+    let (code, log) = provision(&boot, &t.path().join("etc/agent.toml"), &state, &[]);
+    assert_eq!(code, 1, "{log}");
+    victim.assert_untouched(&log);
+    assert!(std::fs::symlink_metadata(&report).unwrap().is_file());
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.contains("zenchef.restaurant_id: missing"), "{text}");
+}
+
+/// Issue 21 (h): the technician's `~/.ssh` and `authorized_keys` belong
+/// to that account. A `~/.ssh` that is a link is not chmod-ed nor written
+/// into; an `authorized_keys` that is a link is not read into the new
+/// keys file (it would copy, say, `/etc/shadow` to the account).
+#[test]
+fn links_in_the_technician_home_are_refused_not_followed() {
+    let t = tempfile::tempdir().unwrap();
+    let (boot, home) = (t.path().join("boot"), t.path().join("home"));
+    std::fs::create_dir_all(boot.join("zenchef")).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    let elsewhere = t.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, home.join(".ssh")).unwrap();
+    let key = pubkey(4, "support@zenchef");
+    let drop = boot.join("zenchef/authorized_keys");
+    std::fs::write(&drop, format!("{key}\n")).unwrap();
+    let home_arg = home.display().to_string();
+    let config = t.path().join("etc/agent.toml");
+    let state = t.path().join("state");
+    let (_, log) = provision(&boot, &config, &state, &["--ssh-home", &home_arg]);
+    let mode = std::fs::metadata(&elsewhere).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "chmod through the link: {log}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "{log}");
+    assert!(drop.exists(), "the drop stays on the card: {log}");
+
+    // `~/.ssh` is a directory, `authorized_keys` in it a link.
+    std::fs::remove_file(home.join(".ssh")).unwrap();
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let secret = t.path().join("secret");
+    std::fs::write(&secret, "root:$6$not-for-the-technician\n").unwrap();
+    std::os::unix::fs::symlink(&secret, home.join(".ssh/authorized_keys")).unwrap();
+    let (_, log) = provision(&boot, &config, &state, &["--ssh-home", &home_arg]);
+    let keys = home.join(".ssh/authorized_keys");
+    let copied = std::fs::symlink_metadata(&keys).unwrap().is_file()
+        && contains(&std::fs::read(&keys).unwrap(), "not-for-the-technician");
+    assert!(
+        !copied,
+        "the link's target was copied to the account: {log}"
+    );
+    assert!(log.contains("it is a symbolic link, not a file"), "{log}");
+    assert!(drop.exists(), "the drop stays on the card: {log}");
+}
+
+/// Issue 21 (g): the configuration drop is read without following a
+/// link (a link on the card is refused in words, and the file it points
+/// to is neither installed nor scrubbed).
+#[test]
+fn a_drop_that_is_a_link_is_refused_in_words() {
+    let t = tempfile::tempdir().unwrap();
+    let (boot, state) = (t.path().join("boot"), t.path().join("state"));
+    std::fs::create_dir_all(&boot).unwrap();
+    let elsewhere = t.path().join("elsewhere.toml");
+    std::fs::write(&elsewhere, drop_text()).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, boot.join("zenchef-edge.toml")).unwrap();
+    let config = t.path().join("etc/agent.toml");
+    let (code, log) = provision(&boot, &config, &state, &[]);
+    assert_eq!(code, 1, "{log}");
+    assert!(!config.exists(), "installed through a link: {log}");
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), drop_text());
+    let report = std::fs::read_to_string(boot.join("zenchef-edge.provisioning-error.txt")).unwrap();
+    assert!(
+        report.contains("it is a symbolic link, not a file"),
+        "{report}"
+    );
+}
+
+/// Issue 21 (g): a drop larger than 64 KiB is refused, read no further
+/// than the cap (a 300 MiB drop once became a 300 MiB configuration).
+#[test]
+fn an_oversized_drop_is_refused_in_words() {
+    let t = tempfile::tempdir().unwrap();
+    let (boot, state) = (t.path().join("boot"), t.path().join("state"));
+    std::fs::create_dir_all(&boot).unwrap();
+    let padding = "# padding padding padding padding padding padding padding\n".repeat(5_000);
+    let big = format!("{}{padding}", drop_text());
+    std::fs::write(boot.join("zenchef-edge.toml"), &big).unwrap();
+    let config = t.path().join("etc/agent.toml");
+    let (code, log) = provision(&boot, &config, &state, &[]);
+    assert_eq!(code, 1, "{log}");
+    assert!(!config.exists(), "installed: {log}");
+    let report = std::fs::read_to_string(boot.join("zenchef-edge.provisioning-error.txt")).unwrap();
+    assert!(report.contains("it is larger than 65536 bytes"), "{report}");
+    assert_eq!(
+        std::fs::read_to_string(boot.join("zenchef-edge.toml")).unwrap(),
+        big,
+        "not consumed"
+    );
+}

@@ -40,6 +40,7 @@ use crate::util::LOOPBACK;
 /// `fleet-view` sorts by).
 pub const PROBLEMS: &[&str] = &[
     "agent_not_running",
+    "store_not_writable",
     "payments_need_person",
     "orders_need_attention",
     "zenchef_credentials",
@@ -63,8 +64,9 @@ pub const PROBLEMS: &[&str] = &[
 /// The default topic prefix of the contract.
 pub const DEFAULT_PREFIX: &str = "zenchef-edge";
 
-/// Largest MQTT packet the fleet clients take (a report is about 1 KiB).
-const MAX_PACKET_BYTES: usize = 1024 * 1024;
+/// Largest MQTT packet the fleet clients take (a report is about 1 KiB;
+/// a test publishes one over the 16 MiB `fleet-view` reads).
+const MAX_PACKET_BYTES: usize = 64 * 1024 * 1024;
 
 /// Installs rustls' ring provider as the process default (the fleet
 /// clients' TLS). Idempotent.

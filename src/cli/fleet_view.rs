@@ -24,8 +24,16 @@ use crate::fleet::view::{self, Row};
 
 /// Environment variable holding the MQTT password of `--username`.
 pub const TOKEN_ENV: &str = "ZENCHEF_FLEET_TOKEN";
-/// The largest message `fleet-view` takes, bytes (16 MiB).
-pub const FLEET_VIEW_MAX_PACKET: usize = 16 * 1024 * 1024;
+/// The largest report `fleet-view` reads, bytes (16 MiB; a real one is a
+/// few KiB). A larger message is a row marked unreadable, its bytes
+/// dropped as soon as they are counted.
+pub const MAX_REPORT_BYTES: usize = 16 * 1024 * 1024;
+/// The largest packet `fleet-view` takes: MQTT's own limit (the largest
+/// remaining length, 268,435,455 bytes, MQTT 3.1.1 § 2.2.3). rumqttc
+/// drops the whole connection on a packet over its limit — and the broker
+/// sends the same retained message again at the next one — so a lower
+/// limit would let one box's message hide every box.
+pub const FLEET_VIEW_MAX_PACKET: usize = 268_435_455;
 /// How long the broker has to accept the connection and the subscription.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -148,7 +156,7 @@ async fn collect(
     opts.set_max_packet_size(FLEET_VIEW_MAX_PACKET, 256 * 1024);
     let (client, mut eventloop) = AsyncClient::new(opts, 10);
     let filter = format!("{prefix}/+/status");
-    let mut latest: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut latest: BTreeMap<String, Got> = BTreeMap::new();
     let connect_deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     let mut until = connect_deadline;
     let mut subscribed = false;
@@ -182,8 +190,10 @@ async fn collect(
                     if p.payload.is_empty() {
                         // A retained report deleted.
                         latest.remove(device);
+                    } else if p.payload.len() > MAX_REPORT_BYTES {
+                        latest.insert(device.to_string(), Got::TooLarge(p.payload.len()));
                     } else {
-                        latest.insert(device.to_string(), p.payload.to_vec());
+                        latest.insert(device.to_string(), Got::Report(p.payload.to_vec()));
                     }
                 }
             }
@@ -208,8 +218,19 @@ async fn collect(
     let now = chrono::Utc::now();
     Ok(latest
         .iter()
-        .map(|(d, payload)| Row::from_message(d, payload, now))
+        .map(|(d, got)| match got {
+            Got::Report(payload) => Row::from_message(d, payload, now),
+            Got::TooLarge(bytes) => Row::too_large(d, *bytes, MAX_REPORT_BYTES),
+        })
         .collect())
+}
+
+/// The latest message of one box.
+enum Got {
+    /// Its bytes, at most [`MAX_REPORT_BYTES`].
+    Report(Vec<u8>),
+    /// Larger than [`MAX_REPORT_BYTES`]: only its size is kept.
+    TooLarge(usize),
 }
 
 #[cfg(test)]

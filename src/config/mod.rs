@@ -166,10 +166,70 @@ pub fn built_in_channel() -> Channel {
 
 /// A secret string (token, password). `Debug` and `Display` print `***`;
 /// the value is reachable only through [`Secret::expose`], used where the
-/// secret goes on the wire.
-#[derive(Clone, Deserialize, PartialEq, Eq, Default)]
-#[serde(transparent)]
+/// secret goes on the wire. Read from a string only: a value of another
+/// type is refused with [`SECRET_NOT_A_STRING`], which never shows it
+/// (serde's own message would: "invalid type: integer `123…`").
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
+
+/// The problem given for a secret written as something other than a
+/// string (the value is never shown).
+pub const SECRET_NOT_A_STRING: &str =
+    "must be a string in quotes (the value of a secret is not shown)";
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SecretVisitor)
+    }
+}
+
+/// Takes a string; every other kind of value is refused without being
+/// shown (the default `visit_*` methods would name it).
+struct SecretVisitor;
+
+macro_rules! refuse_secret {
+    ($($name:ident($t:ty)),* $(,)?) => {
+        $(fn $name<E: serde::de::Error>(self, _: $t) -> Result<Secret, E> {
+            Err(E::custom(SECRET_NOT_A_STRING))
+        })*
+    };
+}
+
+impl<'de> serde::de::Visitor<'de> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+        Ok(Secret(v.to_string()))
+    }
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+        Ok(Secret(v))
+    }
+    refuse_secret!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_i128(i128),
+        visit_u64(u64),
+        visit_u128(u128),
+        visit_f64(f64),
+        visit_char(char),
+        visit_bytes(&[u8]),
+    );
+    fn visit_none<E: serde::de::Error>(self) -> Result<Secret, E> {
+        Err(E::custom(SECRET_NOT_A_STRING))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Secret, E> {
+        Err(E::custom(SECRET_NOT_A_STRING))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<Secret, A::Error> {
+        Err(serde::de::Error::custom(SECRET_NOT_A_STRING))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<Secret, A::Error> {
+        Err(serde::de::Error::custom(SECRET_NOT_A_STRING))
+    }
+}
 
 impl Secret {
     /// Wraps a value.
@@ -182,6 +242,40 @@ impl Secret {
     }
     fn is_blank(&self) -> bool {
         self.0.trim().is_empty()
+    }
+    /// The first character of this secret outside ASCII and its place
+    /// (counted from 1), without the value: an HTTP header takes visible
+    /// ASCII only.
+    fn non_ascii(&self) -> Option<String> {
+        let (at, c) = self.0.chars().enumerate().find(|(_, c)| !c.is_ascii())?;
+        Some(format!(
+            "holds a character outside ASCII (U+{:04X}) at character {}: it goes in an HTTP \
+             header (the value is not shown)",
+            c as u32,
+            at + 1
+        ))
+    }
+    /// What makes this secret unusable in an HTTP header or an MQTT
+    /// login, without the value: the first space or control character
+    /// (a pasted `\r\n`, a tab) and its place, counted in characters
+    /// from 1.
+    fn flaw(&self) -> Option<String> {
+        let (at, c) = self
+            .0
+            .chars()
+            .enumerate()
+            .find(|(_, c)| c.is_whitespace() || c.is_control())?;
+        let what = match c {
+            ' ' => "a space".to_string(),
+            '\t' => "a tab".to_string(),
+            '\r' | '\n' => "a line break".to_string(),
+            c if c.is_control() => format!("a control character (U+{:04X})", c as u32),
+            c => format!("a blank character (U+{:04X})", c as u32),
+        };
+        Some(format!(
+            "holds {what} at character {}: a token is one word (the value is not shown)",
+            at + 1
+        ))
     }
 }
 

@@ -43,6 +43,10 @@ pub(super) fn read(text: &str, path: &Path) -> Result<Read, ConfigError> {
                 format!(" at line {line}")
             })
             .unwrap_or_default();
+        let msg = match e.span() {
+            Some(s) if is_secret_key(&key) => redact_line_value(text, s.start, &msg),
+            _ => msg,
+        };
         ConfigError::new(key, format!("{msg}{place}"), path)
     };
     let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
@@ -98,6 +102,34 @@ pub(super) fn read(text: &str, path: &Path) -> Result<Read, ConfigError> {
         version,
         warnings,
     })
+}
+
+/// Whether the dotted key names a secret (`cashpad.token`,
+/// `zenchef.token`, `zenchef_pay.token`, `fleet.token`).
+fn is_secret_key(key: &str) -> bool {
+    key.rsplit('.').next() == Some("token")
+}
+
+/// `msg` with the value written on the line of byte `at` of `text` (the
+/// text right of its `=`, with and without its quotes) replaced by `***`:
+/// a parser's message may quote the value it read, and a secret's value
+/// is never shown.
+pub(super) fn redact_line_value(text: &str, at: usize, msg: &str) -> String {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let Some((_, value)) = text[start..end].split_once('=') else {
+        return msg.to_string();
+    };
+    let value = value.trim();
+    let bare = value.trim_matches(|c| c == '"' || c == '\'');
+    let mut out = msg.to_string();
+    for v in [value, bare] {
+        if !v.trim().is_empty() {
+            out = out.replace(v, "***");
+        }
+    }
+    out
 }
 
 /// The dotted name (`store.quiet_min`) of the key on the line of byte

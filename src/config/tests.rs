@@ -1,6 +1,6 @@
 //! Unit tests of the configuration: parsing, validation, the value checks.
 
-use super::read::{fields_of, key_at, section_fields};
+use super::read::{fields_of, key_at, redact_line_value, section_fields};
 use super::*;
 
 const MINIMAL: &str = r#"
@@ -615,4 +615,38 @@ fn versions_and_windows() {
     assert!("2.0".parse::<Version>().is_err());
     assert_eq!(parse_window("23:00-01:00").unwrap(), (1380, 60));
     assert!(parse_window("25:00-01:00").is_err());
+}
+
+#[test]
+fn a_parser_message_never_quotes_a_secret_value() {
+    let text = "[zenchef]\ntoken = \"zc-secret-1\"\nrestaurant_id = \"1\"\n";
+    let at = text.find("\"zc").unwrap();
+    assert_eq!(
+        redact_line_value(text, at, "bad value `zc-secret-1` or \"zc-secret-1\""),
+        "bad value `***` or ***"
+    );
+    let text = "token = 12345678\n";
+    assert_eq!(
+        redact_line_value(text, 9, "invalid type: integer `12345678`"),
+        "invalid type: integer `***`"
+    );
+    // Every kind of non-string token is refused without its value.
+    for value in [
+        "12345678",
+        "1234.5678",
+        "true",
+        "[\"ab-12345678\"]",
+        "{ a = \"ab-12345678\" }",
+        "1979-05-27",
+    ] {
+        let file = format!(
+            "[cashpad]\ntoken = \"cp-fixture-token\"\n[zenchef]\nrestaurant_id = \"1\"\ntoken = {value}\n"
+        );
+        let e = p(&file).unwrap_err().to_string();
+        assert!(
+            e.starts_with("config error: zenchef.token: must be a string"),
+            "{e}"
+        );
+        assert!(!e.contains("12345678") && !e.contains("1979"), "{e}");
+    }
 }

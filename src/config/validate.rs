@@ -149,9 +149,31 @@ impl Checker<'_> {
         }
     }
 
-    /// [`Checker::required`] for a [`Secret`].
+    /// [`Checker::required`] for a [`Secret`], which must also be one
+    /// word: no space, no control character (it goes in an HTTP header or
+    /// an MQTT login, where a `\r\n` fails only at run time).
+    ///
+    /// Errors: "missing", "empty", or the flaw and its place (never the
+    /// value).
     fn secret(&self, key: &str, value: Option<Secret>) -> Result<Secret, ConfigError> {
-        self.required(key, value, Secret::is_blank)
+        let secret = self.required(key, value, Secret::is_blank)?;
+        match secret.flaw() {
+            Some(problem) => Err(self.err(key, problem)),
+            None => Ok(secret),
+        }
+    }
+
+    /// [`Checker::secret`] for a token sent in an HTTP header (Zenchef,
+    /// Zenchef Pay): ASCII only as well.
+    ///
+    /// Errors: as [`Checker::secret`]; the first character outside ASCII
+    /// and its place (never the value).
+    fn http_secret(&self, key: &str, value: Option<Secret>) -> Result<Secret, ConfigError> {
+        let secret = self.secret(key, value)?;
+        match secret.non_ascii() {
+            Some(problem) => Err(self.err(key, problem)),
+            None => Ok(secret),
+        }
     }
 }
 
@@ -235,7 +257,7 @@ fn zenchef(z: RawZenchef, ck: &mut Checker) -> Result<ZenchefConfig, ConfigError
     let restaurant_id = ck.required("zenchef.restaurant_id", z.restaurant_id, |s| {
         s.trim().is_empty()
     })?;
-    let token = ck.secret("zenchef.token", z.token)?;
+    let token = ck.http_secret("zenchef.token", z.token)?;
     let base_url = check_base_url(
         z.base_url
             .unwrap_or_else(|| DEFAULT_ZENCHEF_BASE_URL.to_string()),
@@ -300,7 +322,7 @@ fn zenchef_pay(p: RawPay, ck: &Checker) -> Result<Option<PayConfig>, ConfigError
     )?;
     Ok(Some(PayConfig {
         base_url,
-        token: ck.secret("zenchef_pay.token", p.token)?,
+        token: ck.http_secret("zenchef_pay.token", p.token)?,
         settle_resend: Duration::from_secs(resend_s),
         settle_resends: resends,
     }))

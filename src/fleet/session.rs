@@ -295,9 +295,12 @@ impl Fleet {
         let config = self.config.clone();
         let device = self.device_id.clone();
         let interval_s = self.fleet.interval.as_secs();
+        // The daemon's own record, live: it runs even when its store
+        // cannot be written (the stored record then goes stale).
+        let live = self.health.snapshot();
         tokio::task::spawn_blocking(move || {
             let now = Utc::now();
-            let status = crate::status::read_at(&config, now);
+            let status = crate::status::read_live(&config, now, &live);
             let mut r = Report::from_status(&status, &device, &config.zenchef.restaurant_id, now);
             r.interval_s = interval_s;
             r

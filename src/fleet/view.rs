@@ -17,6 +17,7 @@ const MONEY: &[&str] = &["payments_need_person", "orders_need_attention"];
 /// The other problems, most important first (the order of `status`).
 const OTHERS: &[&str] = &[
     "agent_not_running",
+    "store_not_writable",
     "zenchef_credentials",
     "zenchef_outage",
     "pos_not_found",
@@ -125,6 +126,18 @@ impl Row {
             problems,
             message,
         }
+    }
+
+    /// The row of a message of `bytes` bytes, larger than `cap`: not read,
+    /// marked `unreadable message` (and its size), like any message that
+    /// is not a report.
+    pub fn too_large(device_id: &str, bytes: usize, cap: usize) -> Row {
+        let mut row = Row::from_message(device_id, b"", Utc::now());
+        row.problems.push(format!(
+            "larger than {} MiB ({bytes} bytes)",
+            cap / (1024 * 1024)
+        ));
+        row
     }
 
     /// How much trouble, lower first: payments needing a person, then

@@ -472,14 +472,13 @@ fn classify_open(path: &Path, e: rusqlite::Error) -> OpenFail {
                 .open(path)
                 .map(drop)
         } else {
-            // Can a file be created in its directory?
+            // Can a file be created in its directory? (A fresh temp name,
+            // never through a planted link, removed at once.)
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-            let test = dir
-                .unwrap_or(Path::new("."))
-                .join(format!(".store-probe-{}", std::process::id()));
-            let r = std::fs::File::create(&test).map(drop);
-            let _ = std::fs::remove_file(&test);
-            r
+            crate::files::create_temp_beside(&dir.unwrap_or(Path::new(".")).join(".store-probe"))
+                .map(|(test, _)| {
+                    let _ = std::fs::remove_file(&test);
+                })
         };
         if let Err(io) = probe
             && let Some(cause) = io_cause(&io)
@@ -608,7 +607,7 @@ pub fn mark_corrupt(path: &Path, why: &str) -> std::io::Result<()> {
         "ino": ino,
         "at": crate::time::now_utc(),
     });
-    crate::update::state::write_atomic(&marker_path(path), body.to_string().as_bytes(), 0o600)
+    crate::files::write_atomic(&marker_path(path), body.to_string().as_bytes(), 0o600)
 }
 
 /// The reason of a failed check recorded for this very file (the record

@@ -70,7 +70,8 @@ pub struct Status {
     /// When this status was read (box clock, UTC, RFC 3339).
     pub checked_at: String,
     /// A daemon that still exists wrote its state in the last [`FRESH_S`]
-    /// seconds.
+    /// seconds, or the running daemon itself is answering (the page,
+    /// `status.json`, the fleet report: [`read_live`]).
     pub daemon_running: bool,
     /// The process of the daemon that wrote the last record is running —
     /// true with a stale record when it cannot write its store (full disk).
@@ -198,8 +199,12 @@ pub struct ApiSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Problem {
-    /// No fresh daemon record: the service is stopped or stuck.
+    /// No fresh daemon record and no daemon process: the service is
+    /// stopped.
     AgentNotRunning,
+    /// The daemon runs but cannot write its store (disk full, read-only
+    /// filesystem): POS events are not acknowledged, nothing moves.
+    StoreNotWritable,
     /// Zenchef Pay payments need a person (money involved).
     PaymentsNeedPerson,
     /// Orders need attention: an event of theirs could not be read.
@@ -264,6 +269,19 @@ pub fn read(config: &Config) -> anyhow::Result<Status> {
 
 /// [`read`] at time `now`.
 pub fn read_at(config: &Config, now: DateTime<Utc>) -> Status {
+    read_with(config, now, None)
+}
+
+/// The status as the running daemon itself gives it (the page,
+/// `status.json`, the fleet report), with `live`, its record in memory:
+/// the daemon knows it runs, even when its store cannot be written (then
+/// the stored record is stale, and the problem is
+/// [`Problem::StoreNotWritable`], not [`Problem::AgentNotRunning`]).
+pub fn read_live(config: &Config, now: DateTime<Utc>, live: &HealthState) -> Status {
+    read_with(config, now, Some(live))
+}
+
+fn read_with(config: &Config, now: DateTime<Utc>, live: Option<&HealthState>) -> Status {
     let path = &config.store_path;
     let shown = path.display();
     let (state, error) = match exit::store_access(path) {
@@ -284,7 +302,7 @@ pub fn read_at(config: &Config, now: DateTime<Utc>) -> Status {
                 .map_err(anyhow::Error::from)
                 .and_then(|conn| match not_usable(&conn) {
                     Some(why) => Ok(Err(why)),
-                    None => read_conn(&conn, config, now).map(Ok),
+                    None => read_conn_with(&conn, config, now, live).map(Ok),
                 });
             match read {
                 Ok(Ok(s)) => return s,
@@ -296,7 +314,15 @@ pub fn read_at(config: &Config, now: DateTime<Utc>) -> Status {
             }
         }
     };
-    Status::without_store(config, now, state, error)
+    let mut s = Status::without_store(config, now, state, error);
+    if let Some(live) = live {
+        s.daemon_running = true;
+        s.daemon_alive = true;
+        s.pos = pos_summary(Some(live));
+        s.zenchef = api_summary(Some(&live.zenchef));
+        s.daemon = Some(live.clone());
+    }
+    s
 }
 
 /// Why the store of `conn` has nothing to show, as `(store_state, the end
@@ -441,9 +467,26 @@ fn process_alive(pid: u32) -> bool {
 /// Errors: the store's counts or its queue cannot be read (SQLite's);
 /// facts a store not yet migrated by a newer daemon lacks are left empty.
 pub fn read_conn(conn: &Connection, config: &Config, now: DateTime<Utc>) -> anyhow::Result<Status> {
+    read_conn_with(conn, config, now, None)
+}
+
+/// [`read_conn`], with the daemon's live record when the daemon itself
+/// reads ([`read_live`]).
+fn read_conn_with(
+    conn: &Connection,
+    config: &Config,
+    now: DateTime<Utc>,
+    live: Option<&HealthState>,
+) -> anyhow::Result<Status> {
     let counts = outbox::counts(conn)?;
-    let (daemon, daemon_running) = daemon_record(conn, now);
-    let daemon_alive = daemon.as_ref().is_some_and(|d| process_is_agent(d.pid));
+    let (daemon, daemon_running, daemon_alive) = match live {
+        Some(live) => (Some(live.clone()), true, true),
+        None => {
+            let (daemon, running) = daemon_record(conn, now);
+            let alive = daemon.as_ref().is_some_and(|d| process_is_agent(d.pid));
+            (daemon, running, alive)
+        }
+    };
     let inflight = outbox::status::inflight(conn)?;
     // Absent in a store not yet migrated by a newer daemon.
     let links_pending = outbox::status::links_pending(conn).unwrap_or(0);
@@ -626,7 +669,20 @@ fn problems(s: &Status, update: Option<Problem>) -> Vec<Problem> {
             problems.push(p);
         }
     };
-    add(!s.daemon_running, Problem::AgentNotRunning);
+    add(
+        !s.daemon_running && !s.daemon_alive,
+        Problem::AgentNotRunning,
+    );
+    // Alive with a stale record (seen from the CLI), or the live record
+    // says its last write failed (seen from the daemon).
+    add(
+        s.daemon_alive
+            && (!s.daemon_running
+                || s.daemon
+                    .as_ref()
+                    .is_some_and(|d| d.store_write_error.is_some())),
+        Problem::StoreNotWritable,
+    );
     add(
         !s.payments_needing_person.is_empty(),
         Problem::PaymentsNeedPerson,

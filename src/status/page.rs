@@ -128,6 +128,10 @@ fn problem_fr(p: Problem, s: &Status) -> String {
             "Le boîtier ne fonctionne pas normalement (l'agent est arrêté) : appelez le support."
                 .into()
         }
+        Problem::StoreNotWritable => "Le boîtier fonctionne mais ne peut plus écrire dans \
+             sa mémoire (disque plein ou en lecture seule) : les événements de la caisse ne \
+             sont plus enregistrés. Appelez le support."
+            .into(),
         Problem::ZenchefCredentials => "Zenchef refuse les identifiants du boîtier : \
              rien n'est perdu, mais rien n'est envoyé. Appelez le support."
             .into(),
@@ -213,6 +217,9 @@ fn problem_en(p: Problem, s: &Status) -> String {
         Problem::AgentNotRunning => {
             "The box is not working normally (the agent is stopped): call support.".into()
         }
+        Problem::StoreNotWritable => "The box is running but cannot write to its memory \
+             (disk full or read-only): POS events are no longer recorded. Call support."
+            .into(),
         Problem::ZenchefCredentials => "Zenchef refuses the box's credentials: \
              nothing is lost, but nothing is sent. Call support."
             .into(),

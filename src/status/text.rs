@@ -45,6 +45,19 @@ pub fn problem_en(p: Problem, s: &Status) -> String {
             ),
             None => "the agent has never run with this store".into(),
         },
+        Problem::StoreNotWritable => match s
+            .daemon
+            .as_ref()
+            .and_then(|d| d.store_write_error.as_deref())
+        {
+            Some(e) => format!(
+                "the agent runs but cannot write its store ({e}): is its disk full or read-only? \
+                 df -h; POS events are not acknowledged meanwhile"
+            ),
+            None => "the agent runs but cannot write its store: is its disk full or read-only? \
+                     df -h; POS events are not acknowledged meanwhile"
+                .into(),
+        },
         Problem::ZenchefCredentials => "Zenchef refuses the token or restaurant id: check \
              zenchef.token and zenchef.restaurant_id (deliveries paused, nothing lost)"
             .into(),

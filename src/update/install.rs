@@ -111,19 +111,29 @@ pub fn smoke_test(binary: &Path, version: Version) -> Result<(), UpdateError> {
 }
 
 /// Puts a copy of `src` at `dst` without writing into any existing file:
-/// hard link (or copy) to a temp name beside `dst`, then rename.
+/// hard link to a fresh temp name beside `dst` (`link` never follows nor
+/// replaces the new name), or else a copy into a temp file created
+/// `O_EXCL|O_NOFOLLOW` with `src`'s mode set on its descriptor; then
+/// rename.
 fn place(src: &Path, dst: &Path) -> std::io::Result<()> {
-    let dir = dst.parent().unwrap_or(Path::new("."));
-    let name = dst
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let _ = fs::remove_file(&tmp);
-    if fs::hard_link(src, &tmp).is_err() {
-        fs::copy(src, &tmp)?;
-        fs::File::open(&tmp)?.sync_all()?;
-    }
+    let linked = crate::files::temp_name_beside(dst);
+    let tmp = match fs::hard_link(src, &linked) {
+        Ok(()) => linked,
+        Err(_) => {
+            let (tmp, mut out) = crate::files::create_temp_beside(dst)?;
+            let copied = (|| {
+                let mut input = fs::File::open(src)?;
+                std::io::copy(&mut input, &mut out)?;
+                out.set_permissions(input.metadata()?.permissions())?;
+                out.sync_all()
+            })();
+            if let Err(e) = copied {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+            tmp
+        }
+    };
     let r = fs::rename(&tmp, dst);
     if r.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -417,7 +417,10 @@ pub fn verify(
     let kind = policy::release_allowed(current, TARGET, failed, &release.claims)
         .map_err(UpdateError::Refused)?;
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&staged, fs::Permissions::from_mode(0o755))
+    // The mode is set on a descriptor of the file extracted above, never
+    // through a link planted at its name.
+    crate::files::open_nofollow(&staged, false)
+        .and_then(|f| f.set_permissions(fs::Permissions::from_mode(0o755)))
         .map_err(|e| UpdateError::io(format!("chmod {}", staged.display()), e))?;
     verified.release = release;
     verified.kind = kind;

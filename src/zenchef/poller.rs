@@ -2,7 +2,8 @@
 //! rules 1–3, docs/protocol/cashpad-local.md §6).
 //!
 //! Every `poll_interval_s` (and right after each forwarded event, and on a
-//! webhook nudge) the poller reads the bookings of the sync window (today
+//! webhook nudge: at most one nudged poll every [`NUDGE_SPACING`]) the
+//! poller reads the bookings of the sync window (today
 //! and the next `sync_days − 1` days, restaurant time zone), turns each into
 //! the POS reservation of §6, and compares it with the mirror kept in
 //! SQLite:
@@ -51,6 +52,15 @@ use crate::time::now_utc;
 /// is still the same and connected this long after (two keep-alives of
 /// 30 s: a dead connection would have been noticed).
 pub const CONFIRM_AFTER: Duration = Duration::from_secs(60);
+
+/// Least time between the start of one poll and a poll a nudge asks for
+/// (a webhook, a forwarded event): a flood of nudges costs one poll per
+/// this span at most, never one poll per nudge. Nudges that come while a
+/// poll runs or waits are one pending poll ([`Notify`] keeps one permit).
+pub const NUDGE_SPACING: Duration = Duration::from_secs(2);
+/// Least wait after a nudge, so that a burst (one nudge per forwarded
+/// event of a bill) is one poll.
+pub const NUDGE_COALESCE: Duration = Duration::from_millis(250);
 
 /// Withdrawals published and waiting to be confirmed: booking → the
 /// session generation it went out on, and when.
@@ -148,6 +158,7 @@ impl Poller {
             pending: Pending::new(),
         };
         loop {
+            let started = tokio::time::Instant::now();
             let synced = sync_once(
                 &self.client,
                 &self.store,
@@ -166,8 +177,14 @@ impl Poller {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(self.every) => {}
                 _ = self.nudge.notified() => {
-                    // Coalesce a burst of nudges (one per forwarded event).
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    // Coalesce a burst of nudges, and space the polls they
+                    // ask for: the nudges of the wait are one poll.
+                    let at = (started + NUDGE_SPACING)
+                        .max(tokio::time::Instant::now() + NUDGE_COALESCE);
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep_until(at) => {}
+                    }
                 }
                 r = self.replay.recv() => {
                     if r.is_none() { return; }
