@@ -104,12 +104,13 @@ impl Recovery {
         self.events + self.deliveries + self.payments + self.other_rows
     }
 
-    /// What could not be read, in words: "9 events, 9 deliveries, 0
-    /// payments, 2 other rows" (a kind whose count is unknown says so).
+    /// What could not be read, in words: "9 events, 0 deliveries, 0
+    /// payments; 9 rows found but unusable" (a kind whose count is unknown
+    /// says "?").
     pub fn not_read(&self) -> String {
-        let n = |x: Option<i64>| x.map_or_else(|| "an unknown number of".to_string(), |v| v.to_string());
+        let n = |x: Option<i64>| x.map_or_else(|| "?".to_string(), |v| v.to_string());
         format!(
-            "{} events, {} deliveries, {} payments, {} other rows",
+            "{} events, {} deliveries, {} payments; {} rows found but unusable",
             n(self.events_not_read),
             n(self.deliveries_not_read),
             n(self.payments_not_read),
@@ -522,11 +523,7 @@ pub fn recover_into(
 }
 
 /// Attaches the scratch database and copies it in one transaction.
-fn copy_into(
-    store: &Connection,
-    scratch: &Path,
-    indexed: Indexed,
-) -> Result<Recovery, StoreError> {
+fn copy_into(store: &Connection, scratch: &Path, indexed: Indexed) -> Result<Recovery, StoreError> {
     store.execute("ATTACH DATABASE ?1 AS rec", [scratch.to_string_lossy()])?;
     let r = (|| {
         store.execute_batch("BEGIN IMMEDIATE")?;
@@ -633,7 +630,10 @@ mod tests {
         assert_eq!(one(&new, "SELECT COUNT(*) FROM outbox"), events);
         // Done rows stay done.
         assert_eq!(
-            one(&new, "SELECT COUNT(*) FROM outbox WHERE state = 'done' AND seq > 40"),
+            one(
+                &new,
+                "SELECT COUNT(*) FROM outbox WHERE state = 'done' AND seq > 40"
+            ),
             0
         );
         // What the index still lists counts what was lost.
@@ -702,7 +702,11 @@ mod tests {
         let r = recover_into(&new, &old, Duration::from_secs(60), &mut |_| {});
         assert!(r.failed.is_some(), "{r:?}");
         assert_eq!(r.saved(), 0);
-        assert!(r.summary().starts_with("nothing could be recovered"), "{}", r.summary());
+        assert!(
+            r.summary().starts_with("nothing could be recovered"),
+            "{}",
+            r.summary()
+        );
         assert_eq!(one(&new, "SELECT COUNT(*) FROM events"), 0);
     }
 }

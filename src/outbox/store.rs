@@ -664,7 +664,10 @@ fn recover_aside(conn: &Connection, aside: &Path) -> super::recover::Recovery {
         "reading every row that can still be read from the damaged store (SQLite's recovery)"
     );
     super::recover::recover_into(conn, aside, RECOVERY_LIMIT, &mut |ran| {
-        info!("recovery of the damaged store: running for {} s", ran.as_secs());
+        info!(
+            "recovery of the damaged store: running for {} s",
+            ran.as_secs()
+        );
         let _ = sd_notify::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(30_000_000)]);
     })
 }
