@@ -1032,8 +1032,16 @@ mod open_tests {
         };
         assert!(aside.exists());
         assert!(!marker_path(&path).exists(), "the record is used once");
+        // A new file, given every row that could be read from the old one.
         let v = store.read(|c| crate::outbox::kv_get(c, "k")).await.unwrap();
-        assert_eq!(v, None, "a fresh store");
+        assert_eq!(v.as_deref(), Some("v"), "the readable rows are carried over");
+        let r = store
+            .read(|c| Ok(crate::outbox::recover::last(c)))
+            .await
+            .unwrap()
+            .expect("the recovery is recorded");
+        assert_eq!((r.failed, r.unreadable), (None, 0));
+        assert_ne!(file_id(&path), file_id(&aside), "a new file");
         drop(store);
         // A record about another file (a technician put a store back):
         // ignored.
