@@ -650,8 +650,9 @@ fn take_marker(path: &Path) -> Option<String> {
 
 /// Longest a recovery may take at a start (docs/decisions.md, "A damaged
 /// store gives its rows to the new one"): SQLite's recovery reads every
-/// page once, about 2 s for 10 MB on the development machine; this bounds
-/// it on a failing card.
+/// page once (0.5 to 1.3 s for a 3 MB store of 4,000 events, debug build,
+/// on the development machine: tests/recover.rs); this bounds it on a
+/// failing card.
 pub const RECOVERY_LIMIT: Duration = Duration::from_secs(600);
 
 /// Runs the recovery of a moved-aside store into the new one (not yet
@@ -1034,7 +1035,11 @@ mod open_tests {
         assert!(!marker_path(&path).exists(), "the record is used once");
         // A new file, given every row that could be read from the old one.
         let v = store.read(|c| crate::outbox::kv_get(c, "k")).await.unwrap();
-        assert_eq!(v.as_deref(), Some("v"), "the readable rows are carried over");
+        assert_eq!(
+            v.as_deref(),
+            Some("v"),
+            "the readable rows are carried over"
+        );
         let r = store
             .read(|c| Ok(crate::outbox::recover::last(c)))
             .await
