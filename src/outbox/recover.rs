@@ -492,7 +492,8 @@ fn copy_all(c: &Connection, indexed: Indexed) -> Result<Recovery, StoreError> {
 /// Gives `store` (a new, empty, migrated store) every row that can still
 /// be read from `damaged` (left untouched), through a scratch database
 /// beside it that is removed afterwards, and records the outcome in the
-/// store ([`RECOVERY_KEY`]). Never fails: what went wrong is the
+/// store ([`RECOVERY_KEY`]). `tick` is called every few seconds while
+/// SQLite reads the file, and once before the copy. Never fails: what went wrong is the
 /// outcome's [`Recovery::failed`] (then nothing was copied).
 pub fn recover_into(
     store: &Connection,
@@ -503,6 +504,8 @@ pub fn recover_into(
     let started = Instant::now();
     let scratch = PathBuf::from(format!("{}.recovered", damaged.display()));
     let copied = extract(damaged, &scratch, limit, tick).and_then(|indexed| {
+        // The copy is one statement a table, without ticks of its own.
+        tick(started.elapsed());
         prepare(&scratch)?;
         copy_into(store, &scratch, indexed).map_err(|e| e.to_string())
     });

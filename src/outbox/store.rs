@@ -657,8 +657,8 @@ pub const RECOVERY_LIMIT: Duration = Duration::from_secs(600);
 
 /// Runs the recovery of a moved-aside store into the new one (not yet
 /// used by anyone), telling systemd every few seconds that the start goes
-/// on (its start timeout is shorter than a recovery may be) and logging
-/// how long it has run.
+/// on (its start timeout, 60 s, is shorter than a recovery may be) and
+/// logging how long it has run.
 fn recover_aside(conn: &Connection, aside: &Path) -> super::recover::Recovery {
     info!(
         moved_to = %aside.display(),
@@ -669,7 +669,9 @@ fn recover_aside(conn: &Connection, aside: &Path) -> super::recover::Recovery {
             "recovery of the damaged store: running for {} s",
             ran.as_secs()
         );
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(30_000_000)]);
+        // Two minutes more from now: also covers the copy that follows
+        // the last tick.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(120_000_000)]);
     })
 }
 
