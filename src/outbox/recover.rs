@@ -1,13 +1,16 @@
 //! What a damaged store still holds goes to the store that replaces it
 //! (docs/decisions.md, "A damaged store gives its rows to the new one").
 //!
-//! Two steps, both bounded in memory (SQLite streams pages and rows):
+//! Two steps; the rows are never all in memory (SQLite streams them), only
+//! the extension's map of the file's pages is:
 //! 1. **Extract**: SQLite's own recovery extension (`sqlite3_recover`, the
 //!    code of the `sqlite3` shell's `.recover`, vendored in
 //!    `vendor/sqlite-recover/`) reads the damaged file **read-only**, page
-//!    by page, and writes every row it can still read to a scratch
-//!    database beside it, with the file's schema and `user_version`; rows
-//!    of pages it cannot attribute to a table go to `lost_and_found`.
+//!    by page, and hands the statements that rebuild every row it can
+//!    still read to a scratch database beside it (written by a connection
+//!    of ours), with the file's schema and `user_version`; rows of pages
+//!    it cannot attribute to a table go to `lost_and_found`. The damaged
+//!    file's unique indexes, counted, say how many rows were there.
 //! 2. **Copy**: the scratch database, brought to this binary's schema by
 //!    the usual migrations, is attached to the new store and its rows are
 //!    copied table by table in one transaction, keeping the rules of the
