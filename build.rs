@@ -22,6 +22,7 @@ fn long_version() -> &'static str {
 fn main() {
     man_page();
     placeholder_key_guard();
+    sqlite_recover();
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
@@ -104,6 +105,24 @@ fn placeholder_key_guard() {
              ZENCHEF_ALLOW_PLACEHOLDER_KEY=1 builds anyway (tests and CI only, never for boxes)"
         );
     }
+}
+
+/// Compiles SQLite's recovery extension (vendor/sqlite-recover/, the code
+/// of the `sqlite3` shell's `.recover`) against the SQLite rusqlite
+/// bundles: `SQLITE_CORE` makes its calls direct ones into that library
+/// (no extension loading). Used by `src/outbox/recover.rs`.
+fn sqlite_recover() {
+    let include = std::env::var("DEP_SQLITE3_INCLUDE")
+        .expect("libsqlite3-sys (bundled) gives its include directory");
+    cc::Build::new()
+        .file("vendor/sqlite-recover/sqlite3recover.c")
+        .file("vendor/sqlite-recover/dbdata.c")
+        .include(&include)
+        .include("vendor/sqlite-recover")
+        .define("SQLITE_CORE", None)
+        .warnings(false)
+        .compile("sqlite3recover");
+    println!("cargo:rerun-if-changed=vendor/sqlite-recover");
 }
 
 /// `\-`-escapes a text for roff.

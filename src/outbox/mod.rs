@@ -27,6 +27,7 @@ pub mod mirror;
 pub mod orders;
 pub mod payments;
 pub mod queue;
+pub mod recover;
 pub mod retention;
 pub mod status;
 pub mod store;

@@ -120,6 +120,21 @@ fn troubled() -> Status {
     s.store_moved_aside = Some(
         "/var/lib/zenchef-edge/agent.db.unreadable-2026-11-01T10:00:00Z-with-a-long-name".into(),
     );
+    s.store_recovery = Some(crate::outbox::recover::Recovery {
+        events: 5_912,
+        deliveries: 5_914,
+        deliveries_rebuilt: 2,
+        to_deliver: 5_870,
+        payments: 14,
+        payments_held: 1,
+        other_rows: 1_320,
+        unreadable: 11,
+        events_not_read: Some(88),
+        deliveries_not_read: Some(86),
+        payments_not_read: None,
+        millis: 2_340,
+        failed: None,
+    });
     s.store_error = Some("a store error that is long enough to be wrapped over more than one line of the human output, with a word_longer_than_a_whole_line_of_the_output_which_is_cut_somewhere_or_not_at_all".into());
     s.problems = vec![
         Problem::AgentNotRunning,
@@ -187,6 +202,20 @@ fn open_broker() -> Status {
     s
 }
 
+/// A store replaced at a start from which nothing could be saved (the
+/// file was not a database at all).
+fn not_recovered() -> Status {
+    let mut s = sample(now());
+    s.store_moved_aside = Some("/var/lib/zenchef-edge/agent.db.corrupt-1796000000".into());
+    s.store_recovery = Some(crate::outbox::recover::Recovery {
+        millis: 12,
+        failed: Some("cannot open it: file is not a database".into()),
+        ..Default::default()
+    });
+    s.problems = vec![Problem::StoreReplaced];
+    s
+}
+
 /// No store: the daemon unknown, every remaining problem.
 fn no_store(state: &'static str, update_state: Value) -> Status {
     let mut s = sample(now());
@@ -234,6 +263,7 @@ fn cases() -> Vec<(&'static str, Status)> {
         ("troubled", troubled()),
         ("stopped", stopped()),
         ("open-broker", open_broker()),
+        ("not-recovered", not_recovered()),
         (
             "unreadable",
             no_store("unreadable", serde_json::json!({"state": "idle"})),

@@ -43,6 +43,7 @@ pub fn config_error(e: &crate::config::ConfigError, now: DateTime<Utc>) -> Strin
         "history": null,
         "store_usage": null,
         "store_moved_aside": null,
+        "store_recovery": null,
         "update_held_by": [],
         "update_last_check": null,
         "fleet": crate::fleet::FleetHealth { state: "unknown".into(), ..Default::default() },

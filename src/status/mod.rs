@@ -122,6 +122,11 @@ pub struct Status {
     /// events, if any, are no longer delivered automatically); `null` when
     /// none was, or once that file is gone. Problem `store_replaced`.
     pub store_moved_aside: Option<String>,
+    /// What the store that replaced it saved from it (SQLite's recovery,
+    /// `outbox::recover`): rows saved per kind and rows that could not be
+    /// read, or why nothing could be; shown with `store_moved_aside`,
+    /// `null` otherwise.
+    pub store_recovery: Option<crate::outbox::recover::Recovery>,
     /// The open orders that hold an update back, oldest first (at most
     /// 20), each with since when; orders open for longer than
     /// `update.open_order_max_h` no longer do and are not listed.
@@ -415,6 +420,7 @@ impl Status {
             history: None,
             store_usage: None,
             store_moved_aside: None,
+            store_recovery: None,
             update_held_by: Vec::new(),
             update_last_check: None,
             fleet: fleet_summary(config, None, false),
@@ -549,6 +555,11 @@ fn read_conn_with(
             .ok()
             .flatten()
             .filter(|p| std::path::Path::new(p).exists()),
+        store_recovery: outbox::kv_get(conn, crate::health::MOVED_ASIDE_KEY)
+            .ok()
+            .flatten()
+            .filter(|p| std::path::Path::new(p).exists())
+            .and_then(|_| outbox::recover::last(conn)),
         update_held_by: crate::update::daemon::holding_orders(
             conn,
             now,
@@ -862,6 +873,7 @@ pub(crate) mod tests {
             history: None,
             store_usage: None,
             store_moved_aside: None,
+            store_recovery: None,
             update_held_by: Vec::new(),
             update_last_check: None,
             fleet: crate::fleet::FleetHealth { state: "disabled".into(), ..Default::default() },

@@ -192,10 +192,22 @@ fn problem_fr(p: Problem, s: &Status) -> String {
         Problem::StoreMissing | Problem::StoreUnreadable | Problem::StoreIncompatible => {
             "Le boîtier ne peut pas lire sa base de données : appelez le support.".into()
         }
-        Problem::StoreReplaced => "Le boîtier a dû remplacer sa base de données \
-             illisible (l'ancienne est conservée ; des événements y sont peut-être restés) : \
-             appelez le support."
-            .into(),
+        Problem::StoreReplaced => match &s.store_recovery {
+            Some(r) if r.failed.is_none() => format!(
+                "Le boîtier a dû remplacer sa base de données abîmée (l'ancienne est \
+                 conservée) : {} événement(s), {} envoi(s) et {} paiement(s) ont été repris ; \
+                 {} événement(s) n'ont pas pu être lus. Appelez le support.",
+                r.events,
+                r.deliveries,
+                r.payments,
+                r.events_not_read
+                    .map_or_else(|| "?".into(), |n| n.to_string())
+            ),
+            _ => "Le boîtier a dû remplacer sa base de données illisible (l'ancienne est \
+                 conservée ; rien n'a pu en être repris, des événements y sont peut-être \
+                 restés) : appelez le support."
+                .into(),
+        },
         Problem::UpdatesRefused => "Le boîtier ne reçoit plus de mises à jour \
              (aucune clé de signature configurée) : appelez le support."
             .into(),
@@ -274,9 +286,21 @@ fn problem_en(p: Problem, s: &Status) -> String {
         Problem::StoreMissing | Problem::StoreUnreadable | Problem::StoreIncompatible => {
             "The box cannot read its database: call support.".into()
         }
-        Problem::StoreReplaced => "The box had to replace its unreadable database \
-             (the old one is kept; events may have stayed in it): call support."
-            .into(),
+        Problem::StoreReplaced => match &s.store_recovery {
+            Some(r) if r.failed.is_none() => format!(
+                "The box had to replace its damaged database (the old one is kept): {} \
+                 event(s), {} delivery(ies) and {} payment(s) were taken over; {} event(s) could \
+                 not be read. Call support.",
+                r.events,
+                r.deliveries,
+                r.payments,
+                r.events_not_read
+                    .map_or_else(|| "?".into(), |n| n.to_string())
+            ),
+            _ => "The box had to replace its unreadable database (the old one is kept; nothing \
+                 could be taken over, events may have stayed in it): call support."
+                .into(),
+        },
         Problem::UpdatesRefused => {
             "The box gets no updates (no signing key configured): call support.".into()
         }

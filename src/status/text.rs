@@ -611,6 +611,24 @@ fn store(o: &mut Out, s: &Status) {
         // On a line of its own, never cut: the path is what the technician
         // needs.
         o.lines.push(format!("{:LABEL$}{aside}", ""));
+        match &s.store_recovery {
+            Some(r) if r.failed.is_none() => o.wrapped(&format!(
+                "saved from it: {} events, {} deliveries ({} still to deliver), {} payments ({} \
+                 held for a person), {} other rows; could not be read: {}",
+                r.events,
+                r.deliveries,
+                r.to_deliver,
+                r.payments,
+                r.payments_held,
+                r.other_rows,
+                r.not_read()
+            )),
+            Some(r) => o.wrapped(&format!(
+                "NOTHING could be saved from it: {}",
+                r.failed.as_deref().unwrap_or("?")
+            )),
+            None => {}
+        }
     }
 }
 
