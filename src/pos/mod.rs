@@ -3,13 +3,19 @@
 //!
 //! - [`discovery`]: mDNS (`_cashpad._tcp`), TXT rules, POS selection.
 //! - [`session`]: the rumqttc client and its event-loop task.
+//! - [`guard`]: the frame guard between rumqttc and the broker (a message
+//!   over the size limit is read past, never the end of intake).
 //! - [`event`]: the event envelope and types, parsed and validated.
 //! - [`intake`]: validated events → store → PUBACK.
+//! - [`scan`]: what the cut beginning of an unreadable payload tells of
+//!   its id and order.
 //! - [`wire`]: what the agent publishes to the POS (reservations, its
 //!   status), typed.
 
 pub mod discovery;
 pub mod event;
+pub mod guard;
 pub mod intake;
+pub mod scan;
 pub mod session;
 pub mod wire;
