@@ -360,7 +360,6 @@ async fn through_tls_an_oversized_retained_floorplan_is_read_past() {
     )
     .unwrap();
     opts.broker_port = Some(mq.port());
-    opts.agent_env = vec![("SSL_CERT_FILE".into(), ca_file.display().to_string())];
     let mut rig = Rig::start(opts, Path::new(AGENT), &dir.path().join("rig"))
         .await
         .unwrap();
@@ -378,6 +377,25 @@ async fn through_tls_an_oversized_retained_floorplan_is_read_past() {
         true,
     )
     .await;
+    // Without the CA, the guard's handshake fails: `status` says so as it
+    // did when rumqttc made the handshake itself.
+    rig.spawn_agent().unwrap();
+    let s = rig
+        .wait_status("the TLS failure", Duration::from_secs(30), |s| {
+            s["daemon"]["pos"]["problem"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("the TLS handshake with the POS broker"))
+        })
+        .await
+        .unwrap();
+    let problem = s["daemon"]["pos"]["problem"].as_str().unwrap();
+    assert!(
+        problem.contains(&format!("127.0.0.1:{} failed (TLS: ", mq.tls_port()))
+            && problem.contains("UnknownIssuer"),
+        "{problem}"
+    );
+    rig.kill_agent().unwrap();
+    rig.opts.agent_env = vec![("SSL_CERT_FILE".into(), ca_file.display().to_string())];
     rig.spawn_agent().unwrap();
     wait_online(&rig).await;
     rig.pos
