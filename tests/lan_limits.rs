@@ -133,9 +133,12 @@ fn store_bytes(path: &Path) -> u64 {
         .sum()
 }
 
-/// `(length(payload), payload_len, event_id, order_id, reason)` of every
-/// rejected row, read-only.
-fn rejected_rows(path: &Path) -> Vec<(i64, i64, Option<String>, Option<String>, String)> {
+/// `(length(payload), payload_len, event_id, order_id, reason)` of a
+/// rejected row.
+type RejectedRow = (i64, i64, Option<String>, Option<String>, String);
+
+/// Every rejected row, read-only.
+fn rejected_rows(path: &Path) -> Vec<RejectedRow> {
     let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap();
     let mut st = c

@@ -105,10 +105,13 @@ fn string_at(text: &str, key: &str, from: usize, max: usize) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// A head, and the `event_id`, `order_id` and `seq` read from it.
+    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<u64>);
+
     /// Heads as the guard keeps them, and what must be read of each.
     #[test]
     fn what_a_cut_payload_tells() {
-        let cases: &[(&str, Option<&str>, Option<&str>, Option<u64>)] = &[
+        let cases: &[Case] = &[
             (
                 r#"{"event_id":"e-1","seq":42,"type":"bill.paid","data":{"order_id":"O-7","lines":[{"na"#,
                 Some("e-1"),
