@@ -511,3 +511,108 @@ async fn new_200_kib_types_leave_memory_and_the_store_bounded() {
     let log = rig.log();
     assert!(log.len() < 2 * MIB, "the log is {} bytes", log.len());
 }
+
+/// Publishes `n` payloads of `size` bytes QoS 0 on `topic` as the POS
+/// account; returns once the client has written them all.
+async fn publish_qos0(port: u16, topic: &str, n: usize, size: usize) {
+    let mut opts = MqttOptions::new(
+        format!("burst-{}", zenchef_sim::util::random_hex(4)),
+        "127.0.0.1",
+        port,
+    );
+    opts.set_credentials(POS_USER, POS_PASSWORD)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(4 * MIB, 4 * MIB);
+    let (client, mut ev) = AsyncClient::new(opts, 8);
+    let topic = topic.to_string();
+    let feeder = tokio::spawn(async move {
+        for i in 0..n {
+            let mut p = format!("burst {i} ").into_bytes();
+            p.resize(size, b'x');
+            client
+                .publish(topic.as_str(), QoS::AtMostOnce, false, p)
+                .await
+                .unwrap();
+        }
+        client
+    });
+    let mut sent = 0;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while sent < n {
+            match ev.poll().await {
+                Ok(Event::Outgoing(rumqttc::Outgoing::Publish(_))) => sent += 1,
+                Ok(_) => {}
+                Err(e) => panic!("publishing the burst: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the burst was written");
+    let client = feeder.await.unwrap();
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while !matches!(
+            ev.poll().await,
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_)
+        ) {}
+    })
+    .await;
+}
+
+/// While the store cannot commit (its write lock held by another
+/// connection), a burst of 1 MiB QoS 0 messages (the broker's in-flight
+/// window does not hold those back) waits at the broker's door instead of
+/// piling up in the agent: its memory grows by about the intake budget
+/// (16 MiB), not by the burst (120 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_while_the_store_is_stuck_stays_out_of_memory() {
+    if !have_mosquitto() {
+        return;
+    }
+    let _heavy = heavy().await;
+    let w = Workload::generate(1, 1, 3, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = RigOptions::new(w.zenchef_config());
+    let mq = broker(dir.path(), &mut opts);
+    let rig = start_rig(opts, &dir.path().join("rig")).await;
+    let pid = rig.agent_pid().unwrap();
+    rig.pos
+        .publish_event(&opened("e-0", 1, "O-0"))
+        .await
+        .unwrap();
+    rig.wait_status("first event", Duration::from_secs(30), |s| {
+        s["counts"]["received"] == json!(1)
+    })
+    .await
+    .unwrap();
+    let (_, hwm_before) = memory_kib(pid);
+    let lock = rusqlite::Connection::open(rig.store_path()).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    const N: usize = 120;
+    publish_qos0(mq.port(), &format!("{}/events", rig.pos.root()), N, MIB).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, hwm_stuck) = memory_kib(pid);
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    figures(&format!(
+        "{N} × 1 MiB QoS 0 while the store is stuck: agent VmHWM {hwm_before} → {hwm_stuck} KiB"
+    ));
+    assert!(
+        hwm_stuck < hwm_before + 48 * 1024,
+        "the agent's peak memory grew by {} KiB",
+        hwm_stuck - hwm_before
+    );
+    // Intake goes on once the store commits again.
+    rig.pos
+        .publish_event(&opened("e-1", 2, "O-1"))
+        .await
+        .unwrap();
+    let s = rig
+        .wait_status("intake again", Duration::from_secs(60), |s| {
+            s["counts"]["received"] == json!(2)
+                && s["daemon"]["pos"]["mqtt_connected"] == json!(true)
+        })
+        .await
+        .unwrap();
+    assert!(s["counts"]["rejected"].as_i64().unwrap() > 0, "{s}");
+}

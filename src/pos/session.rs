@@ -47,6 +47,13 @@ pub const MAX_INCOMING_PACKET: usize = guard::MAX_FRAME_BYTES;
 /// failure, doubling up to 5 s.
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
 
+/// Most payload bytes on their way to intake (in the channel or in the
+/// batch being stored): past it the event loop waits. Messages are at
+/// most 1 MiB (cashpad §2a), but the channel holds thousands and QoS 0
+/// messages are not held back by the broker's in-flight window: without
+/// it a burst could keep gigabytes in memory.
+pub const INTAKE_BYTES: usize = 16 * 1024 * 1024;
+
 /// A message from the broker, with the connection generation it came on.
 #[derive(Debug)]
 pub struct Incoming {
@@ -54,6 +61,8 @@ pub struct Incoming {
     pub generation: u64,
     /// The message (needed to ack it).
     pub publish: Publish,
+    /// Its share of [`INTAKE_BYTES`], given back when intake drops it.
+    _budget: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Something the rest of the agent must react to.
@@ -295,6 +304,7 @@ impl Session {
             retry: Retry::new(RECONNECT),
             ever_connected: false,
         };
+        let budget = Arc::new(tokio::sync::Semaphore::new(INTAKE_BYTES));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
@@ -318,7 +328,13 @@ impl Session {
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let generation = self.link.generation();
-                        if self.intake.send(Incoming { generation, publish: p }).await.is_err() {
+                        let cost = (p.payload.len() + p.topic.len()).clamp(1, INTAKE_BYTES);
+                        let Ok(_budget) = budget.clone().acquire_many_owned(cost as u32).await
+                        else {
+                            return Ended::Stop;
+                        };
+                        let m = Incoming { generation, publish: p, _budget };
+                        if self.intake.send(m).await.is_err() {
                             return Ended::Stop;
                         }
                     }
