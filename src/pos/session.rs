@@ -9,6 +9,12 @@
 //!   intake with the connection *generation* they arrived on; subscriptions,
 //!   status and reservation publishes are made by other tasks through
 //!   [`PosLink`].
+//! - rumqttc reaches the broker through the frame guard
+//!   ([`super::guard`], cashpad §2a): a message over 1 MiB is read past
+//!   and handed to intake as a small marker, so no message can break the
+//!   connection; a failure on the broker's side of the guard is explained
+//!   as if rumqttc had met it. At most [`INTAKE_BYTES`] of messages wait
+//!   for intake.
 //! - An ack is sent only by intake, after the store committed, and only if
 //!   the connection it arrived on is still the current one: after a
 //!   reconnect the broker redelivers unacked messages (persistent session)
