@@ -317,6 +317,21 @@ async fn a_message_of_exactly_1_mib_passes_and_one_byte_more_is_rejected() {
     assert_eq!(s["daemon"]["pos"]["mqtt_connected"], json!(true), "{s}");
     let view = StoreView::read(&rig.store_path()).unwrap();
     assert!(view.events.contains("e-at"), "the 1 MiB event is stored");
+    // The rejected one named order O-9, known by then: `status` shows the
+    // order needing attention, with the size.
+    let s = rig
+        .wait_status(
+            "the order needing attention",
+            Duration::from_secs(10),
+            |s| s["orders_needing_attention"][0]["order_id"] == json!("O-9"),
+        )
+        .await
+        .unwrap();
+    let why = s["orders_needing_attention"][0]["reason"].as_str().unwrap();
+    assert!(
+        why.starts_with("payload is 1048577 bytes, more than the 1048576 accepted"),
+        "{why}"
+    );
     let rows = rejected_rows(&rig.store_path());
     let (kept, len, id, _, reason) = &rows[0];
     assert_eq!(*len as usize, MIB + 1);
