@@ -316,6 +316,10 @@ impl Daemon {
             intake: take(&mut wires.intake_tx),
             events: take(&mut wires.events_tx),
             health: sh.health.clone(),
+            guard_dir: match config.store_path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            },
         };
         let stop = stages.session.stop.clone();
         stages

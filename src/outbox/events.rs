@@ -12,8 +12,13 @@ use super::queue::{self, State};
 use crate::pos::event::{EventData, Method, PosEvent};
 use crate::time::now_utc;
 
-/// Bytes of a quarantined payload kept in the `rejected` table.
-pub const REJECTED_KEEP_BYTES: usize = 64 * 1024;
+/// Bytes of a quarantined payload kept in the `rejected` table (its real
+/// size is kept beside them): enough to see what it was, never what the
+/// LAN chose to send (cashpad §2a).
+pub const REJECTED_KEEP_BYTES: usize = 4096;
+/// How many of the latest `rejected` rows a redelivered (MQTT DUP)
+/// quarantined message is compared with.
+const DUP_WINDOW: i64 = 1000;
 
 /// What intake hands to the store for one MQTT message.
 #[derive(Debug, Clone)]
@@ -38,8 +43,14 @@ pub enum IntakeItem {
         seq: Option<u64>,
         /// Why (names the field).
         reason: String,
-        /// The payload (cut to [`REJECTED_KEEP_BYTES`] when stored).
-        payload: Vec<u8>,
+        /// The payload's first bytes (at most [`REJECTED_KEEP_BYTES`]).
+        head: Vec<u8>,
+        /// The payload's real size, bytes.
+        payload_len: u64,
+        /// The MQTT DUP flag: a redelivery. A row of the same topic, size
+        /// and first bytes among the latest ones is then this message
+        /// already stored, and nothing is stored again.
+        dup: bool,
     },
     /// The retained floor plan (cashpad §5), stored as received.
     Floorplan {
@@ -142,28 +153,24 @@ pub fn insert_batch(
                 order_id,
                 seq,
                 reason,
-                payload,
-            } => {
-                let kept = &payload[..payload.len().min(REJECTED_KEEP_BYTES)];
-                let last_seq: Option<i64> = match (order_id, seq) {
-                    (Some(o), None) => conn
-                        .prepare_cached("SELECT MAX(seq) FROM events WHERE order_id = ?1")?
-                        .query_row([o], |r| r.get(0))?,
-                    _ => None,
-                };
-                let seq = seq.map(|s| s.min(i64::MAX as u64) as i64).or(last_seq);
-                conn.prepare_cached(
-                    "INSERT INTO rejected(received_at, topic, event_id, reason, payload, payload_len,
-                                          order_id, seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?
-                .execute(params![now, topic, event_id, reason, kept, payload.len() as i64, order_id, seq])?;
-                let attention = match order_id {
-                    Some(o) => has_events(conn, o)?.then(|| o.clone()),
-                    None => None,
-                };
-                IntakeOutcome::Quarantined { attention }
-            }
+                head,
+                payload_len,
+                dup,
+            } => insert_rejected(
+                conn,
+                &now,
+                Quarantine {
+                    topic,
+                    event_id: event_id.as_deref(),
+                    order_id: order_id.as_deref(),
+                    seq: *seq,
+                    reason,
+                    head,
+                    payload_len: *payload_len,
+                    dup: *dup,
+                },
+                &mut tally,
+            )?,
             IntakeItem::Floorplan { body } => {
                 kv_set(conn, "floorplan", body)?;
                 IntakeOutcome::Floorplan
@@ -180,6 +187,76 @@ pub fn insert_batch(
         }
     }
     Ok(out)
+}
+
+/// One [`IntakeItem::Rejected`], borrowed.
+struct Quarantine<'a> {
+    topic: &'a str,
+    event_id: Option<&'a str>,
+    order_id: Option<&'a str>,
+    seq: Option<u64>,
+    reason: &'a str,
+    head: &'a [u8],
+    payload_len: u64,
+    dup: bool,
+}
+
+/// Stores a quarantined message (its first bytes and real size) unless it
+/// is a redelivery of one stored already; a known order it names now
+/// needs attention (sync rule 9).
+fn insert_rejected(
+    conn: &Connection,
+    now: &str,
+    q: Quarantine<'_>,
+    tally: &mut Tally,
+) -> Result<IntakeOutcome, StoreError> {
+    let head = &q.head[..q.head.len().min(REJECTED_KEEP_BYTES)];
+    let len = q.payload_len.min(i64::MAX as u64) as i64;
+    if q.dup && quarantined_already(conn, q.topic, len, head)? {
+        tally.duplicates += 1;
+        return Ok(IntakeOutcome::Duplicate);
+    }
+    let last_seq: Option<i64> = match (q.order_id, q.seq) {
+        (Some(o), None) => conn
+            .prepare_cached("SELECT MAX(seq) FROM events WHERE order_id = ?1")?
+            .query_row([o], |r| r.get(0))?,
+        _ => None,
+    };
+    let seq = q.seq.map(|s| s.min(i64::MAX as u64) as i64).or(last_seq);
+    conn.prepare_cached(
+        "INSERT INTO rejected(received_at, topic, event_id, reason, payload, payload_len,
+                              order_id, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        now, q.topic, q.event_id, q.reason, head, len, q.order_id, seq
+    ])?;
+    let attention = match q.order_id {
+        Some(o) => has_events(conn, o)?.then(|| o.to_string()),
+        None => None,
+    };
+    Ok(IntakeOutcome::Quarantined { attention })
+}
+
+/// Is a message of `topic`, `len` bytes, beginning with `head`, among the
+/// latest [`DUP_WINDOW`] quarantined ones? (A redelivery after a crash
+/// between the commit and the PUBACK comes at the next connection.)
+fn quarantined_already(
+    conn: &Connection,
+    topic: &str,
+    len: i64,
+    head: &[u8],
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM rejected
+              WHERE id > (SELECT COALESCE(MAX(id), 0) FROM rejected) - ?1
+                AND payload_len = ?2 AND topic = ?3 AND payload = ?4
+              LIMIT 1",
+        )?
+        .query_row(params![DUP_WINDOW, len, topic, head], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 /// Events of a batch by what became of them (the counters bumped once per

@@ -23,7 +23,7 @@ use rusqlite::Connection;
 /// payments, links and reservation tasks and the update policy call these.
 const HOT: &[(&str, &str, usize)] = &[
     ("src/outbox/mod.rs", include_str!("mod.rs"), 12),
-    ("src/outbox/events.rs", include_str!("events.rs"), 7),
+    ("src/outbox/events.rs", include_str!("events.rs"), 8),
     ("src/outbox/kv.rs", include_str!("kv.rs"), 5),
     ("src/outbox/queue.rs", include_str!("queue.rs"), 19),
     ("src/outbox/orders.rs", include_str!("orders.rs"), 11),

@@ -26,6 +26,8 @@ pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 pub const MAX_CENTS: u64 = 1_000_000_000_000;
 /// Longest accepted `event_id` (cashpad §3: 1–64 chars).
 pub const MAX_EVENT_ID_CHARS: usize = 64;
+/// Longest accepted event `type` (cashpad §2a: 64 characters).
+pub const MAX_TYPE_CHARS: usize = 64;
 /// Longest accepted identifier or name (`order_id`, table names, references).
 pub const MAX_NAME_CHARS: usize = 200;
 
@@ -384,6 +386,12 @@ pub fn parse(payload: &[u8]) -> Result<PosEvent, Rejection> {
             "event_id: must be 1–{MAX_EVENT_ID_CHARS} characters, got {n}"
         )));
     }
+    let n = raw.event_type.chars().count();
+    if n > MAX_TYPE_CHARS {
+        return Err(reject(format!(
+            "type: {n} characters, more than the {MAX_TYPE_CHARS} accepted"
+        )));
+    }
     if raw.seq > i64::MAX as u64 {
         return Err(reject(format!(
             "seq: {} does not fit the store (max {})",
@@ -617,6 +625,17 @@ mod tests {
         .unwrap_err();
         assert!(r.reason.starts_with("data.amount_cents: "), "{}", r.reason);
         assert_eq!(r.event_id.as_deref(), Some("e-1"));
+        let long_type = json!({"event_id":"e-t","seq":1,"type":"t".repeat(65),
+                               "occurred_at":"2026-11-29T19:42:05+01:00","data":{}});
+        let r = parse(long_type.to_string().as_bytes()).unwrap_err();
+        assert_eq!(r.reason, "type: 65 characters, more than the 64 accepted");
+        assert_eq!(r.event_id.as_deref(), Some("e-t"));
+        let at_limit = json!({"event_id":"e-t","seq":1,"type":"é".repeat(64),
+                              "occurred_at":"2026-11-29T19:42:05+01:00","data":{}});
+        assert_eq!(
+            parse(at_limit.to_string().as_bytes()).unwrap().data,
+            EventData::Unknown
+        );
         let long_id = "x".repeat(65);
         let p = json!({"event_id":long_id,"seq":1,"type":"x","occurred_at":"2026-11-29T19:42:05+01:00","data":{}});
         assert!(

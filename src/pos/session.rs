@@ -9,6 +9,12 @@
 //!   intake with the connection *generation* they arrived on; subscriptions,
 //!   status and reservation publishes are made by other tasks through
 //!   [`PosLink`].
+//! - rumqttc reaches the broker through the frame guard
+//!   ([`super::guard`], cashpad §2a): a message over 1 MiB is read past
+//!   and handed to intake as a small marker, so no message can break the
+//!   connection; a failure on the broker's side of the guard is explained
+//!   as if rumqttc had met it. At most [`INTAKE_BYTES`] of messages wait
+//!   for intake.
 //! - An ack is sent only by intake, after the store committed, and only if
 //!   the connection it arrived on is still the current one: after a
 //!   reconnect the broker redelivers unacked messages (persistent session)
@@ -27,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::discovery::PosTarget;
+use super::guard::{self, Guard, Upstream};
 use crate::config::CashpadConfig;
 use crate::health::Health;
 use crate::outbox::Store;
@@ -36,13 +43,22 @@ use crate::time::now_utc;
 
 /// MQTT username (cashpad §2).
 pub const USERNAME: &str = "zenchef-edge";
-/// Largest incoming packet accepted by the client. Bigger than the
-/// largest event intake accepts, so an oversized event is received and
-/// quarantined instead of breaking the connection in a redelivery loop.
-pub const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
+/// Largest incoming packet accepted by rumqttc: the largest frame the
+/// frame guard hands it ([`guard::MAX_FRAME_BYTES`]), so that a message
+/// at the 1 MiB limit passes; a larger one never reaches rumqttc (the
+/// guard reads past it), which would otherwise drop the connection and be
+/// handed the message again at every reconnect.
+pub const MAX_INCOMING_PACKET: usize = guard::MAX_FRAME_BYTES;
 /// The pace of reconnects to the POS broker: 0.5 s after the first
 /// failure, doubling up to 5 s.
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
+
+/// Most payload bytes on their way to intake (in the channel or in the
+/// batch being stored): past it the event loop waits. Messages are at
+/// most 1 MiB (cashpad §2a), but the channel holds thousands and QoS 0
+/// messages are not held back by the broker's in-flight window: without
+/// it a burst could keep gigabytes in memory.
+pub const INTAKE_BYTES: usize = 16 * 1024 * 1024;
 
 /// A message from the broker, with the connection generation it came on.
 #[derive(Debug)]
@@ -51,6 +67,8 @@ pub struct Incoming {
     pub generation: u64,
     /// The message (needed to ack it).
     pub publish: Publish,
+    /// Its share of [`INTAKE_BYTES`], given back when intake drops it.
+    _budget: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Something the rest of the agent must react to.
@@ -175,6 +193,9 @@ pub struct Session {
     pub events: mpsc::UnboundedSender<SessionEvent>,
     /// The daemon's view of the POS link.
     pub health: Health,
+    /// Where the frame guard makes its private socket directory (the
+    /// store's directory).
+    pub guard_dir: std::path::PathBuf,
 }
 
 /// How one connection to a POS target ended.
@@ -220,14 +241,15 @@ impl Session {
     }
 
     /// The client options for `target`: persistent session, manual acks,
-    /// the token, the retained `online:false` last will, TLS when
-    /// announced.
-    fn options(&self, target: &PosTarget, root: &str) -> MqttOptions {
-        let mut opts = MqttOptions::new(
-            format!("zenchef-edge-{}", target.iid),
-            target.host.clone(),
-            target.port,
-        );
+    /// the token, the retained `online:false` last will; through the frame
+    /// guard's socket when it runs (it speaks TLS to the broker when
+    /// announced), else straight to the broker.
+    fn options(&self, target: &PosTarget, root: &str, guard: Option<&Guard>) -> MqttOptions {
+        let (host, port) = match guard {
+            Some(g) => (g.path().to_string_lossy().into_owned(), 0),
+            None => (target.host.clone(), target.port),
+        };
+        let mut opts = MqttOptions::new(format!("zenchef-edge-{}", target.iid), host, port);
         opts.set_keep_alive(Duration::from_secs(30))
             .set_clean_session(false)
             .set_manual_acks(true)
@@ -239,17 +261,45 @@ impl Session {
                 QoS::AtLeastOnce,
                 true,
             ));
-        if target.tls {
+        if guard.is_some() {
+            opts.set_transport(Transport::unix());
+        } else if target.tls {
             opts.set_transport(Transport::tls_with_default_config());
         }
         opts
+    }
+
+    /// Starts the frame guard for `target`; `None` (an ERROR said) when it
+    /// cannot: the session then talks to the broker directly, and one
+    /// message over rumqttc's limit would stop intake.
+    fn start_guard(&self, target: &PosTarget) -> Option<Guard> {
+        let up = Upstream {
+            host: target.host.clone(),
+            port: target.port,
+            tls: target.tls,
+        };
+        match Guard::start(&self.guard_dir, up) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                error!(
+                    "cannot start the MQTT frame guard in {}: {e}. Connecting to the POS broker \
+                     directly: a message over {} bytes would break the session",
+                    self.guard_dir.display(),
+                    MAX_INCOMING_PACKET
+                );
+                None
+            }
+        }
     }
 
     /// Talks to `target` until it changes or the session stops, connecting
     /// again after each failure at the [`RECONNECT`] pace.
     async fn connected_to(&mut self, target: &PosTarget, cancel: &CancellationToken) -> Ended {
         let root = format!("cashpad/{}", target.iid);
-        let (client, mut eventloop) = AsyncClient::new(self.options(target, &root), 256);
+        // Dropped (stopped, its socket removed) when this function returns.
+        let guard = self.start_guard(target);
+        let (client, mut eventloop) =
+            AsyncClient::new(self.options(target, &root, guard.as_ref()), 256);
         *self.link.0.client.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((client.clone(), root.clone()));
         info!(
@@ -263,6 +313,7 @@ impl Session {
         // The anonymous-client probe: at a (re)connection, at most once an
         // hour per POS address.
         let mut probed: Option<tokio::time::Instant> = None;
+        let budget = Arc::new(tokio::sync::Semaphore::new(INTAKE_BYTES));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
@@ -290,12 +341,25 @@ impl Session {
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let generation = self.link.generation();
-                        if self.intake.send(Incoming { generation, publish: p }).await.is_err() {
+                        let cost = (p.payload.len() + p.topic.len()).clamp(1, INTAKE_BYTES);
+                        let Ok(_budget) = budget.clone().acquire_many_owned(cost as u32).await
+                        else {
+                            return Ended::Stop;
+                        };
+                        let m = Incoming { generation, publish: p, _budget };
+                        if self.intake.send(m).await.is_err() {
                             return Ended::Stop;
                         }
                     }
                     Ok(_) => {}
                     Err(e) => {
+                        // A failure on the broker's side of the guard is
+                        // the real one (rumqttc only saw its socket close).
+                        let upstream = guard
+                            .as_ref()
+                            .and_then(Guard::take_failure)
+                            .map(guard::UpstreamFailure::into_connection_error);
+                        let e = upstream.unwrap_or(e);
                         let wait = self.on_error(&e, target, &mut failures);
                         tokio::select! {
                             _ = cancel.cancelled() => return Ended::Stop,
