@@ -24,66 +24,14 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::lan::*;
 use common::*;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, QoS};
 use serde_json::{Value, json};
-use zenchef_sim::harness::{AGENT_USER, POS_PASSWORD, POS_USER, Rig, RigOptions};
-use zenchef_sim::mosquitto::{self, Mosquitto, MosquittoOptions, TlsListener};
+use zenchef_sim::harness::{POS_PASSWORD, POS_USER, Rig, RigOptions};
+use zenchef_sim::mosquitto::{Mosquitto, MosquittoOptions, TlsListener};
 
 const AT: &str = "2026-11-29T19:42:05+01:00";
-const MIB: usize = 1024 * 1024;
-
-/// Skips (outside CI) or fails (in CI) without mosquitto.
-fn have_mosquitto() -> bool {
-    if mosquitto::available() {
-        return true;
-    }
-    assert!(
-        !in_ci(),
-        "mosquitto is missing in CI: .ci/run must install it"
-    );
-    eprintln!("SKIPPED: mosquitto is not installed on this machine (CI installs it)");
-    false
-}
-
-fn users(opts: &RigOptions) -> Vec<(String, String)> {
-    vec![
-        (AGENT_USER.into(), opts.cashpad_token.clone()),
-        (POS_USER.into(), POS_PASSWORD.into()),
-    ]
-}
-
-/// Publishes `payload` QoS 1 on `topic` as the POS account, with a client
-/// of its own whose packet limit is above the payload; returns once the
-/// broker acknowledged it.
-async fn publish_big(port: u16, topic: &str, payload: Vec<u8>, retain: bool) {
-    let mut opts = MqttOptions::new(
-        format!("big-{}", zenchef_sim::util::random_hex(4)),
-        "127.0.0.1",
-        port,
-    );
-    opts.set_credentials(POS_USER, POS_PASSWORD)
-        .set_keep_alive(Duration::from_secs(30))
-        .set_max_packet_size(64 * MIB, 64 * MIB);
-    let (client, mut ev) = AsyncClient::new(opts, 4);
-    client
-        .publish(topic, QoS::AtLeastOnce, retain, payload)
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            match ev.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => return,
-                Ok(_) => {}
-                Err(e) => panic!("publishing the big message: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("the broker acknowledged the big message");
-    let _ = client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), ev.poll()).await;
-}
 
 /// An envelope of `len` bytes exactly (a `pad` field, extra fields being
 /// accepted, takes the rest), of a known type when `data` has its fields.
@@ -110,18 +58,6 @@ fn paid(id: &str, seq: u64, order: &str) -> Value {
                     "total_cents": 4900, "tip_cents": 0,
                     "payments": [{"method": "card", "amount_cents": 4900, "reference": "CB-1"}],
                     "paid_at": AT}})
-}
-
-/// `VmRSS` and `VmHWM` of a process, KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        s.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// The store's size on disk (file and WAL), bytes.

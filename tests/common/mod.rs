@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod lan;
 pub mod money;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
