@@ -195,7 +195,13 @@ async fn a_service_goes_through_every_hostile_case_at_once() {
             rig.pos.publish_raw(e.to_string()).await.unwrap();
         }
     };
-    let (published, ()) = tokio::join!(service, hostile);
+    // Bounded: an agent that stops taking messages must fail the test, not
+    // hang it (on a broker that holds the agent's queue, publishing waits).
+    let (published, ()) = tokio::time::timeout(Duration::from_secs(240), async {
+        tokio::join!(service, hostile)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("publishing did not end in 240 s\n{}", rig.log_tail(40)));
     huge.await.unwrap();
 
     // Forged repeats of stored events: the same ids, other amounts.
