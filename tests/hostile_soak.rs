@@ -74,6 +74,15 @@ fn malformed() -> Vec<Vec<u8>> {
     out
 }
 
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// A `GET` of the page that must answer within 5 s; answers its latency.
 fn page_get(port: u16, path: &str) -> Result<Duration, String> {
     use std::io::{Read, Write};
@@ -114,6 +123,9 @@ async fn a_service_goes_through_every_hostile_case_at_once() {
     let (rss0, hwm0) = memory_kib(pid);
     let topic = format!("{}/events", rig.pos.root());
     let stop = Arc::new(AtomicBool::new(false));
+    // Set on every way out, a panic included: the page loop runs on a
+    // blocking thread that the runtime waits for at its end.
+    let _stop_on_drop = StopOnDrop(stop.clone());
     let t0 = Instant::now();
 
     // The page: 64 idle connections held open, and a GET in a loop.
@@ -146,10 +158,12 @@ async fn a_service_goes_through_every_hostile_case_at_once() {
                 let client = reqwest::Client::new();
                 let url = format!("http://127.0.0.1:{page}/zenchef/webhook");
                 while !stop.load(Ordering::SeqCst) {
-                    if let Ok(r) = client.post(&url).body("{}").send().await
-                        && r.status().as_u16() == 202
-                    {
-                        posts.fetch_add(1, Ordering::Relaxed);
+                    match client.post(&url).body("{}").send().await {
+                        Ok(r) if r.status().as_u16() == 202 => {
+                            posts.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Refused or failed: no hot loop against a dead page.
+                        _ => tokio::time::sleep(Duration::from_millis(10)).await,
                     }
                 }
             })
