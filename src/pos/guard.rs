@@ -502,6 +502,11 @@ where
             return pass(r, w, size).await;
         }
     };
+    // What came before (a PINGRESP, the markers of messages read past
+    // just before) goes to rumqttc now, not after this message's
+    // megabytes: held back, rumqttc would miss its PINGRESP and drop the
+    // connection, and the broker would send these messages again.
+    w.flush().await.map_err(|_| Broke::Client)?;
     let mut head = vec![0u8; size.min(KEEP_BYTES)];
     r.read_exact(&mut head).await.map_err(Broke::Broker)?;
     skip(r, size - head.len()).await?;
@@ -536,7 +541,9 @@ where
     frame.extend_from_slice(topic.as_bytes());
     frame.extend_from_slice(&id[..id_len]);
     frame.extend_from_slice(&body);
-    put(w, &frame).await
+    put(w, &frame).await?;
+    // At once: the next message may be another one to read past.
+    w.flush().await.map_err(|_| Broke::Client)
 }
 
 /// A topic that is not UTF-8, made readable (and cut to what MQTT allows).
@@ -677,6 +684,63 @@ mod tests {
         );
         let want = [first, second, small].concat();
         assert_eq!(out, want);
+    }
+
+    /// Reads one frame (fixed header, remaining length, body) from `r`.
+    async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Vec<u8> {
+        let b1 = r.read_u8().await.unwrap();
+        let (len, len_bytes) = remaining_length(r).await.unwrap();
+        let mut out = vec![b1];
+        out.extend_from_slice(&len_bytes);
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).await.unwrap();
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// While the guard reads past a large message, what came before it (a
+    /// PINGRESP, the marker of the previous message read past) has already
+    /// reached rumqttc: held behind megabytes, rumqttc misses its PINGRESP,
+    /// drops the connection, and the broker sends every unacknowledged
+    /// message again.
+    #[tokio::test]
+    async fn nothing_waits_behind_a_message_being_read_past() {
+        let (mut broker, guard_in) = tokio::io::duplex(256 * 1024);
+        let (guard_out, mut client) = tokio::io::duplex(256 * 1024);
+        let relay = tokio::spawn(async move {
+            let mut r = BufReader::with_capacity(BUF, guard_in);
+            let mut w = BufWriter::with_capacity(BUF, guard_out);
+            let _ = filter(&mut r, &mut w).await;
+        });
+        let big = |id| {
+            frame(
+                0x32,
+                b"cashpad/CP/events",
+                Some(id),
+                &vec![b'x'; 2 * MAX_PAYLOAD_BYTES],
+            )
+        };
+        let (one, two) = (big(1), big(2));
+        let wait = Duration::from_secs(5);
+        // A PINGRESP, and the first 64 KiB of a large message in the
+        // same read.
+        let mut start = vec![0xd0, 0x00];
+        start.extend_from_slice(&one[..64 * 1024]);
+        broker.write_all(&start).await.unwrap();
+        let got = tokio::time::timeout(wait, read_frame(&mut client))
+            .await
+            .expect("the PINGRESP is held behind the message being read past");
+        assert_eq!(got, [0xd0, 0x00]);
+        // The rest of it, and the beginning of another one: the first one's
+        // marker reaches rumqttc before the second is read past.
+        broker.write_all(&one[64 * 1024..]).await.unwrap();
+        broker.write_all(&two[..64 * 1024]).await.unwrap();
+        let got = tokio::time::timeout(wait, read_frame(&mut client))
+            .await
+            .expect("the marker is held behind the next message");
+        assert_eq!(got[0], 0x32);
+        assert!(got.windows(MARKER_TAG.len()).any(|w| w == MARKER_TAG));
+        relay.abort();
     }
 
     #[test]
