@@ -710,61 +710,6 @@ mod tests {
         out
     }
 
-    /// Frames at and under the limit pass byte for byte; over it, or with
-    /// a topic that is not UTF-8, a marker with the same flags, topic and
-    /// packet id takes their place; the frames after them pass.
-    #[tokio::test]
-    async fn oversized_publishes_are_replaced_and_the_rest_passes() {
-        let at_limit = frame(
-            0x32,
-            b"cashpad/CP/events",
-            Some(7),
-            &vec![b'a'; MAX_PAYLOAD_BYTES],
-        );
-        let pingresp = vec![0xd0, 0x00];
-        let suback = vec![0x90, 0x03, 0x00, 0x01, 0x01];
-        let small = frame(0x30, b"cashpad/CP/events", None, b"{}");
-        let mut input = Vec::new();
-        for f in [&at_limit, &pingresp, &suback, &small] {
-            input.extend_from_slice(f);
-        }
-        assert_eq!(through(input.clone()).await, input);
-
-        let mut big = br#"{"event_id":"e-big","data":{"order_id":"O-7"#.to_vec();
-        big.resize(MAX_PAYLOAD_BYTES + 1, b'x');
-        // DUP, QoS 1, retain.
-        let over = frame(0x3b, b"cashpad/CP/floorplan", Some(9), &big);
-        let bad_topic = frame(0x32, b"cashpad/\xff", Some(10), b"{}");
-        let mut input = over.clone();
-        input.extend_from_slice(&bad_topic);
-        input.extend_from_slice(&small);
-        let out = through(input).await;
-        let first = frame(
-            0x3b,
-            b"cashpad/CP/floorplan",
-            Some(9),
-            &Marker {
-                why: Why::TooLarge,
-                size: big.len() as u64,
-                head: &big[..KEEP_BYTES],
-            }
-            .encode(),
-        );
-        let second = frame(
-            0x32,
-            "cashpad/\u{fffd}".as_bytes(),
-            Some(10),
-            &Marker {
-                why: Why::TopicNotUtf8,
-                size: 2,
-                head: b"{}",
-            }
-            .encode(),
-        );
-        let want = [first, second, small].concat();
-        assert_eq!(out, want);
-    }
-
     /// Reads one frame (fixed header, remaining length, body) from `r`.
     async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Vec<u8> {
         let b1 = r.read_u8().await.unwrap();
@@ -892,6 +837,61 @@ mod tests {
         }
         let mut u = Upward::default();
         assert_eq!(stream.iter().map(|b| u.pings_in(&[*b])).sum::<usize>(), 2);
+    }
+
+    /// Frames at and under the limit pass byte for byte; over it, or with
+    /// a topic that is not UTF-8, a marker with the same flags, topic and
+    /// packet id takes their place; the frames after them pass.
+    #[tokio::test]
+    async fn oversized_publishes_are_replaced_and_the_rest_passes() {
+        let at_limit = frame(
+            0x32,
+            b"cashpad/CP/events",
+            Some(7),
+            &vec![b'a'; MAX_PAYLOAD_BYTES],
+        );
+        let pingresp = vec![0xd0, 0x00];
+        let suback = vec![0x90, 0x03, 0x00, 0x01, 0x01];
+        let small = frame(0x30, b"cashpad/CP/events", None, b"{}");
+        let mut input = Vec::new();
+        for f in [&at_limit, &pingresp, &suback, &small] {
+            input.extend_from_slice(f);
+        }
+        assert_eq!(through(input.clone()).await, input);
+
+        let mut big = br#"{"event_id":"e-big","data":{"order_id":"O-7"#.to_vec();
+        big.resize(MAX_PAYLOAD_BYTES + 1, b'x');
+        // DUP, QoS 1, retain.
+        let over = frame(0x3b, b"cashpad/CP/floorplan", Some(9), &big);
+        let bad_topic = frame(0x32, b"cashpad/\xff", Some(10), b"{}");
+        let mut input = over.clone();
+        input.extend_from_slice(&bad_topic);
+        input.extend_from_slice(&small);
+        let out = through(input).await;
+        let first = frame(
+            0x3b,
+            b"cashpad/CP/floorplan",
+            Some(9),
+            &Marker {
+                why: Why::TooLarge,
+                size: big.len() as u64,
+                head: &big[..KEEP_BYTES],
+            }
+            .encode(),
+        );
+        let second = frame(
+            0x32,
+            "cashpad/\u{fffd}".as_bytes(),
+            Some(10),
+            &Marker {
+                why: Why::TopicNotUtf8,
+                size: 2,
+                head: b"{}",
+            }
+            .encode(),
+        );
+        let want = [first, second, small].concat();
+        assert_eq!(out, want);
     }
 
     #[test]
