@@ -277,7 +277,7 @@ impl Store {
                 let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
             }
             let conn = open_checked(path).map_err(|e| e.into_error(path))?;
-            recover_and_report(&conn, path, &aside);
+            recover_and_report(&conn, path, &aside)?;
             outcome = OpenOutcome::MovedAside(aside);
             conn
         } else {
@@ -300,7 +300,7 @@ impl Store {
                          it"
                     );
                     let conn = open_checked(path).map_err(|e| e.into_error(path))?;
-                    recover_and_report(&conn, path, &aside);
+                    recover_and_report(&conn, path, &aside)?;
                     outcome = OpenOutcome::MovedAside(aside);
                     conn
                 }
@@ -682,7 +682,10 @@ fn recover_aside(conn: &Connection, aside: &Path) -> super::recover::Recovery {
 /// Recovers `aside` into `conn` (the new store at `path`), logs the
 /// outcome, and only then forgets the pending recovery
 /// ([`RECOVERING_SUFFIX`]): a start stopped before that does it again.
-fn recover_and_report(conn: &Connection, path: &Path, aside: &Path) {
+///
+/// Errors: the pending record cannot be removed (the agent must not take
+/// events into a store the next start would make again).
+fn recover_and_report(conn: &Connection, path: &Path, aside: &Path) -> Result<(), StoreError> {
     let recovery = recover_aside(conn, aside);
     if recovery.failed.is_some() {
         error!(
@@ -701,11 +704,17 @@ fn recover_and_report(conn: &Connection, path: &Path, aside: &Path) {
         );
     }
     let pending = pending_path(path);
-    if let Err(e) = std::fs::remove_file(&pending) {
-        warn!(
-            "cannot remove {} (the next start would recover the damaged store again): {e}",
-            pending.display()
-        );
+    match std::fs::remove_file(&pending) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Open {
+            path: path.to_path_buf(),
+            message: format!(
+                "recovered, but cannot remove {} (the next start would recover the damaged \
+                 store again): {e}",
+                pending.display()
+            ),
+            code: None,
+        }),
+        _ => Ok(()),
     }
 }
 
