@@ -121,7 +121,10 @@ fn code_of(line: &str, in_raw: &mut Option<String>) -> String {
                 hashes += 1;
                 j += 1;
             }
-            if b.get(j) == Some(&'"') && (i == 0 || !b[i - 1].is_alphanumeric()) {
+            // `r"…"`, and `br"…"` (a byte string: the `b` is its prefix).
+            let prefix_ok = |k: usize| k == 0 || !b[k - 1].is_alphanumeric();
+            let start_ok = prefix_ok(i) || (b[i - 1] == 'b' && prefix_ok(i - 1));
+            if b.get(j) == Some(&'"') && start_ok {
                 *in_raw = Some(format!("\"{}", "#".repeat(hashes)));
                 i = j + 1;
                 continue;
@@ -355,6 +358,11 @@ fn the_scanners_see_what_they_look_for() {
         "    x();\n".repeat(120)
     );
     assert!(!functions(&doc_only)[0].3, "a doc line is not a reason");
+    // A byte raw string is a string: its braces do not count.
+    let byte_raw = "fn f() {\n    let x = br#\"{\"a\":\"b\"#.to_vec();\n    \
+                    let y = g(\"}\");\n}\nfn g() {}\n";
+    let fns = functions(byte_raw);
+    assert_eq!((fns[0].1, fns[0].2), (1, 4), "{fns:?}");
 }
 
 #[test]

@@ -263,45 +263,49 @@ impl Store {
             })?;
         }
         let mut outcome = OpenOutcome::Opened;
-        let marked = take_marker(path);
-        let first = match marked {
-            Some(why) => Err(OpenFail::Corrupt(format!(
-                "its integrity check failed while the agent ran: {why}"
-            ))),
-            None => open_checked(path),
-        };
-        let conn = match first {
-            Ok(c) => c,
-            Err(OpenFail::Corrupt(why)) => {
-                let aside = move_aside(path)?;
-                error!(
-                    store = %path.display(),
-                    moved_to = %aside.display(),
-                    "the store file is corrupt ({why}); it was moved aside for a technician and a \
-                     fresh store is started with every row that can still be read from it"
-                );
-                let conn = open_checked(path).map_err(|e| e.into_error(path))?;
-                let recovery = recover_aside(&conn, &aside);
-                if recovery.failed.is_some() {
+        let conn = if let Some(aside) = interrupted_recovery(path) {
+            // A start was stopped (killed, power cut) while it recovered
+            // the moved-aside file into the new one: that new store is
+            // incomplete and nobody used it; it is made again.
+            error!(
+                store = %path.display(),
+                moved_to = %aside.display(),
+                "the recovery of the damaged store was interrupted; it runs again into a fresh \
+                 store"
+            );
+            for ext in ["", "-wal", "-shm", CHECK_FAILED_SUFFIX] {
+                let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+            }
+            let conn = open_checked(path).map_err(|e| e.into_error(path))?;
+            recover_and_report(&conn, path, &aside)?;
+            outcome = OpenOutcome::MovedAside(aside);
+            conn
+        } else {
+            let marked = take_marker(path);
+            let first = match marked {
+                Some(why) => Err(OpenFail::Corrupt(format!(
+                    "its integrity check failed while the agent ran: {why}"
+                ))),
+                None => open_checked(path),
+            };
+            match first {
+                Ok(c) => c,
+                Err(OpenFail::Corrupt(why)) => {
+                    let aside = move_aside(path)?;
                     error!(
                         store = %path.display(),
                         moved_to = %aside.display(),
-                        "STORE NOT RECOVERED: {}; the new store starts empty: the events that were \
-                         queued in the old one are no longer delivered automatically",
-                        recovery.summary()
+                        "the store file is corrupt ({why}); it was moved aside for a technician \
+                         and a fresh store is started with every row that can still be read from \
+                         it"
                     );
-                } else {
-                    warn!(
-                        store = %path.display(),
-                        moved_to = %aside.display(),
-                        "the damaged store is kept as it was; {}",
-                        recovery.summary()
-                    );
+                    let conn = open_checked(path).map_err(|e| e.into_error(path))?;
+                    recover_and_report(&conn, path, &aside)?;
+                    outcome = OpenOutcome::MovedAside(aside);
+                    conn
                 }
-                outcome = OpenOutcome::MovedAside(aside);
-                conn
+                Err(e) => return Err(e.into_error(path)),
             }
-            Err(e) => return Err(e.into_error(path)),
         };
         let (tx, rx) = std_mpsc::channel::<Msg>();
         std::thread::Builder::new()
@@ -627,16 +631,17 @@ pub fn mark_corrupt(path: &Path, why: &str) -> std::io::Result<()> {
     crate::files::write_atomic(&marker_path(path), body.to_string().as_bytes(), 0o600)
 }
 
-/// The reason of a failed check recorded for this very file (the record
-/// is removed either way).
+/// The reason of a failed check recorded for this very file (then the
+/// record stays until the file is moved aside: a start stopped before that
+/// still moves it; a record for another file is removed).
 fn take_marker(path: &Path) -> Option<String> {
     let marker = marker_path(path);
     let text = std::fs::read_to_string(&marker).ok()?;
-    let _ = std::fs::remove_file(&marker);
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let same = file_id(path)
         .is_some_and(|(d, i)| v["dev"].as_u64() == Some(d) && v["ino"].as_u64() == Some(i));
     if !same {
+        let _ = std::fs::remove_file(&marker);
         warn!(
             store = %path.display(),
             "a failed integrity check was recorded for another file than the store now in place; \
@@ -674,17 +679,114 @@ fn recover_aside(conn: &Connection, aside: &Path) -> super::recover::Recovery {
     })
 }
 
+/// Recovers `aside` into `conn` (the new store at `path`), logs the
+/// outcome, and only then forgets the pending recovery
+/// ([`RECOVERING_SUFFIX`]): a start stopped before that does it again.
+///
+/// Errors: the pending record cannot be removed (the agent must not take
+/// events into a store the next start would make again).
+fn recover_and_report(conn: &Connection, path: &Path, aside: &Path) -> Result<(), StoreError> {
+    let recovery = recover_aside(conn, aside);
+    if recovery.failed.is_some() {
+        error!(
+            store = %path.display(),
+            moved_to = %aside.display(),
+            "STORE NOT RECOVERED: {}; the new store starts empty: the events that were \
+             queued in the old one are no longer delivered automatically",
+            recovery.summary()
+        );
+    } else {
+        warn!(
+            store = %path.display(),
+            moved_to = %aside.display(),
+            "the damaged store is kept as it was; {}",
+            recovery.summary()
+        );
+    }
+    let pending = pending_path(path);
+    match std::fs::remove_file(&pending) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Open {
+            path: path.to_path_buf(),
+            message: format!(
+                "recovered, but cannot remove {} (the next start would recover the damaged \
+                 store again): {e}",
+                pending.display()
+            ),
+            code: None,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Suffix of the file that names a moved-aside store whose recovery into
+/// the new store is not finished (`agent.db.recovering`, its content the
+/// moved-aside file's path). Written before the store is moved aside,
+/// removed once the recovery is committed and recorded.
+pub const RECOVERING_SUFFIX: &str = ".recovering";
+
+fn pending_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}{RECOVERING_SUFFIX}", path.display()))
+}
+
+/// The moved-aside file of a recovery a stopped start left unfinished,
+/// when there is one. A record whose move never happened (the store is
+/// still in its place, nothing aside) is removed. The old store's
+/// `-wal`/`-shm` still beside `path` (stopped between the renames) are
+/// moved after it first.
+fn interrupted_recovery(path: &Path) -> Option<PathBuf> {
+    let pending = pending_path(path);
+    let text = std::fs::read_to_string(&pending).ok()?;
+    let aside = PathBuf::from(text.trim_end_matches('\n'));
+    if text.is_empty() || !aside.exists() {
+        let _ = std::fs::remove_file(&pending);
+        return None;
+    }
+    if !path.exists() {
+        // The new store was not created yet: what is beside `path` is the
+        // old store's.
+        for ext in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{ext}", path.display()));
+            let to = PathBuf::from(format!("{}{ext}", aside.display()));
+            if side.exists() && !to.exists() {
+                let _ = std::fs::rename(&side, &to);
+            }
+        }
+    }
+    Some(aside)
+}
+
 fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+    let mut aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+    // A name of its own (an interrupted recovery must not take an older
+    // file for this one).
+    let mut n = 1;
+    while aside.exists() {
+        aside = PathBuf::from(format!("{}.corrupt-{stamp}-{n}", path.display()));
+        n += 1;
+    }
+    // Said before the move: a start stopped from here until the recovery
+    // is recorded does it again (`interrupted_recovery`).
+    crate::files::write_atomic(
+        &pending_path(path),
+        aside.as_os_str().as_encoded_bytes(),
+        0o600,
+    )
+    .map_err(|e| StoreError::Open {
+        path: path.to_path_buf(),
+        message: format!("corrupt, and cannot record that it is moved aside: {e}"),
+        code: None,
+    })?;
     std::fs::rename(path, &aside).map_err(|e| StoreError::Open {
         path: path.to_path_buf(),
         message: format!("corrupt, and cannot move it aside: {e}"),
         code: None,
     })?;
+    // The failed check's record, if any, has done its work.
+    let _ = std::fs::remove_file(marker_path(path));
     for ext in ["-wal", "-shm"] {
         let side = PathBuf::from(format!("{}{ext}", path.display()));
         if side.exists() {

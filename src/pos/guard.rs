@@ -44,6 +44,7 @@ use std::time::Duration;
 use rumqttc::tokio_rustls::{TlsConnector, rustls};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
@@ -361,8 +362,10 @@ async fn relay(client: UnixStream, up: Upstream, tls: Option<TlsConnector>, slot
     };
     let (broker_r, mut broker_w) = tokio::io::split(broker);
     let (mut client_r, client_w) = client.into_split();
+    let ping = Notify::new();
     let upward = async {
         let mut buf = vec![0u8; BUF];
+        let mut frames = Upward::default();
         loop {
             let n = match client_r.read(&mut buf).await {
                 Ok(0) | Err(_) => {
@@ -371,6 +374,9 @@ async fn relay(client: UnixStream, up: Upstream, tls: Option<TlsConnector>, slot
                 }
                 Ok(n) => n,
             };
+            if frames.pings_in(&buf[..n]) > 0 {
+                ping.notify_one();
+            }
             if let Err(e) = broker_w.write_all(&buf[..n]).await {
                 return Some(e);
             }
@@ -381,7 +387,7 @@ async fn relay(client: UnixStream, up: Upstream, tls: Option<TlsConnector>, slot
     };
     let mut reader = BufReader::with_capacity(BUF, broker_r);
     let mut writer = BufWriter::with_capacity(BUF, client_w);
-    let downward = filter(&mut reader, &mut writer);
+    let downward = filter(&mut reader, &mut writer, &ping);
     let broke = tokio::select! {
         e = upward => e,
         r = downward => match r {
@@ -406,7 +412,7 @@ enum Broke {
 
 /// Relays broker → client frames until the broker ends its stream
 /// between two frames (`Ok`), reading past the oversized PUBLISHes.
-async fn filter<R, W>(r: &mut BufReader<R>, w: &mut W) -> Result<(), Broke>
+async fn filter<R, W>(r: &mut BufReader<R>, w: &mut W, ping: &Notify) -> Result<(), Broke>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -426,7 +432,7 @@ where
         }
         let (len, len_bytes) = remaining_length(r).await?;
         if b1[0] >> 4 == 3 {
-            publish(b1[0], len, &len_bytes, r, w).await?;
+            publish(b1[0], len, &len_bytes, r, w, ping).await?;
         } else {
             put(w, &b1).await?;
             put(w, &len_bytes).await?;
@@ -463,6 +469,7 @@ async fn publish<R, W>(
     len_bytes: &[u8],
     r: &mut BufReader<R>,
     w: &mut W,
+    ping: &Notify,
 ) -> Result<(), Broke>
 where
     R: AsyncRead + Unpin,
@@ -502,9 +509,14 @@ where
             return pass(r, w, size).await;
         }
     };
+    // What came before (a PINGRESP, the markers of messages read past
+    // just before) goes to rumqttc now, not after this message's
+    // megabytes: held back, rumqttc would miss its PINGRESP and drop the
+    // connection, and the broker would send these messages again.
+    w.flush().await.map_err(|_| Broke::Client)?;
     let mut head = vec![0u8; size.min(KEEP_BYTES)];
     r.read_exact(&mut head).await.map_err(Broke::Broker)?;
-    skip(r, size - head.len()).await?;
+    skip(r, w, size - head.len(), ping).await?;
     let topic = lossy_topic(&topic);
     debug!(
         size,
@@ -536,7 +548,9 @@ where
     frame.extend_from_slice(topic.as_bytes());
     frame.extend_from_slice(&id[..id_len]);
     frame.extend_from_slice(&body);
-    put(w, &frame).await
+    put(w, &frame).await?;
+    // At once: the next message may be another one to read past.
+    w.flush().await.map_err(|_| Broke::Client)
 }
 
 /// A topic that is not UTF-8, made readable (and cut to what MQTT allows).
@@ -572,19 +586,91 @@ where
     Ok(())
 }
 
-/// Reads and drops exactly `n` bytes from the broker.
-async fn skip<R: AsyncRead + Unpin>(r: &mut BufReader<R>, mut n: usize) -> Result<(), Broke> {
+/// Reads and drops exactly `n` bytes from the broker. A PINGREQ of
+/// rumqttc (`ping`) meanwhile is answered here, once the broker's next
+/// bytes show the link alive: the broker's own PINGRESP comes only after
+/// this message, and rumqttc drops a connection whose PINGRESP is later
+/// than its next keep-alive (the broker would then send the message
+/// again, for ever, on a link too slow to send it within that time). The
+/// broker's PINGRESP, when it comes, is one more (rumqttc takes it as
+/// such).
+async fn skip<R, W>(
+    r: &mut BufReader<R>,
+    w: &mut W,
+    mut n: usize,
+    ping: &Notify,
+) -> Result<(), Broke>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     use tokio::io::AsyncBufReadExt;
+    let mut owed = false;
     while n > 0 {
-        let buf = r.fill_buf().await.map_err(Broke::Broker)?;
-        if buf.is_empty() {
+        let got = tokio::select! {
+            got = async { r.fill_buf().await.map(<[u8]>::len) } => got.map_err(Broke::Broker)?,
+            _ = ping.notified(), if !owed => {
+                owed = true;
+                continue;
+            }
+        };
+        if got == 0 {
             return Err(Broke::Broker(io::ErrorKind::UnexpectedEof.into()));
         }
-        let k = buf.len().min(n);
+        let k = got.min(n);
         r.consume(k);
         n -= k;
+        if owed {
+            owed = false;
+            put(w, &PINGRESP).await?;
+            w.flush().await.map_err(|_| Broke::Client)?;
+        }
     }
     Ok(())
+}
+
+/// An MQTT PINGRESP.
+const PINGRESP: [u8; 2] = [0xd0, 0x00];
+
+/// rumqttc's frames to the broker, read as a stream to see its PINGREQs.
+#[derive(Default)]
+struct Upward {
+    /// The fixed header read so far (first byte, remaining length bytes).
+    header: Vec<u8>,
+    /// Bytes of the current frame's body still to come.
+    body_left: usize,
+}
+
+impl Upward {
+    /// Follows `buf` (the next bytes rumqttc sent) and counts the PINGREQs
+    /// that end in it.
+    fn pings_in(&mut self, mut buf: &[u8]) -> usize {
+        let mut pings = 0;
+        while !buf.is_empty() {
+            if self.body_left > 0 {
+                let k = self.body_left.min(buf.len());
+                buf = &buf[k..];
+                self.body_left -= k;
+                continue;
+            }
+            self.header.push(buf[0]);
+            buf = &buf[1..];
+            let last = self.header[self.header.len() - 1];
+            if self.header.len() == 1 || (last & 0x80 != 0 && self.header.len() < 5) {
+                continue;
+            }
+            let len = self.header[1..]
+                .iter()
+                .enumerate()
+                .fold(0usize, |v, (i, b)| v | (((b & 0x7f) as usize) << (7 * i)));
+            if self.header[0] == 0xc0 && len == 0 {
+                pings += 1;
+            }
+            self.body_left = len;
+            self.header.clear();
+        }
+        pings
+    }
 }
 
 #[cfg(test)]
@@ -620,8 +706,137 @@ mod tests {
     async fn through(input: Vec<u8>) -> Vec<u8> {
         let mut r = BufReader::with_capacity(BUF, &input[..]);
         let mut out = Vec::new();
-        filter(&mut r, &mut out).await.unwrap();
+        filter(&mut r, &mut out, &Notify::new()).await.unwrap();
         out
+    }
+
+    /// Reads one frame (fixed header, remaining length, body) from `r`.
+    async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Vec<u8> {
+        let b1 = r.read_u8().await.unwrap();
+        let (len, len_bytes) = remaining_length(r).await.unwrap();
+        let mut out = vec![b1];
+        out.extend_from_slice(&len_bytes);
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).await.unwrap();
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// While the guard reads past a large message, what came before it (a
+    /// PINGRESP, the marker of the previous message read past) has already
+    /// reached rumqttc: held behind megabytes, rumqttc misses its PINGRESP,
+    /// drops the connection, and the broker sends every unacknowledged
+    /// message again.
+    #[tokio::test]
+    async fn nothing_waits_behind_a_message_being_read_past() {
+        let (mut broker, guard_in) = tokio::io::duplex(256 * 1024);
+        let (guard_out, mut client) = tokio::io::duplex(256 * 1024);
+        let relay = tokio::spawn(async move {
+            let mut r = BufReader::with_capacity(BUF, guard_in);
+            let mut w = BufWriter::with_capacity(BUF, guard_out);
+            let _ = filter(&mut r, &mut w, &Notify::new()).await;
+        });
+        let big = |id| {
+            frame(
+                0x32,
+                b"cashpad/CP/events",
+                Some(id),
+                &vec![b'x'; 2 * MAX_PAYLOAD_BYTES],
+            )
+        };
+        let (one, two) = (big(1), big(2));
+        let wait = Duration::from_secs(5);
+        // A PINGRESP, and the first 64 KiB of a large message in the
+        // same read.
+        let mut start = vec![0xd0, 0x00];
+        start.extend_from_slice(&one[..64 * 1024]);
+        broker.write_all(&start).await.unwrap();
+        let got = tokio::time::timeout(wait, read_frame(&mut client))
+            .await
+            .expect("the PINGRESP is held behind the message being read past");
+        assert_eq!(got, [0xd0, 0x00]);
+        // The rest of it, and the beginning of another one: the first one's
+        // marker reaches rumqttc before the second is read past.
+        broker.write_all(&one[64 * 1024..]).await.unwrap();
+        broker.write_all(&two[..64 * 1024]).await.unwrap();
+        let got = tokio::time::timeout(wait, read_frame(&mut client))
+            .await
+            .expect("the marker is held behind the next message");
+        assert_eq!(got[0], 0x32);
+        assert!(got.windows(MARKER_TAG.len()).any(|w| w == MARKER_TAG));
+        relay.abort();
+    }
+
+    /// A broker sending a large message slowly (a Wi-Fi link) answers
+    /// rumqttc's PINGREQ only after the message; rumqttc drops the
+    /// connection when a PINGRESP has not come by its next keep-alive (30 s
+    /// later), and the broker sends the message again at the reconnect:
+    /// a message longer to send than that is never read past. While the
+    /// guard reads past one and the broker's bytes keep coming, it answers
+    /// the PINGREQ itself.
+    #[tokio::test]
+    async fn a_ping_is_answered_while_a_slow_large_message_is_read_past() {
+        let broker = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = broker.local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let guard = Guard::start(
+            dir.path(),
+            Upstream {
+                host: "127.0.0.1".into(),
+                port,
+                tls: false,
+            },
+        )
+        .unwrap();
+        let mut client = UnixStream::connect(guard.path()).await.unwrap();
+        let (mut up, _) = broker.accept().await.unwrap();
+        let big = frame(
+            0x32,
+            b"cashpad/CP/events",
+            Some(1),
+            &vec![b'x'; 2 * MAX_PAYLOAD_BYTES],
+        );
+        // The broker: 64 KiB at once, then 4 KiB every 20 ms (its answer to
+        // the PINGREQ would come after the whole message).
+        let sender = tokio::spawn(async move {
+            up.write_all(&big[..64 * 1024]).await.unwrap();
+            for chunk in big[64 * 1024..].chunks(4096) {
+                if up.write_all(chunk).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client.write_all(&[0xc0, 0x00]).await.unwrap();
+        let mut got = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(3), client.read_exact(&mut got))
+            .await
+            .expect("no PINGRESP while the message is read past")
+            .unwrap();
+        assert_eq!(got, [0xd0, 0x00]);
+        sender.abort();
+    }
+
+    /// rumqttc's frames, cut anywhere: only the PINGREQs are counted.
+    #[test]
+    fn the_pingreqs_of_the_client_are_seen_across_reads() {
+        let publish = frame(0x32, b"cashpad/CP/status", Some(3), &[0xc0; 300]);
+        let stream = [
+            &[0x10, 0x02, 0x00, 0x04][..],
+            &[0xc0, 0x00],
+            &publish,
+            &[0x40, 0x02, 0x00, 0x07],
+            &[0xc0, 0x00],
+        ]
+        .concat();
+        for cut in 0..stream.len() {
+            let mut u = Upward::default();
+            let n = u.pings_in(&stream[..cut]) + u.pings_in(&stream[cut..]);
+            assert_eq!(n, 2, "cut at {cut}");
+        }
+        let mut u = Upward::default();
+        assert_eq!(stream.iter().map(|b| u.pings_in(&[*b])).sum::<usize>(), 2);
     }
 
     /// Frames at and under the limit pass byte for byte; over it, or with
