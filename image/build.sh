@@ -193,7 +193,8 @@ root_used="$(dumpe2fs -h "$work/root.ext4" 2>/dev/null | awk -F: '/^Block count/
 timed "partitions (FAT ${boot_mib} MiB, ext4 ${root_mib} MiB)"
 
 bmaptool create -o "$out/$name.img.bmap" "$img"
-xz -T0 -6 -f -c "$img" >"$out/$name.img.xz"
+# -3: twice as fast as the default -6 on this image, for a few % more.
+xz -T0 -3 -f -c "$img" >"$out/$name.img.xz"
 timed "bmap and xz"
 (cd "$out" && sha256sum "$name.img.xz" "$name.img.bmap" >SHA256SUMS)
 
