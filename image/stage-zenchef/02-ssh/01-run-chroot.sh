@@ -1,2 +1,0 @@
-#!/bin/bash -e
-systemctl enable ssh.service
