@@ -18,8 +18,13 @@
 set -euo pipefail
 
 deb="$(realpath "$1")"
-mirror="$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
-mirror="${mirror:-http://deb.debian.org/debian}"
+mirror="${mirror:-$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}"
+# No mirror host is written in the repository: the machine's own apt source,
+# or $mirror from the environment.
+if [ -z "$mirror" ]; then
+	echo "no apt source in /etc/apt/sources.list.d/debian.sources: set mirror=URI" >&2
+	exit 2
+fi
 work="$(mktemp -d)"
 root="$work/root"
 nspawn_pid=""
