@@ -1082,7 +1082,7 @@ async fn the_status_page_in_a_real_browser_and_the_webhook_nudge() {
     // The webhook nudge: a new booking reaches the POS at once although
     // the poll interval is an hour; the body is not trusted. Nudged polls
     // are at least 2 s apart and a nudge meanwhile waits as one pending
-    // poll (docs/decisions.md, "Nudges coalesce"): let any poll nudged by
+    // poll (docs/decisions.md, "Small attacks that broke"): let any poll nudged by
     // the events above happen before the booking is added.
     tokio::time::sleep(Duration::from_secs(3)).await;
     rig.zenchef.add_booking(booking(3002, "1", "Nouveau"));
