@@ -88,7 +88,7 @@ if [ -z "$deb" ]; then
 			/usr/bin/cargo build --release --locked --target aarch64-unknown-linux-gnu
 		mkdir -p "$td/debian"
 		rm -f "$td"/debian/zenchef-edge_*_arm64.deb
-		cargo deb --no-build --release --locked --target aarch64-unknown-linux-gnu --output "$td/debian/"
+		cargo deb --no-build --profile release --locked --target aarch64-unknown-linux-gnu --output "$td/debian/"
 	)
 	deb="$(ls "$repo/${CARGO_TARGET_DIR:-target}"/debian/zenchef-edge_*_arm64.deb)"
 	timed "arm64 package"
