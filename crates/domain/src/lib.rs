@@ -17,6 +17,8 @@
 //!   (walk-in, `pos_ticket`), as a stored plan keeps them.
 //! - [`links`]: manual links (rule 4b): refuse, wait or apply a
 //!   technician's `link` / `unlink`.
+//! - [`payments`]: a Zenchef Pay payment's states and transitions (rules
+//!   6 and 7): listed, reported by the POS, its bill closed without it.
 //! - [`sync`]: the rules — matching (rule 4), Zenchef plans, the order's
 //!   truth and its check, the judgement of a Zenchef Pay payment (rule 6),
 //!   late events (rule 10).
@@ -24,4 +26,5 @@
 pub mod booking;
 pub mod event;
 pub mod links;
+pub mod payments;
 pub mod sync;
