@@ -38,13 +38,12 @@
 //! event ([`reported`], [`close_pending`], called by intake): a crash never
 //! leaves a payment counted neither as pending nor as paid, nor as both.
 
-use domain::payments::{ClosedWithout, Listed, OnReport};
+use domain::payments::{ClosedWithout, GuestPayment, Listed, OnReport};
 use rusqlite::types::{FromSqlError, Type};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::{StoreError, kv_get, kv_set, order_attention, order_truth};
-use crate::pay::client::GuestPayment;
 use crate::sync::{self, OrderStatus};
 use crate::time::now_utc;
 

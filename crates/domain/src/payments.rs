@@ -16,6 +16,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::sync::{Refusal, Verdict};
 
+/// A payment made by a guest, as Zenchef Pay lists it (docs/protocol/zenchef-pay.md
+/// § Payments; read from the page's JSON by the agent's Pay client).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct GuestPayment {
+    /// Zenchef Pay id, e.g. `pay_8f2c`.
+    pub payment_id: String,
+    /// POS order id the check belongs to.
+    pub order_id: String,
+    /// Amount paid toward the bill, cents.
+    pub amount_cents: i64,
+    /// Tip, cents.
+    #[serde(default)]
+    pub tip_cents: i64,
+    /// Card, wallet… (informational).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// When the guest paid.
+    #[serde(default)]
+    pub paid_at: Option<String>,
+}
+
 /// A payment's state (see the module documentation). Stored, and shown by
 /// `status --json`, under [`PaymentState::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
