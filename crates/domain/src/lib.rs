@@ -19,6 +19,8 @@
 //!   technician's `link` / `unlink`.
 //! - [`payments`]: a Zenchef Pay payment's states and transitions (rules
 //!   6 and 7): listed, reported by the POS, its bill closed without it.
+//! - [`tables`]: the table-name check of rule 4 (POS floor plan against
+//!   Zenchef's tables: identical, near-misses, one side only).
 //! - [`sync`]: the rules — matching (rule 4), Zenchef plans, the order's
 //!   truth and its check, the judgement of a Zenchef Pay payment (rule 6),
 //!   late events (rule 10).
@@ -28,3 +30,4 @@ pub mod event;
 pub mod links;
 pub mod payments;
 pub mod sync;
+pub mod tables;
