@@ -12,6 +12,9 @@
 //! by the POS: left to the previous box), `held` (the POS contradicted
 //! itself: a person decides, no ack).
 
+use std::ops::Add;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::sync::{Refusal, Verdict};
@@ -247,6 +250,83 @@ pub fn on_closing(state: PaymentState, referenced: bool, voided: bool) -> Option
     })
 }
 
+/// What the payments task knows of a payment's pace (rule 7: settle
+/// commands resent with the same `command_id`, a bounded number of times;
+/// acks retried after a failure). `T` is the task's clock (tokio's
+/// `Instant` in the agent, so that tests can pause time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace<T> {
+    /// Now.
+    pub now: T,
+    /// When its settle command was last handed to the POS (state
+    /// `command_sent`; one found sent at start counts as sent then).
+    pub sent_at: T,
+    /// Quiet time before a settle command is sent again
+    /// (`[zenchef_pay] settle_resend_s`).
+    pub resend_after: Duration,
+    /// Resends made so far.
+    pub resends: u32,
+    /// Resends allowed (`[zenchef_pay] settle_resends`).
+    pub max_resends: u32,
+    /// Already flagged as needing a person.
+    pub attention: bool,
+    /// After a failed ack: not before this instant.
+    pub ack_not_before: Option<T>,
+}
+
+/// What the payments task does with a payment now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<T> {
+    /// Send its settle command (state `settle`).
+    Send,
+    /// Send its settle command again, same `command_id`: the POS was quiet
+    /// for the resend interval.
+    Resend,
+    /// Nothing before this instant.
+    WaitUntil(T),
+    /// Every resend was made and the POS never answered: a person must
+    /// look (flagged once).
+    NeedsPerson,
+    /// Acknowledge it to Zenchef Pay: `settled` (state `answered`) or
+    /// `rejected` with its reason (state `reject`).
+    Ack,
+    /// An adopted payment: left to the previous box once it is old enough.
+    Reconsider,
+    /// Nothing to do (an end state, held, or inherited; or flagged already).
+    Nothing,
+}
+
+/// The next action on a payment in `state` (rule 7's pace).
+pub fn action<T>(state: PaymentState, p: &Pace<T>) -> Action<T>
+where
+    T: Copy + Ord + Add<Duration, Output = T>,
+{
+    match state {
+        PaymentState::Settle => Action::Send,
+        PaymentState::CommandSent => {
+            let due = p.sent_at + p.resend_after;
+            if p.now < due {
+                Action::WaitUntil(due)
+            } else if p.resends < p.max_resends {
+                Action::Resend
+            } else if !p.attention {
+                Action::NeedsPerson
+            } else {
+                Action::Nothing
+            }
+        }
+        PaymentState::Answered | PaymentState::Reject => match p.ack_not_before {
+            Some(at) if p.now < at => Action::WaitUntil(at),
+            _ => Action::Ack,
+        },
+        PaymentState::Adopted => Action::Reconsider,
+        PaymentState::Settled
+        | PaymentState::Rejected
+        | PaymentState::Inherited
+        | PaymentState::Held => Action::Nothing,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,5 +520,95 @@ mod tests {
             PaymentState::PENDING.map(PaymentState::as_str),
             ["settle", "command_sent"]
         );
+    }
+
+    /// Rule 7's pace: resends after a quiet interval, a bounded number of
+    /// times, then a person; acks wait out their backoff.
+    #[test]
+    fn the_pace_of_each_state() {
+        use Action::*;
+        use PaymentState as S;
+        // Seconds as the clock: the rule only adds and compares.
+        let s = Duration::from_secs;
+        let pace = |now: u64, resends: u32, attention: bool, ack: Option<u64>| Pace {
+            now: Duration::ZERO + s(now),
+            sent_at: Duration::ZERO + s(100),
+            resend_after: s(30),
+            resends,
+            max_resends: 2,
+            attention,
+            ack_not_before: ack.map(s),
+        };
+        let cases: Vec<(&str, S, Pace<Duration>, Action<Duration>)> = vec![
+            ("accepted: sent", S::Settle, pace(100, 0, false, None), Send),
+            (
+                "sent, quiet",
+                S::CommandSent,
+                pace(110, 0, false, None),
+                WaitUntil(s(130)),
+            ),
+            (
+                "sent, quiet to the second",
+                S::CommandSent,
+                pace(129, 1, false, None),
+                WaitUntil(s(130)),
+            ),
+            (
+                "sent, due: resent",
+                S::CommandSent,
+                pace(130, 0, false, None),
+                Resend,
+            ),
+            (
+                "second resend",
+                S::CommandSent,
+                pace(200, 1, false, None),
+                Resend,
+            ),
+            (
+                "every resend made",
+                S::CommandSent,
+                pace(200, 2, false, None),
+                NeedsPerson,
+            ),
+            (
+                "already flagged",
+                S::CommandSent,
+                pace(200, 2, true, None),
+                Nothing,
+            ),
+            (
+                "answered: settled ack",
+                S::Answered,
+                pace(0, 0, false, None),
+                Ack,
+            ),
+            (
+                "refused: rejected ack",
+                S::Reject,
+                pace(0, 0, false, None),
+                Ack,
+            ),
+            (
+                "ack backing off",
+                S::Reject,
+                pace(5, 0, false, Some(9)),
+                WaitUntil(s(9)),
+            ),
+            (
+                "ack backoff over",
+                S::Answered,
+                pace(9, 0, false, Some(9)),
+                Ack,
+            ),
+            ("adopted", S::Adopted, pace(0, 0, false, None), Reconsider),
+            ("settled", S::Settled, pace(0, 0, false, None), Nothing),
+            ("rejected", S::Rejected, pace(0, 0, false, None), Nothing),
+            ("inherited", S::Inherited, pace(0, 0, false, None), Nothing),
+            ("held", S::Held, pace(0, 0, false, None), Nothing),
+        ];
+        for (what, state, p, want) in cases {
+            assert_eq!(action(state, &p), want, "{what}");
+        }
     }
 }
