@@ -21,7 +21,8 @@
 //!   `seq` order and independent of each other; the pure scheduler
 //!   (backoff, outage probes, pauses); retries and dead letters.
 //! - [`sync`]: the sync rules (docs/protocol/sync-rules.md) as pure
-//!   functions (matching, plans, order truth, payment verdicts).
+//!   functions (matching, plans, order truth, payment verdicts): the
+//!   domain crate's (`crates/domain`, no I/O), named here.
 //! - [`zenchef`]: the Zenchef API client, its typed wire bodies, and the
 //!   reservation poller.
 //! - [`health`]: the daemon's view of its links, for `status`.

@@ -32,6 +32,8 @@ use tracing::{error, info, warn};
 
 pub use crate::outbox::links::{LinkRequest, LinkState, open_requests, set_state};
 use crate::outbox::{self, State, Store, StoreError, events, orders, queue};
+pub use domain::links::{self, Decision, Facts, Holder};
+
 use crate::sync::{Link, OrderState, OrderStatus};
 use crate::zenchef::client::{Booking, CallError, ErrorClass, ZenchefClient};
 use crate::zenchef::wire::BookingStatus;
@@ -39,130 +41,21 @@ use crate::zenchef::wire::BookingStatus;
 /// How often the daemon looks for requests.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
 
-/// Who already holds a booking.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Holder {
-    /// Another open order is linked to it.
-    Order {
-        /// That order.
-        order_id: String,
-        /// Its table.
-        table: String,
-    },
-    /// Another order's `table.opened` chose it and is being delivered.
-    Matching {
-        /// That order.
-        order_id: String,
-    },
-}
-
-/// What the store says about the order of a request.
+/// What the store says about the order of a request: the facts rule 4b
+/// decides on, and the table of its first event (to create the order row
+/// when its first event is a dead letter).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OrderFacts {
-    /// The order's state, once an event of it was delivered.
-    pub order: Option<OrderState>,
-    /// At least one event of the order was received.
-    pub has_events: bool,
-    /// State of its earliest undelivered event (Zenchef lane).
-    pub head: Option<State>,
-    /// Number of its undelivered events.
-    pub pending: i64,
-    /// Another order holding the requested booking.
-    pub holder: Option<Holder>,
-    /// Table of its first event (to create the order row when its first
-    /// event is a dead letter).
+    /// What [`decide`] reads.
+    pub rule: Facts,
+    /// Table of its first event.
     pub first_table: Option<String>,
 }
 
-/// What to do with a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Never: the sentence says why.
-    Refuse(String),
-    /// Not now: the sentence says what it waits for.
-    Wait(String),
-    /// Nothing to change.
-    Nothing(String),
-    /// Write the link.
-    Apply {
-        /// The booking the order had, and how it was linked.
-        previous: Option<(i64, Link)>,
-        /// Walk-in to cancel in Zenchef.
-        cancel: Option<i64>,
-    },
-}
-
-/// Decides a request from the store's facts (pure; sync-rules 4b).
+/// Decides a request from the store's facts (pure; sync-rules 4b, in the
+/// domain crate: [`domain::links::decide`]).
 pub fn decide(req: &LinkRequest, f: &OrderFacts) -> Decision {
-    let o = &req.order_id;
-    if f.order.is_none() && !f.has_events {
-        return Decision::Refuse(format!(
-            "order {o} is unknown: no event of this order was received from the POS"
-        ));
-    }
-    if let Some(order) = &f.order {
-        let linked = order
-            .booking_id
-            .map(|b| format!(" (its bill went to booking {b})"))
-            .unwrap_or_default();
-        match order.status {
-            OrderStatus::Open => {}
-            OrderStatus::Paid => {
-                return Decision::Refuse(format!(
-                    "order {o} is already paid{linked}: a link now would change nothing in Zenchef"
-                ));
-            }
-            OrderStatus::Voided => {
-                return Decision::Refuse(format!("order {o} was voided: there is nothing to link"));
-            }
-        }
-    }
-    if f.head == Some(State::Queued) {
-        return Decision::Wait(format!(
-            "order {o} has {} event(s) being delivered to Zenchef; the link is applied as soon \
-             as they are (nothing to do: the agent retries by itself)",
-            f.pending
-        ));
-    }
-    let current = f.order.as_ref().and_then(|x| x.booking_id);
-    let previous = f
-        .order
-        .as_ref()
-        .and_then(|x| Some((x.booking_id?, x.link.unwrap_or(Link::Matched))));
-    match req.booking_id {
-        None => {
-            if current.is_none() {
-                return Decision::Nothing(format!(
-                    "order {o} is not linked to any booking: nothing to unlink"
-                ));
-            }
-        }
-        Some(b) => {
-            if current == Some(b) {
-                return Decision::Nothing(format!("order {o} is already linked to booking {b}"));
-            }
-            match &f.holder {
-                Some(Holder::Order { order_id, table }) => {
-                    return Decision::Refuse(format!(
-                        "booking {b} is already linked to open order {order_id} (table {table}): \
-                         unlink that order first with `zenchef-edge unlink {order_id}`"
-                    ));
-                }
-                Some(Holder::Matching { order_id }) => {
-                    return Decision::Refuse(format!(
-                        "booking {b} is being matched to order {order_id} right now: wait a few \
-                         seconds, then unlink that order first with `zenchef-edge unlink {order_id}`"
-                    ));
-                }
-                None => {}
-            }
-        }
-    }
-    let cancel = match previous {
-        Some((w, Link::Walkin)) => Some(w),
-        _ => None,
-    };
-    Decision::Apply { previous, cancel }
+    links::decide(&req.order_id, req.booking_id, &f.rule)
 }
 
 /// Reads the facts for a request (inside a store job).
@@ -187,11 +80,13 @@ pub fn facts(c: &Connection, r: &LinkRequest) -> Result<OrderFacts, StoreError> 
                 .map(str::to_string)
         });
     Ok(OrderFacts {
-        order,
-        has_events,
-        head,
-        pending,
-        holder,
+        rule: Facts {
+            order,
+            has_events,
+            delivering: head == Some(State::Queued),
+            pending,
+            holder,
+        },
         first_table,
     })
 }
@@ -200,7 +95,7 @@ pub fn facts(c: &Connection, r: &LinkRequest) -> Result<OrderFacts, StoreError> 
 /// only its (dead) first event is known.
 fn write_link(c: &Connection, r: &LinkRequest, f: &OrderFacts) -> Result<(), StoreError> {
     let link = r.booking_id.map(|_| Link::Manual);
-    match &f.order {
+    match &f.rule.order {
         Some(_) => orders::set_link(c, &r.order_id, r.booking_id, link)?,
         None => outbox::save_order(
             c,
@@ -494,146 +389,35 @@ async fn cancel_walkin(
 mod tests {
     use super::*;
 
-    fn req(booking: Option<i64>) -> LinkRequest {
-        LinkRequest {
+    /// The agent's `decide` hands the request and the rule's facts to the
+    /// domain (whose tests hold the table of rule 4b).
+    #[test]
+    fn decide_reads_the_request() {
+        let req = |booking| LinkRequest {
             id: 7,
             order_id: "O-1".into(),
             booking_id: booking,
             state: LinkState::Pending,
             result: None,
             cancel_booking: None,
-        }
-    }
-
-    fn order(booking: Option<i64>, link: Option<Link>, status: OrderStatus) -> OrderState {
-        OrderState {
-            order_id: "O-1".into(),
-            table: "12".into(),
-            covers: Some(2),
-            opened_at: None,
-            status,
-            booking_id: booking,
-            link,
-            total_cents: None,
-            paid_cents: 0,
-            last_seq: 3,
-        }
-    }
-
-    fn facts_with(o: Option<OrderState>) -> OrderFacts {
-        OrderFacts {
-            has_events: true,
-            order: o,
-            ..Default::default()
-        }
-    }
-
-    // Long by design: one table of named cases of rule 4b.
-    #[test]
-    fn decisions_follow_rule_4b() {
-        use Decision::*;
-        let walkin = order(Some(900_001), Some(Link::Walkin), OrderStatus::Open);
-        let matched = order(Some(77), Some(Link::Matched), OrderStatus::Open);
-        let cases: Vec<(&str, LinkRequest, OrderFacts, Decision)> = vec![
-            (
-                "a walk-in is replaced and cancelled",
-                req(Some(123)),
-                facts_with(Some(walkin.clone())),
-                Apply {
-                    previous: Some((900_001, Link::Walkin)),
-                    cancel: Some(900_001),
-                },
-            ),
-            (
-                "a matched booking is replaced, nothing cancelled",
-                req(Some(123)),
-                facts_with(Some(matched.clone())),
-                Apply {
-                    previous: Some((77, Link::Matched)),
-                    cancel: None,
-                },
-            ),
-            (
-                "unlinking a walk-in cancels it",
-                req(None),
-                facts_with(Some(walkin.clone())),
-                Apply {
-                    previous: Some((900_001, Link::Walkin)),
-                    cancel: Some(900_001),
-                },
-            ),
-            (
-                "an order whose first event is dead gets its link",
-                req(Some(123)),
-                OrderFacts {
-                    head: Some("dead".into()),
-                    pending: 1,
-                    ..facts_with(None)
-                },
-                Apply {
-                    previous: None,
-                    cancel: None,
-                },
-            ),
-        ];
-        for (what, r, f, want) in cases {
-            assert_eq!(decide(&r, &f), want, "{what}");
-        }
-        // Refusals and waits, by their sentence.
-        let unknown = decide(&req(Some(1)), &OrderFacts::default());
-        assert!(
-            matches!(&unknown, Refuse(m) if m.contains("order O-1 is unknown")),
-            "{unknown:?}"
-        );
-        let paid = decide(
-            &req(Some(1)),
-            &facts_with(Some(order(
-                Some(77),
-                Some(Link::Matched),
-                OrderStatus::Paid,
-            ))),
-        );
-        assert!(
-            matches!(&paid, Refuse(m) if m.contains("already paid (its bill went to booking 77)")),
-            "{paid:?}"
-        );
-        let held = decide(
-            &req(Some(5)),
-            &OrderFacts {
-                holder: Some(Holder::Order {
-                    order_id: "O-9".into(),
-                    table: "4".into(),
-                }),
-                ..facts_with(Some(matched.clone()))
+        };
+        let f = OrderFacts {
+            rule: Facts {
+                has_events: true,
+                ..Facts::default()
             },
+            first_table: Some("12".into()),
+        };
+        assert_eq!(
+            decide(&req(Some(5)), &f),
+            Decision::Apply {
+                previous: None,
+                cancel: None
+            }
         );
-        assert!(
-            matches!(&held, Refuse(m) if m.contains("booking 5 is already linked to open order O-9 (table 4)")
-                && m.contains("zenchef-edge unlink O-9")),
-            "{held:?}"
+        assert_eq!(
+            decide(&req(None), &f),
+            Decision::Nothing("order O-1 is not linked to any booking: nothing to unlink".into())
         );
-        let busy = decide(
-            &req(Some(5)),
-            &OrderFacts {
-                head: Some("queued".into()),
-                pending: 2,
-                ..facts_with(Some(matched.clone()))
-            },
-        );
-        assert!(
-            matches!(&busy, Wait(m) if m.contains("2 event(s) being delivered")),
-            "{busy:?}"
-        );
-        assert!(matches!(
-            decide(&req(Some(77)), &facts_with(Some(matched))),
-            Nothing(_)
-        ));
-        assert!(matches!(
-            decide(
-                &req(None),
-                &facts_with(Some(order(None, None, OrderStatus::Open)))
-            ),
-            Nothing(_)
-        ));
     }
 }

@@ -9,7 +9,11 @@
 //!   and the HTTP server share `src/status/`, not the commands);
 //! - no function is over 100 lines without a reason written in a plain
 //!   comment (`//`, not the doc) right above it that says why it is long
-//!   (the word "long").
+//!   (the word "long");
+//! - the domain crate (`crates/domain`) depends on nothing that does I/O
+//!   (no SQLite, HTTP, MQTT, mDNS or async runtime), and no other
+//!   dependency of it names one: the compiler then refuses a rule that
+//!   reaches for the store or the network.
 //!
 //! Each rule is checked against a made-up source first, so a scanner that
 //! stopped seeing anything fails instead of passing.
@@ -76,10 +80,12 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The agent's sources and the domain crate's (`crates/domain/src/`).
 fn src_files() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
+    rust_files(&root.join("crates/domain/src"), &mut files);
     assert!(files.len() > 20, "the scan found the sources");
     files
         .into_iter()
@@ -419,5 +425,73 @@ fn long_functions_say_why() {
         unexplained.is_empty(),
         "functions over {LONG_FN} lines without a comment above saying why they are long:\n{}",
         unexplained.join("\n")
+    );
+}
+
+/// The crates that do I/O, which the domain crate must never depend on.
+const IO_CRATES: &[&str] = &[
+    "rusqlite",
+    "libsqlite3-sys",
+    "reqwest",
+    "hyper",
+    "hyper-util",
+    "rumqttc",
+    "mdns-sd",
+    "tokio",
+    "tokio-util",
+];
+
+#[test]
+fn the_domain_crate_does_no_io() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("crates/domain/Cargo.toml")).unwrap();
+    // The dependency tables: every line from `[dependencies]` (or a
+    // `[…dependencies]` table) to the next table.
+    let mut deps = Vec::new();
+    let mut in_deps = false;
+    for l in manifest.lines() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            in_deps = t.trim_end_matches(']').ends_with("dependencies");
+            continue;
+        }
+        if in_deps && !t.is_empty() && !t.starts_with('#') {
+            deps.push(t.split(['=', ' ', '.']).next().unwrap_or("").to_string());
+        }
+    }
+    assert!(
+        deps.iter().any(|d| d == "serde"),
+        "the scan found the dependencies: {deps:?}"
+    );
+    let bad: Vec<&String> = deps
+        .iter()
+        .filter(|d| IO_CRATES.contains(&d.as_str()))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "the domain crate depends on I/O crates: {bad:?}"
+    );
+    // And its sources name none of them (a path dependency could bring one).
+    let mut files = Vec::new();
+    rust_files(&root.join("crates/domain/src"), &mut files);
+    assert!(files.len() >= 4, "the scan found the domain's sources");
+    let mut named = Vec::new();
+    for p in files {
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut raw = None;
+        for (i, l) in text.lines().enumerate() {
+            let code = code_of(l, &mut raw);
+            for c in IO_CRATES {
+                let path = format!("{}::", c.replace('-', "_"));
+                if code.contains(&path) {
+                    named.push(format!("{}:{}: {}", p.display(), i + 1, l.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        named.is_empty(),
+        "the domain names I/O crates:\n{}",
+        named.join("\n")
     );
 }

@@ -21,6 +21,7 @@ use super::{Deliverer, Ended, Failure, Outcome, classify};
 use crate::outbox::queue::{self, State};
 use crate::outbox::{self, payments};
 use crate::pay::client::PayClient;
+use crate::pay::wire::CheckBody;
 use crate::sync::{self, OrderTruth};
 use crate::zenchef::client::{CallError, ErrorClass};
 
@@ -118,7 +119,7 @@ async fn push(d: &Deliverer, order: &str, look: &Look) -> Result<Option<u64>, Fa
         // Zenchef Pay disabled since the rows were queued: nothing to push.
         return Ok(None);
     }
-    let Some(mut body) = sync::check_body(&look.truth, &d.ctx) else {
+    let Some(mut body) = sync::check_body(&look.truth, &d.ctx).map(CheckBody::from) else {
         debug!("no items sent yet: no check to push");
         return Ok(None);
     };

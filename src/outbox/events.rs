@@ -9,8 +9,8 @@ use super::StoreError;
 use super::kv::{bump, kv_set};
 use super::payments::{self, PaymentChange};
 use super::queue::{self, State};
-use crate::pos::event::{EventData, Method, PosEvent};
 use crate::time::now_utc;
+use domain::event::{EventData, Method, PosEvent};
 
 /// Bytes of a quarantined payload kept in the `rejected` table (its real
 /// size is kept beside them): enough to see what it was, never what the

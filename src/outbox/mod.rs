@@ -139,7 +139,7 @@ mod plans_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pos::event::parse;
+    use domain::event::parse;
     use queue::{next_pending, ready_orders, record_failure};
 
     fn stored(order: &str) -> IntakeOutcome {

@@ -6,8 +6,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
-use crate::pos::event::{self, PosEvent};
 use crate::sync::{self, Link, OrderState, OrderStatus, OrderTruth};
+use domain::event::{self, PosEvent};
 
 /// Loads what the Zenchef lane applied of an order.
 pub fn load_order(conn: &Connection, order_id: &str) -> Result<Option<OrderState>, StoreError> {

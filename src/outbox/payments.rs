@@ -25,19 +25,31 @@
 //!   after closing or voiding the bill without it): no ack is sent, a
 //!   person decides in Zenchef Pay (flagged in `attention`).
 //!
+//! Which state follows which is decided by the domain's pure transitions
+//! (`domain::payments`: [`domain::payments::listed`],
+//! [`domain::payments::on_report`], [`domain::payments::on_closing`]); this
+//! module reads the rows they need and writes what they decide. A refusal
+//! by a closing keeps its sentence in `reason` (rows of earlier releases
+//! hold only that): its kind is read back from it in one place,
+//! [`domain::payments::ClosedWithout::of_reason`].
+//!
 //! Every change that decides a payment's fate from a POS event (answered,
 //! closed without it) is made in the **same transaction** as the stored
 //! event ([`reported`], [`close_pending`], called by intake): a crash never
 //! leaves a payment counted neither as pending nor as paid, nor as both.
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension, ToSql, params};
+use domain::payments::{ClosedWithout, GuestPayment, Listed, OnReport};
+use rusqlite::types::{FromSqlError, Type};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::{StoreError, kv_get, kv_set, order_attention, order_truth};
-use crate::pay::client::GuestPayment;
-use crate::sync::{self, OrderStatus, Refusal, Verdict};
+use crate::sync::{self, OrderStatus};
 use crate::time::now_utc;
+
+/// A payment's state: the domain's (`domain::payments`, where its
+/// transitions are decided), stored under its name.
+pub use domain::payments::PaymentState;
 
 /// `kv` key of the durable payments cursor.
 pub const CURSOR_KEY: &str = "pay_cursor";
@@ -45,91 +57,28 @@ pub const CURSOR_KEY: &str = "pay_cursor";
 /// end: until then, payments of orders this store cannot judge are adopted,
 /// not refused (a replaced box, docs/decisions.md).
 pub const CAUGHT_UP_KEY: &str = "pay_caught_up";
-/// Reason of a payment refused because the bill was closed without it.
-pub const CLOSED_WITHOUT: &str = "bill closed in the POS without this payment";
-/// Reason of a payment refused because the order was voided without it.
-pub const VOIDED_WITHOUT: &str = "order voided in the POS without this payment";
 
-/// A payment's state (see the module documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentState {
-    /// Accepted, settle command to send.
-    Settle,
-    /// Settle command sent, no answer yet.
-    CommandSent,
-    /// Reported by the POS, `settled` ack to send.
-    Answered,
-    /// Acknowledged `settled`.
-    Settled,
-    /// `rejected` ack to send.
-    Reject,
-    /// Acknowledged `rejected`.
-    Rejected,
-    /// From a new store's catch-up, waiting for the POS to decide.
-    Adopted,
-    /// Never mentioned by the POS: left to the previous box.
-    Inherited,
-    /// The POS contradicted itself: no ack, a person decides.
-    Held,
+/// A payment's state read from column `i`; errors on a name this binary
+/// does not know (read such a column as text and [`PaymentState::parse`]
+/// it to skip them instead).
+fn state_at(r: &Row<'_>, i: usize) -> rusqlite::Result<PaymentState> {
+    let s: String = r.get(i)?;
+    PaymentState::parse(&s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            Type::Text,
+            Box::new(FromSqlError::Other(
+                format!("unknown payment state {s:?}").into(),
+            )),
+        )
+    })
 }
 
-impl PaymentState {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentState::Settle => "settle",
-            PaymentState::CommandSent => "command_sent",
-            PaymentState::Answered => "answered",
-            PaymentState::Settled => "settled",
-            PaymentState::Reject => "reject",
-            PaymentState::Rejected => "rejected",
-            PaymentState::Adopted => "adopted",
-            PaymentState::Inherited => "inherited",
-            PaymentState::Held => "held",
-        }
-    }
-
-    /// From the stored name.
-    pub fn parse(s: &str) -> Option<PaymentState> {
-        Some(match s {
-            "settle" => PaymentState::Settle,
-            "command_sent" => PaymentState::CommandSent,
-            "answered" => PaymentState::Answered,
-            "settled" => PaymentState::Settled,
-            "reject" => PaymentState::Reject,
-            "rejected" => PaymentState::Rejected,
-            "adopted" => PaymentState::Adopted,
-            "inherited" => PaymentState::Inherited,
-            "held" => PaymentState::Held,
-            _ => return None,
-        })
-    }
-}
-
-impl ToSql for PaymentState {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-/// Errors on a name this binary does not know (read such a column as text
-/// and [`PaymentState::parse`] it to skip them instead).
-impl FromSql for PaymentState {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<PaymentState> {
-        let s = v.as_str()?;
-        PaymentState::parse(s)
-            .ok_or_else(|| FromSqlError::Other(format!("unknown payment state {s:?}").into()))
-    }
-}
-
-/// States whose amount counts as sent to the POS (or about to be) and not
-/// yet answered: the `pending` of rule 6's "due". (An adopted payment is
-/// not counted: it may have been refunded by the box that had it, and it
-/// would then refuse other guests' payments for nothing.)
+/// [`PaymentState::PENDING`] in SQL: the states whose amount counts as
+/// sent to the POS and not yet answered (rule 6's "due").
 pub(crate) const PENDING: &str = "('settle', 'command_sent')";
-/// States of a payment still waiting for the POS: a closing event without
-/// its reference decides them (refused).
+/// [`PaymentState::WAITING`] in SQL: the states of a payment still waiting
+/// for the POS, which a closing event without its reference refuses.
 pub(crate) const WAITING: &str = "('settle', 'command_sent', 'adopted')";
 
 /// What became of a listed payment.
@@ -187,22 +136,13 @@ pub fn store_page(
             attention.as_deref(),
             pending,
         );
-        let (fate, state, reason) = match verdict {
-            // While catching up, what the box that had the payment did is
-            // unknown (it may have refunded it): the POS decides.
-            Verdict::Settle if catch_up => (Fate::Adopted, PaymentState::Adopted, None),
-            Verdict::Settle => (Fate::Settle, PaymentState::Settle, None),
-            Verdict::Reported => (Fate::Reported, PaymentState::Answered, None),
-            // A closed bill lists all its payments: that one is not there.
-            Verdict::Refuse(r @ (Refusal::Paid | Refusal::Voided)) => {
-                let why = r.reason(&p.order_id);
-                (Fate::Reject(why.clone()), PaymentState::Reject, Some(why))
-            }
-            Verdict::Refuse(_) if catch_up => (Fate::Adopted, PaymentState::Adopted, None),
-            Verdict::Refuse(r) => {
-                let why = r.reason(&p.order_id);
-                (Fate::Reject(why.clone()), PaymentState::Reject, Some(why))
-            }
+        let Listed { state, refusal } = domain::payments::listed(verdict, catch_up);
+        let reason = refusal.map(|r| r.reason(&p.order_id));
+        let fate = match (state, &reason) {
+            (_, Some(why)) => Fate::Reject(why.clone()),
+            (PaymentState::Adopted, None) => Fate::Adopted,
+            (PaymentState::Answered, None) => Fate::Reported,
+            (_, None) => Fate::Settle,
         };
         c.prepare_cached(
             "INSERT INTO pay_payments(payment_id, order_id, amount_cents, tip_cents, body, state,
@@ -215,7 +155,7 @@ pub fn store_page(
             p.amount_cents,
             p.tip_cents,
             raw.to_string(),
-            state,
+            state.as_str(),
             reason,
             if catch_up { "catch_up" } else { "poll" },
             now
@@ -245,7 +185,7 @@ pub fn store_page(
                 id,
                 u.raw["order_id"].as_str().unwrap_or(""),
                 u.raw.to_string(),
-                state,
+                state.as_str(),
                 reason,
                 format!(
                     "Zenchef Pay listed a payment the agent cannot read ({}): check it in Zenchef Pay",
@@ -363,22 +303,22 @@ pub fn reported(
         None => (None, None),
     };
     let id = payment_id.to_string();
-    let by_closing = matches!(reason.as_deref(), Some(CLOSED_WITHOUT | VOIDED_WITHOUT));
-    if state == Some(PaymentState::Reject) && by_closing {
-        c.prepare_cached(
-            "UPDATE pay_payments SET state = 'held', updated_at = ?2 WHERE payment_id = ?1",
-        )?
-        .execute(params![payment_id, now])?;
-        set_attention(
-            c,
-            payment_id,
-            "the POS recorded this payment after closing or voiding the bill without it: \
-             neither settled nor refused; decide it in Zenchef Pay and check the bill in the POS",
-        )?;
-        return Ok(Some(PaymentChange::Contradiction { payment_id: id }));
-    }
-    match state {
-        None => {
+    let closed_without = reason.as_deref().and_then(ClosedWithout::of_reason);
+    match domain::payments::on_report(state, closed_without, partial) {
+        OnReport::Hold => {
+            c.prepare_cached(
+                "UPDATE pay_payments SET state = 'held', updated_at = ?2 WHERE payment_id = ?1",
+            )?
+            .execute(params![payment_id, now])?;
+            set_attention(
+                c,
+                payment_id,
+                "the POS recorded this payment after closing or voiding the bill without it: \
+                 neither settled nor refused; decide it in Zenchef Pay and check the bill in the POS",
+            )?;
+            Ok(Some(PaymentChange::Contradiction { payment_id: id }))
+        }
+        OnReport::Record => {
             c.prepare_cached(
                 "INSERT INTO pay_payments(payment_id, order_id, amount_cents, tip_cents, body,
                                           state, origin, received_at, updated_at)
@@ -387,13 +327,7 @@ pub fn reported(
             .execute(params![payment_id, order_id, amount_cents, tip_cents, now])?;
             Ok(Some(PaymentChange::Answered { payment_id: id }))
         }
-        Some(
-            PaymentState::Settle
-            | PaymentState::CommandSent
-            | PaymentState::Adopted
-            | PaymentState::Inherited
-            | PaymentState::Reject,
-        ) => {
+        OnReport::Answer => {
             c.prepare_cached(
                 "UPDATE pay_payments SET state = 'answered', reason = NULL, attention = NULL,
                         attention_at = NULL, updated_at = ?2
@@ -402,7 +336,7 @@ pub fn reported(
             .execute(params![payment_id, now])?;
             Ok(Some(PaymentChange::Answered { payment_id: id }))
         }
-        Some(PaymentState::Rejected) => {
+        OnReport::AfterRefund => {
             set_attention(
                 c,
                 payment_id,
@@ -411,7 +345,7 @@ pub fn reported(
             )?;
             Ok(Some(PaymentChange::ReportedAfterRefund { payment_id: id }))
         }
-        Some(PaymentState::Answered | PaymentState::Settled) if partial => {
+        OnReport::CountRecords => {
             // A bill.paid lists the earlier payments again (normal); a second
             // payment.recorded of the same payment is not.
             let already: i64 = c
@@ -432,7 +366,7 @@ pub fn reported(
                 Ok(None)
             }
         }
-        Some(PaymentState::Answered | PaymentState::Settled | PaymentState::Held) => Ok(None),
+        OnReport::Nothing => Ok(None),
     }
 }
 
@@ -446,24 +380,21 @@ pub fn close_pending(
     references: &[String],
     voided: bool,
 ) -> Result<Vec<PaymentChange>, StoreError> {
-    let waiting: Vec<(String, i64)> = c
+    let waiting: Vec<(String, i64, PaymentState)> = c
         .prepare_cached(&format!(
-            "SELECT payment_id, amount_cents FROM pay_payments
+            "SELECT payment_id, amount_cents, state FROM pay_payments
              WHERE order_id = ?1 AND state IN {WAITING}"
         ))?
-        .query_map([order_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([order_id], |r| Ok((r.get(0)?, r.get(1)?, state_at(r, 2)?)))?
         .collect::<Result<_, _>>()?;
-    let reason = if voided {
-        VOIDED_WITHOUT
-    } else {
-        CLOSED_WITHOUT
-    };
     let now = now_utc();
     let mut out = Vec::new();
-    for (payment_id, amount_cents) in waiting {
-        if references.contains(&payment_id) {
+    for (payment_id, amount_cents, state) in waiting {
+        let referenced = references.contains(&payment_id);
+        let Some(kind) = domain::payments::on_closing(state, referenced, voided) else {
             continue;
-        }
+        };
+        let reason = kind.reason();
         c.prepare_cached(
             "UPDATE pay_payments SET state = 'reject', reason = ?2, attention = NULL,
                     attention_at = NULL, updated_at = ?3
@@ -519,7 +450,7 @@ pub fn todo(c: &Connection) -> Result<Vec<Todo>, StoreError> {
             order_id: r.get(1)?,
             amount_cents: r.get(2)?,
             tip_cents: r.get(3)?,
-            state: r.get(4)?,
+            state: state_at(r, 4)?,
             reason: r.get(5)?,
             resends: r.get(6)?,
             attention: r.get(7)?,
@@ -546,7 +477,14 @@ pub fn transition(
                     command_sent_at = CASE WHEN ?6 THEN ?4 ELSE command_sent_at END
              WHERE payment_id = ?1 AND state = ?2",
         )?
-        .execute(params![payment_id, from, to, now_utc(), reason, sent])?;
+        .execute(params![
+            payment_id,
+            from.as_str(),
+            to.as_str(),
+            now_utc(),
+            reason,
+            sent
+        ])?;
     Ok(n == 1)
 }
 
@@ -754,41 +692,25 @@ mod tests {
         format!("({})", names.join(", "))
     }
 
-    /// The states of `PENDING`.
-    const PENDING_STATES: [PaymentState; 2] = [PaymentState::Settle, PaymentState::CommandSent];
-    /// The states of `WAITING`.
-    const WAITING_STATES: [PaymentState; 3] = [
-        PaymentState::Settle,
-        PaymentState::CommandSent,
-        PaymentState::Adopted,
-    ];
-
-    /// The SQL lists spell the typed ones, and every state reads back as
-    /// itself from its stored name.
+    /// The SQL lists spell the domain's typed ones, and every state reads
+    /// back as itself from its stored name.
     #[test]
     fn the_sql_lists_and_names_are_the_typed_states() {
-        assert_eq!(PENDING, sql_list(&PENDING_STATES));
-        assert_eq!(WAITING, sql_list(&WAITING_STATES));
+        assert_eq!(PENDING, sql_list(&PaymentState::PENDING));
+        assert_eq!(WAITING, sql_list(&PaymentState::WAITING));
         let c = Connection::open_in_memory().unwrap();
-        for s in [
-            PaymentState::Settle,
-            PaymentState::CommandSent,
-            PaymentState::Answered,
-            PaymentState::Settled,
-            PaymentState::Reject,
-            PaymentState::Rejected,
-            PaymentState::Adopted,
-            PaymentState::Inherited,
-            PaymentState::Held,
-        ] {
-            let back: PaymentState = c.query_row("SELECT ?1", [s], |r| r.get(0)).unwrap();
+        for s in PaymentState::ALL {
+            let back = c
+                .query_row("SELECT ?1", [s.as_str()], |r| state_at(r, 0))
+                .unwrap();
             assert_eq!(back, s);
-            assert_eq!(PaymentState::parse(s.as_str()), Some(s));
-            // `status --json` shows the same name.
-            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
-        let unknown: rusqlite::Result<PaymentState> =
-            c.query_row("SELECT 'later'", [], |r| r.get(0));
-        assert!(unknown.is_err());
+        let unknown = c.query_row("SELECT 'later'", [], |r| state_at(r, 0));
+        assert!(
+            unknown
+                .unwrap_err()
+                .to_string()
+                .contains("unknown payment state \"later\""),
+        );
     }
 }

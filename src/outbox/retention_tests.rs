@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::outbox::{IntakeItem, insert_batch};
-use crate::pos::event::parse;
 use chrono::{FixedOffset, TimeZone};
+use domain::event::parse;
 use zenchef_sim::pos::{EventBuilder, Line, Payment};
 
 const NOW: &str = "2027-06-01T12:00:00Z";

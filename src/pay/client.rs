@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::wire::{AckBody, CheckBody, CheckConflict, PaymentsAnswer};
@@ -18,25 +18,9 @@ use crate::zenchef::client::{
     transport_message,
 };
 
-/// A payment made by a guest (docs/protocol/zenchef-pay.md § Payments).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct GuestPayment {
-    /// Zenchef Pay id, e.g. `pay_8f2c`.
-    pub payment_id: String,
-    /// POS order id the check belongs to.
-    pub order_id: String,
-    /// Amount paid toward the bill, cents.
-    pub amount_cents: i64,
-    /// Tip, cents.
-    #[serde(default)]
-    pub tip_cents: i64,
-    /// Card, wallet… (informational).
-    #[serde(default)]
-    pub method: Option<String>,
-    /// When the guest paid.
-    #[serde(default)]
-    pub paid_at: Option<String>,
-}
+/// A payment made by a guest: the domain's value, read from the payments
+/// page as it is (docs/protocol/zenchef-pay.md § Payments).
+pub use domain::payments::GuestPayment;
 
 /// Why a payment that parsed cannot be settled as it is: an empty id or
 /// order, an amount below 1 cent (a settle command needs one), a negative

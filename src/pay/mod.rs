@@ -31,6 +31,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::payments::{Action, Pace as PaceFacts};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -345,8 +346,8 @@ async fn act(p: &Payments, iid: &str, pace: &mut Pace) -> Option<Instant> {
     next
 }
 
-/// What one payment needs now (see [`act`]); `next` learns when it falls
-/// due again.
+/// What one payment needs now (see [`act`]), as the domain's pace decides
+/// it (`domain::payments::action`); `next` learns when it falls due again.
 async fn act_one(
     p: &Payments,
     iid: &str,
@@ -355,45 +356,41 @@ async fn act_one(
     next: &mut Option<Instant>,
 ) -> Result<(), StepError> {
     let now = Instant::now();
-    match t.state {
-        PaymentState::Settle => {
-            let handed = p.link.connected() && send_settle(p, t, false).await?;
+    // A command found sent at start counts as sent now.
+    let sent_at = match t.state {
+        PaymentState::CommandSent => *pace
+            .sent
+            .entry(t.payment_id.clone())
+            .or_insert_with(Instant::now),
+        _ => now,
+    };
+    let facts = PaceFacts {
+        now,
+        sent_at,
+        resend_after: p.settle_resend,
+        resends: t.resends as u32,
+        max_resends: p.settle_resends,
+        attention: t.attention,
+        ack_not_before: pace.ack_backoff.get(&t.payment_id).map(|(at, _)| *at),
+    };
+    match domain::payments::action(t.state, &facts) {
+        Action::Send | Action::Resend => {
+            let resend = t.state == PaymentState::CommandSent;
+            let handed = p.link.connected() && send_settle(p, t, resend).await?;
             if handed {
                 pace.sent.insert(t.payment_id.clone(), Instant::now());
                 *next = earliest(*next, Instant::now() + p.settle_resend);
             }
         }
-        PaymentState::CommandSent => {
-            let at = *pace
-                .sent
-                .entry(t.payment_id.clone())
-                .or_insert_with(Instant::now);
-            let due = at + p.settle_resend;
-            if now < due {
-                *next = earliest(*next, due);
-            } else if (t.resends as u32) < p.settle_resends {
-                let handed = p.link.connected() && send_settle(p, t, true).await?;
-                if handed {
-                    pace.sent.insert(t.payment_id.clone(), Instant::now());
-                    *next = earliest(*next, Instant::now() + p.settle_resend);
-                }
-            } else if !t.attention {
-                needs_person(p, t).await?;
-            }
-        }
-        PaymentState::Answered | PaymentState::Reject => {
-            if let Some((at, _)) = pace.ack_backoff.get(&t.payment_id)
-                && now < *at
-            {
-                *next = earliest(*next, *at);
-                return Ok(());
-            }
+        Action::WaitUntil(at) => *next = earliest(*next, at),
+        Action::NeedsPerson => needs_person(p, t).await?,
+        Action::Ack => {
             let reason = (t.state == PaymentState::Reject)
                 .then(|| t.reason.clone().unwrap_or_else(|| "refused".into()));
             ack(p, iid, t, reason.as_deref()).await?;
         }
-        PaymentState::Adopted => reconsider_adopted(p, t).await?,
-        _ => {}
+        Action::Reconsider => reconsider_adopted(p, t).await?,
+        Action::Nothing => {}
     }
     Ok(())
 }

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::sync::{CheckLine, OrderStatus};
+use crate::sync::{Check, CheckLine, OrderStatus};
 
 /// A check's `status` (§ Checks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -57,6 +57,23 @@ pub struct CheckBody {
     /// Pay already holds the same check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+}
+
+impl From<Check> for CheckBody {
+    /// The check the rules decided, in its wire form (the status of a paid
+    /// order is `closed`).
+    fn from(c: Check) -> Self {
+        CheckBody {
+            covers: c.covers,
+            currency: c.currency,
+            lines: c.lines,
+            paid_cents: c.paid_cents,
+            status: c.status.into(),
+            table: c.table,
+            total_cents: c.total_cents,
+            version: Some(c.version),
+        }
+    }
 }
 
 /// The answer to a check push refused with 409 (§ Checks): the version
@@ -212,6 +229,73 @@ mod tests {
             "payment_id": "pay_8f2c",
         });
         assert_eq!(cmd.to_json(), old.to_string());
+    }
+
+    /// The typed check writes the bytes the `json!` builder of earlier
+    /// releases wrote (sorted keys; without its version, as `pay_checks`
+    /// keeps it).
+    #[test]
+    fn the_check_body_is_byte_identical_to_the_earlier_json_one() {
+        let lines = vec![
+            CheckLine {
+                name: "Menu".into(),
+                quantity: 2,
+                total_cents: 4900,
+                unit_price_cents: 2450,
+            },
+            CheckLine {
+                name: "Remise fidélité".into(),
+                quantity: 1,
+                total_cents: -1000,
+                unit_price_cents: -1000,
+            },
+        ];
+        let check = Check {
+            covers: 4,
+            currency: "EUR".into(),
+            lines,
+            paid_cents: 3900,
+            status: OrderStatus::Paid,
+            table: "12".into(),
+            total_cents: 3900,
+            version: 9,
+        };
+        let old_lines = json!([
+            {"name": "Menu", "quantity": 2, "unit_price_cents": 2450, "total_cents": 4900},
+            {"name": "Remise fidélité", "quantity": 1, "unit_price_cents": -1000, "total_cents": -1000},
+        ]);
+        let old_check = json!({
+            "table": "12", "covers": 4, "currency": "EUR", "status": "closed",
+            "lines": old_lines, "total_cents": 3900, "paid_cents": 3900, "version": 9,
+        });
+        let mut body = CheckBody::from(check);
+        assert_eq!(serde_json::to_string(&body).unwrap(), old_check.to_string());
+        let mut old_unversioned = old_check.clone();
+        old_unversioned.as_object_mut().unwrap().remove("version");
+        body.version = None;
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            old_unversioned.to_string()
+        );
+        for (status, wire) in [
+            (OrderStatus::Open, CheckStatus::Open),
+            (OrderStatus::Voided, CheckStatus::Voided),
+        ] {
+            assert_eq!(CheckBody::from(Check { status, ..sample() }).status, wire);
+        }
+    }
+
+    fn sample() -> Check {
+        Check {
+            covers: 1,
+            currency: "EUR".into(),
+            lines: Vec::new(),
+            paid_cents: 0,
+            status: OrderStatus::Open,
+            table: String::new(),
+            total_cents: 0,
+            version: 1,
+        }
     }
 
     #[test]

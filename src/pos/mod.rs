@@ -7,7 +7,8 @@
 //!   (§2a: the broker is the trust boundary)?
 //! - [`guard`]: the frame guard between rumqttc and the broker (a message
 //!   over the size limit is read past, never the end of intake).
-//! - [`event`]: the event envelope and types, parsed and validated.
+//! - [`event`]: the event envelope and types, parsed and validated (the
+//!   domain crate's [`domain::event`], named here).
 //! - [`intake`]: validated events → store → PUBACK.
 //! - [`scan`]: what the cut beginning of an unreadable payload tells of
 //!   its id and order.
@@ -16,7 +17,8 @@
 
 pub mod anonymous;
 pub mod discovery;
-pub mod event;
+/// The POS events: the domain crate's (crates/domain), named here.
+pub use domain::event;
 pub mod guard;
 pub mod intake;
 pub mod scan;

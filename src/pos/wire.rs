@@ -7,10 +7,8 @@
 //! fields are declared in that order, so the bytes published — and the
 //! reservation bodies the mirror keeps to compare — are unchanged.
 
+use domain::booking::{Booking, BookingStatus};
 use serde::Serialize;
-
-use crate::zenchef::client::Booking;
-use crate::zenchef::wire::BookingStatus;
 
 /// One reservation as the POS shows it (§6). Absent values are `null`.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -22,7 +22,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use chrono::{NaiveDate, NaiveTime};
+use chrono::NaiveDate;
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -64,100 +64,9 @@ pub struct CallError {
     pub message: String,
 }
 
-/// A booking as the agent reads it (docs/protocol/zenchef-api.md § Booking object).
-/// Unknown fields are ignored; absent optional fields are `None`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Booking {
-    /// Booking id.
-    pub id: i64,
-    /// `reservation` or `walkin`.
-    #[serde(default)]
-    pub reservation_type: Option<String>,
-    /// Day, restaurant local (`YYYY-MM-DD`).
-    pub day: String,
-    /// Time, restaurant local (`HH:MM`).
-    pub time: String,
-    /// Party size.
-    #[serde(default)]
-    pub nb_guests: Option<i64>,
-    /// Guest first name.
-    #[serde(default)]
-    pub firstname: Option<String>,
-    /// Guest last name.
-    #[serde(default)]
-    pub lastname: Option<String>,
-    /// Guest mobile.
-    #[serde(default)]
-    pub phone_number: Option<String>,
-    /// Guest e-mail.
-    #[serde(default)]
-    pub email: Option<String>,
-    /// Remarks shown to the POS.
-    #[serde(default)]
-    pub comment: Option<String>,
-    /// Allergies shown to the POS.
-    #[serde(default)]
-    pub allergies: Option<String>,
-    /// Zenchef status (`confirmed`, `seated`, `over`, …; an unknown one
-    /// is kept as it was sent).
-    pub status: BookingStatus,
-    /// Assigned tables.
-    #[serde(default)]
-    pub tables: Vec<BookingTable>,
-    /// Guest profile.
-    #[serde(default)]
-    pub customersheet: Option<CustomerSheet>,
-    /// Last change (Zenchef clock).
-    #[serde(default)]
-    pub updated_at: Option<String>,
-}
-
-/// A table of a booking.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct BookingTable {
-    /// Zenchef table id.
-    #[serde(default)]
-    pub id: Option<i64>,
-    /// Table name (must equal the POS's).
-    pub name: String,
-}
-
-/// The guest profile attached to a booking.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct CustomerSheet {
-    /// Profile id.
-    #[serde(default)]
-    pub id: Option<i64>,
-    /// First name.
-    #[serde(default)]
-    pub firstname: Option<String>,
-    /// Last name.
-    #[serde(default)]
-    pub lastname: Option<String>,
-    /// E-mail.
-    #[serde(default)]
-    pub email: Option<String>,
-    /// Mobile.
-    #[serde(default)]
-    pub phone: Option<String>,
-    /// Visits counted by Zenchef.
-    #[serde(default)]
-    pub visits: Option<i64>,
-    /// Average spend, cents.
-    #[serde(default)]
-    pub average_spend_cents: Option<i64>,
-}
-
-impl Booking {
-    /// Day and time parsed, `None` when Zenchef sent something unreadable.
-    pub fn local_datetime(&self) -> Option<(NaiveDate, NaiveTime)> {
-        let day = NaiveDate::parse_from_str(&self.day, "%Y-%m-%d").ok()?;
-        let time = NaiveTime::parse_from_str(&self.time, "%H:%M")
-            .or_else(|_| NaiveTime::parse_from_str(&self.time, "%H:%M:%S"))
-            .ok()?;
-        Some((day, time))
-    }
-}
+/// A booking as the agent reads it, its table and its guest profile: the
+/// domain's values (`domain::booking`), read from Zenchef's JSON as they are.
+pub use domain::booking::{Booking, BookingTable, CustomerSheet};
 
 /// A Zenchef table (`GET /tables`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -222,7 +222,7 @@ impl Poller {
             .tables_read
             .is_none_or(|t| t.elapsed() >= crate::tables::REFRESH_EVERY)
         {
-            match crate::tables::refresh_zenchef_tables(&self.client, &self.store).await {
+            match refresh_zenchef_tables(&self.client, &self.store).await {
                 Ok(_) => st.tables_read = Some(tokio::time::Instant::now()),
                 Err(e) => debug!("cannot read Zenchef's tables: {e}"),
             }
@@ -395,6 +395,32 @@ async fn replay_all(
         }
     }
     (published, withdrawn)
+}
+
+/// Reads Zenchef's tables (`GET /tables`) and keeps their names in the
+/// store for `tables::stored_check`; answers how many there are.
+///
+/// Errors: the call failed (nothing is written: the last list stays), or
+/// the store refused the write.
+async fn refresh_zenchef_tables(client: &ZenchefClient, store: &Store) -> Result<usize, String> {
+    let names: Vec<String> = client
+        .tables()
+        .await
+        .map_err(|e: CallError| e.to_string())?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let n = names.len();
+    let json = serde_json::to_string(&crate::tables::ZenchefTables {
+        fetched_at: now_utc(),
+        names,
+    })
+    .unwrap_or_default();
+    store
+        .write(move |c| crate::outbox::kv_set(c, crate::tables::ZENCHEF_TABLES_KEY, &json))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(n)
 }
 
 #[cfg(test)]

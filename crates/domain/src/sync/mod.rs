@@ -30,9 +30,8 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::pay::wire::{CheckBody, CheckStatus};
-use crate::pos::event::{BillPaid, EventData, Method, PosEvent, TableOpened};
-use crate::zenchef::wire::{BookingStatus, PlanBody, PosTicketBody, TicketPayment, WalkinBody};
+use crate::booking::{BookingStatus, PlanBody, PosTicketBody, TicketPayment, WalkinBody};
+use crate::event::{BillPaid, EventData, Method, PosEvent, TableOpened};
 
 /// What the Zenchef lane has applied of an order (table `orders`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,12 +89,14 @@ impl OrderStatus {
             _ => None,
         }
     }
-    /// The Zenchef Pay check status of an order in this state.
+    /// The Zenchef Pay check status of an order in this state
+    /// (docs/protocol/zenchef-pay.md § Checks): `open`, `closed` (paid,
+    /// wherever that happened) or `voided`.
     pub fn check_status(self) -> &'static str {
-        match CheckStatus::from(self) {
-            CheckStatus::Open => "open",
-            CheckStatus::Closed => "closed",
-            CheckStatus::Voided => "voided",
+        match self {
+            OrderStatus::Open => "open",
+            OrderStatus::Paid => "closed",
+            OrderStatus::Voided => "voided",
         }
     }
 }
@@ -553,7 +554,7 @@ fn bill_paid_cents(d: &BillPaid) -> i64 {
 /// A line of a Zenchef Pay check or a Zenchef ticket: the POS line without
 /// its id, prices as the POS sent them (negative for a discount or comp).
 /// Fields in the sorted order the bodies have always had on the wire
-/// ([`crate::zenchef::wire`], module doc).
+/// ([`crate::booking`], module doc).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckLine {
@@ -567,7 +568,7 @@ pub struct CheckLine {
     pub unit_price_cents: i64,
 }
 
-fn check_lines(lines: &[crate::pos::event::Line]) -> Vec<CheckLine> {
+fn check_lines(lines: &[crate::event::Line]) -> Vec<CheckLine> {
     lines
         .iter()
         .map(|l| CheckLine {
@@ -686,20 +687,43 @@ pub fn truth(order_id: &str, events: &[PosEvent]) -> OrderTruth {
     t
 }
 
+/// The Zenchef Pay check of an order, as the rules decide it: what the
+/// Zenchef Pay client sends (its wire form is `pay::wire::CheckBody` in
+/// the agent, docs/protocol/zenchef-pay.md § Checks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Guests (1 when unknown).
+    pub covers: u32,
+    /// ISO 4217 code (`EUR`).
+    pub currency: String,
+    /// The whole bill, as the POS last sent it.
+    pub lines: Vec<CheckLine>,
+    /// What the POS reports as paid, cents, tips excluded.
+    pub paid_cents: i64,
+    /// The order's status (the check is `closed` when it is paid).
+    pub status: OrderStatus,
+    /// Table name (empty when unknown).
+    pub table: String,
+    /// The POS bill total, cents (0 when unknown).
+    pub total_cents: i64,
+    /// The check's version: the highest stored POS `seq` of the order.
+    pub version: u64,
+}
+
 /// The Zenchef Pay check of an order (docs/protocol/zenchef-pay.md,
 /// checks): the POS's own lines and totals from its truth, never
 /// recomputed; `version` = the highest stored `seq` of the order. `None`
 /// while no items were sent (no check exists).
-pub fn check_body(t: &OrderTruth, ctx: &Ctx) -> Option<CheckBody> {
-    t.has_bill.then(|| CheckBody {
+pub fn check_body(t: &OrderTruth, ctx: &Ctx) -> Option<Check> {
+    t.has_bill.then(|| Check {
         covers: t.covers.unwrap_or(1),
         currency: ctx.currency.clone(),
         lines: t.lines.clone(),
         paid_cents: t.paid_cents,
-        status: t.status.into(),
+        status: t.status,
         table: t.table.clone().unwrap_or_default(),
         total_cents: t.total_cents.unwrap_or(0),
-        version: Some(t.last_seq),
+        version: t.last_seq,
     })
 }
 

@@ -18,7 +18,7 @@
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 
-use crate::zenchef::wire::BookingStatus;
+use crate::booking::BookingStatus;
 
 /// What matching needs of a booking.
 #[derive(Debug, Clone, PartialEq, Eq)]
