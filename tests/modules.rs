@@ -83,7 +83,6 @@ const NAMES_RUSQLITE: &[&str] = &[
     "src/pay/mod.rs",
     "src/status/mod.rs",
     "src/tables.rs",
-    "src/update/daemon.rs",
 ];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;

@@ -3,6 +3,8 @@
 //! the typed functions of one module per table family, plain functions on
 //! a `&Connection` that run inside the store thread's group transaction
 //! ([`store::Store::write`]):
+//! - [`activity`]: what holds an update back, and typed reads of the
+//!   store handle;
 //! - [`store`]: the store thread, opening, group commit, [`StoreError`];
 //! - [`migrations`]: the schema and its versions;
 //! - [`events`]: received events, intake's batch, quarantined payloads;
@@ -19,6 +21,7 @@
 //!
 //! Delivery itself (who calls what, when) is in `crate::delivery`.
 
+pub mod activity;
 pub mod events;
 pub mod kv;
 pub mod links;

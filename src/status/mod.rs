@@ -560,14 +560,15 @@ fn read_conn_with(
             .flatten()
             .filter(|p| std::path::Path::new(p).exists())
             .and_then(|_| outbox::recover::last(conn)),
-        update_held_by: crate::update::daemon::holding_orders(
+        update_held_by: outbox::orders::open_orders(conn, usize::MAX)
+            .map(|rows| {
+                crate::update::daemon::holding_orders(rows, now, config.update.open_order_max, 20)
+            })
+            .unwrap_or_default(),
+        update_last_check: crate::update::daemon::LastCheck::parse(outbox::kv_get(
             conn,
-            now,
-            config.update.open_order_max,
-            20,
-        )
-        .unwrap_or_default(),
-        update_last_check: crate::update::daemon::LastCheck::read(conn),
+            crate::update::daemon::LAST_CHECK_KV_KEY,
+        )),
         fleet,
         problems: Vec::new(),
     };
@@ -620,8 +621,11 @@ fn update_problem(conn: &Connection, config: &Config) -> (Option<String>, Option
     match crate::update::signing_key_problem(&config.update) {
         Some(p) => (Some(p), Some(refused_kind(config))),
         None => {
-            let failing =
-                crate::update::daemon::CheckFailures::read(conn).and_then(|f| f.problem());
+            let failing = crate::update::daemon::CheckFailures::parse(outbox::kv_get(
+                conn,
+                crate::update::daemon::FAILURES_KV_KEY,
+            ))
+            .and_then(|f| f.problem());
             let kind = failing.as_ref().map(|_| Problem::UpdatesFailing);
             (failing, kind)
         }
