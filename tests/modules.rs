@@ -1,5 +1,5 @@
 //! The graph of the library's top-level modules (the `mod x;` lines of
-//! `src/lib.rs`, each a file `src/x.rs` or a folder `src/x/`), read from
+//! `src/lib.rs`, each a file `src/<name>.rs` or a folder `src/<name>/`), read from
 //! the source, and a ratchet on its cycles (docs/architecture.md,
 //! "Rooms"):
 //! - an edge `a -> b` is `a`'s production code naming `b`: a path
@@ -300,7 +300,7 @@ fn top_modules(src: &Path) -> Vec<String> {
 }
 
 /// The files of each top-level module, with their depth below `src/`
-/// (`src/x.rs` and `src/x/mod.rs`: 1; `src/x/a.rs`: 2), test files left
+/// (`src/<name>.rs` and `src/<name>/mod.rs`: 1; `src/<name>/<file>.rs`: 2), test files left
 /// out.
 fn module_files(src: &Path, module: &str) -> Vec<(PathBuf, usize)> {
     let mut files = Vec::new();

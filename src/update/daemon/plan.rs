@@ -12,7 +12,7 @@ use super::super::manifest::{self, Entry};
 use super::super::policy::{self, Facts, Kind, Overrides, Refusal, Wait};
 use super::super::state::{self, Lock, UpdateState};
 use super::super::verify::{self, PublicKey};
-use super::super::{Paths, UpdateError, running_version};
+use super::super::{Paths, TARGET, UpdateError, running_version};
 use super::activity::Activity;
 use crate::config::{UpdateConfig, Version};
 
@@ -139,12 +139,12 @@ impl Updater {
             state.failed()
         };
         let all = manifest.claims();
-        let release = policy::choose(current, super::super::TARGET, &failed, &all).and_then(|(c, k)| {
+        let release = policy::choose(current, TARGET, &failed, &all).and_then(|(c, k)| {
             manifest
                 .entry_for(c)
                 .cloned()
                 .map(|e| (e, k))
-                .ok_or_else(|| Refusal::NoReleaseForTarget(super::super::TARGET.into()))
+                .ok_or_else(|| Refusal::NoReleaseForTarget(TARGET.into()))
         });
         let now = (self.clock)();
         let act = self.activity.read(now, self.cfg.open_order_max).await?;
