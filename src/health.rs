@@ -197,11 +197,9 @@ impl Health {
         let sample = sample.max(Duration::from_secs(1));
         let sample_s = sample.as_secs();
         let (previous, delivered) = store
-            .read(|c| {
-                let h = outbox::kv_get(c, HISTORY_KEY)?;
-                Ok((h, Some(delivered_total(c)?)))
-            })
+            .kv_value_and_counts(HISTORY_KEY)
             .await
+            .map(|(h, counts)| (h, Some(delivered_total(&counts))))
             .unwrap_or_default();
         let mut history = previous
             .and_then(|h| serde_json::from_str::<History>(&h).ok())
@@ -242,16 +240,10 @@ impl Health {
                 let mut h = history.clone();
                 let mut taken = sampler.clone();
                 let r = store
-                    .write(move |c| {
-                        outbox::kv_set(c, KV_KEY, &json)?;
-                        let s = taken.take(c)?;
+                    .set_kv_then_from_counts(KV_KEY, json, HISTORY_KEY, move |counts| {
+                        let s = taken.take(counts);
                         h.push(s, Utc::now());
-                        outbox::kv_set(
-                            c,
-                            HISTORY_KEY,
-                            &serde_json::to_string(&h).unwrap_or_default(),
-                        )?;
-                        Ok((h, taken))
+                        (serde_json::to_string(&h).unwrap_or_default(), (h, taken))
                     })
                     .await;
                 r.map(|(h, taken)| {
@@ -259,7 +251,7 @@ impl Health {
                     sampler = taken;
                 })
             } else {
-                store.write(move |c| outbox::kv_set(c, KV_KEY, &json)).await
+                store.set_kv_value(KV_KEY, json).await
             };
             self.note_store_write(r.map(drop), &store);
             if stopping {
@@ -375,9 +367,8 @@ struct Sampler {
 impl Sampler {
     /// Closes the period: reads the queue and the counters, answers the
     /// sample and starts the next period.
-    fn take(&mut self, c: &rusqlite::Connection) -> Result<Sample, outbox::StoreError> {
-        let counts = outbox::counts(c)?;
-        let total = counts.delivered + counts.pay_checks_pushed;
+    fn take(&mut self, counts: &outbox::Counts) -> Sample {
+        let total = delivered_total(counts);
         let delivered = self.delivered.map(|d| (total - d).max(0)).unwrap_or(0);
         let s = Sample {
             at: now_utc(),
@@ -389,13 +380,13 @@ impl Sampler {
         self.delivered = Some(total);
         self.zenchef_outage = false;
         self.pay_outage = false;
-        Ok(s)
+        s
     }
 }
 
 /// Deliveries of both lanes so far.
-fn delivered_total(c: &rusqlite::Connection) -> Result<i64, outbox::StoreError> {
-    Ok(outbox::counter(c, "delivered")? + outbox::counter(c, "pay_checks_pushed")?)
+fn delivered_total(counts: &outbox::Counts) -> i64 {
+    counts.delivered + counts.pay_checks_pushed
 }
 
 #[cfg(test)]

@@ -78,7 +78,6 @@ const CYCLE_EDGES: &[&str] = &[
 /// typed methods; never add one.
 const NAMES_RUSQLITE: &[&str] = &[
     "src/exit.rs",
-    "src/health.rs",
     "src/links.rs",
     "src/pay/mod.rs",
     "src/status/mod.rs",

@@ -88,4 +88,41 @@ impl Store {
         })
         .await
     }
+
+    /// The value of a `kv` key and the [`super::Counts`], read in one
+    /// transaction.
+    ///
+    /// Errors: SQLite's, or the store is closed.
+    pub async fn kv_value_and_counts(
+        &self,
+        key: &'static str,
+    ) -> Result<(Option<String>, super::Counts), StoreError> {
+        self.read(move |c| Ok((super::kv_get(c, key)?, super::counts(c)?)))
+            .await
+    }
+
+    /// Sets `kv` key `key` to `value`, then reads the [`super::Counts`]
+    /// and sets `then_key` to the text `f` makes of them, in one
+    /// transaction; answers the rest of what `f` returns.
+    ///
+    /// Errors: SQLite's, or the store is closed (nothing is written).
+    pub async fn set_kv_then_from_counts<T, F>(
+        &self,
+        key: &'static str,
+        value: String,
+        then_key: &'static str,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&super::Counts) -> (String, T) + Send + 'static,
+    {
+        self.write(move |c| {
+            super::kv_set(c, key, &value)?;
+            let (text, rest) = f(&super::counts(c)?);
+            super::kv_set(c, then_key, &text)?;
+            Ok(rest)
+        })
+        .await
+    }
 }
