@@ -37,7 +37,6 @@ use crate::outbox::Store;
 use crate::outbox::store::OpenOutcome;
 use crate::pay::client::PayClient;
 use crate::pos::session::{Incoming, PosLink, SessionEvent};
-use crate::sd_status::watchdog_ping;
 use crate::zenchef::client::ZenchefClient;
 use crate::{
     delivery, health, http, identity, links, message_ids, outbox, pay, pos, provision, sd_status,
@@ -645,7 +644,7 @@ async fn open_store(
                         cause.hint()
                     );
                 }
-                watchdog_ping();
+                crate::watchdog::ping();
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(Duration::from_secs(10)) => {}

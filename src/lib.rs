@@ -27,6 +27,7 @@
 //! - [`health`]: the daemon's view of its links, for `status`.
 //! - [`sd_status`]: the same, as the one-line `STATUS=` of `systemctl
 //!   status`, and the journal lines of outages starting and ending.
+//! - [`watchdog`]: the systemd watchdog ping, sent on progress.
 //! - [`message_ids`]: the journal `MESSAGE_ID`s of key events.
 //! - [`identity`]: the device id and the box's own mDNS advertisement.
 //! - [`provision`]: zero-touch provisioning from the boot partition.
@@ -47,7 +48,8 @@
 //! - [`files`]: atomic writes and capped reads that never follow a
 //!   planted symbolic link.
 //! - [`retry`]: the one backoff every retrying loop uses; [`time`]: the
-//!   box's clock (never used for ordering); [`tls`]: the crypto provider.
+//!   box's clock (never used for ordering) and the maintenance window's
+//!   arithmetic; [`tls`]: the crypto provider.
 //!
 //! The rooms and the path of one event: docs/architecture.md.
 //!
@@ -81,6 +83,7 @@ pub mod tables;
 pub mod time;
 pub mod tls;
 pub mod update;
+pub mod watchdog;
 pub mod zenchef;
 
 /// Version, git commit and target triple (`--version`).

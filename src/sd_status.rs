@@ -25,13 +25,6 @@ use crate::health::{ApiHealth, Health, HealthState};
 use crate::message_ids;
 use crate::outbox::{self, Store};
 
-/// Tells systemd the service made progress (`WATCHDOG=1`). Called from the
-/// intake loop, the dispatcher, retention and the updater, so it proves
-/// work, not a timer. A no-op outside systemd.
-pub fn watchdog_ping() {
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-}
-
 /// How often the health record is looked at (and so the fastest the status
 /// line changes).
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);

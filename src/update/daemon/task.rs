@@ -163,7 +163,7 @@ async fn confirm_health(t: &Task, version: &str) -> bool {
             warn!("update: test-next build: the health check fails by design");
         }
         if healthy {
-            crate::sd_status::watchdog_ping();
+            crate::watchdog::ping();
             match install::confirm(&t.updater.paths.state_file(), version) {
                 Ok(_) => {
                     info!("update: {version} confirmed healthy");
