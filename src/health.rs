@@ -52,8 +52,8 @@ pub struct HealthState {
     pub store_write_error: Option<String>,
     /// The fleet session (`[fleet]`, docs/fleet.md); left out when the
     /// daemon runs none.
-    #[serde(default, skip_serializing_if = "crate::fleet::FleetHealth::is_default")]
-    pub fleet: crate::fleet::FleetHealth,
+    #[serde(default, skip_serializing_if = "FleetHealth::is_default")]
+    pub fleet: FleetHealth,
     /// The outages seen since the history's last sample, however short
     /// (kept in memory only: not in the store, not in `status`).
     #[serde(skip)]
@@ -387,6 +387,46 @@ impl Sampler {
 /// Deliveries of both lanes so far.
 fn delivered_total(counts: &outbox::Counts) -> i64 {
     counts.delivered + counts.pay_checks_pushed
+}
+
+/// The fleet session (`crate::fleet`) as the daemon last saw it: the
+/// `fleet` object of the daemon record, and (with `state` `disabled` or `unknown` filled in by
+/// `status`) the `fleet` object of `status --json`.
+///
+/// `state`: `connecting` (no session yet), `connected`, `refused` (the
+/// broker refused the login or the box's certificate), `tls_error` (the
+/// broker's certificate is not trusted, or another TLS failure),
+/// `unreachable` (DNS, TCP, timeout), `misconfigured` (a file of `[fleet]`
+/// cannot be read or used); in `status` also `disabled` (no `[fleet]`)
+/// and `unknown` (no fresh daemon record). Times are the box clock, UTC.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct FleetHealth {
+    /// See the type's documentation; empty in a record of a daemon that
+    /// runs no fleet session.
+    pub state: String,
+    /// The broker, `mqtts://host:port` (no credential).
+    pub broker: Option<String>,
+    /// The topic the box publishes on (`PREFIX/<device_id>/status`).
+    pub topic: Option<String>,
+    /// Since when the session is up (UTC).
+    pub connected_since: Option<String>,
+    /// When the last report was handed to the broker (UTC).
+    pub last_published_at: Option<String>,
+    /// Reports published since the daemon started.
+    pub published: u64,
+    /// The last failure (no secret), `None` before any.
+    pub last_error: Option<String>,
+    /// When it happened (UTC).
+    pub last_error_at: Option<String>,
+}
+
+impl FleetHealth {
+    /// Whether this is the default record (a daemon without a fleet
+    /// session): left out of the daemon record.
+    pub fn is_default(&self) -> bool {
+        *self == FleetHealth::default()
+    }
 }
 
 #[cfg(test)]

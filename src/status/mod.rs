@@ -138,7 +138,7 @@ pub struct Status {
     /// when not configured, `unknown` without a fresh daemon record, else
     /// the daemon's session state. Never a `problem`: it does not concern
     /// the restaurant.
-    pub fleet: crate::fleet::FleetHealth,
+    pub fleet: crate::health::FleetHealth,
     /// What needs attention, most important first; empty when all is well.
     pub problems: Vec<Problem>,
 }
@@ -581,18 +581,18 @@ fn read_conn_with(
 /// else the daemon's record.
 fn fleet_summary(
     config: &Config,
-    daemon: Option<&crate::fleet::FleetHealth>,
+    daemon: Option<&crate::health::FleetHealth>,
     running: bool,
-) -> crate::fleet::FleetHealth {
+) -> crate::health::FleetHealth {
     let Some(f) = &config.fleet else {
-        return crate::fleet::FleetHealth {
+        return crate::health::FleetHealth {
             state: "disabled".into(),
             ..Default::default()
         };
     };
     match daemon.filter(|d| running && !d.state.is_empty()) {
         Some(d) => d.clone(),
-        None => crate::fleet::FleetHealth {
+        None => crate::health::FleetHealth {
             state: "unknown".into(),
             broker: Some(f.broker.to_string()),
             ..Default::default()
@@ -880,7 +880,7 @@ pub(crate) mod tests {
             store_recovery: None,
             update_held_by: Vec::new(),
             update_last_check: None,
-            fleet: crate::fleet::FleetHealth { state: "disabled".into(), ..Default::default() },
+            fleet: crate::health::FleetHealth { state: "disabled".into(), ..Default::default() },
             payments_needing_person: vec![NeedsPerson {
                 payment_id: "pay_8f2c0a1b2c3d".into(),
                 order_id: "O-881".into(),
