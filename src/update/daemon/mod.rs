@@ -1,10 +1,10 @@
 //! The update side of the daemon, and the check/apply flow shared with the
 //! CLI.
 //!
-//! - [`boot`]: the start bookkeeping `run()` calls first (before the store
+//! - [`boot()`]: the start bookkeeping `run()` calls first (before the store
 //!   is opened): roll back an unconfirmed version, or note that this start
 //!   runs one.
-//! - [`run`]: one task of the daemon. If this start runs a pending version,
+//! - [`run()`]: one task of the daemon. If this start runs a pending version,
 //!   it confirms it once healthy (after `update.confirm_after_s`: the store
 //!   answers a write, discovery/session tasks are running) or rolls it back
 //!   at [`HEALTH_DEADLINE`]. Then it checks every 6 h ± 10 % and installs
@@ -15,7 +15,7 @@
 //! - [`Updater`]: manifest → plan (policy) → download → verify → install.
 //!
 //! # Layout
-//! - [`boot`]: the start bookkeeping and `update boot-check`;
+//! - [`boot`](mod@boot): the start bookkeeping and `update boot-check`;
 //! - [`activity`]: what holds an update back (open orders, queued
 //!   deliveries), from the store's typed reads;
 //! - [`plan`]: the updater, its plan and one check;
