@@ -249,7 +249,7 @@ impl Daemon {
         }
         #[cfg(feature = "test-next")]
         {
-            let _ = store.write(outbox::kv::mark_next_started).await;
+            let _ = store.mark_next_started().await;
         }
         info!(
             "zenchef-edge {} started: store {}, restaurant {}",
@@ -571,16 +571,13 @@ async fn record_moved_aside(store: &Store, outcome: &OpenOutcome) -> Option<Stri
         OpenOutcome::MovedAside(aside) => {
             let aside = aside.display().to_string();
             let a = aside.clone();
-            if let Err(e) = store
-                .write(move |c| outbox::kv_set(c, health::MOVED_ASIDE_KEY, &a))
-                .await
-            {
+            if let Err(e) = store.set_kv_value(health::MOVED_ASIDE_KEY, a).await {
                 warn!("cannot record the moved-aside store: {e}");
             }
             Some(aside)
         }
         OpenOutcome::Opened => store
-            .read(|c| outbox::kv_get(c, health::MOVED_ASIDE_KEY))
+            .kv_value(health::MOVED_ASIDE_KEY)
             .await
             .ok()
             .flatten()

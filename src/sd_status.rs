@@ -241,7 +241,7 @@ pub async fn run(health: Health, store: Store, pay_enabled: bool, cancel: Cancel
     let mut stopping = false;
     loop {
         if counted_at.is_none_or(|t| t.elapsed() >= COUNTS_EVERY) {
-            if let Ok(c) = store.read(outbox::counts).await {
+            if let Ok(c) = store.counts().await {
                 queue = Some(Queue::from_counts(&c));
             }
             counted_at = Some(Instant::now());

@@ -1,7 +1,6 @@
 //! What holds an update back (`crate::update::daemon::activity` decides),
 //! read in one transaction: the open orders, what still waits for a
-//! delivery, and when the outbox last changed. Also the typed reads of
-//! the store handle those callers use instead of a raw connection.
+//! delivery, and when the outbox last changed.
 
 use std::path::Path;
 
@@ -58,71 +57,5 @@ impl Store {
     /// Errors: SQLite's, or the store is closed.
     pub async fn open_orders(&self) -> Result<Vec<OpenOrderRow>, StoreError> {
         self.read(|c| orders::open_orders(c, usize::MAX)).await
-    }
-
-    /// The value of a `kv` key ([`super::kv_get`]).
-    ///
-    /// Errors: SQLite's, or the store is closed.
-    pub async fn kv_value(&self, key: &'static str) -> Result<Option<String>, StoreError> {
-        self.read(move |c| super::kv_get(c, key)).await
-    }
-
-    /// Sets a `kv` key ([`super::kv_set`]).
-    ///
-    /// Errors: SQLite's, or the store is closed.
-    pub async fn set_kv_value(&self, key: &'static str, value: String) -> Result<(), StoreError> {
-        self.write(move |c| super::kv_set(c, key, &value)).await
-    }
-
-    /// Replaces a `kv` key's value by `f(the value before)` (`None`: no
-    /// value, or unreadable), in one transaction.
-    ///
-    /// Errors: SQLite's, or the store is closed.
-    pub async fn replace_kv_value<F>(&self, key: &'static str, f: F) -> Result<(), StoreError>
-    where
-        F: FnOnce(Option<String>) -> String + Send + 'static,
-    {
-        self.write(move |c| {
-            let before = super::kv_get(c, key).ok().flatten();
-            super::kv_set(c, key, &f(before))
-        })
-        .await
-    }
-
-    /// The value of a `kv` key and the [`super::Counts`], read in one
-    /// transaction.
-    ///
-    /// Errors: SQLite's, or the store is closed.
-    pub async fn kv_value_and_counts(
-        &self,
-        key: &'static str,
-    ) -> Result<(Option<String>, super::Counts), StoreError> {
-        self.read(move |c| Ok((super::kv_get(c, key)?, super::counts(c)?)))
-            .await
-    }
-
-    /// Sets `kv` key `key` to `value`, then reads the [`super::Counts`]
-    /// and sets `then_key` to the text `f` makes of them, in one
-    /// transaction; answers the rest of what `f` returns.
-    ///
-    /// Errors: SQLite's, or the store is closed (nothing is written).
-    pub async fn set_kv_then_from_counts<T, F>(
-        &self,
-        key: &'static str,
-        value: String,
-        then_key: &'static str,
-        f: F,
-    ) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&super::Counts) -> (String, T) + Send + 'static,
-    {
-        self.write(move |c| {
-            super::kv_set(c, key, &value)?;
-            let (text, rest) = f(&super::counts(c)?);
-            super::kv_set(c, then_key, &text)?;
-            Ok(rest)
-        })
-        .await
     }
 }
