@@ -128,7 +128,7 @@ impl Health {
     pub fn new(mode: &str) -> Self {
         let h = Health::default();
         h.update(|s| {
-            s.version = crate::update::running_version_str().to_string();
+            s.version = crate::version::running_version_str().to_string();
             s.pid = std::process::id();
             s.started_at = now_utc();
             s.pos.mode = mode.to_string();

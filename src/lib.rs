@@ -27,7 +27,8 @@
 //! - [`health`]: the daemon's view of its links, for `status`.
 //! - [`sd_status`]: the same, as the one-line `STATUS=` of `systemctl
 //!   status`, and the journal lines of outages starting and ending.
-//! - [`watchdog`]: the systemd watchdog ping, sent on progress.
+//! - [`watchdog`]: the systemd watchdog ping, sent on progress;
+//!   [`version`]: the version this binary reports (its version slot).
 //! - [`message_ids`]: the journal `MESSAGE_ID`s of key events.
 //! - [`identity`]: the device id and the box's own mDNS advertisement.
 //! - [`provision`]: zero-touch provisioning from the boot partition.
@@ -83,6 +84,7 @@ pub mod tables;
 pub mod time;
 pub mod tls;
 pub mod update;
+pub mod version;
 pub mod watchdog;
 pub mod zenchef;
 

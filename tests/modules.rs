@@ -26,7 +26,6 @@ use std::path::{Path, PathBuf};
 const CYCLE_EDGES: &[&str] = &[
     "health -> outbox",
     "health -> pos",
-    "health -> update",
     "outbox -> pay",
     "outbox -> pos",
     "outbox -> sync",
@@ -43,8 +42,6 @@ const CYCLE_EDGES: &[&str] = &[
     "sync -> zenchef",
     "tables -> outbox",
     "tables -> zenchef",
-    "update -> outbox",
-    "update -> zenchef",
     "zenchef -> health",
     "zenchef -> outbox",
     "zenchef -> pos",
