@@ -100,7 +100,7 @@ pub struct PosHealth {
     pub problem: Option<String>,
     /// Whether the POS broker let in a client without a password at the
     /// last probe (`crate::pos::anonymous`); `None` before the first.
-    pub anonymous_clients: Option<crate::pos::anonymous::AnonymousClients>,
+    pub anonymous_clients: Option<AnonymousClients>,
     /// When that probe answered (UTC).
     pub anonymous_checked_at: Option<String>,
 }
@@ -387,6 +387,33 @@ impl Sampler {
 /// Deliveries of both lanes so far.
 fn delivered_total(counts: &outbox::Counts) -> i64 {
     counts.delivered + counts.pay_checks_pushed
+}
+
+/// What a probe of the POS broker without a password found
+/// (`crate::pos::anonymous`; `pos.anonymous_clients` of `status --json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnonymousClients {
+    /// The broker accepted a client without a password: a problem.
+    Accepted,
+    /// The broker refused it (CONNACK "bad user name or password" or "not
+    /// authorised", or it closed the connection during the login): as it
+    /// must.
+    Refused,
+    /// No answer could tell (unreachable, timeout, TLS, another refusal):
+    /// not a problem, nothing is known.
+    Unknown,
+}
+
+impl AnonymousClients {
+    /// `accepted`, `refused` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnonymousClients::Accepted => "accepted",
+            AnonymousClients::Refused => "refused",
+            AnonymousClients::Unknown => "unknown",
+        }
+    }
 }
 
 /// The fleet session (`crate::fleet`) as the daemon last saw it: the
