@@ -505,7 +505,8 @@ fn spawn_rest(sh: &Shared, stages: &mut Stages, wires: &mut Wires) {
     if marker.exists() {
         tokio::spawn(first_start_summary(sh.health.clone(), marker, stop.clone()));
     }
-    stages.rest.spawn(sh.health.clone().persist_loop(
+    stages.rest.spawn(crate::health_store::persist_loop(
+        sh.health.clone(),
         sh.store.clone(),
         HEALTH_EVERY,
         config.history_sample,

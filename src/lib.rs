@@ -24,7 +24,8 @@
 //!   functions (matching, plans, order truth, payment verdicts).
 //! - [`zenchef`]: the Zenchef API client, its typed wire bodies, and the
 //!   reservation poller.
-//! - [`health`]: the daemon's view of its links, for `status`.
+//! - [`health`]: the daemon's view of its links, for `status`;
+//!   [`health_store`]: writes it, and its history, to the store.
 //! - [`sd_status`]: the same, as the one-line `STATUS=` of `systemctl
 //!   status`, and the journal lines of outages starting and ending.
 //! - [`watchdog`]: the systemd watchdog ping, sent on progress;
@@ -66,6 +67,7 @@ pub mod exit;
 pub mod files;
 pub mod fleet;
 pub mod health;
+pub mod health_store;
 pub mod http;
 pub mod identity;
 pub mod links;

@@ -24,16 +24,13 @@ use std::path::{Path, PathBuf};
 /// The edges inside a cycle today. Remove an edge here when a change takes
 /// it out of every cycle; never add one.
 const CYCLE_EDGES: &[&str] = &[
-    "health -> outbox",
     "outbox -> pay",
     "outbox -> pos",
     "outbox -> sync",
-    "pay -> health",
     "pay -> outbox",
     "pay -> pos",
     "pay -> sync",
     "pay -> zenchef",
-    "pos -> health",
     "pos -> outbox",
     "pos -> zenchef",
     "sync -> pay",
@@ -41,7 +38,6 @@ const CYCLE_EDGES: &[&str] = &[
     "sync -> zenchef",
     "tables -> outbox",
     "tables -> zenchef",
-    "zenchef -> health",
     "zenchef -> outbox",
     "zenchef -> pos",
     "zenchef -> sync",
