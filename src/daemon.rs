@@ -37,7 +37,6 @@ use crate::outbox::Store;
 use crate::outbox::store::OpenOutcome;
 use crate::pay::client::PayClient;
 use crate::pos::session::{Incoming, PosLink, SessionEvent};
-use crate::sd_status::watchdog_ping;
 use crate::zenchef::client::ZenchefClient;
 use crate::{
     delivery, health, http, identity, links, message_ids, outbox, pay, pos, provision, sd_status,
@@ -250,7 +249,7 @@ impl Daemon {
         }
         #[cfg(feature = "test-next")]
         {
-            let _ = store.write(outbox::kv::mark_next_started).await;
+            let _ = store.mark_next_started().await;
         }
         info!(
             "zenchef-edge {} started: store {}, restaurant {}",
@@ -506,7 +505,8 @@ fn spawn_rest(sh: &Shared, stages: &mut Stages, wires: &mut Wires) {
     if marker.exists() {
         tokio::spawn(first_start_summary(sh.health.clone(), marker, stop.clone()));
     }
-    stages.rest.spawn(sh.health.clone().persist_loop(
+    stages.rest.spawn(crate::health_store::persist_loop(
+        sh.health.clone(),
         sh.store.clone(),
         HEALTH_EVERY,
         config.history_sample,
@@ -572,16 +572,13 @@ async fn record_moved_aside(store: &Store, outcome: &OpenOutcome) -> Option<Stri
         OpenOutcome::MovedAside(aside) => {
             let aside = aside.display().to_string();
             let a = aside.clone();
-            if let Err(e) = store
-                .write(move |c| outbox::kv_set(c, health::MOVED_ASIDE_KEY, &a))
-                .await
-            {
+            if let Err(e) = store.set_kv_value(health::MOVED_ASIDE_KEY, a).await {
                 warn!("cannot record the moved-aside store: {e}");
             }
             Some(aside)
         }
         OpenOutcome::Opened => store
-            .read(|c| outbox::kv_get(c, health::MOVED_ASIDE_KEY))
+            .kv_value(health::MOVED_ASIDE_KEY)
             .await
             .ok()
             .flatten()
@@ -645,7 +642,7 @@ async fn open_store(
                         cause.hint()
                     );
                 }
-                watchdog_ping();
+                crate::watchdog::ping();
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(Duration::from_secs(10)) => {}

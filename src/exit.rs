@@ -15,6 +15,7 @@
 use std::path::Path;
 
 use crate::outbox::StoreError;
+use crate::outbox::store::SqliteKind;
 use crate::update::UpdateError;
 
 /// Success.
@@ -87,8 +88,8 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
         if let Some(u) = cause.downcast_ref::<UpdateError>() {
             return update_code(u);
         }
-        if let Some(r) = cause.downcast_ref::<rusqlite::Error>() {
-            return sqlite_code(r);
+        if let Some(k) = SqliteKind::of_error(cause) {
+            return sqlite_code_or(k, FAILURE);
         }
     }
     FAILURE
@@ -110,7 +111,7 @@ fn store_code(e: &StoreError) -> i32 {
         StoreError::Open { path, code, .. } => match store_access(path) {
             StoreAccess::Missing => NOINPUT,
             StoreAccess::PermissionDenied(_) => NOPERM,
-            _ => sqlite_code_or(*code, IOERR),
+            _ => sqlite_code_or(SqliteKind::of_code(*code), IOERR),
         },
         StoreError::Unavailable { cause, .. } => match cause {
             crate::outbox::store::Unavailable::PermissionDenied
@@ -124,32 +125,24 @@ fn store_code(e: &StoreError) -> i32 {
         // configuration error, a restart does not help (not restarted).
         StoreError::Incompatible { .. } => CONFIG,
         StoreError::DiskFull(_) => IOERR,
-        StoreError::Query(_) => match e.sqlite_code() {
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                TEMPFAIL
-            }
-            Some(rusqlite::ErrorCode::ReadOnly) => NOPERM,
+        StoreError::Query(_) => match e.sqlite_kind() {
+            SqliteKind::Busy => TEMPFAIL,
+            SqliteKind::ReadOnly => NOPERM,
             _ => FAILURE,
         },
-        StoreError::Commit { code, .. } => sqlite_code_or(*code, IOERR),
+        StoreError::Commit { code, .. } => sqlite_code_or(SqliteKind::of_code(*code), IOERR),
         StoreError::Json(_) | StoreError::Closed => FAILURE,
     }
 }
 
-fn sqlite_code(e: &rusqlite::Error) -> i32 {
-    sqlite_code_or(e.sqlite_error_code(), FAILURE)
-}
-
 /// The code SQLite's error code calls for; `otherwise` for another code or
 /// none.
-fn sqlite_code_or(code: Option<rusqlite::ErrorCode>, otherwise: i32) -> i32 {
-    use rusqlite::ErrorCode as C;
-    match code {
-        Some(C::DatabaseBusy | C::DatabaseLocked) => TEMPFAIL,
-        Some(C::PermissionDenied | C::ReadOnly) => NOPERM,
-        Some(C::CannotOpen) => IOERR,
-        Some(C::NotADatabase | C::DatabaseCorrupt | C::SystemIoFailure | C::DiskFull) => IOERR,
-        _ => otherwise,
+fn sqlite_code_or(kind: SqliteKind, otherwise: i32) -> i32 {
+    match kind {
+        SqliteKind::Busy => TEMPFAIL,
+        SqliteKind::PermissionDenied | SqliteKind::ReadOnly => NOPERM,
+        SqliteKind::CannotOpen | SqliteKind::Broken => IOERR,
+        SqliteKind::Other => otherwise,
     }
 }
 
@@ -196,6 +189,17 @@ mod tests {
             ))),
             75
         );
+        // A bare SQLite error in the chain (a CLI's own connection).
+        let sqlite = |code| {
+            anyhow::Error::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+            .context("reading the store")
+        };
+        assert_eq!(code_for(&sqlite(rusqlite::ffi::SQLITE_READONLY)), 77);
+        assert_eq!(code_for(&sqlite(rusqlite::ffi::SQLITE_CANTOPEN)), 74);
+        assert_eq!(code_for(&sqlite(rusqlite::ffi::SQLITE_CONSTRAINT)), 1);
         assert_eq!(code_for(&anyhow::anyhow!("link refused")), 1);
     }
 }

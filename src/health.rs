@@ -1,19 +1,18 @@
 //! What the running daemon knows about its links, kept current in memory
 //! and written to the store's `kv` table (key [`KV_KEY`]) every few seconds
-//! so that `zenchef-edge status` — another process, reading the store
-//! read-only — can show it.
+//! ([`crate::health_store`]) so that `zenchef-edge status` — another
+//! process, reading the store read-only — can show it. Depends on no
+//! module of the agent but the clock: the POS, Zenchef and Pay sides
+//! write into it without a cycle through the store.
 //!
 //! Timestamps are the box clock in UTC (informational: the clock may be
 //! wrong right after boot; nothing is ordered by them).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{self, Store};
 use crate::time::now_utc;
 
 /// `kv` key holding the JSON of [`HealthState`].
@@ -52,8 +51,8 @@ pub struct HealthState {
     pub store_write_error: Option<String>,
     /// The fleet session (`[fleet]`, docs/fleet.md); left out when the
     /// daemon runs none.
-    #[serde(default, skip_serializing_if = "crate::fleet::FleetHealth::is_default")]
-    pub fleet: crate::fleet::FleetHealth,
+    #[serde(default, skip_serializing_if = "FleetHealth::is_default")]
+    pub fleet: FleetHealth,
     /// The outages seen since the history's last sample, however short
     /// (kept in memory only: not in the store, not in `status`).
     #[serde(skip)]
@@ -100,7 +99,7 @@ pub struct PosHealth {
     pub problem: Option<String>,
     /// Whether the POS broker let in a client without a password at the
     /// last probe (`crate::pos::anonymous`); `None` before the first.
-    pub anonymous_clients: Option<crate::pos::anonymous::AnonymousClients>,
+    pub anonymous_clients: Option<AnonymousClients>,
     /// When that probe answered (UTC).
     pub anonymous_checked_at: Option<String>,
 }
@@ -128,7 +127,7 @@ impl Health {
     pub fn new(mode: &str) -> Self {
         let h = Health::default();
         h.update(|s| {
-            s.version = crate::update::running_version_str().to_string();
+            s.version = crate::version::running_version_str().to_string();
             s.pid = std::process::id();
             s.started_at = now_utc();
             s.pos.mode = mode.to_string();
@@ -147,7 +146,7 @@ impl Health {
 
     /// The outages seen since the last call (an outage still on counts
     /// for the next period too).
-    fn take_outages_seen(&self) -> OutagesSeen {
+    pub fn take_outages_seen(&self) -> OutagesSeen {
         let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let seen = g.outages_seen;
         g.outages_seen = OutagesSeen {
@@ -178,125 +177,6 @@ impl Health {
             s.zenchef.credentials_refused = credentials;
             s.zenchef.outage = outage;
         });
-    }
-
-    /// Writes the record to the store every `every` until cancelled (and
-    /// once more at the end); in the same job, closes a [`Sample`] of the
-    /// [`History`] every `sample` (the queue and counters read from the
-    /// store, the outage flags seen at every write since the last sample)
-    /// and writes the history beside the record (`kv` key
-    /// [`HISTORY_KEY`]). The history left by a previous run is carried on
-    /// when it has the same sample length.
-    pub async fn persist_loop(
-        self,
-        store: Store,
-        every: Duration,
-        sample: Duration,
-        cancel: CancellationToken,
-    ) {
-        let sample = sample.max(Duration::from_secs(1));
-        let sample_s = sample.as_secs();
-        let (previous, delivered) = store
-            .read(|c| {
-                let h = outbox::kv_get(c, HISTORY_KEY)?;
-                Ok((h, Some(delivered_total(c)?)))
-            })
-            .await
-            .unwrap_or_default();
-        let mut history = previous
-            .and_then(|h| serde_json::from_str::<History>(&h).ok())
-            .filter(|h| h.sample_s == sample_s)
-            .unwrap_or(History {
-                sample_s,
-                samples: Vec::new(),
-            });
-        history.trim(Utc::now());
-        let mut sampler = Sampler {
-            delivered,
-            zenchef_outage: false,
-            pay_outage: false,
-        };
-        let mut next_sample = tokio::time::Instant::now() + sample;
-        loop {
-            let wait =
-                every.min(next_sample.saturating_duration_since(tokio::time::Instant::now()));
-            let stopping = tokio::select! {
-                _ = cancel.cancelled() => true,
-                _ = tokio::time::sleep(wait) => false,
-            };
-            self.update(|s| s.updated_at = now_utc());
-            let json = serde_json::to_string(&self.snapshot()).unwrap_or_default();
-            let now = tokio::time::Instant::now();
-            let sampling = !stopping && now >= next_sample;
-            let r = if sampling {
-                let seen = self.take_outages_seen();
-                sampler.zenchef_outage = seen.zenchef;
-                sampler.pay_outage = seen.pay;
-                // Behind by more than a sample (a suspended box): start
-                // the next one from now rather than catching up.
-                next_sample = if now >= next_sample + sample {
-                    now + sample
-                } else {
-                    next_sample + sample
-                };
-                let mut h = history.clone();
-                let mut taken = sampler.clone();
-                let r = store
-                    .write(move |c| {
-                        outbox::kv_set(c, KV_KEY, &json)?;
-                        let s = taken.take(c)?;
-                        h.push(s, Utc::now());
-                        outbox::kv_set(
-                            c,
-                            HISTORY_KEY,
-                            &serde_json::to_string(&h).unwrap_or_default(),
-                        )?;
-                        Ok((h, taken))
-                    })
-                    .await;
-                r.map(|(h, taken)| {
-                    history = h;
-                    sampler = taken;
-                })
-            } else {
-                store.write(move |c| outbox::kv_set(c, KV_KEY, &json)).await
-            };
-            self.note_store_write(r.map(drop), &store);
-            if stopping {
-                return;
-            }
-        }
-    }
-}
-
-impl Health {
-    /// Keeps the outcome of the record's last write to the store in
-    /// [`HealthState::store_write_error`]; a line when writes start
-    /// failing, one when they work again.
-    fn note_store_write(&self, r: Result<(), outbox::StoreError>, store: &Store) {
-        let was = self.snapshot().store_write_error;
-        match r {
-            Err(e) => {
-                let why = e.to_string();
-                // INFO: intake's ERROR already says that events cannot be
-                // stored; this line says why the record goes stale.
-                if was.is_none() {
-                    tracing::info!(
-                        "cannot write to the store ({why}): is its disk full or read-only? df -h {}",
-                        store
-                            .path()
-                            .parent()
-                            .map_or_else(String::new, |d| d.display().to_string())
-                    );
-                }
-                self.update(|s| s.store_write_error = Some(why));
-            }
-            Ok(()) if was.is_some() => {
-                tracing::info!("the store can be written again");
-                self.update(|s| s.store_write_error = None);
-            }
-            Ok(()) => {}
-        }
     }
 }
 
@@ -363,39 +243,71 @@ impl History {
     }
 }
 
-/// What the sampler carries from one sample to the next.
-#[derive(Debug, Clone)]
-struct Sampler {
-    /// Deliveries counted at the last sample (`None`: unknown).
-    delivered: Option<i64>,
-    zenchef_outage: bool,
-    pay_outage: bool,
+/// What a probe of the POS broker without a password found
+/// (`crate::pos::anonymous`; `pos.anonymous_clients` of `status --json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnonymousClients {
+    /// The broker accepted a client without a password: a problem.
+    Accepted,
+    /// The broker refused it (CONNACK "bad user name or password" or "not
+    /// authorised", or it closed the connection during the login): as it
+    /// must.
+    Refused,
+    /// No answer could tell (unreachable, timeout, TLS, another refusal):
+    /// not a problem, nothing is known.
+    Unknown,
 }
 
-impl Sampler {
-    /// Closes the period: reads the queue and the counters, answers the
-    /// sample and starts the next period.
-    fn take(&mut self, c: &rusqlite::Connection) -> Result<Sample, outbox::StoreError> {
-        let counts = outbox::counts(c)?;
-        let total = counts.delivered + counts.pay_checks_pushed;
-        let delivered = self.delivered.map(|d| (total - d).max(0)).unwrap_or(0);
-        let s = Sample {
-            at: now_utc(),
-            queued: counts.queued + counts.pay_queued,
-            delivered,
-            zenchef_outage: self.zenchef_outage,
-            pay_outage: self.pay_outage,
-        };
-        self.delivered = Some(total);
-        self.zenchef_outage = false;
-        self.pay_outage = false;
-        Ok(s)
+impl AnonymousClients {
+    /// `accepted`, `refused` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnonymousClients::Accepted => "accepted",
+            AnonymousClients::Refused => "refused",
+            AnonymousClients::Unknown => "unknown",
+        }
     }
 }
 
-/// Deliveries of both lanes so far.
-fn delivered_total(c: &rusqlite::Connection) -> Result<i64, outbox::StoreError> {
-    Ok(outbox::counter(c, "delivered")? + outbox::counter(c, "pay_checks_pushed")?)
+/// The fleet session (`crate::fleet`) as the daemon last saw it: the
+/// `fleet` object of the daemon record, and (with `state` `disabled` or `unknown` filled in by
+/// `status`) the `fleet` object of `status --json`.
+///
+/// `state`: `connecting` (no session yet), `connected`, `refused` (the
+/// broker refused the login or the box's certificate), `tls_error` (the
+/// broker's certificate is not trusted, or another TLS failure),
+/// `unreachable` (DNS, TCP, timeout), `misconfigured` (a file of `[fleet]`
+/// cannot be read or used); in `status` also `disabled` (no `[fleet]`)
+/// and `unknown` (no fresh daemon record). Times are the box clock, UTC.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct FleetHealth {
+    /// See the type's documentation; empty in a record of a daemon that
+    /// runs no fleet session.
+    pub state: String,
+    /// The broker, `mqtts://host:port` (no credential).
+    pub broker: Option<String>,
+    /// The topic the box publishes on (`PREFIX/<device_id>/status`).
+    pub topic: Option<String>,
+    /// Since when the session is up (UTC).
+    pub connected_since: Option<String>,
+    /// When the last report was handed to the broker (UTC).
+    pub last_published_at: Option<String>,
+    /// Reports published since the daemon started.
+    pub published: u64,
+    /// The last failure (no secret), `None` before any.
+    pub last_error: Option<String>,
+    /// When it happened (UTC).
+    pub last_error_at: Option<String>,
+}
+
+impl FleetHealth {
+    /// Whether this is the default record (a daemon without a fleet
+    /// session): left out of the daemon record.
+    pub fn is_default(&self) -> bool {
+        *self == FleetHealth::default()
+    }
 }
 
 #[cfg(test)]
@@ -436,76 +348,5 @@ mod tests {
         });
         h.trim(now);
         assert_eq!(h.samples.len(), HISTORY_SAMPLES, "the clock was set back");
-    }
-
-    /// The real loop on a real store: samples every second, an outage
-    /// seen between two ticks is in the next sample, deliveries are the
-    /// counters' growth.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_persist_loop_samples_the_queue_deliveries_and_outages() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(&dir.path().join("agent.db")).unwrap();
-        store
-            .write(|c| outbox::bump(c, "delivered", 5))
-            .await
-            .unwrap();
-        let health = Health::new("static");
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(health.clone().persist_loop(
-            store.clone(),
-            Duration::from_millis(200),
-            Duration::from_secs(1),
-            cancel.clone(),
-        ));
-        let read = |store: Store| async move {
-            store
-                .read(|c| outbox::kv_get(c, HISTORY_KEY))
-                .await
-                .unwrap()
-                .and_then(|s| serde_json::from_str::<History>(&s).ok())
-                .unwrap_or_default()
-        };
-        tokio::time::sleep(Duration::from_millis(1300)).await;
-        // An outage of 30 ms, shorter than the loop's tick, and 7
-        // deliveries.
-        health.update(|s| s.zenchef.outage = true);
-        store
-            .write(|c| {
-                outbox::bump(c, "delivered", 4)?;
-                outbox::bump(c, "pay_checks_pushed", 3)
-            })
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        health.update(|s| s.zenchef.outage = false);
-        tokio::time::sleep(Duration::from_millis(2000)).await;
-        let h = read(store.clone()).await;
-        cancel.cancel();
-        task.await.unwrap();
-        assert_eq!(h.sample_s, 1);
-        assert!(h.samples.len() >= 3, "{h:?}");
-        assert_eq!(h.samples[0].delivered, 0, "counted from the start: {h:?}");
-        assert!(!h.samples[0].zenchef_outage, "{h:?}");
-        let out: Vec<&Sample> = h.samples.iter().filter(|s| s.zenchef_outage).collect();
-        assert_eq!(out.len(), 1, "the outage is in one sample: {h:?}");
-        assert_eq!(out[0].delivered, 7, "{h:?}");
-        assert_eq!(h.samples.iter().map(|s| s.delivered).sum::<i64>(), 7);
-        assert!(h.samples.iter().all(|s| !s.pay_outage && s.queued == 0));
-
-        // A restart carries the history on.
-        let before = h.samples.len();
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(Health::new("static").persist_loop(
-            store.clone(),
-            Duration::from_millis(200),
-            Duration::from_secs(1),
-            cancel.clone(),
-        ));
-        tokio::time::sleep(Duration::from_millis(1300)).await;
-        let h2 = read(store.clone()).await;
-        cancel.cancel();
-        task.await.unwrap();
-        assert!(h2.samples.len() > before, "{h2:?}");
-        assert_eq!(h2.samples[..before], h.samples[..before]);
     }
 }

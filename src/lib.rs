@@ -25,9 +25,12 @@
 //!   domain crate's (`crates/domain`, no I/O), named here.
 //! - [`zenchef`]: the Zenchef API client, its typed wire bodies, and the
 //!   reservation poller.
-//! - [`health`]: the daemon's view of its links, for `status`.
+//! - [`health`]: the daemon's view of its links, for `status`;
+//!   [`health_store`]: writes it, and its history, to the store.
 //! - [`sd_status`]: the same, as the one-line `STATUS=` of `systemctl
 //!   status`, and the journal lines of outages starting and ending.
+//! - [`watchdog`]: the systemd watchdog ping, sent on progress;
+//!   [`version`]: the version this binary reports (its version slot).
 //! - [`message_ids`]: the journal `MESSAGE_ID`s of key events.
 //! - [`identity`]: the device id and the box's own mDNS advertisement.
 //! - [`provision`]: zero-touch provisioning from the boot partition.
@@ -48,7 +51,8 @@
 //! - [`files`]: atomic writes and capped reads that never follow a
 //!   planted symbolic link.
 //! - [`retry`]: the one backoff every retrying loop uses; [`time`]: the
-//!   box's clock (never used for ordering); [`tls`]: the crypto provider.
+//!   box's clock (never used for ordering) and the maintenance window's
+//!   arithmetic; [`tls`]: the crypto provider.
 //!
 //! The rooms and the path of one event: docs/architecture.md.
 //!
@@ -64,6 +68,7 @@ pub mod exit;
 pub mod files;
 pub mod fleet;
 pub mod health;
+pub mod health_store;
 pub mod http;
 pub mod identity;
 pub mod links;
@@ -82,6 +87,8 @@ pub mod tables;
 pub mod time;
 pub mod tls;
 pub mod update;
+pub mod version;
+pub mod watchdog;
 pub mod zenchef;
 
 /// Version, git commit and target triple (`--version`).

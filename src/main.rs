@@ -216,7 +216,7 @@ fn exit_code(r: anyhow::Result<i32>) -> i32 {
 /// `update apply` run as root: installs as the owner of the state
 /// directory in a child process, then restarts the service as root.
 fn apply_as(owner: privileges::Owner, cfg: &config::Config, force: bool, no_restart: bool) -> i32 {
-    let code = privileges::run_as(owner, || {
+    let code = privileges::run_as(owner, exit::NOPERM, || {
         exit_code(cli::update::apply(
             cfg,
             force,

@@ -114,8 +114,9 @@ fn threads() -> Option<usize> {
 /// while one thread runs, before any runtime is built.
 ///
 /// Errors: more than one thread runs, `fork` or `waitpid` fails. A failed
-/// privilege drop in the child is its exit code [`crate::exit::NOPERM`].
-pub fn run_as(owner: Owner, f: impl FnOnce() -> i32) -> std::io::Result<i32> {
+/// privilege drop in the child is its exit code `drop_failed` (the CLI
+/// passes `exit::NOPERM`: this module depends on no other of the agent).
+pub fn run_as(owner: Owner, drop_failed: i32, f: impl FnOnce() -> i32) -> std::io::Result<i32> {
     use std::io::Write;
     if threads() != Some(1) {
         return Err(std::io::Error::other(
@@ -138,7 +139,7 @@ pub fn run_as(owner: Owner, f: impl FnOnce() -> i32) -> std::io::Result<i32> {
                     "cannot become {} (the owner of the state directory): {e}",
                     owner.user_name()
                 );
-                crate::exit::NOPERM
+                drop_failed
             }
         };
         let _ = std::io::stdout().flush();

@@ -25,13 +25,6 @@ use crate::health::{ApiHealth, Health, HealthState};
 use crate::message_ids;
 use crate::outbox::{self, Store};
 
-/// Tells systemd the service made progress (`WATCHDOG=1`). Called from the
-/// intake loop, the dispatcher, retention and the updater, so it proves
-/// work, not a timer. A no-op outside systemd.
-pub fn watchdog_ping() {
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-}
-
 /// How often the health record is looked at (and so the fastest the status
 /// line changes).
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -248,7 +241,7 @@ pub async fn run(health: Health, store: Store, pay_enabled: bool, cancel: Cancel
     let mut stopping = false;
     loop {
         if counted_at.is_none_or(|t| t.elapsed() >= COUNTS_EVERY) {
-            if let Ok(c) = store.read(outbox::counts).await {
+            if let Ok(c) = store.counts().await {
                 queue = Some(Queue::from_counts(&c));
             }
             counted_at = Some(Instant::now());

@@ -1057,7 +1057,12 @@ fn check_updates(r: &mut Report, config: &Config, store_ok: bool) {
     let failing = store_ok
         .then(|| store::open_read_only(&config.store_path).ok())
         .flatten()
-        .and_then(|c| crate::update::daemon::CheckFailures::read(&c))
+        .and_then(|c| {
+            crate::update::daemon::CheckFailures::parse(crate::outbox::kv_get(
+                &c,
+                crate::update::daemon::FAILURES_KV_KEY,
+            ))
+        })
         .and_then(|f| f.problem());
     match failing {
         Some(p) => r.fail(

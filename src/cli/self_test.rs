@@ -109,10 +109,7 @@ pub fn check(path: &Path) -> Result<Report, SelfTestError> {
     rt.block_on(async {
         let (store, _outcome) = Store::open(path).map_err(SelfTestError::Open)?;
         let expected = migrations::KNOWN;
-        let found = store
-            .read(|c| Ok(migrations::schema_of(c)?.applied))
-            .await
-            .map_err(SelfTestError::Open)?;
+        let found = store.schema_applied().await.map_err(SelfTestError::Open)?;
         if found != expected {
             return Err(SelfTestError::Schema { found, expected });
         }
@@ -120,12 +117,12 @@ pub fn check(path: &Path) -> Result<Report, SelfTestError> {
         let probe = format!("{}-{}", std::process::id(), unix_nanos());
         let value = probe.clone();
         store
-            .write(move |c| outbox::kv_set(c, PROBE_KEY, &value))
+            .set_kv_value(PROBE_KEY, value)
             .await
             .map_err(SelfTestError::Write)?;
 
         let via_thread = store
-            .read(|c| outbox::kv_get(c, PROBE_KEY))
+            .kv_value(PROBE_KEY)
             .await
             .map_err(|e| SelfTestError::ReadBack {
                 via: "store thread",
@@ -142,7 +139,7 @@ pub fn check(path: &Path) -> Result<Report, SelfTestError> {
         expect(via_disk.as_deref(), &probe, "read-only connection")?;
 
         store
-            .write(|c| outbox::kv::kv_delete(c, PROBE_KEY))
+            .delete_kv_value(PROBE_KEY)
             .await
             .map_err(SelfTestError::Write)?;
         Ok(Report {

@@ -142,7 +142,7 @@ pub async fn run(
         // delivery loop turns and the store commits; a wedged store (or
         // loop) stops the pings and systemd restarts the agent.
         if dispatcher.store_answers {
-            crate::sd_status::watchdog_ping();
+            crate::watchdog::ping();
         }
         dispatcher.start_ready(now);
         let wake = dispatcher

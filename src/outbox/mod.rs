@@ -3,6 +3,9 @@
 //! the typed functions of one module per table family, plain functions on
 //! a `&Connection` that run inside the store thread's group transaction
 //! ([`store::Store::write`]):
+//! - [`activity`]: what holds an update back, read in one go;
+//! - [`handle`]: the store handle's typed methods for small values and
+//!   counts;
 //! - [`store`]: the store thread, opening, group commit, [`StoreError`];
 //! - [`migrations`]: the schema and its versions;
 //! - [`events`]: received events, intake's batch, quarantined payloads;
@@ -19,7 +22,9 @@
 //!
 //! Delivery itself (who calls what, when) is in `crate::delivery`.
 
+pub mod activity;
 pub mod events;
+pub mod handle;
 pub mod kv;
 pub mod links;
 pub mod migrations;

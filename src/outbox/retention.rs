@@ -61,7 +61,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{Store, StoreError, kv_get, kv_set, order_attention};
 use crate::config::RetentionConfig;
-use crate::time::now_utc;
+use crate::time::{in_window, now_utc};
 
 /// Most rows one batch deletes (one store job).
 pub const BATCH_ROWS: usize = 500;
@@ -485,11 +485,6 @@ fn last_event_at(conn: &Connection) -> Result<Option<DateTime<Utc>>, StoreError>
         .and_then(|s| parse_utc(&s)))
 }
 
-/// Is `minute` (after midnight) inside `window` (may wrap midnight)?
-fn in_window(minute: u32, window: (u32, u32)) -> bool {
-    crate::update::policy::in_window(minute, window)
-}
-
 /// Why retention may run now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffPeak {
@@ -671,7 +666,7 @@ impl Retention {
             return;
         }
         let t = std::time::Instant::now();
-        crate::sd_status::watchdog_ping();
+        crate::watchdog::ping();
         let r = self
             .store
             .maintenance(|c| {
@@ -680,7 +675,7 @@ impl Retention {
                 Ok(())
             })
             .await;
-        crate::sd_status::watchdog_ping();
+        crate::watchdog::ping();
         match r {
             Ok(()) => {
                 let _ = self

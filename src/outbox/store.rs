@@ -193,6 +193,55 @@ impl StoreError {
             _ => None,
         }
     }
+
+    /// [`StoreError::sqlite_code`], sorted ([`SqliteKind::Other`] for
+    /// the other variants).
+    pub fn sqlite_kind(&self) -> SqliteKind {
+        SqliteKind::of_code(self.sqlite_code())
+    }
+}
+
+/// SQLite's primary error code, sorted for callers that choose what to do
+/// about it (an exit code, a retry) without naming SQLite's own types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteKind {
+    /// `SQLITE_BUSY`, `SQLITE_LOCKED`: another connection holds the lock.
+    Busy,
+    /// `SQLITE_READONLY`.
+    ReadOnly,
+    /// `SQLITE_PERM`.
+    PermissionDenied,
+    /// `SQLITE_CANTOPEN`.
+    CannotOpen,
+    /// `SQLITE_NOTADB`, `SQLITE_CORRUPT`, `SQLITE_IOERR`, `SQLITE_FULL`:
+    /// the file or its disk.
+    Broken,
+    /// Another code, or none.
+    Other,
+}
+
+impl SqliteKind {
+    /// The kind of an optional code (as kept in [`StoreError::Open`] and
+    /// [`StoreError::Commit`]).
+    pub fn of_code(code: Option<ErrorCode>) -> SqliteKind {
+        use ErrorCode as C;
+        match code {
+            Some(C::DatabaseBusy | C::DatabaseLocked) => SqliteKind::Busy,
+            Some(C::ReadOnly) => SqliteKind::ReadOnly,
+            Some(C::PermissionDenied) => SqliteKind::PermissionDenied,
+            Some(C::CannotOpen) => SqliteKind::CannotOpen,
+            Some(C::NotADatabase | C::DatabaseCorrupt | C::SystemIoFailure | C::DiskFull) => {
+                SqliteKind::Broken
+            }
+            _ => SqliteKind::Other,
+        }
+    }
+
+    /// The kind of `e` when it is a SQLite error (`None`: another error).
+    pub fn of_error(e: &(dyn std::error::Error + 'static)) -> Option<SqliteKind> {
+        e.downcast_ref::<rusqlite::Error>()
+            .map(|e| SqliteKind::of_code(e.sqlite_error_code()))
+    }
 }
 
 type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;

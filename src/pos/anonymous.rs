@@ -17,7 +17,6 @@
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet};
-use serde::{Deserialize, Serialize};
 
 use super::discovery::PosTarget;
 use super::session::{MqttFailure, classify};
@@ -27,31 +26,7 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a probe waits for the broker's answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What a probe found (`pos.anonymous_clients` of `status --json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AnonymousClients {
-    /// The broker accepted a client without a password: a problem.
-    Accepted,
-    /// The broker refused it (CONNACK "bad user name or password" or "not
-    /// authorised", or it closed the connection during the login): as it
-    /// must.
-    Refused,
-    /// No answer could tell (unreachable, timeout, TLS, another refusal):
-    /// not a problem, nothing is known.
-    Unknown,
-}
-
-impl AnonymousClients {
-    /// `accepted`, `refused` or `unknown`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AnonymousClients::Accepted => "accepted",
-            AnonymousClients::Refused => "refused",
-            AnonymousClients::Unknown => "unknown",
-        }
-    }
-}
+pub use crate::health::AnonymousClients;
 
 /// The answer of a probe, with a sentence for `doctor` and the journal
 /// (naming the address, never a secret).

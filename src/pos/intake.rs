@@ -283,7 +283,7 @@ impl Intake {
             if payments_decided {
                 wake_pay.notify_one();
             }
-            crate::sd_status::watchdog_ping();
+            crate::watchdog::ping();
         }
         info!("intake stopped");
     }

@@ -46,7 +46,7 @@ pub fn config_error(e: &crate::config::ConfigError, now: DateTime<Utc>) -> Strin
         "store_recovery": null,
         "update_held_by": [],
         "update_last_check": null,
-        "fleet": crate::fleet::FleetHealth { state: "unknown".into(), ..Default::default() },
+        "fleet": crate::health::FleetHealth { state: "unknown".into(), ..Default::default() },
         "problems": [],
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()

@@ -138,7 +138,7 @@ pub struct Status {
     /// when not configured, `unknown` without a fresh daemon record, else
     /// the daemon's session state. Never a `problem`: it does not concern
     /// the restaurant.
-    pub fleet: crate::fleet::FleetHealth,
+    pub fleet: crate::health::FleetHealth,
     /// What needs attention, most important first; empty when all is well.
     pub problems: Vec<Problem>,
 }
@@ -560,14 +560,15 @@ fn read_conn_with(
             .flatten()
             .filter(|p| std::path::Path::new(p).exists())
             .and_then(|_| outbox::recover::last(conn)),
-        update_held_by: crate::update::daemon::holding_orders(
+        update_held_by: outbox::orders::open_orders(conn, usize::MAX)
+            .map(|rows| {
+                crate::update::daemon::holding_orders(rows, now, config.update.open_order_max, 20)
+            })
+            .unwrap_or_default(),
+        update_last_check: crate::update::daemon::LastCheck::parse(outbox::kv_get(
             conn,
-            now,
-            config.update.open_order_max,
-            20,
-        )
-        .unwrap_or_default(),
-        update_last_check: crate::update::daemon::LastCheck::read(conn),
+            crate::update::daemon::LAST_CHECK_KV_KEY,
+        )),
         fleet,
         problems: Vec::new(),
     };
@@ -580,18 +581,18 @@ fn read_conn_with(
 /// else the daemon's record.
 fn fleet_summary(
     config: &Config,
-    daemon: Option<&crate::fleet::FleetHealth>,
+    daemon: Option<&crate::health::FleetHealth>,
     running: bool,
-) -> crate::fleet::FleetHealth {
+) -> crate::health::FleetHealth {
     let Some(f) = &config.fleet else {
-        return crate::fleet::FleetHealth {
+        return crate::health::FleetHealth {
             state: "disabled".into(),
             ..Default::default()
         };
     };
     match daemon.filter(|d| running && !d.state.is_empty()) {
         Some(d) => d.clone(),
-        None => crate::fleet::FleetHealth {
+        None => crate::health::FleetHealth {
             state: "unknown".into(),
             broker: Some(f.broker.to_string()),
             ..Default::default()
@@ -620,8 +621,11 @@ fn update_problem(conn: &Connection, config: &Config) -> (Option<String>, Option
     match crate::update::signing_key_problem(&config.update) {
         Some(p) => (Some(p), Some(refused_kind(config))),
         None => {
-            let failing =
-                crate::update::daemon::CheckFailures::read(conn).and_then(|f| f.problem());
+            let failing = crate::update::daemon::CheckFailures::parse(outbox::kv_get(
+                conn,
+                crate::update::daemon::FAILURES_KV_KEY,
+            ))
+            .and_then(|f| f.problem());
             let kind = failing.as_ref().map(|_| Problem::UpdatesFailing);
             (failing, kind)
         }
@@ -876,7 +880,7 @@ pub(crate) mod tests {
             store_recovery: None,
             update_held_by: Vec::new(),
             update_last_check: None,
-            fleet: crate::fleet::FleetHealth { state: "disabled".into(), ..Default::default() },
+            fleet: crate::health::FleetHealth { state: "disabled".into(), ..Default::default() },
             payments_needing_person: vec![NeedsPerson {
                 payment_id: "pay_8f2c0a1b2c3d".into(),
                 order_id: "O-881".into(),

@@ -20,6 +20,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::config::Version;
+use crate::time::in_window;
 
 /// Default time between two checks (6 h).
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
@@ -270,17 +271,6 @@ impl fmt::Display for Wait {
                 "{queued} event(s) waiting for delivery and the outbox moved in the last 10 minutes"
             ),
         }
-    }
-}
-
-/// Whether `minute` (after midnight) is inside `window`; a window whose end
-/// is before its start wraps midnight (`23:00-01:00`).
-pub fn in_window(minute: u32, window: (u32, u32)) -> bool {
-    let (start, end) = window;
-    if start < end {
-        (start..end).contains(&minute)
-    } else {
-        minute >= start || minute < end
     }
 }
 
