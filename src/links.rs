@@ -7,8 +7,9 @@
 //!   (unknown order, order already paid or voided, booking held by another
 //!   open order), says there is nothing to do, or records that the request
 //!   waits (the order has an event being delivered: the order's lane holds
-//!   a copy of the order state while it works). It never calls Zenchef: a
-//!   request to apply is left to the order's lane;
+//!   a copy of the order state while it works). It never calls Zenchef: it
+//!   applies an unlink that cancels no walk-in itself (a store write), and
+//!   leaves every other request to apply to the order's lane;
 //! - the order's **Zenchef lane** (`crate::delivery::link_steps`), after
 //!   the order's deliverable events (so in the order's own order), runs the
 //!   Zenchef steps of its requests like any other call of the lane (same
@@ -27,6 +28,7 @@
 //! (whoever of the two writes the outcome first logs it; the other's write
 //! changes nothing).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -97,11 +99,7 @@ pub fn facts(c: &Connection, r: &LinkRequest) -> Result<OrderFacts, StoreError> 
 
 /// Writes the link (or clears it) on the order; creates the order row when
 /// only its (dead) first event is known.
-pub(crate) fn write_link(
-    c: &Connection,
-    r: &LinkRequest,
-    f: &OrderFacts,
-) -> Result<(), StoreError> {
+fn write_link(c: &Connection, r: &LinkRequest, f: &OrderFacts) -> Result<(), StoreError> {
     let link = r.booking_id.map(|_| Link::Manual);
     match &f.rule.order {
         Some(_) => orders::set_link(c, &r.order_id, r.booking_id, link)?,
@@ -181,15 +179,19 @@ pub async fn run(store: Store, cancel: CancellationToken) {
                 continue;
             }
         };
+        // Orders with an earlier unfinished request: a later one never
+        // overtakes it.
+        let mut behind: HashSet<String> = HashSet::new();
         for r in requests {
             if cancel.is_cancelled() {
                 break;
             }
+            let first = behind.insert(r.order_id.clone());
             if r.state != LinkState::Pending {
                 // Applied: its walk-in cancel is the lane's.
                 continue;
             }
-            if let Err(e) = look(&store, &r).await {
+            if let Err(e) = look(&store, &r, first).await {
                 warn!(order_id = %r.order_id, "manual link request #{}: store error, retried: {e}", r.id);
             }
         }
@@ -198,8 +200,10 @@ pub async fn run(store: Store, cancel: CancellationToken) {
 }
 
 /// The task's look at a pending request: refuse, nothing, or wait, from
-/// the store alone; a request to apply is left to the order's lane.
-async fn look(store: &Store, r: &LinkRequest) -> Result<(), StoreError> {
+/// the store alone; an unlink that cancels no walk-in is applied too when
+/// it is the order's first unfinished request (`first`). A request whose
+/// apply calls Zenchef is left to the order's lane.
+async fn look(store: &Store, r: &LinkRequest, first: bool) -> Result<(), StoreError> {
     let r2 = r.clone();
     let d = store
         .read(move |c| Ok(decide(&r2, &facts(c, &r2)?)))
@@ -208,8 +212,57 @@ async fn look(store: &Store, r: &LinkRequest) -> Result<(), StoreError> {
         Decision::Refuse(m) => finish(store, r, LinkState::Refused, m).await,
         Decision::Nothing(m) => finish(store, r, LinkState::Done, m).await,
         Decision::Wait(m) => wait(store, r, m).await,
+        Decision::Apply { cancel: None, .. } if first && r.booking_id.is_none() => {
+            match write_decided(store, r, None).await? {
+                None => Ok(()),
+                Some(Decision::Apply { previous, .. }) => {
+                    let sentence = applied_sentence(r, previous, None);
+                    info!(
+                        order_id = %r.order_id, booking_id = r.booking_id,
+                        "manual link request #{} applied: {sentence}", r.id
+                    );
+                    Ok(())
+                }
+                Some(Decision::Refuse(m)) => finish(store, r, LinkState::Refused, m).await,
+                Some(Decision::Nothing(m)) => finish(store, r, LinkState::Done, m).await,
+                Some(Decision::Wait(m)) => wait(store, r, m).await,
+            }
+        }
         Decision::Apply { .. } => Ok(()),
     }
+}
+
+/// Decides a pending request again and, when it applies, writes the link
+/// (or clears it) and the request's new state (`done`, or `cancelling`
+/// with the walk-in to cancel) in one store transaction. `words`: the
+/// booking in a few words, for the sentence. `None`: the request was no
+/// longer pending (another writer finished it); otherwise the decision,
+/// whose non-apply outcomes the caller writes.
+pub(crate) async fn write_decided(
+    store: &Store,
+    r: &LinkRequest,
+    words: Option<String>,
+) -> Result<Option<Decision>, StoreError> {
+    let r = r.clone();
+    store
+        .write(move |c| {
+            let f = facts(c, &r)?;
+            let d = decide(&r, &f);
+            if let Decision::Apply { previous, cancel } = &d {
+                let sentence = applied_sentence(&r, *previous, words.as_deref());
+                let state = if cancel.is_some() {
+                    LinkState::Cancelling
+                } else {
+                    LinkState::Done
+                };
+                if !set_state_from(c, r.id, LinkState::Pending, state, &sentence, *cancel)? {
+                    return Ok(None);
+                }
+                write_link(c, &r, &f)?;
+            }
+            Ok(Some(d))
+        })
+        .await
 }
 
 /// Records why a pending request waits (and says it in the journal) when

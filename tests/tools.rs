@@ -1520,7 +1520,10 @@ async fn a_link_waits_while_the_order_has_events_being_delivered() {
 async fn a_link_waits_in_the_zenchef_lane_while_zenchef_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let tables = ["1", "2", "3"];
-    let mut opts = RigOptions::new(zenchef(&tables, vec![booking(5001, "9", "Roux")]));
+    let mut opts = RigOptions::new(zenchef(
+        &tables,
+        vec![booking(5001, "9", "Roux"), booking(5002, "2", "Blanc")],
+    ));
     // The lane's credentials pause outlasts the CLI's 10 s wait.
     opts.credentials_retry_s = 20;
     let rig = start(opts, &tables, dir.path()).await;
@@ -1529,7 +1532,12 @@ async fn a_link_waits_in_the_zenchef_lane_while_zenchef_refuses() {
         .publish_event(&eb.table_opened("O-1", "1", 2, now()))
         .await
         .unwrap();
-    wait_status(&rig, "O-1 opened", |s| s["counts"]["delivered"] == json!(1)).await;
+    // O-2 opens on table 2: matched to booking 5002.
+    rig.pos
+        .publish_event(&eb.table_opened("O-2", "2", 2, now()))
+        .await
+        .unwrap();
+    wait_status(&rig, "two opened", |s| s["counts"]["delivered"] == json!(2)).await;
     let w = rig.zenchef.walkins()[0]["id"].as_i64().unwrap();
     // Zenchef rotates the token: the agent's one is now refused.
     rig.zenchef.set_token("zc-token-rotated");
@@ -1555,6 +1563,15 @@ async fn a_link_waits_in_the_zenchef_lane_while_zenchef_refuses() {
     assert_eq!(s["zenchef"]["state"], json!("credentials_refused"), "{s}");
     assert_eq!(s["counts"]["links_pending"], json!(1), "{s}");
     assert_eq!(rig.zenchef.status_history(w), vec!["seated"]);
+    // An unlink that calls nothing is answered at once, lane paused or not.
+    let (code, out, err) = cli(&rig, &["unlink", "O-2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("order O-2 is no longer linked to a booking")
+            && out.contains("booking 5002 (matched before) keeps its status in Zenchef"),
+        "{out}"
+    );
+    assert_eq!(reads(first), 1, "{}", rig.log_tail(30));
 
     // The token is accepted again: the lane's next probe applies the link.
     rig.zenchef.set_token("zc-token-s3cret");

@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 use super::{Deliverer, Failure, Outcome, classify};
 use crate::links::{
     self, Decision, LinkRequest, LinkState, applied_sentence, booking_words, facts, finish,
-    open_requests_of, set_state_from, write_link,
+    open_requests_of,
 };
 use crate::outbox::StoreError;
 use crate::zenchef::client::ErrorClass;
@@ -111,27 +111,7 @@ async fn apply(d: &Deliverer, r: &LinkRequest, calls_ok: &mut usize) -> Result<(
         }
     }
     // 3. Decide again and write, atomically (only if still pending).
-    let r2 = r.clone();
-    let words2 = words.clone();
-    let applied = d
-        .store
-        .write(move |c| {
-            let f = facts(c, &r2)?;
-            let d = links::decide(&r2, &f);
-            if let Decision::Apply { previous, cancel } = &d {
-                let sentence = applied_sentence(&r2, *previous, words2.as_deref());
-                let state = if cancel.is_some() {
-                    LinkState::Cancelling
-                } else {
-                    LinkState::Done
-                };
-                if !set_state_from(c, r2.id, LinkState::Pending, state, &sentence, *cancel)? {
-                    return Ok(None);
-                }
-                write_link(c, &r2, &f)?;
-            }
-            Ok(Some(d))
-        })
+    let applied = links::write_decided(&d.store, r, words.clone())
         .await
         .map_err(fail_store)?;
     match applied {
