@@ -14,7 +14,9 @@ use crate::sync::{self, OrderState, Plan, Step, matching};
 use crate::zenchef::client::{CallError, ErrorClass};
 use crate::zenchef::wire::BookingStatus;
 
-/// Walks the order's Zenchef lane until it is empty, dead or a call fails.
+/// Walks the order's Zenchef lane until it is empty, dead or a call fails;
+/// once no event can be delivered (none left, or the head is dead), runs
+/// the steps of the order's manual links ([`super::link_steps`]).
 pub async fn work_order(d: &Deliverer, order: &str) -> Ended {
     let mut calls_ok = 0;
     loop {

@@ -1,6 +1,7 @@
 //! Manual link requests (table `link_requests`, sync-rules 4b): the CLI
-//! queues one (`zenchef-edge link` / `unlink`), the daemon's link task
-//! (`crate::links`) applies it and writes its outcome.
+//! queues one (`zenchef-edge link` / `unlink`), the daemon (`crate::links`,
+//! and the order's Zenchef lane for its calls) applies it and writes its
+//! outcome.
 //!
 //! Request states: `pending` (to apply, or waiting: `result` says for
 //! what), `cancelling` (applied, the walk-in it replaced still to cancel in
