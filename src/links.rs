@@ -41,6 +41,7 @@ pub use crate::outbox::links::{
 use crate::outbox::{self, State, Store, StoreError, events, orders, queue};
 pub use domain::links::{self, Decision, Facts, Holder};
 
+use crate::health::{ApiHealth, Health};
 use crate::sync::{Link, OrderState, OrderStatus};
 use crate::zenchef::client::{Booking, CallError, ErrorClass};
 
@@ -163,8 +164,10 @@ pub(crate) fn applied_sentence(
     s
 }
 
-/// Runs the task until `cancel`.
-pub async fn run(store: Store, cancel: CancellationToken) {
+/// Runs the task until `cancel`. `health` says whether the Zenchef lane
+/// is paused (outage, refused token), so that a request waiting for it says
+/// why; `restaurant_id` is named in that sentence.
+pub async fn run(store: Store, health: Health, restaurant_id: String, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -191,7 +194,7 @@ pub async fn run(store: Store, cancel: CancellationToken) {
                 // Applied: its walk-in cancel is the lane's.
                 continue;
             }
-            if let Err(e) = look(&store, &r, first).await {
+            if let Err(e) = look(&store, &r, first, &health, &restaurant_id).await {
                 warn!(order_id = %r.order_id, "manual link request #{}: store error, retried: {e}", r.id);
             }
         }
@@ -203,7 +206,13 @@ pub async fn run(store: Store, cancel: CancellationToken) {
 /// the store alone; an unlink that cancels no walk-in is applied too when
 /// it is the order's first unfinished request (`first`). A request whose
 /// apply calls Zenchef is left to the order's lane.
-async fn look(store: &Store, r: &LinkRequest, first: bool) -> Result<(), StoreError> {
+async fn look(
+    store: &Store,
+    r: &LinkRequest,
+    first: bool,
+    health: &Health,
+    restaurant_id: &str,
+) -> Result<(), StoreError> {
     let r2 = r.clone();
     let d = store
         .read(move |c| Ok(decide(&r2, &facts(c, &r2)?)))
@@ -228,7 +237,37 @@ async fn look(store: &Store, r: &LinkRequest, first: bool) -> Result<(), StoreEr
                 Some(Decision::Wait(m)) => wait(store, r, m).await,
             }
         }
+        // Not taken by the lane yet, and the lane is paused: say why.
+        Decision::Apply { cancel, .. }
+            if r.result.is_none() && (r.booking_id.is_some() || cancel.is_some()) =>
+        {
+            match lane_paused(&health.snapshot().zenchef, restaurant_id) {
+                Some(why) => wait(store, r, why).await,
+                None => Ok(()),
+            }
+        }
         Decision::Apply { .. } => Ok(()),
+    }
+}
+
+/// Why a request to apply waits when the Zenchef lane is paused (the
+/// same sentences as [`waiting_on_zenchef`], with the lane's last error);
+/// `None` when it is not.
+fn lane_paused(h: &ApiHealth, restaurant_id: &str) -> Option<String> {
+    // `last_error` is "<UTC time> <message>".
+    let last = h.last_error.as_deref().unwrap_or_default();
+    let last = last.split_once(' ').map_or(last, |(_, m)| m);
+    if h.credentials_refused {
+        Some(format!(
+            "Zenchef refused the token for restaurant {restaurant_id} ({last}): check \
+             zenchef.token and zenchef.restaurant_id; the link is applied once Zenchef accepts them"
+        ))
+    } else if h.outage {
+        Some(format!(
+            "Zenchef is unreachable ({last}); the link is applied as soon as it answers"
+        ))
+    } else {
+        None
     }
 }
 

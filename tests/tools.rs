@@ -1525,7 +1525,7 @@ async fn a_link_waits_in_the_zenchef_lane_while_zenchef_refuses() {
         vec![booking(5001, "9", "Roux"), booking(5002, "2", "Blanc")],
     ));
     // The lane's credentials pause outlasts the CLI's 10 s wait.
-    opts.credentials_retry_s = 20;
+    opts.credentials_retry_s = 35;
     let rig = start(opts, &tables, dir.path()).await;
     let mut eb = EventBuilder::new(1);
     rig.pos
@@ -1572,6 +1572,13 @@ async fn a_link_waits_in_the_zenchef_lane_while_zenchef_refuses() {
         "{out}"
     );
     assert_eq!(reads(first), 1, "{}", rig.log_tail(30));
+    // A link asked while the lane is paused says why it waits.
+    let (code, out, err) = cli(&rig, &["link", "O-2", "5002"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("request #3 queued: Zenchef refused the token for restaurant 654321 ("),
+        "{out}"
+    );
 
     // The token is accepted again: the lane's next probe applies the link.
     rig.zenchef.set_token("zc-token-s3cret");
@@ -1589,10 +1596,17 @@ async fn a_link_waits_in_the_zenchef_lane_while_zenchef_refuses() {
         .count();
     assert_eq!(cancels, 1);
     let log = rig.log();
-    assert_eq!(
-        log.matches("manual link request #1 waits: Zenchef refused the token")
-            .count(),
-        1,
+    // Said when the request starts waiting, not at each try (the links
+    // task may say it first from the lane's health, then the lane with its
+    // own error).
+    let said = log
+        .matches("manual link request #1 waits: Zenchef refused the token")
+        .count();
+    assert!((1..=2).contains(&said), "{log}");
+    assert!(
+        log.contains(
+            "manual link request #3 applied: order O-2 is now linked to booking 5002 (Blanc, "
+        ),
         "{log}"
     );
     assert!(
