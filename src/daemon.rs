@@ -412,8 +412,13 @@ fn spawn_delivery(sh: &Shared, stages: &mut Stages, wires: &mut Wires) {
         delivery::run(deliverer, touched_rx, stop.clone()).instrument(info_span!("delivery")),
     );
     stages.delivery.spawn(
-        links::run(sh.store.clone(), sh.zenchef.clone(), stop.clone())
-            .instrument(info_span!("links")),
+        links::run(
+            sh.store.clone(),
+            sh.health.clone(),
+            sh.zenchef.restaurant_id().to_string(),
+            stop.clone(),
+        )
+        .instrument(info_span!("links")),
     );
     if let Some((client, cfg)) = sh.pay.clone().zip(config.pay.as_ref()) {
         let payments = pay::Payments {

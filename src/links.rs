@@ -1,42 +1,49 @@
 //! Manual links (sync-rules 4b): `zenchef-edge link <order> <booking>` and
-//! `unlink <order>` queue a row in `link_requests`; this task, in the
-//! daemon, applies them.
+//! `unlink <order>` queue a row in `link_requests`; the daemon applies them
+//! in two places, neither of which is a second Zenchef caller:
 //!
-//! Every [`POLL_EVERY`] it takes the unfinished requests in id order and,
-//! for each:
-//! 1. decides from the store ([`decide`], pure): refuse (unknown order,
-//!    order already paid or voided, booking held by another open order),
-//!    wait (the order has an event being delivered: the dispatcher holds a
-//!    copy of the order state while it works, so the link waits until the
-//!    order is idle or stuck on a dead letter — no race with it), or apply;
-//! 2. for a link, asks Zenchef for the booking (`GET /bookings/{id}`): an
-//!    unknown booking is refused; an unreachable Zenchef makes it wait;
-//! 3. in **one** store transaction decides again and writes
-//!    `orders.booking_id` / `link = 'manual'` (or clears them for an
-//!    unlink) and the request's state — later events of the order read
-//!    `orders.booking_id`, so they use the manual link;
-//! 4. when the order had a walk-in (`link = 'walkin'`), cancels it in
-//!    Zenchef (`changeStatus canceled`, `PublisherModelId link-<request id>`,
-//!    so a retry never acts twice), retried while Zenchef is unreachable.
+//! - this task, every [`POLL_EVERY`], takes the unfinished requests in id
+//!   order and decides each from the store ([`decide`], pure): it refuses
+//!   (unknown order, order already paid or voided, booking held by another
+//!   open order), says there is nothing to do, or records that the request
+//!   waits (the order has an event being delivered: the order's lane holds
+//!   a copy of the order state while it works). It never calls Zenchef: it
+//!   applies an unlink that cancels no walk-in itself (a store write), and
+//!   leaves every other request to apply to the order's lane;
+//! - the order's **Zenchef lane** (`crate::delivery::link_steps`), after
+//!   the order's deliverable events (so in the order's own order), runs the
+//!   Zenchef steps of its requests like any other call of the lane (same
+//!   outage probe, credentials pause, backoff and `Health`): it asks Zenchef
+//!   for the booking (`GET /bookings/{id}`; an unknown or finished booking
+//!   is refused), then in **one** store transaction decides again and
+//!   writes `orders.booking_id` / `link = 'manual'` (or clears them for an
+//!   unlink) and the request's state — later events of the order read
+//!   `orders.booking_id`, so they use the manual link; when the order had a
+//!   walk-in (`link = 'walkin'`), it cancels it in Zenchef (`changeStatus
+//!   canceled`, `PublisherModelId link-<request id>`, so a retry never acts
+//!   twice).
 //!
 //! Each request ends `done` or `refused` with a sentence in `result` that
-//! the CLI prints, and one journal line with `ORDER_ID` / `BOOKING_ID`.
-//! The dispatcher is not touched: it only ever reads the link.
+//! the CLI prints, and one journal line with `ORDER_ID` / `BOOKING_ID`
+//! (whoever of the two writes the outcome first logs it; the other's write
+//! changes nothing).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-pub use crate::outbox::links::{LinkRequest, LinkState, open_requests, set_state};
+pub use crate::outbox::links::{
+    LinkRequest, LinkState, open_requests, open_requests_of, set_state, set_state_from,
+};
 use crate::outbox::{self, State, Store, StoreError, events, orders, queue};
 pub use domain::links::{self, Decision, Facts, Holder};
 
+use crate::health::{ApiHealth, Health};
 use crate::sync::{Link, OrderState, OrderStatus};
-use crate::zenchef::client::{Booking, CallError, ErrorClass, ZenchefClient};
-use crate::zenchef::wire::BookingStatus;
+use crate::zenchef::client::{Booking, CallError, ErrorClass};
 
 /// How often the daemon looks for requests.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -117,7 +124,7 @@ fn write_link(c: &Connection, r: &LinkRequest, f: &OrderFacts) -> Result<(), Sto
 }
 
 /// A booking in a few words: `Martin, 2026-11-29 20:00, 4 guests, confirmed`.
-fn booking_words(b: &Booking) -> String {
+pub(crate) fn booking_words(b: &Booking) -> String {
     let name = b
         .lastname
         .clone()
@@ -131,7 +138,11 @@ fn booking_words(b: &Booking) -> String {
 }
 
 /// The sentence of an applied request (before the walk-in cancel).
-fn applied_sentence(r: &LinkRequest, previous: Option<(i64, Link)>, words: Option<&str>) -> String {
+pub(crate) fn applied_sentence(
+    r: &LinkRequest,
+    previous: Option<(i64, Link)>,
+    words: Option<&str>,
+) -> String {
     let o = &r.order_id;
     let mut s = match (r.booking_id, words) {
         (Some(b), Some(w)) => format!("order {o} is now linked to booking {b} ({w})"),
@@ -153,9 +164,10 @@ fn applied_sentence(r: &LinkRequest, previous: Option<(i64, Link)>, words: Optio
     s
 }
 
-/// Runs the task until `cancel`.
-pub async fn run(store: Store, zenchef: ZenchefClient, cancel: CancellationToken) {
-    let mut waits: HashMap<i64, String> = HashMap::new();
+/// Runs the task until `cancel`. `health` says whether the Zenchef lane
+/// is paused (outage, refused token), so that a request waiting for it says
+/// why; `restaurant_id` is named in that sentence.
+pub async fn run(store: Store, health: Health, restaurant_id: String, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -170,12 +182,19 @@ pub async fn run(store: Store, zenchef: ZenchefClient, cancel: CancellationToken
                 continue;
             }
         };
-        waits.retain(|id, _| requests.iter().any(|r| r.id == *id));
+        // Orders with an earlier unfinished request: a later one never
+        // overtakes it.
+        let mut behind: HashSet<String> = HashSet::new();
         for r in requests {
             if cancel.is_cancelled() {
                 break;
             }
-            if let Err(e) = process(&store, &zenchef, &r, &mut waits).await {
+            let first = behind.insert(r.order_id.clone());
+            if r.state != LinkState::Pending {
+                // Applied: its walk-in cancel is the lane's.
+                continue;
+            }
+            if let Err(e) = look(&store, &r, first, &health, &restaurant_id).await {
                 warn!(order_id = %r.order_id, "manual link request #{}: store error, retried: {e}", r.id);
             }
         }
@@ -183,32 +202,139 @@ pub async fn run(store: Store, zenchef: ZenchefClient, cancel: CancellationToken
     info!("manual link task stopped");
 }
 
-/// Records why a request waits (once per new reason in the journal).
-async fn wait(
+/// The task's look at a pending request: refuse, nothing, or wait, from
+/// the store alone; an unlink that cancels no walk-in is applied too when
+/// it is the order's first unfinished request (`first`). A request whose
+/// apply calls Zenchef is left to the order's lane.
+async fn look(
     store: &Store,
     r: &LinkRequest,
-    why: String,
-    waits: &mut HashMap<i64, String>,
+    first: bool,
+    health: &Health,
+    restaurant_id: &str,
 ) -> Result<(), StoreError> {
-    if waits.get(&r.id) != Some(&why) {
-        info!(order_id = %r.order_id, booking_id = r.booking_id, "manual link request #{} waits: {why}", r.id);
-        waits.insert(r.id, why.clone());
+    let r2 = r.clone();
+    let d = store
+        .read(move |c| Ok(decide(&r2, &facts(c, &r2)?)))
+        .await?;
+    match d {
+        Decision::Refuse(m) => finish(store, r, LinkState::Refused, m).await,
+        Decision::Nothing(m) => finish(store, r, LinkState::Done, m).await,
+        Decision::Wait(m) => wait(store, r, m).await,
+        Decision::Apply { cancel: None, .. } if first && r.booking_id.is_none() => {
+            match write_decided(store, r, None).await? {
+                None => Ok(()),
+                Some(Decision::Apply { previous, .. }) => {
+                    let sentence = applied_sentence(r, previous, None);
+                    info!(
+                        order_id = %r.order_id, booking_id = r.booking_id,
+                        "manual link request #{} applied: {sentence}", r.id
+                    );
+                    Ok(())
+                }
+                Some(Decision::Refuse(m)) => finish(store, r, LinkState::Refused, m).await,
+                Some(Decision::Nothing(m)) => finish(store, r, LinkState::Done, m).await,
+                Some(Decision::Wait(m)) => wait(store, r, m).await,
+            }
+        }
+        // Not taken by the lane yet, and the lane is paused: say why.
+        Decision::Apply { cancel, .. }
+            if r.result.is_none() && (r.booking_id.is_some() || cancel.is_some()) =>
+        {
+            match lane_paused(&health.snapshot().zenchef, restaurant_id) {
+                Some(why) => wait(store, r, why).await,
+                None => Ok(()),
+            }
+        }
+        Decision::Apply { .. } => Ok(()),
     }
-    if r.result.as_deref() != Some(why.as_str()) {
-        let id = r.id;
-        store
-            .write(move |c| set_state(c, id, LinkState::Pending, &why, None))
-            .await?;
+}
+
+/// Why a request to apply waits when the Zenchef lane is paused (the
+/// same sentences as [`waiting_on_zenchef`], with the lane's last error);
+/// `None` when it is not.
+fn lane_paused(h: &ApiHealth, restaurant_id: &str) -> Option<String> {
+    // `last_error` is "<UTC time> <message>".
+    let last = h.last_error.as_deref().unwrap_or_default();
+    let last = last.split_once(' ').map_or(last, |(_, m)| m);
+    if h.credentials_refused {
+        Some(format!(
+            "Zenchef refused the token for restaurant {restaurant_id} ({last}): check \
+             zenchef.token and zenchef.restaurant_id; the link is applied once Zenchef accepts them"
+        ))
+    } else if h.outage {
+        Some(format!(
+            "Zenchef is unreachable ({last}); the link is applied as soon as it answers"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Decides a pending request again and, when it applies, writes the link
+/// (or clears it) and the request's new state (`done`, or `cancelling`
+/// with the walk-in to cancel) in one store transaction. `words`: the
+/// booking in a few words, for the sentence. `None`: the request was no
+/// longer pending (another writer finished it); otherwise the decision,
+/// whose non-apply outcomes the caller writes.
+pub(crate) async fn write_decided(
+    store: &Store,
+    r: &LinkRequest,
+    words: Option<String>,
+) -> Result<Option<Decision>, StoreError> {
+    let r = r.clone();
+    store
+        .write(move |c| {
+            let f = facts(c, &r)?;
+            let d = decide(&r, &f);
+            if let Decision::Apply { previous, cancel } = &d {
+                let sentence = applied_sentence(&r, *previous, words.as_deref());
+                let state = if cancel.is_some() {
+                    LinkState::Cancelling
+                } else {
+                    LinkState::Done
+                };
+                if !set_state_from(c, r.id, LinkState::Pending, state, &sentence, *cancel)? {
+                    return Ok(None);
+                }
+                write_link(c, &r, &f)?;
+            }
+            Ok(Some(d))
+        })
+        .await
+}
+
+/// Records why a pending request waits (and says it in the journal) when
+/// that is a new reason and the request is still pending.
+pub(crate) async fn wait(store: &Store, r: &LinkRequest, why: String) -> Result<(), StoreError> {
+    if r.result.as_deref() == Some(why.as_str()) {
+        return Ok(());
+    }
+    let (id, why2) = (r.id, why.clone());
+    let recorded = store
+        .write(move |c| set_state_from(c, id, LinkState::Pending, LinkState::Pending, &why2, None))
+        .await?;
+    if recorded {
+        info!(order_id = %r.order_id, booking_id = r.booking_id, "manual link request #{} waits: {why}", r.id);
     }
     Ok(())
 }
 
-async fn finish(
+/// Writes the outcome of a request still in its state `r.state`, and
+/// says it in the journal (once: if another writer was first, nothing).
+pub(crate) async fn finish(
     store: &Store,
     r: &LinkRequest,
     state: LinkState,
     sentence: String,
 ) -> Result<(), StoreError> {
+    let (id, from, s2) = (r.id, r.state, sentence.clone());
+    let written = store
+        .write(move |c| set_state_from(c, id, from, state, &s2, None))
+        .await?;
+    if !written {
+        return Ok(());
+    }
     match state {
         LinkState::Refused => warn!(
             order_id = %r.order_id, booking_id = r.booking_id,
@@ -219,169 +345,18 @@ async fn finish(
             "manual link request #{}: {sentence}", r.id
         ),
     }
-    let id = r.id;
-    store
-        .write(move |c| set_state(c, id, state, &sentence, None))
-        .await
+    Ok(())
 }
 
-async fn process(
-    store: &Store,
-    zenchef: &ZenchefClient,
-    r: &LinkRequest,
-    waits: &mut HashMap<i64, String>,
-) -> Result<(), StoreError> {
-    if r.state == LinkState::Cancelling {
-        return cancel_walkin(store, zenchef, r, waits).await;
-    }
-    // 1. A first look, to refuse or wait without calling Zenchef.
-    let r2 = r.clone();
-    let first = store
-        .read(move |c| Ok(decide(&r2, &facts(c, &r2)?)))
-        .await?;
-    match first {
-        Decision::Refuse(m) => return finish(store, r, LinkState::Refused, m).await,
-        Decision::Nothing(m) => return finish(store, r, LinkState::Done, m).await,
-        Decision::Wait(m) => return wait(store, r, m, waits).await,
-        Decision::Apply { .. } => {}
-    }
-    // 2. The booking must exist in Zenchef (a typo must not link anything).
-    let mut words = None;
-    if let Some(b) = r.booking_id {
-        match zenchef.booking(b).await {
-            Ok(bk) if bk.status == BookingStatus::Over => {
-                return finish(
-                    store,
-                    r,
-                    LinkState::Refused,
-                    format!("booking {b} is already finished (over) in Zenchef: choose the guests' current booking"),
-                )
-                .await;
-            }
-            Ok(bk) => words = Some(booking_words(&bk)),
-            Err(e) if e.class == ErrorClass::Dead => {
-                return finish(
-                    store,
-                    r,
-                    LinkState::Refused,
-                    format!(
-                        "booking {b} does not exist in Zenchef for restaurant {} ({})",
-                        zenchef.restaurant_id(),
-                        e.message
-                    ),
-                )
-                .await;
-            }
-            Err(e) => return wait(store, r, waiting_on_zenchef(zenchef, &e), waits).await,
-        }
-    }
-    // 3. Decide again and write, atomically.
-    let r2 = r.clone();
-    let words2 = words.clone();
-    let applied = store
-        .write(move |c| {
-            let f = facts(c, &r2)?;
-            let d = decide(&r2, &f);
-            if let Decision::Apply { previous, cancel } = &d {
-                write_link(c, &r2, &f)?;
-                let sentence = applied_sentence(&r2, *previous, words2.as_deref());
-                let state = if cancel.is_some() {
-                    LinkState::Cancelling
-                } else {
-                    LinkState::Done
-                };
-                set_state(c, r2.id, state, &sentence, *cancel)?;
-            }
-            Ok(d)
-        })
-        .await?;
-    match applied {
-        Decision::Apply { previous, cancel } => {
-            let sentence = applied_sentence(r, previous, words.as_deref());
-            info!(
-                order_id = %r.order_id, booking_id = r.booking_id,
-                "manual link request #{} applied: {sentence}", r.id
-            );
-            if let Some(w) = cancel {
-                let mut next = r.clone();
-                next.state = LinkState::Cancelling;
-                next.result = Some(sentence);
-                next.cancel_booking = Some(w);
-                cancel_walkin(store, zenchef, &next, waits).await?;
-            }
-            Ok(())
-        }
-        // Something changed between the two looks.
-        Decision::Refuse(m) => finish(store, r, LinkState::Refused, m).await,
-        Decision::Nothing(m) => finish(store, r, LinkState::Done, m).await,
-        Decision::Wait(m) => wait(store, r, m, waits).await,
-    }
-}
-
-fn waiting_on_zenchef(zenchef: &ZenchefClient, e: &CallError) -> String {
+/// Why a request waits on Zenchef (the sentence the CLI prints).
+pub(crate) fn waiting_on_zenchef(restaurant_id: &str, e: &CallError) -> String {
     match e.class {
         ErrorClass::Credentials => format!(
             "Zenchef refused the token for restaurant {} ({}): check zenchef.token and \
              zenchef.restaurant_id; the link is applied once Zenchef accepts them",
-            zenchef.restaurant_id(),
-            e.message
+            restaurant_id, e.message
         ),
         _ => format!("Zenchef is unreachable ({e}); the link is applied as soon as it answers"),
-    }
-}
-
-/// Cancels the walk-in of a request in state `cancelling`.
-async fn cancel_walkin(
-    store: &Store,
-    zenchef: &ZenchefClient,
-    r: &LinkRequest,
-    waits: &mut HashMap<i64, String>,
-) -> Result<(), StoreError> {
-    let base = r.result.clone().unwrap_or_default();
-    let Some(w) = r.cancel_booking else {
-        return finish(store, r, LinkState::Done, base).await;
-    };
-    match zenchef
-        .change_status(w, &BookingStatus::Canceled, &format!("link-{}", r.id))
-        .await
-    {
-        Ok(_) => {
-            finish(
-                store,
-                r,
-                LinkState::Done,
-                format!("{base}; the walk-in {w} created for this order was cancelled in Zenchef"),
-            )
-            .await
-        }
-        Err(e) if e.class == ErrorClass::Dead => {
-            error!(
-                order_id = %r.order_id, booking_id = w,
-                "the walk-in {w} of order {} could NOT be cancelled in Zenchef ({}): cancel it by \
-                 hand in Zenchef", r.order_id, e.message
-            );
-            finish(
-                store,
-                r,
-                LinkState::Done,
-                format!(
-                    "{base}; the walk-in {w} could NOT be cancelled in Zenchef ({}): cancel it by hand",
-                    e.message
-                ),
-            )
-            .await
-        }
-        Err(e) => {
-            let why = waiting_on_zenchef(zenchef, &e);
-            if waits.get(&r.id) != Some(&why) {
-                warn!(
-                    order_id = %r.order_id, booking_id = w,
-                    "cancelling the walk-in {w} of order {} waits: {why}", r.order_id
-                );
-                waits.insert(r.id, why);
-            }
-            Ok(())
-        }
     }
 }
 

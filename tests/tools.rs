@@ -1510,3 +1510,110 @@ async fn a_link_waits_while_the_order_has_events_being_delivered() {
     assert_eq!(rig.zenchef.tickets()["O-1"].0, 4001);
     assert_eq!(rig.zenchef.status_history(4001), vec!["over"]);
 }
+
+/// Manual links are steps of the order's Zenchef lane (sync rule 4b): with
+/// Zenchef refusing the token, the link's booking read is the lane's probe,
+/// paused like any other call of the lane (no second caller retrying every
+/// 2 s), and the link is applied, and its walk-in cancelled, once, when
+/// Zenchef accepts the token again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_waits_in_the_zenchef_lane_while_zenchef_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = ["1", "2", "3"];
+    let mut opts = RigOptions::new(zenchef(
+        &tables,
+        vec![booking(5001, "9", "Roux"), booking(5002, "2", "Blanc")],
+    ));
+    // The lane's credentials pause outlasts the CLI's 10 s wait.
+    opts.credentials_retry_s = 35;
+    let rig = start(opts, &tables, dir.path()).await;
+    let mut eb = EventBuilder::new(1);
+    rig.pos
+        .publish_event(&eb.table_opened("O-1", "1", 2, now()))
+        .await
+        .unwrap();
+    // O-2 opens on table 2: matched to booking 5002.
+    rig.pos
+        .publish_event(&eb.table_opened("O-2", "2", 2, now()))
+        .await
+        .unwrap();
+    wait_status(&rig, "two opened", |s| s["counts"]["delivered"] == json!(2)).await;
+    let w = rig.zenchef.walkins()[0]["id"].as_i64().unwrap();
+    // Zenchef rotates the token: the agent's one is now refused.
+    rig.zenchef.set_token("zc-token-rotated");
+    let first = rig.zenchef.call_count();
+    let (code, out, err) = cli(&rig, &["link", "O-1", "5001"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("request #1 queued: Zenchef refused the token for restaurant 654321 (")
+            && out.contains("the link is applied once Zenchef accepts them"),
+        "{out}"
+    );
+    let reads = |from: usize| {
+        rig.zenchef
+            .calls_from(from)
+            .into_iter()
+            .filter(|c| c.method == "GET" && c.path.ends_with("/bookings/5001"))
+            .count()
+    };
+    // The CLI waited 10 s: one read, then the lane's credentials pause (a
+    // caller of its own would have read the booking every 2 s).
+    assert_eq!(reads(first), 1, "{}", rig.log_tail(30));
+    let s = status(&rig);
+    assert_eq!(s["zenchef"]["state"], json!("credentials_refused"), "{s}");
+    assert_eq!(s["counts"]["links_pending"], json!(1), "{s}");
+    assert_eq!(rig.zenchef.status_history(w), vec!["seated"]);
+    // An unlink that calls nothing is answered at once, lane paused or not.
+    let (code, out, err) = cli(&rig, &["unlink", "O-2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("order O-2 is no longer linked to a booking")
+            && out.contains("booking 5002 (matched before) keeps its status in Zenchef"),
+        "{out}"
+    );
+    assert_eq!(reads(first), 1, "{}", rig.log_tail(30));
+    // A link asked while the lane is paused says why it waits.
+    let (code, out, err) = cli(&rig, &["link", "O-2", "5002"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("request #3 queued: Zenchef refused the token for restaurant 654321 ("),
+        "{out}"
+    );
+
+    // The token is accepted again: the lane's next probe applies the link.
+    rig.zenchef.set_token("zc-token-s3cret");
+    wait_status(&rig, "the link applied", |s| {
+        s["counts"]["links_pending"] == json!(0)
+    })
+    .await;
+    assert_eq!(reads(first), 2, "{}", rig.log_tail(30));
+    assert_eq!(rig.zenchef.status_history(w), vec!["seated", "canceled"]);
+    let cancels = rig
+        .zenchef
+        .calls_from(first)
+        .into_iter()
+        .filter(|c| c.path.ends_with(&format!("/bookings/{w}/changeStatus")))
+        .count();
+    assert_eq!(cancels, 1);
+    let log = rig.log();
+    // Said when the request starts waiting, not at each try (the links
+    // task may say it first from the lane's health, then the lane with its
+    // own error).
+    let said = log
+        .matches("manual link request #1 waits: Zenchef refused the token")
+        .count();
+    assert!((1..=2).contains(&said), "{log}");
+    assert!(
+        log.contains(
+            "manual link request #3 applied: order O-2 is now linked to booking 5002 (Blanc, "
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("manual link request #1: order O-1 is now linked to booking 5001 (Roux, ")
+            && log.contains(&format!(
+                "the walk-in {w} created for this order was cancelled in Zenchef"
+            )),
+        "{log}"
+    );
+}

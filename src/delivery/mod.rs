@@ -8,6 +8,8 @@
 //! - [`zenchef_lane`] walks an order's events for Zenchef: decide the plan
 //!   (stored before the first call), run its calls, then mark the row done
 //!   and store the order's new state in one transaction.
+//! - [`link_steps`] runs the Zenchef calls of an order's manual links
+//!   (sync rule 4b) in its Zenchef lane, after its deliverable events.
 //! - [`pay_lane`] pushes an order's check to Zenchef Pay from the order's
 //!   truth (every stored event), so a late event never reopens a bill.
 //!
@@ -21,6 +23,7 @@
 //! Zenchef Pay payments (settle commands, acks) are not delivered here but
 //! by `crate::pay`, which shares nothing with the Zenchef lane either.
 
+pub mod link_steps;
 pub mod pay_lane;
 pub mod scheduler;
 pub mod zenchef_lane;
@@ -226,10 +229,10 @@ impl Dispatcher {
         let scan = self.d.store.read(move |c| {
             let version = crate::outbox::store::data_version(c)?;
             let orders = if full || last != Some(version) {
-                Some((
-                    queue::ready_orders(c, Lane::Zenchef)?,
-                    queue::ready_orders(c, Lane::Pay)?,
-                ))
+                let mut zenchef = queue::ready_orders(c, Lane::Zenchef)?;
+                // Manual link requests are steps of their order's lane.
+                zenchef.extend(crate::outbox::links::open_orders(c)?);
+                Some((zenchef, queue::ready_orders(c, Lane::Pay)?))
             } else {
                 None
             };

@@ -14,7 +14,9 @@ use crate::sync::{self, OrderState, Plan, Step, matching};
 use crate::zenchef::client::{CallError, ErrorClass};
 use crate::zenchef::wire::BookingStatus;
 
-/// Walks the order's Zenchef lane until it is empty, dead or a call fails.
+/// Walks the order's Zenchef lane until it is empty, dead or a call fails;
+/// once no event can be delivered (none left, or the head is dead), runs
+/// the steps of the order's manual links ([`super::link_steps`]).
 pub async fn work_order(d: &Deliverer, order: &str) -> Ended {
     let mut calls_ok = 0;
     loop {
@@ -24,13 +26,20 @@ pub async fn work_order(d: &Deliverer, order: &str) -> Ended {
             .read(move |c| queue::next_pending(c, outbox::Lane::Zenchef, &o))
             .await
         {
-            Ok(Some(item)) => item,
-            Ok(None) => return ended(calls_ok, super::Outcome::Idle),
+            Ok(Some(item)) if item.state != State::Dead => item,
+            // Nothing deliverable left: the order's manual links, whose
+            // steps run in this lane too (after its events, in order).
+            Ok(head) => {
+                if let Err(outcome) = super::link_steps::work(d, order, &mut calls_ok).await {
+                    return ended(calls_ok, outcome);
+                }
+                return match head {
+                    Some(_) => ended(calls_ok, super::Outcome::Dead),
+                    None => ended(calls_ok, super::Outcome::Idle),
+                };
+            }
             Err(e) => return ended(calls_ok, classify(d, &Failure::Store(e), 0)),
         };
-        if item.state == State::Dead {
-            return ended(calls_ok, super::Outcome::Dead);
-        }
         let span =
             info_span!("event", event_id = %item.event_id, seq = item.seq, kind = %item.event_type);
         if let Err(outcome) = deliver(d, item, &mut calls_ok).instrument(span).await {
@@ -121,8 +130,8 @@ async fn deliver(
     }
     // The walk-in link written above is also in the plan (`created_booking`,
     // `link`): `apply` gives the same state without reading the order again
-    // (no manual link can land meanwhile: `links.rs` waits while the order's
-    // head is queued).
+    // (no manual link can land meanwhile: this lane applies them, after the
+    // order's deliverable events).
     let new_state = sync::apply(&ev, order, &plan);
     let booking = new_state.as_ref().and_then(|o| o.booking_id);
     let calls = plan.steps.len();

@@ -1,6 +1,7 @@
 //! Manual link requests (table `link_requests`, sync-rules 4b): the CLI
-//! queues one (`zenchef-edge link` / `unlink`), the daemon's link task
-//! (`crate::links`) applies it and writes its outcome.
+//! queues one (`zenchef-edge link` / `unlink`), the daemon (`crate::links`,
+//! and the order's Zenchef lane for its calls) applies it and writes its
+//! outcome.
 //!
 //! Request states: `pending` (to apply, or waiting: `result` says for
 //! what), `cancelling` (applied, the walk-in it replaced still to cancel in
@@ -150,6 +151,47 @@ pub fn set_state(
         params![id, state, result, cancel_booking, now_utc()],
     )?;
     Ok(())
+}
+
+/// The unfinished requests of `order_id`, oldest first (the order's
+/// Zenchef lane applies them, `crate::delivery::link_steps`).
+pub fn open_requests_of(c: &Connection, order_id: &str) -> Result<Vec<LinkRequest>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, order_id, booking_id, state, result, cancel_booking FROM link_requests
+         WHERE state IN ('pending', 'cancelling') AND order_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([order_id], read_request)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The orders with an unfinished request, each once (work for their
+/// Zenchef lane).
+pub fn open_orders(c: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT DISTINCT order_id FROM link_requests
+         WHERE state IN ('pending', 'cancelling') ORDER BY order_id",
+    )?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Like [`set_state`], only while the request is still in state `from`;
+/// answers whether it was (the links task and the order's lane both look
+/// at a request: the first to write wins, the other changes nothing).
+pub fn set_state_from(
+    c: &Connection,
+    id: i64,
+    from: LinkState,
+    state: LinkState,
+    result: &str,
+    cancel_booking: Option<i64>,
+) -> Result<bool, StoreError> {
+    let n = c.execute(
+        "UPDATE link_requests SET state = ?2, result = ?3, cancel_booking = ?4, updated_at = ?5
+         WHERE id = ?1 AND state = ?6",
+        params![id, state, result, cancel_booking, now_utc(), from],
+    )?;
+    Ok(n == 1)
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Manual links (docs/protocol/sync-rules.md, rule 4b): what to do with a
 //! technician's `link <order> <booking>` or `unlink <order>`, decided from
 //! what the store says about the order ([`Facts`]) — refuse, wait, nothing
-//! to do, or apply (and which walk-in to cancel). Pure: the agent's links
-//! task reads the facts, asks Zenchef for the booking and writes the link.
+//! to do, or apply (and which walk-in to cancel). Pure: the agent reads the
+//! facts; the order's Zenchef lane asks Zenchef for the booking and writes
+//! the link.
 
 use crate::sync::{Link, OrderState, OrderStatus};
 
