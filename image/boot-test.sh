@@ -248,7 +248,7 @@ sim_pids+=($!)
 [ -x "$sim_bin/pay-sim" ] || fail "no pay-sim in $sim_bin (cargo build -p zenchef-sim)"
 pay_port=$((ssh_port + 4))
 "$sim_bin/pay-sim" --port "$pay_port" --token "$pay_token" --installation-id CP-4F2A91 \
-	--guest-pays-first 1 >"$work/pay-sim.log" 2>&1 &
+	--guest-pays-first 1 --tip-cents 300 >"$work/pay-sim.log" 2>&1 &
 sim_pids+=($!)
 ssh "${ssh_opts[@]}" -N -o ExitOnForwardFailure=yes -o ServerAliveInterval=10 \
 	-R "8782:127.0.0.1:${pay_port}" zenchef@127.0.0.1 &

@@ -6,8 +6,9 @@
 //! (same `--seed` and `--day`, [`Scenario::generate_pay`]): the POS leaves
 //! the bills of that scenario's Zenchef Pay orders open, and once the agent
 //! has pushed such an order's check `open` with the bill's final total, a
-//! guest pays all that is due on it from the phone, plus the bill's tip
-//! ([`PayFake::guest_pays`], method `card`), for the first N orders whose
+//! guest pays all that is due on it from the phone, plus the bill's tip or
+//! `--tip-cents` ([`PayFake::guest_pays`], method `card`), for the first N
+//! orders whose
 //! check gets there. Every payment state change is one line:
 //!
 //! ```text
@@ -48,6 +49,10 @@ struct Args {
     /// (0 = no guests: the fake only answers).
     #[arg(long, default_value_t = 0)]
     guest_pays_first: usize,
+    /// The tip every guest leaves, in cents, instead of the bill's tip of
+    /// the scenario (which may be 0).
+    #[arg(long)]
+    tip_cents: Option<i64>,
     /// Scenario seed (as given to `pos-sim`).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -184,13 +189,14 @@ async fn main() -> anyhow::Result<()> {
                 }
                 tried.insert(order_id.clone());
                 let due = total - check["paid_cents"].as_i64().unwrap_or(0);
-                match fake.guest_pays(&order_id, due, bill.tip_cents, "card") {
+                let tip_cents = args.tip_cents.unwrap_or(bill.tip_cents);
+                match fake.guest_pays(&order_id, due, tip_cents, "card") {
                     Ok(payment_id) => {
                         let p = Paid {
                             payment_id,
                             order_id,
                             amount_cents: due,
-                            tip_cents: bill.tip_cents,
+                            tip_cents,
                             printed: PaymentState::Unacked,
                         };
                         println!("{}", p.line("paid by the guest"));
