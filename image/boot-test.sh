@@ -124,7 +124,7 @@ boot() {
 		-drive if=none,file="$work/disk.img",format=raw,id=d \
 		-device virtio-blk-pci,drive=d \
 		-netdev "user,id=n,restrict=on,hostfwd=tcp:127.0.0.1:${ssh_port}-:22${GUESTFWD:-}" \
-		-device virtio-net-pci,netdev=n \
+		-device virtio-net-pci,netdev=n,romfile= \
 		-device virtio-rng-pci \
 		-display none -monitor none -serial "file:$work/console.log" \
 		-no-reboot &

@@ -5,7 +5,9 @@
 //! plays the guests of the Zenchef Pay service of `pos-sim --zenchef-pay`
 //! (same `--seed` and `--day`, [`Scenario::generate_pay`]): the POS leaves
 //! the bills of that scenario's Zenchef Pay orders open, and once the agent
-//! has pushed such an order's check `open` with the bill's final total, a
+//! has pushed such an order's check `open` with the bill's final total (and
+//! has read the payment list once: a fresh store adopts the payments it
+//! finds at its first reading, docs/decisions.md "A replaced box"), a
 //! guest pays all that is due on it from the phone, plus the bill's tip or
 //! `--tip-cents` ([`PayFake::guest_pays`], method `card`), for the first N
 //! orders whose
@@ -150,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
         bills.keys().cloned().collect::<Vec<_>>().join(" "),
     );
     let mut printed_calls = 0;
+    let mut caught_up = false;
     let mut tried: BTreeSet<String> = BTreeSet::new();
     let mut paid: Vec<Paid> = Vec::new();
     loop {
@@ -174,8 +177,19 @@ async fn main() -> anyhow::Result<()> {
             );
             printed_calls += 1;
         }
+        // A fresh store adopts (neither settles nor refuses) the payments
+        // listed when it first reads the list to its end (docs/decisions.md,
+        // "A replaced box"): guests pay only once the agent has read it.
+        if !caught_up
+            && calls
+                .iter()
+                .any(|c| c.method == "GET" && c.path.ends_with("/payments") && c.status == 200)
+        {
+            caught_up = true;
+            println!("pay-sim: the agent has read the payment list: guests may pay");
+        }
         // Guests pay checks that reached their final total.
-        if tried.len() < args.guest_pays_first {
+        if caught_up && tried.len() < args.guest_pays_first {
             for (order_id, check) in fake.checks() {
                 if tried.len() >= args.guest_pays_first || tried.contains(&order_id) {
                     continue;
