@@ -115,6 +115,8 @@ if qemu-system-aarch64 -M virt -cpu help 2>/dev/null | grep -q max &&
 	cpu=max,pauth-impdef=on
 fi
 
+# The NIC without an option ROM (romfile=): the kernel is given, nothing
+# boots from the network, so QEMU needs no iPXE ROM (ipxe-qemu).
 boot() {
 	local n="$1"
 	: >"$work/console.log"
