@@ -82,6 +82,16 @@ sed -e 's|^token = "" *# REQUIRED: MQTT.*|token = "cashpad-boot-test"\nhost = "1
 	-e '/^\[update\]/,/^\[/ s|^enabled = true|enabled = false|' \
 	"$here/../packaging/agent.toml" >"$work/zenchef-edge.toml"
 grep -q '^host = "127.0.0.1"' "$work/zenchef-edge.toml" || fail "the test's configuration was not made"
+# Zenchef Pay (step c): on, at the box's loopback like Zenchef, where SSH
+# forwards :8782 to pay-sim. The token contains "zenchef-boot-test", so
+# step b's scrub check covers it too.
+pay_token="zenchef-boot-test-pay"
+sed -i -e '/^\[zenchef_pay\]/,/^\[/ {
+	s|^enabled = false|enabled = true|
+	s|^base_url = .*|base_url = "http://127.0.0.1:8782/pos/v1"|
+	s|^# token = "".*|token = "'"$pay_token"'"|
+}' "$work/zenchef-edge.toml"
+grep -qx "token = \"$pay_token\"" "$work/zenchef-edge.toml" || fail "the test's configuration has no [zenchef_pay] token"
 mcopy -i "$fat" "$work/zenchef-edge.toml" ::zenchef-edge.toml
 mmd -i "$fat" ::zenchef
 mcopy -i "$fat" "$work/id.pub" ::zenchef/authorized_keys
@@ -105,6 +115,8 @@ if qemu-system-aarch64 -M virt -cpu help 2>/dev/null | grep -q max &&
 	cpu=max,pauth-impdef=on
 fi
 
+# The NIC without an option ROM (romfile=): the kernel is given, nothing
+# boots from the network, so QEMU needs no iPXE ROM (ipxe-qemu).
 boot() {
 	local n="$1"
 	: >"$work/console.log"
@@ -114,7 +126,7 @@ boot() {
 		-drive if=none,file="$work/disk.img",format=raw,id=d \
 		-device virtio-blk-pci,drive=d \
 		-netdev "user,id=n,restrict=on,hostfwd=tcp:127.0.0.1:${ssh_port}-:22${GUESTFWD:-}" \
-		-device virtio-net-pci,netdev=n \
+		-device virtio-net-pci,netdev=n,romfile= \
 		-device virtio-rng-pci \
 		-display none -monitor none -serial "file:$work/console.log" \
 		-no-reboot &
@@ -227,12 +239,23 @@ zc_port=$((ssh_port + 2))
 "$sim_bin/zenchef-sim" --port "$zc_port" --token zenchef-boot-test --restaurant-id 654321 >"$work/zenchef-sim.log" 2>&1 &
 sim_pids+=($!)
 "$sim_bin/pos-sim" --mqtt-port "$mqtt_port" --mdns-port $((ssh_port + 3)) --token cashpad-boot-test \
-	--speed 600 >"$work/pos-sim.log" 2>&1 &
+	--speed 600 --zenchef-pay >"$work/pos-sim.log" 2>&1 &
 sim_pids+=($!)
 sleep 2
 ssh "${ssh_opts[@]}" -N -o ExitOnForwardFailure=yes -o ServerAliveInterval=10 \
 	-R "${pos_port}:127.0.0.1:${mqtt_port}" -R "8781:127.0.0.1:${zc_port}" zenchef@127.0.0.1 &
 sim_pids+=($!)
+# -- c (Zenchef Pay): pay-sim, its forward (box :8782), one guest paying
+# from the phone an order that pos-sim --zenchef-pay leaves open for it.
+[ -x "$sim_bin/pay-sim" ] || fail "no pay-sim in $sim_bin (cargo build -p zenchef-sim)"
+pay_port=$((ssh_port + 4))
+"$sim_bin/pay-sim" --port "$pay_port" --token "$pay_token" --installation-id CP-4F2A91 \
+	--guest-pays-first 1 --tip-cents 300 >"$work/pay-sim.log" 2>&1 &
+sim_pids+=($!)
+ssh "${ssh_opts[@]}" -N -o ExitOnForwardFailure=yes -o ServerAliveInterval=10 \
+	-R "8782:127.0.0.1:${pay_port}" zenchef@127.0.0.1 &
+sim_pids+=($!)
+# -- end c (Zenchef Pay)
 t0=$SECONDS
 until grep -qF '/changeStatus -> 2' "$work/zenchef-sim.log" && grep -qF '/pos_ticket -> 2' "$work/zenchef-sim.log" &&
 	grep -qE 'pos-sim: [1-9][0-9]* reservations retained' "$work/pos-sim.log"; do
@@ -247,6 +270,32 @@ echo "zenchef-sim: $(grep -cF '/changeStatus -> 2' "$work/zenchef-sim.log") chan
 # A replayed call (same PublisherModelId, after a timeout) is answered
 # from the fake's memory and marked: counted, not an error.
 echo "replayed calls answered idempotently: $(grep -cF '(duplicate)' "$work/zenchef-sim.log" || true)"
+# -- c (Zenchef Pay): the guest's payment settled by the agent at the POS,
+# which closes the bill with it, acked at Zenchef Pay, on the ticket.
+t0=$SECONDS
+until grep -qE '^pay-sim: payment .* cents: (settled|rejected)' "$work/pay-sim.log"; do
+	[ $((SECONDS - t0)) -lt 300 ] || {
+		tail -5 "$work/pay-sim.log" "$work/pos-sim.log" >&2
+		fail "no phone payment settled or rejected in 300 s"
+	}
+	sleep 5
+done
+paid="$(grep -m1 -E '^pay-sim: payment .* cents: paid by the guest$' "$work/pay-sim.log")" || fail "no guest payment"
+pay_id="$(awk '{ print $3 }' <<<"$paid")"
+pay_order="$(awk '{ print $5 }' <<<"$paid")"
+echo "$paid"
+grep -m1 -E "^pay-sim: payment ${pay_id} .* cents: settled\$" "$work/pay-sim.log" ||
+	fail "payment ${pay_id}: $(grep -F "$pay_id" "$work/pay-sim.log" | tail -1)"
+grep -m1 -E "^pos-sim: settle ${pay_id} order ${pay_order} .*: bill.paid seq [0-9]+, bill closed by zenchef_pay ${pay_id}\$" "$work/pos-sim.log" ||
+	fail "the POS did not close ${pay_order} with ${pay_id}: $(grep -F 'pos-sim: settle' "$work/pos-sim.log" | tail -3)"
+until grep -qF "zenchef-sim: ticket ${pay_order} on booking " "$work/zenchef-sim.log"; do
+	[ $((SECONDS - t0)) -lt 300 ] || fail "no ticket for ${pay_order} at Zenchef in 300 s"
+	sleep 2
+done
+grep -m1 -F "zenchef-sim: ticket ${pay_order} on booking " "$work/zenchef-sim.log" | grep -F "zenchef_pay" ||
+	fail "the ticket of ${pay_order} has no zenchef_pay payment"
+echo "phone payment settled $((SECONDS - t0)) s after the events above; Zenchef Pay calls: $(grep -c '^#' "$work/pay-sim.log")"
+# -- end c (Zenchef Pay)
 echo "StatusText: $(prop zenchef-edge.service StatusText)"
 timed "c. events"
 

@@ -1,6 +1,17 @@
 //! `pos-sim`: a simulated Cashpad server as a standalone process: MQTT broker,
 //! mDNS advert on loopback, and the POS client publishing the floor plan
 //! (and optionally replaying a generated service).
+//!
+//! With `--zenchef-pay` the service replayed is the one with Zenchef Pay
+//! ([`Scenario::generate_pay`]): the POS leaves the bills of the Zenchef Pay
+//! orders open for the guests' phone payments (`pay-sim --guest-pays-first`,
+//! same `--seed` and `--day`) and answers the agent's settle commands
+//! (docs/protocol/cashpad-local.md §7) with `payment.recorded` or
+//! `bill.paid`; each answer and each refused command is one line:
+//!
+//! ```text
+//! pos-sim: settle pay_3f… order O-1012 6150+300 cents: bill.paid seq 5701, bill closed by zenchef_pay pay_3f…
+//! ```
 
 use std::time::Duration;
 
@@ -39,6 +50,10 @@ struct Args {
     /// time (0 = do not replay).
     #[arg(long, default_value_t = 0.0)]
     speed: f64,
+    /// Replay the service with Zenchef Pay: the Zenchef Pay orders' bills
+    /// are left open for the guests' phone payments.
+    #[arg(long)]
+    zenchef_pay: bool,
 }
 
 #[tokio::main]
@@ -62,7 +77,11 @@ async fn main() -> anyhow::Result<()> {
     let day = args
         .day
         .unwrap_or_else(|| Utc::now().with_timezone(&paris_winter()).date_naive());
-    let scenario = Scenario::generate(args.seed, day);
+    let scenario = if args.zenchef_pay {
+        Scenario::generate_pay(args.seed, day)
+    } else {
+        Scenario::generate(args.seed, day)
+    };
     pos.publish_floorplan(&scenario.floorplan()).await?;
     println!(
         "pos-sim: MQTT 127.0.0.1:{} (user zenchef-edge, password {})",
@@ -96,13 +115,31 @@ async fn main() -> anyhow::Result<()> {
             println!("pos-sim: replay done");
         });
     }
+    if args.zenchef_pay {
+        println!(
+            "pos-sim: Zenchef Pay orders, left open for the guests: {}",
+            scenario.pay_orders.join(" ")
+        );
+    }
     let mut known = 0usize;
+    let (mut answered, mut refused) = (0usize, 0usize);
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
         let s = pos.state();
+        for answer in s.answers.iter().skip(answered) {
+            println!("{}", settle_line(&s.settled_commands, answer));
+        }
+        answered = s.answers.len();
+        for (cmd, why) in s.refused_commands.iter().skip(refused) {
+            println!(
+                "pos-sim: settle {} order {}: refused ({why})",
+                cmd["payment_id"], cmd["order_id"]
+            );
+        }
+        refused = s.refused_commands.len();
         if s.reservations.len() != known {
             known = s.reservations.len();
             println!(
@@ -112,4 +149,38 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The line for a settle answer (`payment.recorded` or `bill.paid`) the POS
+/// published: the settle command it answers (its `reference`, or the last
+/// Zenchef Pay payment of the bill, is the command's `payment_id`).
+fn settle_line(settled: &[serde_json::Value], answer: &serde_json::Value) -> String {
+    let d = &answer["data"];
+    let payment_id = match answer["type"].as_str() {
+        Some("bill.paid") => d["payments"]
+            .as_array()
+            .and_then(|ps| ps.iter().rev().find(|p| p["method"] == "zenchef_pay"))
+            .and_then(|p| p["reference"].as_str()),
+        _ => d["reference"].as_str(),
+    }
+    .unwrap_or("?");
+    let cmd = settled
+        .iter()
+        .rev()
+        .find(|c| c["payment_id"] == payment_id)
+        .cloned()
+        .unwrap_or_default();
+    let outcome = if answer["type"] == "bill.paid" {
+        format!("bill closed by zenchef_pay {payment_id}")
+    } else {
+        "bill still open".to_string()
+    };
+    format!(
+        "pos-sim: settle {payment_id} order {} {}+{} cents: {} seq {}, {outcome}",
+        d["order_id"].as_str().unwrap_or("?"),
+        cmd["amount_cents"],
+        cmd["tip_cents"],
+        answer["type"].as_str().unwrap_or("?"),
+        answer["seq"],
+    )
 }

@@ -1,5 +1,13 @@
 //! `zenchef-sim`: the Zenchef API fake as a standalone process, seeded with a
 //! generated service, for playing with the agent by hand.
+//!
+//! It prints one line per call it answered, and for each ticket attached
+//! (`PUT /bookings/{id}/pos_ticket`, docs/protocol/zenchef-api.md) a line
+//! with the ticket's figures:
+//!
+//! ```text
+//! zenchef-sim: ticket O-1012 on booking 42: total 6150 tip 300 cents, payments zenchef_pay 6450
+//! ```
 
 use chrono::{NaiveDate, Utc};
 use clap::Parser;
@@ -67,8 +75,43 @@ async fn main() -> anyhow::Result<()> {
                 c.status,
                 if c.duplicate { " (duplicate)" } else { "" }
             );
+            if c.path.ends_with("/pos_ticket") && (200..300).contains(&c.status) {
+                println!("{}", ticket_line(&c.path, &c.body));
+            }
         }
         seen = calls.len();
     }
     Ok(())
+}
+
+/// The line for a ticket attached to a booking: its `ticket_id`, the
+/// booking id of the path, its total and tip and its payments (method and
+/// amount, cents).
+fn ticket_line(path: &str, body: &serde_json::Value) -> String {
+    let booking = path
+        .trim_end_matches("/pos_ticket")
+        .rsplit('/')
+        .next()
+        .unwrap_or("?");
+    let payments: Vec<String> = body["payments"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    format!(
+                        "{} {}",
+                        p["method"].as_str().unwrap_or("?"),
+                        p["amount_cents"]
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "zenchef-sim: ticket {} on booking {booking}: total {} tip {} cents, payments {}",
+        body["ticket_id"].as_str().unwrap_or("?"),
+        body["total_cents"],
+        body["tip_cents"],
+        payments.join(", ")
+    )
 }
