@@ -13,14 +13,13 @@
 //! runs are in `src/outbox/status.rs`.
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Config;
 use crate::exit::{self, StoreAccess};
 use crate::health::{self, ApiHealth, HealthState, History};
-use crate::outbox::{self, AttentionOrder, Counts, NeedsPerson, store};
+use crate::outbox::{self, AttentionOrder, Connection, Counts, NeedsPerson, store};
 use crate::pos::anonymous::AnonymousClients;
 use crate::tables::TablesCheck;
 
