@@ -57,7 +57,7 @@ pub struct TablesCheck {
 /// The floor plan of the store against the Zenchef tables the daemon kept;
 /// `None` until both are known (no floor plan yet, or Zenchef's tables not
 /// read yet).
-pub fn stored_check(conn: &rusqlite::Connection) -> Option<TablesCheck> {
+pub fn stored_check(conn: &outbox::Connection) -> Option<TablesCheck> {
     let pos = pos_tables(conn).ok().flatten()?;
     let zc: ZenchefTables = outbox::kv_get(conn, ZENCHEF_TABLES_KEY)
         .ok()
@@ -78,7 +78,7 @@ pub use domain::tables::{RULE, TableDiff, compare, describe, loose};
 
 /// Table names of the floor plan the POS published, from the store;
 /// `None` when no floor plan was received yet.
-pub fn pos_tables(conn: &rusqlite::Connection) -> anyhow::Result<Option<Vec<String>>> {
+pub fn pos_tables(conn: &outbox::Connection) -> anyhow::Result<Option<Vec<String>>> {
     let Some(text) = outbox::kv_get(conn, "floorplan")? else {
         return Ok(None);
     };

@@ -165,7 +165,7 @@ impl Report {
             uptime_s,
             interval_s: crate::config::DEFAULT_FLEET_INTERVAL_S,
             pos: Pos {
-                state: s.pos.state.into(),
+                state: s.pos.state.as_str().into(),
                 app_version: s.pos.app_version.clone(),
                 installation_id: s.pos.installation_id.clone(),
             },
@@ -243,7 +243,7 @@ fn without_detail(event: &str) -> String {
 impl Api {
     fn of(a: &ApiSummary) -> Api {
         Api {
-            state: a.state.into(),
+            state: a.state.as_str().into(),
             last_success: a.last_success.clone(),
             last_error_at: a.last_error_at.clone(),
         }
@@ -303,7 +303,7 @@ mod tests {
         assert_eq!(r.queue.queued, s.counts.base.queued);
         assert_eq!(r.queue.dead, s.counts.base.dead);
         assert_eq!(r.payments_needing_person, s.counts.base.pay_needs_person);
-        assert_eq!(r.zenchef.state, s.zenchef.state);
+        assert_eq!(r.zenchef.state, s.zenchef.state.as_str());
         let problems: Vec<String> = s
             .problems
             .iter()

@@ -37,7 +37,11 @@ pub mod retention;
 pub mod status;
 pub mod store;
 
-use rusqlite::Connection;
+/// The store's SQLite handle, as [`store::open_read_only`] and
+/// [`store::open_for_cli`] give it. Outside `src/outbox/` it is only passed
+/// on to the store's functions (the statements stay in this module:
+/// `tests/modules.rs` keeps the name `rusqlite` inside it).
+pub type Connection = rusqlite::Connection;
 
 pub use events::{IntakeItem, IntakeOutcome, REJECTED_KEEP_BYTES, insert_batch};
 pub use kv::{bump, counter, kv_get, kv_set};

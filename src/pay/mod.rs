@@ -610,9 +610,3 @@ fn store_err(e: StoreError) -> CallError {
         message: e.to_string(),
     }
 }
-
-/// Marks a payment that needed a person as handled (`zenchef-edge
-/// payments handled <id>`); answers false when it needed nobody.
-pub fn handled(c: &rusqlite::Connection, payment_id: &str) -> Result<bool, StoreError> {
-    payments::mark_handled(c, payment_id)
-}

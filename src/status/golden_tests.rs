@@ -74,11 +74,11 @@ fn troubled() -> Status {
         d.updated_at = at(400);
         d.version = "0.0.9".into();
     }
-    s.pos.state = "found";
+    s.pos.state = status::PosState::Found;
     s.pos.problem = Some("MQTT: connection refused".into());
-    s.zenchef.state = "outage";
+    s.zenchef.state = status::ApiState::Outage;
     s.pay = ApiSummary {
-        state: "credentials_refused",
+        state: status::ApiState::CredentialsRefused,
         last_success: Some(at(86_400 * 2)),
         last_error: Some("401 Unauthorized".into()),
         last_error_at: Some(at(30)),
@@ -158,13 +158,13 @@ fn stopped() -> Status {
     s.daemon_running = false;
     s.daemon_alive = false;
     s.pos = status::PosSummary {
-        state: "not_found",
+        state: status::PosState::NotFound,
         problem: Some("no _cashpad._tcp announce in 10 s".into()),
         ..Default::default()
     };
-    s.zenchef.state = "credentials_refused";
+    s.zenchef.state = status::ApiState::CredentialsRefused;
     s.pay = ApiSummary {
-        state: "disabled",
+        state: status::ApiState::Disabled,
         ..Default::default()
     };
     s.payments_needing_person.clear();
@@ -225,15 +225,15 @@ fn no_store(state: &'static str, update_state: Value) -> Status {
     s.daemon_running = false;
     s.daemon_alive = false;
     s.pos = status::PosSummary {
-        state: "unknown",
+        state: status::PosState::Unknown,
         ..Default::default()
     };
     s.zenchef = ApiSummary {
-        state: "unknown",
+        state: status::ApiState::Unknown,
         ..Default::default()
     };
     s.pay = ApiSummary {
-        state: "unknown",
+        state: status::ApiState::Unknown,
         ..Default::default()
     };
     s.counts = Default::default();

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{ApiSummary, PosSummary, Status, StatusCounts};
+use super::{ApiState, ApiSummary, PosState, PosSummary, Status, StatusCounts};
 
 /// The JSON of `s` (pretty-printed, no trailing newline).
 ///
@@ -31,9 +31,9 @@ pub fn config_error(e: &crate::config::ConfigError, now: DateTime<Utc>) -> Strin
         "daemon": null,
         "counts": StatusCounts::default(),
         "oldest_queued_age_s": null,
-        "pos": PosSummary { state: "unknown", ..Default::default() },
-        "zenchef": ApiSummary { state: "unknown", ..Default::default() },
-        "pay": ApiSummary { state: "unknown", ..Default::default() },
+        "pos": PosSummary { state: PosState::Unknown, ..Default::default() },
+        "zenchef": ApiSummary { state: ApiState::Unknown, ..Default::default() },
+        "pay": ApiSummary { state: ApiState::Unknown, ..Default::default() },
         "last_reservation_sync": null,
         "update_state": "unknown",
         "update_problem": null,

@@ -13,14 +13,13 @@
 //! runs are in `src/outbox/status.rs`.
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Config;
 use crate::exit::{self, StoreAccess};
 use crate::health::{self, ApiHealth, HealthState, History};
-use crate::outbox::{self, AttentionOrder, Counts, NeedsPerson, store};
+use crate::outbox::{self, AttentionOrder, Connection, Counts, NeedsPerson, store};
 use crate::pos::anonymous::AnonymousClients;
 use crate::tables::TablesCheck;
 
@@ -156,12 +155,73 @@ pub struct StatusCounts {
     pub links_pending: i64,
 }
 
+/// The POS as the daemon last saw it: serialised as the words of
+/// `pos.state` in `status --json` (`connected`, `found`, `not_found`,
+/// `unknown`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PosState {
+    /// The MQTT session with the POS broker is up.
+    Connected,
+    /// The POS was found (mDNS) but its MQTT session is down.
+    Found,
+    /// No POS announce was found.
+    NotFound,
+    /// No daemon record tells.
+    #[default]
+    Unknown,
+}
+
+impl PosState {
+    /// The word of `status --json` (`connected`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PosState::Connected => "connected",
+            PosState::Found => "found",
+            PosState::NotFound => "not_found",
+            PosState::Unknown => "unknown",
+        }
+    }
+}
+
+/// Reachability of one remote API: serialised as the words of
+/// `zenchef.state` / `pay.state` in `status --json` (`ok`, `outage`,
+/// `credentials_refused`, `unknown`, `disabled`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiState {
+    /// The last call succeeded.
+    Ok,
+    /// The API is unreachable (calls keep failing).
+    Outage,
+    /// The API refuses the configured credentials.
+    CredentialsRefused,
+    /// No call yet, or no daemon record.
+    #[default]
+    Unknown,
+    /// Not configured (Zenchef Pay without `[pay]`).
+    Disabled,
+}
+
+impl ApiState {
+    /// The word of `status --json` (`ok`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiState::Ok => "ok",
+            ApiState::Outage => "outage",
+            ApiState::CredentialsRefused => "credentials_refused",
+            ApiState::Unknown => "unknown",
+            ApiState::Disabled => "disabled",
+        }
+    }
+}
+
 /// The POS part of the status.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PosSummary {
     /// `connected`, `found` (MQTT down), `not_found` or `unknown` (no
     /// daemon record).
-    pub state: &'static str,
+    pub state: PosState,
     /// mDNS instance name.
     pub instance: Option<String>,
     /// `host:port` of its MQTT broker.
@@ -190,7 +250,7 @@ pub struct PosSummary {
 pub struct ApiSummary {
     /// `ok`, `outage`, `credentials_refused`, `unknown` (no call yet or
     /// no daemon record) or `disabled`.
-    pub state: &'static str,
+    pub state: ApiState,
     /// Last successful call (UTC).
     pub last_success: Option<String>,
     /// Last error message (no secrets).
@@ -396,18 +456,18 @@ impl Status {
             counts: StatusCounts::default(),
             oldest_queued_age_s: None,
             pos: PosSummary {
-                state: "unknown",
+                state: PosState::Unknown,
                 ..Default::default()
             },
             zenchef: ApiSummary {
-                state: "unknown",
+                state: ApiState::Unknown,
                 ..Default::default()
             },
             pay: ApiSummary {
                 state: if config.pay.is_some() {
-                    "unknown"
+                    ApiState::Unknown
                 } else {
-                    "disabled"
+                    ApiState::Disabled
                 },
                 ..Default::default()
             },
@@ -502,7 +562,7 @@ fn read_conn_with(
         api_summary(daemon.as_ref().map(|d| &d.pay))
     } else {
         ApiSummary {
-            state: "disabled",
+            state: ApiState::Disabled,
             ..Default::default()
         }
     };
@@ -646,17 +706,17 @@ fn refused_kind(config: &Config) -> Problem {
 fn pos_summary(daemon: Option<&HealthState>) -> PosSummary {
     let Some(d) = daemon else {
         return PosSummary {
-            state: "unknown",
+            state: PosState::Unknown,
             ..Default::default()
         };
     };
     PosSummary {
         state: if d.pos.mqtt_connected {
-            "connected"
+            PosState::Connected
         } else if d.pos.found {
-            "found"
+            PosState::Found
         } else {
-            "not_found"
+            PosState::NotFound
         },
         instance: d.pos.instance.clone(),
         address: d.pos.address.clone(),
@@ -706,14 +766,17 @@ fn problems(s: &Status, update: Option<Problem>) -> Vec<Problem> {
         !s.orders_needing_attention.is_empty(),
         Problem::OrdersNeedAttention,
     );
-    let zenchef_down = matches!(s.zenchef.state, "credentials_refused" | "outage");
+    let zenchef_down = matches!(
+        s.zenchef.state,
+        ApiState::CredentialsRefused | ApiState::Outage
+    );
     add(
-        s.zenchef.state == "credentials_refused",
+        s.zenchef.state == ApiState::CredentialsRefused,
         Problem::ZenchefCredentials,
     );
-    add(s.zenchef.state == "outage", Problem::ZenchefOutage);
-    add(s.pos.state == "not_found", Problem::PosNotFound);
-    add(s.pos.state == "found", Problem::PosDisconnected);
+    add(s.zenchef.state == ApiState::Outage, Problem::ZenchefOutage);
+    add(s.pos.state == PosState::NotFound, Problem::PosNotFound);
+    add(s.pos.state == PosState::Found, Problem::PosDisconnected);
     add(
         s.pos.anonymous_clients == Some(AnonymousClients::Accepted),
         Problem::PosBrokerAnonymous,
@@ -729,10 +792,10 @@ fn problems(s: &Status, update: Option<Problem>) -> Vec<Problem> {
         Problem::OldQueue,
     );
     add(
-        s.pay.state == "credentials_refused",
+        s.pay.state == ApiState::CredentialsRefused,
         Problem::PayCredentials,
     );
-    add(s.pay.state == "outage", Problem::PayOutage);
+    add(s.pay.state == ApiState::Outage, Problem::PayOutage);
     add(s.counts.base.pay_dead > 0, Problem::PayDead);
     problems.extend(update);
     problems
@@ -749,7 +812,7 @@ pub fn money(cents: i64, currency: &str) -> String {
 fn api_summary(h: Option<&ApiHealth>) -> ApiSummary {
     let Some(h) = h else {
         return ApiSummary {
-            state: "unknown",
+            state: ApiState::Unknown,
             ..Default::default()
         };
     };
@@ -764,13 +827,13 @@ fn api_summary(h: Option<&ApiHealth>) -> ApiSummary {
         None => (None, None),
     };
     let state = if h.credentials_refused {
-        "credentials_refused"
+        ApiState::CredentialsRefused
     } else if h.outage {
-        "outage"
+        ApiState::Outage
     } else if h.last_success.is_some() {
-        "ok"
+        ApiState::Ok
     } else {
-        "unknown"
+        ApiState::Unknown
     };
     ApiSummary {
         state,
@@ -842,7 +905,7 @@ pub(crate) mod tests {
             daemon_running: true,
             daemon_alive: true,
             pos: PosSummary {
-                state: "connected",
+                state: PosState::Connected,
                 instance: d.pos.instance.clone(),
                 address: d.pos.address.clone(),
                 app_version: Some("2.0.18".into()),
@@ -855,7 +918,7 @@ pub(crate) mod tests {
             },
             zenchef: api_summary(Some(&d.zenchef)),
             pay: ApiSummary {
-                state: "ok",
+                state: ApiState::Ok,
                 last_success: Some(t(1)),
                 ..Default::default()
             },
@@ -932,6 +995,33 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn states_are_serialised_as_the_words_of_status_json() {
+        let pos = [
+            (PosState::Connected, "connected"),
+            (PosState::Found, "found"),
+            (PosState::NotFound, "not_found"),
+            (PosState::Unknown, "unknown"),
+        ];
+        for (state, word) in pos {
+            assert_eq!(serde_json::to_value(state).unwrap(), word);
+            assert_eq!(state.as_str(), word);
+        }
+        let api = [
+            (ApiState::Ok, "ok"),
+            (ApiState::Outage, "outage"),
+            (ApiState::CredentialsRefused, "credentials_refused"),
+            (ApiState::Unknown, "unknown"),
+            (ApiState::Disabled, "disabled"),
+        ];
+        for (state, word) in api {
+            assert_eq!(serde_json::to_value(state).unwrap(), word);
+            assert_eq!(state.as_str(), word);
+        }
+        assert_eq!(PosSummary::default().state, PosState::Unknown);
+        assert_eq!(ApiSummary::default().state, ApiState::Unknown);
+    }
+
+    #[test]
     fn last_error_is_split_into_time_and_message() {
         let h = ApiHealth {
             last_error: Some("2026-11-29T19:00:00Z GET /tables: timed out".into()),
@@ -939,7 +1029,7 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let a = api_summary(Some(&h));
-        assert_eq!(a.state, "outage");
+        assert_eq!(a.state, ApiState::Outage);
         assert_eq!(a.last_error_at.as_deref(), Some("2026-11-29T19:00:00Z"));
         assert_eq!(a.last_error.as_deref(), Some("GET /tables: timed out"));
     }

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{ApiSummary, Problem, Status, human_age, money};
+use super::{ApiState, ApiSummary, PosState, Problem, Status, human_age, money};
 use crate::pos::anonymous::AnonymousClients;
 
 /// Seconds between two automatic reloads.
@@ -327,14 +327,14 @@ fn when(ts: Option<&str>, tz: chrono_tz::Tz, now: DateTime<Utc>, lang: Lang) -> 
 
 fn api_state(a: &ApiSummary, lang: Lang) -> (&'static str, &'static str) {
     match a.state {
-        "ok" => (t(lang, "joignable", "reachable"), "ok"),
-        "outage" => (t(lang, "INJOIGNABLE", "UNREACHABLE"), "bad"),
-        "credentials_refused" => (
+        ApiState::Ok => (t(lang, "joignable", "reachable"), "ok"),
+        ApiState::Outage => (t(lang, "INJOIGNABLE", "UNREACHABLE"), "bad"),
+        ApiState::CredentialsRefused => (
             t(lang, "IDENTIFIANTS REFUSÉS", "CREDENTIALS REFUSED"),
             "bad",
         ),
-        "disabled" => (t(lang, "non activé", "not enabled"), "off"),
-        _ => (t(lang, "inconnu", "unknown"), "warn"),
+        ApiState::Disabled => (t(lang, "non activé", "not enabled"), "off"),
+        ApiState::Unknown => (t(lang, "inconnu", "unknown"), "warn"),
     }
 }
 
@@ -354,7 +354,7 @@ pub fn render(s: &Status, tz: chrono_tz::Tz, now: DateTime<Utc>, lang: Lang) -> 
     p.agent_rows();
     let (verdict_class, verdict_html) = verdict(s, lang);
     let chart = match &s.history {
-        Some(h) => super::chart::render_chart(h, tz, now, lang, s.pay.state != "disabled"),
+        Some(h) => super::chart::render_chart(h, tz, now, lang, s.pay.state != ApiState::Disabled),
         None => format!(
             "<p id=\"history-empty\" class=\"muted\">{}</p>",
             t(
@@ -400,13 +400,13 @@ impl Page<'_> {
     fn pos_rows(&mut self) {
         let s = self.s;
         let (pos_state, pos_class) = match s.pos.state {
-            "connected" => (self.t("connectée", "connected"), "ok"),
-            "found" => (
+            PosState::Connected => (self.t("connectée", "connected"), "ok"),
+            PosState::Found => (
                 self.t("trouvée, connexion COUPÉE", "found, connection DOWN"),
                 "bad",
             ),
-            "not_found" => (self.t("NON TROUVÉE", "NOT FOUND"), "bad"),
-            _ => (self.t("inconnue", "unknown"), "warn"),
+            PosState::NotFound => (self.t("NON TROUVÉE", "NOT FOUND"), "bad"),
+            PosState::Unknown => (self.t("inconnue", "unknown"), "warn"),
         };
         self.row(
             "pos-state",
@@ -471,7 +471,7 @@ impl Page<'_> {
         ] {
             let (state, class) = api_state(api, self.lang);
             self.row(&format!("{prefix}-state"), label, state, class);
-            if api.state == "disabled" {
+            if api.state == ApiState::Disabled {
                 continue;
             }
             self.row(

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{Problem, Status, age_s, human_age, money};
+use super::{ApiState, PosState, Problem, Status, age_s, human_age, money};
 use crate::pos::anonymous::AnonymousClients;
 
 /// Width of the human output.
@@ -299,10 +299,10 @@ fn pos(o: &mut Out, s: &Status) {
             .unwrap_or_else(|| "-".into())
     };
     let (tag, tone) = match s.pos.state {
-        "connected" => ("connected", Tone::Good),
-        "found" => ("found, MQTT DOWN", Tone::Bad),
-        "not_found" => ("NOT FOUND", Tone::Bad),
-        _ => ("unknown", Tone::Warn),
+        PosState::Connected => ("connected", Tone::Good),
+        PosState::Found => ("found, MQTT DOWN", Tone::Bad),
+        PosState::NotFound => ("NOT FOUND", Tone::Bad),
+        PosState::Unknown => ("unknown", Tone::Warn),
     };
     let where_ = match (&s.pos.instance, &s.pos.address) {
         (Some(i), Some(a)) => format!("\"{i}\" at {a}"),
@@ -310,7 +310,7 @@ fn pos(o: &mut Out, s: &Status) {
         _ => String::new(),
     };
     o.line("POS", Some((tag, tone)), &where_);
-    if s.pos.state == "connected" || s.pos.state == "found" {
+    if matches!(s.pos.state, PosState::Connected | PosState::Found) {
         o.line(
             "",
             None,
@@ -322,12 +322,12 @@ fn pos(o: &mut Out, s: &Status) {
             ),
         );
     }
-    if s.pos.state == "connected" {
+    if s.pos.state == PosState::Connected {
         let since = o.when(s.pos.connected_since.as_deref());
         o.line("", None, &format!("MQTT connected since {since}"));
     }
     if let Some(p) = &s.pos.problem
-        && s.pos.state != "connected"
+        && s.pos.state != PosState::Connected
     {
         o.line("", None, p);
     }
@@ -347,13 +347,13 @@ fn pos(o: &mut Out, s: &Status) {
 fn apis(o: &mut Out, s: &Status) {
     for (label, api) in [("Zenchef", &s.zenchef), ("Zenchef Pay", &s.pay)] {
         let (tag, tone) = match api.state {
-            "ok" => ("reachable", Tone::Good),
-            "outage" => ("UNREACHABLE", Tone::Bad),
-            "credentials_refused" => ("CREDENTIALS REFUSED", Tone::Bad),
-            "disabled" => ("disabled", Tone::Plain),
-            _ => ("unknown", Tone::Warn),
+            ApiState::Ok => ("reachable", Tone::Good),
+            ApiState::Outage => ("UNREACHABLE", Tone::Bad),
+            ApiState::CredentialsRefused => ("CREDENTIALS REFUSED", Tone::Bad),
+            ApiState::Disabled => ("disabled", Tone::Plain),
+            ApiState::Unknown => ("unknown", Tone::Warn),
         };
-        let rest = if api.state == "disabled" {
+        let rest = if api.state == ApiState::Disabled {
             String::new()
         } else {
             format!("last success {}", o.when(api.last_success.as_deref()))
@@ -472,7 +472,7 @@ fn orders(o: &mut Out, s: &Status) {
 
 /// Zenchef Pay payments (when enabled), and those that need a person.
 fn payments(o: &mut Out, s: &Status) {
-    if s.pay.state == "disabled" {
+    if s.pay.state == ApiState::Disabled {
         return;
     }
     let c = &s.counts;
