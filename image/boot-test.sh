@@ -318,14 +318,18 @@ echo "--- the agent's first lines after the cut:"
 on_box sudo journalctl -b 0 -u zenchef-edge -o short-monotonic --no-pager | head -n 25 || true
 echo "---"
 # Delivered: the replay is over (the broker queued what the box missed),
-# and the agent's outbox has nothing queued or in flight.
+# the agent's outbox has nothing queued or in flight, and as many orders
+# have a ticket at Zenchef as the POS paid (after 300 s, the check below
+# says which are missing).
+paid_orders() { grep -c '^sent .*"bill.paid"' "$work/pos-sim.log" || true; }
+ticketed_orders() { sed -n 's/.*pos_ticket -> 2[0-9][0-9] \[ticket \(.*\)\]$/\1/p' "$work/zenchef-sim.log" | sort -u | wc -l; }
 t0=$SECONDS
 until grep -qF 'pos-sim: replay done' "$work/pos-sim.log" &&
-	[ "$(status_json | jfield 's["counts"]["queued"] + s["counts"]["inflight"] + s["counts"]["dead"]')" = 0 ] &&
-	[ "$(grep -c '^sent .*"bill.paid"' "$work/pos-sim.log")" -le "$(grep -E '/pos_ticket -> 2[0-9][0-9] ' "$work/zenchef-sim.log" | grep -v '(duplicate)' | sed -n 's/.*\[ticket \(.*\)\]$/\1/p' | sort -u | wc -l)" ]; do
-	[ $((SECONDS - t0)) -lt 600 ] || {
-		status_json | jfield 's["counts"]' >&2 || true
-		fail "the events were not all delivered 600 s after the boot that followed the cut"
+	[ "$(status_json | jfield 's["counts"]["queued"] + s["counts"]["inflight"]')" = 0 ] &&
+	[ "$(paid_orders)" -le "$(ticketed_orders)" ]; do
+	[ $((SECONDS - t0)) -lt 300 ] || {
+		echo "after 300 s: $(paid_orders) orders paid, $(ticketed_orders) with a ticket; agent counts: $(status_json | jfield 's["counts"]')"
+		break
 	}
 	sleep 5
 done
@@ -425,6 +429,7 @@ echo "== d. a reboot keeps the journal, the store and the installed version"
 counts_before="$(status_json | jfield 'sorted((k, v) for k, v in s["counts"].items() if k not in ("inflight", "reservations_published"))')"
 halt_box
 boot 3
+open_forwards
 prev="$(on_box sudo journalctl -b -1 -u zenchef-edge -o cat --no-pager)"
 grep -F 'started' <<<"$prev" >/dev/null || fail "no agent line in the previous boot's journal"
 echo "previous boot's journal: $(grep -c . <<<"$prev") lines of zenchef-edge, e.g. $(grep -F started <<<"$prev" | head -1)"
