@@ -365,10 +365,11 @@ bad += [f"ticket {t} for an order the POS never closed" for t in tickets if t no
 bad += [f"booking {b}: {n} seated calls" for b, n in seated.items() if n > 1]
 print(f"POS: {len(sent)} events published, {len(paid)} orders paid; Zenchef: "
       f"{sum(tickets.values())} pos_ticket calls for {len(tickets)} orders, "
-      f"{sum(seated.values())} seated calls for {len(seated)} bookings, every one once; "
+      f"{sum(seated.values())} seated calls for {len(seated)} bookings; "
       f"idempotent replays answered (duplicate): {dict(dup) or 0}; refused calls: {refused}")
 for b in bad:
     print("  " + b)
+print("every paid order has one ticket, no booking seated twice" if paid and not bad else "FAILED")
 sys.exit(1 if bad or not paid else 0)
 PY
 timed "e. boot after the cut, every event once"
