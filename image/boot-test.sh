@@ -406,7 +406,7 @@ release() {
 		--pub "$work/release.pub" --out "$work/channel" --binary "${target}=$2" 2>&1 | grep -v WARNING || true
 	[ -s "$work/channel/zenchef-edge-$1-${target}.tar.gz" ] || fail "release.sh made no archive for $1"
 }
-cursor="$(on_box sudo journalctl -u zenchef-edge -n 0 --show-cursor -q | sed -n 's/^-- cursor: //p')"
+cursor="$(on_box sudo journalctl -u zenchef-edge -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p')"
 release "$next_v" "$work/next-agent"
 timed "f. release ${next_v} made ($(stat -c %s "$work/next-agent") bytes), published"
 daemon_v() { status_json | jfield '(s["daemon"] or {}).get("version")'; }
@@ -451,7 +451,7 @@ echo "== f. a release whose binary cannot start is rolled back by the unit"
 printf '#!/bin/sh\ncase "$1" in\n  --version) echo "zenchef-edge %s (commit broken, %s)" ;;\n  *) echo "broken build: cannot start" >&2; exit 1 ;;\nesac\n' \
 	"$broken_v" "$target" >"$work/broken-agent"
 chmod 0755 "$work/broken-agent"
-cursor="$(on_box sudo journalctl -u zenchef-edge -n 0 --show-cursor -q | sed -n 's/^-- cursor: //p')"
+cursor="$(on_box sudo journalctl -u zenchef-edge -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p')"
 release "$broken_v" "$work/broken-agent"
 t0=$SECONDS
 until update_state | jfield '"'"$broken_v"'" in s.get("failed_versions", [])' | grep -qx True &&
