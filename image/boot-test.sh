@@ -129,6 +129,8 @@ if qemu-system-aarch64 -M virt -cpu help 2>/dev/null | grep -q max &&
 	cpu=max,pauth-impdef=on
 fi
 
+# romfile= : no network boot ROM (the kernel is given; a QEMU without
+# ipxe-qemu's efi-virtio.rom would refuse to start otherwise).
 boot() {
 	local n="$1"
 	: >"$work/console.log"
@@ -138,7 +140,7 @@ boot() {
 		-drive if=none,file="$work/disk.img",format=raw,id=d \
 		-device virtio-blk-pci,drive=d \
 		-netdev "user,id=n,restrict=on,hostfwd=tcp:127.0.0.1:${ssh_port}-:22${GUESTFWD:-}" \
-		-device virtio-net-pci,netdev=n \
+		-device virtio-net-pci,netdev=n,romfile= \
 		-device virtio-rng-pci \
 		-display none -monitor none -serial "file:$work/console.log" \
 		-no-reboot &
@@ -422,7 +424,7 @@ done
 [ "$(status_json | jfield 's["daemon"]["pid"]')" = "$(prop zenchef-edge.service MainPID)" ] ||
 	fail "the daemon that reports ${next_v} is not the unit's main process"
 echo "the unit runs ${next_v} (was ${cur_v}), health confirmed, $((SECONDS - t0)) s after publishing; the channel served: $(grep -c 'GET /zenchef-edge-' "$work/channel.log" || true) archive download(s)"
-on_box sudo journalctl -u zenchef-edge --after-cursor="$cursor" -o short-monotonic --no-pager | grep -E 'update|started|version' | head -n 12 || true
+on_box sudo journalctl -u zenchef-edge "--after-cursor='$cursor'" -o short-monotonic --no-pager | grep -E 'update|started|version' | head -n 12 || true
 timed "f. ${next_v} installed and confirmed"
 
 # ---------------------------------------------------------------- d. reboot
@@ -468,7 +470,7 @@ jfield 's["last_event"]' <<<"$st" | grep -F 'rolled back' >/dev/null || fail "no
 on_box sudo cmp -s /var/lib/zenchef-edge/bin/zenchef-edge - <"$work/next-agent" || fail "the binary put back is not ${next_v}'s"
 echo "rolled back to ${next_v} $((SECONDS - t0)) s after publishing ${broken_v}; update-state: $st"
 echo "--- the journal of the install and the rollback:"
-on_box sudo journalctl -u zenchef-edge --after-cursor="$cursor" -o short-monotonic --no-pager | head -n 40 || true
+on_box sudo journalctl -u zenchef-edge "--after-cursor='$cursor'" -o short-monotonic --no-pager | head -n 40 || true
 echo "---"
 on_box sudo zenchef-edge update check | head -n 8 || true
 timed "f. rollback"
