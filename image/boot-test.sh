@@ -3,15 +3,19 @@
 # image's own Debian kernel and initrd, the image as a virtio disk) and
 # checks the box as a restaurant gets it: provisioning from the boot
 # partition, the agent READY under systemd, SSH by key only, the root grown
-# to the disk, the journal kept across a reboot, the unit's exposure.
+# to the disk, the unit's exposure, every acknowledged event delivered once
+# across a power cut, the journal and the store kept across a reboot, an
+# update from a local signed channel and the rollback of a broken one.
 #
 #   image/boot-test.sh IMAGE.img.xz
 #
 # No packet leaves this machine: QEMU user networking with restrict=on (the
 # guest reaches nothing, not even DNS or NTP), with one hostfwd rule (SSH,
 # on 127.0.0.1) and guestfwd rules to services on this machine's loopback.
-# Needs qemu-system-arm, mtools, fdisk, openssh-client, xz-utils. Every step
-# prints what it took; ZENCHEF_BOOT_TIMEOUT bounds each boot (default 900 s).
+# Needs qemu-system-arm, mtools, fdisk, openssh-client, xz-utils, python3,
+# zipsign, and the simulators pos-sim and zenchef-sim (ZENCHEF_SIM_BIN, the
+# directory they were built in). Every step prints what it took;
+# ZENCHEF_BOOT_TIMEOUT bounds each boot (default 900 s).
 set -euo pipefail
 
 img_xz="$(realpath "$1")"
@@ -20,12 +24,13 @@ boot_timeout="${ZENCHEF_BOOT_TIMEOUT:-900}"
 work="$(mktemp -d /var/tmp/zenchef-boot-test.XXXXXX)"
 qemu_pid=""
 sim_pids=()
+fwd_pid=""
 T_ALL=$SECONDS
 T0=$SECONDS
 timed() { echo "-- $1: $((SECONDS - T0)) s"; T0=$SECONDS; }
 
 cleanup() {
-	for p in "${sim_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${sim_pids[@]}" $fwd_pid; do kill "$p" 2>/dev/null || true; done
 	if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
 		kill -KILL "$qemu_pid" 2>/dev/null || true
 	fi
@@ -72,16 +77,23 @@ append="$(tr ' ' '\n' <<<"$cmdline" | grep -v -e '^console=' -e '^$' | paste -sd
 # The provisioning drop: a configuration (the POS at a static address and
 # Zenchef, both on the box's own loopback where SSH forwards them to the
 # simulators on this machine: the agent takes plain MQTT and http:// only
-# there) and a key made for this run.
+# there), a key made for this run, and the update channel of step f: a
+# directory on this machine served on the box's 127.0.0.1:8789 (empty until
+# f publishes: a check that finds nothing newer does nothing), signed with a
+# key made for this run, installing at any hour, checked every 20 s.
 ssh-keygen -q -t ed25519 -N '' -C boot-test@zenchef -f "$work/id"
+zipsign gen-key "$work/release.key" "$work/release.pub" >/dev/null
+chan_box_port=8789
 pos_port=1883
 sed -e 's|^token = "" *# REQUIRED: MQTT.*|token = "cashpad-boot-test"\nhost = "127.0.0.1"\nport = '"$pos_port"'\ninstallation_id = "CP-4F2A91"|' \
 	-e 's|^restaurant_id = "".*|restaurant_id = "654321"|' \
 	-e 's|^token = "" *# REQUIRED: API token|token = "zenchef-boot-test"|' \
 	-e 's|^base_url = "https://api.zenchef.com/api/v1"|base_url = "http://127.0.0.1:8781/api/v1"|' \
-	-e '/^\[update\]/,/^\[/ s|^enabled = true|enabled = false|' \
+	-e '/^\[update\]/,/^\[/ s|^enabled = true|enabled = true\nmanifest_url = "http://127.0.0.1:'"$chan_box_port"'/manifest.json"\npublic_key = "'"$(base64 -w0 "$work/release.pub")"'"\ncheck_interval_s = 20\nconfirm_after_s = 10|' \
+	-e '/^\[update\]/,/^\[/ s|^window = "[0-9:-]*"|window = "00:00-23:59"|' \
 	"$here/../packaging/agent.toml" >"$work/zenchef-edge.toml"
-grep -q '^host = "127.0.0.1"' "$work/zenchef-edge.toml" || fail "the test's configuration was not made"
+{ grep -q '^host = "127.0.0.1"' "$work/zenchef-edge.toml" && grep -q '^window = "00:00-23:59"' "$work/zenchef-edge.toml" &&
+	grep -q '^manifest_url = "http://127.0.0.1:' "$work/zenchef-edge.toml"; } || fail "the test's configuration was not made"
 # Zenchef Pay (step c): on, at the box's loopback like Zenchef, where SSH
 # forwards :8782 to pay-sim. The token contains "zenchef-boot-test", so
 # step b's scrub check covers it too.
@@ -104,6 +116,18 @@ ssh_opts=(-i "$work/id" -p "$ssh_port" -o StrictHostKeyChecking=accept-new
 # shellcheck disable=SC2029 # the command runs on the box, as given
 on_box() { ssh "${ssh_opts[@]}" zenchef@127.0.0.1 "$@"; }
 prop() { on_box systemctl show -p "$2" --value "$1"; }
+# `zenchef-edge status --json` on the box, one field (python3 expression on `s`).
+status_json() { on_box sudo zenchef-edge status --json; }
+jfield() { python3 -c 'import json, sys; s = json.load(sys.stdin); print('"$1"')'; }
+# The SSH -R forwards bringing this machine's simulators onto the box's
+# loopback (`forwards`: -R arguments); again after each boot.
+forwards=()
+open_forwards() {
+	[ -z "$fwd_pid" ] || kill "$fwd_pid" 2>/dev/null || true
+	ssh "${ssh_opts[@]}" -N -o ExitOnForwardFailure=yes -o ServerAliveInterval=10 \
+		"${forwards[@]}" zenchef@127.0.0.1 &
+	fwd_pid=$!
+}
 
 # QEMU's arm64 emulation: pointer authentication with QEMU's own cheap
 # algorithm (the architected one costs much under software emulation).
@@ -115,8 +139,8 @@ if qemu-system-aarch64 -M virt -cpu help 2>/dev/null | grep -q max &&
 	cpu=max,pauth-impdef=on
 fi
 
-# The NIC without an option ROM (romfile=): the kernel is given, nothing
-# boots from the network, so QEMU needs no iPXE ROM (ipxe-qemu).
+# romfile= : no network boot ROM (the kernel is given; a QEMU without
+# ipxe-qemu's efi-virtio.rom would refuse to start otherwise).
 boot() {
 	local n="$1"
 	: >"$work/console.log"
@@ -238,24 +262,29 @@ mqtt_port=$((ssh_port + 1))
 zc_port=$((ssh_port + 2))
 "$sim_bin/zenchef-sim" --port "$zc_port" --token zenchef-boot-test --restaurant-id 654321 >"$work/zenchef-sim.log" 2>&1 &
 sim_pids+=($!)
+# --wait-for-agent: the replay starts once the agent is online, so every
+# event the POS publishes is for the agent (step e counts them).
 "$sim_bin/pos-sim" --mqtt-port "$mqtt_port" --mdns-port $((ssh_port + 3)) --token cashpad-boot-test \
-	--speed 600 --zenchef-pay >"$work/pos-sim.log" 2>&1 &
+	--speed 300 --zenchef-pay --wait-for-agent >"$work/pos-sim.log" 2>&1 &
 sim_pids+=($!)
-sleep 2
-ssh "${ssh_opts[@]}" -N -o ExitOnForwardFailure=yes -o ServerAliveInterval=10 \
-	-R "${pos_port}:127.0.0.1:${mqtt_port}" -R "8781:127.0.0.1:${zc_port}" zenchef@127.0.0.1 &
+# The update channel of step f, empty for now.
+chan_port=$((ssh_port + 4))
+mkdir "$work/channel"
+echo '{"schema":1,"releases":[]}' >"$work/channel/manifest.json"
+python3 -m http.server --bind 127.0.0.1 --directory "$work/channel" "$chan_port" >"$work/channel.log" 2>&1 &
 sim_pids+=($!)
 # -- c (Zenchef Pay): pay-sim, its forward (box :8782), one guest paying
 # from the phone an order that pos-sim --zenchef-pay leaves open for it.
 [ -x "$sim_bin/pay-sim" ] || fail "no pay-sim in $sim_bin (cargo build -p zenchef-sim)"
-pay_port=$((ssh_port + 4))
+pay_port=$((ssh_port + 5))
 "$sim_bin/pay-sim" --port "$pay_port" --token "$pay_token" --installation-id CP-4F2A91 \
 	--guest-pays-first 1 --tip-cents 300 >"$work/pay-sim.log" 2>&1 &
 sim_pids+=($!)
-ssh "${ssh_opts[@]}" -N -o ExitOnForwardFailure=yes -o ServerAliveInterval=10 \
-	-R "8782:127.0.0.1:${pay_port}" zenchef@127.0.0.1 &
-sim_pids+=($!)
 # -- end c (Zenchef Pay)
+sleep 2
+forwards+=(-R "${pos_port}:127.0.0.1:${mqtt_port}" -R "8781:127.0.0.1:${zc_port}" -R "${chan_box_port}:127.0.0.1:${chan_port}"
+	-R "8782:127.0.0.1:${pay_port}")
+open_forwards
 t0=$SECONDS
 until grep -qF '/changeStatus -> 2' "$work/zenchef-sim.log" && grep -qF '/pos_ticket -> 2' "$work/zenchef-sim.log" &&
 	grep -qE 'pos-sim: [1-9][0-9]* reservations retained' "$work/pos-sim.log"; do
@@ -308,15 +337,191 @@ awk -v l="$exposure" -v m="$max_exposure" 'BEGIN { exit !(l <= m) }' || fail "ex
 echo "exposure of zenchef-edge.service on the box: ${exposure} (bound ${max_exposure})"
 timed "g. exposure"
 
-# ---------------------------------------------------------------- d. reboot
-echo "== d. a reboot keeps the journal and the store"
-halt_box
+# ---------------------------------------------------------------- e. power cut
+echo "== e. power cut while the POS publishes: every acknowledged event reaches Zenchef once"
+sent_lines() { grep -c '^sent ' "$work/pos-sim.log" || true; }
+# The cut falls just after the broker took an event (the agent is then
+# receiving and committing it), never in a pause of the service.
+n0="$(sent_lines)"
+t0=$SECONDS
+until [ "$(sent_lines)" -gt "$n0" ]; do
+	! grep -qF 'pos-sim: replay done' "$work/pos-sim.log" ||
+		fail "the POS replay ended before the power cut (the steps before took too long for --speed)"
+	[ $((SECONDS - t0)) -lt 300 ] || fail "the POS published nothing for 300 s"
+	sleep 0.2
+done
+kill -KILL "$qemu_pid"
+wait "$qemu_pid" 2>/dev/null || true
+qemu_pid=""
+kill "$fwd_pid" 2>/dev/null || true
+fwd_pid=""
+echo "QEMU killed (SIGKILL) after $(sent_lines) POS events ($(grep -c '^sent .*"bill.paid"' "$work/pos-sim.log" || true) bills paid); Zenchef had received $(grep -c '^#' "$work/zenchef-sim.log" || true) calls"
+timed "e. power cut"
 boot 2
+open_forwards
+echo "--- the agent's last lines before the cut (what the journal kept of boot -1):"
+on_box sudo journalctl -b -1 -u zenchef-edge -o short-monotonic --no-pager -n 8 || true
+echo "--- the agent's first lines after the cut:"
+on_box sudo journalctl -b 0 -u zenchef-edge -o short-monotonic --no-pager | head -n 25 || true
+echo "---"
+# Delivered: the replay is over (the broker queued what the box missed),
+# the agent's outbox has nothing queued or in flight, and as many orders
+# have a ticket at Zenchef as the POS paid (after 300 s, the check below
+# says which are missing).
+# Paid: by the POS's own bill.paid, or by a phone payment it settled (step c).
+paid_orders() { grep -cE '^sent .*"bill.paid"|^pos-sim: settle .*: bill.paid seq' "$work/pos-sim.log" || true; }
+ticketed_orders() { sed -n 's/.*pos_ticket -> 2[0-9][0-9] \[ticket \(.*\)\]$/\1/p' "$work/zenchef-sim.log" | sort -u | wc -l; }
+t0=$SECONDS
+until grep -qF 'pos-sim: replay done' "$work/pos-sim.log" &&
+	[ "$(status_json | jfield 's["counts"]["queued"] + s["counts"]["inflight"]')" = 0 ] &&
+	[ "$(paid_orders)" -le "$(ticketed_orders)" ]; do
+	[ $((SECONDS - t0)) -lt 300 ] || {
+		echo "after 300 s: $(paid_orders) orders paid, $(ticketed_orders) with a ticket; agent counts: $(status_json | jfield 's["counts"]')"
+		break
+	}
+	sleep 5
+done
+sleep 5 # a last call in flight shows in zenchef-sim's log within its 1 s poll
+echo "delivered $((SECONDS - t0)) s after the box answered; agent counts: $(status_json | jfield 's["counts"]')"
+python3 - "$work/pos-sim.log" "$work/zenchef-sim.log" <<'PY' || fail "an acknowledged event did not reach Zenchef exactly once"
+import collections, re, sys
+pos, zc = (open(f).read().splitlines() for f in sys.argv[1:3])
+sent = [m.groups() for m in (re.match(r'sent (\d+) "([^"]+)" "?([^" ]*)"?$', l) for l in pos) if m]
+paid = {o for _, t, o in sent if t == "bill.paid"}
+# Bills the POS closed with a phone payment the agent settled (step c).
+paid |= {m.group(1) for m in (re.match(r'pos-sim: settle \S+ order (\S+) .*: bill\.paid seq \d+', l) for l in pos) if m}
+tickets, seated, dup, refused = collections.Counter(), collections.Counter(), collections.Counter(), 0
+for l in zc:
+    m = re.match(r'#\d+ (\S+) (\S+) -> (\d+)( \(duplicate\))?(?: \[(\w+) (.*)\])?$', l)
+    if not m:
+        continue
+    method, path, code, d, kind, what = m.groups()
+    call = path.rsplit("/", 1)[-1].split("?")[0]
+    if d:
+        dup[call] += 1
+        continue
+    if not code.startswith("2"):
+        refused += 1
+        continue
+    if call == "pos_ticket":
+        tickets[what] += 1
+    elif call == "changeStatus" and what == "seated":
+        seated[path.split("/")[-2]] += 1
+bad = []
+for o in sorted(paid):
+    if tickets[o] != 1:
+        bad.append(f"order {o}: {tickets[o]} pos_ticket calls")
+bad += [f"ticket {t} for an order the POS never closed" for t in tickets if t not in paid]
+bad += [f"booking {b}: {n} seated calls" for b, n in seated.items() if n > 1]
+print(f"POS: {len(sent)} events published, {len(paid)} orders paid; Zenchef: "
+      f"{sum(tickets.values())} pos_ticket calls for {len(tickets)} orders, "
+      f"{sum(seated.values())} seated calls for {len(seated)} bookings; "
+      f"idempotent replays answered (duplicate): {dict(dup) or 0}; refused calls: {refused}")
+for b in bad:
+    print("  " + b)
+print("every paid order has one ticket, no booking seated twice" if paid and not bad else "FAILED")
+sys.exit(1 if bad or not paid else 0)
+PY
+timed "e. boot after the cut, every event once"
+
+# ---------------------------------------------------------------- f. update
+echo "== f. an update from a local signed channel"
+cur="$(on_box sudo zenchef-edge --version)"
+cur_v="$(awk '{ print $2 }' <<<"$cur")"
+target="$(sed -n 's/.*, \([^,]*\))$/\1/p' <<<"$cur")"
+IFS=. read -r v_major v_minor _ <<<"$cur_v"
+next_v="${v_major}.$((v_minor + 1)).0"
+broken_v="${v_major}.$((v_minor + 2)).0"
+[ -n "$target" ] || fail "no target in: $cur"
+# The next release: the box's own binary, its version slot saying next_v
+# (the technique of tests/update.rs: the same code, another version).
+on_box sudo cat /var/lib/zenchef-edge/bin/zenchef-edge >"$work/box-agent"
+python3 - "$work/box-agent" "$work/next-agent" "$next_v" <<'PY' || fail "no version slot in the box's binary"
+import sys
+src, dst, version = sys.argv[1:4]
+mark = b"@@ZENCHEF-EDGE-VERSION@@"
+b = bytearray(open(src, "rb").read())
+at, n = b.find(mark), 0
+while at >= 0:
+    slot = at + len(mark)
+    b[slot:slot + 40] = version.encode().ljust(40, b"\0")
+    n += 1
+    at = b.find(mark, slot)
+open(dst, "wb").write(b)
+sys.exit(0 if n else 1)
+PY
+chmod 0755 "$work/next-agent"
+release() {
+	ZENCHEF_ALLOW_PLACEHOLDER_KEY=1 "$here/../scripts/release.sh" --version "$1" --key "$work/release.key" \
+		--pub "$work/release.pub" --out "$work/channel" --binary "${target}=$2" 2>&1 | grep -v WARNING || true
+	[ -s "$work/channel/zenchef-edge-$1-${target}.tar.gz" ] || fail "release.sh made no archive for $1"
+}
+cursor="$(on_box sudo journalctl -u zenchef-edge -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p')"
+release "$next_v" "$work/next-agent"
+timed "f. release ${next_v} made ($(stat -c %s "$work/next-agent") bytes), published"
+daemon_v() { status_json | jfield '(s["daemon"] or {}).get("version")'; }
+update_state() { on_box sudo cat /var/lib/zenchef-edge/update-state.json; }
+t0=$SECONDS
+until [ "$(daemon_v)" = "$next_v" ] && [ "$(update_state | jfield 's.get("pending_version")')" = None ]; do
+	[ $((SECONDS - t0)) -lt 300 ] || {
+		on_box sudo zenchef-edge update check >&2 || true
+		fail "${next_v} not installed and confirmed in 300 s"
+	}
+	sleep 5
+done
+[ "$(status_json | jfield 's["daemon"]["pid"]')" = "$(prop zenchef-edge.service MainPID)" ] ||
+	fail "the daemon that reports ${next_v} is not the unit's main process"
+echo "the unit runs ${next_v} (was ${cur_v}), health confirmed, $((SECONDS - t0)) s after publishing; the channel served: $(grep -c 'GET /zenchef-edge-' "$work/channel.log" || true) archive download(s)"
+on_box sudo journalctl -u zenchef-edge "--after-cursor='$cursor'" -o short-monotonic --no-pager | grep -E 'update|started|version' | head -n 12 || true
+timed "f. ${next_v} installed and confirmed"
+
+# ---------------------------------------------------------------- d. reboot
+echo "== d. a reboot keeps the journal, the store and the installed version"
+counts_before="$(status_json | jfield 'sorted((k, v) for k, v in s["counts"].items() if k not in ("inflight", "reservations_published"))')"
+halt_box
+boot 3
+open_forwards
 prev="$(on_box sudo journalctl -b -1 -u zenchef-edge -o cat --no-pager)"
 grep -F 'started' <<<"$prev" >/dev/null || fail "no agent line in the previous boot's journal"
 echo "previous boot's journal: $(grep -c . <<<"$prev") lines of zenchef-edge, e.g. $(grep -F started <<<"$prev" | head -1)"
 [ "$(prop zenchef-edge.service ActiveState)" = active ] || fail "zenchef-edge not active after the reboot"
+counts_after="$(status_json | jfield 'sorted((k, v) for k, v in s["counts"].items() if k not in ("inflight", "reservations_published"))')"
+echo "store before the halt: $counts_before"
+[ "$counts_after" = "$counts_before" ] || fail "the store changed across the reboot: $counts_after"
+echo "store after the boot:  the same"
+[ "$(daemon_v)" = "$next_v" ] || fail "after the reboot the unit runs $(daemon_v), not ${next_v}"
+echo "after the reboot the unit runs ${next_v}; $(on_box sudo zenchef-edge --version)"
 timed "d. reboot"
+
+# ---------------------------------------------------------------- f. rollback
+echo "== f. a release whose binary cannot start is rolled back by the unit"
+# Answers --version (the smoke test before the install) and exits at once
+# when started as the daemon, as tests/update.rs's broken release.
+# shellcheck disable=SC2016 # $1 is the broken binary's own argument
+printf '#!/bin/sh\ncase "$1" in\n  --version) echo "zenchef-edge %s (commit broken, %s)" ;;\n  *) echo "broken build: cannot start" >&2; exit 1 ;;\nesac\n' \
+	"$broken_v" "$target" >"$work/broken-agent"
+chmod 0755 "$work/broken-agent"
+cursor="$(on_box sudo journalctl -u zenchef-edge -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p')"
+release "$broken_v" "$work/broken-agent"
+t0=$SECONDS
+until update_state | jfield '"'"$broken_v"'" in s.get("failed_versions", [])' | grep -qx True &&
+	[ "$(prop zenchef-edge.service ActiveState)" = active ] && [ "$(daemon_v)" = "$next_v" ]; do
+	[ $((SECONDS - t0)) -lt 300 ] || {
+		update_state >&2 || true
+		fail "${broken_v} not rolled back in 300 s"
+	}
+	sleep 5
+done
+st="$(update_state)"
+[ "$(jfield 's.get("pending_version")' <<<"$st")" = None ] || fail "still pending after the rollback: $st"
+jfield 's["last_event"]' <<<"$st" | grep -F 'rolled back' >/dev/null || fail "no rollback recorded: $st"
+on_box sudo cmp -s /var/lib/zenchef-edge/bin/zenchef-edge - <"$work/next-agent" || fail "the binary put back is not ${next_v}'s"
+echo "rolled back to ${next_v} $((SECONDS - t0)) s after publishing ${broken_v}; update-state: $st"
+echo "--- the journal of the install and the rollback:"
+on_box sudo journalctl -u zenchef-edge "--after-cursor='$cursor'" -o short-monotonic --no-pager | head -n 40 || true
+echo "---"
+on_box sudo zenchef-edge update check | head -n 8 || true
+timed "f. rollback"
 
 halt_box
 echo "boot test: ok ($((SECONDS - T_ALL)) s)"

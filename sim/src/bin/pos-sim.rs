@@ -54,6 +54,11 @@ struct Args {
     /// are left open for the guests' phone payments.
     #[arg(long)]
     zenchef_pay: bool,
+    /// Start the replay only once the agent has published its first
+    /// `R/zenchef/status` (its session then exists at the broker, which
+    /// queues every later event for it while it is away), plus 2 s.
+    #[arg(long)]
+    wait_for_agent: bool,
 }
 
 #[tokio::main]
@@ -94,7 +99,15 @@ async fn main() -> anyhow::Result<()> {
     if args.speed > 0.0 {
         let pos = pos.clone();
         let speed = args.speed;
+        let wait_for_agent = args.wait_for_agent;
         tokio::spawn(async move {
+            if wait_for_agent {
+                while pos.status().is_none() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                println!("pos-sim: the agent is online; replay starts");
+            }
             let mut last: Option<chrono::DateTime<chrono::FixedOffset>> = None;
             for step in &scenario.steps {
                 if let Some(prev) = last {

@@ -65,15 +65,24 @@ async fn main() -> anyhow::Result<()> {
         }
         let calls = fake.calls();
         for c in calls.iter().skip(seen) {
+            // What the call was about, for a reader (or a script) counting
+            // calls per order and booking: the ticket (the POS order) of a
+            // pos_ticket, the status a changeStatus or a walk-in asks for.
+            let about = match (c.body["ticket_id"].as_str(), c.body["status"].as_str()) {
+                (Some(ticket), _) => format!(" [ticket {ticket}]"),
+                (None, Some(status)) => format!(" [status {status}]"),
+                (None, None) => String::new(),
+            };
             println!(
-                "#{} {} {}{}{} -> {}{}",
+                "#{} {} {}{}{} -> {}{}{}",
                 c.n,
                 c.method,
                 c.path,
                 if c.query.is_empty() { "" } else { "?" },
                 c.query,
                 c.status,
-                if c.duplicate { " (duplicate)" } else { "" }
+                if c.duplicate { " (duplicate)" } else { "" },
+                about
             );
             if c.path.ends_with("/pos_ticket") && (200..300).contains(&c.status) {
                 println!("{}", ticket_line(&c.path, &c.body));
