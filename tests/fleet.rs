@@ -40,18 +40,6 @@ use zenchef_sim::harness::{Rig, RigOptions};
 use zenchef_sim::mosquitto::{self, Mosquitto, MosquittoOptions, TlsListener};
 use zenchef_sim::zenchef::Fault;
 
-/// Skips (outside CI) or fails (in CI) when a tool is missing.
-fn require(what: &str, present: bool) -> bool {
-    if present {
-        return true;
-    }
-    if in_ci() {
-        panic!("{what} is missing in CI: .ci/run must install it");
-    }
-    eprintln!("SKIPPED: {what} is not installed on this machine (CI installs it)");
-    false
-}
-
 /// The agent's version, from `zenchef-edge --version` (`zenchef-edge 0.1.0 (…)`).
 fn agent_version() -> String {
     let out = Command::new(AGENT).arg("--version").output().unwrap();
@@ -135,16 +123,18 @@ impl FleetBroker {
         status_topic(&self.prefix, device_id)
     }
 
-    /// The `[fleet]` table of a box with a certificate.
+    /// The `[fleet]` table of a box with a certificate, on the TLS
+    /// listener.
     fn fleet_toml(&self, device_id: &str, ca_file: &Path, cert: &CertFiles) -> String {
-        format!(
-            "\n[fleet]\nbroker = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
-             topic_prefix = \"{}\"\ndevice_id = \"{device_id}\"\n",
-            self.url(),
-            ca_file.display(),
-            cert.cert.display(),
-            cert.key.display(),
-            self.prefix,
+        fleet_table(
+            &self.url(),
+            &[
+                ("ca_file", &ca_file.display().to_string()),
+                ("cert_file", &cert.cert.display().to_string()),
+                ("key_file", &cert.key.display().to_string()),
+                ("topic_prefix", &self.prefix),
+                ("device_id", device_id),
+            ],
         )
     }
 
@@ -172,6 +162,17 @@ impl FleetBroker {
         .await
         .unwrap()
     }
+}
+
+/// A `[fleet]` table (with its leading blank line): `broker`, then `keys`
+/// in the order given, each a TOML string. Numbers (`interval_s`) are
+/// appended by the caller.
+fn fleet_table(broker: &str, keys: &[(&str, &str)]) -> String {
+    let mut table = format!("\n[fleet]\nbroker = \"{broker}\"\n");
+    for (key, value) in keys {
+        table.push_str(&format!("{key} = \"{value}\"\n"));
+    }
+    table
 }
 
 /// Rig options for a box reporting to a fleet (`[fleet]` needs
@@ -382,13 +383,14 @@ async fn a_box_reports_its_state_over_tls_and_no_box_writes_another_ones_topic()
     let device = format!("box-a-{}", zenchef_sim::util::random_hex(8));
     let cert = fb.cert(&device);
     // No topic_prefix: the default is `zenchef-edge`.
-    let fleet = format!(
-        "\n[fleet]\nbroker = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
-         device_id = \"{device}\"\n",
-        fb.url(),
-        fb.ca_file.display(),
-        cert.cert.display(),
-        cert.key.display(),
+    let fleet = fleet_table(
+        &fb.url(),
+        &[
+            ("ca_file", &fb.ca_file.display().to_string()),
+            ("cert_file", &cert.cert.display().to_string()),
+            ("key_file", &cert.key.display().to_string()),
+            ("device_id", &device),
+        ],
     );
     let w = Workload::generate(seed(), 3, 4, 3);
     let rig = start_rig(fleet_opts(&w, fleet), &dir.path().join("rig")).await;
@@ -752,11 +754,14 @@ async fn refused_certificates_and_tokens_show_in_status_while_the_restaurant_wor
 
     // 3. A wrong token on the password listener (mqtt:// on loopback).
     let by_token = |t: &str| {
-        format!(
-            "\n[fleet]\nbroker = \"{}\"\nusername = \"{device}\"\ntoken = \"{t}\"\n\
-             topic_prefix = \"{}\"\ndevice_id = \"{device}\"\n",
-            fb.plain_url(),
-            fb.prefix
+        fleet_table(
+            &fb.plain_url(),
+            &[
+                ("username", &device),
+                ("token", t),
+                ("topic_prefix", &fb.prefix),
+                ("device_id", &device),
+            ],
         )
     };
     let wrong_token = format!("wrong-{token}");
@@ -836,11 +841,14 @@ async fn after_a_broker_restart_the_box_publishes_again_and_its_will_tells_its_d
         &format!("user box-c\ntopic write {prefix}/+/status\n"),
     );
     let watch = fb.support("support-c").await;
-    let fleet = format!(
-        "\n[fleet]\nbroker = \"{}\"\nusername = \"box-c\"\ntoken = \"{token}\"\n\
-         topic_prefix = \"{prefix}\"\ninterval_s = 30\n",
-        fb.plain_url()
-    );
+    let fleet = fleet_table(
+        &fb.plain_url(),
+        &[
+            ("username", "box-c"),
+            ("token", &token),
+            ("topic_prefix", prefix),
+        ],
+    ) + "interval_s = 30\n";
     let w = Workload::generate(seed(), 4, 4, 4);
     let mut rig = start_rig(fleet_opts(&w, fleet), &dir.path().join("rig")).await;
     let device = std::fs::read_to_string(rig.dir.join("device-id"))
@@ -1056,11 +1064,14 @@ async fn no_report_holds_personal_data_free_text_or_a_token() {
     let sc = zenchef_sim::scenario::Scenario::generate(seed(), day);
     let mut opts = RigOptions::new(sc.zenchef_config("zc-token-s3cret"));
     opts.config_head = "config_version = 3\n".into();
-    opts.extra_config = format!(
-        "\n[fleet]\nbroker = \"{}\"\nusername = \"{device}\"\ntoken = \"{token}\"\n\
-         device_id = \"{device}\"\ninterval_s = 30\n",
-        fb.plain_url()
-    );
+    opts.extra_config = fleet_table(
+        &fb.plain_url(),
+        &[
+            ("username", &device),
+            ("token", &token),
+            ("device_id", &device),
+        ],
+    ) + "interval_s = 30\n";
     let mut rig = Rig::start(opts, Path::new(AGENT), &dir.path().join("rig"))
         .await
         .unwrap();

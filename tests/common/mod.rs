@@ -45,6 +45,20 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// Whether a test that needs `what` runs: true when it is `present`;
+/// otherwise false with a `SKIPPED:` line outside CI, a panic in CI (a
+/// missing tool there is a defect of `.ci/run`).
+pub fn require(what: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    if in_ci() {
+        panic!("{what} is missing in CI: .ci/run must install it");
+    }
+    eprintln!("SKIPPED: {what} is not installed on this machine (CI installs it)");
+    false
+}
+
 /// Prints a `FIGURES` line straight to the process's stderr, past the test
 /// harness's output capture, so the measured figures show in the CI log
 /// also when the test passes.
