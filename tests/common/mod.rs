@@ -11,6 +11,7 @@
 
 pub mod lan;
 pub mod money;
+pub mod unit;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
