@@ -50,6 +50,30 @@ fn agent_version() -> String {
         .to_string()
 }
 
+/// What every fleet test with a broker and real boxes starts with: the
+/// heavy lock (real processes, timings measured), its start time, and a
+/// fresh folder (the broker in `fleet/`, the boxes in `rig*/`).
+struct FleetTest {
+    _heavy: tokio::sync::MutexGuard<'static, ()>,
+    t0: Instant,
+    dir: tempfile::TempDir,
+}
+
+impl FleetTest {
+    /// `None` when mosquitto is missing (the test is skipped outside CI;
+    /// in CI it fails).
+    async fn begin() -> Option<FleetTest> {
+        if !require("mosquitto", mosquitto::available()) {
+            return None;
+        }
+        Some(FleetTest {
+            _heavy: heavy().await,
+            t0: Instant::now(),
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+}
+
 /// The group's broker of one test: a test CA, a TLS listener requiring a
 /// client certificate of that CA (its CN is the username), a plain
 /// listener with password users, the fleet ACL (each identity writes
@@ -64,7 +88,14 @@ struct FleetBroker {
 }
 
 impl FleetBroker {
-    fn start(dir: &Path, prefix: &str, users: &[(String, String)], extra_acl: &str) -> FleetBroker {
+    /// Starts the broker in `<test_dir>/fleet`.
+    fn start(
+        test_dir: &Path,
+        prefix: &str,
+        users: &[(String, String)],
+        extra_acl: &str,
+    ) -> FleetBroker {
+        let dir = &test_dir.join("fleet");
         let ca = TestCa::new("fleet test CA").unwrap();
         let ca_file = ca.write_cert(&dir.join("certs/fleet-ca.pem")).unwrap();
         let server = ca
@@ -372,13 +403,10 @@ fn fleet_block(rig: &Rig) -> String {
 /// box to its own topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_box_reports_its_state_over_tls_and_no_box_writes_another_ones_topic() {
-    if !require("mosquitto", mosquitto::available()) {
+    let Some(FleetTest { _heavy, t0, dir }) = FleetTest::begin().await else {
         return;
-    }
-    let _heavy = heavy().await;
-    let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let fb = FleetBroker::start(&dir.path().join("fleet"), "zenchef-edge", &[], "");
+    };
+    let fb = FleetBroker::start(dir.path(), "zenchef-edge", &[], "");
     let watch = fb.support("support-a").await;
     let device = format!("box-a-{}", zenchef_sim::util::random_hex(8));
     let cert = fb.cert(&device);
@@ -699,16 +727,13 @@ async fn expect_fleet_failure(
 /// restaurant side works as without a fleet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_certificates_and_tokens_show_in_status_while_the_restaurant_works() {
-    if !require("mosquitto", mosquitto::available()) {
+    let Some(FleetTest { _heavy, t0, dir }) = FleetTest::begin().await else {
         return;
-    }
-    let _heavy = heavy().await;
-    let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    };
     let device = format!("box-b-{}", zenchef_sim::util::random_hex(8));
     let token = format!("fleet-token-{}", zenchef_sim::util::random_hex(16));
     let fb = FleetBroker::start(
-        &dir.path().join("fleet"),
+        dir.path(),
         "groups/b",
         &[(device.clone(), token.clone())],
         "",
@@ -826,16 +851,13 @@ async fn refused_certificates_and_tokens_show_in_status_while_the_restaurant_wor
 /// beside the store), the login a username and token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_broker_restart_the_box_publishes_again_and_its_will_tells_its_death() {
-    if !require("mosquitto", mosquitto::available()) {
+    let Some(FleetTest { _heavy, t0, dir }) = FleetTest::begin().await else {
         return;
-    }
-    let _heavy = heavy().await;
-    let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    };
     let token = format!("fleet-token-{}", zenchef_sim::util::random_hex(16));
     let prefix = "groups/c-test";
     let mut fb = FleetBroker::start(
-        &dir.path().join("fleet"),
+        dir.path(),
         prefix,
         &[("box-c".into(), token.clone())],
         &format!("user box-c\ntopic write {prefix}/+/status\n"),
@@ -1043,16 +1065,13 @@ fn keys_of(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
 /// any of it, nor a key for it, nor a token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_report_holds_personal_data_free_text_or_a_token() {
-    if !require("mosquitto", mosquitto::available()) {
+    let Some(FleetTest { _heavy, t0, dir }) = FleetTest::begin().await else {
         return;
-    }
-    let _heavy = heavy().await;
-    let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    };
     let device = format!("box-e-{}", zenchef_sim::util::random_hex(8));
     let token = format!("fleet-token-{}", zenchef_sim::util::random_hex(16));
     let fb = FleetBroker::start(
-        &dir.path().join("fleet"),
+        dir.path(),
         "zenchef-edge",
         &[(device.clone(), token.clone())],
         "",
@@ -1389,12 +1408,9 @@ fn fleet_view(args: &[String], env: &[(&str, &str)]) -> (i32, String, String) {
 /// `fleet-view` lists them all, the trouble first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_view_lists_every_box_with_the_trouble_first() {
-    if !require("mosquitto", mosquitto::available()) {
+    let Some(FleetTest { _heavy, t0, dir }) = FleetTest::begin().await else {
         return;
-    }
-    let _heavy = heavy().await;
-    let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    };
     let prefix = "groups/f";
     let sd = seed();
     let mut boxes = varied_fleet(200, sd % 1000, Utc::now());
@@ -1419,7 +1435,7 @@ async fn fleet_view_lists_every_box_with_the_trouble_first() {
         .chain([("support-token-user".into(), "support-token".into())])
         .collect();
     let fb = FleetBroker::start(
-        &dir.path().join("fleet"),
+        dir.path(),
         prefix,
         &users,
         &format!("user support-token-user\ntopic read {prefix}/+/status\n"),
@@ -1772,17 +1788,14 @@ async fn publish_over(rig: &Rig, events: &[Value], bursts: usize, span: Duration
 /// flat; when the broker is back, one report, the latest, not a backlog.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_minutes_without_the_broker_change_nothing_for_the_restaurant_and_leave_no_backlog() {
-    if !require("mosquitto", mosquitto::available()) {
+    let Some(FleetTest { _heavy, t0, dir }) = FleetTest::begin().await else {
         return;
-    }
+    };
     let Some(lib) = faketime_lib() else {
         require("faketime (libfaketime)", false);
         return;
     };
-    let _heavy = heavy().await;
-    let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let mut fb = FleetBroker::start(&dir.path().join("fleet"), "groups/d", &[], "");
+    let mut fb = FleetBroker::start(dir.path(), "groups/d", &[], "");
     // On the plain listener: only the box knocks at the hanging TLS port.
     let watch = fb.support_plain("support-d").await;
     let device = format!("box-d-{}", zenchef_sim::util::random_hex(8));
