@@ -30,8 +30,7 @@ const CHECK_WITHIN: Duration = Duration::from_secs(5);
 /// and Zenchef catches up once back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zenchef_outage_never_delays_checks_settles_or_acks() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     rig.zenchef.set_fault(Fault::Status(503)).await.unwrap();
     let mut eb = EventBuilder::new(100);
     // Two tables opened, their items sent: both checks open within 5 s.
@@ -119,8 +118,7 @@ async fn a_zenchef_outage_never_delays_checks_settles_or_acks() {
 /// left pending; a guest never pays twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bill_closed_in_cash_after_a_phone_payment_refunds_the_phone_payment() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     rig.pos.auto_settle(false);
     let mut eb = EventBuilder::new(200);
     let lines = open_table_with_check(&rig, &mut eb, "O-1", "3", 5000).await;
@@ -308,8 +306,7 @@ async fn a_bill_with_a_discount_line_is_carried_as_the_pos_sent_it() {
 /// reason, until a valid bill from the POS clears it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quarantined_event_holds_payments_until_the_pos_sends_the_bill_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let mut eb = EventBuilder::new(500);
     open_table_with_check(&rig, &mut eb, "O-1", "6", 8000).await;
     // The POS sends a bill this agent cannot read (a quantity in words).
@@ -527,8 +524,7 @@ async fn a_dead_bill_is_repaired_by_a_link_then_a_retry() {
 /// the payments after it are still handled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_payment_is_recorded_refused_and_shown() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let mut eb = EventBuilder::new(900);
     open_table_with_check(&rig, &mut eb, "O-1", "12", 5000).await;
     let bad = pay(&rig).inject_payment(
@@ -570,8 +566,7 @@ async fn an_unreadable_payment_is_recorded_refused_and_shown() {
 /// acknowledged settled when the POS answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_box_neither_refunds_nor_drops_the_old_boxs_payments() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, mut rig) = start_plain().await;
     let mut eb = EventBuilder::new(1000);
     open_table(&rig, &mut eb, "O-1", "13", 3000).await;
     open_table(&rig, &mut eb, "O-2", "14", 2000).await;
@@ -643,8 +638,7 @@ async fn a_replaced_box_neither_refunds_nor_drops_the_old_boxs_payments() {
 /// checks closed meanwhile; Zenchef catches up once the token is fixed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_zenchef_token_never_stops_phone_payments() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     rig.zenchef.set_token("rotated-elsewhere");
     let mut eb = EventBuilder::new(1100);
     open_table_with_check(&rig, &mut eb, "O-1", "16", 4500).await;
@@ -729,8 +723,7 @@ async fn a_pay_outage_never_delays_zenchef() {
 /// went through: the ack is sent once, after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_between_the_pos_answer_and_the_ack_it_is_sent_once_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, mut rig) = start_plain().await;
     let mut eb = EventBuilder::new(1300);
     open_table_with_check(&rig, &mut eb, "O-1", "18", 3000).await;
     let no_ack = pay(&rig).fail_path_containing("/ack", 503, "down for acks");
@@ -755,8 +748,7 @@ async fn killed_between_the_pos_answer_and_the_ack_it_is_sent_once_after_restart
 /// 3333 leaves the check open at 9999 without any retry loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_way_split_settles_exactly_and_a_cent_short_leaves_it_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let mut eb = EventBuilder::new(1400);
     open_table(&rig, &mut eb, "O-EXACT", "19", 10000).await;
     open_table(&rig, &mut eb, "O-SHORT", "20", 10000).await;
@@ -796,8 +788,7 @@ async fn a_three_way_split_settles_exactly_and_a_cent_short_leaves_it_open() {
 /// check closed at Zenchef Pay is refused: the stored truth says paid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_between_the_stored_bill_and_the_closed_check_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let mut eb = EventBuilder::new(1500);
     let lines = open_table_with_check(&rig, &mut eb, "O-1", "10", 2500).await;
     let hold = pay(&rig).fail_path_containing("/checks/O-1", 503, "slow");
@@ -940,8 +931,7 @@ async fn a_booking_cancelled_before_its_seat_call_is_matched_again() {
 /// that fails with a retryable error, before polling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_payments_failing_ack_never_freezes_the_other_orders_payments() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let mut eb = EventBuilder::new(100);
     open_table(&rig, &mut eb, "O-1", "1", 3000).await;
     open_table(&rig, &mut eb, "O-2", "2", 4000).await;
@@ -986,8 +976,7 @@ async fn one_payments_failing_ack_never_freezes_the_other_orders_payments() {
 /// records money the guest got back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_box_never_settles_a_payment_the_old_box_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, mut rig) = start_plain().await;
     let mut eb = EventBuilder::new(200);
     open_table_with_check(&rig, &mut eb, "O-1", "3", 5000).await;
     rig.pos.auto_settle(false);
@@ -1044,8 +1033,7 @@ async fn a_replaced_box_never_settles_a_payment_the_old_box_refused() {
 /// cash stays payable and a new table never becomes payable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_5xx_on_one_orders_check_never_freezes_the_other_orders_checks() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let _boom = pay(&rig).fail_path_containing("/checks/O-A", 503, "internal error");
     let mut eb = EventBuilder::new(300);
     open_table(&rig, &mut eb, "O-A", "1", 1000).await;
@@ -1076,8 +1064,7 @@ async fn a_5xx_on_one_orders_check_never_freezes_the_other_orders_checks() {
 /// forever and every guest who pays is charged then refunded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_bill_below_the_pushed_version_still_closes_the_check() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let mut eb = EventBuilder::new(400);
     let lines = open_table(&rig, &mut eb, "O-1", "4", 3000).await;
     wait_check(&rig, "O-1", "open", |c| c["version"] == json!(401)).await;
@@ -1117,8 +1104,7 @@ async fn a_late_bill_below_the_pushed_version_still_closes_the_check() {
 /// behind the dead one protects nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pay_dead_letter_never_keeps_a_paid_bill_payable() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let mut eb = EventBuilder::new(500);
     open_table(&rig, &mut eb, "O-1", "6", 2000).await;
     wait_check(&rig, "O-1", "open", |c| c["version"] == json!(501)).await;
@@ -1164,8 +1150,7 @@ async fn a_pay_dead_letter_never_keeps_a_paid_bill_payable() {
 /// but nobody is told, and the check shows the double amount paid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pos_recording_one_phone_payment_twice_asks_a_person() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let mut eb = EventBuilder::new(600);
     open_table_with_check(&rig, &mut eb, "O-1", "7", 6000).await;
     let p = pay(&rig).guest_pays("O-1", 2000, 100, "card").unwrap();
@@ -1195,8 +1180,7 @@ async fn the_pos_recording_one_phone_payment_twice_asks_a_person() {
 /// told.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_reported_on_a_voided_order_is_never_settled_in_silence() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     rig.pos.auto_settle(false);
     let mut eb = EventBuilder::new(700);
     open_table_with_check(&rig, &mut eb, "O-1", "8", 3000).await;
@@ -1242,8 +1226,7 @@ async fn a_payment_reported_on_a_voided_order_is_never_settled_in_silence() {
 /// and sends the POS a settle command of 0 cents it cannot apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_amount_payment_is_refused_not_sent_to_the_pos() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let mut eb = EventBuilder::new(800);
     open_table_with_check(&rig, &mut eb, "O-1", "9", 3000).await;
     let p = pay(&rig).inject_payment(
@@ -1269,8 +1252,7 @@ async fn a_zero_amount_payment_is_refused_not_sent_to_the_pos() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_payments_list_waits_for_retry_after() {
     use zenchef_sim::zenchef::RetryAfter;
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let mut eb = EventBuilder::new(1800);
     open_table_with_check(&rig, &mut eb, "O-1", "1", 3000).await;
     pay(&rig)
@@ -1305,8 +1287,7 @@ async fn a_rate_limited_payments_list_waits_for_retry_after() {
 /// a person say it was dealt with (`payments handled` is for payments).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_in_doubt_is_not_left_payable_and_a_person_can_clear_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let mut eb = EventBuilder::new(1900);
     let lines = open_table_with_check(&rig, &mut eb, "O-1", "2", 4000).await;
     let mut bad = eb.bill_paid(
@@ -1359,8 +1340,7 @@ async fn an_order_in_doubt_is_not_left_payable_and_a_person_can_clear_it() {
 /// POS, the other is refused (pending counted in "due").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_guests_paying_the_whole_bill_in_one_poll_only_one_is_settled() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let mut eb = EventBuilder::new(900);
     open_table_with_check(&rig, &mut eb, "O-1", "10", 5000).await;
     let a = pay(&rig).guest_pays("O-1", 5000, 0, "card").unwrap();
@@ -1386,8 +1366,7 @@ async fn two_guests_paying_the_whole_bill_in_one_poll_only_one_is_settled() {
 /// late answer to the old command changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_before_the_reject_ack_it_is_sent_once_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, mut rig) = start_plain().await;
     rig.pos.auto_settle(false);
     let mut eb = EventBuilder::new(1000);
     let lines = open_table_with_check(&rig, &mut eb, "O-1", "11", 5000).await;
@@ -1493,8 +1472,7 @@ async fn a_cash_bill_while_the_agent_is_down_refuses_the_pending_phone_payment()
 /// the void's reason, the check voided, the POS's late try refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voided_order_refuses_its_pending_phone_payment() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     rig.pos.auto_settle(false);
     let mut eb = EventBuilder::new(1200);
     open_table_with_check(&rig, &mut eb, "O-1", "13", 3000).await;
@@ -1524,8 +1502,7 @@ async fn a_voided_order_refuses_its_pending_phone_payment() {
 /// sent; nothing can be paid on it; closed with no payment at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fully_comped_bill_is_carried_and_nothing_can_be_paid_on_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let mut eb = EventBuilder::new(1300);
     rig.pos
         .publish_event(&eb.table_opened("O-1", "14", 2, now()))
@@ -1652,8 +1629,7 @@ async fn a_quarantined_bill_with_a_pending_phone_payment_asks_a_person_then_sett
 /// still refused; Zenchef catches up once fixed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zenchef_401_and_pay_503_then_pay_back_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     rig.zenchef.set_token("rotated-elsewhere");
     pay(&rig).set_fault(Fault::Status(503)).await.unwrap();
     let mut eb = EventBuilder::new(1500);
@@ -1692,8 +1668,7 @@ async fn zenchef_401_and_pay_503_then_pay_back_first() {
 /// with the order's latest truth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pay_dead_letter_holds_only_its_order_and_retry_brings_it_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     let refuse = pay(&rig).fail_path_containing("/checks/O-1", 422, "unknown table 17");
     let mut eb = EventBuilder::new(1600);
     let lines = open_table(&rig, &mut eb, "O-1", "17", 2000).await;
@@ -1771,8 +1746,7 @@ async fn a_pay_dead_letter_holds_only_its_order_and_retry_brings_it_back() {
 /// back, one walk-in, seated then over, with the ticket, in seq order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_arriving_highest_seq_first_with_zenchef_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(options(vec![], ""), dir.path()).await;
+    let (_dir, rig) = start_plain().await;
     rig.zenchef.set_fault(Fault::Status(503)).await.unwrap();
     let mut eb = EventBuilder::new(1700);
     let lines = vec![Line::new("L1", "Menu", 2, 1500)];

@@ -63,6 +63,14 @@ pub async fn start(opts: RigOptions, dir: &Path) -> Rig {
     rig
 }
 
+/// [`start`] with [`options`] of no bookings and no extra key, in a fresh
+/// temp dir (keep it alive as long as the rig).
+pub async fn start_plain() -> (tempfile::TempDir, Rig) {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = start(options(Vec::new(), ""), dir.path()).await;
+    (dir, rig)
+}
+
 /// The rig's Zenchef Pay fake.
 pub fn pay(rig: &Rig) -> &PayFake {
     rig.pay.as_ref().unwrap()
