@@ -40,18 +40,6 @@ use zenchef_sim::harness::{Rig, RigOptions};
 use zenchef_sim::mosquitto::{self, Mosquitto, MosquittoOptions, TlsListener};
 use zenchef_sim::zenchef::Fault;
 
-/// Skips (outside CI) or fails (in CI) when a tool is missing.
-fn require(what: &str, present: bool) -> bool {
-    if present {
-        return true;
-    }
-    if in_ci() {
-        panic!("{what} is missing in CI: .ci/run must install it");
-    }
-    eprintln!("SKIPPED: {what} is not installed on this machine (CI installs it)");
-    false
-}
-
 /// The agent's version, from `zenchef-edge --version` (`zenchef-edge 0.1.0 (…)`).
 fn agent_version() -> String {
     let out = Command::new(AGENT).arg("--version").output().unwrap();
@@ -60,6 +48,30 @@ fn agent_version() -> String {
         .nth(1)
         .unwrap_or_else(|| panic!("version in {text:?}"))
         .to_string()
+}
+
+/// What every fleet test with a broker and real boxes starts with: the
+/// heavy lock (real processes, timings measured), its start time, and a
+/// fresh folder (the broker in `fleet/`, the boxes in `rig*/`).
+struct FleetTest {
+    _heavy: tokio::sync::MutexGuard<'static, ()>,
+    t0: Instant,
+    dir: tempfile::TempDir,
+}
+
+impl FleetTest {
+    /// `None` when mosquitto is missing (the test is skipped outside CI;
+    /// in CI it fails).
+    async fn begin() -> Option<FleetTest> {
+        if !require("mosquitto", mosquitto::available()) {
+            return None;
+        }
+        Some(FleetTest {
+            _heavy: heavy().await,
+            t0: Instant::now(),
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
 }
 
 /// The group's broker of one test: a test CA, a TLS listener requiring a
@@ -76,7 +88,14 @@ struct FleetBroker {
 }
 
 impl FleetBroker {
-    fn start(dir: &Path, prefix: &str, users: &[(String, String)], extra_acl: &str) -> FleetBroker {
+    /// Starts the broker in `<test_dir>/fleet`.
+    fn start(
+        test_dir: &Path,
+        prefix: &str,
+        users: &[(String, String)],
+        extra_acl: &str,
+    ) -> FleetBroker {
+        let dir = &test_dir.join("fleet");
         let ca = TestCa::new("fleet test CA").unwrap();
         let ca_file = ca.write_cert(&dir.join("certs/fleet-ca.pem")).unwrap();
         let server = ca
@@ -135,16 +154,18 @@ impl FleetBroker {
         status_topic(&self.prefix, device_id)
     }
 
-    /// The `[fleet]` table of a box with a certificate.
+    /// The `[fleet]` table of a box with a certificate, on the TLS
+    /// listener.
     fn fleet_toml(&self, device_id: &str, ca_file: &Path, cert: &CertFiles) -> String {
-        format!(
-            "\n[fleet]\nbroker = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
-             topic_prefix = \"{}\"\ndevice_id = \"{device_id}\"\n",
-            self.url(),
-            ca_file.display(),
-            cert.cert.display(),
-            cert.key.display(),
-            self.prefix,
+        fleet_table(
+            &self.url(),
+            &[
+                ("ca_file", &ca_file.display().to_string()),
+                ("cert_file", &cert.cert.display().to_string()),
+                ("key_file", &cert.key.display().to_string()),
+                ("topic_prefix", &self.prefix),
+                ("device_id", device_id),
+            ],
         )
     }
 
@@ -172,6 +193,17 @@ impl FleetBroker {
         .await
         .unwrap()
     }
+}
+
+/// A `[fleet]` table (with its leading blank line): `broker`, then `keys`
+/// in the order given, each a TOML string. Numbers (`interval_s`) are
+/// appended by the caller.
+fn fleet_table(broker: &str, keys: &[(&str, &str)]) -> String {
+    let mut table = format!("\n[fleet]\nbroker = \"{broker}\"\n");
+    for (key, value) in keys {
+        table.push_str(&format!("{key} = \"{value}\"\n"));
+    }
+    table
 }
 
 /// Rig options for a box reporting to a fleet (`[fleet]` needs
@@ -371,24 +403,22 @@ fn fleet_block(rig: &Rig) -> String {
 /// box to its own topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_box_reports_its_state_over_tls_and_no_box_writes_another_ones_topic() {
-    if !require("mosquitto", mosquitto::available()) {
+    let Some(FleetTest { _heavy, t0, dir }) = FleetTest::begin().await else {
         return;
-    }
-    let _heavy = heavy().await;
-    let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let fb = FleetBroker::start(&dir.path().join("fleet"), "zenchef-edge", &[], "");
+    };
+    let fb = FleetBroker::start(dir.path(), "zenchef-edge", &[], "");
     let watch = fb.support("support-a").await;
     let device = format!("box-a-{}", zenchef_sim::util::random_hex(8));
     let cert = fb.cert(&device);
     // No topic_prefix: the default is `zenchef-edge`.
-    let fleet = format!(
-        "\n[fleet]\nbroker = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
-         device_id = \"{device}\"\n",
-        fb.url(),
-        fb.ca_file.display(),
-        cert.cert.display(),
-        cert.key.display(),
+    let fleet = fleet_table(
+        &fb.url(),
+        &[
+            ("ca_file", &fb.ca_file.display().to_string()),
+            ("cert_file", &cert.cert.display().to_string()),
+            ("key_file", &cert.key.display().to_string()),
+            ("device_id", &device),
+        ],
     );
     let w = Workload::generate(seed(), 3, 4, 3);
     let rig = start_rig(fleet_opts(&w, fleet), &dir.path().join("rig")).await;
@@ -697,16 +727,13 @@ async fn expect_fleet_failure(
 /// restaurant side works as without a fleet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_certificates_and_tokens_show_in_status_while_the_restaurant_works() {
-    if !require("mosquitto", mosquitto::available()) {
+    let Some(FleetTest { _heavy, t0, dir }) = FleetTest::begin().await else {
         return;
-    }
-    let _heavy = heavy().await;
-    let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    };
     let device = format!("box-b-{}", zenchef_sim::util::random_hex(8));
     let token = format!("fleet-token-{}", zenchef_sim::util::random_hex(16));
     let fb = FleetBroker::start(
-        &dir.path().join("fleet"),
+        dir.path(),
         "groups/b",
         &[(device.clone(), token.clone())],
         "",
@@ -752,11 +779,14 @@ async fn refused_certificates_and_tokens_show_in_status_while_the_restaurant_wor
 
     // 3. A wrong token on the password listener (mqtt:// on loopback).
     let by_token = |t: &str| {
-        format!(
-            "\n[fleet]\nbroker = \"{}\"\nusername = \"{device}\"\ntoken = \"{t}\"\n\
-             topic_prefix = \"{}\"\ndevice_id = \"{device}\"\n",
-            fb.plain_url(),
-            fb.prefix
+        fleet_table(
+            &fb.plain_url(),
+            &[
+                ("username", &device),
+                ("token", t),
+                ("topic_prefix", &fb.prefix),
+                ("device_id", &device),
+            ],
         )
     };
     let wrong_token = format!("wrong-{token}");
@@ -821,26 +851,26 @@ async fn refused_certificates_and_tokens_show_in_status_while_the_restaurant_wor
 /// beside the store), the login a username and token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_broker_restart_the_box_publishes_again_and_its_will_tells_its_death() {
-    if !require("mosquitto", mosquitto::available()) {
+    let Some(FleetTest { _heavy, t0, dir }) = FleetTest::begin().await else {
         return;
-    }
-    let _heavy = heavy().await;
-    let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    };
     let token = format!("fleet-token-{}", zenchef_sim::util::random_hex(16));
     let prefix = "groups/c-test";
     let mut fb = FleetBroker::start(
-        &dir.path().join("fleet"),
+        dir.path(),
         prefix,
         &[("box-c".into(), token.clone())],
         &format!("user box-c\ntopic write {prefix}/+/status\n"),
     );
     let watch = fb.support("support-c").await;
-    let fleet = format!(
-        "\n[fleet]\nbroker = \"{}\"\nusername = \"box-c\"\ntoken = \"{token}\"\n\
-         topic_prefix = \"{prefix}\"\ninterval_s = 30\n",
-        fb.plain_url()
-    );
+    let fleet = fleet_table(
+        &fb.plain_url(),
+        &[
+            ("username", "box-c"),
+            ("token", &token),
+            ("topic_prefix", prefix),
+        ],
+    ) + "interval_s = 30\n";
     let w = Workload::generate(seed(), 4, 4, 4);
     let mut rig = start_rig(fleet_opts(&w, fleet), &dir.path().join("rig")).await;
     let device = std::fs::read_to_string(rig.dir.join("device-id"))
@@ -1035,16 +1065,13 @@ fn keys_of(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
 /// any of it, nor a key for it, nor a token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_report_holds_personal_data_free_text_or_a_token() {
-    if !require("mosquitto", mosquitto::available()) {
+    let Some(FleetTest { _heavy, t0, dir }) = FleetTest::begin().await else {
         return;
-    }
-    let _heavy = heavy().await;
-    let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    };
     let device = format!("box-e-{}", zenchef_sim::util::random_hex(8));
     let token = format!("fleet-token-{}", zenchef_sim::util::random_hex(16));
     let fb = FleetBroker::start(
-        &dir.path().join("fleet"),
+        dir.path(),
         "zenchef-edge",
         &[(device.clone(), token.clone())],
         "",
@@ -1056,11 +1083,14 @@ async fn no_report_holds_personal_data_free_text_or_a_token() {
     let sc = zenchef_sim::scenario::Scenario::generate(seed(), day);
     let mut opts = RigOptions::new(sc.zenchef_config("zc-token-s3cret"));
     opts.config_head = "config_version = 3\n".into();
-    opts.extra_config = format!(
-        "\n[fleet]\nbroker = \"{}\"\nusername = \"{device}\"\ntoken = \"{token}\"\n\
-         device_id = \"{device}\"\ninterval_s = 30\n",
-        fb.plain_url()
-    );
+    opts.extra_config = fleet_table(
+        &fb.plain_url(),
+        &[
+            ("username", &device),
+            ("token", &token),
+            ("device_id", &device),
+        ],
+    ) + "interval_s = 30\n";
     let mut rig = Rig::start(opts, Path::new(AGENT), &dir.path().join("rig"))
         .await
         .unwrap();
@@ -1378,12 +1408,9 @@ fn fleet_view(args: &[String], env: &[(&str, &str)]) -> (i32, String, String) {
 /// `fleet-view` lists them all, the trouble first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_view_lists_every_box_with_the_trouble_first() {
-    if !require("mosquitto", mosquitto::available()) {
+    let Some(FleetTest { _heavy, t0, dir }) = FleetTest::begin().await else {
         return;
-    }
-    let _heavy = heavy().await;
-    let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    };
     let prefix = "groups/f";
     let sd = seed();
     let mut boxes = varied_fleet(200, sd % 1000, Utc::now());
@@ -1408,7 +1435,7 @@ async fn fleet_view_lists_every_box_with_the_trouble_first() {
         .chain([("support-token-user".into(), "support-token".into())])
         .collect();
     let fb = FleetBroker::start(
-        &dir.path().join("fleet"),
+        dir.path(),
         prefix,
         &users,
         &format!("user support-token-user\ntopic read {prefix}/+/status\n"),
@@ -1761,17 +1788,14 @@ async fn publish_over(rig: &Rig, events: &[Value], bursts: usize, span: Duration
 /// flat; when the broker is back, one report, the latest, not a backlog.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_minutes_without_the_broker_change_nothing_for_the_restaurant_and_leave_no_backlog() {
-    if !require("mosquitto", mosquitto::available()) {
+    let Some(FleetTest { _heavy, t0, dir }) = FleetTest::begin().await else {
         return;
-    }
+    };
     let Some(lib) = faketime_lib() else {
         require("faketime (libfaketime)", false);
         return;
     };
-    let _heavy = heavy().await;
-    let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let mut fb = FleetBroker::start(&dir.path().join("fleet"), "groups/d", &[], "");
+    let mut fb = FleetBroker::start(dir.path(), "groups/d", &[], "");
     // On the plain listener: only the box knocks at the hanging TLS port.
     let watch = fb.support_plain("support-d").await;
     let device = format!("box-d-{}", zenchef_sim::util::random_hex(8));

@@ -31,18 +31,6 @@ use zenchef_sim::harness::{AGENT_USER, POS_PASSWORD, POS_USER, RigOptions};
 use zenchef_sim::mosquitto::{self, Mosquitto};
 use zenchef_sim::zenchef::{Fault, RetryAfter};
 
-/// Skips (outside CI) or fails (in CI) when a tool is missing.
-fn require(what: &str, present: bool) -> bool {
-    if present {
-        return true;
-    }
-    if in_ci() {
-        panic!("{what} is missing in CI: .ci/run must install it");
-    }
-    eprintln!("SKIPPED: {what} is not installed on this machine (CI installs it)");
-    false
-}
-
 async fn wait_stored(rig: &zenchef_sim::harness::Rig, n: usize, timeout: Duration) {
     zenchef_sim::util::wait_for("events stored", timeout, || {
         store_counts(&rig.store_path()).and_then(|(m, _, _)| (m as usize >= n).then_some(()))

@@ -25,16 +25,15 @@ use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::unit::Supervisor;
 use common::*;
 use serde_json::Value;
 use zenchef_sim::harness::{Rig, RigOptions};
 use zenchef_sim::update_server::{Keypair, ReleaseSpec, UpdateServer};
-use zenchef_sim::util::{random_hex, wait_for};
+use zenchef_sim::util::wait_for;
 use zenchef_sim::zenchef::Fault;
 
 const CURRENT: &str = env!("CARGO_PKG_VERSION");
@@ -151,9 +150,6 @@ impl BoxDir {
     fn bin(&self) -> PathBuf {
         self.dir.join("bin/zenchef-edge")
     }
-    fn previous(&self) -> PathBuf {
-        self.dir.join("bin/zenchef-edge.previous")
-    }
     fn config(&self) -> PathBuf {
         self.dir.join("agent.toml")
     }
@@ -241,118 +237,6 @@ http_timeout_s = 2
     )
 }
 
-/// Plays systemd's unit: `ExecStartPre=-…previous update boot-check`, then
-/// `run`, the same fresh `INVOCATION_ID` for both, restarted whatever the
-/// exit code but 78 (`RestartPreventExitStatus=78`).
-struct Supervisor {
-    stop: Arc<AtomicBool>,
-    exits: Arc<Mutex<Vec<i32>>>,
-    pid: Arc<AtomicU32>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Supervisor {
-    fn start(b: &BoxDir) -> Supervisor {
-        let (bin, previous, config, log) = (b.bin(), b.previous(), b.config(), b.log());
-        let stop = Arc::new(AtomicBool::new(false));
-        let exits: Arc<Mutex<Vec<i32>>> = Arc::default();
-        let pid = Arc::new(AtomicU32::new(0));
-        let (s2, e2, p2) = (stop.clone(), exits.clone(), pid.clone());
-        let thread = std::thread::spawn(move || {
-            for _ in 0..20 {
-                if s2.load(Ordering::SeqCst) {
-                    return;
-                }
-                let invocation = random_hex(32);
-                let logf = || {
-                    fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&log)
-                        .unwrap()
-                };
-                if previous.exists() {
-                    let out = Command::new(&previous)
-                        .args(["update", "boot-check", "--config"])
-                        .arg(&config)
-                        .env("INVOCATION_ID", &invocation)
-                        .stdout(logf())
-                        .stderr(logf())
-                        .status();
-                    let _ = writeln!(
-                        logf(),
-                        "[supervisor] boot-check exited {:?}",
-                        out.ok().and_then(|s| s.code())
-                    );
-                }
-                let mut child = Command::new(&bin)
-                    .args(["run", "--config"])
-                    .arg(&config)
-                    .env("INVOCATION_ID", &invocation)
-                    .env("RUST_LOG", "info")
-                    .env_remove("JOURNAL_STREAM")
-                    .stdin(Stdio::null())
-                    .stdout(logf())
-                    .stderr(logf())
-                    .spawn()
-                    .unwrap();
-                p2.store(child.id(), Ordering::SeqCst);
-                let code = loop {
-                    if let Some(st) = child.try_wait().unwrap() {
-                        break st.code().unwrap_or(-1);
-                    }
-                    if s2.load(Ordering::SeqCst) {
-                        let _ = Command::new("kill")
-                            .arg("-TERM")
-                            .arg(child.id().to_string())
-                            .status();
-                        let _ = child.wait();
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                };
-                p2.store(0, Ordering::SeqCst);
-                let _ = writeln!(logf(), "[supervisor] run exited {code}");
-                e2.lock().unwrap().push(code);
-                if code == 78 {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
-        Supervisor {
-            stop,
-            exits,
-            pid,
-            thread: Some(thread),
-        }
-    }
-
-    fn exits(&self) -> Vec<i32> {
-        self.exits.lock().unwrap().clone()
-    }
-
-    /// SIGKILL of the running agent (a hang the watchdog ends, a power
-    /// cut): it gets no chance to roll itself back.
-    fn kill(&self) {
-        let pid = self.pid.load(Ordering::SeqCst);
-        assert_ne!(pid, 0, "no agent running");
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(pid.to_string())
-            .status();
-    }
-}
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn schema(store: &Path) -> Option<(i64, i64, i64)> {
     let c =
         rusqlite::Connection::open_with_flags(store, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -395,7 +279,7 @@ async fn the_previous_binary_runs_on_the_next_releases_store_and_drains_it() {
     let key = Keypair::generate();
     fs::write(b.config(), config_text(&rig, &b, &server, &key, false)).unwrap();
     fs::set_permissions(b.config(), fs::Permissions::from_mode(0o600)).unwrap();
-    let sup = Supervisor::start(&b);
+    let sup = Supervisor::start(&b.dir);
     wait_online(&rig).await;
     rig.pos.publish_floorplan(&w.floorplan()).await.unwrap();
 

@@ -8,23 +8,25 @@
 //! by, without a second build. The broken release is a shell script that
 //! answers `--version` but exits at once when started as the daemon.
 //!
-//! Where systemd matters, [`Supervisor`] plays the unit: before each start
-//! it runs `zenchef-edge.previous update boot-check` (`ExecStartPre=-…`),
-//! gives both the same fresh `INVOCATION_ID`, and restarts the agent
-//! whatever its exit code except 78 (`Restart=always`,
-//! `RestartPreventExitStatus=78`).
+//! Where systemd matters, [`Supervisor`] (tests/common/unit.rs) plays the
+//! unit: before each start it runs `zenchef-edge.previous update
+//! boot-check` (`ExecStartPre=-…`), gives both the same fresh
+//! `INVOCATION_ID`, and restarts the agent whatever its exit code except 78
+//! (`Restart=always`, `RestartPreventExitStatus=78`).
+
+mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::unit::Supervisor;
 use serde_json::Value;
 use zenchef_sim::update_server::{Fault, Keypair, ReleaseSpec, UpdateServer};
-use zenchef_sim::util::{free_port, random_hex, wait_for};
+use zenchef_sim::util::{free_port, wait_for};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_zenchef-edge");
 const CURRENT: &str = env!("CARGO_PKG_VERSION");
@@ -293,96 +295,6 @@ listen = ""
     }
 }
 
-/// Plays systemd for the agent (see the module docs).
-struct Supervisor {
-    stop: Arc<AtomicBool>,
-    exits: Arc<Mutex<Vec<i32>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Supervisor {
-    fn start(b: &TestBox) -> Supervisor {
-        let (bin, previous, config, log) = (b.bin(), b.previous(), b.config(), b.log());
-        let stop = Arc::new(AtomicBool::new(false));
-        let exits: Arc<Mutex<Vec<i32>>> = Arc::default();
-        let (s2, e2) = (stop.clone(), exits.clone());
-        let thread = std::thread::spawn(move || {
-            for _ in 0..20 {
-                if s2.load(Ordering::SeqCst) {
-                    return;
-                }
-                let invocation = random_hex(32);
-                let logf = || {
-                    fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&log)
-                        .unwrap()
-                };
-                // ExecStartPre=-/…/zenchef-edge.previous update boot-check
-                if previous.exists() {
-                    let _ = Command::new(&previous)
-                        .args(["update", "boot-check", "--config"])
-                        .arg(&config)
-                        .env("INVOCATION_ID", &invocation)
-                        .stdout(logf())
-                        .stderr(logf())
-                        .status();
-                }
-                // ExecStart=/usr/bin/zenchef-edge run
-                let mut child = Command::new(&bin)
-                    .args(["run", "--config"])
-                    .arg(&config)
-                    .env("INVOCATION_ID", &invocation)
-                    .env("RUST_LOG", "info")
-                    .env_remove("JOURNAL_STREAM")
-                    .stdin(Stdio::null())
-                    .stdout(logf())
-                    .stderr(logf())
-                    .spawn()
-                    .unwrap();
-                let code = loop {
-                    if let Some(st) = child.try_wait().unwrap() {
-                        break st.code().unwrap_or(-1);
-                    }
-                    if s2.load(Ordering::SeqCst) {
-                        let _ = Command::new("kill")
-                            .arg("-TERM")
-                            .arg(child.id().to_string())
-                            .status();
-                        let _ = child.wait();
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                };
-                e2.lock().unwrap().push(code);
-                if code == 78 {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(200)); // RestartSec=
-            }
-        });
-        Supervisor {
-            stop,
-            exits,
-            thread: Some(thread),
-        }
-    }
-
-    fn exits(&self) -> Vec<i32> {
-        self.exits.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 async fn wait_state(b: &TestBox, what: &str, secs: u64, f: impl Fn(&Value) -> bool) -> Value {
     wait_for(what, Duration::from_secs(secs), || {
         let s = b.state();
@@ -397,7 +309,7 @@ async fn a_valid_update_is_installed_confirmed_and_runs() {
     let b = TestBox::new().await;
     let new = next_version();
     b.publish(&new, agent_with_version(&new));
-    let sup = Supervisor::start(&b);
+    let sup = Supervisor::start(b.dir.path());
 
     let st = wait_state(&b, "the new version confirmed", 60, |s| {
         s["pending_version"].is_null()
@@ -457,7 +369,7 @@ async fn a_new_binary_that_exits_at_once_is_rolled_back_and_never_retried() {
         t = b.target
     );
     b.publish(&new, script.into_bytes());
-    let sup = Supervisor::start(&b);
+    let sup = Supervisor::start(b.dir.path());
 
     let st = wait_state(&b, "the rollback", 60, |s| {
         s["failed_versions"]
@@ -493,7 +405,7 @@ async fn a_new_binary_that_exits_at_once_is_rolled_back_and_never_retried() {
 /// Starts the daemon, waits for `checks` manifest requests, and asserts no
 /// archive was downloaded.
 async fn assert_checks_without_download(b: &TestBox, checks: u64) -> Supervisor {
-    let sup = Supervisor::start(b);
+    let sup = Supervisor::start(b.dir.path());
     wait_for("checks", Duration::from_secs(30), || {
         (b.server.manifest_hits() >= checks).then_some(())
     })

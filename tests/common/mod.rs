@@ -11,6 +11,7 @@
 
 pub mod lan;
 pub mod money;
+pub mod unit;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -43,6 +44,20 @@ pub fn full() -> bool {
 /// Running in CI (`CI=true`): a missing tool is a failure, not a skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Whether a test that needs `what` runs: true when it is `present`;
+/// otherwise false with a `SKIPPED:` line outside CI, a panic in CI (a
+/// missing tool there is a defect of `.ci/run`).
+pub fn require(what: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    if in_ci() {
+        panic!("{what} is missing in CI: .ci/run must install it");
+    }
+    eprintln!("SKIPPED: {what} is not installed on this machine (CI installs it)");
+    false
 }
 
 /// Prints a `FIGURES` line straight to the process's stderr, past the test

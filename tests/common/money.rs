@@ -1,5 +1,5 @@
-//! Helpers of the money suites (tests/money.rs, tests/review_money.rs,
-//! tests/pay.rs): a rig with Zenchef Pay on, and short waits on what the fakes saw. Each
+//! Helpers of the money suites (tests/money.rs, tests/pay.rs): a rig with
+//! Zenchef Pay on, and short waits on what the fakes saw. Each
 //! wait fails with the agent's log tail.
 
 use std::path::Path;
@@ -61,6 +61,14 @@ pub async fn start(opts: RigOptions, dir: &Path) -> Rig {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", rig.log_tail(30)));
     rig
+}
+
+/// [`start`] with [`options`] of no bookings and no extra key, in a fresh
+/// temp dir (keep it alive as long as the rig).
+pub async fn start_plain() -> (tempfile::TempDir, Rig) {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = start(options(Vec::new(), ""), dir.path()).await;
+    (dir, rig)
 }
 
 /// The rig's Zenchef Pay fake.
@@ -137,6 +145,20 @@ pub async fn open_table(
         .publish_event(&eb.items_sent(order, table, &lines, total))
         .await
         .unwrap();
+    lines
+}
+
+/// [`open_table`], then waits until the order's check is open at Zenchef
+/// Pay ([`LONG`] at most): a table a guest can pay from the phone.
+pub async fn open_table_with_check(
+    rig: &Rig,
+    eb: &mut EventBuilder,
+    order: &str,
+    table: &str,
+    total: i64,
+) -> Vec<Line> {
+    let lines = open_table(rig, eb, order, table, total).await;
+    wait_check(rig, order, "open", |c| c["status"] == json!("open")).await;
     lines
 }
 
