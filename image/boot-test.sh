@@ -273,12 +273,13 @@ mkdir "$work/channel"
 echo '{"schema":1,"releases":[]}' >"$work/channel/manifest.json"
 python3 -m http.server --bind 127.0.0.1 --directory "$work/channel" "$chan_port" >"$work/channel.log" 2>&1 &
 sim_pids+=($!)
-# -- c (Zenchef Pay): pay-sim, its forward (box :8782), one guest paying
-# from the phone an order that pos-sim --zenchef-pay leaves open for it.
+# -- c (Zenchef Pay): pay-sim, its forward (box :8782), the guests paying
+# from the phone every order that pos-sim --zenchef-pay leaves open for
+# them (step c checks the first; step f needs none left open).
 [ -x "$sim_bin/pay-sim" ] || fail "no pay-sim in $sim_bin (cargo build -p zenchef-sim)"
 pay_port=$((ssh_port + 5))
 "$sim_bin/pay-sim" --port "$pay_port" --token "$pay_token" --installation-id CP-4F2A91 \
-	--guest-pays-first 1 --tip-cents 300 >"$work/pay-sim.log" 2>&1 &
+	--guest-pays-first 99 --tip-cents 300 >"$work/pay-sim.log" 2>&1 &
 sim_pids+=($!)
 # -- end c (Zenchef Pay)
 sleep 2
@@ -456,6 +457,15 @@ release() {
 		--pub "$work/release.pub" --out "$work/channel" --binary "${target}=$2" 2>&1 | grep -v WARNING || true
 	[ -s "$work/channel/zenchef-edge-$1-${target}.tar.gz" ] || fail "release.sh made no archive for $1"
 }
+# An update waits while orders are open on the POS (the restaurant is
+# serving): the guests of pay-sim pay every bill the POS left open for
+# Zenchef Pay; the service is over once no order is open.
+t0=$SECONDS
+until [ "$(status_json | jfield 's["counts"]["orders_open"]')" = 0 ]; do
+	[ $((SECONDS - t0)) -lt 300 ] || fail "orders still open after 300 s: $(status_json | jfield 's["counts"]')"
+	sleep 5
+done
+echo "no order open on the POS after $((SECONDS - t0)) s: $(grep -c 'cents: settled$' "$work/pay-sim.log" || true) phone payments settled in all"
 cursor="$(on_box sudo journalctl -u zenchef-edge -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p')"
 release "$next_v" "$work/next-agent"
 timed "f. release ${next_v} made ($(stat -c %s "$work/next-agent") bytes), published"
