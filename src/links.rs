@@ -170,15 +170,28 @@ pub(crate) fn applied_sentence(
 pub async fn run(store: Store, health: Health, restaurant_id: String, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A store that cannot be read (a full disk) is said once, not every
+    // poll: intake's ERROR already tells the technician what to do.
+    let mut unreadable = false;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
         let requests = match store.read(open_requests).await {
-            Ok(r) => r,
+            Ok(r) => {
+                if std::mem::take(&mut unreadable) {
+                    info!("the manual link requests can be read again");
+                }
+                r
+            }
             Err(e) => {
-                warn!("cannot read the manual link requests: {e}");
+                if !std::mem::replace(&mut unreadable, true) {
+                    warn!(
+                        "cannot read the manual link requests: {e}; trying again every {} s",
+                        POLL_EVERY.as_secs()
+                    );
+                }
                 continue;
             }
         };
