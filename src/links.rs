@@ -28,7 +28,7 @@
 //! (whoever of the two writes the outcome first logs it; the other's write
 //! changes nothing).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -197,14 +197,25 @@ pub async fn run(store: Store, health: Health, restaurant_id: String, cancel: Ca
         };
         // Orders with an earlier unfinished request: a later one never
         // overtakes it.
-        let mut behind: HashSet<String> = HashSet::new();
+        let mut first_of: HashMap<String, i64> = HashMap::new();
         for r in requests {
             if cancel.is_cancelled() {
                 break;
             }
-            let first = behind.insert(r.order_id.clone());
+            let earlier = *first_of.entry(r.order_id.clone()).or_insert(r.id);
+            let first = earlier == r.id;
             if r.state != LinkState::Pending {
                 // Applied: its walk-in cancel is the lane's.
+                continue;
+            }
+            if !first {
+                // Judged only once the earlier one is finished: its
+                // outcome is a fact this one depends on (a `link` then an
+                // `unlink` of the same order must end unlinked).
+                let why = format!("request #{earlier} of order {} comes first", r.order_id);
+                if let Err(e) = wait(&store, &r, why).await {
+                    warn!(order_id = %r.order_id, "manual link request #{}: store error, retried: {e}", r.id);
+                }
                 continue;
             }
             if let Err(e) = look(&store, &r, first, &health, &restaurant_id).await {

@@ -1579,6 +1579,15 @@ async fn a_link_waits_in_the_zenchef_lane_while_zenchef_refuses() {
         out.contains("request #3 queued: Zenchef refused the token for restaurant 654321 ("),
         "{out}"
     );
+    // An unlink of O-1 asked behind its pending link is judged after it,
+    // never on the facts before it ("not linked: nothing to unlink"): O-1
+    // must end unlinked.
+    let (code, out, err) = cli(&rig, &["unlink", "O-1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("request #4 queued: request #1 of order O-1 comes first"),
+        "{out}"
+    );
 
     // The token is accepted again: the lane's next probe applies the link.
     rig.zenchef.set_token("zc-token-s3cret");
@@ -1607,6 +1616,10 @@ async fn a_link_waits_in_the_zenchef_lane_while_zenchef_refuses() {
         log.contains(
             "manual link request #3 applied: order O-2 is now linked to booking 5002 (Blanc, "
         ),
+        "{log}"
+    );
+    assert!(
+        log.contains("manual link request #4 applied: order O-1 is no longer linked to a booking"),
         "{log}"
     );
     assert!(
